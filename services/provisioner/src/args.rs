@@ -1,0 +1,24 @@
+//! Command-line flags; every one can also be set from the environment.
+
+use std::{net::SocketAddr, time::Duration};
+
+use store_platform_runtime::TelemetryArgs;
+
+#[derive(Clone, Debug, clap::Parser)]
+#[command(
+    name = "provisioner",
+    version,
+    about = "store-platform provisioner: drives each store's Kubernetes resources"
+)]
+pub struct Args {
+    /// Address of the gRPC server (ProvisionerService, health, reflection).
+    #[arg(long, env = "GRPC_ADDR", default_value = "0.0.0.0:50051")]
+    pub grpc_addr: SocketAddr,
+
+    /// How long in-flight calls may finish after SIGTERM.
+    #[arg(long, env = "SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Duration,
+
+    #[command(flatten)]
+    pub telemetry: TelemetryArgs,
+}

@@ -1,0 +1,67 @@
+//! The gRPC services every server carries: `grpc.health.v1` (for Kubernetes gRPC probes) and server reflection
+//! v1 and v1alpha (for grpcurl and `buf curl` with no local `.proto` files).
+
+use std::{net::SocketAddr, time::Duration};
+
+use tonic::{
+    service::Routes,
+    transport::{Server, server::TcpIncoming},
+};
+use tonic_health::server::HealthReporter;
+
+use crate::Shutdown;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("failed to build the reflection service")]
+    BuildReflection(#[from] tonic_reflection::server::Error),
+    #[error("failed to listen on {addr}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the gRPC server failed")]
+    Serve(#[from] tonic::transport::Error),
+}
+
+/// Health and reflection routes, plus the reporter through which the server announces what it serves.
+///
+/// The overall service (`""`) is reported SERVING at once; each server sets its own services' status when they
+/// can actually answer.
+pub async fn standard_routes() -> Result<(Routes, HealthReporter), ServeError> {
+    let (reporter, health) = tonic_health::server::health_reporter();
+    let routes = Routes::new(health)
+        .add_service(store_platform_proto::reflection::v1()?)
+        .add_service(store_platform_proto::reflection::v1alpha()?);
+    Ok((routes, reporter))
+}
+
+/// Binds `addr` now (so the caller learns of a port in use immediately) and returns the incoming stream.
+pub fn bind(addr: SocketAddr) -> Result<TcpIncoming, ServeError> {
+    TcpIncoming::bind(addr)
+        .map(|incoming| incoming.with_nodelay(Some(true)))
+        .map_err(|source| ServeError::Bind { addr, source })
+}
+
+/// Serves `routes` on `incoming` until `shutdown` fires, then drains in-flight calls for up to `grace`.
+pub async fn serve(
+    routes: Routes,
+    incoming: TcpIncoming,
+    shutdown: Shutdown,
+    grace: Duration,
+) -> Result<(), ServeError> {
+    let server = Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .add_routes(routes)
+        .serve_with_incoming_shutdown(incoming, shutdown.wait());
+    tokio::pin!(server);
+    tokio::select! {
+        result = &mut server => result?,
+        () = async {
+            shutdown.wait().await;
+            tokio::time::sleep(grace).await;
+        } => tracing::warn!(grace_secs = grace.as_secs(), "calls still open after the shutdown grace period; closing"),
+    }
+    Ok(())
+}

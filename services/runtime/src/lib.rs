@@ -1,0 +1,10 @@
+//! What every store-platform server shares, so the services differ only in what they serve.
+
+pub mod grpc;
+#[cfg(feature = "kubernetes")]
+pub mod kubernetes;
+pub mod shutdown;
+pub mod telemetry;
+
+pub use shutdown::Shutdown;
+pub use telemetry::TelemetryArgs;

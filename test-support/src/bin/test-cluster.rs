@@ -1,0 +1,70 @@
+//! Runs a local control plane and the simulated kubelet until SIGTERM or Ctrl-C.
+//!
+//! Writes the cluster's files (kubeconfig, certificates, logs) to `--dir` and prints that directory once the
+//! cluster is ready, so `make test` can start one cluster for the whole run (exported as
+//! `STORE_PLATFORM_TEST_CLUSTER`) and `make dev` can point the services at it (`KUBECONFIG=<dir>/kubeconfig`).
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use store_platform_test_support::{Assets, ControlPlane, kubelet};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "test-cluster",
+    about = "A local Kubernetes control plane with a simulated kubelet"
+)]
+struct Args {
+    /// Where to keep certificates, kubeconfigs and logs.
+    #[arg(long, env = "TEST_CLUSTER_DIR")]
+    dir: PathBuf,
+
+    /// Remove the directory on exit.
+    #[arg(long, env = "TEST_CLUSTER_CLEAN", default_value_t = false)]
+    clean: bool,
+
+    /// Written (with the directory) once the cluster is ready; for scripts that wait on it.
+    #[arg(long, env = "TEST_CLUSTER_READY_FILE")]
+    ready_file: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("LOG_FILTER")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let assets = Assets::locate()?;
+    let mut plane = ControlPlane::start(&assets, args.dir.clone()).await?;
+    if !args.clean {
+        plane.keep_dir();
+    }
+    let client = plane.client().await?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let kubelet = tokio::spawn(kubelet::run(
+        client,
+        Box::pin(async move {
+            let _ = stopped.await;
+        }),
+    ));
+    println!("{}", args.dir.display());
+    if let Some(ready_file) = &args.ready_file {
+        std::fs::write(ready_file, args.dir.display().to_string())?;
+    }
+    tracing::info!(dir = %args.dir.display(), server = plane.server(), "control plane ready");
+
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+    let _ = stop.send(());
+    let _ = kubelet.await;
+    plane.stop();
+    tracing::info!("control plane stopped");
+    Ok(())
+}
