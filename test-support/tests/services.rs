@@ -1,0 +1,324 @@
+//! End to end: the three service binaries start against the local control plane, answer health and reflection
+//! (v1 and v1alpha), say Unimplemented for what is not built, and stop cleanly on SIGTERM.
+//!
+//! The binaries come from `$STORE_PLATFORM_BIN_DIR` or the workspace's `target/debug` (`make test` builds them).
+
+use std::{
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use futures::StreamExt as _;
+use store_platform_proto::v1::{
+    CreateStoreRequest, Engine, WatchStoresRequest,
+    provisioner_service_client::ProvisionerServiceClient,
+    status_service_client::StatusServiceClient,
+};
+use store_platform_test_support::TestEnv;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tonic::transport::Channel;
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
+use tonic_reflection::pb::{v1, v1alpha};
+
+fn bin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("STORE_PLATFORM_BIN_DIR") {
+        return dir.into();
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    target.join("debug")
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// A service binary running for the test; killed if the test ends without stopping it.
+struct Service {
+    name: &'static str,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Service {
+    fn start(name: &'static str, env: &[(&str, String)], logs: &Path) -> Self {
+        let binary = bin_dir().join(name);
+        assert!(
+            binary.is_file(),
+            "{} is missing: build the services first (`cargo build --bins`, or `make test`)",
+            binary.display()
+        );
+        let log = logs.join(format!("{name}.log"));
+        let file = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(&binary)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .env("LOG_FORMAT", "json")
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("log file"))
+            .stderr(file)
+            .spawn()
+            .unwrap_or_else(|error| panic!("start {name}: {error}"));
+        Self { name, child, log }
+    }
+
+    /// Sends SIGTERM and returns whether the process exited successfully, within `deadline`.
+    fn terminate(mut self, deadline: Duration) -> bool {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        let until = Instant::now() + deadline;
+        while Instant::now() < until {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Connects once the process listens; start-up is a few hundred milliseconds.
+async fn channel(service: &mut Service, port: u16) -> Channel {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = service.child.try_wait().expect("wait") {
+            panic!("{} exited ({status}):\n{}", service.name, service.logs());
+        }
+        match Channel::from_shared(format!("http://127.0.0.1:{port}"))
+            .expect("uri")
+            .connect()
+            .await
+        {
+            Ok(channel) => return channel,
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            Err(error) => panic!(
+                "{} not listening on {port}: {error}\n{}",
+                service.name,
+                service.logs()
+            ),
+        }
+    }
+}
+
+/// Waits, through the health Watch stream, until `service` is SERVING.
+async fn serving(channel: Channel, service: &str) {
+    let mut health = HealthClient::new(channel);
+    let mut updates = health
+        .watch(HealthCheckRequest {
+            service: service.to_owned(),
+        })
+        .await
+        .expect("health watch")
+        .into_inner();
+    let wait = async {
+        while let Some(update) = updates.next().await {
+            if update.expect("health update").status == ServingStatus::Serving as i32 {
+                return;
+            }
+        }
+        panic!("health stream for {service:?} ended before SERVING");
+    };
+    tokio::time::timeout(Duration::from_secs(30), wait)
+        .await
+        .unwrap_or_else(|_| panic!("{service:?} not SERVING in time"));
+}
+
+async fn services_v1(channel: Channel) -> Vec<String> {
+    use v1::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    };
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses = ServerReflectionClient::new(channel)
+        .server_reflection_info(futures::stream::iter([request]))
+        .await
+        .expect("reflection v1")
+        .into_inner();
+    match responses
+        .next()
+        .await
+        .expect("a response")
+        .expect("ok")
+        .message_response
+    {
+        Some(MessageResponse::ListServicesResponse(list)) => {
+            list.service.into_iter().map(|s| s.name).collect()
+        }
+        other => panic!("unexpected reflection answer {other:?}"),
+    }
+}
+
+async fn services_v1alpha(channel: Channel) -> Vec<String> {
+    use v1alpha::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    };
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses = ServerReflectionClient::new(channel)
+        .server_reflection_info(futures::stream::iter([request]))
+        .await
+        .expect("reflection v1alpha")
+        .into_inner();
+    match responses
+        .next()
+        .await
+        .expect("a response")
+        .expect("ok")
+        .message_response
+    {
+        Some(MessageResponse::ListServicesResponse(list)) => {
+            list.service.into_iter().map(|s| s.name).collect()
+        }
+        other => panic!("unexpected reflection answer {other:?}"),
+    }
+}
+
+async fn http_get(port: u16, path: &str) -> String {
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("read");
+    response
+}
+
+#[tokio::test]
+async fn the_three_services_serve_health_and_reflection_and_stop_on_sigterm() {
+    let env = TestEnv::shared();
+    let scratch = tempfile::tempdir().expect("temp dir");
+    let web_root = scratch.path().join("web");
+    std::fs::create_dir(&web_root).expect("web root");
+    std::fs::write(
+        web_root.join("index.html"),
+        "<!doctype html><title>store-platform</title>",
+    )
+    .expect("index");
+    let kubeconfig = env.kubeconfig_path().display().to_string();
+    let (provisioner_port, status_port, gateway_port) = (free_port(), free_port(), free_port());
+
+    let mut provisioner = Service::start(
+        "provisioner",
+        &[
+            ("KUBECONFIG", kubeconfig.clone()),
+            ("GRPC_ADDR", format!("127.0.0.1:{provisioner_port}")),
+        ],
+        scratch.path(),
+    );
+    let mut status = Service::start(
+        "status",
+        &[
+            ("KUBECONFIG", kubeconfig),
+            ("GRPC_ADDR", format!("127.0.0.1:{status_port}")),
+        ],
+        scratch.path(),
+    );
+    let mut gateway = Service::start(
+        "gateway",
+        &[
+            ("HTTP_ADDR", format!("127.0.0.1:{gateway_port}")),
+            ("WEB_ROOT", web_root.display().to_string()),
+        ],
+        scratch.path(),
+    );
+
+    let provisioner_channel = channel(&mut provisioner, provisioner_port).await;
+    let status_channel = channel(&mut status, status_port).await;
+    let gateway_channel = channel(&mut gateway, gateway_port).await;
+
+    // Health: each server as a whole, and the API services once Kubernetes answered.
+    serving(provisioner_channel.clone(), "").await;
+    serving(
+        provisioner_channel.clone(),
+        "store_platform.v1.ProvisionerService",
+    )
+    .await;
+    serving(status_channel.clone(), "store_platform.v1.StatusService").await;
+    serving(gateway_channel.clone(), "").await;
+
+    // Reflection, both versions, on every server.
+    for channel in [&provisioner_channel, &status_channel, &gateway_channel] {
+        for listed in [
+            services_v1(channel.clone()).await,
+            services_v1alpha(channel.clone()).await,
+        ] {
+            for expected in [
+                "store_platform.v1.ProvisionerService",
+                "store_platform.v1.StatusService",
+                "grpc.health.v1.Health",
+            ] {
+                assert!(
+                    listed.iter().any(|s| s == expected),
+                    "{expected} missing from {listed:?}"
+                );
+            }
+        }
+    }
+
+    // What is not built yet says so.
+    let error = ProvisionerServiceClient::new(provisioner_channel)
+        .create_store(CreateStoreRequest {
+            store_id: "shoes".into(),
+            display_name: "Shoes".into(),
+            engine: Engine::Woocommerce as i32,
+            admin_email: "owner@example.com".into(),
+        })
+        .await
+        .expect_err("not built yet");
+    assert_eq!(error.code(), tonic::Code::Unimplemented);
+    assert!(
+        error.message().contains("CreateStore"),
+        "{}",
+        error.message()
+    );
+    let error = StatusServiceClient::new(status_channel)
+        .watch_stores(WatchStoresRequest::default())
+        .await
+        .expect_err("not built yet");
+    assert_eq!(error.code(), tonic::Code::Unimplemented);
+
+    // The gateway serves the dashboard over HTTP/1.1 on the same port as gRPC.
+    let page = http_get(gateway_port, "/stores/shoes").await;
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    assert!(page.contains("<title>store-platform</title>"), "{page}");
+
+    for service in [provisioner, status, gateway] {
+        let name = service.name;
+        let logs = service.logs();
+        assert!(
+            service.terminate(Duration::from_secs(15)),
+            "{name} did not exit cleanly on SIGTERM:\n{logs}"
+        );
+    }
+}
