@@ -445,9 +445,9 @@ impl ControlPlane {
     }
 }
 
-fn http_get(path: &str) -> http::Request<Vec<u8>> {
+fn http_get(path: &'static str) -> http::Request<Vec<u8>> {
     let mut request = http::Request::new(Vec::new());
-    *request.uri_mut() = http::Uri::from_maybe_shared(path.to_owned()).unwrap_or_default();
+    *request.uri_mut() = http::Uri::from_static(path);
     request
 }
 

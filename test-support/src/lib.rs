@@ -182,10 +182,33 @@ impl TestEnv {
     }
 }
 
+const PER_PROCESS_PREFIX: &str = "store-platform-test-";
+
+/// A test process's control plane lives until the process exits, so nothing removes its directory; the next test
+/// process removes those of processes that no longer run.
+fn remove_leftovers_of_dead_processes() {
+    let roots = [std::env::temp_dir(), PathBuf::from("/dev/shm")];
+    for root in roots {
+        let Ok(entries) = std::fs::read_dir(&root) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(pid) = name.rsplit_once(PER_PROCESS_PREFIX).map(|(_, pid)| pid) else {
+                continue;
+            };
+            if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+}
+
 /// Starts a control plane and a simulated kubelet on a thread of their own that lives as long as the process, so
 /// they outlive any single test's runtime. The processes die with that thread (`PR_SET_PDEATHSIG`), i.e. when the
 /// test binary exits.
 fn start_for_this_process() -> anyhow::Result<TestEnv> {
+    remove_leftovers_of_dead_processes();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::Builder::new()
         .name("test-control-plane".into())

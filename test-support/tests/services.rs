@@ -203,6 +203,32 @@ async fn services_v1alpha(channel: Channel) -> Vec<String> {
     }
 }
 
+/// Runs `buf curl` (from the npm package `@bufbuild/buf`, installed by `scripts/tools.sh`) over plaintext HTTP/2.
+fn buf_curl(args: &[&str]) -> String {
+    let buf = std::env::var_os("STORE_PLATFORM_BUF")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/node_modules/.bin/buf")
+        });
+    assert!(
+        buf.is_file(),
+        "{} is missing: run scripts/tools.sh (make test does)",
+        buf.display()
+    );
+    let output = Command::new(&buf)
+        .args(["curl", "--protocol", "grpc", "--http2-prior-knowledge"])
+        .args(args)
+        .output()
+        .expect("run buf curl");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "buf curl {args:?} failed:\n{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
 async fn http_get(port: u16, path: &str) -> String {
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
@@ -285,6 +311,25 @@ async fn the_three_services_serve_health_and_reflection_and_stop_on_sigterm() {
             }
         }
     }
+
+    // An operator's client with no .proto files: buf curl lists methods and calls health through reflection.
+    let provisioner_url = format!("http://127.0.0.1:{provisioner_port}");
+    let methods = buf_curl(&["--list-methods", &provisioner_url]);
+    for method in [
+        "store_platform.v1.ProvisionerService/CreateStore",
+        "store_platform.v1.StatusService/WatchStores",
+    ] {
+        assert!(
+            methods.contains(method),
+            "{method} missing from buf curl --list-methods:\n{methods}"
+        );
+    }
+    let health = buf_curl(&[
+        "-d",
+        r#"{"service":"store_platform.v1.ProvisionerService"}"#,
+        &format!("{provisioner_url}/grpc.health.v1.Health/Check"),
+    ]);
+    assert!(health.contains("SERVING"), "{health}");
 
     // What is not built yet says so.
     let error = ProvisionerServiceClient::new(provisioner_channel)

@@ -1,0 +1,26 @@
+# The two commands of the README are `make dev` (run it) and `make test` (test it).
+.PHONY: dev test lint fmt kube-assets tools clean
+
+dev:
+	scripts/dev.sh
+
+test:
+	scripts/test.sh
+
+lint: tools
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets --locked -- -D warnings
+	cd proto && ../tools/node_modules/.bin/buf lint
+
+fmt:
+	cargo fmt --all
+
+kube-assets:
+	scripts/kube-assets.sh
+
+tools:
+	scripts/tools.sh
+
+clean:
+	cargo clean
+	rm -rf .dev tools/node_modules

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Runs the platform on this machine: the local control plane with the simulated kubelet, then the provisioner,
+# the status service and the gateway on localhost. Ctrl-C stops everything.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+scripts/tools.sh
+cargo build --workspace --bins --locked
+cluster_dir="$root/.dev/cluster"
+pids=()
+stop() {
+  trap - INT TERM EXIT
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  kill "$(cat "$cluster_dir.pid" 2>/dev/null)" 2>/dev/null || true
+  wait 2>/dev/null || true
+}
+trap stop INT TERM EXIT
+echo "==> starting the local control plane (the first run builds Kubernetes: about 10 minutes)"
+scripts/cluster.sh "$cluster_dir" >/dev/null
+export KUBECONFIG="$cluster_dir/kubeconfig" LOG_FORMAT=${LOG_FORMAT:-pretty}
+
+GRPC_ADDR=127.0.0.1:50051 target/debug/provisioner & pids+=($!)
+GRPC_ADDR=127.0.0.1:50052 target/debug/status & pids+=($!)
+HTTP_ADDR=127.0.0.1:8080 WEB_ROOT="$root/web/dist" target/debug/gateway & pids+=($!)
+
+buf="$root/tools/node_modules/.bin/buf"
+cat <<MSG
+
+store-platform is running:
+  provisioner  127.0.0.1:50051  (gRPC)
+  status       127.0.0.1:50052  (gRPC)
+  gateway      http://127.0.0.1:8080  (dashboard, gRPC-web, gRPC)
+  kubeconfig   $KUBECONFIG
+
+Try:
+  $buf curl --protocol grpc --http2-prior-knowledge --list-methods http://127.0.0.1:50051
+  $buf curl --protocol grpc --http2-prior-knowledge -d '{"service":"store_platform.v1.ProvisionerService"}' \\
+      http://127.0.0.1:50051/grpc.health.v1.Health/Check
+  grpcurl -plaintext 127.0.0.1:50052 list
+  KUBECONFIG=$KUBECONFIG kubectl get namespaces
+
+Ctrl-C stops everything.
+MSG
+wait -n "${pids[@]}"

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The whole test suite: installs what it needs (control-plane binaries, npm tools), builds, starts one local
+# control plane for the run, and runs every test against it.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+echo "==> control-plane binaries" >&2
+KUBEBUILDER_ASSETS=$(scripts/kube-assets.sh)
+export KUBEBUILDER_ASSETS
+echo "==> npm tools" >&2
+scripts/tools.sh
+
+echo "==> build" >&2
+cargo build --workspace --bins --tests --locked
+
+echo "==> local control plane" >&2
+cluster_dir="${TMPDIR:-/tmp}/store-platform-test-cluster-$$"
+trap 'kill "$(cat "$cluster_dir.pid" 2>/dev/null)" 2>/dev/null || true; wait 2>/dev/null || true; rm -f "$cluster_dir".{pid,ready,log}' EXIT
+STORE_PLATFORM_TEST_CLUSTER=$(scripts/cluster.sh "$cluster_dir")
+export STORE_PLATFORM_TEST_CLUSTER
+export STORE_PLATFORM_BUF="$root/tools/node_modules/.bin/buf"
+
+echo "==> tests" >&2
+cargo test --workspace --locked --no-fail-fast "$@"
