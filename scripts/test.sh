@@ -22,4 +22,12 @@ export STORE_PLATFORM_TEST_CLUSTER
 export STORE_PLATFORM_BUF="$root/tools/node_modules/.bin/buf"
 
 echo "==> tests" >&2
-cargo test --workspace --locked --no-fail-fast "$@"
+log="$cluster_dir.test.log"
+set +e
+cargo test --workspace --all-targets --locked --no-fail-fast "$@" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+# One closing line for the whole run (cargo prints one summary per test binary).
+awk '/^test result:/ { passed += $4; failed += $6 } END { printf "total: %d passed, %d failed\n", passed, failed }' "$log"
+rm -f "$log"
+exit "$status"
