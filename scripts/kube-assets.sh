@@ -126,5 +126,7 @@ else
   download_release
 fi
 has_all "$out" || { log "binaries missing in $out"; exit 1; }
+# Binaries of an older recipe are never used again.
+find "$cache_root" -mindepth 1 -maxdepth 1 -type d -name 'kube-v*' ! -path "$(dirname "$out")" -exec rm -rf {} +
 log "control plane binaries ready in $out"
 echo "$out"
