@@ -1,8 +1,10 @@
 //! Command-line flags; every one can also be set from the environment.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{collections::BTreeMap, net::SocketAddr, time::Duration};
 
 use store_platform_runtime::TelemetryArgs;
+
+use crate::settings::{Settings, Tls};
 
 #[derive(Clone, Debug, clap::Parser)]
 #[command(
@@ -19,6 +21,114 @@ pub struct Args {
     #[arg(long, env = "SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
 
+    /// Stores are served at `<id>.<base-domain>`.
+    #[arg(long, env = "BASE_DOMAIN", default_value = "localhost")]
+    pub base_domain: String,
+
+    /// Serve stores over https (TLS at the ingress controller).
+    #[arg(long, env = "STORE_TLS", default_value_t = false)]
+    pub tls: bool,
+
+    /// cert-manager ClusterIssuer for store certificates (with --tls).
+    #[arg(long, env = "TLS_CLUSTER_ISSUER")]
+    pub tls_cluster_issuer: Option<String>,
+
+    /// Existing TLS Secret name for every store Ingress, e.g. a wildcard certificate (with --tls).
+    #[arg(long, env = "TLS_SECRET")]
+    pub tls_secret: Option<String>,
+
+    /// IngressClass of store Ingresses; empty for the cluster default.
+    #[arg(long, env = "INGRESS_CLASS", default_value = "nginx")]
+    pub ingress_class: String,
+
+    /// Label (key=value) of the ingress controller's namespace, allowed to reach WordPress.
+    #[arg(
+        long,
+        env = "INGRESS_NAMESPACE_LABEL",
+        default_value = "kubernetes.io/metadata.name=ingress-nginx"
+    )]
+    pub ingress_namespace_label: String,
+
+    /// The Woo-ready WordPress image (WooCommerce and WP-CLI baked in; Apache on 8080 as uid 33).
+    #[arg(
+        long,
+        env = "WORDPRESS_IMAGE",
+        default_value = "store-platform/wordpress:6.8-wc9.9"
+    )]
+    pub wordpress_image: String,
+
+    #[arg(long, env = "MARIADB_IMAGE", default_value = "mariadb:11.4")]
+    pub mariadb_image: String,
+
+    #[arg(long, env = "IMAGE_PULL_POLICY", default_value = "IfNotPresent")]
+    pub image_pull_policy: String,
+
+    /// StorageClass of store volumes; empty for the cluster default.
+    #[arg(long, env = "STORAGE_CLASS", default_value = "")]
+    pub storage_class: String,
+
+    #[arg(long, env = "MARIADB_STORAGE", default_value = "2Gi")]
+    pub mariadb_storage: String,
+
+    #[arg(long, env = "WORDPRESS_STORAGE", default_value = "2Gi")]
+    pub wordpress_storage: String,
+
+    /// How long a step may take before the store fails.
+    #[arg(long, env = "STEP_DEADLINE", default_value = "300s", value_parser = humantime::parse_duration)]
+    pub step_deadline: Duration,
+
+    /// How long the bootstrap Job (WordPress and WooCommerce install) may take.
+    #[arg(long, env = "BOOTSTRAP_DEADLINE", default_value = "600s", value_parser = humantime::parse_duration)]
+    pub bootstrap_deadline: Duration,
+
+    /// The most stores one tenant may have.
+    #[arg(long, env = "MAX_STORES_PER_TENANT", default_value_t = 20)]
+    pub max_stores_per_tenant: usize,
+
+    /// Namespace of the Lease that elects the one replica that reconciles.
+    #[arg(long, env = "LEASE_NAMESPACE", default_value = "store-platform")]
+    pub lease_namespace: String,
+
+    #[arg(long, env = "LEASE_NAME", default_value = "store-platform-provisioner")]
+    pub lease_name: String,
+
+    /// This replica's name in the Lease (the pod name in Kubernetes).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+
     #[command(flatten)]
     pub telemetry: TelemetryArgs,
+}
+
+impl Args {
+    pub fn settings(&self) -> Result<Settings, String> {
+        let (key, value) = self
+            .ingress_namespace_label
+            .split_once('=')
+            .ok_or_else(|| {
+                format!(
+                    "--ingress-namespace-label {:?} is not key=value",
+                    self.ingress_namespace_label
+                )
+            })?;
+        let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+        Ok(Settings {
+            base_domain: self.base_domain.clone(),
+            scheme: if self.tls { "https" } else { "http" },
+            ingress_class: non_empty(&self.ingress_class),
+            tls: self.tls.then(|| Tls {
+                cluster_issuer: self.tls_cluster_issuer.clone(),
+                secret_name: self.tls_secret.clone(),
+            }),
+            ingress_namespace_labels: BTreeMap::from([(key.to_owned(), value.to_owned())]),
+            wordpress_image: self.wordpress_image.clone(),
+            mariadb_image: self.mariadb_image.clone(),
+            image_pull_policy: self.image_pull_policy.clone(),
+            storage_class: non_empty(&self.storage_class),
+            mariadb_storage: self.mariadb_storage.clone(),
+            wordpress_storage: self.wordpress_storage.clone(),
+            step_deadline: self.step_deadline,
+            bootstrap_deadline: self.bootstrap_deadline,
+        })
+    }
 }

@@ -1,82 +1,415 @@
-//! The ProvisionerService gRPC API.
-//!
-//! The store lifecycle (create, reconcile, delete, retry, credentials) is not built yet; every call says so with
-//! `Unimplemented` rather than pretending to succeed.
+//! The ProvisionerService gRPC API. Every call acts for the tenant named in the request metadata; another
+//! tenant's store does not exist as far as the caller can tell.
 
-use store_platform_proto::v1::{
-    CreateStoreRequest, CreateStoreResponse, DeleteStoreRequest, DeleteStoreResponse,
-    GetStoreCredentialsRequest, GetStoreCredentialsResponse, GetStoreRequest, GetStoreResponse,
-    ListStoresRequest, ListStoresResponse, RetryStoreRequest, RetryStoreResponse,
-    provisioner_service_server::ProvisionerService,
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::{
+    Api, Client, ResourceExt as _,
+    api::{DeleteParams, PostParams, PropagationPolicy},
+    runtime::reflector::Store,
+};
+use store_platform_proto::{
+    TENANT_METADATA_KEY,
+    v1::{
+        CreateStoreRequest, CreateStoreResponse, DeleteStoreRequest, DeleteStoreResponse,
+        GetStoreCredentialsRequest, GetStoreCredentialsResponse, GetStoreRequest, GetStoreResponse,
+        ListStoresRequest, ListStoresResponse, RetryStoreRequest, RetryStoreResponse,
+        provisioner_service_server::ProvisionerService,
+    },
+};
+use store_platform_runtime::record::{
+    self, Phase, StepState, StepStatus, StoreRecord, StoreStatus,
 };
 use tonic::{Request, Response, Status};
+
+use crate::{
+    engine::Engine,
+    error::Error,
+    kube_ops::{FIELD_MANAGER, Kube},
+    reconcile::{record_namespace, write_record},
+    validation::{self, NewStore},
+    woocommerce::{meta::SECRET_NAME, secret},
+};
+
+const DEFAULT_PAGE_SIZE: usize = 100;
+const MAX_PAGE_SIZE: usize = 1000;
 
 /// The ProvisionerService implementation.
 #[derive(Clone)]
 pub struct Provisioner {
-    // Held for the store lifecycle; used by every RPC once it exists.
-    _client: kube::Client,
+    client: Client,
+    /// Every store namespace, kept current by a watch.
+    stores: Store<Namespace>,
+    engine: Arc<dyn Engine>,
+    max_stores_per_tenant: usize,
 }
 
 impl std::fmt::Debug for Provisioner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Provisioner").finish_non_exhaustive()
+        f.debug_struct("Provisioner")
+            .field("max_stores_per_tenant", &self.max_stores_per_tenant)
+            .finish_non_exhaustive()
     }
+}
+
+fn tenant<T>(request: &Request<T>) -> Result<String, Error> {
+    let value = request
+        .metadata()
+        .get(TENANT_METADATA_KEY)
+        .ok_or(Error::MissingTenant)?;
+    validation::tenant(value.to_str().map_err(|_| Error::InvalidTenant)?)
 }
 
 impl Provisioner {
-    pub fn new(client: kube::Client) -> Self {
-        Self { _client: client }
+    pub fn new(
+        client: Client,
+        stores: Store<Namespace>,
+        engine: Arc<dyn Engine>,
+        max_stores_per_tenant: usize,
+    ) -> Self {
+        Self {
+            client,
+            stores,
+            engine,
+            max_stores_per_tenant,
+        }
+    }
+
+    fn namespaces(&self) -> Api<Namespace> {
+        Api::all(self.client.clone())
+    }
+
+    /// The tenant's store `id` as Kubernetes holds it now, with its namespace.
+    async fn find(&self, tenant: &str, id: &str) -> Result<(StoreRecord, Namespace), Error> {
+        let namespace = self
+            .namespaces()
+            .get_opt(&record::namespace_name(id))
+            .await
+            .map_err(Error::kubernetes("read the store"))?
+            .ok_or_else(|| Error::NotFound { id: id.to_owned() })?;
+        match StoreRecord::from_namespace(&namespace) {
+            Ok(store) if store.tenant == tenant => Ok((store, namespace)),
+            _ => Err(Error::NotFound { id: id.to_owned() }),
+        }
+    }
+
+    fn count_for(&self, tenant: &str) -> usize {
+        self.stores
+            .state()
+            .iter()
+            .filter_map(|ns| StoreRecord::from_namespace(ns).ok())
+            .filter(|store| store.tenant == tenant && !store.terminating)
+            .count()
+    }
+
+    async fn create(&self, tenant: String, new: NewStore) -> Result<StoreRecord, Error> {
+        // Two attempts: if a concurrent create wins the race for the name, the second look compares specs.
+        for _ in 0..2 {
+            if let Some(existing) = self.find_any(&new.id).await? {
+                return same_store_or_conflict(existing, &tenant, &new);
+            }
+            if self.count_for(&tenant) >= self.max_stores_per_tenant {
+                return Err(Error::TenantStoreLimit {
+                    tenant,
+                    max: self.max_stores_per_tenant,
+                });
+            }
+            let store = StoreRecord {
+                id: new.id.clone(),
+                tenant: tenant.clone(),
+                spec: new.spec.clone(),
+                status: StoreStatus::pending(self.engine.steps(), Timestamp::now()),
+                create_time: None,
+                terminating: false,
+            };
+            let params = PostParams {
+                field_manager: Some(FIELD_MANAGER.to_owned()),
+                ..PostParams::default()
+            };
+            match self
+                .namespaces()
+                .create(&params, &record_namespace(&store)?)
+                .await
+            {
+                Ok(namespace) => {
+                    tracing::info!(store = %store.id, %tenant, "store created");
+                    return Ok(StoreRecord::from_namespace(&namespace)?);
+                }
+                Err(kube::Error::Api(status)) if status.code == 409 => continue,
+                Err(source) => {
+                    return Err(Error::Kubernetes {
+                        action: "create the store namespace",
+                        source,
+                    });
+                }
+            }
+        }
+        Err(Error::AlreadyExists {
+            id: new.id,
+            reason: "(created concurrently); try again",
+        })
+    }
+
+    /// The store `id`, whoever owns it.
+    async fn find_any(&self, id: &str) -> Result<Option<StoreRecord>, Error> {
+        let namespace = self
+            .namespaces()
+            .get_opt(&record::namespace_name(id))
+            .await
+            .map_err(Error::kubernetes("read the store"))?;
+        match namespace {
+            None => Ok(None),
+            Some(namespace) => match StoreRecord::from_namespace(&namespace) {
+                Ok(store) => Ok(Some(store)),
+                // A namespace of that name exists but is not a store (made by hand): the id is taken.
+                Err(_) => Err(Error::AlreadyExists {
+                    id: id.to_owned(),
+                    reason: "as a namespace the platform does not manage",
+                }),
+            },
+        }
     }
 }
 
-fn not_built_yet(method: &str) -> Status {
-    Status::unimplemented(format!(
-        "{method} is not available yet: this provisioner build has no store lifecycle"
-    ))
+fn same_store_or_conflict(
+    existing: StoreRecord,
+    tenant: &str,
+    new: &NewStore,
+) -> Result<StoreRecord, Error> {
+    if existing.tenant != tenant {
+        return Err(Error::AlreadyExists {
+            id: new.id.clone(),
+            reason: "(the id is taken)",
+        });
+    }
+    if existing.terminating || existing.status.phase == Phase::Deleting {
+        return Err(Error::AlreadyExists {
+            id: new.id.clone(),
+            reason: "and is being deleted; create it again once it is gone",
+        });
+    }
+    if existing.spec != new.spec {
+        return Err(Error::AlreadyExists {
+            id: new.id.clone(),
+            reason: "with a different spec",
+        });
+    }
+    Ok(existing)
+}
+
+/// One page of `stores` (sorted by id) after `page_token`.
+fn page(
+    mut stores: Vec<StoreRecord>,
+    page_size: i32,
+    page_token: &str,
+) -> Result<(Vec<StoreRecord>, String), Error> {
+    let size = match usize::try_from(page_size) {
+        Ok(0) => DEFAULT_PAGE_SIZE,
+        Ok(size) if size <= MAX_PAGE_SIZE => size,
+        _ => {
+            return Err(Error::InvalidField {
+                field: "page_size",
+                reason: format!("must be between 0 and {MAX_PAGE_SIZE}"),
+            });
+        }
+    };
+    if !page_token.is_empty() {
+        validation::store_id("page_token", page_token).map_err(|_| Error::InvalidField {
+            field: "page_token",
+            reason: "is not a token this server handed out".to_owned(),
+        })?;
+    }
+    stores.sort_by(|a, b| a.id.cmp(&b.id));
+    let rest: Vec<StoreRecord> = stores
+        .into_iter()
+        .filter(|s| s.id.as_str() > page_token)
+        .collect();
+    let next = if rest.len() > size {
+        rest[size - 1].id.clone()
+    } else {
+        String::new()
+    };
+    Ok((rest.into_iter().take(size).collect(), next))
 }
 
 #[tonic::async_trait]
 impl ProvisionerService for Provisioner {
+    #[tracing::instrument(skip_all, fields(store = %request.get_ref().store_id))]
     async fn create_store(
         &self,
-        _: Request<CreateStoreRequest>,
+        request: Request<CreateStoreRequest>,
     ) -> Result<Response<CreateStoreResponse>, Status> {
-        Err(not_built_yet("CreateStore"))
+        let tenant = tenant(&request)?;
+        let new = NewStore::try_from(request.into_inner())?;
+        let store = self.create(tenant, new).await?;
+        Ok(Response::new(CreateStoreResponse {
+            store: Some(store.to_proto()),
+        }))
     }
 
+    #[tracing::instrument(skip_all, fields(store = %request.get_ref().store_id))]
     async fn get_store(
         &self,
-        _: Request<GetStoreRequest>,
+        request: Request<GetStoreRequest>,
     ) -> Result<Response<GetStoreResponse>, Status> {
-        Err(not_built_yet("GetStore"))
+        let tenant = tenant(&request)?;
+        let id = validation::store_id("store_id", &request.get_ref().store_id)?;
+        let (store, _) = self.find(&tenant, &id).await?;
+        Ok(Response::new(GetStoreResponse {
+            store: Some(store.to_proto()),
+        }))
     }
 
+    #[tracing::instrument(skip_all)]
     async fn list_stores(
         &self,
-        _: Request<ListStoresRequest>,
+        request: Request<ListStoresRequest>,
     ) -> Result<Response<ListStoresResponse>, Status> {
-        Err(not_built_yet("ListStores"))
+        let tenant = tenant(&request)?;
+        let request = request.into_inner();
+        let phase = match store_platform_proto::v1::Phase::try_from(request.phase) {
+            Ok(phase) => Phase::from_proto(phase),
+            Err(_) => {
+                return Err(Error::InvalidField {
+                    field: "phase",
+                    reason: format!("unknown phase {}", request.phase),
+                }
+                .into());
+            }
+        };
+        let stores: Vec<StoreRecord> = self
+            .stores
+            .state()
+            .iter()
+            .filter_map(|ns| StoreRecord::from_namespace(ns).ok())
+            .filter(|store| store.tenant == tenant && phase.is_none_or(|p| store.phase() == p))
+            .collect();
+        let (stores, next_page_token) = page(stores, request.page_size, &request.page_token)?;
+        Ok(Response::new(ListStoresResponse {
+            stores: stores.iter().map(StoreRecord::to_proto).collect(),
+            next_page_token,
+        }))
     }
 
+    #[tracing::instrument(skip_all, fields(store = %request.get_ref().store_id))]
     async fn delete_store(
         &self,
-        _: Request<DeleteStoreRequest>,
+        request: Request<DeleteStoreRequest>,
     ) -> Result<Response<DeleteStoreResponse>, Status> {
-        Err(not_built_yet("DeleteStore"))
+        let tenant = tenant(&request)?;
+        let id = validation::store_id("store_id", &request.get_ref().store_id)?;
+        let (mut store, namespace) = self.find(&tenant, &id).await?;
+        if !store.terminating {
+            store.status.phase = Phase::Deleting;
+            store.status.update_time = Some(Timestamp::now());
+            write_record(&self.client, &store, None).await?;
+            let params = DeleteParams {
+                propagation_policy: Some(PropagationPolicy::Background),
+                ..DeleteParams::default()
+            };
+            match self
+                .namespaces()
+                .delete(&namespace.name_any(), &params)
+                .await
+            {
+                Ok(_) => {}
+                Err(kube::Error::Api(status)) if status.code == 404 => {}
+                Err(source) => {
+                    return Err(Error::Kubernetes {
+                        action: "delete the store namespace",
+                        source,
+                    }
+                    .into());
+                }
+            }
+            tracing::info!(store = %id, %tenant, "store deleting");
+        }
+        store.terminating = true;
+        Ok(Response::new(DeleteStoreResponse {
+            store: Some(store.to_proto()),
+        }))
     }
 
+    #[tracing::instrument(skip_all, fields(store = %request.get_ref().store_id))]
     async fn retry_store(
         &self,
-        _: Request<RetryStoreRequest>,
+        request: Request<RetryStoreRequest>,
     ) -> Result<Response<RetryStoreResponse>, Status> {
-        Err(not_built_yet("RetryStore"))
+        let tenant = tenant(&request)?;
+        let id = validation::store_id("store_id", &request.get_ref().store_id)?;
+        let (mut store, namespace) = self.find(&tenant, &id).await?;
+        if store.phase() != Phase::Failed {
+            return Err(Error::NotRetryable {
+                id,
+                phase: store.phase().as_str(),
+            }
+            .into());
+        }
+        let kube = Kube::new(self.client.clone(), namespace.name_any());
+        let failed: Vec<String> = store
+            .status
+            .steps
+            .iter()
+            .filter(|s| s.state == StepState::Failed)
+            .map(|s| s.name.clone())
+            .collect();
+        for step in &failed {
+            self.engine.reset(step, &store, &kube).await?;
+        }
+        for step in store
+            .status
+            .steps
+            .iter_mut()
+            .filter(|s| s.state == StepState::Failed)
+        {
+            *step = StepStatus::pending(&step.name);
+        }
+        store.status.phase = Phase::Provisioning;
+        store.status.failure_reason.clear();
+        store.status.update_time = Some(Timestamp::now());
+        // Guarded by the resource version, so a retry never overwrites a change it did not see.
+        write_record(&self.client, &store, namespace.resource_version()).await?;
+        tracing::info!(store = %id, %tenant, "store retried");
+        Ok(Response::new(RetryStoreResponse {
+            store: Some(store.to_proto()),
+        }))
     }
 
+    #[tracing::instrument(skip_all, fields(store = %request.get_ref().store_id))]
     async fn get_store_credentials(
         &self,
-        _: Request<GetStoreCredentialsRequest>,
+        request: Request<GetStoreCredentialsRequest>,
     ) -> Result<Response<GetStoreCredentialsResponse>, Status> {
-        Err(not_built_yet("GetStoreCredentials"))
+        let tenant = tenant(&request)?;
+        let id = validation::store_id("store_id", &request.get_ref().store_id)?;
+        let (store, namespace) = self.find(&tenant, &id).await?;
+        if store.terminating {
+            return Err(Error::Deleting { id }.into());
+        }
+        let kube = Kube::new(self.client.clone(), namespace.name_any());
+        let secret = kube
+            .get::<Secret>(SECRET_NAME)
+            .await?
+            .ok_or_else(|| Error::CredentialsNotReady { id: id.clone() })?;
+        let field = |key: &str| {
+            secret
+                .data
+                .as_ref()
+                .and_then(|data| data.get(key))
+                .map(|bytes| String::from_utf8_lossy(&bytes.0).into_owned())
+                .ok_or_else(|| Error::CredentialsNotReady { id: id.clone() })
+        };
+        let (username, password) = (
+            field(secret::WORDPRESS_ADMIN_USER)?,
+            field(secret::WORDPRESS_ADMIN_PASSWORD)?,
+        );
+        tracing::info!(store = %id, %tenant, "administrator credentials revealed to the store's tenant");
+        Ok(Response::new(GetStoreCredentialsResponse {
+            admin_url: self.engine.urls(&id).1,
+            username,
+            password,
+        }))
     }
 }

@@ -1,39 +1,130 @@
-//! The provisioner: the write side of the platform. It owns the ProvisionerService gRPC API.
+//! The provisioner: the write side of the platform. It serves the ProvisionerService API on every replica and, on
+//! the replica holding the Lease, runs the reconcile loop that drives each store to READY.
 
 mod args;
-mod grpc;
+pub mod engine;
+pub mod error;
+pub mod grpc;
+pub mod kube_ops;
+pub mod leader;
+pub mod reconcile;
+pub mod settings;
+pub mod validation;
+pub mod woocommerce;
+
+use std::sync::Arc;
 
 use anyhow::Context as _;
 pub use args::Args;
+use futures::StreamExt as _;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::{
+    Api,
+    runtime::{WatchStreamExt as _, reflector, watcher},
+};
+use rand::{Rng as _, distr::Alphanumeric};
 use store_platform_proto::v1::provisioner_service_server::ProvisionerServiceServer;
-use store_platform_runtime::{Shutdown, grpc as server, kubernetes, telemetry};
+use store_platform_runtime::{Shutdown, grpc as server, kubernetes, record, telemetry};
 use tonic_health::ServingStatus;
+
+/// Requests larger than this are refused before decoding; a CreateStore request is a few hundred bytes.
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
 
 /// Runs the provisioner until SIGTERM or Ctrl-C.
 pub async fn run(args: Args) -> anyhow::Result<()> {
     telemetry::init(&args.telemetry)?;
     let shutdown = Shutdown::on_signals().context("failed to install signal handlers")?;
     let client = kubernetes::client().await?;
+    let running = start(args, client, shutdown).await?;
+    running.task.await??;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// A provisioner serving on `addr` until its shutdown fires; `task` ends when it has stopped.
+#[derive(Debug)]
+pub struct Running {
+    pub addr: std::net::SocketAddr,
+    pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+/// Starts the API, the store watch and (when elected) the reconcile loop with `client`.
+pub async fn start(
+    args: Args,
+    client: kube::Client,
+    shutdown: Shutdown,
+) -> anyhow::Result<Running> {
+    let settings = Arc::new(args.settings().map_err(anyhow::Error::msg)?);
+    let engine: Arc<dyn engine::Engine> = Arc::new(woocommerce::WooCommerce::new(settings));
+
+    // Every store namespace, for ListStores and the per-tenant limit.
+    let (stores, writer) = reflector::store();
+    let watch = watcher(
+        Api::<Namespace>::all(client.clone()),
+        watcher::Config::default().labels(&record::managed_selector()),
+    )
+    .default_backoff()
+    .reflect(writer)
+    .for_each(|_| futures::future::ready(()));
+    let stop_watch = shutdown.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            () = watch => {}
+            () = stop_watch.wait() => {}
+        }
+    });
 
     let (routes, health) = server::standard_routes().await?;
-    let routes = routes.add_service(ProvisionerServiceServer::new(grpc::Provisioner::new(
+    let api = grpc::Provisioner::new(
         client.clone(),
-    )));
+        stores.clone(),
+        engine.clone(),
+        args.max_stores_per_tenant,
+    );
+    let routes = routes.add_service(
+        ProvisionerServiceServer::new(api).max_decoding_message_size(MAX_REQUEST_BYTES),
+    );
     let incoming = server::bind(args.grpc_addr)?;
-    tracing::info!(addr = %args.grpc_addr, "serving gRPC");
+    let addr = incoming.local_addr().context("listening address")?;
+    tracing::info!(%addr, "serving gRPC");
 
     let service = store_platform_proto::SERVICE_NAMES[0];
     health
         .set_service_status(service, ServingStatus::NotServing)
         .await;
-    tokio::spawn(kubernetes::report_when_reachable(
-        client,
-        health,
-        service,
-        shutdown.clone(),
-    ));
+    let (ready_client, ready_shutdown) = (client.clone(), shutdown.clone());
+    tokio::spawn(async move {
+        if stores.wait_until_ready().await.is_ok() {
+            kubernetes::report_when_reachable(ready_client, health, service, ready_shutdown).await;
+        }
+    });
 
-    server::serve(routes, incoming, shutdown, args.shutdown_grace).await?;
-    tracing::info!("stopped");
-    Ok(())
+    let identity = args.identity.clone().unwrap_or_else(|| {
+        let suffix: String = rand::rng()
+            .sample_iter(&Alphanumeric)
+            .take(6)
+            .map(char::from)
+            .collect();
+        format!(
+            "provisioner-{}-{}",
+            std::process::id(),
+            suffix.to_lowercase()
+        )
+    });
+    let ctx = Arc::new(reconcile::Context::new(
+        client.clone(),
+        engine,
+        Some(identity.clone()),
+    ));
+    let election = leader::Election::new(client, &args.lease_namespace, &args.lease_name, identity);
+    let leading = tokio::spawn(election.lead(shutdown.clone(), move |term| {
+        reconcile::run(ctx.clone(), term)
+    }));
+
+    let task = tokio::spawn(async move {
+        server::serve(routes, incoming, shutdown, args.shutdown_grace).await?;
+        let _ = leading.await;
+        anyhow::Ok(())
+    });
+    Ok(Running { addr, task })
 }

@@ -3,6 +3,8 @@
 pub mod grpc;
 #[cfg(feature = "kubernetes")]
 pub mod kubernetes;
+#[cfg(feature = "kubernetes")]
+pub mod record;
 pub mod shutdown;
 pub mod telemetry;
 

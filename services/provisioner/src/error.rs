@@ -1,0 +1,139 @@
+//! The provisioner's errors, and their one mapping to gRPC status codes.
+
+use store_platform_proto::TENANT_METADATA_KEY;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{field}: {reason}")]
+    InvalidField { field: &'static str, reason: String },
+
+    #[error("no tenant: the request metadata must carry {TENANT_METADATA_KEY}")]
+    MissingTenant,
+
+    #[error(
+        "{TENANT_METADATA_KEY}: must be a lowercase label value (a-z, 0-9, '-', '_', '.'; at most 63 characters)"
+    )]
+    InvalidTenant,
+
+    #[error("store {id:?} not found")]
+    NotFound { id: String },
+
+    #[error("store {id:?} already exists {reason}")]
+    AlreadyExists { id: String, reason: &'static str },
+
+    #[error("tenant {tenant:?} already has {max} stores, the most allowed; delete one first")]
+    TenantStoreLimit { tenant: String, max: usize },
+
+    #[error("engine {engine} is not available yet")]
+    EngineNotAvailable { engine: &'static str },
+
+    #[error("store {id:?} is {phase}; only a failed store can be retried")]
+    NotRetryable { id: String, phase: &'static str },
+
+    #[error("store {id:?} has no credentials yet: they are generated in its \"secrets\" step")]
+    CredentialsNotReady { id: String },
+
+    #[error("store {id:?} is being deleted")]
+    Deleting { id: String },
+
+    #[error("failed to {action}")]
+    Kubernetes {
+        action: &'static str,
+        #[source]
+        source: kube::Error,
+    },
+
+    #[error("failed to encode the store record")]
+    Record(#[from] store_platform_runtime::record::RecordError),
+}
+
+impl Error {
+    pub fn kubernetes(action: &'static str) -> impl FnOnce(kube::Error) -> Self {
+        move |source| Self::Kubernetes { action, source }
+    }
+}
+
+impl From<Error> for tonic::Status {
+    fn from(error: Error) -> Self {
+        use tonic::Code;
+        let code = match &error {
+            Error::InvalidField { .. } | Error::InvalidTenant => Code::InvalidArgument,
+            Error::MissingTenant => Code::Unauthenticated,
+            Error::NotFound { .. } => Code::NotFound,
+            Error::AlreadyExists { .. } => Code::AlreadyExists,
+            Error::TenantStoreLimit { .. } => Code::ResourceExhausted,
+            Error::EngineNotAvailable { .. } => Code::Unimplemented,
+            Error::NotRetryable { .. }
+            | Error::CredentialsNotReady { .. }
+            | Error::Deleting { .. } => Code::FailedPrecondition,
+            Error::Kubernetes { source, .. } => match source {
+                kube::Error::Api(status) if status.code == 409 => Code::Aborted,
+                kube::Error::Api(status) if status.code == 403 => Code::Internal,
+                kube::Error::Api(status) if status.code == 429 => Code::Unavailable,
+                kube::Error::Api(status) if status.code >= 500 => Code::Unavailable,
+                kube::Error::Api(_) => Code::Internal,
+                _ => Code::Unavailable,
+            },
+            Error::Record(_) => Code::Internal,
+        };
+        if matches!(code, Code::Internal | Code::Unavailable) {
+            tracing::error!(error = %error, source = ?std::error::Error::source(&error), "request failed");
+        }
+        let message = match &error {
+            Error::Kubernetes { source, .. } => format!("{error}: {source}"),
+            _ => error.to_string(),
+        };
+        tonic::Status::new(code, message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_input_is_invalid_argument_naming_the_field() {
+        let status = tonic::Status::from(Error::InvalidField {
+            field: "store_id",
+            reason: "must be 3 to 40 characters long (got 2)".into(),
+        });
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        assert!(status.message().starts_with("store_id: "));
+    }
+
+    #[test]
+    fn each_error_has_its_code() {
+        let cases = [
+            (Error::MissingTenant, tonic::Code::Unauthenticated),
+            (Error::NotFound { id: "x".into() }, tonic::Code::NotFound),
+            (
+                Error::AlreadyExists {
+                    id: "x".into(),
+                    reason: "with a different spec",
+                },
+                tonic::Code::AlreadyExists,
+            ),
+            (
+                Error::TenantStoreLimit {
+                    tenant: "t".into(),
+                    max: 3,
+                },
+                tonic::Code::ResourceExhausted,
+            ),
+            (
+                Error::EngineNotAvailable { engine: "MEDUSA" },
+                tonic::Code::Unimplemented,
+            ),
+            (
+                Error::Kubernetes {
+                    action: "list stores",
+                    source: kube::Error::LinesCodecMaxLineLengthExceeded,
+                },
+                tonic::Code::Unavailable,
+            ),
+        ];
+        for (error, code) in cases {
+            assert_eq!(tonic::Status::from(error).code(), code);
+        }
+    }
+}

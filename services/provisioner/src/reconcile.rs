@@ -1,0 +1,336 @@
+//! The reconcile loop: a `kube::runtime::Controller` over store namespaces, also woken by each store's
+//! StatefulSets, Deployments, Jobs and ResourceQuotas. Each pass reads the store from its namespace, advances its
+//! steps from what Kubernetes reports, and writes the observed status back. It never sleeps to poll: a pass that
+//! waits returns, and the next watch event (or the step's deadline) wakes it.
+
+use std::{sync::Arc, time::Duration};
+
+use futures::StreamExt as _;
+use jiff::Timestamp;
+use k8s_openapi::{
+    api::{
+        apps::v1::{Deployment, StatefulSet},
+        batch::v1::Job,
+        core::v1::{Namespace, ObjectReference, ResourceQuota},
+    },
+    apimachinery::pkg::apis::meta::v1::ObjectMeta,
+};
+use kube::{
+    Api, Client, Resource, ResourceExt as _,
+    api::{Patch, PatchParams},
+    runtime::{
+        Controller,
+        controller::Action,
+        events::{Event, EventType, Recorder, Reporter},
+        reflector::ObjectRef,
+        watcher,
+    },
+};
+use store_platform_runtime::{
+    Shutdown,
+    record::{self, Phase, StepState, StepStatus, StoreRecord, StoreStatus},
+};
+
+use crate::{
+    engine::{Engine, Progress},
+    error::Error,
+    kube_ops::{FIELD_MANAGER, Kube},
+};
+
+/// What every reconcile pass shares.
+pub struct Context {
+    pub client: Client,
+    pub engine: Arc<dyn Engine>,
+    pub recorder: Recorder,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("engine", &self.engine)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Context {
+    pub fn new(client: Client, engine: Arc<dyn Engine>, instance: Option<String>) -> Self {
+        let reporter = Reporter {
+            controller: FIELD_MANAGER.to_owned(),
+            instance,
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            engine,
+        }
+    }
+}
+
+/// Pod Security labels for store namespaces: every store pod satisfies `restricted`.
+pub fn pod_security_labels() -> [(&'static str, &'static str); 3] {
+    [
+        ("pod-security.kubernetes.io/enforce", "restricted"),
+        ("pod-security.kubernetes.io/audit", "restricted"),
+        ("pod-security.kubernetes.io/warn", "restricted"),
+    ]
+}
+
+/// The namespace object holding `store`, for server-side apply (labels and annotations only).
+pub fn record_namespace(store: &StoreRecord) -> Result<Namespace, Error> {
+    let mut labels = store.labels();
+    labels.extend(pod_security_labels().map(|(k, v)| (k.to_owned(), v.to_owned())));
+    Ok(Namespace {
+        metadata: ObjectMeta {
+            name: Some(record::namespace_name(&store.id)),
+            labels: Some(labels),
+            annotations: Some(store.annotations()?),
+            ..ObjectMeta::default()
+        },
+        ..Namespace::default()
+    })
+}
+
+/// Writes `store`'s labels and annotations. With `resource_version`, only if nobody changed the namespace since.
+pub async fn write_record(
+    client: &Client,
+    store: &StoreRecord,
+    resource_version: Option<String>,
+) -> Result<Namespace, Error> {
+    let mut namespace = record_namespace(store)?;
+    namespace.metadata.resource_version = resource_version;
+    Api::<Namespace>::all(client.clone())
+        .patch(
+            &record::namespace_name(&store.id),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&namespace),
+        )
+        .await
+        .map_err(Error::kubernetes("write the store record"))
+}
+
+/// What one pass decided.
+#[derive(Debug, PartialEq)]
+pub struct Outcome {
+    pub status: StoreStatus,
+    /// Steps that changed state, with their new state, for events.
+    pub transitions: Vec<(String, StepState, String)>,
+    /// When to look again if no watch event comes first: the running step's deadline.
+    pub wake_after: Option<Duration>,
+}
+
+fn elapsed(since: Option<Timestamp>, now: Timestamp) -> Duration {
+    since
+        .and_then(|start| now.duration_since(start).try_into().ok())
+        .unwrap_or_default()
+}
+
+/// Advances `store` as far as Kubernetes allows right now.
+pub async fn advance(
+    store: &StoreRecord,
+    engine: &dyn Engine,
+    kube: &Kube,
+    now: Timestamp,
+) -> Result<Outcome, Error> {
+    let mut status = store.status.clone();
+    if status.steps.is_empty() {
+        status.steps = engine
+            .steps()
+            .iter()
+            .map(|name| StepStatus::pending(name))
+            .collect();
+    }
+    let mut transitions = Vec::new();
+    let mut wake_after = None;
+    let mut failed = false;
+    for index in 0..status.steps.len() {
+        let step = status.steps[index].clone();
+        match step.state {
+            StepState::Succeeded => continue,
+            StepState::Failed => {
+                failed = true;
+                break;
+            }
+            StepState::Pending => {
+                engine.apply(&step.name, store, kube).await?;
+                let entry = &mut status.steps[index];
+                entry.state = StepState::Running;
+                entry.start_time = Some(now);
+                entry.finish_time = None;
+                entry.message.clear();
+                transitions.push((step.name.clone(), StepState::Running, String::new()));
+            }
+            StepState::Running => {}
+        }
+        let entry = &mut status.steps[index];
+        match engine.observe(&entry.name, store, kube).await? {
+            Progress::Done => {
+                entry.state = StepState::Succeeded;
+                entry.finish_time = Some(now);
+                entry.message.clear();
+                transitions.push((entry.name.clone(), StepState::Succeeded, String::new()));
+                if entry.name == "ingress" {
+                    (status.storefront_url, status.admin_url) = engine.urls(&store.id);
+                }
+            }
+            Progress::Waiting(message) => {
+                let deadline = engine.deadline(&entry.name);
+                let waited = elapsed(entry.start_time, now);
+                if waited >= deadline {
+                    let why = engine.diagnose(&entry.name, store, kube).await;
+                    let reason = format!(
+                        "{} not done after {}s: {why}",
+                        entry.name,
+                        deadline.as_secs()
+                    );
+                    entry.state = StepState::Failed;
+                    entry.finish_time = Some(now);
+                    entry.message = reason.clone();
+                    status.failure_reason = reason.clone();
+                    transitions.push((entry.name.clone(), StepState::Failed, reason));
+                    failed = true;
+                } else {
+                    entry.message = message;
+                    wake_after = Some(deadline - waited);
+                }
+                break;
+            }
+            Progress::Failed(reason) => {
+                entry.state = StepState::Failed;
+                entry.finish_time = Some(now);
+                entry.message = reason.clone();
+                status.failure_reason = format!("{}: {reason}", entry.name);
+                transitions.push((entry.name.clone(), StepState::Failed, reason));
+                failed = true;
+                break;
+            }
+        }
+    }
+    status.phase = if failed {
+        Phase::Failed
+    } else if status.steps.iter().all(|s| s.state == StepState::Succeeded) {
+        Phase::Ready
+    } else {
+        Phase::Provisioning
+    };
+    if status != store.status {
+        status.update_time = Some(now);
+    }
+    Ok(Outcome {
+        status,
+        transitions,
+        wake_after,
+    })
+}
+
+fn namespace_reference(namespace: &Namespace) -> ObjectReference {
+    let mut reference = namespace.object_ref(&());
+    // Events about a store belong in the store's namespace, where `kubectl get events` shows them.
+    reference.namespace = namespace.metadata.name.clone();
+    reference
+}
+
+#[tracing::instrument(skip_all, fields(store = %namespace.name_any()))]
+async fn reconcile(namespace: Arc<Namespace>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if namespace.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let store = match StoreRecord::from_namespace(&namespace) {
+        Ok(store) => store,
+        Err(error) => {
+            tracing::warn!(%error, "not a readable store record; leaving it alone");
+            return Ok(Action::await_change());
+        }
+    };
+    if matches!(store.status.phase, Phase::Failed | Phase::Deleting) {
+        return Ok(Action::await_change());
+    }
+    let kube = Kube::new(ctx.client.clone(), namespace.name_any());
+    let outcome = advance(&store, ctx.engine.as_ref(), &kube, Timestamp::now()).await?;
+    if outcome.status != store.status {
+        let updated = StoreRecord {
+            status: outcome.status.clone(),
+            ..store.clone()
+        };
+        // Guarded by the resource version: a RetryStore or DeleteStore in between wins, and this pass reruns.
+        write_record(&ctx.client, &updated, namespace.resource_version()).await?;
+        let reference = namespace_reference(&namespace);
+        for (step, state, message) in &outcome.transitions {
+            tracing::info!(step = %step, state = ?state, %message, "step transition");
+            let (type_, reason) = match state {
+                StepState::Running => (EventType::Normal, "StepStarted"),
+                StepState::Succeeded => (EventType::Normal, "StepSucceeded"),
+                StepState::Failed => (EventType::Warning, "StepFailed"),
+                StepState::Pending => (EventType::Normal, "StepReset"),
+            };
+            let note = if message.is_empty() {
+                format!("step {step}")
+            } else {
+                format!("step {step}: {message}")
+            };
+            let event = Event {
+                type_,
+                reason: reason.to_owned(),
+                note: Some(note.chars().take(1000).collect()),
+                // The step is the action: events of different steps must not fold into one series.
+                action: step.clone(),
+                secondary: None,
+            };
+            if let Err(error) = ctx.recorder.publish(&event, &reference).await {
+                tracing::warn!(%error, "failed to record an event");
+            }
+        }
+        if outcome.status.phase != store.status.phase {
+            tracing::info!(phase = outcome.status.phase.as_str(), "store phase changed");
+        }
+    }
+    Ok(match outcome.wake_after {
+        Some(after) => Action::requeue(after + Duration::from_millis(100)),
+        None => Action::await_change(),
+    })
+}
+
+fn error_policy(_namespace: Arc<Namespace>, error: &Error, _ctx: Arc<Context>) -> Action {
+    match error {
+        Error::Kubernetes {
+            source: kube::Error::Api(status),
+            ..
+        } if status.code == 409 => Action::requeue(Duration::from_millis(200)),
+        _ => {
+            tracing::warn!(%error, "reconcile failed; retrying");
+            Action::requeue(Duration::from_secs(5))
+        }
+    }
+}
+
+/// Maps a store's object to its store namespace.
+fn to_store<K: Resource>(object: K) -> Option<ObjectRef<Namespace>> {
+    let namespace = object.meta().namespace.clone()?;
+    Some(ObjectRef::new(&namespace))
+}
+
+/// Runs the controller until `shutdown`.
+pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
+    let client = ctx.client.clone();
+    let managed = watcher::Config::default().labels(&record::managed_selector());
+    Controller::new(Api::<Namespace>::all(client.clone()), managed.clone())
+        .watches(
+            Api::<StatefulSet>::all(client.clone()),
+            managed.clone(),
+            to_store,
+        )
+        .watches(
+            Api::<Deployment>::all(client.clone()),
+            managed.clone(),
+            to_store,
+        )
+        .watches(Api::<Job>::all(client.clone()), managed.clone(), to_store)
+        .watches(Api::<ResourceQuota>::all(client.clone()), managed, to_store)
+        .graceful_shutdown_on(shutdown.wait())
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, "reconcile error");
+            }
+        })
+        .await;
+}

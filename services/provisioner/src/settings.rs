@@ -1,0 +1,76 @@
+//! What every store is built with: domain, ingress, images, sizes and deadlines. Filled from the flags.
+
+use std::{collections::BTreeMap, time::Duration};
+
+/// How stores are exposed and built.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Stores live at `<id>.<base_domain>`.
+    pub base_domain: String,
+    /// `http` or `https`, for the URLs the platform hands out.
+    pub scheme: &'static str,
+    /// `spec.ingressClassName` of store Ingresses; none leaves the cluster default.
+    pub ingress_class: Option<String>,
+    /// TLS for store Ingresses.
+    pub tls: Option<Tls>,
+    /// Labels of the namespace the ingress controller runs in (allowed through the store's NetworkPolicy).
+    pub ingress_namespace_labels: BTreeMap<String, String>,
+    pub wordpress_image: String,
+    pub mariadb_image: String,
+    pub image_pull_policy: String,
+    /// `storageClassName` of store volumes; none uses the cluster default.
+    pub storage_class: Option<String>,
+    pub mariadb_storage: String,
+    pub wordpress_storage: String,
+    /// How long each step may take before the store fails.
+    pub step_deadline: Duration,
+    /// How long the bootstrap Job may take (it installs WordPress and WooCommerce).
+    pub bootstrap_deadline: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct Tls {
+    /// cert-manager ClusterIssuer to annotate the Ingress with (one certificate per store).
+    pub cluster_issuer: Option<String>,
+    /// An existing Secret to use (e.g. a wildcard certificate copied into each store namespace).
+    pub secret_name: Option<String>,
+}
+
+impl Settings {
+    /// Settings for tests and local development: `*.localhost`, no TLS.
+    pub fn local() -> Self {
+        Self {
+            base_domain: "localhost".to_owned(),
+            scheme: "http",
+            ingress_class: Some("nginx".to_owned()),
+            tls: None,
+            ingress_namespace_labels: [(
+                "kubernetes.io/metadata.name".to_owned(),
+                "ingress-nginx".to_owned(),
+            )]
+            .into(),
+            wordpress_image: "store-platform/wordpress:6.8-wc9.9".to_owned(),
+            mariadb_image: "mariadb:11.4".to_owned(),
+            image_pull_policy: "IfNotPresent".to_owned(),
+            storage_class: None,
+            mariadb_storage: "2Gi".to_owned(),
+            wordpress_storage: "2Gi".to_owned(),
+            step_deadline: Duration::from_secs(300),
+            bootstrap_deadline: Duration::from_secs(600),
+        }
+    }
+
+    /// The store's host name.
+    pub fn host(&self, id: &str) -> String {
+        format!("{id}.{}", self.base_domain)
+    }
+
+    /// The storefront URL, with a trailing slash.
+    pub fn storefront_url(&self, id: &str) -> String {
+        format!("{}://{}/", self.scheme, self.host(id))
+    }
+
+    pub fn admin_url(&self, id: &str) -> String {
+        format!("{}wp-admin/", self.storefront_url(id))
+    }
+}

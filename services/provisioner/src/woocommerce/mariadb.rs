@@ -1,0 +1,166 @@
+//! MariaDB: a one-replica StatefulSet with its volume claim template and a headless Service.
+
+use k8s_openapi::{
+    api::{
+        apps::v1::{StatefulSet, StatefulSetSpec},
+        core::v1::{
+            Container, ContainerPort, EnvVar, EnvVarSource, ExecAction, PersistentVolumeClaim,
+            PersistentVolumeClaimSpec, PodSpec, PodTemplateSpec, Probe, SecretKeySelector, Service,
+            ServicePort, ServiceSpec, VolumeMount, VolumeResourceRequirements,
+        },
+    },
+    apimachinery::pkg::{
+        api::resource::Quantity, apis::meta::v1::ObjectMeta, util::intstr::IntOrString,
+    },
+};
+
+use super::{
+    meta::{
+        MARIADB, MYSQL, SECRET_NAME, container_security, labels, object_meta, pod_security,
+        selector, selector_labels,
+    },
+    policy::MARIADB_SIZE,
+    secret::{DATABASE, MARIADB_PASSWORD, MARIADB_ROOT_PASSWORD, MARIADB_USER},
+};
+use crate::settings::Settings;
+
+pub const PORT: i32 = 3306;
+
+/// An environment variable read from the store's Secret.
+pub fn secret_env(name: &str, key: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: SECRET_NAME.to_owned(),
+                key: key.to_owned(),
+                ..SecretKeySelector::default()
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
+}
+
+fn plain_env(name: &str, value: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value: Some(value.to_owned()),
+        ..EnvVar::default()
+    }
+}
+
+/// `mariadb-admin ping` through `sh -c`, so the password comes from the environment, not the pod spec.
+fn ping_probe(initial_delay: i32, period: i32, failures: i32) -> Probe {
+    Probe {
+        exec: Some(ExecAction {
+            command: Some(vec![
+                "sh".to_owned(),
+                "-c".to_owned(),
+                "mariadb-admin --protocol=socket -uroot -p\"$MARIADB_ROOT_PASSWORD\" ping"
+                    .to_owned(),
+            ]),
+        }),
+        initial_delay_seconds: Some(initial_delay),
+        period_seconds: Some(period),
+        timeout_seconds: Some(5),
+        failure_threshold: Some(failures),
+        ..Probe::default()
+    }
+}
+
+pub fn service(id: &str) -> Service {
+    Service {
+        metadata: object_meta(id, MARIADB, MARIADB),
+        spec: Some(ServiceSpec {
+            cluster_ip: Some("None".to_owned()),
+            selector: Some(selector_labels(MARIADB)),
+            ports: Some(vec![ServicePort {
+                name: Some("mysql".to_owned()),
+                port: PORT,
+                target_port: Some(IntOrString::Int(PORT)),
+                protocol: Some("TCP".to_owned()),
+                ..ServicePort::default()
+            }]),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    }
+}
+
+pub fn stateful_set(id: &str, settings: &Settings) -> StatefulSet {
+    let container = Container {
+        name: MARIADB.to_owned(),
+        image: Some(settings.mariadb_image.clone()),
+        image_pull_policy: Some(settings.image_pull_policy.clone()),
+        env: Some(vec![
+            secret_env("MARIADB_ROOT_PASSWORD", MARIADB_ROOT_PASSWORD),
+            plain_env("MARIADB_DATABASE", DATABASE),
+            secret_env("MARIADB_USER", MARIADB_USER),
+            secret_env("MARIADB_PASSWORD", MARIADB_PASSWORD),
+        ]),
+        ports: Some(vec![ContainerPort {
+            name: Some("mysql".to_owned()),
+            container_port: PORT,
+            protocol: Some("TCP".to_owned()),
+            ..ContainerPort::default()
+        }]),
+        readiness_probe: Some(ping_probe(5, 5, 3)),
+        liveness_probe: Some(ping_probe(60, 20, 6)),
+        resources: Some(MARIADB_SIZE.requirements()),
+        security_context: Some(container_security()),
+        volume_mounts: Some(vec![VolumeMount {
+            name: "data".to_owned(),
+            mount_path: "/var/lib/mysql".to_owned(),
+            ..VolumeMount::default()
+        }]),
+        ..Container::default()
+    };
+    StatefulSet {
+        metadata: object_meta(id, MARIADB, MARIADB),
+        spec: Some(StatefulSetSpec {
+            replicas: Some(1),
+            service_name: Some(MARIADB.to_owned()),
+            selector: selector(MARIADB),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels(id, MARIADB)),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    containers: vec![container],
+                    security_context: Some(pod_security(MYSQL)),
+                    automount_service_account_token: Some(false),
+                    enable_service_links: Some(false),
+                    termination_grace_period_seconds: Some(30),
+                    ..PodSpec::default()
+                }),
+            },
+            volume_claim_templates: Some(vec![PersistentVolumeClaim {
+                metadata: ObjectMeta {
+                    name: Some("data".to_owned()),
+                    labels: Some(labels(id, MARIADB)),
+                    ..ObjectMeta::default()
+                },
+                spec: Some(PersistentVolumeClaimSpec {
+                    access_modes: Some(vec!["ReadWriteOnce".to_owned()]),
+                    storage_class_name: settings.storage_class.clone(),
+                    resources: Some(VolumeResourceRequirements {
+                        requests: Some(
+                            [(
+                                "storage".to_owned(),
+                                Quantity(settings.mariadb_storage.clone()),
+                            )]
+                            .into(),
+                        ),
+                        ..VolumeResourceRequirements::default()
+                    }),
+                    ..PersistentVolumeClaimSpec::default()
+                }),
+                ..PersistentVolumeClaim::default()
+            }]),
+            ..StatefulSetSpec::default()
+        }),
+        ..StatefulSet::default()
+    }
+}

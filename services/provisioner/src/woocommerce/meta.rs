@@ -1,0 +1,86 @@
+//! Names and labels shared by every object of a WooCommerce store.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::{
+    api::core::v1::{Capabilities, PodSecurityContext, SeccompProfile, SecurityContext},
+    apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta},
+};
+use store_platform_runtime::record::{
+    MANAGED_BY, MANAGED_BY_LABEL, STORE_ID_LABEL, namespace_name,
+};
+
+pub const APP_LABEL: &str = "app.kubernetes.io/name";
+pub const SECRET_NAME: &str = "store-credentials";
+pub const MARIADB: &str = "mariadb";
+pub const WORDPRESS: &str = "wordpress";
+pub const WORDPRESS_DATA: &str = "wordpress-data";
+pub const BOOTSTRAP: &str = "woocommerce-bootstrap";
+pub const INGRESS: &str = "storefront";
+/// uid and gid of `www-data` in the WordPress image: WordPress and the bootstrap Job share its volume.
+pub const WWW_DATA: i64 = 33;
+/// uid and gid of `mysql` in the MariaDB image.
+pub const MYSQL: i64 = 999;
+
+/// Labels every object of store `id` carries; `app` names the component.
+pub fn labels(id: &str, app: &str) -> BTreeMap<String, String> {
+    [
+        (MANAGED_BY_LABEL, MANAGED_BY),
+        (STORE_ID_LABEL, id),
+        (APP_LABEL, app),
+        ("app.kubernetes.io/part-of", "store-platform"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
+}
+
+/// The labels a component's pods are selected by.
+pub fn selector_labels(app: &str) -> BTreeMap<String, String> {
+    [(APP_LABEL.to_owned(), app.to_owned())].into()
+}
+
+pub fn selector(app: &str) -> LabelSelector {
+    LabelSelector {
+        match_labels: Some(selector_labels(app)),
+        ..LabelSelector::default()
+    }
+}
+
+/// Metadata of object `name` of component `app` in store `id`'s namespace.
+pub fn object_meta(id: &str, name: &str, app: &str) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.to_owned()),
+        namespace: Some(namespace_name(id)),
+        labels: Some(labels(id, app)),
+        ..ObjectMeta::default()
+    }
+}
+
+/// A pod that satisfies the `restricted` Pod Security level, running as `uid`.
+pub fn pod_security(uid: i64) -> PodSecurityContext {
+    PodSecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(uid),
+        run_as_group: Some(uid),
+        fs_group: Some(uid),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".to_owned(),
+            ..SeccompProfile::default()
+        }),
+        ..PodSecurityContext::default()
+    }
+}
+
+/// A container that satisfies the `restricted` Pod Security level.
+pub fn container_security() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".to_owned()]),
+            ..Capabilities::default()
+        }),
+        run_as_non_root: Some(true),
+        ..SecurityContext::default()
+    }
+}

@@ -1,0 +1,700 @@
+//! The store lifecycle on the real local control plane with the simulated kubelet: create → READY with every object
+//! admitted under the quota, idempotency, conflicts, tenant isolation, failures with reasons, retry, delete.
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        OnceLock,
+        atomic::{AtomicU32, Ordering},
+    },
+    time::Duration,
+};
+
+use clap::Parser as _;
+use k8s_openapi::api::{
+    apps::v1::{Deployment, StatefulSet},
+    batch::v1::Job,
+    core::v1::{
+        ConfigMap, LimitRange, Namespace, PersistentVolumeClaim, ResourceQuota, Secret, Service,
+    },
+    events::v1::Event,
+    networking::v1::{Ingress, NetworkPolicy},
+};
+use kube::{
+    Api,
+    api::{ListParams, PostParams},
+    runtime::wait::{await_condition, conditions},
+};
+use store_platform_proto::{
+    TENANT_METADATA_KEY,
+    v1::{
+        CreateStoreRequest, DeleteStoreRequest, Engine, GetStoreCredentialsRequest,
+        GetStoreRequest, ListStoresRequest, Phase, RetryStoreRequest, StepState,
+        provisioner_service_client::ProvisionerServiceClient,
+    },
+};
+use store_platform_provisioner::Args;
+use store_platform_runtime::{Shutdown, record};
+use store_platform_test_support::{Behaviour, Fate, TestEnv};
+use tonic::{Code, Request, transport::Channel};
+
+const STEP_DEADLINE_SECS: u64 = 20;
+
+/// One provisioner for this test binary, on a thread and runtime of its own so it outlives each test's runtime.
+fn provisioner() -> SocketAddr {
+    static ADDR: OnceLock<SocketAddr> = OnceLock::new();
+    *ADDR.get_or_init(|| {
+        let env = TestEnv::shared();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                let client = env.client().await;
+                ensure_namespace(&client, "store-platform").await;
+                let args = Args::parse_from([
+                    "provisioner",
+                    "--grpc-addr=127.0.0.1:0",
+                    &format!("--lease-name=provisioner-lifecycle-{}", std::process::id()),
+                    &format!("--step-deadline={STEP_DEADLINE_SECS}s"),
+                    "--bootstrap-deadline=60s",
+                    "--max-stores-per-tenant=3",
+                ]);
+                let running = store_platform_provisioner::start(args, client, Shutdown::new())
+                    .await
+                    .expect("start the provisioner");
+                tx.send(running.addr).expect("send address");
+                let _ = running.task.await;
+            });
+        });
+        rx.recv().expect("provisioner address")
+    })
+}
+
+async fn ensure_namespace(client: &kube::Client, name: &str) {
+    let namespace = Namespace {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.to_owned()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    match Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &namespace)
+        .await
+    {
+        Ok(_) => {}
+        Err(kube::Error::Api(status)) if status.code == 409 => {}
+        Err(error) => panic!("create namespace {name}: {error}"),
+    }
+}
+
+async fn api() -> ProvisionerServiceClient<Channel> {
+    let channel = Channel::from_shared(format!("http://{}", provisioner()))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect to the provisioner");
+    ProvisionerServiceClient::new(channel)
+}
+
+fn as_tenant<T>(tenant: &str, message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    request
+        .metadata_mut()
+        .insert(TENANT_METADATA_KEY, tenant.parse().expect("ascii tenant"));
+    request
+}
+
+fn unique_id(prefix: &str) -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn create_request(id: &str) -> CreateStoreRequest {
+    CreateStoreRequest {
+        store_id: id.to_owned(),
+        display_name: format!("Store {id}"),
+        engine: Engine::Woocommerce as i32,
+        admin_email: "owner@example.com".to_owned(),
+    }
+}
+
+/// Waits, through a watch on the store's namespace, until its phase label is `phase`.
+async fn wait_for_phase(id: &str, phase: &str, within: Duration) {
+    let namespaces: Api<Namespace> = Api::all(TestEnv::shared().client().await);
+    let phase_is = |ns: Option<&Namespace>| {
+        ns.and_then(|ns| ns.metadata.labels.as_ref())
+            .and_then(|labels| labels.get(record::PHASE_LABEL))
+            .is_some_and(|p| p == phase)
+    };
+    if tokio::time::timeout(
+        within,
+        await_condition(namespaces.clone(), &record::namespace_name(id), phase_is),
+    )
+    .await
+    .is_err()
+    {
+        let ns = namespaces
+            .get_opt(&record::namespace_name(id))
+            .await
+            .ok()
+            .flatten();
+        let status = ns
+            .and_then(|ns| ns.metadata.annotations)
+            .and_then(|a| a.get(record::STATUS_ANNOTATION).cloned());
+        panic!("store {id} not {phase} within {within:?}; status: {status:?}");
+    }
+}
+
+async fn wait_until_gone(id: &str) {
+    let namespaces: Api<Namespace> = Api::all(TestEnv::shared().client().await);
+    let name = record::namespace_name(id);
+    let Some(uid) = namespaces
+        .get_opt(&name)
+        .await
+        .expect("get")
+        .and_then(|ns| ns.metadata.uid)
+    else {
+        return;
+    };
+    tokio::time::timeout(
+        Duration::from_secs(180),
+        await_condition(namespaces, &name, conditions::is_deleted(&uid)),
+    )
+    .await
+    .expect("namespace removed in time")
+    .expect("watch");
+}
+
+#[tokio::test]
+async fn a_store_goes_from_create_to_ready_and_is_deleted_cleanly() {
+    let env = TestEnv::shared();
+    let id = unique_id("life");
+    let namespace = record::namespace_name(&id);
+    env.set_kubelet_behaviour(
+        &namespace,
+        &Behaviour::with_delay(Duration::from_millis(100)),
+    )
+    .await;
+    let mut api = api().await;
+
+    let created = api
+        .create_store(as_tenant("acme", create_request(&id)))
+        .await
+        .expect("create")
+        .into_inner()
+        .store
+        .expect("store");
+    assert_eq!(created.phase, Phase::Pending as i32);
+    assert_eq!(created.tenant, "acme");
+    assert_eq!(created.steps.len(), 7);
+
+    wait_for_phase(&id, "ready", Duration::from_secs(120)).await;
+    let store = api
+        .get_store(as_tenant(
+            "acme",
+            GetStoreRequest {
+                store_id: id.clone(),
+            },
+        ))
+        .await
+        .expect("get")
+        .into_inner()
+        .store
+        .expect("store");
+    assert_eq!(store.phase, Phase::Ready as i32);
+    let names: Vec<&str> = store.steps.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "namespace",
+            "policies",
+            "secrets",
+            "mariadb",
+            "wordpress",
+            "ingress",
+            "bootstrap"
+        ]
+    );
+    assert!(
+        store
+            .steps
+            .iter()
+            .all(|s| s.state == StepState::Succeeded as i32 && s.finish_time.is_some())
+    );
+    assert_eq!(store.storefront_url, format!("http://{id}.localhost/"));
+    assert_eq!(store.admin_url, format!("http://{id}.localhost/wp-admin/"));
+    assert!(store.failure_reason.is_empty());
+
+    // Every object exists, admitted under the store's quota.
+    let client = env.client().await;
+    let ns = Api::<Namespace>::all(client.clone())
+        .get(&namespace)
+        .await
+        .expect("namespace");
+    let labels = ns.metadata.labels.clone().unwrap_or_default();
+    assert_eq!(labels["pod-security.kubernetes.io/enforce"], "restricted");
+    assert_eq!(labels[record::TENANT_LABEL], "acme");
+    assert_eq!(labels[record::ENGINE_LABEL], "woocommerce");
+    assert!(
+        Api::<ResourceQuota>::namespaced(client.clone(), &namespace)
+            .get("store")
+            .await
+            .is_ok()
+    );
+    assert!(
+        Api::<LimitRange>::namespaced(client.clone(), &namespace)
+            .get("store")
+            .await
+            .is_ok()
+    );
+    let policies = Api::<NetworkPolicy>::namespaced(client.clone(), &namespace)
+        .list(&ListParams::default())
+        .await
+        .expect("policies");
+    assert_eq!(policies.items.len(), 5);
+    assert!(
+        Api::<Secret>::namespaced(client.clone(), &namespace)
+            .get("store-credentials")
+            .await
+            .is_ok()
+    );
+    let mariadb = Api::<StatefulSet>::namespaced(client.clone(), &namespace)
+        .get("mariadb")
+        .await
+        .expect("sts");
+    assert_eq!(mariadb.status.and_then(|s| s.ready_replicas), Some(1));
+    let wordpress = Api::<Deployment>::namespaced(client.clone(), &namespace)
+        .get("wordpress")
+        .await
+        .expect("deploy");
+    assert_eq!(wordpress.status.and_then(|s| s.available_replicas), Some(1));
+    for service in ["mariadb", "wordpress"] {
+        assert!(
+            Api::<Service>::namespaced(client.clone(), &namespace)
+                .get(service)
+                .await
+                .is_ok()
+        );
+    }
+    let claims = Api::<PersistentVolumeClaim>::namespaced(client.clone(), &namespace)
+        .list(&ListParams::default())
+        .await
+        .expect("claims");
+    assert_eq!(claims.items.len(), 2, "mariadb's claim and wordpress-data");
+    let ingress = Api::<Ingress>::namespaced(client.clone(), &namespace)
+        .get("storefront")
+        .await
+        .expect("ingress");
+    let host = ingress
+        .spec
+        .and_then(|s| s.rules)
+        .and_then(|r| r[0].host.clone());
+    assert_eq!(host, Some(format!("{id}.localhost")));
+    assert!(
+        Api::<ConfigMap>::namespaced(client.clone(), &namespace)
+            .get("woocommerce-bootstrap")
+            .await
+            .is_ok()
+    );
+    let job = Api::<Job>::namespaced(client.clone(), &namespace)
+        .get("woocommerce-bootstrap")
+        .await
+        .expect("job");
+    assert_eq!(job.status.and_then(|s| s.succeeded), Some(1));
+
+    // One event per step transition, in the store's namespace.
+    let events = Api::<Event>::namespaced(client.clone(), &namespace)
+        .list(&ListParams::default())
+        .await
+        .expect("events");
+    let succeeded = events
+        .items
+        .iter()
+        .filter(|e| e.reason.as_deref() == Some("StepSucceeded"))
+        .count();
+    assert_eq!(
+        succeeded,
+        7,
+        "{:?}",
+        events.items.iter().map(|e| &e.note).collect::<Vec<_>>()
+    );
+
+    // The owner gets the generated credentials, which match the Secret.
+    let credentials = api
+        .get_store_credentials(as_tenant(
+            "acme",
+            GetStoreCredentialsRequest {
+                store_id: id.clone(),
+            },
+        ))
+        .await
+        .expect("credentials")
+        .into_inner();
+    assert_eq!(credentials.username, "admin");
+    assert_eq!(credentials.password.len(), 32);
+    assert!(
+        credentials
+            .password
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric())
+    );
+    assert_eq!(credentials.admin_url, store.admin_url);
+
+    // Listing, by phase.
+    let listed = |phase: Phase| ListStoresRequest {
+        phase: phase as i32,
+        ..ListStoresRequest::default()
+    };
+    let ready = api
+        .list_stores(as_tenant("acme", listed(Phase::Ready)))
+        .await
+        .expect("list")
+        .into_inner();
+    assert!(ready.stores.iter().any(|s| s.id == id));
+    let failed = api
+        .list_stores(as_tenant("acme", listed(Phase::Failed)))
+        .await
+        .expect("list")
+        .into_inner();
+    assert!(!failed.stores.iter().any(|s| s.id == id));
+
+    // Delete: DELETING at once, harmless twice, then gone.
+    let deleting = api
+        .delete_store(as_tenant(
+            "acme",
+            DeleteStoreRequest {
+                store_id: id.clone(),
+            },
+        ))
+        .await
+        .expect("delete")
+        .into_inner()
+        .store
+        .expect("store");
+    assert_eq!(deleting.phase, Phase::Deleting as i32);
+    api.delete_store(as_tenant(
+        "acme",
+        DeleteStoreRequest {
+            store_id: id.clone(),
+        },
+    ))
+    .await
+    .expect("deleting twice is harmless");
+    wait_until_gone(&id).await;
+    let error = api
+        .get_store(as_tenant(
+            "acme",
+            GetStoreRequest {
+                store_id: id.clone(),
+            },
+        ))
+        .await
+        .expect_err("gone");
+    assert_eq!(error.code(), Code::NotFound);
+    let error = api
+        .delete_store(as_tenant(
+            "acme",
+            DeleteStoreRequest {
+                store_id: id.clone(),
+            },
+        ))
+        .await
+        .expect_err("gone");
+    assert_eq!(error.code(), Code::NotFound);
+}
+
+#[tokio::test]
+async fn create_is_idempotent_and_conflicts_are_already_exists_and_tenants_are_isolated() {
+    let env = TestEnv::shared();
+    let id = unique_id("idem");
+    env.set_kubelet_behaviour(&record::namespace_name(&id), &Behaviour::default())
+        .await;
+    let mut api = api().await;
+    let first = api
+        .create_store(as_tenant("acme", create_request(&id)))
+        .await
+        .expect("create")
+        .into_inner();
+    let again = api
+        .create_store(as_tenant("acme", create_request(&id)))
+        .await
+        .expect("again")
+        .into_inner();
+    assert_eq!(
+        first.store.map(|s| (s.id, s.create_time)),
+        again.store.map(|s| (s.id, s.create_time))
+    );
+
+    let mut different = create_request(&id);
+    different.display_name = "Another name".into();
+    let error = api
+        .create_store(as_tenant("acme", different))
+        .await
+        .expect_err("different spec");
+    assert_eq!(error.code(), Code::AlreadyExists);
+    let error = api
+        .create_store(as_tenant("globex", create_request(&id)))
+        .await
+        .expect_err("other tenant");
+    assert_eq!(error.code(), Code::AlreadyExists);
+
+    // Another tenant cannot see, reveal, retry or delete it.
+    let other = |id: &str| {
+        as_tenant(
+            "globex",
+            GetStoreRequest {
+                store_id: id.to_owned(),
+            },
+        )
+    };
+    assert_eq!(
+        api.get_store(other(&id)).await.expect_err("hidden").code(),
+        Code::NotFound
+    );
+    let error = api
+        .get_store_credentials(as_tenant(
+            "globex",
+            GetStoreCredentialsRequest {
+                store_id: id.clone(),
+            },
+        ))
+        .await
+        .expect_err("hidden");
+    assert_eq!(error.code(), Code::NotFound);
+    let error = api
+        .delete_store(as_tenant(
+            "globex",
+            DeleteStoreRequest {
+                store_id: id.clone(),
+            },
+        ))
+        .await
+        .expect_err("hidden");
+    assert_eq!(error.code(), Code::NotFound);
+    let listed = api
+        .list_stores(as_tenant("globex", ListStoresRequest::default()))
+        .await
+        .expect("list")
+        .into_inner();
+    assert!(!listed.stores.iter().any(|s| s.id == id));
+
+    api.delete_store(as_tenant(
+        "acme",
+        DeleteStoreRequest {
+            store_id: id.clone(),
+        },
+    ))
+    .await
+    .expect("delete");
+    wait_until_gone(&id).await;
+}
+
+#[tokio::test]
+async fn bad_requests_name_the_field_and_leave_nothing_behind() {
+    let mut api = api().await;
+    let client = TestEnv::shared().client().await;
+    let cases = [
+        (create_request("Bad_Id"), Code::InvalidArgument, "store_id"),
+        (
+            create_request("dashboard"),
+            Code::InvalidArgument,
+            "store_id",
+        ),
+        (
+            CreateStoreRequest {
+                admin_email: "nobody".into(),
+                ..create_request("valid-but-bad-email")
+            },
+            Code::InvalidArgument,
+            "admin_email",
+        ),
+        (
+            CreateStoreRequest {
+                engine: Engine::Medusa as i32,
+                ..create_request("medusa-shop")
+            },
+            Code::Unimplemented,
+            "MEDUSA",
+        ),
+    ];
+    for (request, code, mention) in cases {
+        let id = request.store_id.clone();
+        let error = api
+            .create_store(as_tenant("acme", request))
+            .await
+            .expect_err("rejected");
+        assert_eq!(error.code(), code, "{id}: {}", error.message());
+        assert!(
+            error.message().contains(mention),
+            "{id}: {}",
+            error.message()
+        );
+        let leftover = Api::<Namespace>::all(client.clone())
+            .get_opt(&record::namespace_name(&id.to_lowercase()))
+            .await
+            .expect("get");
+        assert!(leftover.is_none(), "{id} left a namespace behind");
+    }
+    let error = api
+        .create_store(Request::new(create_request("no-tenant")))
+        .await
+        .expect_err("no tenant");
+    assert_eq!(error.code(), Code::Unauthenticated);
+    let error = api
+        .create_store(as_tenant("Not A Tenant", create_request("bad-tenant")))
+        .await
+        .expect_err("bad");
+    assert_eq!(error.code(), Code::InvalidArgument);
+    let oversized = CreateStoreRequest {
+        display_name: "x".repeat(100_000),
+        ..create_request("too-big")
+    };
+    let error = api
+        .create_store(as_tenant("acme", oversized))
+        .await
+        .expect_err("too big");
+    assert_eq!(error.code(), Code::OutOfRange, "{}", error.message());
+}
+
+#[tokio::test]
+async fn a_failed_bootstrap_job_fails_the_store_with_its_reason_and_retry_finishes_it() {
+    let env = TestEnv::shared();
+    let id = unique_id("retry");
+    let namespace = record::namespace_name(&id);
+    let broken = Fate::Fail {
+        reason: "Error".into(),
+        message: "bootstrap: FAILED: database wordpress unreachable".into(),
+    };
+    env.set_kubelet_behaviour(
+        &namespace,
+        &Behaviour::default().pod("woocommerce-bootstrap", broken),
+    )
+    .await;
+    let mut api = api().await;
+    api.create_store(as_tenant("acme", create_request(&id)))
+        .await
+        .expect("create");
+    wait_for_phase(&id, "failed", Duration::from_secs(120)).await;
+    let store = api
+        .get_store(as_tenant(
+            "acme",
+            GetStoreRequest {
+                store_id: id.clone(),
+            },
+        ))
+        .await
+        .expect("get")
+        .into_inner()
+        .store
+        .expect("store");
+    assert!(
+        store
+            .failure_reason
+            .starts_with("bootstrap: bootstrap Job failed"),
+        "{}",
+        store.failure_reason
+    );
+    assert!(
+        store
+            .failure_reason
+            .contains("database wordpress unreachable"),
+        "{}",
+        store.failure_reason
+    );
+    let bootstrap = store.steps.last().expect("steps");
+    assert_eq!(bootstrap.state, StepState::Failed as i32);
+
+    // The cause is fixed; a retry replaces the failed Job and the store finishes.
+    env.set_kubelet_behaviour(&namespace, &Behaviour::default())
+        .await;
+    let retried = api
+        .retry_store(as_tenant(
+            "acme",
+            RetryStoreRequest {
+                store_id: id.clone(),
+            },
+        ))
+        .await
+        .expect("retry")
+        .into_inner()
+        .store
+        .expect("store");
+    assert_eq!(retried.phase, Phase::Provisioning as i32);
+    assert!(retried.failure_reason.is_empty());
+    wait_for_phase(&id, "ready", Duration::from_secs(120)).await;
+    let error = api
+        .retry_store(as_tenant(
+            "acme",
+            RetryStoreRequest {
+                store_id: id.clone(),
+            },
+        ))
+        .await
+        .expect_err("a ready store is not retried");
+    assert_eq!(error.code(), Code::FailedPrecondition);
+
+    api.delete_store(as_tenant(
+        "acme",
+        DeleteStoreRequest {
+            store_id: id.clone(),
+        },
+    ))
+    .await
+    .expect("delete");
+    wait_until_gone(&id).await;
+}
+
+#[tokio::test]
+async fn a_pod_that_never_becomes_ready_fails_the_store_at_the_deadline_with_the_pod_reason() {
+    let env = TestEnv::shared();
+    let id = unique_id("stuck");
+    let namespace = record::namespace_name(&id);
+    let stuck = Fate::NeverReady {
+        reason: "ImagePullBackOff".into(),
+        message: "Back-off pulling image \"mariadb:11.4\"".into(),
+    };
+    env.set_kubelet_behaviour(&namespace, &Behaviour::default().pod("mariadb-", stuck))
+        .await;
+    let mut api = api().await;
+    api.create_store(as_tenant("acme", create_request(&id)))
+        .await
+        .expect("create");
+    wait_for_phase(&id, "failed", Duration::from_secs(STEP_DEADLINE_SECS + 60)).await;
+    let store = api
+        .get_store(as_tenant(
+            "acme",
+            GetStoreRequest {
+                store_id: id.clone(),
+            },
+        ))
+        .await
+        .expect("get")
+        .into_inner()
+        .store
+        .expect("store");
+    let reason = &store.failure_reason;
+    assert!(
+        reason.starts_with(&format!("mariadb not done after {STEP_DEADLINE_SECS}s")),
+        "{reason}"
+    );
+    assert!(reason.contains("mariadb-0: ImagePullBackOff"), "{reason}");
+
+    api.delete_store(as_tenant(
+        "acme",
+        DeleteStoreRequest {
+            store_id: id.clone(),
+        },
+    ))
+    .await
+    .expect("delete");
+    wait_until_gone(&id).await;
+}
