@@ -334,3 +334,209 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
         })
         .await;
 }
+
+#[cfg(test)]
+mod tests {
+    use std::{collections::HashMap, sync::Mutex};
+
+    use store_platform_runtime::record::{Engine as EngineKind, StoreSpec};
+
+    use super::*;
+
+    /// An engine whose steps report what the test scripted, recording what it was asked to apply.
+    #[derive(Debug, Default)]
+    struct Scripted {
+        progress: Mutex<HashMap<&'static str, Progress>>,
+        applied: Mutex<Vec<String>>,
+    }
+
+    impl Scripted {
+        fn set(&self, step: &'static str, progress: Progress) {
+            self.progress.lock().expect("lock").insert(step, progress);
+        }
+
+        fn applied(&self) -> Vec<String> {
+            self.applied.lock().expect("lock").clone()
+        }
+    }
+
+    #[tonic::async_trait]
+    impl Engine for Scripted {
+        fn steps(&self) -> &'static [&'static str] {
+            &["namespace", "database", "ingress"]
+        }
+
+        fn deadline(&self, _: &str) -> Duration {
+            Duration::from_secs(10)
+        }
+
+        async fn apply(&self, step: &str, _: &StoreRecord, _: &Kube) -> Result<(), Error> {
+            self.applied.lock().expect("lock").push(step.to_owned());
+            Ok(())
+        }
+
+        async fn observe(&self, step: &str, _: &StoreRecord, _: &Kube) -> Result<Progress, Error> {
+            Ok(self
+                .progress
+                .lock()
+                .expect("lock")
+                .get(step)
+                .cloned()
+                .unwrap_or(Progress::Done))
+        }
+
+        async fn diagnose(&self, step: &str, _: &StoreRecord, _: &Kube) -> String {
+            format!("{step}-0: ImagePullBackOff")
+        }
+
+        async fn reset(&self, _: &str, _: &StoreRecord, _: &Kube) -> Result<(), Error> {
+            Ok(())
+        }
+
+        fn urls(&self, id: &str) -> (String, String) {
+            (
+                format!("http://{id}.localhost/"),
+                format!("http://{id}.localhost/wp-admin/"),
+            )
+        }
+    }
+
+    fn store(engine: &Scripted) -> StoreRecord {
+        StoreRecord {
+            id: "shoes".into(),
+            tenant: "acme".into(),
+            spec: StoreSpec {
+                display_name: "Shoes".into(),
+                engine: EngineKind::Woocommerce,
+                admin_email: "owner@example.com".into(),
+            },
+            status: StoreStatus::pending(engine.steps(), Timestamp::UNIX_EPOCH),
+            create_time: None,
+            terminating: false,
+        }
+    }
+
+    /// Never contacted: the scripted engine ignores it.
+    fn unused_kube() -> Kube {
+        let config = kube::Config::new("http://127.0.0.1:9".parse().expect("uri"));
+        Kube::new(
+            Client::try_from(config).expect("client"),
+            "store-shoes".into(),
+        )
+    }
+
+    fn at(seconds: i64) -> Timestamp {
+        Timestamp::from_second(1_800_000_000 + seconds).expect("time")
+    }
+
+    #[tokio::test]
+    async fn steps_run_in_order_and_stop_at_the_first_that_waits() {
+        let engine = Scripted::default();
+        engine.set(
+            "database",
+            Progress::Waiting("waiting for database-0".into()),
+        );
+        let outcome = advance(&store(&engine), &engine, &unused_kube(), at(0))
+            .await
+            .expect("advance");
+        assert_eq!(engine.applied(), ["namespace", "database"]);
+        assert_eq!(outcome.status.phase, Phase::Provisioning);
+        let states: Vec<StepState> = outcome.status.steps.iter().map(|s| s.state).collect();
+        assert_eq!(
+            states,
+            [StepState::Succeeded, StepState::Running, StepState::Pending]
+        );
+        assert_eq!(outcome.status.steps[1].message, "waiting for database-0");
+        assert_eq!(outcome.wake_after, Some(Duration::from_secs(10)));
+        let transitions: Vec<(&str, StepState)> = outcome
+            .transitions
+            .iter()
+            .map(|(s, state, _)| (s.as_str(), *state))
+            .collect();
+        assert_eq!(
+            transitions,
+            [
+                ("namespace", StepState::Running),
+                ("namespace", StepState::Succeeded),
+                ("database", StepState::Running)
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_running_step_is_observed_not_applied_again() {
+        let engine = Scripted::default();
+        engine.set("database", Progress::Waiting("waiting".into()));
+        let mut store = store(&engine);
+        store.status = advance(&store, &engine, &unused_kube(), at(0))
+            .await
+            .expect("first")
+            .status;
+        let again = advance(&store, &engine, &unused_kube(), at(3))
+            .await
+            .expect("second");
+        assert_eq!(
+            engine.applied(),
+            ["namespace", "database"],
+            "nothing applied twice"
+        );
+        assert_eq!(
+            again.status, store.status,
+            "nothing changed, nothing to write"
+        );
+        assert!(again.transitions.is_empty());
+        assert_eq!(again.wake_after, Some(Duration::from_secs(7)));
+    }
+
+    #[tokio::test]
+    async fn a_step_past_its_deadline_fails_the_store_with_the_diagnosis() {
+        let engine = Scripted::default();
+        engine.set("database", Progress::Waiting("waiting".into()));
+        let mut store = store(&engine);
+        store.status = advance(&store, &engine, &unused_kube(), at(0))
+            .await
+            .expect("first")
+            .status;
+        let late = advance(&store, &engine, &unused_kube(), at(11))
+            .await
+            .expect("late");
+        assert_eq!(late.status.phase, Phase::Failed);
+        assert_eq!(
+            late.status.failure_reason,
+            "database not done after 10s: database-0: ImagePullBackOff"
+        );
+        assert_eq!(late.status.steps[1].state, StepState::Failed);
+        assert_eq!(late.wake_after, None);
+    }
+
+    #[tokio::test]
+    async fn a_step_that_fails_fails_the_store_and_later_steps_never_start() {
+        let engine = Scripted::default();
+        engine.set(
+            "database",
+            Progress::Failed("Job failed: exit code 1".into()),
+        );
+        let outcome = advance(&store(&engine), &engine, &unused_kube(), at(0))
+            .await
+            .expect("advance");
+        assert_eq!(outcome.status.phase, Phase::Failed);
+        assert_eq!(
+            outcome.status.failure_reason,
+            "database: Job failed: exit code 1"
+        );
+        assert_eq!(outcome.status.steps[2].state, StepState::Pending);
+        assert!(!engine.applied().contains(&"ingress".to_owned()));
+    }
+
+    #[tokio::test]
+    async fn a_store_whose_steps_all_succeed_is_ready_with_its_urls() {
+        let engine = Scripted::default();
+        let outcome = advance(&store(&engine), &engine, &unused_kube(), at(0))
+            .await
+            .expect("advance");
+        assert_eq!(outcome.status.phase, Phase::Ready);
+        assert_eq!(outcome.status.storefront_url, "http://shoes.localhost/");
+        assert_eq!(outcome.status.update_time, Some(at(0)));
+        assert_eq!(outcome.wake_after, None);
+    }
+}

@@ -317,3 +317,6 @@ impl Engine for WooCommerce {
         )
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,375 @@
+//! The builders, checked without a cluster: what the objects promise, and that they fit together.
+
+use k8s_openapi::{
+    api::core::v1::{Container, PodSpec},
+    apimachinery::pkg::api::resource::Quantity,
+};
+use kube::Resource as _;
+use store_platform_runtime::record::{Engine, MANAGED_BY_LABEL, STORE_ID_LABEL, StoreSpec};
+
+use super::{bootstrap, ingress, mariadb, meta, policy, secret, wordpress};
+use crate::settings::{Settings, Tls};
+
+const ID: &str = "shoes";
+
+fn spec() -> StoreSpec {
+    StoreSpec {
+        display_name: "Shoes".into(),
+        engine: Engine::Woocommerce,
+        admin_email: "owner@example.com".into(),
+    }
+}
+
+/// Every pod the store runs: MariaDB, WordPress and the bootstrap Job.
+fn pod_specs(settings: &Settings) -> Vec<(&'static str, PodSpec)> {
+    let template = |spec: Option<PodSpec>| spec.expect("pod spec");
+    vec![
+        (
+            "mariadb",
+            template(
+                mariadb::stateful_set(ID, settings)
+                    .spec
+                    .expect("spec")
+                    .template
+                    .spec,
+            ),
+        ),
+        (
+            "wordpress",
+            template(
+                wordpress::deployment(ID, settings)
+                    .spec
+                    .expect("spec")
+                    .template
+                    .spec,
+            ),
+        ),
+        (
+            "bootstrap",
+            template(
+                bootstrap::job(ID, &spec(), settings)
+                    .spec
+                    .expect("spec")
+                    .template
+                    .spec,
+            ),
+        ),
+    ]
+}
+
+/// Parses the quantities this module writes: "250m", "2", "256Mi", "2Gi".
+fn milli(quantity: &Quantity) -> u64 {
+    let q = quantity.0.as_str();
+    if let Some(m) = q.strip_suffix('m') {
+        m.parse().expect("millis")
+    } else if let Some(mi) = q.strip_suffix("Mi") {
+        mi.parse::<u64>().expect("Mi") * 1000
+    } else if let Some(gi) = q.strip_suffix("Gi") {
+        gi.parse::<u64>().expect("Gi") * 1024 * 1000
+    } else {
+        q.parse::<u64>().expect("units") * 1000
+    }
+}
+
+fn resource(container: &Container, kind: &str, name: &str) -> u64 {
+    let requirements = container.resources.clone().expect("resources");
+    let map = if kind == "requests" {
+        requirements.requests
+    } else {
+        requirements.limits
+    };
+    milli(map.expect(kind).get(name).expect(name))
+}
+
+#[test]
+fn the_quota_admits_every_pod_of_the_store_plus_a_spare() {
+    let settings = Settings::local();
+    let quota = policy::resource_quota(ID)
+        .spec
+        .expect("spec")
+        .hard
+        .expect("hard");
+    let pods = pod_specs(&settings);
+    for (kind, name) in [
+        ("requests", "cpu"),
+        ("requests", "memory"),
+        ("limits", "cpu"),
+        ("limits", "memory"),
+    ] {
+        let containers: Vec<&Container> =
+            pods.iter().flat_map(|(_, p)| p.containers.iter()).collect();
+        let used: u64 = containers.iter().map(|c| resource(c, kind, name)).sum();
+        let largest = containers
+            .iter()
+            .map(|c| resource(c, kind, name))
+            .max()
+            .expect("containers");
+        let hard = milli(&quota[&format!("{kind}.{name}")]);
+        assert!(
+            used + largest <= hard,
+            "{kind}.{name}: {used} used + {largest} spare > {hard}"
+        );
+    }
+    assert!(
+        milli(&quota["pods"]) / 1000 > pods.len() as u64,
+        "room for a replacement pod"
+    );
+    let storage = milli(&Quantity(settings.mariadb_storage.clone()))
+        + milli(&Quantity(settings.wordpress_storage.clone()));
+    assert!(storage <= milli(&quota["requests.storage"]));
+    assert_eq!(quota["persistentvolumeclaims"].0, "2");
+}
+
+#[test]
+fn every_container_fits_under_the_limit_range() {
+    let range = policy::limit_range(ID).spec.expect("spec").limits;
+    let container_max = range
+        .iter()
+        .find(|l| l.type_ == "Container")
+        .and_then(|l| l.max.clone())
+        .expect("max");
+    for (pod, spec) in pod_specs(&Settings::local()) {
+        for container in &spec.containers {
+            for name in ["cpu", "memory"] {
+                assert!(
+                    resource(container, "limits", name) <= milli(&container_max[name]),
+                    "{pod} {name}"
+                );
+            }
+        }
+    }
+    let pvc_max = range
+        .iter()
+        .find(|l| l.type_ == "PersistentVolumeClaim")
+        .and_then(|l| l.max.clone())
+        .expect("pvc max");
+    assert!(milli(&Quantity(Settings::local().wordpress_storage)) <= milli(&pvc_max["storage"]));
+}
+
+#[test]
+fn every_pod_satisfies_the_restricted_pod_security_level() {
+    for (pod, spec) in pod_specs(&Settings::local()) {
+        let security = spec.security_context.clone().expect("pod security context");
+        assert_eq!(security.run_as_non_root, Some(true), "{pod}");
+        assert_ne!(security.run_as_user, Some(0), "{pod}");
+        assert_eq!(
+            security.seccomp_profile.map(|s| s.type_).as_deref(),
+            Some("RuntimeDefault"),
+            "{pod}"
+        );
+        assert_eq!(spec.automount_service_account_token, Some(false), "{pod}");
+        for container in &spec.containers {
+            let security = container
+                .security_context
+                .clone()
+                .expect("container security context");
+            assert_eq!(security.allow_privilege_escalation, Some(false), "{pod}");
+            assert_eq!(
+                security.capabilities.and_then(|c| c.drop),
+                Some(vec!["ALL".to_owned()]),
+                "{pod}"
+            );
+            assert_ne!(security.privileged, Some(true), "{pod}");
+        }
+        for volume in spec.volumes.unwrap_or_default() {
+            assert!(volume.host_path.is_none(), "{pod} mounts a host path");
+        }
+    }
+}
+
+#[test]
+fn wordpress_and_the_bootstrap_job_share_a_uid_and_the_document_root() {
+    let pods = pod_specs(&Settings::local());
+    let uid = |name: &str| {
+        pods.iter()
+            .find(|(pod, _)| *pod == name)
+            .and_then(|(_, spec)| spec.security_context.clone()?.run_as_user)
+    };
+    assert_eq!(uid("wordpress"), Some(meta::WWW_DATA));
+    assert_eq!(uid("bootstrap"), Some(meta::WWW_DATA));
+    for (pod, spec) in pods.iter().filter(|(pod, _)| *pod != "mariadb") {
+        let claims: Vec<String> = spec
+            .volumes
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|v| v.persistent_volume_claim.map(|c| c.claim_name))
+            .collect();
+        assert_eq!(claims, [meta::WORDPRESS_DATA], "{pod}");
+    }
+}
+
+#[test]
+fn no_password_appears_outside_the_secret() {
+    let settings = Settings::local();
+    let credentials = secret::credentials(ID);
+    let passwords: Vec<String> = credentials
+        .string_data
+        .clone()
+        .expect("data")
+        .into_values()
+        .filter(|v| v.len() == 32)
+        .collect();
+    assert_eq!(passwords.len(), 3);
+    let everything = serde_json::to_string(&(
+        mariadb::stateful_set(ID, &settings),
+        wordpress::deployment(ID, &settings),
+        bootstrap::job(ID, &spec(), &settings),
+        policy::network_policies(ID, &settings),
+        ingress::ingress(ID, &settings),
+    ))
+    .expect("serialize");
+    for password in passwords {
+        assert!(!everything.contains(&password));
+    }
+    assert!(
+        everything.contains("secretKeyRef"),
+        "passwords reach the pods by reference"
+    );
+}
+
+#[test]
+fn generated_passwords_are_long_random_and_distinct() {
+    let a = secret::password();
+    let b = secret::password();
+    assert_eq!(a.len(), 32);
+    assert!(a.chars().all(|c| c.is_ascii_alphanumeric()));
+    assert_ne!(a, b);
+}
+
+#[test]
+fn ports_name_their_protocol_for_server_side_apply_on_1_20() {
+    let settings = Settings::local();
+    for service in [mariadb::service(ID), wordpress::service(ID)] {
+        for port in service.spec.expect("spec").ports.expect("ports") {
+            assert_eq!(port.protocol.as_deref(), Some("TCP"));
+        }
+    }
+    for (pod, spec) in pod_specs(&settings) {
+        for container in spec.containers {
+            for port in container.ports.unwrap_or_default() {
+                assert_eq!(port.protocol.as_deref(), Some("TCP"), "{pod}");
+            }
+        }
+    }
+}
+
+#[test]
+fn every_object_is_labelled_and_lives_in_the_store_namespace() {
+    let settings = Settings::local();
+    let metas = [
+        policy::resource_quota(ID).meta().clone(),
+        policy::limit_range(ID).meta().clone(),
+        secret::credentials(ID).meta().clone(),
+        mariadb::service(ID).meta().clone(),
+        mariadb::stateful_set(ID, &settings).meta().clone(),
+        wordpress::volume_claim(ID, &settings).meta().clone(),
+        wordpress::service(ID).meta().clone(),
+        wordpress::deployment(ID, &settings).meta().clone(),
+        ingress::ingress(ID, &settings).meta().clone(),
+        bootstrap::script_config_map(ID).meta().clone(),
+        bootstrap::job(ID, &spec(), &settings).meta().clone(),
+    ]
+    .into_iter()
+    .chain(
+        policy::network_policies(ID, &settings)
+            .into_iter()
+            .map(|p| p.metadata),
+    );
+    for meta in metas {
+        let labels = meta.labels.clone().expect("labels");
+        assert_eq!(
+            meta.namespace.as_deref(),
+            Some("store-shoes"),
+            "{:?}",
+            meta.name
+        );
+        assert_eq!(labels[MANAGED_BY_LABEL], "store-platform");
+        assert_eq!(labels[STORE_ID_LABEL], ID);
+    }
+}
+
+#[test]
+fn network_policies_deny_by_default_and_open_only_the_store_paths() {
+    let policies = policy::network_policies(ID, &Settings::local());
+    let deny = &policies[0];
+    assert_eq!(deny.metadata.name.as_deref(), Some("default-deny"));
+    let spec = deny.spec.clone().expect("spec");
+    assert!(spec.ingress.is_none() && spec.egress.is_none());
+    assert_eq!(
+        spec.policy_types,
+        Some(vec!["Ingress".to_owned(), "Egress".to_owned()])
+    );
+    let json = serde_json::to_string(&policies).expect("json");
+    assert!(
+        json.contains("ingress-nginx"),
+        "the ingress controller reaches WordPress"
+    );
+    assert!(json.contains("3306") && json.contains("53"));
+}
+
+#[test]
+fn the_ingress_carries_host_class_and_tls_settings() {
+    let mut settings = Settings::local();
+    let plain = ingress::ingress(ID, &settings).spec.expect("spec");
+    assert_eq!(plain.ingress_class_name.as_deref(), Some("nginx"));
+    assert!(plain.tls.is_none());
+    assert_eq!(
+        plain.rules.expect("rules")[0].host.as_deref(),
+        Some("shoes.localhost")
+    );
+
+    settings.base_domain = "shops.example.com".into();
+    settings.scheme = "https";
+    settings.tls = Some(Tls {
+        cluster_issuer: Some("letsencrypt".into()),
+        secret_name: None,
+    });
+    let secure = ingress::ingress(ID, &settings);
+    let annotations = secure.metadata.annotations.expect("annotations");
+    assert_eq!(annotations["cert-manager.io/cluster-issuer"], "letsencrypt");
+    let tls = secure.spec.expect("spec").tls.expect("tls");
+    assert_eq!(
+        tls[0].hosts,
+        Some(vec!["shoes.shops.example.com".to_owned()])
+    );
+    assert_eq!(tls[0].secret_name.as_deref(), Some("shoes-tls"));
+    assert!(
+        wordpress::config_extra(ID, &settings)
+            .contains("define('WP_HOME', 'https://shoes.shops.example.com');")
+    );
+}
+
+#[test]
+fn the_bootstrap_job_fails_fast_and_ships_the_repository_script() {
+    let settings = Settings::local();
+    let job = bootstrap::job(ID, &spec(), &settings).spec.expect("spec");
+    assert_eq!(job.backoff_limit, Some(1));
+    assert_eq!(
+        job.active_deadline_seconds,
+        Some(settings.bootstrap_deadline.as_secs() as i64)
+    );
+    let container = &job.template.spec.expect("pod").containers[0];
+    assert_eq!(
+        container.termination_message_policy.as_deref(),
+        Some("FallbackToLogsOnError")
+    );
+    let env: Vec<String> = container
+        .env
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    for name in [
+        "STORE_URL",
+        "STORE_TITLE",
+        "WP_ADMIN_USER",
+        "WP_ADMIN_PASSWORD",
+        "WORDPRESS_DB_HOST",
+    ] {
+        assert!(env.iter().any(|e| e == name), "{name}");
+    }
+    let script = bootstrap::script_config_map(ID).data.expect("data");
+    assert!(script["bootstrap.sh"].starts_with("#!/usr/bin/env bash"));
+}
