@@ -10,6 +10,7 @@ pub mod control_plane;
 pub mod kubeconfig;
 pub mod kubelet;
 pub mod pki;
+pub mod process;
 
 use std::{
     path::{Path, PathBuf},

@@ -4,10 +4,9 @@
 //! The binaries come from `$STORE_PLATFORM_BIN_DIR` or the workspace's `target/debug` (`make test` builds them).
 
 use std::{
-    net::TcpListener,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
+    process::Command,
+    time::Duration,
 };
 
 use futures::StreamExt as _;
@@ -16,113 +15,16 @@ use store_platform_proto::v1::{
     provisioner_service_client::ProvisionerServiceClient,
     status_service_client::StatusServiceClient,
 };
-use store_platform_test_support::TestEnv;
+use store_platform_test_support::{
+    TestEnv,
+    process::{ServiceProcess as Service, free_port},
+};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tonic::transport::Channel;
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
 use tonic_reflection::pb::{v1, v1alpha};
-
-fn bin_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("STORE_PLATFORM_BIN_DIR") {
-        return dir.into();
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    target.join("debug")
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-/// A service binary running for the test; killed if the test ends without stopping it.
-struct Service {
-    name: &'static str,
-    child: Child,
-    log: PathBuf,
-}
-
-impl Service {
-    fn start(name: &'static str, env: &[(&str, String)], logs: &Path) -> Self {
-        let binary = bin_dir().join(name);
-        assert!(
-            binary.is_file(),
-            "{} is missing: build the services first (`cargo build --bins`, or `make test`)",
-            binary.display()
-        );
-        let log = logs.join(format!("{name}.log"));
-        let file = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(&binary)
-            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-            .env("LOG_FORMAT", "json")
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().expect("log file"))
-            .stderr(file)
-            .spawn()
-            .unwrap_or_else(|error| panic!("start {name}: {error}"));
-        Self { name, child, log }
-    }
-
-    /// Sends SIGTERM and returns whether the process exited successfully, within `deadline`.
-    fn terminate(mut self, deadline: Duration) -> bool {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(status.success());
-        let until = Instant::now() + deadline;
-        while Instant::now() < until {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return status.success();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        false
-    }
-
-    fn logs(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Connects once the process listens; start-up is a few hundred milliseconds.
-async fn channel(service: &mut Service, port: u16) -> Channel {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(status) = service.child.try_wait().expect("wait") {
-            panic!("{} exited ({status}):\n{}", service.name, service.logs());
-        }
-        match Channel::from_shared(format!("http://127.0.0.1:{port}"))
-            .expect("uri")
-            .connect()
-            .await
-        {
-            Ok(channel) => return channel,
-            Err(_) if Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(50)).await
-            }
-            Err(error) => panic!(
-                "{} not listening on {port}: {error}\n{}",
-                service.name,
-                service.logs()
-            ),
-        }
-    }
-}
 
 /// Waits, through the health Watch stream, until `service` is SERVING.
 async fn serving(channel: Channel, service: &str) {
@@ -279,9 +181,9 @@ async fn the_three_services_serve_health_and_reflection_and_stop_on_sigterm() {
         scratch.path(),
     );
 
-    let provisioner_channel = channel(&mut provisioner, provisioner_port).await;
-    let status_channel = channel(&mut status, status_port).await;
-    let gateway_channel = channel(&mut gateway, gateway_port).await;
+    let provisioner_channel = provisioner.channel(provisioner_port).await;
+    let status_channel = status.channel(status_port).await;
+    let gateway_channel = gateway.channel(gateway_port).await;
 
     // Health: each server as a whole, and the API services once Kubernetes answered.
     serving(provisioner_channel.clone(), "").await;
@@ -359,7 +261,7 @@ async fn the_three_services_serve_health_and_reflection_and_stop_on_sigterm() {
     assert!(page.contains("<title>store-platform</title>"), "{page}");
 
     for service in [provisioner, status, gateway] {
-        let name = service.name;
+        let name = service.name.clone();
         let logs = service.logs();
         assert!(
             service.terminate(Duration::from_secs(15)),

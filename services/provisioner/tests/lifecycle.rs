@@ -1,14 +1,7 @@
 //! The store lifecycle on the real local control plane with the simulated kubelet: create → READY with every object
 //! admitted under the quota, idempotency, conflicts, tenant isolation, failures with reasons, retry, delete.
 
-use std::{
-    net::SocketAddr,
-    sync::{
-        OnceLock,
-        atomic::{AtomicU32, Ordering},
-    },
-    time::Duration,
-};
+use std::{net::SocketAddr, sync::OnceLock, time::Duration};
 
 use clap::Parser as _;
 use k8s_openapi::api::{
@@ -20,22 +13,20 @@ use k8s_openapi::api::{
     events::v1::Event,
     networking::v1::{Ingress, NetworkPolicy},
 };
-use kube::{
-    Api,
-    api::{ListParams, PostParams},
-    runtime::wait::{await_condition, conditions},
-};
-use store_platform_proto::{
-    TENANT_METADATA_KEY,
-    v1::{
-        CreateStoreRequest, DeleteStoreRequest, Engine, GetStoreCredentialsRequest,
-        GetStoreRequest, ListStoresRequest, Phase, RetryStoreRequest, StepState,
-        provisioner_service_client::ProvisionerServiceClient,
-    },
+use kube::{Api, api::ListParams};
+use store_platform_proto::v1::{
+    CreateStoreRequest, DeleteStoreRequest, Engine, GetStoreCredentialsRequest, GetStoreRequest,
+    ListStoresRequest, Phase, RetryStoreRequest, StepState,
+    provisioner_service_client::ProvisionerServiceClient,
 };
 use store_platform_provisioner::Args;
 use store_platform_runtime::{Shutdown, record};
 use store_platform_test_support::{Behaviour, Fate, TestEnv};
+use support::{
+    as_tenant, create_request, ensure_namespace, unique_id, wait_for_phase, wait_until_gone,
+};
+
+mod support;
 use tonic::{Code, Request, transport::Channel};
 
 const STEP_DEADLINE_SECS: u64 = 20;
@@ -74,24 +65,6 @@ fn provisioner() -> SocketAddr {
     })
 }
 
-async fn ensure_namespace(client: &kube::Client, name: &str) {
-    let namespace = Namespace {
-        metadata: kube::api::ObjectMeta {
-            name: Some(name.to_owned()),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    match Api::<Namespace>::all(client.clone())
-        .create(&PostParams::default(), &namespace)
-        .await
-    {
-        Ok(_) => {}
-        Err(kube::Error::Api(status)) if status.code == 409 => {}
-        Err(error) => panic!("create namespace {name}: {error}"),
-    }
-}
-
 async fn api() -> ProvisionerServiceClient<Channel> {
     let channel = Channel::from_shared(format!("http://{}", provisioner()))
         .expect("uri")
@@ -99,79 +72,6 @@ async fn api() -> ProvisionerServiceClient<Channel> {
         .await
         .expect("connect to the provisioner");
     ProvisionerServiceClient::new(channel)
-}
-
-fn as_tenant<T>(tenant: &str, message: T) -> Request<T> {
-    let mut request = Request::new(message);
-    request
-        .metadata_mut()
-        .insert(TENANT_METADATA_KEY, tenant.parse().expect("ascii tenant"));
-    request
-}
-
-fn unique_id(prefix: &str) -> String {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-fn create_request(id: &str) -> CreateStoreRequest {
-    CreateStoreRequest {
-        store_id: id.to_owned(),
-        display_name: format!("Store {id}"),
-        engine: Engine::Woocommerce as i32,
-        admin_email: "owner@example.com".to_owned(),
-    }
-}
-
-/// Waits, through a watch on the store's namespace, until its phase label is `phase`.
-async fn wait_for_phase(id: &str, phase: &str, within: Duration) {
-    let namespaces: Api<Namespace> = Api::all(TestEnv::shared().client().await);
-    let phase_is = |ns: Option<&Namespace>| {
-        ns.and_then(|ns| ns.metadata.labels.as_ref())
-            .and_then(|labels| labels.get(record::PHASE_LABEL))
-            .is_some_and(|p| p == phase)
-    };
-    if tokio::time::timeout(
-        within,
-        await_condition(namespaces.clone(), &record::namespace_name(id), phase_is),
-    )
-    .await
-    .is_err()
-    {
-        let ns = namespaces
-            .get_opt(&record::namespace_name(id))
-            .await
-            .ok()
-            .flatten();
-        let status = ns
-            .and_then(|ns| ns.metadata.annotations)
-            .and_then(|a| a.get(record::STATUS_ANNOTATION).cloned());
-        panic!("store {id} not {phase} within {within:?}; status: {status:?}");
-    }
-}
-
-async fn wait_until_gone(id: &str) {
-    let namespaces: Api<Namespace> = Api::all(TestEnv::shared().client().await);
-    let name = record::namespace_name(id);
-    let Some(uid) = namespaces
-        .get_opt(&name)
-        .await
-        .expect("get")
-        .and_then(|ns| ns.metadata.uid)
-    else {
-        return;
-    };
-    tokio::time::timeout(
-        Duration::from_secs(180),
-        await_condition(namespaces, &name, conditions::is_deleted(&uid)),
-    )
-    .await
-    .expect("namespace removed in time")
-    .expect("watch");
 }
 
 #[tokio::test]

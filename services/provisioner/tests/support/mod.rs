@@ -1,0 +1,149 @@
+//! Helpers shared by the provisioner's integration tests.
+#![allow(dead_code)]
+
+use std::{
+    sync::atomic::{AtomicU32, Ordering},
+    time::Duration,
+};
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::{
+    Api,
+    api::PostParams,
+    runtime::wait::{await_condition, conditions},
+};
+use store_platform_proto::{
+    TENANT_METADATA_KEY,
+    v1::{CreateStoreRequest, Engine},
+};
+use store_platform_runtime::record::{self, StepState, StoreStatus};
+use store_platform_test_support::TestEnv;
+use tonic::Request;
+
+pub async fn ensure_namespace(client: &kube::Client, name: &str) {
+    let namespace = Namespace {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.to_owned()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    match Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &namespace)
+        .await
+    {
+        Ok(_) => {}
+        Err(kube::Error::Api(status)) if status.code == 409 => {}
+        Err(error) => panic!("create namespace {name}: {error}"),
+    }
+}
+
+pub fn as_tenant<T>(tenant: &str, message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    request
+        .metadata_mut()
+        .insert(TENANT_METADATA_KEY, tenant.parse().expect("ascii tenant"));
+    request
+}
+
+pub fn unique_id(prefix: &str) -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+pub fn create_request(id: &str) -> CreateStoreRequest {
+    CreateStoreRequest {
+        store_id: id.to_owned(),
+        display_name: format!("Store {id}"),
+        engine: Engine::Woocommerce as i32,
+        admin_email: "owner@example.com".to_owned(),
+    }
+}
+
+/// Waits, through a watch on the store's namespace, until its phase label is `phase`.
+pub async fn wait_for_phase(id: &str, phase: &str, within: Duration) {
+    let namespaces: Api<Namespace> = Api::all(TestEnv::shared().client().await);
+    let phase_is = |ns: Option<&Namespace>| {
+        ns.and_then(|ns| ns.metadata.labels.as_ref())
+            .and_then(|labels| labels.get(record::PHASE_LABEL))
+            .is_some_and(|p| p == phase)
+    };
+    if tokio::time::timeout(
+        within,
+        await_condition(namespaces.clone(), &record::namespace_name(id), phase_is),
+    )
+    .await
+    .is_err()
+    {
+        let ns = namespaces
+            .get_opt(&record::namespace_name(id))
+            .await
+            .ok()
+            .flatten();
+        let status = ns
+            .and_then(|ns| ns.metadata.annotations)
+            .and_then(|a| a.get(record::STATUS_ANNOTATION).cloned());
+        panic!("store {id} not {phase} within {within:?}; status: {status:?}");
+    }
+}
+
+pub async fn wait_until_gone(id: &str) {
+    let namespaces: Api<Namespace> = Api::all(TestEnv::shared().client().await);
+    let name = record::namespace_name(id);
+    let Some(uid) = namespaces
+        .get_opt(&name)
+        .await
+        .expect("get")
+        .and_then(|ns| ns.metadata.uid)
+    else {
+        return;
+    };
+    tokio::time::timeout(
+        Duration::from_secs(180),
+        await_condition(namespaces, &name, conditions::is_deleted(&uid)),
+    )
+    .await
+    .expect("namespace removed in time")
+    .expect("watch");
+}
+
+/// The store's status as its namespace holds it, once `accept` says so (through a watch).
+pub async fn wait_for_status(
+    id: &str,
+    within: Duration,
+    accept: impl Fn(&StoreStatus) -> bool,
+) -> StoreStatus {
+    let namespaces: Api<Namespace> = Api::all(TestEnv::shared().client().await);
+    let status_of = |ns: Option<&Namespace>| -> Option<StoreStatus> {
+        let json = ns?
+            .metadata
+            .annotations
+            .as_ref()?
+            .get(record::STATUS_ANNOTATION)?;
+        serde_json::from_str(json).ok()
+    };
+    let found = tokio::time::timeout(
+        within,
+        await_condition(
+            namespaces,
+            &record::namespace_name(id),
+            move |ns: Option<&Namespace>| status_of(ns).is_some_and(|s| accept(&s)),
+        ),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("store {id}: status not reached within {within:?}"))
+    .expect("watch");
+    status_of(found.as_ref()).expect("status")
+}
+
+/// Whether `step` has started (running or beyond).
+pub fn started(status: &StoreStatus, step: &str) -> bool {
+    status
+        .steps
+        .iter()
+        .any(|s| s.name == step && s.state != StepState::Pending)
+}

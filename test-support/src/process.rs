@@ -1,0 +1,138 @@
+//! Service binaries run as real processes by system tests: started with their environment, logged to a file,
+//! stopped with SIGTERM or killed with SIGKILL.
+
+use std::{
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+/// Where the workspace's binaries are: `$STORE_PLATFORM_BIN_DIR`, else `target/debug` (`make test` builds them).
+pub fn bin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("STORE_PLATFORM_BIN_DIR") {
+        return dir.into();
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    target.join("debug")
+}
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("a free loopback port")
+}
+
+/// A running service binary; killed if dropped while running.
+#[derive(Debug)]
+pub struct ServiceProcess {
+    pub name: String,
+    child: Child,
+    log: PathBuf,
+}
+
+impl ServiceProcess {
+    /// Starts binary `name` with `env` (plus `LOG_FORMAT=json`), logging to `<logs>/<name>.log` (appended).
+    pub fn start(name: &str, env: &[(&str, String)], logs: &Path) -> Self {
+        let binary = bin_dir().join(name);
+        assert!(
+            binary.is_file(),
+            "{} is missing: build the services first (`cargo build --bins`, or `make test`)",
+            binary.display()
+        );
+        let log = logs.join(format!("{name}.log"));
+        let file = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("log file");
+        let child = Command::new(&binary)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .env("LOG_FORMAT", "json")
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("log file"))
+            .stderr(file)
+            .spawn()
+            .unwrap_or_else(|error| panic!("start {name}: {error}"));
+        Self {
+            name: name.to_owned(),
+            child,
+            log,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Exited already? Returns the status if so.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill {signal} {}", self.child.id());
+    }
+
+    /// SIGTERM, then waits up to `deadline`; true if the process exited successfully in time.
+    pub fn terminate(mut self, deadline: Duration) -> bool {
+        self.signal("-TERM");
+        let until = Instant::now() + deadline;
+        while Instant::now() < until {
+            if let Some(status) = self.exited() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    /// SIGKILL: the process gets no chance to clean up, as in a node failure.
+    pub fn kill(mut self) {
+        self.signal("-KILL");
+        let _ = self.child.wait();
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// A gRPC channel to `port`, once the process listens there.
+    pub async fn channel(&mut self, port: u16) -> tonic::transport::Channel {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.exited() {
+                panic!("{} exited ({status}):\n{}", self.name, self.logs());
+            }
+            let endpoint =
+                tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}"))
+                    .expect("uri");
+            match endpoint.connect().await {
+                Ok(channel) => return channel,
+                Err(_) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
+                Err(error) => panic!(
+                    "{} not listening on {port}: {error}\n{}",
+                    self.name,
+                    self.logs()
+                ),
+            }
+        }
+    }
+}
+
+impl Drop for ServiceProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
