@@ -11,6 +11,7 @@ lint: tools
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 	cd proto && ../tools/node_modules/.bin/buf lint
+	tools/.venv/bin/shellcheck scripts/*.sh services/provisioner/scripts/*.sh .ci/run
 
 fmt:
 	cargo fmt --all
@@ -23,4 +24,4 @@ tools:
 
 clean:
 	cargo clean
-	rm -rf .dev tools/node_modules
+	rm -rf .dev tools/node_modules tools/.venv

@@ -70,7 +70,7 @@ build_from_debian_source() {
     -name '*_test.go' -delete
 
   export PATH="/usr/lib/go-1.19/bin:$PATH"
-  export GOFLAGS= GOCACHE="$cache_root/go-build-cache" CGO_ENABLED=0 GO111MODULE=off
+  export GOFLAGS='' GOCACHE="$cache_root/go-build-cache" CGO_ENABLED=0 GO111MODULE=off
   export KUBE_GIT_VERSION=$KUBE_VERSION KUBE_GIT_TREE_STATE=clean
   log "generating OpenAPI and deepcopy code (make generated_files)"
   (cd "$src" && make generated_files >&2)
