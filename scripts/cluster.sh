@@ -11,7 +11,7 @@ export KUBEBUILDER_ASSETS
 
 rm -rf "$dir" "$dir.ready"
 mkdir -p "$(dirname "$dir")"
-"$bin/test-cluster" --dir "$dir" --clean --ready-file "$dir.ready" >/dev/null 2>"$dir.log" &
+"$bin/test-cluster" --dir "$dir" --clean --namespace store-platform --ready-file "$dir.ready" >/dev/null 2>"$dir.log" &
 echo $! >"$dir.pid"
 for _ in $(seq 1 1200); do
   if [[ -f "$dir.ready" ]]; then

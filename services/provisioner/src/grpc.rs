@@ -95,13 +95,24 @@ impl Provisioner {
         }
     }
 
-    fn count_for(&self, tenant: &str) -> usize {
-        self.stores
-            .state()
+    /// The tenant's stores, read from the API server rather than the watch cache so that a burst of creates sees
+    /// every store made just before it.
+    async fn count_for(&self, tenant: &str) -> Result<usize, Error> {
+        let selector = format!(
+            "{},{}={tenant}",
+            record::managed_selector(),
+            record::TENANT_LABEL
+        );
+        let list = self
+            .namespaces()
+            .list_metadata(&kube::api::ListParams::default().labels(&selector))
+            .await
+            .map_err(Error::kubernetes("count the tenant's stores"))?;
+        Ok(list
+            .items
             .iter()
-            .filter_map(|ns| StoreRecord::from_namespace(ns).ok())
-            .filter(|store| store.tenant == tenant && !store.terminating)
-            .count()
+            .filter(|ns| ns.metadata.deletion_timestamp.is_none())
+            .count())
     }
 
     async fn create(&self, tenant: String, new: NewStore) -> Result<StoreRecord, Error> {
@@ -110,7 +121,7 @@ impl Provisioner {
             if let Some(existing) = self.find_any(&new.id).await? {
                 return same_store_or_conflict(existing, &tenant, &new);
             }
-            if self.count_for(&tenant) >= self.max_stores_per_tenant {
+            if self.count_for(&tenant).await? >= self.max_stores_per_tenant {
                 return Err(Error::TenantStoreLimit {
                     tenant,
                     max: self.max_stores_per_tenant,

@@ -87,20 +87,20 @@ async fn a_store_goes_from_create_to_ready_and_is_deleted_cleanly() {
     let mut api = api().await;
 
     let created = api
-        .create_store(as_tenant("acme", create_request(&id)))
+        .create_store(as_tenant("life", create_request(&id)))
         .await
         .expect("create")
         .into_inner()
         .store
         .expect("store");
     assert_eq!(created.phase, Phase::Pending as i32);
-    assert_eq!(created.tenant, "acme");
+    assert_eq!(created.tenant, "life");
     assert_eq!(created.steps.len(), 7);
 
     wait_for_phase(&id, "ready", Duration::from_secs(120)).await;
     let store = api
         .get_store(as_tenant(
-            "acme",
+            "life",
             GetStoreRequest {
                 store_id: id.clone(),
             },
@@ -142,7 +142,7 @@ async fn a_store_goes_from_create_to_ready_and_is_deleted_cleanly() {
         .expect("namespace");
     let labels = ns.metadata.labels.clone().unwrap_or_default();
     assert_eq!(labels["pod-security.kubernetes.io/enforce"], "restricted");
-    assert_eq!(labels[record::TENANT_LABEL], "acme");
+    assert_eq!(labels[record::TENANT_LABEL], "life");
     assert_eq!(labels[record::ENGINE_LABEL], "woocommerce");
     assert!(
         Api::<ResourceQuota>::namespaced(client.clone(), &namespace)
@@ -231,7 +231,7 @@ async fn a_store_goes_from_create_to_ready_and_is_deleted_cleanly() {
     // The owner gets the generated credentials, which match the Secret.
     let credentials = api
         .get_store_credentials(as_tenant(
-            "acme",
+            "life",
             GetStoreCredentialsRequest {
                 store_id: id.clone(),
             },
@@ -255,13 +255,13 @@ async fn a_store_goes_from_create_to_ready_and_is_deleted_cleanly() {
         ..ListStoresRequest::default()
     };
     let ready = api
-        .list_stores(as_tenant("acme", listed(Phase::Ready)))
+        .list_stores(as_tenant("life", listed(Phase::Ready)))
         .await
         .expect("list")
         .into_inner();
     assert!(ready.stores.iter().any(|s| s.id == id));
     let failed = api
-        .list_stores(as_tenant("acme", listed(Phase::Failed)))
+        .list_stores(as_tenant("life", listed(Phase::Failed)))
         .await
         .expect("list")
         .into_inner();
@@ -270,7 +270,7 @@ async fn a_store_goes_from_create_to_ready_and_is_deleted_cleanly() {
     // Delete: DELETING at once, harmless twice, then gone.
     let deleting = api
         .delete_store(as_tenant(
-            "acme",
+            "life",
             DeleteStoreRequest {
                 store_id: id.clone(),
             },
@@ -282,7 +282,7 @@ async fn a_store_goes_from_create_to_ready_and_is_deleted_cleanly() {
         .expect("store");
     assert_eq!(deleting.phase, Phase::Deleting as i32);
     api.delete_store(as_tenant(
-        "acme",
+        "life",
         DeleteStoreRequest {
             store_id: id.clone(),
         },
@@ -292,7 +292,7 @@ async fn a_store_goes_from_create_to_ready_and_is_deleted_cleanly() {
     wait_until_gone(&id).await;
     let error = api
         .get_store(as_tenant(
-            "acme",
+            "life",
             GetStoreRequest {
                 store_id: id.clone(),
             },
@@ -302,7 +302,7 @@ async fn a_store_goes_from_create_to_ready_and_is_deleted_cleanly() {
     assert_eq!(error.code(), Code::NotFound);
     let error = api
         .delete_store(as_tenant(
-            "acme",
+            "life",
             DeleteStoreRequest {
                 store_id: id.clone(),
             },
@@ -320,12 +320,12 @@ async fn create_is_idempotent_and_conflicts_are_already_exists_and_tenants_are_i
         .await;
     let mut api = api().await;
     let first = api
-        .create_store(as_tenant("acme", create_request(&id)))
+        .create_store(as_tenant("idem", create_request(&id)))
         .await
         .expect("create")
         .into_inner();
     let again = api
-        .create_store(as_tenant("acme", create_request(&id)))
+        .create_store(as_tenant("idem", create_request(&id)))
         .await
         .expect("again")
         .into_inner();
@@ -337,7 +337,7 @@ async fn create_is_idempotent_and_conflicts_are_already_exists_and_tenants_are_i
     let mut different = create_request(&id);
     different.display_name = "Another name".into();
     let error = api
-        .create_store(as_tenant("acme", different))
+        .create_store(as_tenant("idem", different))
         .await
         .expect_err("different spec");
     assert_eq!(error.code(), Code::AlreadyExists);
@@ -388,7 +388,7 @@ async fn create_is_idempotent_and_conflicts_are_already_exists_and_tenants_are_i
     assert!(!listed.stores.iter().any(|s| s.id == id));
 
     api.delete_store(as_tenant(
-        "acme",
+        "idem",
         DeleteStoreRequest {
             store_id: id.clone(),
         },
@@ -429,7 +429,7 @@ async fn bad_requests_name_the_field_and_leave_nothing_behind() {
     for (request, code, mention) in cases {
         let id = request.store_id.clone();
         let error = api
-            .create_store(as_tenant("acme", request))
+            .create_store(as_tenant("bad", request))
             .await
             .expect_err("rejected");
         assert_eq!(error.code(), code, "{id}: {}", error.message());
@@ -459,7 +459,7 @@ async fn bad_requests_name_the_field_and_leave_nothing_behind() {
         ..create_request("too-big")
     };
     let error = api
-        .create_store(as_tenant("acme", oversized))
+        .create_store(as_tenant("bad", oversized))
         .await
         .expect_err("too big");
     assert_eq!(error.code(), Code::OutOfRange, "{}", error.message());
@@ -480,13 +480,13 @@ async fn a_failed_bootstrap_job_fails_the_store_with_its_reason_and_retry_finish
     )
     .await;
     let mut api = api().await;
-    api.create_store(as_tenant("acme", create_request(&id)))
+    api.create_store(as_tenant("retry", create_request(&id)))
         .await
         .expect("create");
     wait_for_phase(&id, "failed", Duration::from_secs(120)).await;
     let store = api
         .get_store(as_tenant(
-            "acme",
+            "retry",
             GetStoreRequest {
                 store_id: id.clone(),
             },
@@ -518,7 +518,7 @@ async fn a_failed_bootstrap_job_fails_the_store_with_its_reason_and_retry_finish
         .await;
     let retried = api
         .retry_store(as_tenant(
-            "acme",
+            "retry",
             RetryStoreRequest {
                 store_id: id.clone(),
             },
@@ -533,7 +533,7 @@ async fn a_failed_bootstrap_job_fails_the_store_with_its_reason_and_retry_finish
     wait_for_phase(&id, "ready", Duration::from_secs(120)).await;
     let error = api
         .retry_store(as_tenant(
-            "acme",
+            "retry",
             RetryStoreRequest {
                 store_id: id.clone(),
             },
@@ -543,7 +543,7 @@ async fn a_failed_bootstrap_job_fails_the_store_with_its_reason_and_retry_finish
     assert_eq!(error.code(), Code::FailedPrecondition);
 
     api.delete_store(as_tenant(
-        "acme",
+        "retry",
         DeleteStoreRequest {
             store_id: id.clone(),
         },
@@ -565,13 +565,13 @@ async fn a_pod_that_never_becomes_ready_fails_the_store_at_the_deadline_with_the
     env.set_kubelet_behaviour(&namespace, &Behaviour::default().pod("mariadb-", stuck))
         .await;
     let mut api = api().await;
-    api.create_store(as_tenant("acme", create_request(&id)))
+    api.create_store(as_tenant("stuck", create_request(&id)))
         .await
         .expect("create");
     wait_for_phase(&id, "failed", Duration::from_secs(STEP_DEADLINE_SECS + 60)).await;
     let store = api
         .get_store(as_tenant(
-            "acme",
+            "stuck",
             GetStoreRequest {
                 store_id: id.clone(),
             },
@@ -589,7 +589,7 @@ async fn a_pod_that_never_becomes_ready_fails_the_store_at_the_deadline_with_the
     assert!(reason.contains("mariadb-0: ImagePullBackOff"), "{reason}");
 
     api.delete_store(as_tenant(
-        "acme",
+        "stuck",
         DeleteStoreRequest {
             store_id: id.clone(),
         },
@@ -597,4 +597,59 @@ async fn a_pod_that_never_becomes_ready_fails_the_store_at_the_deadline_with_the
     .await
     .expect("delete");
     wait_until_gone(&id).await;
+}
+
+#[tokio::test]
+async fn a_tenant_at_its_store_limit_is_resource_exhausted() {
+    let env = TestEnv::shared();
+    let mut api = api().await;
+    let ids: Vec<String> = (0..3).map(|_| unique_id("limit")).collect();
+    for id in &ids {
+        env.set_kubelet_behaviour(&record::namespace_name(id), &Behaviour::default())
+            .await;
+        api.create_store(as_tenant("limited", create_request(id)))
+            .await
+            .expect("within the limit");
+    }
+    let extra = unique_id("limit");
+    let error = api
+        .create_store(as_tenant("limited", create_request(&extra)))
+        .await
+        .expect_err("over the limit");
+    assert_eq!(error.code(), Code::ResourceExhausted, "{}", error.message());
+    assert!(error.message().contains("3 stores"), "{}", error.message());
+    let leftover = Api::<Namespace>::all(env.client().await)
+        .get_opt(&record::namespace_name(&extra))
+        .await
+        .expect("get");
+    assert!(leftover.is_none(), "a refused store leaves nothing behind");
+    // Re-creating an existing store is not a new store: still answered.
+    api.create_store(as_tenant("limited", create_request(&ids[0])))
+        .await
+        .expect("idempotent at the limit");
+    // Another tenant is not affected.
+    let other = unique_id("limit");
+    env.set_kubelet_behaviour(&record::namespace_name(&other), &Behaviour::default())
+        .await;
+    api.create_store(as_tenant("unlimited", create_request(&other)))
+        .await
+        .expect("other tenant");
+
+    for (tenant, id) in ids
+        .iter()
+        .map(|id| ("limited", id))
+        .chain([("unlimited", &other)])
+    {
+        api.delete_store(as_tenant(
+            tenant,
+            DeleteStoreRequest {
+                store_id: id.clone(),
+            },
+        ))
+        .await
+        .expect("delete");
+    }
+    for id in ids.iter().chain([&other]) {
+        wait_until_gone(id).await;
+    }
 }

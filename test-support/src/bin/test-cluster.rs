@@ -7,6 +7,11 @@
 use std::path::PathBuf;
 
 use clap::Parser;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::{
+    Api,
+    api::{ObjectMeta, PostParams},
+};
 use store_platform_test_support::{Assets, ControlPlane, kubelet};
 
 #[derive(Debug, Parser)]
@@ -22,6 +27,14 @@ struct Args {
     /// Remove the directory on exit.
     #[arg(long, env = "TEST_CLUSTER_CLEAN", default_value_t = false)]
     clean: bool,
+
+    /// Namespaces to create once the cluster is up (the platform's own, as its Helm chart would).
+    #[arg(
+        long = "namespace",
+        env = "TEST_CLUSTER_NAMESPACES",
+        value_delimiter = ','
+    )]
+    namespaces: Vec<String>,
 
     /// Written (with the directory) once the cluster is ready; for scripts that wait on it.
     #[arg(long, env = "TEST_CLUSTER_READY_FILE")]
@@ -44,6 +57,23 @@ async fn main() -> anyhow::Result<()> {
         plane.keep_dir();
     }
     let client = plane.client().await?;
+    for name in &args.namespaces {
+        let namespace = Namespace {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                ..ObjectMeta::default()
+            },
+            ..Namespace::default()
+        };
+        match Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &namespace)
+            .await
+        {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 409 => {}
+            Err(error) => return Err(error.into()),
+        }
+    }
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let kubelet = tokio::spawn(kubelet::run(
         client,
