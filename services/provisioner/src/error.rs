@@ -53,6 +53,28 @@ impl Error {
     }
 }
 
+impl Error {
+    /// A short, bounded label for the reconcile-errors metric.
+    pub fn metric_reason(&self) -> String {
+        match self {
+            Error::Kubernetes {
+                source: kube::Error::Api(status),
+                ..
+            } => match status.code {
+                409 => "conflict".to_owned(),
+                403 => "forbidden".to_owned(),
+                404 => "not_found".to_owned(),
+                422 => "invalid".to_owned(),
+                code if code >= 500 => "api_server_error".to_owned(),
+                _ => "api_error".to_owned(),
+            },
+            Error::Kubernetes { .. } => "unreachable".to_owned(),
+            Error::Record(_) => "record".to_owned(),
+            _ => "other".to_owned(),
+        }
+    }
+}
+
 impl From<Error> for tonic::Status {
     fn from(error: Error) -> Self {
         use tonic::Code;

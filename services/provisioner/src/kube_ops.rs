@@ -7,7 +7,7 @@ use kube::{
 };
 use serde::{Serialize, de::DeserializeOwned};
 
-use crate::error::Error;
+use crate::{error::Error, metrics::Metrics};
 
 /// The field manager of every write the platform makes.
 pub const FIELD_MANAGER: &str = "store-platform-provisioner";
@@ -17,6 +17,7 @@ pub const FIELD_MANAGER: &str = "store-platform-provisioner";
 pub struct Kube {
     pub client: Client,
     pub namespace: String,
+    metrics: Option<std::sync::Arc<Metrics>>,
 }
 
 impl std::fmt::Debug for Kube {
@@ -29,7 +30,23 @@ impl std::fmt::Debug for Kube {
 
 impl Kube {
     pub fn new(client: Client, namespace: String) -> Self {
-        Self { client, namespace }
+        Self {
+            client,
+            namespace,
+            metrics: None,
+        }
+    }
+
+    /// Counts every write into `metrics`.
+    pub fn with_metrics(mut self, metrics: std::sync::Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    fn count_write(&self) {
+        if let Some(metrics) = &self.metrics {
+            metrics.write("apply");
+        }
     }
 
     pub fn api<K>(&self) -> Api<K>
@@ -51,6 +68,7 @@ impl Kube {
         K::DynamicType: Default,
     {
         let name = object.meta().name.clone().unwrap_or_default();
+        self.count_write();
         self.api::<K>()
             .patch(
                 &name,
@@ -75,6 +93,7 @@ impl Kube {
             field_manager: Some(FIELD_MANAGER.to_owned()),
             ..PostParams::default()
         };
+        self.count_write();
         match self.api::<K>().create(&params, object).await {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),

@@ -7,6 +7,7 @@ pub mod error;
 pub mod grpc;
 pub mod kube_ops;
 pub mod leader;
+pub mod metrics;
 pub mod reconcile;
 pub mod settings;
 pub mod validation;
@@ -34,8 +35,15 @@ pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
 pub async fn run(args: Args) -> anyhow::Result<()> {
     telemetry::init(&args.telemetry)?;
     let shutdown = Shutdown::on_signals().context("failed to install signal handlers")?;
-    let client = kubernetes::client().await?;
-    let running = start(args, client, shutdown).await?;
+    let (metrics, registry) = metrics::Metrics::new();
+    let config = kube::Config::infer()
+        .await
+        .context("no Kubernetes configuration found")?;
+    let client = store_platform_runtime::metrics::client_with_metrics(
+        config,
+        metrics.kube_requests.clone(),
+    )?;
+    let running = start(args, client, shutdown, metrics, registry).await?;
     running.task.await??;
     tracing::info!("stopped");
     Ok(())
@@ -45,14 +53,17 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 #[derive(Debug)]
 pub struct Running {
     pub addr: std::net::SocketAddr,
+    pub metrics_addr: std::net::SocketAddr,
     pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
-/// Starts the API, the store watch and (when elected) the reconcile loop with `client`.
+/// Starts the API, the store watch, the metrics endpoint and (when elected) the reconcile loop with `client`.
 pub async fn start(
     args: Args,
     client: kube::Client,
     shutdown: Shutdown,
+    metrics: Arc<metrics::Metrics>,
+    registry: prometheus_client::registry::Registry,
 ) -> anyhow::Result<Running> {
     let settings = Arc::new(args.settings().map_err(anyhow::Error::msg)?);
     let engine: Arc<dyn engine::Engine> = Arc::new(woocommerce::WooCommerce::new(settings));
@@ -73,6 +84,15 @@ pub async fn start(
             () = stop_watch.wait() => {}
         }
     });
+
+    let metrics_addr = store_platform_runtime::metrics::serve(
+        args.metrics_addr,
+        Arc::new(registry),
+        Some(metrics.refresh_from(stores.clone())),
+        shutdown.clone(),
+    )
+    .await
+    .with_context(|| format!("failed to listen on {}", args.metrics_addr))?;
 
     let (routes, health) = server::standard_routes().await?;
     let api = grpc::Provisioner::new(
@@ -115,6 +135,7 @@ pub async fn start(
         client.clone(),
         engine,
         Some(identity.clone()),
+        metrics,
     ));
     let election = leader::Election::new(client, &args.lease_namespace, &args.lease_name, identity);
     let leading = tokio::spawn(election.lead(shutdown.clone(), move |term| {
@@ -126,5 +147,9 @@ pub async fn start(
         let _ = leading.await;
         anyhow::Ok(())
     });
-    Ok(Running { addr, task })
+    Ok(Running {
+        addr,
+        metrics_addr,
+        task,
+    })
 }

@@ -35,6 +35,7 @@ use crate::{
     engine::{Engine, Progress},
     error::Error,
     kube_ops::{FIELD_MANAGER, Kube},
+    metrics::{Metrics, ReasonLabel, StepLabel},
 };
 
 /// What every reconcile pass shares.
@@ -42,6 +43,7 @@ pub struct Context {
     pub client: Client,
     pub engine: Arc<dyn Engine>,
     pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
 }
 
 impl std::fmt::Debug for Context {
@@ -53,7 +55,12 @@ impl std::fmt::Debug for Context {
 }
 
 impl Context {
-    pub fn new(client: Client, engine: Arc<dyn Engine>, instance: Option<String>) -> Self {
+    pub fn new(
+        client: Client,
+        engine: Arc<dyn Engine>,
+        instance: Option<String>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let reporter = Reporter {
             controller: FIELD_MANAGER.to_owned(),
             instance,
@@ -62,6 +69,7 @@ impl Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             engine,
+            metrics,
         }
     }
 }
@@ -244,7 +252,8 @@ async fn reconcile(namespace: Arc<Namespace>, ctx: Arc<Context>) -> Result<Actio
     if matches!(store.status.phase, Phase::Failed | Phase::Deleting) {
         return Ok(Action::await_change());
     }
-    let kube = Kube::new(ctx.client.clone(), namespace.name_any());
+    let kube =
+        Kube::new(ctx.client.clone(), namespace.name_any()).with_metrics(ctx.metrics.clone());
     let outcome = advance(&store, ctx.engine.as_ref(), &kube, Timestamp::now()).await?;
     if outcome.status != store.status {
         let updated = StoreRecord {
@@ -253,6 +262,8 @@ async fn reconcile(namespace: Arc<Namespace>, ctx: Arc<Context>) -> Result<Actio
         };
         // Guarded by the resource version: a RetryStore or DeleteStore in between wins, and this pass reruns.
         write_record(&ctx.client, &updated, namespace.resource_version()).await?;
+        ctx.metrics.write("status");
+        observe_durations(&ctx.metrics, &store, &outcome.status);
         let reference = namespace_reference(&namespace);
         for (step, state, message) in &outcome.transitions {
             tracing::info!(step = %step, state = ?state, %message, "step transition");
@@ -275,8 +286,9 @@ async fn reconcile(namespace: Arc<Namespace>, ctx: Arc<Context>) -> Result<Actio
                 action: step.clone(),
                 secondary: None,
             };
-            if let Err(error) = ctx.recorder.publish(&event, &reference).await {
-                tracing::warn!(%error, "failed to record an event");
+            match ctx.recorder.publish(&event, &reference).await {
+                Ok(()) => ctx.metrics.write("event"),
+                Err(error) => tracing::warn!(%error, "failed to record an event"),
             }
         }
         if outcome.status.phase != store.status.phase {
@@ -289,7 +301,38 @@ async fn reconcile(namespace: Arc<Namespace>, ctx: Arc<Context>) -> Result<Actio
     })
 }
 
-fn error_policy(_namespace: Arc<Namespace>, error: &Error, _ctx: Arc<Context>) -> Action {
+/// Step durations for steps that just succeeded, and the whole provisioning time when the store became ready.
+fn observe_durations(metrics: &Metrics, before: &StoreRecord, after: &StoreStatus) {
+    for (old, new) in before.status.steps.iter().zip(&after.steps) {
+        if old.state != StepState::Succeeded
+            && new.state == StepState::Succeeded
+            && let (Some(start), Some(finish)) = (new.start_time, new.finish_time)
+        {
+            metrics
+                .step_duration
+                .get_or_create(&StepLabel {
+                    step: new.name.clone(),
+                })
+                .observe(finish.duration_since(start).as_secs_f64());
+        }
+    }
+    if before.status.phase != Phase::Ready
+        && after.phase == Phase::Ready
+        && let (Some(created), Some(ready)) = (before.create_time, after.update_time)
+    {
+        metrics
+            .provisioning_duration
+            .observe(ready.duration_since(created).as_secs_f64());
+    }
+}
+
+fn error_policy(_namespace: Arc<Namespace>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics
+        .reconcile_errors
+        .get_or_create(&ReasonLabel {
+            reason: error.metric_reason(),
+        })
+        .inc();
     match error {
         Error::Kubernetes {
             source: kube::Error::Api(status),
@@ -423,6 +466,33 @@ mod tests {
             Client::try_from(config).expect("client"),
             "store-shoes".into(),
         )
+    }
+
+    #[test]
+    fn durations_are_observed_for_steps_that_just_succeeded() {
+        let engine = Scripted::default();
+        let (metrics, registry) = Metrics::new();
+        let mut before = store(&engine);
+        before.create_time = Some(at(0));
+        let mut after = before.status.clone();
+        for step in after.steps.iter_mut() {
+            step.state = StepState::Succeeded;
+            step.start_time = Some(at(1));
+            step.finish_time = Some(at(3));
+        }
+        after.phase = Phase::Ready;
+        after.update_time = Some(at(4));
+        observe_durations(&metrics, &before, &after);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
+        assert!(
+            text.contains("store_platform_step_duration_seconds_sum{step=\"database\"} 2.0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("store_platform_provisioning_duration_seconds_sum 4.0"),
+            "{text}"
+        );
     }
 
     fn at(seconds: i64) -> Timestamp {

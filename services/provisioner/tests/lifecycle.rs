@@ -33,7 +33,12 @@ const STEP_DEADLINE_SECS: u64 = 20;
 
 /// One provisioner for this test binary, on a thread and runtime of its own so it outlives each test's runtime.
 fn provisioner() -> SocketAddr {
-    static ADDR: OnceLock<SocketAddr> = OnceLock::new();
+    provisioner_addrs().0
+}
+
+/// The shared provisioner's gRPC and metrics addresses.
+fn provisioner_addrs() -> (SocketAddr, SocketAddr) {
+    static ADDR: OnceLock<(SocketAddr, SocketAddr)> = OnceLock::new();
     *ADDR.get_or_init(|| {
         let env = TestEnv::shared();
         let (tx, rx) = std::sync::mpsc::channel();
@@ -44,25 +49,60 @@ fn provisioner() -> SocketAddr {
                 .build()
                 .expect("runtime");
             runtime.block_on(async move {
-                let client = env.client().await;
-                ensure_namespace(&client, "store-platform").await;
+                ensure_namespace(&env.client().await, "store-platform").await;
                 let args = Args::parse_from([
                     "provisioner",
                     "--grpc-addr=127.0.0.1:0",
+                    "--metrics-addr=127.0.0.1:0",
                     &format!("--lease-name=provisioner-lifecycle-{}", std::process::id()),
                     &format!("--step-deadline={STEP_DEADLINE_SECS}s"),
                     "--bootstrap-deadline=60s",
                     "--max-stores-per-tenant=3",
                 ]);
-                let running = store_platform_provisioner::start(args, client, Shutdown::new())
+                let (metrics, registry) = store_platform_provisioner::metrics::Metrics::new();
+                // As the binary does: a client whose requests are timed into the metrics.
+                let kubeconfig =
+                    kube::config::Kubeconfig::read_from(env.kubeconfig_path()).expect("kubeconfig");
+                let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
                     .await
-                    .expect("start the provisioner");
-                tx.send(running.addr).expect("send address");
+                    .expect("config");
+                let client = store_platform_runtime::metrics::client_with_metrics(
+                    config,
+                    metrics.kube_requests.clone(),
+                )
+                .expect("client");
+                let running = store_platform_provisioner::start(
+                    args,
+                    client,
+                    Shutdown::new(),
+                    metrics,
+                    registry,
+                )
+                .await
+                .expect("start the provisioner");
+                tx.send((running.addr, running.metrics_addr))
+                    .expect("send address");
                 let _ = running.task.await;
             });
         });
         rx.recv().expect("provisioner address")
     })
+}
+
+/// The text of `GET /metrics`.
+async fn scrape(addr: SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect to /metrics");
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("read");
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    response
 }
 
 async fn api() -> ProvisionerServiceClient<Channel> {
@@ -248,6 +288,22 @@ async fn a_store_goes_from_create_to_ready_and_is_deleted_cleanly() {
             .all(|c| c.is_ascii_alphanumeric())
     );
     assert_eq!(credentials.admin_url, store.admin_url);
+
+    // Metrics: stores by phase, step and total durations, writes by kind, API-server latency.
+    let metrics = scrape(provisioner_addrs().1).await;
+    for expected in [
+        "store_platform_stores{phase=\"ready\"}",
+        "store_platform_step_duration_seconds_count{step=\"bootstrap\"}",
+        "store_platform_provisioning_duration_seconds_count",
+        "store_platform_provisioner_writes_total{kind=\"apply\"}",
+        "store_platform_provisioner_writes_total{kind=\"event\"}",
+        "store_platform_kubernetes_request_duration_seconds_count{method=\"PATCH\",resource=\"statefulsets\",code=\"201\"}",
+    ] {
+        assert!(
+            metrics.contains(expected),
+            "{expected} missing from /metrics:\n{metrics}"
+        );
+    }
 
     // Listing, by phase.
     let listed = |phase: Phase| ListStoresRequest {

@@ -3,6 +3,8 @@
 pub mod grpc;
 #[cfg(feature = "kubernetes")]
 pub mod kubernetes;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 #[cfg(feature = "kubernetes")]
 pub mod record;
 pub mod shutdown;

@@ -1,0 +1,124 @@
+//! The provisioner's Prometheus metrics.
+
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::runtime::reflector::Store;
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    registry::Registry,
+};
+use store_platform_runtime::{
+    metrics::{KubeRequestMetrics, Refresh, kube_request_family},
+    record::{Phase, StoreRecord},
+};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PhaseLabel {
+    pub phase: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StepLabel {
+    pub step: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WriteLabel {
+    /// `apply` (an object), `status` (the store record) or `event`.
+    pub kind: String,
+}
+
+/// Every metric the provisioner exports.
+#[derive(Debug)]
+pub struct Metrics {
+    pub stores: Family<PhaseLabel, Gauge>,
+    pub step_duration: Family<StepLabel, Histogram>,
+    pub provisioning_duration: Histogram,
+    pub reconcile_errors: Family<ReasonLabel, Counter>,
+    pub writes: Family<WriteLabel, Counter>,
+    pub kube_requests: KubeRequestMetrics,
+}
+
+fn duration_histogram() -> Histogram {
+    Histogram::new([
+        0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+    ])
+}
+
+impl Metrics {
+    /// The metrics and the registry they are exported from.
+    pub fn new() -> (Arc<Self>, Registry) {
+        let metrics = Self {
+            stores: Family::default(),
+            step_duration: Family::new_with_constructor(duration_histogram),
+            provisioning_duration: duration_histogram(),
+            reconcile_errors: Family::default(),
+            writes: Family::default(),
+            kube_requests: kube_request_family(),
+        };
+        let mut registry = Registry::with_prefix("store_platform");
+        registry.register("stores", "Stores by phase", metrics.stores.clone());
+        registry.register(
+            "step_duration_seconds",
+            "How long each provisioning step took",
+            metrics.step_duration.clone(),
+        );
+        registry.register(
+            "provisioning_duration_seconds",
+            "From CreateStore to READY",
+            metrics.provisioning_duration.clone(),
+        );
+        registry.register(
+            "reconcile_errors",
+            "Reconcile passes that failed, by reason",
+            metrics.reconcile_errors.clone(),
+        );
+        registry.register(
+            "provisioner_writes",
+            "Writes to the API server by the reconciler: object applies, store record updates, events",
+            metrics.writes.clone(),
+        );
+        registry.register(
+            "kubernetes_request_duration_seconds",
+            "API server request latency (watches excluded)",
+            metrics.kube_requests.clone(),
+        );
+        (Arc::new(metrics), registry)
+    }
+
+    pub fn write(&self, kind: &str) {
+        self.writes
+            .get_or_create(&WriteLabel {
+                kind: kind.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Recomputes stores by phase from the watch cache, before each scrape.
+    pub fn refresh_from(self: &Arc<Self>, stores: Store<Namespace>) -> Refresh {
+        let metrics = self.clone();
+        Arc::new(move || {
+            let records: Vec<StoreRecord> = stores
+                .state()
+                .iter()
+                .filter_map(|ns| StoreRecord::from_namespace(ns).ok())
+                .collect();
+            for phase in Phase::ALL {
+                let count = records.iter().filter(|r| r.phase() == phase).count();
+                metrics
+                    .stores
+                    .get_or_create(&PhaseLabel {
+                        phase: phase.as_str().to_owned(),
+                    })
+                    .set(i64::try_from(count).unwrap_or(i64::MAX));
+            }
+        })
+    }
+}
