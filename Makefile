@@ -1,5 +1,5 @@
 # The two commands of the README are `make dev` (run it) and `make test` (test it).
-.PHONY: dev test lint fmt kube-assets tools clean
+.PHONY: dev test lint fmt bench kube-assets tools clean
 
 dev:
 	scripts/dev.sh
@@ -15,6 +15,12 @@ lint: tools
 
 fmt:
 	cargo fmt --all
+
+# Benchmarks (not tests): figures and how to read them are in docs/benchmarks.md.
+BENCH_ARGS ?= --stores 100
+bench:
+	cargo build --release --bins --locked
+	KUBEBUILDER_ASSETS=$$(scripts/kube-assets.sh) cargo bench --locked -p store-platform-provisioner --bench provisioning -- $(BENCH_ARGS)
 
 kube-assets:
 	scripts/kube-assets.sh

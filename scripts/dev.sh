@@ -20,7 +20,7 @@ echo "==> starting the local control plane (the first run builds Kubernetes: abo
 scripts/cluster.sh "$cluster_dir" >/dev/null
 export KUBECONFIG="$cluster_dir/kubeconfig" LOG_FORMAT=${LOG_FORMAT:-pretty}
 
-GRPC_ADDR=127.0.0.1:50051 target/debug/provisioner & pids+=($!)
+GRPC_ADDR=127.0.0.1:50051 METRICS_ADDR=127.0.0.1:9090 target/debug/provisioner & pids+=($!)
 GRPC_ADDR=127.0.0.1:50052 target/debug/status & pids+=($!)
 HTTP_ADDR=127.0.0.1:8080 WEB_ROOT="$root/web/dist" target/debug/gateway & pids+=($!)
 
@@ -35,10 +35,12 @@ store-platform is running:
 
 Try:
   $buf curl --protocol grpc --http2-prior-knowledge --list-methods http://127.0.0.1:50051
-  $buf curl --protocol grpc --http2-prior-knowledge -d '{"service":"store_platform.v1.ProvisionerService"}' \\
-      http://127.0.0.1:50051/grpc.health.v1.Health/Check
+  $buf curl --protocol grpc --http2-prior-knowledge -H 'x-store-platform-tenant: acme' \\
+      -d '{"store_id":"shoes","display_name":"Shoes","engine":"ENGINE_WOOCOMMERCE","admin_email":"owner@example.com"}' \\
+      http://127.0.0.1:50051/store_platform.v1.ProvisionerService/CreateStore
   grpcurl -plaintext 127.0.0.1:50052 list
-  KUBECONFIG=$KUBECONFIG kubectl get namespaces
+  KUBECONFIG=$KUBECONFIG kubectl get ns -l app.kubernetes.io/managed-by=store-platform -L store-platform.io/phase
+  curl -s http://127.0.0.1:9090/metrics
 
 Ctrl-C stops everything.
 MSG

@@ -38,7 +38,12 @@ pub struct ServiceProcess {
 impl ServiceProcess {
     /// Starts binary `name` with `env` (plus `LOG_FORMAT=json`), logging to `<logs>/<name>.log` (appended).
     pub fn start(name: &str, env: &[(&str, String)], logs: &Path) -> Self {
-        let binary = bin_dir().join(name);
+        Self::start_from(&bin_dir(), name, env, logs)
+    }
+
+    /// As [`ServiceProcess::start`], with the binary from `dir` (e.g. a release build).
+    pub fn start_from(dir: &Path, name: &str, env: &[(&str, String)], logs: &Path) -> Self {
+        let binary = dir.join(name);
         assert!(
             binary.is_file(),
             "{} is missing: build the services first (`cargo build --bins`, or `make test`)",

@@ -1,0 +1,419 @@
+//! Provisioning benchmark: N stores created at once, on a fresh local control plane with the simulated kubelet.
+//!
+//!     make bench                      # 100 stores
+//!     make bench BENCH_ARGS="--stores 20"
+//!
+//! Two runs, each on a control plane of its own so neither inherits the other's leftovers:
+//! 1. baseline — the same objects the platform creates, applied directly (no platform), timed until every
+//!    StatefulSet is ready, every Deployment available and every Job complete: the physical limit of this
+//!    control plane;
+//! 2. platform — the release provisioner binary; N CreateStore calls at once, timed until each store is READY.
+//!
+//! It prints time-to-READY per store, the delay from each bootstrap Job completing to its store being READY, API
+//! requests and writes per store (from the provisioner's /metrics), and the provisioner's peak RSS and CPU time.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use futures::StreamExt as _;
+use k8s_openapi::api::{
+    apps::v1::{Deployment, StatefulSet},
+    batch::v1::Job,
+    core::v1::Namespace,
+};
+use kube::{
+    Api, Client, ResourceExt as _,
+    api::{ObjectMeta, PostParams},
+    runtime::{WatchStreamExt as _, watcher},
+};
+use store_platform_proto::{
+    TENANT_METADATA_KEY,
+    v1::{CreateStoreRequest, Engine, provisioner_service_client::ProvisionerServiceClient},
+};
+use store_platform_provisioner::{
+    kube_ops::Kube,
+    settings::Settings,
+    woocommerce::{bootstrap, ingress, mariadb, policy, secret, wordpress},
+};
+use store_platform_runtime::record::{self, StoreSpec};
+use store_platform_test_support::{
+    Assets, ControlPlane, kubelet,
+    process::{ServiceProcess, free_port},
+};
+use tonic::Request;
+
+type Stamps = Arc<Mutex<HashMap<String, Instant>>>;
+
+fn stores_arg() -> usize {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == "--stores")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(100)
+}
+
+async fn start_plane(assets: &Assets, name: &str) -> anyhow::Result<(ControlPlane, Client)> {
+    let dir = std::env::temp_dir().join(format!(
+        "store-platform-bench-{name}-{}",
+        std::process::id()
+    ));
+    let plane = ControlPlane::start(assets, dir).await?;
+    let client = plane.client().await?;
+    tokio::spawn(kubelet::run(
+        client.clone(),
+        Box::pin(std::future::pending()),
+    ));
+    Ok((plane, client))
+}
+
+/// Records, per store namespace, the first moment `done` holds for an object of kind `K` there.
+fn watch_first<K>(client: &Client, stamps: Stamps, done: fn(&K) -> bool)
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + 'static,
+{
+    let config = watcher::Config::default().labels(&record::managed_selector());
+    let stream = watcher(Api::<K>::all(client.clone()), config)
+        .default_backoff()
+        .applied_objects();
+    tokio::spawn(async move {
+        futures::pin_mut!(stream);
+        while let Some(Ok(object)) = stream.next().await {
+            if done(&object) {
+                let key = object.namespace().unwrap_or_else(|| object.name_any());
+                stamps
+                    .lock()
+                    .expect("lock")
+                    .entry(key)
+                    .or_insert_with(Instant::now);
+            }
+        }
+    });
+}
+
+async fn wait_for(stamps: &Stamps, count: usize, limit: Duration) -> anyhow::Result<()> {
+    let start = Instant::now();
+    while stamps.lock().expect("lock").len() < count {
+        anyhow::ensure!(
+            start.elapsed() < limit,
+            "only {} of {count} done after {limit:?}",
+            stamps.lock().expect("lock").len()
+        );
+        // The benchmark's own clock, sampling its watch results: not part of what is measured.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Ok(())
+}
+
+fn sts_ready(s: &StatefulSet) -> bool {
+    s.status
+        .as_ref()
+        .and_then(|s| s.ready_replicas)
+        .unwrap_or(0)
+        >= 1
+}
+fn deploy_available(d: &Deployment) -> bool {
+    d.status
+        .as_ref()
+        .and_then(|s| s.available_replicas)
+        .unwrap_or(0)
+        >= 1
+}
+fn job_complete(j: &Job) -> bool {
+    j.status.as_ref().and_then(|s| s.succeeded).unwrap_or(0) >= 1
+}
+
+/// Applies every object of store `id` directly, as the platform would, with none of its waiting.
+async fn apply_directly(client: Client, id: String, settings: Arc<Settings>) -> anyhow::Result<()> {
+    let namespace = Namespace {
+        metadata: ObjectMeta {
+            name: Some(record::namespace_name(&id)),
+            labels: Some(
+                [(
+                    record::MANAGED_BY_LABEL.to_owned(),
+                    record::MANAGED_BY.to_owned(),
+                )]
+                .into(),
+            ),
+            ..ObjectMeta::default()
+        },
+        ..Namespace::default()
+    };
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &namespace)
+        .await?;
+    let kube = Kube::new(client, record::namespace_name(&id));
+    let spec = StoreSpec {
+        display_name: id.clone(),
+        engine: record::Engine::Woocommerce,
+        admin_email: "bench@example.com".into(),
+    };
+    kube.apply(&policy::resource_quota(&id)).await?;
+    kube.apply(&policy::limit_range(&id)).await?;
+    for network_policy in policy::network_policies(&id, &settings) {
+        kube.apply(&network_policy).await?;
+    }
+    kube.create_once(&secret::credentials(&id)).await?;
+    kube.apply(&mariadb::service(&id)).await?;
+    kube.apply(&mariadb::stateful_set(&id, &settings)).await?;
+    kube.apply(&wordpress::volume_claim(&id, &settings)).await?;
+    kube.apply(&wordpress::service(&id)).await?;
+    kube.apply(&wordpress::deployment(&id, &settings)).await?;
+    kube.apply(&ingress::ingress(&id, &settings)).await?;
+    kube.apply(&bootstrap::script_config_map(&id)).await?;
+    kube.apply(&bootstrap::job(&id, &spec, &settings)).await?;
+    Ok(())
+}
+
+async fn baseline(assets: &Assets, stores: usize) -> anyhow::Result<Duration> {
+    let (_plane, client) = start_plane(assets, "baseline").await?;
+    let (sts, deploys, jobs): (Stamps, Stamps, Stamps) = Default::default();
+    watch_first::<StatefulSet>(&client, sts.clone(), sts_ready);
+    watch_first::<Deployment>(&client, deploys.clone(), deploy_available);
+    watch_first::<Job>(&client, jobs.clone(), job_complete);
+    let settings = Arc::new(Settings::local());
+    let start = Instant::now();
+    let applies =
+        (0..stores).map(|i| apply_directly(client.clone(), format!("base-{i}"), settings.clone()));
+    for result in futures::future::join_all(applies).await {
+        result?;
+    }
+    let limit = Duration::from_secs(600);
+    wait_for(&sts, stores, limit).await?;
+    wait_for(&deploys, stores, limit).await?;
+    wait_for(&jobs, stores, limit).await?;
+    let last = [&sts, &deploys, &jobs]
+        .iter()
+        .flat_map(|s| {
+            s.lock()
+                .expect("lock")
+                .values()
+                .copied()
+                .collect::<Vec<_>>()
+        })
+        .max()
+        .unwrap_or(start);
+    Ok(last - start)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+fn summary(label: &str, mut values: Vec<Duration>) {
+    values.sort();
+    println!(
+        "{label:<38} min {:>8.1?}  median {:>8.1?}  p95 {:>8.1?}  max {:>8.1?}",
+        values[0],
+        percentile(&values, 0.5),
+        percentile(&values, 0.95),
+        values[values.len() - 1]
+    );
+}
+
+/// Peak RSS (KiB) and CPU seconds (user + system) of process `pid`.
+fn process_usage(pid: u32) -> (u64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let peak_kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0);
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks: f64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i)?.parse::<f64>().ok())
+        .sum();
+    // Clock ticks per second: 100 on Linux.
+    (peak_kib, ticks / 100.0)
+}
+
+async fn scrape(port: u16) -> anyhow::Result<String> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await?;
+    let mut body = String::new();
+    stream.read_to_string(&mut body).await?;
+    Ok(body)
+}
+
+/// Sums the samples of `metric` by the values of `label_keys`.
+fn sum_by(text: &str, metric: &str, label_keys: &[&str]) -> BTreeMap<String, f64> {
+    let mut sums = BTreeMap::new();
+    for line in text.lines().filter(|l| l.starts_with(metric)) {
+        let Some((name_labels, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let Ok(value) = value.parse::<f64>() else {
+            continue;
+        };
+        let labels = name_labels
+            .split_once('{')
+            .map(|(_, l)| l.trim_end_matches('}'))
+            .unwrap_or("");
+        let key: Vec<String> = label_keys
+            .iter()
+            .filter_map(|k| {
+                labels
+                    .split(',')
+                    .find_map(|pair| pair.strip_prefix(&format!("{k}=")))
+                    .map(|v| v.trim_matches('"').to_owned())
+            })
+            .collect();
+        *sums.entry(key.join(" ")).or_insert(0.0) += value;
+    }
+    sums
+}
+
+async fn platform(assets: &Assets, stores: usize, bin_dir: PathBuf) -> anyhow::Result<Duration> {
+    let (plane, client) = start_plane(assets, "platform").await?;
+    Api::<Namespace>::all(client.clone())
+        .create(
+            &PostParams::default(),
+            &Namespace {
+                metadata: ObjectMeta {
+                    name: Some("store-platform".into()),
+                    ..ObjectMeta::default()
+                },
+                ..Namespace::default()
+            },
+        )
+        .await?;
+    let (ready, jobs): (Stamps, Stamps) = Default::default();
+    watch_first::<Namespace>(&client, ready.clone(), |ns| {
+        ns.labels()
+            .get(record::PHASE_LABEL)
+            .is_some_and(|p| p == "ready")
+    });
+    watch_first::<Job>(&client, jobs.clone(), job_complete);
+
+    let logs = tempfile::tempdir()?;
+    let (grpc_port, metrics_port) = (free_port(), free_port());
+    let mut provisioner = ServiceProcess::start_from(
+        &bin_dir,
+        "provisioner",
+        &[
+            ("KUBECONFIG", plane.kubeconfig_path().display().to_string()),
+            ("GRPC_ADDR", format!("127.0.0.1:{grpc_port}")),
+            ("METRICS_ADDR", format!("127.0.0.1:{metrics_port}")),
+            ("MAX_STORES_PER_TENANT", (stores + 1).to_string()),
+            ("LOG_FILTER", "warn".to_owned()),
+        ],
+        logs.path(),
+    );
+    let channel = provisioner.channel(grpc_port).await;
+    let api = ProvisionerServiceClient::new(channel);
+    let mut created = HashMap::new();
+    let start = Instant::now();
+    let calls = (0..stores).map(|i| {
+        let mut api = api.clone();
+        async move {
+            let id = format!("shop-{i}");
+            let mut request = Request::new(CreateStoreRequest {
+                store_id: id.clone(),
+                display_name: format!("Shop {i}"),
+                engine: Engine::Woocommerce as i32,
+                admin_email: "bench@example.com".into(),
+            });
+            request
+                .metadata_mut()
+                .insert(TENANT_METADATA_KEY, "bench".parse().expect("ascii"));
+            let sent = Instant::now();
+            api.create_store(request)
+                .await
+                .map(|_| (record::namespace_name(&id), sent))
+        }
+    });
+    for result in futures::future::join_all(calls).await {
+        let (namespace, sent) = result?;
+        created.insert(namespace, sent);
+    }
+    wait_for(&ready, stores, Duration::from_secs(600)).await?;
+    let ready_at = ready.lock().expect("lock").clone();
+    let jobs_at = jobs.lock().expect("lock").clone();
+    let total = ready_at.values().max().copied().unwrap_or(start) - start;
+
+    println!("\nplatform, {stores} stores created at once:");
+    summary(
+        "  time to READY per store",
+        created
+            .iter()
+            .filter_map(|(ns, sent)| Some(*ready_at.get(ns)? - *sent))
+            .collect(),
+    );
+    summary(
+        "  bootstrap Job complete -> READY",
+        ready_at
+            .iter()
+            .filter_map(|(ns, ready)| Some(ready.saturating_duration_since(*jobs_at.get(ns)?)))
+            .collect(),
+    );
+
+    let metrics = scrape(metrics_port).await?;
+    let per_store = |v: f64| v / stores as f64;
+    println!("  API requests per store (non-watch), by method and resource:");
+    let requests = sum_by(
+        &metrics,
+        "store_platform_kubernetes_request_duration_seconds_count",
+        &["method", "resource"],
+    );
+    let mut total_requests = 0.0;
+    for (key, count) in &requests {
+        total_requests += count;
+        println!("    {key:<34} {:>6.2}", per_store(*count));
+    }
+    println!("    {:<34} {:>6.2}", "total", per_store(total_requests));
+    println!("  writes per store by kind:");
+    for (kind, count) in sum_by(
+        &metrics,
+        "store_platform_provisioner_writes_total",
+        &["kind"],
+    ) {
+        println!("    {kind:<34} {:>6.2}", per_store(count));
+    }
+    let (peak_kib, cpu) = process_usage(provisioner.pid());
+    println!(
+        "  provisioner peak RSS {:.1} MiB, CPU {cpu:.2} s",
+        peak_kib as f64 / 1024.0
+    );
+    drop(provisioner);
+    Ok(total)
+}
+
+fn main() -> anyhow::Result<()> {
+    let stores = stores_arg();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let assets = Assets::locate()?;
+        let bin_dir = std::env::var_os("STORE_PLATFORM_BIN_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/release"));
+        println!("provisioning benchmark: {stores} stores, Kubernetes v1.20.2 on loopback, simulated kubelet");
+        let base = baseline(&assets, stores).await?;
+        println!("baseline: objects applied directly, all workloads ready after {base:.2?}");
+        let total = platform(&assets, stores, bin_dir).await?;
+        println!(
+            "\nall {stores} stores READY after {total:.2?}: {:.2}x the baseline ({base:.2?})",
+            total.as_secs_f64() / base.as_secs_f64()
+        );
+        anyhow::Ok(())
+    })
+}
