@@ -24,7 +24,7 @@ export STORE_PLATFORM_BUF="$root/tools/node_modules/.bin/buf"
 echo "==> tests" >&2
 log="$cluster_dir.test.log"
 set +e
-cargo test --workspace --all-targets --locked --no-fail-fast "$@" 2>&1 | tee "$log"
+cargo test --workspace --lib --bins --tests --locked --no-fail-fast "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 # One closing line for the whole run (cargo prints one summary per test binary).

@@ -161,6 +161,7 @@ async fn the_three_services_serve_health_and_reflection_and_stop_on_sigterm() {
         &[
             ("KUBECONFIG", kubeconfig.clone()),
             ("GRPC_ADDR", format!("127.0.0.1:{provisioner_port}")),
+            ("METRICS_ADDR", "127.0.0.1:0".to_owned()),
         ],
         scratch.path(),
     );
@@ -233,7 +234,7 @@ async fn the_three_services_serve_health_and_reflection_and_stop_on_sigterm() {
     ]);
     assert!(health.contains("SERVING"), "{health}");
 
-    // What is not built yet says so.
+    // The provisioner answers for a tenant only; a call without one never reaches Kubernetes.
     let error = ProvisionerServiceClient::new(provisioner_channel)
         .create_store(CreateStoreRequest {
             store_id: "shoes".into(),
@@ -242,13 +243,14 @@ async fn the_three_services_serve_health_and_reflection_and_stop_on_sigterm() {
             admin_email: "owner@example.com".into(),
         })
         .await
-        .expect_err("not built yet");
-    assert_eq!(error.code(), tonic::Code::Unimplemented);
+        .expect_err("no tenant");
+    assert_eq!(error.code(), tonic::Code::Unauthenticated);
     assert!(
-        error.message().contains("CreateStore"),
+        error.message().contains("x-store-platform-tenant"),
         "{}",
         error.message()
     );
+    // What is not built yet says so.
     let error = StatusServiceClient::new(status_channel)
         .watch_stores(WatchStoresRequest::default())
         .await

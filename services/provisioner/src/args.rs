@@ -89,6 +89,12 @@ pub struct Args {
     #[arg(long, env = "MAX_STORES_PER_TENANT", default_value_t = 20)]
     pub max_stores_per_tenant: usize,
 
+    /// Reconcile only stores whose namespace also matches this label selector (e.g.
+    /// `store-platform.io/tenant=acme`), to split stores between provisioner deployments, each with its own Lease.
+    /// Empty: every store. The API serves every store either way.
+    #[arg(long, env = "RECONCILE_SELECTOR", default_value = "")]
+    pub reconcile_selector: String,
+
     /// Namespace of the Lease that elects the one replica that reconciles.
     #[arg(long, env = "LEASE_NAMESPACE", default_value = "store-platform")]
     pub lease_namespace: String,

@@ -138,8 +138,9 @@ pub async fn start(
         metrics,
     ));
     let election = leader::Election::new(client, &args.lease_namespace, &args.lease_name, identity);
+    let selector = args.reconcile_selector.clone();
     let leading = tokio::spawn(election.lead(shutdown.clone(), move |term| {
-        reconcile::run(ctx.clone(), term)
+        reconcile::run(ctx.clone(), selector.clone(), term)
     }));
 
     let task = tokio::spawn(async move {

@@ -351,11 +351,19 @@ fn to_store<K: Resource>(object: K) -> Option<ObjectRef<Namespace>> {
     Some(ObjectRef::new(&namespace))
 }
 
-/// Runs the controller until `shutdown`.
-pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
+/// Runs the controller until `shutdown`, over the stores whose namespace also matches `selector` (if not empty).
+pub async fn run(ctx: Arc<Context>, selector: String, shutdown: Shutdown) {
     let client = ctx.client.clone();
     let managed = watcher::Config::default().labels(&record::managed_selector());
-    Controller::new(Api::<Namespace>::all(client.clone()), managed.clone())
+    let stores = match selector.trim() {
+        "" => managed.clone(),
+        extra => {
+            watcher::Config::default().labels(&format!("{},{extra}", record::managed_selector()))
+        }
+    };
+    // Objects of stores outside the selector still wake the controller, which skips them: it only reconciles
+    // namespaces it has seen.
+    Controller::new(Api::<Namespace>::all(client.clone()), stores)
         .watches(
             Api::<StatefulSet>::all(client.clone()),
             managed.clone(),

@@ -10,7 +10,6 @@ use k8s_openapi::api::{
     core::v1::{
         ConfigMap, LimitRange, Namespace, PersistentVolumeClaim, ResourceQuota, Secret, Service,
     },
-    events::v1::Event,
     networking::v1::{Ingress, NetworkPolicy},
 };
 use kube::{Api, api::ListParams};
@@ -252,21 +251,23 @@ async fn a_store_goes_from_create_to_ready_and_is_deleted_cleanly() {
     assert_eq!(job.status.and_then(|s| s.succeeded), Some(1));
 
     // One event per step transition, in the store's namespace.
-    let events = Api::<Event>::namespaced(client.clone(), &namespace)
-        .list(&ListParams::default())
-        .await
-        .expect("events");
-    let succeeded = events
-        .items
-        .iter()
-        .filter(|e| e.reason.as_deref() == Some("StepSucceeded"))
-        .count();
-    assert_eq!(
-        succeeded,
-        7,
-        "{:?}",
-        events.items.iter().map(|e| &e.note).collect::<Vec<_>>()
-    );
+    let succeeded = support::step_succeeded_events(&namespace, 7).await;
+    let notes: Vec<String> = succeeded.iter().filter_map(|e| e.note.clone()).collect();
+    assert_eq!(succeeded.len(), 7, "{notes:?}");
+    for step in [
+        "namespace",
+        "policies",
+        "secrets",
+        "mariadb",
+        "wordpress",
+        "ingress",
+        "bootstrap",
+    ] {
+        assert!(
+            notes.iter().any(|n| n == &format!("step {step}")),
+            "no event for {step}: {notes:?}"
+        );
+    }
 
     // The owner gets the generated credentials, which match the Secret.
     let credentials = api

@@ -10,7 +10,6 @@ use k8s_openapi::api::{
     batch::v1::Job,
     coordination::v1::Lease,
     core::v1::{PersistentVolumeClaim, Pod, Secret},
-    events::v1::Event,
     networking::v1::NetworkPolicy,
 };
 use kube::{Api, api::ListParams, runtime::wait::await_condition};
@@ -28,10 +27,13 @@ use support::{
     wait_for_status, wait_until_gone,
 };
 
+/// A provisioner process that reconciles only `tenant`'s stores, so tests running side by side never reconcile
+/// each other's stores.
 fn start_provisioner(
     port: u16,
     lease: &str,
     identity: &str,
+    tenant: &str,
     logs: &std::path::Path,
 ) -> ServiceProcess {
     let env = TestEnv::shared();
@@ -40,9 +42,14 @@ fn start_provisioner(
         &[
             ("KUBECONFIG", env.kubeconfig_path().display().to_string()),
             ("GRPC_ADDR", format!("127.0.0.1:{port}")),
+            ("METRICS_ADDR", "127.0.0.1:0".to_owned()),
             ("LEASE_NAME", lease.to_owned()),
             ("POD_NAME", identity.to_owned()),
             ("STEP_DEADLINE", "120s".to_owned()),
+            (
+                "RECONCILE_SELECTOR",
+                format!("{}={tenant}", record::TENANT_LABEL),
+            ),
         ],
         logs,
     )
@@ -89,9 +96,9 @@ async fn a_provisioner_killed_mid_provisioning_finishes_the_store_when_it_return
     .await;
 
     let port = free_port();
-    let mut provisioner = start_provisioner(port, &lease, "crash-replica", logs.path());
+    let mut provisioner = start_provisioner(port, &lease, "crash-replica", "crash", logs.path());
     let mut api = ProvisionerServiceClient::new(provisioner.channel(port).await);
-    api.create_store(as_tenant("acme", create_request(&id)))
+    api.create_store(as_tenant("crash", create_request(&id)))
         .await
         .expect("create");
 
@@ -106,7 +113,7 @@ async fn a_provisioner_killed_mid_provisioning_finishes_the_store_when_it_return
             secret_uid = secret.metadata.uid;
         }
         provisioner.kill();
-        provisioner = start_provisioner(port, &lease, "crash-replica", logs.path());
+        provisioner = start_provisioner(port, &lease, "crash-replica", "crash", logs.path());
     }
     wait_for_phase(&id, "ready", Duration::from_secs(120)).await;
 
@@ -137,7 +144,7 @@ async fn a_provisioner_killed_mid_provisioning_finishes_the_store_when_it_return
 
     let mut api = ProvisionerServiceClient::new(provisioner.channel(port).await);
     api.delete_store(as_tenant(
-        "acme",
+        "crash",
         DeleteStoreRequest {
             store_id: id.clone(),
         },
@@ -155,8 +162,8 @@ async fn only_the_lease_holder_reconciles_and_a_standby_takes_over_when_it_leave
     let logs = tempfile::tempdir().expect("logs");
     let lease = unique_id("ha-lease");
     let (port_a, port_b) = (free_port(), free_port());
-    let mut a = start_provisioner(port_a, &lease, "replica-a", logs.path());
-    let mut b = start_provisioner(port_b, &lease, "replica-b", logs.path());
+    let mut a = start_provisioner(port_a, &lease, "replica-a", "ha", logs.path());
+    let mut b = start_provisioner(port_b, &lease, "replica-b", "ha", logs.path());
     let channel_a = a.channel(port_a).await;
     let channel_b = b.channel(port_b).await;
 
@@ -185,28 +192,25 @@ async fn only_the_lease_holder_reconciles_and_a_standby_takes_over_when_it_leave
     };
     let mut follower_api = ProvisionerServiceClient::new(follower_channel);
     follower_api
-        .create_store(as_tenant("acme", create_request(&first)))
+        .create_store(as_tenant("ha", create_request(&first)))
         .await
         .expect("the follower serves the API");
     wait_for_phase(&first, "ready", Duration::from_secs(90)).await;
-    let reporters = |events: Vec<Event>| -> Vec<String> {
+    let reporters = |events: Vec<k8s_openapi::api::events::v1::Event>| -> Vec<String> {
         events
             .into_iter()
             .filter_map(|e| e.reporting_instance)
             .collect()
     };
-    let events = Api::<Event>::namespaced(env.client().await, &record::namespace_name(&first))
-        .list(&ListParams::default())
-        .await
-        .expect("events");
-    let instances = reporters(
-        events
-            .items
-            .into_iter()
-            .filter(|e| e.reason.as_deref() == Some("StepSucceeded"))
-            .collect(),
+    let instances =
+        reporters(support::step_succeeded_events(&record::namespace_name(&first), 7).await);
+    assert_eq!(
+        instances.len(),
+        7,
+        "replica-a:\n{}\nreplica-b:\n{}",
+        a.logs(),
+        b.logs()
     );
-    assert_eq!(instances.len(), 7);
     assert!(
         instances.iter().all(|i| *i == leader),
         "{instances:?} vs leader {leader}"
@@ -241,13 +245,13 @@ async fn only_the_lease_holder_reconciles_and_a_standby_takes_over_when_it_leave
     } else {
         channel_b
     });
-    api.create_store(as_tenant("acme", create_request(&second)))
+    api.create_store(as_tenant("ha", create_request(&second)))
         .await
         .expect("create");
     wait_for_phase(&second, "ready", Duration::from_secs(90)).await;
     let store = api
         .get_store(as_tenant(
-            "acme",
+            "ha",
             GetStoreRequest {
                 store_id: second.clone(),
             },
@@ -261,7 +265,7 @@ async fn only_the_lease_holder_reconciles_and_a_standby_takes_over_when_it_leave
 
     for id in [&first, &second] {
         api.delete_store(as_tenant(
-            "acme",
+            "ha",
             DeleteStoreRequest {
                 store_id: id.clone(),
             },

@@ -147,3 +147,28 @@ pub fn started(status: &StoreStatus, step: &str) -> bool {
         .iter()
         .any(|s| s.name == step && s.state != StepState::Pending)
 }
+
+/// The store's `StepSucceeded` events once there are `expected` of them. They are published right after the status
+/// write that records each transition, so they can trail the phase by a moment.
+pub async fn step_succeeded_events(
+    namespace: &str,
+    expected: usize,
+) -> Vec<k8s_openapi::api::events::v1::Event> {
+    use k8s_openapi::api::events::v1::Event;
+    let events: Api<Event> = Api::namespaced(TestEnv::shared().client().await, namespace);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let found: Vec<Event> = events
+            .list(&kube::api::ListParams::default())
+            .await
+            .expect("list events")
+            .items
+            .into_iter()
+            .filter(|e| e.reason.as_deref() == Some("StepSucceeded"))
+            .collect();
+        if found.len() >= expected || std::time::Instant::now() >= deadline {
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
