@@ -1,9 +1,17 @@
 //! The provisioner's Kubernetes writes: server-side apply with one field manager, into a store's namespace.
 
-use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::{
+    NamespaceResourceScope,
+    api::{
+        apps::v1::{Deployment, StatefulSet},
+        batch::v1::Job,
+        core::v1::ResourceQuota,
+    },
+};
 use kube::{
     Api, Client, Resource,
     api::{Patch, PatchParams, PostParams},
+    runtime::reflector::{ObjectRef, Store},
 };
 use serde::{Serialize, de::DeserializeOwned};
 
@@ -12,12 +20,58 @@ use crate::{error::Error, metrics::Metrics};
 /// The field manager of every write the platform makes.
 pub const FIELD_MANAGER: &str = "store-platform-provisioner";
 
+/// The controller's watch caches of the kinds whose status steps wait on.
+#[derive(Clone)]
+#[allow(missing_debug_implementations)] // Stores hold whole objects; printing them helps nobody.
+pub struct Caches {
+    pub stateful_sets: Store<StatefulSet>,
+    pub deployments: Store<Deployment>,
+    pub jobs: Store<Job>,
+    pub quotas: Store<ResourceQuota>,
+}
+
+/// A kind held in [`Caches`].
+pub trait Cached:
+    Resource<DynamicType = (), Scope = NamespaceResourceScope>
+    + Clone
+    + DeserializeOwned
+    + std::fmt::Debug
+    + 'static
+{
+    fn store(caches: &Caches) -> &Store<Self>;
+}
+
+impl Cached for StatefulSet {
+    fn store(caches: &Caches) -> &Store<Self> {
+        &caches.stateful_sets
+    }
+}
+
+impl Cached for Deployment {
+    fn store(caches: &Caches) -> &Store<Self> {
+        &caches.deployments
+    }
+}
+
+impl Cached for Job {
+    fn store(caches: &Caches) -> &Store<Self> {
+        &caches.jobs
+    }
+}
+
+impl Cached for ResourceQuota {
+    fn store(caches: &Caches) -> &Store<Self> {
+        &caches.quotas
+    }
+}
+
 /// A client scoped to one store namespace.
 #[derive(Clone)]
 pub struct Kube {
     pub client: Client,
     pub namespace: String,
     metrics: Option<std::sync::Arc<Metrics>>,
+    caches: Option<Caches>,
 }
 
 impl std::fmt::Debug for Kube {
@@ -34,7 +88,26 @@ impl Kube {
             client,
             namespace,
             metrics: None,
+            caches: None,
         }
+    }
+
+    /// Reads observed objects from `caches` rather than the API server.
+    pub fn with_caches(mut self, caches: Caches) -> Self {
+        self.caches = Some(caches);
+        self
+    }
+
+    /// Object `name` as last observed: from the watch cache when it holds it (the cache is updated before the watch
+    /// event that woke the controller is delivered, so it is never older than what triggered this pass), else read.
+    pub async fn observe<K: Cached>(&self, name: &str) -> Result<Option<K>, Error> {
+        if let Some(caches) = &self.caches
+            && let Some(object) =
+                K::store(caches).get(&ObjectRef::new(name).within(&self.namespace))
+        {
+            return Ok(Some(object.as_ref().clone()));
+        }
+        self.get(name).await
     }
 
     /// Counts every write into `metrics`.

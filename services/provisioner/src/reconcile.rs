@@ -19,10 +19,10 @@ use kube::{
     Api, Client, Resource, ResourceExt as _,
     api::{Patch, PatchParams},
     runtime::{
-        Controller,
+        Controller, WatchStreamExt as _,
         controller::Action,
         events::{Event, EventType, Recorder, Reporter},
-        reflector::ObjectRef,
+        reflector::{self, ObjectRef},
         watcher,
     },
 };
@@ -34,7 +34,7 @@ use store_platform_runtime::{
 use crate::{
     engine::{Engine, Progress},
     error::Error,
-    kube_ops::{FIELD_MANAGER, Kube},
+    kube_ops::{Caches, FIELD_MANAGER, Kube},
     metrics::{Metrics, ReasonLabel, StepLabel},
 };
 
@@ -237,8 +237,15 @@ fn namespace_reference(namespace: &Namespace) -> ObjectReference {
     reference
 }
 
+/// One leadership term's view: the shared context and this term's watch caches.
+struct Term {
+    ctx: Arc<Context>,
+    caches: Caches,
+}
+
 #[tracing::instrument(skip_all, fields(store = %namespace.name_any()))]
-async fn reconcile(namespace: Arc<Namespace>, ctx: Arc<Context>) -> Result<Action, Error> {
+async fn reconcile(namespace: Arc<Namespace>, pass: Arc<Term>) -> Result<Action, Error> {
+    let ctx = &pass.ctx;
     if namespace.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
@@ -252,8 +259,9 @@ async fn reconcile(namespace: Arc<Namespace>, ctx: Arc<Context>) -> Result<Actio
     if matches!(store.status.phase, Phase::Failed | Phase::Deleting) {
         return Ok(Action::await_change());
     }
-    let kube =
-        Kube::new(ctx.client.clone(), namespace.name_any()).with_metrics(ctx.metrics.clone());
+    let kube = Kube::new(ctx.client.clone(), namespace.name_any())
+        .with_metrics(ctx.metrics.clone())
+        .with_caches(pass.caches.clone());
     let outcome = advance(&store, ctx.engine.as_ref(), &kube, Timestamp::now()).await?;
     if outcome.status != store.status {
         let updated = StoreRecord {
@@ -326,8 +334,9 @@ fn observe_durations(metrics: &Metrics, before: &StoreRecord, after: &StoreStatu
     }
 }
 
-fn error_policy(_namespace: Arc<Namespace>, error: &Error, ctx: Arc<Context>) -> Action {
-    ctx.metrics
+fn error_policy(_namespace: Arc<Namespace>, error: &Error, pass: Arc<Term>) -> Action {
+    pass.ctx
+        .metrics
         .reconcile_errors
         .get_or_create(&ReasonLabel {
             reason: error.metric_reason(),
@@ -361,23 +370,44 @@ pub async fn run(ctx: Arc<Context>, selector: String, shutdown: Shutdown) {
             watcher::Config::default().labels(&format!("{},{extra}", record::managed_selector()))
         }
     };
-    // Objects of stores outside the selector still wake the controller, which skips them: it only reconciles
-    // namespaces it has seen.
+    // The store's objects wake the controller and fill the caches steps read from. Objects of stores outside the
+    // selector still wake it; it skips them, reconciling only namespaces it has seen.
+    let (stateful_sets, stateful_sets_writer) = reflector::store();
+    let (deployments, deployments_writer) = reflector::store();
+    let (jobs, jobs_writer) = reflector::store();
+    let (quotas, quotas_writer) = reflector::store();
+    let stateful_set_events = watcher(Api::<StatefulSet>::all(client.clone()), managed.clone())
+        .default_backoff()
+        .reflect(stateful_sets_writer)
+        .touched_objects();
+    let deployment_events = watcher(Api::<Deployment>::all(client.clone()), managed.clone())
+        .default_backoff()
+        .reflect(deployments_writer)
+        .touched_objects();
+    let job_events = watcher(Api::<Job>::all(client.clone()), managed.clone())
+        .default_backoff()
+        .reflect(jobs_writer)
+        .touched_objects();
+    let quota_events = watcher(Api::<ResourceQuota>::all(client.clone()), managed.clone())
+        .default_backoff()
+        .reflect(quotas_writer)
+        .touched_objects();
+    let term = Arc::new(Term {
+        ctx,
+        caches: Caches {
+            stateful_sets,
+            deployments,
+            jobs,
+            quotas,
+        },
+    });
     Controller::new(Api::<Namespace>::all(client.clone()), stores)
-        .watches(
-            Api::<StatefulSet>::all(client.clone()),
-            managed.clone(),
-            to_store,
-        )
-        .watches(
-            Api::<Deployment>::all(client.clone()),
-            managed.clone(),
-            to_store,
-        )
-        .watches(Api::<Job>::all(client.clone()), managed.clone(), to_store)
-        .watches(Api::<ResourceQuota>::all(client.clone()), managed, to_store)
+        .watches_stream(stateful_set_events, to_store)
+        .watches_stream(deployment_events, to_store)
+        .watches_stream(job_events, to_store)
+        .watches_stream(quota_events, to_store)
         .graceful_shutdown_on(shutdown.wait())
-        .run(reconcile, error_policy, ctx)
+        .run(reconcile, error_policy, term)
         .for_each(|result| async move {
             if let Err(error) = result {
                 tracing::debug!(%error, "reconcile error");

@@ -211,7 +211,7 @@ impl Engine for WooCommerce {
     ) -> Result<Progress, Error> {
         Ok(match step {
             // Pods are admitted only once the quota controller has computed the quota's usage.
-            "policies" => match kube.get::<ResourceQuota>("store").await? {
+            "policies" => match kube.observe::<ResourceQuota>("store").await? {
                 Some(quota)
                     if quota
                         .status
@@ -224,7 +224,7 @@ impl Engine for WooCommerce {
                 Some(_) => Progress::Waiting("waiting for the quota controller".to_owned()),
                 None => Progress::Waiting("resource quota missing".to_owned()),
             },
-            "mariadb" => match kube.get::<StatefulSet>(MARIADB).await? {
+            "mariadb" => match kube.observe::<StatefulSet>(MARIADB).await? {
                 Some(set) => {
                     let generation = set.metadata.generation;
                     let status = set.status.unwrap_or_default();
@@ -238,7 +238,7 @@ impl Engine for WooCommerce {
                 }
                 None => Progress::Waiting("mariadb StatefulSet missing".to_owned()),
             },
-            "wordpress" => match kube.get::<Deployment>(WORDPRESS).await? {
+            "wordpress" => match kube.observe::<Deployment>(WORDPRESS).await? {
                 Some(deployment) => {
                     let generation = deployment.metadata.generation;
                     let status = deployment.status.unwrap_or_default();
@@ -252,7 +252,7 @@ impl Engine for WooCommerce {
                 }
                 None => Progress::Waiting("wordpress Deployment missing".to_owned()),
             },
-            "bootstrap" => match kube.get::<Job>(BOOTSTRAP).await? {
+            "bootstrap" => match kube.observe::<Job>(BOOTSTRAP).await? {
                 Some(job) if job.metadata.deletion_timestamp.is_some() => {
                     Progress::Waiting("removing the previous bootstrap Job".to_owned())
                 }
@@ -264,7 +264,16 @@ impl Engine for WooCommerce {
                     if status.succeeded.unwrap_or(0) >= 1 {
                         Progress::Done
                     } else if failed {
-                        Progress::Failed(job_failure(kube, &job).await)
+                        // Confirm with the API server: after a retry the cache may still hold the failed Job it
+                        // replaced.
+                        match kube.get::<Job>(BOOTSTRAP).await? {
+                            Some(current) if current.metadata.uid == job.metadata.uid => {
+                                Progress::Failed(job_failure(kube, &job).await)
+                            }
+                            _ => {
+                                Progress::Waiting("installing WordPress and WooCommerce".to_owned())
+                            }
+                        }
                     } else {
                         Progress::Waiting("installing WordPress and WooCommerce".to_owned())
                     }
