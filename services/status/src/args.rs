@@ -19,6 +19,14 @@ pub struct Args {
     #[arg(long, env = "SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
 
+    /// How often an idle WatchStores stream gets a heartbeat, so proxies keep it open.
+    #[arg(long, env = "HEARTBEAT_INTERVAL", default_value = "15s", value_parser = humantime::parse_duration)]
+    pub heartbeat: Duration,
+
+    /// How many changes a subscriber may fall behind before it is sent a fresh snapshot instead.
+    #[arg(long, env = "SUBSCRIBER_BUFFER", default_value_t = 1024)]
+    pub subscriber_buffer: usize,
+
     #[command(flatten)]
     pub telemetry: TelemetryArgs,
 }

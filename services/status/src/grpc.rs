@@ -1,58 +1,189 @@
-//! The StatusService gRPC API.
-//!
-//! The namespace watch and its stream are not built yet; every call says so with `Unimplemented` rather than
-//! pretending to succeed.
+//! The StatusService gRPC API: a tenant's stores as a live stream, and one store's status.
 
-use std::pin::Pin;
+use std::{pin::Pin, sync::Arc, time::Duration};
 
-use store_platform_proto::v1::{
-    GetStoreStatusRequest, GetStoreStatusResponse, WatchStoresRequest, WatchStoresResponse,
-    status_service_server::StatusService,
+use futures::Stream;
+use store_platform_proto::{
+    TENANT_METADATA_KEY,
+    v1::{
+        GetStoreStatusRequest, GetStoreStatusResponse, Heartbeat, StoreChange, StoresSnapshot,
+        WatchStoresRequest, WatchStoresResponse, status_service_server::StatusService,
+        watch_stores_response::Event,
+    },
 };
-use tonic::{Request, Response, codegen::tokio_stream::Stream};
+use store_platform_runtime::{Shutdown, record::timestamp};
+use tokio::sync::broadcast::error::RecvError;
+use tonic::{Request, Response, Status as GrpcStatus};
+
+use crate::hub::{Filter, Hub};
 
 /// The StatusService implementation.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Status {
-    // Held for the namespace watch; used by every RPC once it exists.
-    _client: kube::Client,
-}
-
-impl std::fmt::Debug for Status {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Status").finish_non_exhaustive()
-    }
+    hub: Arc<Hub>,
+    heartbeat: Duration,
+    shutdown: Shutdown,
 }
 
 impl Status {
-    pub fn new(client: kube::Client) -> Self {
-        Self { _client: client }
+    pub fn new(hub: Arc<Hub>, heartbeat: Duration, shutdown: Shutdown) -> Self {
+        Self {
+            hub,
+            heartbeat,
+            shutdown,
+        }
     }
 }
 
-fn not_built_yet(method: &str) -> tonic::Status {
-    tonic::Status::unimplemented(format!(
-        "{method} is not available yet: this status build has no namespace watch"
-    ))
+/// The caller's tenant, from request metadata, as the provisioner reads it.
+fn tenant<T>(request: &Request<T>) -> Result<String, GrpcStatus> {
+    let value = request.metadata().get(TENANT_METADATA_KEY).ok_or_else(|| {
+        GrpcStatus::unauthenticated(format!(
+            "no tenant: the request metadata must carry {TENANT_METADATA_KEY}"
+        ))
+    })?;
+    let tenant = value.to_str().unwrap_or_default();
+    let valid = !tenant.is_empty()
+        && tenant.len() <= 63
+        && tenant
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b));
+    if valid {
+        Ok(tenant.to_owned())
+    } else {
+        Err(GrpcStatus::invalid_argument(format!(
+            "{TENANT_METADATA_KEY}: must be a lowercase label value"
+        )))
+    }
 }
 
-type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchStoresResponse, tonic::Status>> + Send>>;
+fn store_id(id: &str) -> Result<Option<String>, GrpcStatus> {
+    if id.is_empty() {
+        return Ok(None);
+    }
+    let valid = (3..=40).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !id.starts_with('-')
+        && !id.ends_with('-');
+    if valid {
+        Ok(Some(id.to_owned()))
+    } else {
+        Err(GrpcStatus::invalid_argument(
+            "store_id: must be a store id (a DNS label of 3 to 40 characters)",
+        ))
+    }
+}
+
+fn now() -> Option<prost_types::Timestamp> {
+    Some(timestamp(jiff::Timestamp::now()))
+}
+
+fn snapshot(stores: Vec<store_platform_proto::v1::Store>) -> WatchStoresResponse {
+    WatchStoresResponse {
+        event: Some(Event::Snapshot(StoresSnapshot {
+            stores,
+            time: now(),
+        })),
+    }
+}
+
+type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchStoresResponse, GrpcStatus>> + Send>>;
+
+/// The stream one subscriber reads: a snapshot, then its changes; a heartbeat when idle; a fresh snapshot if it
+/// fell too far behind; the end at shutdown.
+fn subscription(
+    hub: Arc<Hub>,
+    filter: Filter,
+    heartbeat: Duration,
+    shutdown: Shutdown,
+) -> WatchStream {
+    let (stores, receiver) = hub.subscribe(&filter);
+    let first = snapshot(stores);
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let state = (hub, filter, receiver, ticker, shutdown, Some(first));
+    Box::pin(futures::stream::unfold(
+        state,
+        |(hub, filter, mut receiver, mut ticker, shutdown, first)| async move {
+            if let Some(first) = first {
+                return Some((Ok(first), (hub, filter, receiver, ticker, shutdown, None)));
+            }
+            loop {
+                let message = tokio::select! {
+                    () = shutdown.wait() => return None,
+                    _ = ticker.tick() => WatchStoresResponse {
+                        event: Some(Event::Heartbeat(Heartbeat { time: now() })),
+                    },
+                    received = receiver.recv() => match received {
+                        Ok(change) if filter.admits(&change.store) => WatchStoresResponse {
+                            event: Some(Event::Change(StoreChange {
+                                r#type: change.kind.to_proto() as i32,
+                                store: Some(change.store.clone()),
+                            })),
+                        },
+                        Ok(_) => continue,
+                        Err(RecvError::Lagged(missed)) => {
+                            tracing::debug!(missed, "subscriber lagged; resending a snapshot");
+                            let (stores, fresh) = hub.subscribe(&filter);
+                            receiver = fresh;
+                            snapshot(stores)
+                        }
+                        Err(RecvError::Closed) => return None,
+                    },
+                };
+                ticker.reset();
+                return Some((Ok(message), (hub, filter, receiver, ticker, shutdown, None)));
+            }
+        },
+    ))
+}
 
 #[tonic::async_trait]
 impl StatusService for Status {
     type WatchStoresStream = WatchStream;
 
+    #[tracing::instrument(skip_all)]
     async fn watch_stores(
         &self,
-        _: Request<WatchStoresRequest>,
-    ) -> Result<Response<Self::WatchStoresStream>, tonic::Status> {
-        Err(not_built_yet("WatchStores"))
+        request: Request<WatchStoresRequest>,
+    ) -> Result<Response<Self::WatchStoresStream>, GrpcStatus> {
+        let tenant = tenant(&request)?;
+        let filter = Filter {
+            tenant,
+            store_id: store_id(&request.get_ref().store_id)?,
+        };
+        if !self.hub.is_synced() {
+            return Err(GrpcStatus::unavailable(
+                "the store index is not synced with Kubernetes yet",
+            ));
+        }
+        Ok(Response::new(subscription(
+            self.hub.clone(),
+            filter,
+            self.heartbeat,
+            self.shutdown.clone(),
+        )))
     }
 
+    #[tracing::instrument(skip_all, fields(store = %request.get_ref().store_id))]
     async fn get_store_status(
         &self,
-        _: Request<GetStoreStatusRequest>,
-    ) -> Result<Response<GetStoreStatusResponse>, tonic::Status> {
-        Err(not_built_yet("GetStoreStatus"))
+        request: Request<GetStoreStatusRequest>,
+    ) -> Result<Response<GetStoreStatusResponse>, GrpcStatus> {
+        let tenant = tenant(&request)?;
+        let id = store_id(&request.get_ref().store_id)?
+            .ok_or_else(|| GrpcStatus::invalid_argument("store_id: must not be empty"))?;
+        if !self.hub.is_synced() {
+            return Err(GrpcStatus::unavailable(
+                "the store index is not synced with Kubernetes yet",
+            ));
+        }
+        let store = self
+            .hub
+            .get(&tenant, &id)
+            .ok_or_else(|| GrpcStatus::not_found(format!("store {id:?} not found")))?;
+        Ok(Response::new(GetStoreStatusResponse { store: Some(store) }))
     }
 }

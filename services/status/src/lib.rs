@@ -1,12 +1,22 @@
-//! The status service: the read side of the platform. It owns the StatusService gRPC API.
+//! The status service: the read side of the platform. One watch of store namespaces feeds an in-memory index;
+//! the StatusService API streams it to every subscriber.
 
 mod args;
-mod grpc;
+pub mod grpc;
+pub mod hub;
+pub mod index;
+
+use std::sync::Arc;
 
 use anyhow::Context as _;
 pub use args::Args;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::{
+    Api,
+    runtime::{WatchStreamExt as _, watcher},
+};
 use store_platform_proto::v1::status_service_server::StatusServiceServer;
-use store_platform_runtime::{Shutdown, grpc as server, kubernetes, telemetry};
+use store_platform_runtime::{Shutdown, grpc as server, kubernetes, record, telemetry};
 use tonic_health::ServingStatus;
 
 /// Runs the status service until SIGTERM or Ctrl-C.
@@ -14,24 +24,64 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     telemetry::init(&args.telemetry)?;
     let shutdown = Shutdown::on_signals().context("failed to install signal handlers")?;
     let client = kubernetes::client().await?;
+    let running = start(args, client, shutdown).await?;
+    running.task.await??;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// A status service serving on `addr` until its shutdown fires.
+#[derive(Debug)]
+pub struct Running {
+    pub addr: std::net::SocketAddr,
+    pub hub: Arc<hub::Hub>,
+    pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+/// Starts the namespace watch and the API with `client`.
+pub async fn start(
+    args: Args,
+    client: kube::Client,
+    shutdown: Shutdown,
+) -> anyhow::Result<Running> {
+    let hub = hub::Hub::new(args.subscriber_buffer);
+    let events = watcher(
+        Api::<Namespace>::all(client),
+        watcher::Config::default().labels(&record::managed_selector()),
+    )
+    .default_backoff();
+    let (feeding, stop_feeding) = (hub.clone(), shutdown.clone());
+    tokio::spawn(async move {
+        tokio::select! {
+            () = feeding.run(events) => {}
+            () = stop_feeding.wait() => {}
+        }
+    });
 
     let (routes, health) = server::standard_routes().await?;
-    let routes = routes.add_service(StatusServiceServer::new(grpc::Status::new(client.clone())));
+    let api = grpc::Status::new(hub.clone(), args.heartbeat, shutdown.clone());
+    let routes =
+        routes.add_service(StatusServiceServer::new(api).max_decoding_message_size(16 * 1024));
     let incoming = server::bind(args.grpc_addr)?;
-    tracing::info!(addr = %args.grpc_addr, "serving gRPC");
+    let addr = incoming.local_addr().context("listening address")?;
+    tracing::info!(%addr, "serving gRPC");
 
+    // SERVING only once the first full listing is in the index.
     let service = store_platform_proto::SERVICE_NAMES[1];
     health
         .set_service_status(service, ServingStatus::NotServing)
         .await;
-    tokio::spawn(kubernetes::report_when_reachable(
-        client,
-        health,
-        service,
-        shutdown.clone(),
-    ));
+    let synced = hub.clone();
+    tokio::spawn(async move {
+        synced.synced().await;
+        health
+            .set_service_status(service, ServingStatus::Serving)
+            .await;
+    });
 
-    server::serve(routes, incoming, shutdown, args.shutdown_grace).await?;
-    tracing::info!("stopped");
-    Ok(())
+    let task = tokio::spawn(async move {
+        server::serve(routes, incoming, shutdown, args.shutdown_grace).await?;
+        anyhow::Ok(())
+    });
+    Ok(Running { addr, hub, task })
 }

@@ -1,0 +1,404 @@
+//! The status service on the real local control plane: the stream through a store's whole life (with the
+//! provisioner running), tenant scoping, heartbeats, and convergence across an API-server restart.
+
+use std::{net::SocketAddr, time::Duration};
+
+use clap::Parser as _;
+use futures::StreamExt as _;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::{
+    Api, Client,
+    api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams},
+};
+use store_platform_proto::{
+    TENANT_METADATA_KEY,
+    v1::{
+        ChangeType, CreateStoreRequest, DeleteStoreRequest, Engine, GetStoreStatusRequest, Phase,
+        StepState, WatchStoresRequest, WatchStoresResponse,
+        provisioner_service_client::ProvisionerServiceClient,
+        status_service_client::StatusServiceClient, watch_stores_response::Event,
+    },
+};
+use store_platform_runtime::{
+    Shutdown,
+    record::{self, Engine as EngineKind, StoreRecord, StoreSpec, StoreStatus},
+};
+use store_platform_status::Args;
+use store_platform_test_support::{
+    Assets, Behaviour, ControlPlane, TestEnv, kubelet,
+    process::{ServiceProcess, free_port},
+};
+use tonic::{Request, Streaming, transport::Channel};
+
+async fn start_status(client: Client, heartbeat: &str) -> (SocketAddr, Shutdown) {
+    let args = Args::parse_from([
+        "status",
+        "--grpc-addr=127.0.0.1:0",
+        &format!("--heartbeat={heartbeat}"),
+    ]);
+    let shutdown = Shutdown::new();
+    let running = store_platform_status::start(args, client, shutdown.clone())
+        .await
+        .expect("start");
+    running.hub.synced().await;
+    (running.addr, shutdown)
+}
+
+async fn channel(addr: SocketAddr) -> Channel {
+    Channel::from_shared(format!("http://{addr}"))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect")
+}
+
+fn as_tenant<T>(tenant: &str, message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    request
+        .metadata_mut()
+        .insert(TENANT_METADATA_KEY, tenant.parse().expect("ascii"));
+    request
+}
+
+async fn watch(addr: SocketAddr, tenant: &str, store_id: &str) -> Streaming<WatchStoresResponse> {
+    StatusServiceClient::new(channel(addr).await)
+        .watch_stores(as_tenant(
+            tenant,
+            WatchStoresRequest {
+                store_id: store_id.to_owned(),
+            },
+        ))
+        .await
+        .expect("watch")
+        .into_inner()
+}
+
+/// The next message that is not a heartbeat.
+async fn next_event(stream: &mut Streaming<WatchStoresResponse>) -> Event {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(90), stream.next())
+            .await
+            .expect("a message in time")
+            .expect("stream open")
+            .expect("message");
+        match message.event.expect("event") {
+            Event::Heartbeat(_) => continue,
+            event => return event,
+        }
+    }
+}
+
+/// Writes a store record the way the provisioner does.
+async fn write_record(client: &Client, id: &str, tenant: &str, phase: record::Phase) {
+    let mut status = StoreStatus::pending(&["namespace"], jiff::Timestamp::now());
+    status.phase = phase;
+    let record = StoreRecord {
+        id: id.into(),
+        tenant: tenant.into(),
+        spec: StoreSpec {
+            display_name: id.into(),
+            engine: EngineKind::Woocommerce,
+            admin_email: "a@example.com".into(),
+        },
+        status,
+        create_time: None,
+        terminating: false,
+    };
+    let namespace = Namespace {
+        metadata: ObjectMeta {
+            name: Some(record::namespace_name(id)),
+            labels: Some(record.labels()),
+            annotations: Some(record.annotations().expect("annotations")),
+            ..ObjectMeta::default()
+        },
+        ..Namespace::default()
+    };
+    Api::<Namespace>::all(client.clone())
+        .patch(
+            &record::namespace_name(id),
+            &PatchParams::apply("status-test").force(),
+            &Patch::Apply(&namespace),
+        )
+        .await
+        .expect("write record");
+}
+
+fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+#[tokio::test]
+async fn a_stream_follows_a_store_through_its_whole_life_with_the_provisioner() {
+    let env = TestEnv::shared();
+    let client = env.client().await;
+    if let Err(kube::Error::Api(status)) = Api::<Namespace>::all(client.clone())
+        .create(
+            &PostParams::default(),
+            &Namespace {
+                metadata: ObjectMeta {
+                    name: Some("store-platform".into()),
+                    ..ObjectMeta::default()
+                },
+                ..Namespace::default()
+            },
+        )
+        .await
+    {
+        assert_eq!(status.code, 409, "{status:?}");
+    }
+    let (status_addr, _stop) = start_status(client.clone(), "15s").await;
+    let logs = tempfile::tempdir().expect("logs");
+    let port = free_port();
+    let mut provisioner = ServiceProcess::start(
+        "provisioner",
+        &[
+            ("KUBECONFIG", env.kubeconfig_path().display().to_string()),
+            ("GRPC_ADDR", format!("127.0.0.1:{port}")),
+            ("METRICS_ADDR", "127.0.0.1:0".to_owned()),
+            ("LEASE_NAME", unique("status-lease")),
+            (
+                "RECONCILE_SELECTOR",
+                format!("{}=stream", record::TENANT_LABEL),
+            ),
+        ],
+        logs.path(),
+    );
+    let mut api = ProvisionerServiceClient::new(provisioner.channel(port).await);
+    let id = unique("life");
+    env.set_kubelet_behaviour(
+        &record::namespace_name(&id),
+        &Behaviour::with_delay(Duration::from_millis(200)),
+    )
+    .await;
+
+    let mut stream = watch(status_addr, "stream", &id).await;
+    match next_event(&mut stream).await {
+        Event::Snapshot(snapshot) => assert!(snapshot.stores.is_empty(), "{snapshot:?}"),
+        other => panic!("expected a snapshot first, got {other:?}"),
+    }
+    api.create_store(as_tenant(
+        "stream",
+        CreateStoreRequest {
+            store_id: id.clone(),
+            display_name: "Life".into(),
+            engine: Engine::Woocommerce as i32,
+            admin_email: "owner@example.com".into(),
+        },
+    ))
+    .await
+    .expect("create");
+
+    let mut kinds = Vec::new();
+    let mut succeeded_before = 0;
+    loop {
+        let Event::Change(change) = next_event(&mut stream).await else {
+            panic!("only changes after the snapshot");
+        };
+        let store = change.store.expect("store");
+        assert_eq!(store.id, id);
+        let succeeded = store
+            .steps
+            .iter()
+            .filter(|s| s.state == StepState::Succeeded as i32)
+            .count();
+        assert!(succeeded >= succeeded_before, "steps only move forward");
+        // Steps succeed in order: no step succeeded after one that has not.
+        let states: Vec<i32> = store.steps.iter().map(|s| s.state).collect();
+        assert!(
+            states
+                .iter()
+                .take(succeeded)
+                .all(|s| *s == StepState::Succeeded as i32),
+            "{states:?}"
+        );
+        succeeded_before = succeeded;
+        kinds.push((change.r#type, store.phase));
+        if store.phase == Phase::Ready as i32 {
+            break;
+        }
+    }
+    assert_eq!(
+        kinds.first(),
+        Some(&(ChangeType::Added as i32, Phase::Pending as i32))
+    );
+    assert_eq!(succeeded_before, 7);
+
+    api.delete_store(as_tenant(
+        "stream",
+        DeleteStoreRequest {
+            store_id: id.clone(),
+        },
+    ))
+    .await
+    .expect("delete");
+    let mut after = Vec::new();
+    loop {
+        let Event::Change(change) = next_event(&mut stream).await else {
+            panic!("only changes");
+        };
+        after.push(change.r#type);
+        if change.r#type == ChangeType::Deleted as i32 {
+            assert_eq!(
+                change.store.map(|s| s.phase),
+                Some(Phase::Deleting as i32),
+                "the last state goes out"
+            );
+            break;
+        }
+    }
+    assert!(after.contains(&(ChangeType::Deleting as i32)), "{after:?}");
+    assert!(provisioner.terminate(Duration::from_secs(20)));
+}
+
+#[tokio::test]
+async fn tenants_see_only_their_stores_and_idle_streams_get_heartbeats() {
+    let env = TestEnv::shared();
+    let client = env.client().await;
+    let (status_addr, _stop) = start_status(client.clone(), "1s").await;
+    let (mine, theirs) = (unique("mine"), unique("theirs"));
+    write_record(&client, &mine, "tenant-a", record::Phase::Ready).await;
+    write_record(&client, &theirs, "tenant-b", record::Phase::Ready).await;
+
+    let mut status = StatusServiceClient::new(channel(status_addr).await);
+    let found = async {
+        loop {
+            match status
+                .get_store_status(as_tenant(
+                    "tenant-a",
+                    GetStoreStatusRequest {
+                        store_id: mine.clone(),
+                    },
+                ))
+                .await
+            {
+                Ok(response) => return response.into_inner().store.expect("store"),
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    };
+    let store = tokio::time::timeout(Duration::from_secs(10), found)
+        .await
+        .expect("indexed in time");
+    assert_eq!(store.phase, Phase::Ready as i32);
+    let error = status
+        .get_store_status(as_tenant(
+            "tenant-a",
+            GetStoreStatusRequest {
+                store_id: theirs.clone(),
+            },
+        ))
+        .await
+        .expect_err("another tenant's store");
+    assert_eq!(error.code(), tonic::Code::NotFound);
+    let error = status
+        .get_store_status(Request::new(GetStoreStatusRequest {
+            store_id: mine.clone(),
+        }))
+        .await
+        .expect_err("no tenant");
+    assert_eq!(error.code(), tonic::Code::Unauthenticated);
+
+    let mut stream = watch(status_addr, "tenant-a", "").await;
+    let first = stream
+        .next()
+        .await
+        .expect("open")
+        .expect("message")
+        .event
+        .expect("event");
+    let Event::Snapshot(snapshot) = first else {
+        panic!("snapshot first")
+    };
+    assert!(snapshot.stores.iter().any(|s| s.id == mine));
+    assert!(
+        !snapshot.stores.iter().any(|s| s.id == theirs),
+        "another tenant's store leaked"
+    );
+    // Idle: a heartbeat arrives within the interval (1s here).
+    let next = tokio::time::timeout(Duration::from_secs(3), stream.next())
+        .await
+        .expect("a heartbeat in time")
+        .expect("open")
+        .expect("message");
+    assert!(matches!(next.event, Some(Event::Heartbeat(_))), "{next:?}");
+
+    let namespaces: Api<Namespace> = Api::all(client);
+    for id in [&mine, &theirs] {
+        namespaces
+            .delete(&record::namespace_name(id), &DeleteParams::default())
+            .await
+            .expect("delete");
+    }
+}
+
+#[tokio::test]
+async fn after_an_api_server_restart_the_stream_converges_on_every_final_state() {
+    // A control plane of its own: this test stops its API server.
+    let assets = Assets::locate().expect("assets");
+    let dir = std::env::temp_dir().join(format!(
+        "store-platform-status-restart-{}",
+        std::process::id()
+    ));
+    let mut plane = ControlPlane::start(&assets, dir)
+        .await
+        .expect("control plane");
+    let client = plane.client().await.expect("client");
+    tokio::spawn(kubelet::run(
+        client.clone(),
+        Box::pin(std::future::pending()),
+    ));
+    let (status_addr, _stop) = start_status(plane.client().await.expect("client"), "15s").await;
+    write_record(&client, "finishing", "acme", record::Phase::Provisioning).await;
+    write_record(&client, "leaving", "acme", record::Phase::Ready).await;
+
+    let mut stream = watch(status_addr, "acme", "").await;
+    let mut seen = std::collections::HashMap::new();
+    while seen.len() < 2 {
+        match next_event(&mut stream).await {
+            Event::Snapshot(snapshot) => {
+                for store in snapshot.stores {
+                    seen.insert(store.id.clone(), store.phase);
+                }
+            }
+            Event::Change(change) => {
+                let store = change.store.expect("store");
+                seen.insert(store.id.clone(), store.phase);
+            }
+            Event::Heartbeat(_) => {}
+        }
+    }
+
+    plane.restart_apiserver().await.expect("restart");
+    // Right after the restart, while the status service's watch reconnects: one store finishes, one goes away.
+    let client = plane.client().await.expect("client");
+    write_record(&client, "finishing", "acme", record::Phase::Ready).await;
+    Api::<Namespace>::all(client)
+        .delete("store-leaving", &DeleteParams::default())
+        .await
+        .expect("delete");
+
+    let (mut ready, mut gone) = (false, false);
+    while !(ready && gone) {
+        match next_event(&mut stream).await {
+            Event::Change(change) => {
+                let store = change.store.expect("store");
+                ready |= store.id == "finishing" && store.phase == Phase::Ready as i32;
+                gone |= store.id == "leaving" && change.r#type == ChangeType::Deleted as i32;
+            }
+            Event::Snapshot(snapshot) => {
+                ready |= snapshot
+                    .stores
+                    .iter()
+                    .any(|s| s.id == "finishing" && s.phase == Phase::Ready as i32);
+                gone |= !snapshot.stores.iter().any(|s| s.id == "leaving");
+            }
+            Event::Heartbeat(_) => {}
+        }
+    }
+}
