@@ -273,6 +273,7 @@ async fn reconcile(namespace: Arc<Namespace>, pass: Arc<Term>) -> Result<Action,
         ctx.metrics.write("status");
         observe_durations(&ctx.metrics, &store, &outcome.status);
         let reference = namespace_reference(&namespace);
+        let mut events = Vec::new();
         for (step, state, message) in &outcome.transitions {
             tracing::info!(step = %step, state = ?state, %message, "step transition");
             let (type_, reason) = match state {
@@ -286,19 +287,26 @@ async fn reconcile(namespace: Arc<Namespace>, pass: Arc<Term>) -> Result<Action,
             } else {
                 format!("step {step}: {message}")
             };
-            let event = Event {
+            events.push(Event {
                 type_,
                 reason: reason.to_owned(),
                 note: Some(note.chars().take(1000).collect()),
                 // The step is the action: events of different steps must not fold into one series.
                 action: step.clone(),
                 secondary: None,
-            };
-            match ctx.recorder.publish(&event, &reference).await {
-                Ok(()) => ctx.metrics.write("event"),
-                Err(error) => tracing::warn!(%error, "failed to record an event"),
-            }
+            });
         }
+        // Events are published off the reconcile path: under load their requests would otherwise hold up this
+        // store's next pass. They stay in order; if the process dies first, they are lost (the status is not).
+        let (recorder, metrics) = (ctx.recorder.clone(), ctx.metrics.clone());
+        tokio::spawn(async move {
+            for event in events {
+                match recorder.publish(&event, &reference).await {
+                    Ok(()) => metrics.write("event"),
+                    Err(error) => tracing::warn!(%error, "failed to record an event"),
+                }
+            }
+        });
         if outcome.status.phase != store.status.phase {
             tracing::info!(phase = outcome.status.phase.as_str(), "store phase changed");
         }
