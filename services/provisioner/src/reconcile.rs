@@ -44,6 +44,10 @@ pub struct Context {
     pub engine: Arc<dyn Engine>,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
+    /// The resource version of this process's last write of each store's record. A pass handed any other version
+    /// may be looking at the namespace from before that write (the watch has not delivered it yet), so it reads
+    /// the namespace afresh rather than redo steps it already did.
+    written: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -70,6 +74,30 @@ impl Context {
             client,
             engine,
             metrics,
+            written: Default::default(),
+        }
+    }
+
+    fn written(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, String>> {
+        self.written
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// `namespace` as of this process's last write at least: the given object when it is that version, else a
+    /// fresh read.
+    async fn current(&self, namespace: Arc<Namespace>) -> Result<Arc<Namespace>, Error> {
+        let name = namespace.name_any();
+        let ours = self.written().get(&name).cloned();
+        match ours {
+            Some(version) if Some(&version) != namespace.metadata.resource_version.as_ref() => {
+                let fresh = Api::<Namespace>::all(self.client.clone())
+                    .get_opt(&name)
+                    .await
+                    .map_err(Error::kubernetes("read the store record"))?;
+                Ok(fresh.map(Arc::new).unwrap_or(namespace))
+            }
+            _ => Ok(namespace),
         }
     }
 }
@@ -247,8 +275,10 @@ struct Term {
 async fn reconcile(namespace: Arc<Namespace>, pass: Arc<Term>) -> Result<Action, Error> {
     let ctx = &pass.ctx;
     if namespace.metadata.deletion_timestamp.is_some() {
+        ctx.written().remove(&namespace.name_any());
         return Ok(Action::await_change());
     }
+    let namespace = ctx.current(namespace).await?;
     let store = match StoreRecord::from_namespace(&namespace) {
         Ok(store) => store,
         Err(error) => {
@@ -269,7 +299,10 @@ async fn reconcile(namespace: Arc<Namespace>, pass: Arc<Term>) -> Result<Action,
             ..store.clone()
         };
         // Guarded by the resource version: a RetryStore or DeleteStore in between wins, and this pass reruns.
-        write_record(&ctx.client, &updated, namespace.resource_version()).await?;
+        let written = write_record(&ctx.client, &updated, namespace.resource_version()).await?;
+        if let Some(version) = written.metadata.resource_version {
+            ctx.written().insert(namespace.name_any(), version);
+        }
         ctx.metrics.write("status");
         observe_durations(&ctx.metrics, &store, &outcome.status);
         let reference = namespace_reference(&namespace);
