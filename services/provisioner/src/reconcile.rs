@@ -38,12 +38,17 @@ use crate::{
     metrics::{Metrics, ReasonLabel, StepLabel},
 };
 
+/// Step events waiting to be published, at most.
+const EVENT_QUEUE: usize = 10_000;
+
 /// What every reconcile pass shares.
 pub struct Context {
     pub client: Client,
     pub engine: Arc<dyn Engine>,
-    pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
+    /// Step events, published in order by one task off the reconcile path, so they neither delay a store's next
+    /// pass nor flood the API server.
+    events: tokio::sync::mpsc::Sender<(Event, ObjectReference)>,
     /// The resource version of this process's last write of each store's record. A pass handed any other version
     /// may be looking at the namespace from before that write (the watch has not delivered it yet), so it reads
     /// the namespace afresh rather than redo steps it already did.
@@ -69,11 +74,23 @@ impl Context {
             controller: FIELD_MANAGER.to_owned(),
             instance,
         };
+        let recorder = Recorder::new(client.clone(), reporter);
+        let (events, mut queue) =
+            tokio::sync::mpsc::channel::<(Event, ObjectReference)>(EVENT_QUEUE);
+        let publisher_metrics = metrics.clone();
+        tokio::spawn(async move {
+            while let Some((event, reference)) = queue.recv().await {
+                match recorder.publish(&event, &reference).await {
+                    Ok(()) => publisher_metrics.write("event"),
+                    Err(error) => tracing::warn!(%error, "failed to record an event"),
+                }
+            }
+        });
         Self {
-            recorder: Recorder::new(client.clone(), reporter),
             client,
             engine,
             metrics,
+            events,
             written: Default::default(),
         }
     }
@@ -329,17 +346,13 @@ async fn reconcile(namespace: Arc<Namespace>, pass: Arc<Term>) -> Result<Action,
                 secondary: None,
             });
         }
-        // Events are published off the reconcile path: under load their requests would otherwise hold up this
-        // store's next pass. They stay in order; if the process dies first, they are lost (the status is not).
-        let (recorder, metrics) = (ctx.recorder.clone(), ctx.metrics.clone());
-        tokio::spawn(async move {
-            for event in events {
-                match recorder.publish(&event, &reference).await {
-                    Ok(()) => metrics.write("event"),
-                    Err(error) => tracing::warn!(%error, "failed to record an event"),
-                }
+        // Queued for the publisher; if the process dies first they are lost (the status they describe is not). A
+        // full queue drops the event rather than stall provisioning.
+        for event in events {
+            if ctx.events.try_send((event, reference.clone())).is_err() {
+                tracing::warn!("event queue full; dropping a step event");
             }
-        });
+        }
         if outcome.status.phase != store.status.phase {
             tracing::info!(phase = outcome.status.phase.as_str(), "store phase changed");
         }
