@@ -40,14 +40,16 @@ use crate::{
 
 /// Step events waiting to be published, at most.
 const EVENT_QUEUE: usize = 10_000;
+/// Events published at once: enough to keep up with a burst of stores, few enough not to crowd the API server.
+const EVENT_PUBLISHERS: usize = 4;
 
 /// What every reconcile pass shares.
 pub struct Context {
     pub client: Client,
     pub engine: Arc<dyn Engine>,
     pub metrics: Arc<Metrics>,
-    /// Step events, published in order by one task off the reconcile path, so they neither delay a store's next
-    /// pass nor flood the API server.
+    /// Step events, published off the reconcile path by a few tasks, so they neither delay a store's next pass nor
+    /// flood the API server. They carry their own time, so their order in `kubectl get events` is kept.
     events: tokio::sync::mpsc::Sender<(Event, ObjectReference)>,
     /// The resource version of this process's last write of each store's record. A pass handed any other version
     /// may be looking at the namespace from before that write (the watch has not delivered it yet), so it reads
@@ -75,17 +77,21 @@ impl Context {
             instance,
         };
         let recorder = Recorder::new(client.clone(), reporter);
-        let (events, mut queue) =
-            tokio::sync::mpsc::channel::<(Event, ObjectReference)>(EVENT_QUEUE);
+        let (events, queue) = tokio::sync::mpsc::channel::<(Event, ObjectReference)>(EVENT_QUEUE);
         let publisher_metrics = metrics.clone();
-        tokio::spawn(async move {
-            while let Some((event, reference)) = queue.recv().await {
+        let publish = move |(event, reference): (Event, ObjectReference)| {
+            let (recorder, metrics) = (recorder.clone(), publisher_metrics.clone());
+            async move {
                 match recorder.publish(&event, &reference).await {
-                    Ok(()) => publisher_metrics.write("event"),
+                    Ok(()) => metrics.write("event"),
                     Err(error) => tracing::warn!(%error, "failed to record an event"),
                 }
             }
-        });
+        };
+        tokio::spawn(
+            tokio_stream::wrappers::ReceiverStream::new(queue)
+                .for_each_concurrent(EVENT_PUBLISHERS, publish),
+        );
         Self {
             client,
             engine,
