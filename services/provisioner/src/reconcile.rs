@@ -7,13 +7,10 @@ use std::{sync::Arc, time::Duration};
 
 use futures::StreamExt as _;
 use jiff::Timestamp;
-use k8s_openapi::{
-    api::{
-        apps::v1::{Deployment, StatefulSet},
-        batch::v1::Job,
-        core::v1::{Namespace, ObjectReference, ResourceQuota},
-    },
-    apimachinery::pkg::apis::meta::v1::ObjectMeta,
+use k8s_openapi::api::{
+    apps::v1::{Deployment, StatefulSet},
+    batch::v1::Job,
+    core::v1::{Namespace, ObjectReference, ResourceQuota},
 };
 use kube::{
     Api, Client, Resource, ResourceExt as _,
@@ -139,17 +136,11 @@ pub fn pod_security_labels() -> [(&'static str, &'static str); 3] {
 
 /// The namespace object holding `store`, for server-side apply (labels and annotations only).
 pub fn record_namespace(store: &StoreRecord) -> Result<Namespace, Error> {
-    let mut labels = store.labels();
-    labels.extend(pod_security_labels().map(|(k, v)| (k.to_owned(), v.to_owned())));
-    Ok(Namespace {
-        metadata: ObjectMeta {
-            name: Some(record::namespace_name(&store.id)),
-            labels: Some(labels),
-            annotations: Some(store.annotations()?),
-            ..ObjectMeta::default()
-        },
-        ..Namespace::default()
-    })
+    let mut namespace = store.to_namespace()?;
+    if let Some(labels) = namespace.metadata.labels.as_mut() {
+        labels.extend(pod_security_labels().map(|(k, v)| (k.to_owned(), v.to_owned())));
+    }
+    Ok(namespace)
 }
 
 /// Writes `store`'s labels and annotations. With `resource_version`, only if nobody changed the namespace since.

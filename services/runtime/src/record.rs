@@ -304,6 +304,19 @@ impl StoreRecord {
         .into())
     }
 
+    /// The namespace holding this record: name, labels and annotations (what the provisioner applies).
+    pub fn to_namespace(&self) -> Result<Namespace, RecordError> {
+        Ok(Namespace {
+            metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                name: Some(namespace_name(&self.id)),
+                labels: Some(self.labels()),
+                annotations: Some(self.annotations()?),
+                ..Default::default()
+            },
+            ..Namespace::default()
+        })
+    }
+
     pub fn to_proto(&self) -> proto::Store {
         proto::Store {
             id: self.id.clone(),
@@ -343,8 +356,6 @@ pub fn timestamp(time: Timestamp) -> prost_types::Timestamp {
 
 #[cfg(test)]
 mod tests {
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-
     use super::*;
 
     fn record() -> StoreRecord {
@@ -363,15 +374,7 @@ mod tests {
     }
 
     fn namespace_of(record: &StoreRecord) -> Namespace {
-        Namespace {
-            metadata: ObjectMeta {
-                name: Some(namespace_name(&record.id)),
-                labels: Some(record.labels()),
-                annotations: Some(record.annotations().expect("encode")),
-                ..ObjectMeta::default()
-            },
-            ..Namespace::default()
-        }
+        record.to_namespace().expect("encode")
     }
 
     #[test]

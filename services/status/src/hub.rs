@@ -160,39 +160,10 @@ impl Hub {
 
 #[cfg(test)]
 mod tests {
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-    use store_platform_runtime::record::{
-        self, Engine, Phase, StoreRecord, StoreSpec, StoreStatus,
-    };
+    use store_platform_runtime::record::Phase;
 
     use super::*;
-    use crate::index::ChangeType;
-
-    fn namespace(id: &str, tenant: &str, phase: Phase) -> Namespace {
-        let mut status = StoreStatus::pending(&["namespace"], jiff::Timestamp::UNIX_EPOCH);
-        status.phase = phase;
-        let record = StoreRecord {
-            id: id.into(),
-            tenant: tenant.into(),
-            spec: StoreSpec {
-                display_name: id.into(),
-                engine: Engine::Woocommerce,
-                admin_email: "a@example.com".into(),
-            },
-            status,
-            create_time: None,
-            terminating: false,
-        };
-        Namespace {
-            metadata: ObjectMeta {
-                name: Some(record::namespace_name(id)),
-                labels: Some(record.labels()),
-                annotations: Some(record.annotations().expect("annotations")),
-                ..ObjectMeta::default()
-            },
-            ..Namespace::default()
-        }
-    }
+    use crate::index::{ChangeType, tests::namespace};
 
     fn synced_hub(capacity: usize, namespaces: Vec<Namespace>) -> Arc<Hub> {
         let hub = Hub::new(capacity);

@@ -144,18 +144,19 @@ impl Index {
 }
 
 #[cfg(test)]
-mod tests {
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+pub(crate) mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
     use store_platform_runtime::record::{self, Engine, StoreSpec, StoreStatus};
 
     use super::*;
 
-    fn namespace(id: &str, phase: Phase) -> Namespace {
+    /// A store namespace as the provisioner writes it.
+    pub(crate) fn namespace(id: &str, tenant: &str, phase: Phase) -> Namespace {
         let mut status = StoreStatus::pending(&["namespace"], jiff::Timestamp::UNIX_EPOCH);
         status.phase = phase;
-        let record = StoreRecord {
+        StoreRecord {
             id: id.into(),
-            tenant: "acme".into(),
+            tenant: tenant.into(),
             spec: StoreSpec {
                 display_name: id.into(),
                 engine: Engine::Woocommerce,
@@ -164,16 +165,9 @@ mod tests {
             status,
             create_time: None,
             terminating: false,
-        };
-        Namespace {
-            metadata: ObjectMeta {
-                name: Some(record::namespace_name(id)),
-                labels: Some(record.labels()),
-                annotations: Some(record.annotations().expect("annotations")),
-                ..ObjectMeta::default()
-            },
-            ..Namespace::default()
         }
+        .to_namespace()
+        .expect("encode")
     }
 
     fn kinds(changes: &[Change]) -> Vec<(ChangeType, &str)> {
@@ -187,13 +181,15 @@ mod tests {
     fn apply_reports_added_then_updated_and_nothing_for_no_change() {
         let mut index = Index::default();
         assert_eq!(
-            index.apply(&namespace("a", Phase::Pending)).map(|c| c.kind),
+            index
+                .apply(&namespace("a", "acme", Phase::Pending))
+                .map(|c| c.kind),
             Some(ChangeType::Added)
         );
-        assert_eq!(index.apply(&namespace("a", Phase::Pending)), None);
+        assert_eq!(index.apply(&namespace("a", "acme", Phase::Pending)), None);
         assert_eq!(
             index
-                .apply(&namespace("a", Phase::Provisioning))
+                .apply(&namespace("a", "acme", Phase::Provisioning))
                 .map(|c| c.kind),
             Some(ChangeType::Updated)
         );
@@ -202,8 +198,8 @@ mod tests {
     #[test]
     fn a_terminating_namespace_is_deleting_then_its_removal_is_deleted_with_the_last_state() {
         let mut index = Index::default();
-        index.apply(&namespace("a", Phase::Ready));
-        let mut terminating = namespace("a", Phase::Ready);
+        index.apply(&namespace("a", "acme", Phase::Ready));
+        let mut terminating = namespace("a", "acme", Phase::Ready);
         terminating.metadata.deletion_timestamp = Some(Time(jiff::Timestamp::UNIX_EPOCH));
         assert_eq!(
             index.apply(&terminating).map(|c| c.kind),
@@ -219,10 +215,13 @@ mod tests {
     fn resync_emits_what_changed_while_the_watch_was_down() {
         let mut index = Index::default();
         index.resync(&[
-            namespace("a", Phase::Provisioning),
-            namespace("b", Phase::Ready),
+            namespace("a", "acme", Phase::Provisioning),
+            namespace("b", "acme", Phase::Ready),
         ]);
-        let changes = index.resync(&[namespace("a", Phase::Ready), namespace("c", Phase::Pending)]);
+        let changes = index.resync(&[
+            namespace("a", "acme", Phase::Ready),
+            namespace("c", "acme", Phase::Pending),
+        ]);
         assert_eq!(
             kinds(&changes),
             [
@@ -236,7 +235,7 @@ mod tests {
 
     #[test]
     fn a_hand_edited_status_shows_the_store_as_unreadable() {
-        let mut broken = namespace("a", Phase::Ready);
+        let mut broken = namespace("a", "acme", Phase::Ready);
         broken
             .metadata
             .annotations

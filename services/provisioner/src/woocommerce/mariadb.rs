@@ -5,19 +5,17 @@ use k8s_openapi::{
         apps::v1::{StatefulSet, StatefulSetSpec},
         core::v1::{
             Container, ContainerPort, EnvVar, EnvVarSource, ExecAction, PersistentVolumeClaim,
-            PersistentVolumeClaimSpec, PodSpec, PodTemplateSpec, Probe, SecretKeySelector, Service,
-            ServicePort, ServiceSpec, VolumeMount, VolumeResourceRequirements,
+            PodSpec, PodTemplateSpec, Probe, SecretKeySelector, Service, ServicePort, ServiceSpec,
+            VolumeMount,
         },
     },
-    apimachinery::pkg::{
-        api::resource::Quantity, apis::meta::v1::ObjectMeta, util::intstr::IntOrString,
-    },
+    apimachinery::pkg::{apis::meta::v1::ObjectMeta, util::intstr::IntOrString},
 };
 
 use super::{
     meta::{
         MARIADB, MYSQL, SECRET_NAME, container_security, labels, object_meta, pod_security,
-        selector, selector_labels,
+        selector, selector_labels, volume_claim_spec,
     },
     policy::MARIADB_SIZE,
     secret::{DATABASE, MARIADB_PASSWORD, MARIADB_ROOT_PASSWORD, MARIADB_USER},
@@ -142,21 +140,10 @@ pub fn stateful_set(id: &str, settings: &Settings) -> StatefulSet {
                     labels: Some(labels(id, MARIADB)),
                     ..ObjectMeta::default()
                 },
-                spec: Some(PersistentVolumeClaimSpec {
-                    access_modes: Some(vec!["ReadWriteOnce".to_owned()]),
-                    storage_class_name: settings.storage_class.clone(),
-                    resources: Some(VolumeResourceRequirements {
-                        requests: Some(
-                            [(
-                                "storage".to_owned(),
-                                Quantity(settings.mariadb_storage.clone()),
-                            )]
-                            .into(),
-                        ),
-                        ..VolumeResourceRequirements::default()
-                    }),
-                    ..PersistentVolumeClaimSpec::default()
-                }),
+                spec: Some(volume_claim_spec(
+                    &settings.mariadb_storage,
+                    settings.storage_class.clone(),
+                )),
                 ..PersistentVolumeClaim::default()
             }]),
             ..StatefulSetSpec::default()

@@ -3,8 +3,14 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::{
-    api::core::v1::{Capabilities, PodSecurityContext, SeccompProfile, SecurityContext},
-    apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta},
+    api::core::v1::{
+        Capabilities, PersistentVolumeClaimSpec, PodSecurityContext, SeccompProfile,
+        SecurityContext, VolumeResourceRequirements,
+    },
+    apimachinery::pkg::{
+        api::resource::Quantity,
+        apis::meta::v1::{LabelSelector, ObjectMeta},
+    },
 };
 use store_platform_runtime::record::{
     MANAGED_BY, MANAGED_BY_LABEL, STORE_ID_LABEL, namespace_name,
@@ -82,5 +88,18 @@ pub fn container_security() -> SecurityContext {
         }),
         run_as_non_root: Some(true),
         ..SecurityContext::default()
+    }
+}
+
+/// A ReadWriteOnce volume of `size` in `storage_class` (the cluster default when none).
+pub fn volume_claim_spec(size: &str, storage_class: Option<String>) -> PersistentVolumeClaimSpec {
+    PersistentVolumeClaimSpec {
+        access_modes: Some(vec!["ReadWriteOnce".to_owned()]),
+        storage_class_name: storage_class,
+        resources: Some(VolumeResourceRequirements {
+            requests: Some([("storage".to_owned(), Quantity(size.to_owned()))].into()),
+            ..VolumeResourceRequirements::default()
+        }),
+        ..PersistentVolumeClaimSpec::default()
     }
 }

@@ -5,21 +5,18 @@ use k8s_openapi::{
         apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy},
         core::v1::{
             Container, ContainerPort, EnvVar, HTTPGetAction, PersistentVolumeClaim,
-            PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec,
-            Probe, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
-            VolumeResourceRequirements,
+            PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec, Probe, Service,
+            ServicePort, ServiceSpec, Volume, VolumeMount,
         },
     },
-    apimachinery::pkg::{
-        api::resource::Quantity, apis::meta::v1::ObjectMeta, util::intstr::IntOrString,
-    },
+    apimachinery::pkg::{apis::meta::v1::ObjectMeta, util::intstr::IntOrString},
 };
 
 use super::{
     mariadb::{self, secret_env},
     meta::{
         WORDPRESS, WORDPRESS_DATA, WWW_DATA, container_security, labels, object_meta, pod_security,
-        selector, selector_labels,
+        selector, selector_labels, volume_claim_spec,
     },
     policy::WORDPRESS_SIZE,
     secret::{DATABASE, MARIADB_PASSWORD, MARIADB_USER},
@@ -68,21 +65,10 @@ pub fn config_extra(id: &str, settings: &Settings) -> String {
 pub fn volume_claim(id: &str, settings: &Settings) -> PersistentVolumeClaim {
     PersistentVolumeClaim {
         metadata: object_meta(id, WORDPRESS_DATA, WORDPRESS),
-        spec: Some(PersistentVolumeClaimSpec {
-            access_modes: Some(vec!["ReadWriteOnce".to_owned()]),
-            storage_class_name: settings.storage_class.clone(),
-            resources: Some(VolumeResourceRequirements {
-                requests: Some(
-                    [(
-                        "storage".to_owned(),
-                        Quantity(settings.wordpress_storage.clone()),
-                    )]
-                    .into(),
-                ),
-                ..VolumeResourceRequirements::default()
-            }),
-            ..PersistentVolumeClaimSpec::default()
-        }),
+        spec: Some(volume_claim_spec(
+            &settings.wordpress_storage,
+            settings.storage_class.clone(),
+        )),
         ..PersistentVolumeClaim::default()
     }
 }
