@@ -1,5 +1,5 @@
 //! End to end: the three service binaries start against the local control plane, answer health and reflection
-//! (v1 and v1alpha), say Unimplemented for what is not built, and stop cleanly on SIGTERM.
+//! (v1 and v1alpha), refuse calls without a tenant, serve the dashboard over HTTP/1.1, and stop cleanly on SIGTERM.
 //!
 //! The binaries come from `$STORE_PLATFORM_BIN_DIR` or the workspace's `target/debug` (`make test` builds them).
 
