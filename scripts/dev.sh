@@ -21,7 +21,7 @@ scripts/cluster.sh "$cluster_dir" >/dev/null
 export KUBECONFIG="$cluster_dir/kubeconfig" LOG_FORMAT=${LOG_FORMAT:-pretty}
 
 GRPC_ADDR=127.0.0.1:50051 METRICS_ADDR=127.0.0.1:9090 target/debug/provisioner & pids+=($!)
-GRPC_ADDR=127.0.0.1:50052 target/debug/status & pids+=($!)
+GRPC_ADDR=127.0.0.1:50052 METRICS_ADDR=127.0.0.1:9091 target/debug/status & pids+=($!)
 HTTP_ADDR=127.0.0.1:8080 WEB_ROOT="$root/web/dist" target/debug/gateway & pids+=($!)
 
 buf="$root/tools/node_modules/.bin/buf"

@@ -15,6 +15,10 @@ pub struct Args {
     #[arg(long, env = "GRPC_ADDR", default_value = "0.0.0.0:50052")]
     pub grpc_addr: SocketAddr,
 
+    /// Address of the Prometheus `/metrics` endpoint.
+    #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:9090")]
+    pub metrics_addr: SocketAddr,
+
     /// How long in-flight calls may finish after SIGTERM.
     #[arg(long, env = "SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,

@@ -100,6 +100,7 @@ fn subscription(
     shutdown: Shutdown,
 ) -> WatchStream {
     let (stores, receiver) = hub.subscribe(&filter);
+    hub.metrics.sent("snapshot");
     let first = snapshot(stores);
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -113,21 +114,27 @@ fn subscription(
             loop {
                 let message = tokio::select! {
                     () = shutdown.wait() => return None,
-                    _ = ticker.tick() => WatchStoresResponse {
-                        event: Some(Event::Heartbeat(Heartbeat { time: now() })),
-                    },
+                    _ = ticker.tick() => {
+                        hub.metrics.sent("heartbeat");
+                        WatchStoresResponse { event: Some(Event::Heartbeat(Heartbeat { time: now() })) }
+                    }
                     received = receiver.recv() => match received {
-                        Ok(change) if filter.admits(&change.store) => WatchStoresResponse {
-                            event: Some(Event::Change(StoreChange {
-                                r#type: change.kind.to_proto() as i32,
-                                store: Some(change.store.clone()),
-                            })),
-                        },
+                        Ok(change) if filter.admits(&change.store) => {
+                            hub.metrics.sent("change");
+                            WatchStoresResponse {
+                                event: Some(Event::Change(StoreChange {
+                                    r#type: change.kind.to_proto() as i32,
+                                    store: Some(change.store.clone()),
+                                })),
+                            }
+                        }
                         Ok(_) => continue,
                         Err(RecvError::Lagged(missed)) => {
                             tracing::debug!(missed, "subscriber lagged; resending a snapshot");
                             let (stores, fresh) = hub.subscribe(&filter);
                             receiver = fresh;
+                            hub.metrics.snapshots_resent.inc();
+                            hub.metrics.sent("snapshot");
                             snapshot(stores)
                         }
                         Err(RecvError::Closed) => return None,

@@ -11,7 +11,10 @@ use kube::runtime::watcher;
 use store_platform_proto::v1 as proto;
 use tokio::sync::{broadcast, watch};
 
-use crate::index::{Change, Index};
+use crate::{
+    index::{Change, Index},
+    metrics::Metrics,
+};
 
 /// Which stores a subscriber sees.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,6 +38,7 @@ pub struct Hub {
     synced: watch::Sender<bool>,
     /// Namespaces of a re-list in progress, applied all at once when it completes.
     relist: Mutex<Option<Vec<Namespace>>>,
+    pub metrics: Metrics,
 }
 
 impl Hub {
@@ -45,6 +49,7 @@ impl Hub {
             changes: broadcast::channel(capacity.max(1)).0,
             synced: watch::channel(false).0,
             relist: Mutex::new(None),
+            metrics: Metrics::default(),
         })
     }
 
@@ -100,6 +105,9 @@ impl Hub {
     pub fn apply(&self, event: watcher::Event<Namespace>) {
         match event {
             watcher::Event::Init => {
+                if self.is_synced() {
+                    self.metrics.watch_restarts.inc();
+                }
                 *self.relist.lock().unwrap_or_else(|p| p.into_inner()) = Some(Vec::new());
             }
             watcher::Event::InitApply(namespace) => {

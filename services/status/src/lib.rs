@@ -5,6 +5,7 @@ mod args;
 pub mod grpc;
 pub mod hub;
 pub mod index;
+pub mod metrics;
 
 use std::sync::Arc;
 
@@ -34,6 +35,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 #[derive(Debug)]
 pub struct Running {
     pub addr: std::net::SocketAddr,
+    pub metrics_addr: std::net::SocketAddr,
     pub hub: Arc<hub::Hub>,
     pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -57,6 +59,24 @@ pub async fn start(
             () = stop_feeding.wait() => {}
         }
     });
+
+    let mut registry = prometheus_client::registry::Registry::with_prefix("store_platform");
+    hub.metrics.register(&mut registry);
+    let counted = hub.clone();
+    let refresh: store_platform_runtime::metrics::Refresh = Arc::new(move || {
+        counted
+            .metrics
+            .subscribers
+            .set(i64::try_from(counted.subscribers()).unwrap_or(i64::MAX));
+    });
+    let metrics_addr = store_platform_runtime::metrics::serve(
+        args.metrics_addr,
+        Arc::new(registry),
+        Some(refresh),
+        shutdown.clone(),
+    )
+    .await
+    .with_context(|| format!("failed to listen on {}", args.metrics_addr))?;
 
     let (routes, health) = server::standard_routes().await?;
     let api = grpc::Status::new(hub.clone(), args.heartbeat, shutdown.clone());
@@ -83,5 +103,10 @@ pub async fn start(
         server::serve(routes, incoming, shutdown, args.shutdown_grace).await?;
         anyhow::Ok(())
     });
-    Ok(Running { addr, hub, task })
+    Ok(Running {
+        addr,
+        metrics_addr,
+        hub,
+        task,
+    })
 }

@@ -31,9 +31,18 @@ use store_platform_test_support::{
 use tonic::{Request, Streaming, transport::Channel};
 
 async fn start_status(client: Client, heartbeat: &str) -> (SocketAddr, Shutdown) {
+    let (addr, _, shutdown) = start_status_with_metrics(client, heartbeat).await;
+    (addr, shutdown)
+}
+
+async fn start_status_with_metrics(
+    client: Client,
+    heartbeat: &str,
+) -> (SocketAddr, SocketAddr, Shutdown) {
     let args = Args::parse_from([
         "status",
         "--grpc-addr=127.0.0.1:0",
+        "--metrics-addr=127.0.0.1:0",
         &format!("--heartbeat={heartbeat}"),
     ]);
     let shutdown = Shutdown::new();
@@ -41,7 +50,19 @@ async fn start_status(client: Client, heartbeat: &str) -> (SocketAddr, Shutdown)
         .await
         .expect("start");
     running.hub.synced().await;
-    (running.addr, shutdown)
+    (running.addr, running.metrics_addr, shutdown)
+}
+
+async fn scrape(addr: SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let mut text = String::new();
+    stream.read_to_string(&mut text).await.expect("read");
+    text
 }
 
 async fn channel(addr: SocketAddr) -> Channel {
@@ -260,7 +281,7 @@ async fn a_stream_follows_a_store_through_its_whole_life_with_the_provisioner() 
 async fn tenants_see_only_their_stores_and_idle_streams_get_heartbeats() {
     let env = TestEnv::shared();
     let client = env.client().await;
-    let (status_addr, _stop) = start_status(client.clone(), "1s").await;
+    let (status_addr, metrics_addr, _stop) = start_status_with_metrics(client.clone(), "1s").await;
     let (mine, theirs) = (unique("mine"), unique("theirs"));
     write_record(&client, &mine, "tenant-a", record::Phase::Ready).await;
     write_record(&client, &theirs, "tenant-b", record::Phase::Ready).await;
@@ -327,6 +348,18 @@ async fn tenants_see_only_their_stores_and_idle_streams_get_heartbeats() {
         .expect("open")
         .expect("message");
     assert!(matches!(next.event, Some(Event::Heartbeat(_))), "{next:?}");
+    let metrics = scrape(metrics_addr).await;
+    for expected in [
+        "store_platform_status_subscribers 1",
+        "store_platform_status_messages_sent_total{kind=\"snapshot\"} 1",
+        "store_platform_status_messages_sent_total{kind=\"heartbeat\"}",
+        "store_platform_status_watch_restarts_total 0",
+    ] {
+        assert!(
+            metrics.contains(expected),
+            "{expected} missing from:\n{metrics}"
+        );
+    }
 
     let namespaces: Api<Namespace> = Api::all(client);
     for id in [&mine, &theirs] {
