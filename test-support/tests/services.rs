@@ -17,9 +17,8 @@ use store_platform_proto::v1::{
 };
 use store_platform_test_support::{
     TestEnv,
-    process::{ServiceProcess as Service, free_port},
+    process::{ServiceProcess as Service, free_port, http_get},
 };
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tonic::transport::Channel;
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
@@ -129,17 +128,6 @@ fn buf_curl(args: &[&str]) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     stdout
-}
-
-async fn http_get(port: u16, path: &str) -> String {
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .expect("connect");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.expect("write");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.expect("read");
-    response
 }
 
 #[tokio::test]
@@ -257,7 +245,9 @@ async fn the_three_services_serve_health_and_reflection_and_stop_on_sigterm() {
     assert_eq!(error.code(), tonic::Code::Unauthenticated);
 
     // The gateway serves the dashboard over HTTP/1.1 on the same port as gRPC.
-    let page = http_get(gateway_port, "/stores/shoes").await;
+    let page = http_get(([127, 0, 0, 1], gateway_port).into(), "/stores/shoes")
+        .await
+        .expect("GET the dashboard");
     assert!(page.starts_with("HTTP/1.1 200"), "{page}");
     assert!(page.contains("<title>store-platform</title>"), "{page}");
 

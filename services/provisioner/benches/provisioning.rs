@@ -42,7 +42,7 @@ use store_platform_provisioner::{
 use store_platform_runtime::record::{self, StoreSpec};
 use store_platform_test_support::{
     Assets, ControlPlane, kubelet,
-    process::{ServiceProcess, free_port},
+    process::{ServiceProcess, free_port, http_get},
 };
 use tonic::Request;
 
@@ -242,17 +242,6 @@ fn process_usage(pid: u32) -> (u64, f64) {
     (peak_kib, ticks / 100.0)
 }
 
-async fn scrape(port: u16) -> anyhow::Result<String> {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .await?;
-    let mut body = String::new();
-    stream.read_to_string(&mut body).await?;
-    Ok(body)
-}
-
 /// Sums the samples of `metric` by the values of `label_keys`.
 fn sum_by(text: &str, metric: &str, label_keys: &[&str]) -> BTreeMap<String, f64> {
     let mut sums = BTreeMap::new();
@@ -365,7 +354,7 @@ async fn platform(assets: &Assets, stores: usize, bin_dir: PathBuf) -> anyhow::R
             .collect(),
     );
 
-    let metrics = scrape(metrics_port).await?;
+    let metrics = http_get(([127, 0, 0, 1], metrics_port).into(), "/metrics").await?;
     let per_store = |v: f64| v / stores as f64;
     println!("  API requests per store (non-watch), by method and resource:");
     let requests = sum_by(

@@ -20,7 +20,7 @@ use store_platform_proto::v1::{
 };
 use store_platform_provisioner::Args;
 use store_platform_runtime::{Shutdown, record};
-use store_platform_test_support::{Behaviour, Fate, TestEnv};
+use store_platform_test_support::{Behaviour, Fate, TestEnv, process::http_get};
 use support::{
     as_tenant, create_request, ensure_namespace, unique_id, wait_for_phase, wait_until_gone,
 };
@@ -86,22 +86,6 @@ fn provisioner_addrs() -> (SocketAddr, SocketAddr) {
         });
         rx.recv().expect("provisioner address")
     })
-}
-
-/// The text of `GET /metrics`.
-async fn scrape(addr: SocketAddr) -> String {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let mut stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .expect("connect to /metrics");
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .await
-        .expect("write");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.expect("read");
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    response
 }
 
 async fn api() -> ProvisionerServiceClient<Channel> {
@@ -291,7 +275,10 @@ async fn a_store_goes_from_create_to_ready_and_is_deleted_cleanly() {
     assert_eq!(credentials.admin_url, store.admin_url);
 
     // Metrics: stores by phase, step and total durations, writes by kind, API-server latency.
-    let metrics = scrape(provisioner_addrs().1).await;
+    let metrics = http_get(provisioner_addrs().1, "/metrics")
+        .await
+        .expect("scrape /metrics");
+    assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
     for expected in [
         "store_platform_stores{phase=\"ready\"}",
         "store_platform_step_duration_seconds_count{step=\"bootstrap\"}",

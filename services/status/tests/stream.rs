@@ -26,7 +26,7 @@ use store_platform_runtime::{
 use store_platform_status::Args;
 use store_platform_test_support::{
     Assets, Behaviour, ControlPlane, TestEnv, kubelet,
-    process::{ServiceProcess, free_port},
+    process::{ServiceProcess, free_port, http_get},
 };
 use tonic::{Request, Streaming, transport::Channel};
 
@@ -51,18 +51,6 @@ async fn start_status_with_metrics(
         .expect("start");
     running.hub.synced().await;
     (running.addr, running.metrics_addr, shutdown)
-}
-
-async fn scrape(addr: SocketAddr) -> String {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .await
-        .expect("write");
-    let mut text = String::new();
-    stream.read_to_string(&mut text).await.expect("read");
-    text
 }
 
 async fn channel(addr: SocketAddr) -> Channel {
@@ -348,7 +336,9 @@ async fn tenants_see_only_their_stores_and_idle_streams_get_heartbeats() {
         .expect("open")
         .expect("message");
     assert!(matches!(next.event, Some(Event::Heartbeat(_))), "{next:?}");
-    let metrics = scrape(metrics_addr).await;
+    let metrics = http_get(metrics_addr, "/metrics")
+        .await
+        .expect("scrape /metrics");
     for expected in [
         "store_platform_status_subscribers 1",
         "store_platform_status_messages_sent_total{kind=\"snapshot\"} 1",
