@@ -121,18 +121,7 @@ async fn a_store_goes_from_create_to_ready_and_is_deleted_cleanly() {
     assert_eq!(created.steps.len(), 7);
 
     wait_for_phase(&id, "ready", Duration::from_secs(120)).await;
-    let store = api
-        .get_store(as_tenant(
-            "life",
-            GetStoreRequest {
-                store_id: id.clone(),
-            },
-        ))
-        .await
-        .expect("get")
-        .into_inner()
-        .store
-        .expect("store");
+    let store = support::get_store(&mut api, "life", &id).await;
     assert_eq!(store.phase, Phase::Ready as i32);
     let names: Vec<&str> = store.steps.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(
@@ -528,18 +517,7 @@ async fn a_failed_bootstrap_job_fails_the_store_with_its_reason_and_retry_finish
         .await
         .expect("create");
     wait_for_phase(&id, "failed", Duration::from_secs(120)).await;
-    let store = api
-        .get_store(as_tenant(
-            "retry",
-            GetStoreRequest {
-                store_id: id.clone(),
-            },
-        ))
-        .await
-        .expect("get")
-        .into_inner()
-        .store
-        .expect("store");
+    let store = support::get_store(&mut api, "retry", &id).await;
     assert!(
         store
             .failure_reason
@@ -613,18 +591,7 @@ async fn a_pod_that_never_becomes_ready_fails_the_store_at_the_deadline_with_the
         .await
         .expect("create");
     wait_for_phase(&id, "failed", Duration::from_secs(STEP_DEADLINE_SECS + 60)).await;
-    let store = api
-        .get_store(as_tenant(
-            "stuck",
-            GetStoreRequest {
-                store_id: id.clone(),
-            },
-        ))
-        .await
-        .expect("get")
-        .into_inner()
-        .store
-        .expect("store");
+    let store = support::get_store(&mut api, "stuck", &id).await;
     let reason = &store.failure_reason;
     assert!(
         reason.starts_with(&format!("mariadb not done after {STEP_DEADLINE_SECS}s")),

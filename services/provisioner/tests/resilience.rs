@@ -14,8 +14,7 @@ use k8s_openapi::api::{
 };
 use kube::{Api, api::ListParams, runtime::wait::await_condition};
 use store_platform_proto::v1::{
-    DeleteStoreRequest, GetStoreRequest, Phase,
-    provisioner_service_client::ProvisionerServiceClient,
+    DeleteStoreRequest, Phase, provisioner_service_client::ProvisionerServiceClient,
 };
 use store_platform_runtime::record;
 use store_platform_test_support::{
@@ -249,18 +248,7 @@ async fn only_the_lease_holder_reconciles_and_a_standby_takes_over_when_it_leave
         .await
         .expect("create");
     wait_for_phase(&second, "ready", Duration::from_secs(90)).await;
-    let store = api
-        .get_store(as_tenant(
-            "ha",
-            GetStoreRequest {
-                store_id: second.clone(),
-            },
-        ))
-        .await
-        .expect("get")
-        .into_inner()
-        .store
-        .expect("store");
+    let store = support::get_store(&mut api, "ha", &second).await;
     assert_eq!(store.phase, Phase::Ready as i32);
 
     for id in [&first, &second] {

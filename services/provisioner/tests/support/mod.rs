@@ -172,3 +172,22 @@ pub async fn step_succeeded_events(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// The store `id` as `tenant` sees it through GetStore.
+pub async fn get_store(
+    api: &mut store_platform_proto::v1::provisioner_service_client::ProvisionerServiceClient<
+        tonic::transport::Channel,
+    >,
+    tenant: &str,
+    id: &str,
+) -> store_platform_proto::v1::Store {
+    let request = store_platform_proto::v1::GetStoreRequest {
+        store_id: id.to_owned(),
+    };
+    api.get_store(as_tenant(tenant, request))
+        .await
+        .expect("get")
+        .into_inner()
+        .store
+        .expect("store")
+}
