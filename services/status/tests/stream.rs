@@ -39,12 +39,19 @@ async fn start_status_with_metrics(
     client: Client,
     heartbeat: &str,
 ) -> (SocketAddr, SocketAddr, Shutdown) {
-    let args = Args::parse_from([
-        "status",
-        "--grpc-addr=127.0.0.1:0",
-        "--metrics-addr=127.0.0.1:0",
-        &format!("--heartbeat={heartbeat}"),
-    ]);
+    start_status_with(client, &[&format!("--heartbeat={heartbeat}")]).await
+}
+
+async fn start_status_with(client: Client, flags: &[&str]) -> (SocketAddr, SocketAddr, Shutdown) {
+    let args = Args::parse_from(
+        [
+            "status",
+            "--grpc-addr=127.0.0.1:0",
+            "--metrics-addr=127.0.0.1:0",
+        ]
+        .iter()
+        .chain(flags),
+    );
     let shutdown = Shutdown::new();
     let running = store_platform_status::start(args, client, shutdown.clone())
         .await
@@ -99,8 +106,19 @@ async fn next_event(stream: &mut Streaming<WatchStoresResponse>) -> Event {
 
 /// Writes a store record the way the provisioner does.
 async fn write_record(client: &Client, id: &str, tenant: &str, phase: record::Phase) {
+    write_record_with_reason(client, id, tenant, phase, String::new()).await;
+}
+
+async fn write_record_with_reason(
+    client: &Client,
+    id: &str,
+    tenant: &str,
+    phase: record::Phase,
+    failure_reason: String,
+) {
     let mut status = StoreStatus::pending(&["namespace"], jiff::Timestamp::now());
     status.phase = phase;
+    status.failure_reason = failure_reason;
     let record = StoreRecord {
         id: id.into(),
         tenant: tenant.into(),
@@ -424,4 +442,84 @@ async fn after_an_api_server_restart_the_stream_converges_on_every_final_state()
             Event::Heartbeat(_) => {}
         }
     }
+}
+
+#[tokio::test]
+async fn a_stuck_subscriber_never_delays_the_others_and_gets_a_fresh_snapshot() {
+    let env = TestEnv::shared();
+    let client = env.client().await;
+    let (status_addr, metrics_addr, _stop) =
+        start_status_with(client.clone(), &["--subscriber-buffer=16"]).await;
+    let tenant = unique("stuck");
+    let id = unique("busy");
+    write_record(&client, &id, &tenant, record::Phase::Provisioning).await;
+
+    // The stuck client has a connection of its own with a 64 KiB flow-control window, and never reads: once the
+    // window is full, the server cannot send it anything more.
+    let endpoint = Channel::from_shared(format!("http://{status_addr}")).expect("uri");
+    let stuck_channel = endpoint
+        .http2_adaptive_window(false)
+        .initial_stream_window_size(65_535)
+        .initial_connection_window_size(65_535)
+        .connect()
+        .await
+        .expect("connect");
+    let mut stuck = StatusServiceClient::new(stuck_channel)
+        .watch_stores(as_tenant(&tenant, WatchStoresRequest::default()))
+        .await
+        .expect("watch")
+        .into_inner();
+    assert!(matches!(next_event(&mut stuck).await, Event::Snapshot(_)));
+    let mut live = watch(status_addr, &tenant, "").await;
+    assert!(matches!(next_event(&mut live).await, Event::Snapshot(_)));
+
+    // 200 changes of about 1 KiB: three times the stuck client's window, and far more than its 16 buffered
+    // changes. The live subscriber gets each one before the next is written.
+    let updates = 200;
+    let reason = |n: usize| format!("update {n:04} {}", "x".repeat(1000));
+    for n in 1..=updates {
+        write_record_with_reason(
+            &client,
+            &id,
+            &tenant,
+            record::Phase::Provisioning,
+            reason(n),
+        )
+        .await;
+        let Event::Change(change) = next_event(&mut live).await else {
+            panic!("the live subscriber got something other than update {n}");
+        };
+        assert_eq!(change.store.expect("store").failure_reason, reason(n));
+    }
+
+    // Unstuck, it reads what was already on its way, then a snapshot with the latest state, instead of every
+    // missed change.
+    let mut changes = 0;
+    loop {
+        match next_event(&mut stuck).await {
+            Event::Change(change) => {
+                changes += 1;
+                assert!(
+                    change.store.expect("store").failure_reason < reason(updates),
+                    "the last update arrived as a change: nothing was skipped"
+                );
+            }
+            Event::Snapshot(snapshot) => {
+                let store = snapshot.stores.iter().find(|s| s.id == id).expect("store");
+                assert_eq!(store.failure_reason, reason(updates));
+                break;
+            }
+            Event::Heartbeat(_) => {}
+        }
+    }
+    assert!(changes < updates, "{changes} changes: nothing was skipped");
+    let metrics = http_get(metrics_addr, "/metrics").await.expect("scrape");
+    assert!(
+        metrics.contains("store_platform_status_snapshots_resent_total 1"),
+        "{metrics}"
+    );
+    Api::<Namespace>::all(client)
+        .delete(&record::namespace_name(&id), &DeleteParams::default())
+        .await
+        .expect("delete");
 }
