@@ -1,19 +1,14 @@
 //! The provisioner's errors, and their one mapping to gRPC status codes.
 
-use store_platform_proto::TENANT_METADATA_KEY;
+use store_platform_runtime::tenant::TenantError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{field}: {reason}")]
     InvalidField { field: &'static str, reason: String },
 
-    #[error("no tenant: the request metadata must carry {TENANT_METADATA_KEY}")]
-    MissingTenant,
-
-    #[error(
-        "{TENANT_METADATA_KEY}: must be a lowercase label value (a-z, 0-9, '-', '_', '.'; at most 63 characters)"
-    )]
-    InvalidTenant,
+    #[error(transparent)]
+    Tenant(#[from] TenantError),
 
     #[error("store {id:?} not found")]
     NotFound { id: String },
@@ -79,8 +74,10 @@ impl From<Error> for tonic::Status {
     fn from(error: Error) -> Self {
         use tonic::Code;
         let code = match &error {
-            Error::InvalidField { .. } | Error::InvalidTenant => Code::InvalidArgument,
-            Error::MissingTenant => Code::Unauthenticated,
+            Error::InvalidField { .. } | Error::Tenant(TenantError::Invalid) => {
+                Code::InvalidArgument
+            }
+            Error::Tenant(TenantError::Missing) => Code::Unauthenticated,
             Error::NotFound { .. } => Code::NotFound,
             Error::AlreadyExists { .. } => Code::AlreadyExists,
             Error::TenantStoreLimit { .. } => Code::ResourceExhausted,
@@ -126,7 +123,10 @@ mod tests {
     #[test]
     fn each_error_has_its_code() {
         let cases = [
-            (Error::MissingTenant, tonic::Code::Unauthenticated),
+            (
+                Error::Tenant(TenantError::Missing),
+                tonic::Code::Unauthenticated,
+            ),
             (Error::NotFound { id: "x".into() }, tonic::Code::NotFound),
             (
                 Error::AlreadyExists {

@@ -10,14 +10,11 @@ use kube::{
     api::{DeleteParams, PostParams, PropagationPolicy},
     runtime::reflector::Store,
 };
-use store_platform_proto::{
-    TENANT_METADATA_KEY,
-    v1::{
-        CreateStoreRequest, CreateStoreResponse, DeleteStoreRequest, DeleteStoreResponse,
-        GetStoreCredentialsRequest, GetStoreCredentialsResponse, GetStoreRequest, GetStoreResponse,
-        ListStoresRequest, ListStoresResponse, RetryStoreRequest, RetryStoreResponse,
-        provisioner_service_server::ProvisionerService,
-    },
+use store_platform_proto::v1::{
+    CreateStoreRequest, CreateStoreResponse, DeleteStoreRequest, DeleteStoreResponse,
+    GetStoreCredentialsRequest, GetStoreCredentialsResponse, GetStoreRequest, GetStoreResponse,
+    ListStoresRequest, ListStoresResponse, RetryStoreRequest, RetryStoreResponse,
+    provisioner_service_server::ProvisionerService,
 };
 use store_platform_runtime::record::{
     self, Phase, StepState, StepStatus, StoreRecord, StoreStatus,
@@ -55,11 +52,9 @@ impl std::fmt::Debug for Provisioner {
 }
 
 fn tenant<T>(request: &Request<T>) -> Result<String, Error> {
-    let value = request
-        .metadata()
-        .get(TENANT_METADATA_KEY)
-        .ok_or(Error::MissingTenant)?;
-    validation::tenant(value.to_str().map_err(|_| Error::InvalidTenant)?)
+    Ok(store_platform_runtime::tenant::from_metadata(
+        request.metadata(),
+    )?)
 }
 
 impl Provisioner {

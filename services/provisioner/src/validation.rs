@@ -167,28 +167,6 @@ pub fn admin_email(email: &str) -> Result<String, Error> {
     Ok(email.to_owned())
 }
 
-/// A tenant name, as it arrives in request metadata: a Kubernetes label value (it labels the store's namespace).
-pub fn tenant(value: &str) -> Result<String, Error> {
-    let ok = !value.is_empty()
-        && value.len() <= 63
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b))
-        && value
-            .bytes()
-            .next()
-            .is_some_and(|b| b.is_ascii_alphanumeric())
-        && value
-            .bytes()
-            .last()
-            .is_some_and(|b| b.is_ascii_alphanumeric());
-    if ok {
-        Ok(value.to_owned())
-    } else {
-        Err(Error::InvalidTenant)
-    }
-}
-
 /// A validated CreateStore request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewStore {
@@ -368,23 +346,5 @@ mod tests {
             result,
             Err(Error::EngineNotAvailable { engine: "MEDUSA" })
         ));
-    }
-
-    #[test]
-    fn tenants_are_label_values() {
-        for good in ["acme", "team-1", "a.b_c", "x"] {
-            assert!(tenant(good).is_ok(), "{good}");
-        }
-        for bad in [
-            "",
-            "Acme",
-            "-acme",
-            "acme-",
-            "a b",
-            &"t".repeat(64),
-            "ten/ant",
-        ] {
-            assert!(tenant(bad).is_err(), "{bad}");
-        }
     }
 }

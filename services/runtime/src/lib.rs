@@ -9,6 +9,7 @@ pub mod metrics;
 pub mod record;
 pub mod shutdown;
 pub mod telemetry;
+pub mod tenant;
 
 pub use shutdown::Shutdown;
 pub use telemetry::TelemetryArgs;

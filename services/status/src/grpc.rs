@@ -3,13 +3,10 @@
 use std::{pin::Pin, sync::Arc, time::Duration};
 
 use futures::Stream;
-use store_platform_proto::{
-    TENANT_METADATA_KEY,
-    v1::{
-        GetStoreStatusRequest, GetStoreStatusResponse, Heartbeat, StoreChange, StoresSnapshot,
-        WatchStoresRequest, WatchStoresResponse, status_service_server::StatusService,
-        watch_stores_response::Event,
-    },
+use store_platform_proto::v1::{
+    GetStoreStatusRequest, GetStoreStatusResponse, Heartbeat, StoreChange, StoresSnapshot,
+    WatchStoresRequest, WatchStoresResponse, status_service_server::StatusService,
+    watch_stores_response::Event,
 };
 use store_platform_runtime::{Shutdown, record::timestamp};
 use tokio::sync::broadcast::error::RecvError;
@@ -35,26 +32,11 @@ impl Status {
     }
 }
 
-/// The caller's tenant, from request metadata, as the provisioner reads it.
+/// The caller's tenant, from request metadata, read by the provisioner's rule.
 fn tenant<T>(request: &Request<T>) -> Result<String, GrpcStatus> {
-    let value = request.metadata().get(TENANT_METADATA_KEY).ok_or_else(|| {
-        GrpcStatus::unauthenticated(format!(
-            "no tenant: the request metadata must carry {TENANT_METADATA_KEY}"
-        ))
-    })?;
-    let tenant = value.to_str().unwrap_or_default();
-    let valid = !tenant.is_empty()
-        && tenant.len() <= 63
-        && tenant
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b));
-    if valid {
-        Ok(tenant.to_owned())
-    } else {
-        Err(GrpcStatus::invalid_argument(format!(
-            "{TENANT_METADATA_KEY}: must be a lowercase label value"
-        )))
-    }
+    Ok(store_platform_runtime::tenant::from_metadata(
+        request.metadata(),
+    )?)
 }
 
 fn store_id(id: &str) -> Result<Option<String>, GrpcStatus> {
