@@ -1,5 +1,5 @@
 # The two commands of the README are `make dev` (run it) and `make test` (test it).
-.PHONY: dev test lint fmt bench kube-assets tools clean
+.PHONY: dev test lint fmt bench bench-status kube-assets tools clean
 
 dev:
 	scripts/dev.sh
@@ -18,9 +18,14 @@ fmt:
 
 # Benchmarks (not tests): figures and how to read them are in docs/benchmarks.md.
 BENCH_ARGS ?= --stores 100
+BENCH_STATUS_ARGS ?= --streams 1000
 bench:
 	cargo build --release --bins --locked
 	KUBEBUILDER_ASSETS=$$(scripts/kube-assets.sh) cargo bench --locked -p store-platform-provisioner --bench provisioning -- $(BENCH_ARGS)
+
+bench-status:
+	cargo build --release --bins --locked
+	KUBEBUILDER_ASSETS=$$(scripts/kube-assets.sh) cargo bench --locked -p store-platform-status --bench streams -- $(BENCH_STATUS_ARGS)
 
 kube-assets:
 	scripts/kube-assets.sh

@@ -9,6 +9,7 @@ pub mod assets;
 pub mod control_plane;
 pub mod kubeconfig;
 pub mod kubelet;
+pub mod measure;
 pub mod pki;
 pub mod process;
 

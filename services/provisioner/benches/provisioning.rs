@@ -42,6 +42,7 @@ use store_platform_provisioner::{
 use store_platform_runtime::record::{self, StoreSpec};
 use store_platform_test_support::{
     Assets, ControlPlane, kubelet,
+    measure::{process_usage, summary},
     process::{ServiceProcess, free_port, http_get},
 };
 use tonic::Request;
@@ -205,43 +206,6 @@ async fn baseline(assets: &Assets, stores: usize) -> anyhow::Result<Duration> {
     Ok(last - start)
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[index.min(sorted.len() - 1)]
-}
-
-fn summary(label: &str, mut values: Vec<Duration>) {
-    values.sort();
-    println!(
-        "{label:<38} min {:>8.1?}  median {:>8.1?}  p95 {:>8.1?}  max {:>8.1?}",
-        values[0],
-        percentile(&values, 0.5),
-        percentile(&values, 0.95),
-        values[values.len() - 1]
-    );
-}
-
-/// Peak RSS (KiB) and CPU seconds (user + system) of process `pid`.
-fn process_usage(pid: u32) -> (u64, f64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let peak_kib = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0);
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks: f64 = [11, 12]
-        .iter()
-        .filter_map(|&i| fields.get(i)?.parse::<f64>().ok())
-        .sum();
-    // Clock ticks per second: 100 on Linux.
-    (peak_kib, ticks / 100.0)
-}
-
 /// Sums the samples of `metric` by the values of `label_keys`.
 fn sum_by(text: &str, metric: &str, label_keys: &[&str]) -> BTreeMap<String, f64> {
     let mut sums = BTreeMap::new();
@@ -339,19 +303,25 @@ async fn platform(assets: &Assets, stores: usize, bin_dir: PathBuf) -> anyhow::R
     let total = ready_at.values().max().copied().unwrap_or(start) - start;
 
     println!("\nplatform, {stores} stores created at once:");
-    summary(
-        "  time to READY per store",
-        created
-            .iter()
-            .filter_map(|(ns, sent)| Some(*ready_at.get(ns)? - *sent))
-            .collect(),
+    println!(
+        "{}",
+        summary(
+            "  time to READY per store",
+            created
+                .iter()
+                .filter_map(|(ns, sent)| Some(*ready_at.get(ns)? - *sent))
+                .collect(),
+        )
     );
-    summary(
-        "  bootstrap Job complete -> READY",
-        ready_at
-            .iter()
-            .filter_map(|(ns, ready)| Some(ready.saturating_duration_since(*jobs_at.get(ns)?)))
-            .collect(),
+    println!(
+        "{}",
+        summary(
+            "  bootstrap Job complete -> READY",
+            ready_at
+                .iter()
+                .filter_map(|(ns, ready)| Some(ready.saturating_duration_since(*jobs_at.get(ns)?)))
+                .collect(),
+        )
     );
 
     let metrics = http_get(([127, 0, 0, 1], metrics_port).into(), "/metrics").await?;
@@ -376,10 +346,11 @@ async fn platform(assets: &Assets, stores: usize, bin_dir: PathBuf) -> anyhow::R
     ) {
         println!("    {kind:<34} {:>6.2}", per_store(count));
     }
-    let (peak_kib, cpu) = process_usage(provisioner.pid());
+    let usage = process_usage(provisioner.pid());
     println!(
-        "  provisioner peak RSS {:.1} MiB, CPU {cpu:.2} s",
-        peak_kib as f64 / 1024.0
+        "  provisioner peak RSS {:.1} MiB, CPU {:.2} s",
+        usage.peak_kib as f64 / 1024.0,
+        usage.cpu_seconds
     );
     drop(provisioner);
     Ok(total)

@@ -131,15 +131,7 @@ async fn write_record_with_reason(
         create_time: None,
         terminating: false,
     };
-    let namespace = Namespace {
-        metadata: ObjectMeta {
-            name: Some(record::namespace_name(id)),
-            labels: Some(record.labels()),
-            annotations: Some(record.annotations().expect("annotations")),
-            ..ObjectMeta::default()
-        },
-        ..Namespace::default()
-    };
+    let namespace = record.to_namespace().expect("record");
     Api::<Namespace>::all(client.clone())
         .patch(
             &record::namespace_name(id),
