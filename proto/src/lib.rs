@@ -14,6 +14,13 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
 /// internal callers set it themselves.
 pub const TENANT_METADATA_KEY: &str = "x-store-platform-tenant";
 
+/// Request metadata key that widens a call to every tenant's stores when it carries [`ALL_TENANTS`]. The gateway
+/// sets it for administrators and strips it from everyone else; a call still creates stores for its own tenant.
+pub const SCOPE_METADATA_KEY: &str = "x-store-platform-scope";
+
+/// The [`SCOPE_METADATA_KEY`] value for an administrator.
+pub const ALL_TENANTS: &str = "all-tenants";
+
 /// Fully-qualified names of the store-platform gRPC services.
 pub const SERVICE_NAMES: &[&str] = &[
     "store_platform.v1.ProvisionerService",

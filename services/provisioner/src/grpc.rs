@@ -19,6 +19,7 @@ use store_platform_proto::v1::{
 use store_platform_runtime::record::{
     self, Phase, StepState, StepStatus, StoreRecord, StoreStatus,
 };
+use store_platform_runtime::tenant::Caller;
 use tonic::{Request, Response, Status};
 
 use crate::{
@@ -51,7 +52,7 @@ impl std::fmt::Debug for Provisioner {
     }
 }
 
-fn tenant<T>(request: &Request<T>) -> Result<String, Error> {
+fn caller<T>(request: &Request<T>) -> Result<Caller, Error> {
     Ok(store_platform_runtime::tenant::from_metadata(
         request.metadata(),
     )?)
@@ -76,8 +77,8 @@ impl Provisioner {
         Api::all(self.client.clone())
     }
 
-    /// The tenant's store `id` as Kubernetes holds it now, with its namespace.
-    async fn find(&self, tenant: &str, id: &str) -> Result<(StoreRecord, Namespace), Error> {
+    /// Store `id` as Kubernetes holds it now, with its namespace, if `caller` may see it.
+    async fn find(&self, caller: &Caller, id: &str) -> Result<(StoreRecord, Namespace), Error> {
         let namespace = self
             .namespaces()
             .get_opt(&record::namespace_name(id))
@@ -85,7 +86,7 @@ impl Provisioner {
             .map_err(Error::kubernetes("read the store"))?
             .ok_or_else(|| Error::NotFound { id: id.to_owned() })?;
         match StoreRecord::from_namespace(&namespace) {
-            Ok(store) if store.tenant == tenant => Ok((store, namespace)),
+            Ok(store) if caller.may_see(&store.tenant) => Ok((store, namespace)),
             _ => Err(Error::NotFound { id: id.to_owned() }),
         }
     }
@@ -247,9 +248,9 @@ impl ProvisionerService for Provisioner {
         &self,
         request: Request<CreateStoreRequest>,
     ) -> Result<Response<CreateStoreResponse>, Status> {
-        let tenant = tenant(&request)?;
+        let caller = caller(&request)?;
         let new = NewStore::try_from(request.into_inner())?;
-        let store = self.create(tenant, new).await?;
+        let store = self.create(caller.tenant, new).await?;
         Ok(Response::new(CreateStoreResponse {
             store: Some(store.to_proto()),
         }))
@@ -260,9 +261,9 @@ impl ProvisionerService for Provisioner {
         &self,
         request: Request<GetStoreRequest>,
     ) -> Result<Response<GetStoreResponse>, Status> {
-        let tenant = tenant(&request)?;
+        let caller = caller(&request)?;
         let id = validation::store_id("store_id", &request.get_ref().store_id)?;
-        let (store, _) = self.find(&tenant, &id).await?;
+        let (store, _) = self.find(&caller, &id).await?;
         Ok(Response::new(GetStoreResponse {
             store: Some(store.to_proto()),
         }))
@@ -273,7 +274,7 @@ impl ProvisionerService for Provisioner {
         &self,
         request: Request<ListStoresRequest>,
     ) -> Result<Response<ListStoresResponse>, Status> {
-        let tenant = tenant(&request)?;
+        let caller = caller(&request)?;
         let request = request.into_inner();
         let phase = match store_platform_proto::v1::Phase::try_from(request.phase) {
             Ok(phase) => Phase::from_proto(phase),
@@ -290,7 +291,9 @@ impl ProvisionerService for Provisioner {
             .state()
             .iter()
             .filter_map(|ns| StoreRecord::from_namespace(ns).ok())
-            .filter(|store| store.tenant == tenant && phase.is_none_or(|p| store.phase() == p))
+            .filter(|store| {
+                caller.may_see(&store.tenant) && phase.is_none_or(|p| store.phase() == p)
+            })
             .collect();
         let (stores, next_page_token) = page(stores, request.page_size, &request.page_token)?;
         Ok(Response::new(ListStoresResponse {
@@ -304,9 +307,9 @@ impl ProvisionerService for Provisioner {
         &self,
         request: Request<DeleteStoreRequest>,
     ) -> Result<Response<DeleteStoreResponse>, Status> {
-        let tenant = tenant(&request)?;
+        let caller = caller(&request)?;
         let id = validation::store_id("store_id", &request.get_ref().store_id)?;
-        let (mut store, namespace) = self.find(&tenant, &id).await?;
+        let (mut store, namespace) = self.find(&caller, &id).await?;
         if !store.terminating {
             store.status.phase = Phase::Deleting;
             store.status.update_time = Some(Timestamp::now());
@@ -330,7 +333,7 @@ impl ProvisionerService for Provisioner {
                     .into());
                 }
             }
-            tracing::info!(store = %id, %tenant, "store deleting");
+            tracing::info!(store = %id, tenant = %store.tenant, by = %caller.tenant, "store deleting");
         }
         store.terminating = true;
         Ok(Response::new(DeleteStoreResponse {
@@ -343,9 +346,9 @@ impl ProvisionerService for Provisioner {
         &self,
         request: Request<RetryStoreRequest>,
     ) -> Result<Response<RetryStoreResponse>, Status> {
-        let tenant = tenant(&request)?;
+        let caller = caller(&request)?;
         let id = validation::store_id("store_id", &request.get_ref().store_id)?;
-        let (mut store, namespace) = self.find(&tenant, &id).await?;
+        let (mut store, namespace) = self.find(&caller, &id).await?;
         if store.phase() != Phase::Failed {
             return Err(Error::NotRetryable {
                 id,
@@ -377,7 +380,7 @@ impl ProvisionerService for Provisioner {
         store.status.update_time = Some(Timestamp::now());
         // Guarded by the resource version, so a retry never overwrites a change it did not see.
         write_record(&self.client, &store, namespace.resource_version()).await?;
-        tracing::info!(store = %id, %tenant, "store retried");
+        tracing::info!(store = %id, tenant = %store.tenant, by = %caller.tenant, "store retried");
         Ok(Response::new(RetryStoreResponse {
             store: Some(store.to_proto()),
         }))
@@ -388,9 +391,9 @@ impl ProvisionerService for Provisioner {
         &self,
         request: Request<GetStoreCredentialsRequest>,
     ) -> Result<Response<GetStoreCredentialsResponse>, Status> {
-        let tenant = tenant(&request)?;
+        let caller = caller(&request)?;
         let id = validation::store_id("store_id", &request.get_ref().store_id)?;
-        let (store, namespace) = self.find(&tenant, &id).await?;
+        let (store, namespace) = self.find(&caller, &id).await?;
         if store.terminating {
             return Err(Error::Deleting { id }.into());
         }
@@ -411,7 +414,7 @@ impl ProvisionerService for Provisioner {
             field(secret::WORDPRESS_ADMIN_USER)?,
             field(secret::WORDPRESS_ADMIN_PASSWORD)?,
         );
-        tracing::info!(store = %id, %tenant, "administrator credentials revealed to the store's tenant");
+        tracing::info!(store = %id, tenant = %store.tenant, by = %caller.tenant, "administrator credentials revealed");
         Ok(Response::new(GetStoreCredentialsResponse {
             admin_url: self.engine.urls(&id).1,
             username,

@@ -21,9 +21,7 @@ use store_platform_proto::v1::{
 use store_platform_provisioner::Args;
 use store_platform_runtime::{Shutdown, record};
 use store_platform_test_support::{Behaviour, Fate, TestEnv, process::http_get};
-use support::{
-    as_tenant, create_request, ensure_namespace, unique_id, wait_for_phase, wait_until_gone,
-};
+use support::{as_admin, as_tenant, create_request, unique_id, wait_for_phase, wait_until_gone};
 
 mod support;
 use tonic::{Code, Request, transport::Channel};
@@ -48,7 +46,7 @@ fn provisioner_addrs() -> (SocketAddr, SocketAddr) {
                 .build()
                 .expect("runtime");
             runtime.block_on(async move {
-                ensure_namespace(&env.client().await, "store-platform").await;
+                env.ensure_namespace("store-platform").await;
                 let args = Args::parse_from([
                     "provisioner",
                     "--grpc-addr=127.0.0.1:0",
@@ -420,14 +418,22 @@ async fn create_is_idempotent_and_conflicts_are_already_exists_and_tenants_are_i
         .into_inner();
     assert!(!listed.stores.iter().any(|s| s.id == id));
 
-    api.delete_store(as_tenant(
-        "idem",
+    // An administrator (the all-tenants scope the gateway sets) sees and manages another tenant's store.
+    let listed = api
+        .list_stores(as_admin("globex", ListStoresRequest::default()))
+        .await
+        .expect("list as administrator")
+        .into_inner();
+    let theirs = listed.stores.iter().find(|s| s.id == id).expect("listed");
+    assert_eq!(theirs.tenant, "idem");
+    api.delete_store(as_admin(
+        "globex",
         DeleteStoreRequest {
             store_id: id.clone(),
         },
     ))
     .await
-    .expect("delete");
+    .expect("delete as administrator");
     wait_until_gone(&id).await;
 }
 

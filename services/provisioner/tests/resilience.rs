@@ -22,8 +22,7 @@ use store_platform_test_support::{
     process::{ServiceProcess, free_port},
 };
 use support::{
-    as_tenant, create_request, ensure_namespace, started, unique_id, wait_for_phase,
-    wait_for_status, wait_until_gone,
+    as_tenant, create_request, started, unique_id, wait_for_phase, wait_for_status, wait_until_gone,
 };
 
 /// A provisioner process that reconciles only `tenant`'s stores, so tests running side by side never reconcile
@@ -82,7 +81,7 @@ async fn lease_holder(lease: &str) -> Option<String> {
 async fn a_provisioner_killed_mid_provisioning_finishes_the_store_when_it_returns_with_nothing_duplicated()
  {
     let env = TestEnv::shared();
-    ensure_namespace(&env.client().await, "store-platform").await;
+    env.ensure_namespace("store-platform").await;
     let logs = tempfile::tempdir().expect("logs");
     let lease = unique_id("crash-lease");
     let id = unique_id("crash");
@@ -157,7 +156,7 @@ async fn a_provisioner_killed_mid_provisioning_finishes_the_store_when_it_return
 #[tokio::test]
 async fn only_the_lease_holder_reconciles_and_a_standby_takes_over_when_it_leaves() {
     let env = TestEnv::shared();
-    ensure_namespace(&env.client().await, "store-platform").await;
+    env.ensure_namespace("store-platform").await;
     let logs = tempfile::tempdir().expect("logs");
     let lease = unique_id("ha-lease");
     let (port_a, port_b) = (free_port(), free_port());

@@ -1,7 +1,8 @@
-//! The tenant a request acts for. The gateway authenticates the caller and sets it in the request metadata; the
-//! provisioner and the status service read it here, with one rule for what a tenant name may be.
+//! Who a request acts for. The gateway authenticates the caller and sets its tenant (and, for an administrator, the
+//! all-tenants scope) in the request metadata; the provisioner and the status service read it here, with one rule
+//! for what a tenant name may be.
 
-use store_platform_proto::TENANT_METADATA_KEY;
+use store_platform_proto::{ALL_TENANTS, SCOPE_METADATA_KEY, TENANT_METADATA_KEY};
 use tonic::metadata::MetadataMap;
 
 /// Why a request carries no usable tenant.
@@ -37,13 +38,41 @@ pub fn is_valid(value: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b))
 }
 
-/// The tenant in `metadata`.
-pub fn from_metadata(metadata: &MetadataMap) -> Result<String, TenantError> {
+/// The caller of one request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller {
+    /// The tenant it acts for: new stores are this tenant's.
+    pub tenant: String,
+    /// An administrator: sees and manages every tenant's stores.
+    pub all_tenants: bool,
+}
+
+impl Caller {
+    pub fn tenant(tenant: &str) -> Self {
+        Self {
+            tenant: tenant.to_owned(),
+            all_tenants: false,
+        }
+    }
+
+    /// Whether this caller may see a store of `tenant`.
+    pub fn may_see(&self, tenant: &str) -> bool {
+        self.all_tenants || self.tenant == tenant
+    }
+}
+
+/// The caller named in `metadata`.
+pub fn from_metadata(metadata: &MetadataMap) -> Result<Caller, TenantError> {
     let value = metadata
         .get(TENANT_METADATA_KEY)
         .ok_or(TenantError::Missing)?;
     match value.to_str() {
-        Ok(tenant) if is_valid(tenant) => Ok(tenant.to_owned()),
+        Ok(tenant) if is_valid(tenant) => Ok(Caller {
+            tenant: tenant.to_owned(),
+            all_tenants: metadata
+                .get(SCOPE_METADATA_KEY)
+                .is_some_and(|scope| scope == ALL_TENANTS),
+        }),
         _ => Err(TenantError::Invalid),
     }
 }
@@ -81,6 +110,12 @@ mod tests {
         assert_eq!(invalid.code(), tonic::Code::InvalidArgument);
         assert!(invalid.message().starts_with(TENANT_METADATA_KEY));
         metadata.insert(TENANT_METADATA_KEY, "acme".parse().expect("ascii"));
-        assert_eq!(from_metadata(&metadata), Ok("acme".to_owned()));
+        let caller = from_metadata(&metadata).expect("a tenant");
+        assert_eq!(caller, Caller::tenant("acme"));
+        assert!(caller.may_see("acme") && !caller.may_see("other"));
+        metadata.insert(SCOPE_METADATA_KEY, ALL_TENANTS.parse().expect("ascii"));
+        let admin = from_metadata(&metadata).expect("an administrator");
+        assert!(admin.all_tenants && admin.may_see("other"));
+        assert_eq!(admin.tenant, "acme");
     }
 }

@@ -8,7 +8,7 @@ use store_platform_proto::v1::{
     WatchStoresRequest, WatchStoresResponse, status_service_server::StatusService,
     watch_stores_response::Event,
 };
-use store_platform_runtime::{Shutdown, record::timestamp};
+use store_platform_runtime::{Shutdown, record::timestamp, tenant::Caller};
 use tokio::sync::broadcast::error::RecvError;
 use tonic::{Request, Response, Status as GrpcStatus};
 
@@ -33,7 +33,7 @@ impl Status {
 }
 
 /// The caller's tenant, from request metadata, read by the provisioner's rule.
-fn tenant<T>(request: &Request<T>) -> Result<String, GrpcStatus> {
+fn caller<T>(request: &Request<T>) -> Result<Caller, GrpcStatus> {
     Ok(store_platform_runtime::tenant::from_metadata(
         request.metadata(),
     )?)
@@ -138,9 +138,8 @@ impl StatusService for Status {
         &self,
         request: Request<WatchStoresRequest>,
     ) -> Result<Response<Self::WatchStoresStream>, GrpcStatus> {
-        let tenant = tenant(&request)?;
         let filter = Filter {
-            tenant,
+            caller: caller(&request)?,
             store_id: store_id(&request.get_ref().store_id)?,
         };
         if !self.hub.is_synced() {
@@ -161,7 +160,7 @@ impl StatusService for Status {
         &self,
         request: Request<GetStoreStatusRequest>,
     ) -> Result<Response<GetStoreStatusResponse>, GrpcStatus> {
-        let tenant = tenant(&request)?;
+        let caller = caller(&request)?;
         let id = store_id(&request.get_ref().store_id)?
             .ok_or_else(|| GrpcStatus::invalid_argument("store_id: must not be empty"))?;
         if !self.hub.is_synced() {
@@ -171,7 +170,7 @@ impl StatusService for Status {
         }
         let store = self
             .hub
-            .get(&tenant, &id)
+            .get(&caller, &id)
             .ok_or_else(|| GrpcStatus::not_found(format!("store {id:?} not found")))?;
         Ok(Response::new(GetStoreStatusResponse { store: Some(store) }))
     }

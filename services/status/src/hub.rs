@@ -11,6 +11,8 @@ use kube::runtime::watcher;
 use store_platform_proto::v1 as proto;
 use tokio::sync::{broadcast, watch};
 
+use store_platform_runtime::tenant::Caller;
+
 use crate::{
     index::{Change, Index},
     metrics::Metrics,
@@ -19,14 +21,15 @@ use crate::{
 /// Which stores a subscriber sees.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Filter {
-    pub tenant: String,
+    pub caller: Caller,
     /// One store only, when set.
     pub store_id: Option<String>,
 }
 
 impl Filter {
     pub fn admits(&self, store: &proto::Store) -> bool {
-        store.tenant == self.tenant && self.store_id.as_ref().is_none_or(|id| *id == store.id)
+        self.caller.may_see(&store.tenant)
+            && self.store_id.as_ref().is_none_or(|id| *id == store.id)
     }
 }
 
@@ -69,9 +72,12 @@ impl Hub {
         *self.synced.borrow()
     }
 
-    /// The store `id` if `tenant` may see it.
-    pub fn get(&self, tenant: &str, id: &str) -> Option<proto::Store> {
-        self.index().get(id).filter(|s| s.tenant == tenant).cloned()
+    /// The store `id` if `caller` may see it.
+    pub fn get(&self, caller: &Caller, id: &str) -> Option<proto::Store> {
+        self.index()
+            .get(id)
+            .filter(|s| caller.may_see(&s.tenant))
+            .cloned()
     }
 
     /// The stores `filter` admits now, and a receiver of every change after them (no gap, no overlap).
@@ -194,7 +200,7 @@ mod tests {
         );
         assert!(hub.is_synced());
         let filter = Filter {
-            tenant: "acme".into(),
+            caller: Caller::tenant("acme"),
             store_id: None,
         };
         let (snapshot, mut changes) = hub.subscribe(&filter);
@@ -218,7 +224,7 @@ mod tests {
     fn a_slow_subscriber_lags_without_holding_anyone_up() {
         let hub = synced_hub(4, vec![]);
         let filter = Filter {
-            tenant: "acme".into(),
+            caller: Caller::tenant("acme"),
             store_id: None,
         };
         let (_, mut slow) = hub.subscribe(&filter);
@@ -249,7 +255,7 @@ mod tests {
             ],
         );
         let (_, mut changes) = hub.subscribe(&Filter {
-            tenant: "acme".into(),
+            caller: Caller::tenant("acme"),
             store_id: None,
         });
         // The watch restarts (API server restart, 410 Gone): a fresh listing arrives.

@@ -9,7 +9,6 @@ use std::{
 use k8s_openapi::api::core::v1::Namespace;
 use kube::{
     Api,
-    api::PostParams,
     runtime::wait::{await_condition, conditions},
 };
 use store_platform_proto::{
@@ -20,29 +19,21 @@ use store_platform_runtime::record::{self, StepState, StoreStatus};
 use store_platform_test_support::TestEnv;
 use tonic::Request;
 
-pub async fn ensure_namespace(client: &kube::Client, name: &str) {
-    let namespace = Namespace {
-        metadata: kube::api::ObjectMeta {
-            name: Some(name.to_owned()),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    match Api::<Namespace>::all(client.clone())
-        .create(&PostParams::default(), &namespace)
-        .await
-    {
-        Ok(_) => {}
-        Err(kube::Error::Api(status)) if status.code == 409 => {}
-        Err(error) => panic!("create namespace {name}: {error}"),
-    }
-}
-
 pub fn as_tenant<T>(tenant: &str, message: T) -> Request<T> {
     let mut request = Request::new(message);
     request
         .metadata_mut()
         .insert(TENANT_METADATA_KEY, tenant.parse().expect("ascii tenant"));
+    request
+}
+
+/// A request from an administrator of `tenant`: the all-tenants scope the gateway sets for admin tokens.
+pub fn as_admin<T>(tenant: &str, message: T) -> Request<T> {
+    let mut request = as_tenant(tenant, message);
+    request.metadata_mut().insert(
+        store_platform_proto::SCOPE_METADATA_KEY,
+        store_platform_proto::ALL_TENANTS.parse().expect("ascii"),
+    );
     request
 }
 
