@@ -126,6 +126,25 @@ impl TestEnv {
             .expect("configure the simulated kubelet");
     }
 
+    /// Creates namespace `name` unless it exists (e.g. `store-platform`, where the provisioner keeps its Lease).
+    pub async fn ensure_namespace(&self, name: &str) {
+        let namespace = Namespace {
+            metadata: kube::api::ObjectMeta {
+                name: Some(name.to_owned()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        match Api::<Namespace>::all(self.client().await)
+            .create(&kube::api::PostParams::default(), &namespace)
+            .await
+        {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 409 => {}
+            Err(error) => panic!("create namespace {name}: {error}"),
+        }
+    }
+
     /// Creates a namespace with a unique name starting with `prefix` and waits until it can hold pods (its
     /// `default` service account has a token).
     pub async fn namespace(&self, prefix: &str) -> String {

@@ -152,3 +152,18 @@ pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> std::io::Result
     stream.read_to_string(&mut response).await?;
     Ok(response)
 }
+
+/// Writes a gateway tokens file in `dir` holding `token` for `tenant` (only its SHA-256, as in production) and
+/// returns its path.
+pub fn tokens_file(dir: &Path, name: &str, tenant: &str, token: &str, admin: bool) -> PathBuf {
+    use sha2::Digest as _;
+    let hash: String = sha2::Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let path = dir.join("tokens");
+    let admin = if admin { " admin" } else { "" };
+    std::fs::write(&path, format!("{name} {tenant} {hash}{admin}\n"))
+        .expect("write the tokens file");
+    path
+}

@@ -1,5 +1,6 @@
 //! End to end: the three service binaries start against the local control plane, answer health and reflection
-//! (v1 and v1alpha), refuse calls without a tenant, serve the dashboard over HTTP/1.1, and stop cleanly on SIGTERM.
+//! (v1 and v1alpha), refuse calls without a tenant, serve the dashboard over HTTP/1.1, forward gRPC-web with a
+//! token (buf curl: reflection and a WatchStores stream), and stop cleanly on SIGTERM.
 //!
 //! The binaries come from `$STORE_PLATFORM_BIN_DIR` or the workspace's `target/debug` (`make test` builds them).
 
@@ -17,7 +18,7 @@ use store_platform_proto::v1::{
 };
 use store_platform_test_support::{
     TestEnv,
-    process::{ServiceProcess as Service, free_port, http_get},
+    process::{ServiceProcess as Service, free_port, http_get, tokens_file},
 };
 use tonic::transport::Channel;
 use tonic_health::pb::{
@@ -106,6 +107,17 @@ async fn services_v1alpha(channel: Channel) -> Vec<String> {
 
 /// Runs `buf curl` (from the npm package `@bufbuild/buf`, installed by `scripts/tools.sh`) over plaintext HTTP/2.
 fn buf_curl(args: &[&str]) -> String {
+    let output = buf_curl_output(&["--protocol", "grpc"], args);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "buf curl {args:?} failed:\n{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+fn buf_curl_output(protocol: &[&str], args: &[&str]) -> std::process::Output {
     let buf = std::env::var_os("STORE_PLATFORM_BUF")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
@@ -116,18 +128,13 @@ fn buf_curl(args: &[&str]) -> String {
         "{} is missing: run scripts/tools.sh (make test does)",
         buf.display()
     );
-    let output = Command::new(&buf)
-        .args(["curl", "--protocol", "grpc", "--http2-prior-knowledge"])
+    Command::new(&buf)
+        .arg("curl")
+        .args(protocol)
+        .arg("--http2-prior-knowledge")
         .args(args)
         .output()
-        .expect("run buf curl");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "buf curl {args:?} failed:\n{stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
+        .expect("run buf curl")
 }
 
 #[tokio::test]
@@ -158,14 +165,26 @@ async fn the_three_services_serve_health_and_reflection_and_stop_on_sigterm() {
         &[
             ("KUBECONFIG", kubeconfig),
             ("GRPC_ADDR", format!("127.0.0.1:{status_port}")),
+            ("METRICS_ADDR", "127.0.0.1:0".to_owned()),
+            ("HEARTBEAT_INTERVAL", "1s".to_owned()),
         ],
         scratch.path(),
     );
+    // The gateway knows only the token's SHA-256.
+    let token = "system-test-token";
+    let tokens = tokens_file(scratch.path(), "system", "system-test", token, false);
     let mut gateway = Service::start(
         "gateway",
         &[
             ("HTTP_ADDR", format!("127.0.0.1:{gateway_port}")),
+            ("METRICS_ADDR", "127.0.0.1:0".to_owned()),
             ("WEB_ROOT", web_root.display().to_string()),
+            ("TOKENS_FILE", tokens.display().to_string()),
+            (
+                "PROVISIONER_URL",
+                format!("http://127.0.0.1:{provisioner_port}"),
+            ),
+            ("STATUS_URL", format!("http://127.0.0.1:{status_port}")),
         ],
         scratch.path(),
     );
@@ -243,6 +262,46 @@ async fn the_three_services_serve_health_and_reflection_and_stop_on_sigterm() {
         .await
         .expect_err("no tenant");
     assert_eq!(error.code(), tonic::Code::Unauthenticated);
+
+    // Through the gateway, as gRPC-web: reflection lists the platform's services, and WatchStores streams (its
+    // snapshot, then a heartbeat a second later) until buf curl's own timeout ends the call.
+    let gateway_url = format!("http://127.0.0.1:{gateway_port}");
+    let listed = buf_curl_output(
+        &["--protocol", "grpcweb"],
+        &["--list-services", &gateway_url],
+    );
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        listed.contains("store_platform.v1.StatusService"),
+        "{listed}"
+    );
+    let authorization = format!("authorization: Bearer {token}");
+    let watched = buf_curl_output(
+        &["--protocol", "grpcweb", "--timeout", "4s"],
+        &[
+            "-H",
+            &authorization,
+            "-d",
+            "{}",
+            &format!("{gateway_url}/store_platform.v1.StatusService/WatchStores"),
+        ],
+    );
+    let watched = String::from_utf8_lossy(&watched.stdout);
+    assert!(watched.contains("\"snapshot\""), "{watched}");
+    assert!(watched.contains("\"heartbeat\""), "{watched}");
+    let refused = buf_curl_output(
+        &["--protocol", "grpcweb"],
+        &[
+            "-d",
+            "{}",
+            &format!("{gateway_url}/store_platform.v1.ProvisionerService/ListStores"),
+        ],
+    );
+    let refused_text = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && refused_text.contains("unauthenticated"),
+        "{refused_text}"
+    );
 
     // The gateway serves the dashboard over HTTP/1.1 on the same port as gRPC.
     let page = http_get(([127, 0, 0, 1], gateway_port).into(), "/stores/shoes")

@@ -1,34 +1,19 @@
-//! The gateway router, driven in process with `oneshot`.
+//! The gateway router, driven in process with `oneshot`: static files, the SPA fallback, CORS, unknown gRPC paths,
+//! authentication and the metadata the backends receive.
+
+mod support;
 
 use axum::{
     body::Body,
     http::{Request, StatusCode, header},
 };
 use http_body_util::BodyExt as _;
-use store_platform_gateway::{AppState, app};
+use prost::Message as _;
+use store_platform_proto::v1::{GetStoreRequest, GetStoreResponse};
+use support::{
+    ALICE, OPS, Provisioner, Settings, StatusBackend, dashboard, router, serve_backends,
+};
 use tower::ServiceExt as _;
-
-async fn router(web_root: &std::path::Path) -> axum::Router {
-    let (grpc, _health) = store_platform_runtime::grpc::standard_routes()
-        .await
-        .expect("routes");
-    app(AppState {
-        web_root: web_root.to_owned(),
-        grpc,
-    })
-}
-
-fn dashboard() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("temp dir");
-    std::fs::write(
-        dir.path().join("index.html"),
-        "<!doctype html><title>dashboard</title>",
-    )
-    .expect("index");
-    std::fs::create_dir(dir.path().join("assets")).expect("assets");
-    std::fs::write(dir.path().join("assets/app.js"), "console.log('hi')").expect("asset");
-    dir
-}
 
 async fn body_text(response: axum::response::Response) -> String {
     let bytes = response
@@ -40,10 +25,35 @@ async fn body_text(response: axum::response::Response) -> String {
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
+/// A router whose backends are not running (for tests that must not reach one).
+async fn without_backends(web: &std::path::Path, settings: Settings) -> axum::Router {
+    router(web, ([127, 0, 0, 1], 9).into(), settings).await.0
+}
+
+/// One gRPC frame holding `message`.
+fn frame(message: &impl prost::Message) -> Vec<u8> {
+    let encoded = message.encode_to_vec();
+    let mut frame = vec![0];
+    frame.extend_from_slice(&u32::try_from(encoded.len()).expect("small").to_be_bytes());
+    frame.extend_from_slice(&encoded);
+    frame
+}
+
+fn grpc_request(path: &str, token: Option<&str>, body: Vec<u8>) -> Request<Body> {
+    let mut builder = Request::post(path)
+        .version(http::Version::HTTP_2)
+        .header(header::CONTENT_TYPE, "application/grpc")
+        .header("te", "trailers");
+    if let Some(token) = token {
+        builder = builder.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    builder.body(Body::from(body)).expect("request")
+}
+
 #[tokio::test]
 async fn static_files_are_served_with_their_content_type() {
     let web = dashboard();
-    let response = router(web.path())
+    let response = without_backends(web.path(), Settings::default())
         .await
         .oneshot(
             Request::get("/assets/app.js")
@@ -64,7 +74,7 @@ async fn static_files_are_served_with_their_content_type() {
 #[tokio::test]
 async fn unknown_paths_fall_back_to_the_dashboard_for_client_side_routes() {
     let web = dashboard();
-    let response = router(web.path())
+    let response = without_backends(web.path(), Settings::default())
         .await
         .oneshot(
             Request::get("/stores/shoes")
@@ -82,14 +92,29 @@ async fn unknown_paths_fall_back_to_the_dashboard_for_client_side_routes() {
 }
 
 #[tokio::test]
-async fn grpc_calls_to_unrouted_services_answer_unimplemented_not_html() {
+async fn grpc_calls_to_unrouted_paths_answer_unimplemented_not_html() {
     let web = dashboard();
-    for content_type in ["application/grpc", "application/grpc-web+proto"] {
-        let response = router(web.path())
+    for (path, content_type) in [
+        (
+            "/store_platform.v1.NoSuchService/Anything",
+            "application/grpc",
+        ),
+        (
+            "/store_platform.v1.NoSuchService/Anything",
+            "application/grpc-web+proto",
+        ),
+        (
+            "/store_platform.v1.ProvisionerService/NoSuchMethod",
+            "application/grpc-web+proto",
+        ),
+    ] {
+        let response = without_backends(web.path(), Settings::default())
             .await
             .oneshot(
-                Request::post("/store_platform.v1.NoSuchService/Anything")
+                Request::post(path)
+                    .version(http::Version::HTTP_2)
                     .header(header::CONTENT_TYPE, content_type)
+                    .header(header::AUTHORIZATION, format!("Bearer {ALICE}"))
                     .body(Body::empty())
                     .expect("request"),
             )
@@ -100,11 +125,16 @@ async fn grpc_calls_to_unrouted_services_answer_unimplemented_not_html() {
             StatusCode::OK,
             "gRPC errors travel in grpc-status"
         );
-        assert_eq!(
-            response.headers()["grpc-status"],
-            "12",
-            "{content_type}: Unimplemented"
-        );
+        if let Some(status) = response.headers().get("grpc-status") {
+            assert_eq!(status, "12", "{path} {content_type}");
+        } else {
+            // gRPC-web may carry the status in a trailer frame in the body.
+            let text = body_text(response).await;
+            assert!(
+                text.contains("grpc-status:12"),
+                "{path} {content_type}: {text}"
+            );
+        }
     }
 }
 
@@ -112,16 +142,13 @@ async fn grpc_calls_to_unrouted_services_answer_unimplemented_not_html() {
 async fn health_is_answered_by_the_gateway_itself() {
     let web = dashboard();
     // An empty HealthCheckRequest: a gRPC frame with no flags and a zero-length message.
-    let frame = vec![0u8, 0, 0, 0, 0];
-    let response = router(web.path())
+    let response = without_backends(web.path(), Settings::default())
         .await
-        .oneshot(
-            Request::post("/grpc.health.v1.Health/Check")
-                .header(header::CONTENT_TYPE, "application/grpc")
-                .header("te", "trailers")
-                .body(Body::from(frame))
-                .expect("request"),
-        )
+        .oneshot(grpc_request(
+            "/grpc.health.v1.Health/Check",
+            None,
+            vec![0u8, 0, 0, 0, 0],
+        ))
         .await
         .expect("response");
     assert_eq!(response.status(), StatusCode::OK);
@@ -130,4 +157,123 @@ async fn health_is_answered_by_the_gateway_itself() {
     assert_eq!(trailers["grpc-status"], "0");
     // HealthCheckResponse { status: SERVING (1) } = field 1, varint 1.
     assert_eq!(&collected.to_bytes()[..], &[0, 0, 0, 0, 2, 0x08, 0x01]);
+}
+
+#[tokio::test]
+async fn cors_preflight_allows_only_listed_origins_and_what_grpc_web_needs() {
+    let web = dashboard();
+    let settings = Settings {
+        cors_origins: vec!["https://admin.example.com"],
+        ..Settings::default()
+    };
+    let app = without_backends(web.path(), settings).await;
+    let preflight = |origin: &str| {
+        Request::options("/store_platform.v1.ProvisionerService/CreateStore")
+            .header(header::ORIGIN, origin)
+            .header(header::ACCESS_CONTROL_REQUEST_METHOD, "POST")
+            .header(
+                header::ACCESS_CONTROL_REQUEST_HEADERS,
+                "content-type,x-grpc-web,authorization",
+            )
+            .body(Body::empty())
+            .expect("request")
+    };
+    let allowed = app
+        .clone()
+        .oneshot(preflight("https://admin.example.com"))
+        .await
+        .expect("response");
+    assert_eq!(allowed.status(), StatusCode::OK);
+    let headers = allowed.headers();
+    assert_eq!(
+        headers[header::ACCESS_CONTROL_ALLOW_ORIGIN],
+        "https://admin.example.com"
+    );
+    assert_eq!(headers[header::ACCESS_CONTROL_ALLOW_METHODS], "POST");
+    let allowed_headers = headers[header::ACCESS_CONTROL_ALLOW_HEADERS]
+        .to_str()
+        .expect("ascii");
+    for needed in ["content-type", "authorization", "x-grpc-web"] {
+        assert!(allowed_headers.contains(needed), "{allowed_headers}");
+    }
+    let refused = app
+        .oneshot(preflight("https://evil.example.com"))
+        .await
+        .expect("response");
+    assert!(
+        !refused
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN)
+    );
+}
+
+#[tokio::test]
+async fn a_call_without_a_valid_token_is_unauthenticated_and_never_reaches_a_backend() {
+    let web = dashboard();
+    let provisioner = Provisioner::default();
+    let (backend, _task) =
+        serve_backends(None, provisioner.clone(), StatusBackend::default()).await;
+    let (app, _) = router(web.path(), backend, Settings::default()).await;
+    let message = frame(&GetStoreRequest {
+        store_id: "shoes".into(),
+    });
+    for token in [None, Some("not-a-token")] {
+        let response = app
+            .clone()
+            .oneshot(grpc_request(
+                "/store_platform.v1.ProvisionerService/GetStore",
+                token,
+                message.clone(),
+            ))
+            .await
+            .expect("response");
+        assert_eq!(response.headers()["grpc-status"], "16", "{token:?}");
+    }
+    assert_eq!(
+        provisioner.calls.load(std::sync::atomic::Ordering::SeqCst),
+        0
+    );
+}
+
+async fn get_store_as(app: &axum::Router, token: &str, extra: &[(&str, &str)]) -> GetStoreResponse {
+    let mut request = grpc_request(
+        "/store_platform.v1.ProvisionerService/GetStore",
+        Some(token),
+        frame(&GetStoreRequest {
+            store_id: "shoes".into(),
+        }),
+    );
+    for (name, value) in extra {
+        request.headers_mut().insert(
+            http::HeaderName::from_bytes(name.as_bytes()).expect("name"),
+            value.parse().expect("value"),
+        );
+    }
+    let response = app.clone().oneshot(request).await.expect("response");
+    let collected = response.into_body().collect().await.expect("body");
+    assert_eq!(collected.trailers().expect("trailers")["grpc-status"], "0");
+    GetStoreResponse::decode(&collected.to_bytes()[5..]).expect("decode")
+}
+
+#[tokio::test]
+async fn the_backend_sees_the_tenant_of_the_token_and_never_what_the_client_claimed() {
+    let web = dashboard();
+    let (backend, _task) =
+        serve_backends(None, Provisioner::default(), StatusBackend::default()).await;
+    let (app, _) = router(web.path(), backend, Settings::default()).await;
+
+    let claimed = [
+        ("x-store-platform-tenant", "globex"),
+        ("x-store-platform-scope", "all-tenants"),
+    ];
+    let alice = get_store_as(&app, ALICE, &claimed)
+        .await
+        .store
+        .expect("store");
+    assert_eq!(alice.tenant, "acme");
+    assert_eq!(alice.display_name, "scope=;authorization=false");
+
+    let ops = get_store_as(&app, OPS, &[]).await.store.expect("store");
+    assert_eq!(ops.tenant, "platform");
+    assert_eq!(ops.display_name, "scope=all-tenants;authorization=false");
 }
