@@ -6,6 +6,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
 scripts/tools.sh
+scripts/web.sh
 cargo build --workspace --bins --locked
 cluster_dir="$root/.dev/cluster"
 pids=()

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite: installs what it needs (control-plane binaries, npm tools), builds, starts one local
-# control plane for the run, and runs every test against it.
+# The whole test suite: installs what it needs (control-plane binaries, npm tools, Chromium), builds the services
+# and the dashboard, starts one local control plane for the run, and runs every test against it.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -10,6 +10,8 @@ KUBEBUILDER_ASSETS=$(scripts/kube-assets.sh)
 export KUBEBUILDER_ASSETS
 echo "==> npm tools" >&2
 scripts/tools.sh
+echo "==> dashboard and Chromium" >&2
+scripts/web.sh --browser
 
 echo "==> build" >&2
 cargo build --workspace --bins --tests --locked

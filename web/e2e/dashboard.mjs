@@ -1,0 +1,138 @@
+// The dashboard end to end, in Debian's Chromium driven by playwright-core, against the whole stack (gateway,
+// provisioner, status service, local control plane with the simulated kubelet). Run by
+// test-support/tests/dashboard.rs, which starts the stack and sets:
+//   GATEWAY_URL, DASHBOARD_TOKEN, STORE_ID, SCREENSHOTS (a directory), RESTART_REQUEST (a file path: the script
+//   creates it when it wants the status service restarted, and waits for the harness to remove it).
+// Exits non-zero with a message at the first step that fails.
+
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { chromium } from "playwright-core";
+
+const env = (name) => {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is not set`);
+  return value;
+};
+const url = env("GATEWAY_URL");
+const token = env("DASHBOARD_TOKEN");
+const storeId = env("STORE_ID");
+const shots = env("SCREENSHOTS");
+const restartRequest = env("RESTART_REQUEST");
+mkdirSync(shots, { recursive: true });
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+  args: [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+  ],
+});
+// A phone-width screen: the dashboard must be usable there.
+const page = await browser.newPage({ viewport: { width: 390, height: 844 } });
+let shot = 0;
+async function step(name, action) {
+  const started = Date.now();
+  try {
+    await action();
+  } catch (error) {
+    await page.screenshot({ path: join(shots, `failed-${name}.png`), fullPage: true }).catch(() => {});
+    throw new Error(`step "${name}" failed: ${error.message}`);
+  }
+  shot += 1;
+  await page.screenshot({ path: join(shots, `${String(shot).padStart(2, "0")}-${name}.png`), fullPage: true });
+  console.log(`ok  ${name} (${Date.now() - started} ms)`);
+}
+const expectVisible = (locator, timeout = 10_000) => locator.waitFor({ state: "visible", timeout });
+
+try {
+  await step("sign-in-refuses-a-wrong-token", async () => {
+    await page.goto(url);
+    await page.getByLabel("API token").fill("not-a-token");
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await expectVisible(page.getByRole("alert").filter({ hasText: "not valid" }));
+  });
+
+  await step("sign-in", async () => {
+    await page.getByLabel("API token").fill(token);
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await expectVisible(page.getByRole("status").filter({ hasText: "Live" }));
+  });
+
+  await step("a-bad-id-shows-the-servers-message-at-the-field", async () => {
+    await page.getByLabel("Store id").fill("Bad_Id");
+    await page.getByLabel("Name").fill("Bad");
+    await page.getByLabel("Admin email").fill("owner@example.com");
+    await page.getByRole("button", { name: "Create store" }).click();
+    const error = page.locator("#store_id-error");
+    await expectVisible(error);
+    const text = await error.textContent();
+    if (!/lowercase/.test(text ?? "")) throw new Error(`unexpected message: ${text}`);
+    const invalid = await page.getByLabel("Store id").getAttribute("aria-invalid");
+    if (invalid !== "true") throw new Error("the field is not marked invalid");
+  });
+
+  const card = page.getByRole("listitem", { name: `Store Browser shop` });
+  const phase = card.getByTestId("phase");
+  await step("create", async () => {
+    await page.getByLabel("Store id").fill(storeId);
+    await page.getByLabel("Name").fill("Browser shop");
+    await page.getByRole("button", { name: "Create store" }).click();
+    await expectVisible(card);
+  });
+
+  await step("steps-turn-to-ready-live", async () => {
+    // Sample the phase and the step progress as they change, without ever reloading the page.
+    const phases = new Set();
+    const progress = new Set();
+    const deadline = Date.now() + 180_000;
+    for (;;) {
+      const now = (await phase.textContent())?.trim();
+      phases.add(now);
+      progress.add(await card.getByRole("progressbar").getAttribute("aria-label"));
+      if (now === "ready") break;
+      if (now === "failed") throw new Error(`the store failed: ${await card.textContent()}`);
+      if (Date.now() > deadline) throw new Error(`not ready in time; phases seen ${[...phases]}`);
+      await page.waitForTimeout(50);
+    }
+    if (progress.size < 3) throw new Error(`step progress did not move live: ${[...progress]}`);
+    console.log(`    phases seen: ${[...phases].join(" → ")}; progress seen: ${[...progress].join(" → ")}`);
+    await expectVisible(card.getByRole("link", { name: "Storefront" }));
+  });
+
+  await step("show-admin-credentials", async () => {
+    await card.getByRole("button", { name: "Show admin credentials" }).click();
+    const password = card.getByTestId("password");
+    await expectVisible(password);
+    if (((await password.textContent()) ?? "").length < 12) throw new Error("no password shown");
+  });
+
+  await step("the-stream-reconnects-after-the-status-service-restarts", async () => {
+    writeFileSync(restartRequest, "restart the status service\n");
+    await expectVisible(page.getByRole("status").filter({ hasText: "Reconnecting" }), 30_000);
+    const deadline = Date.now() + 60_000;
+    while (existsSync(restartRequest)) {
+      if (Date.now() > deadline) throw new Error("the harness did not restart the status service");
+      await page.waitForTimeout(100);
+    }
+    await expectVisible(page.getByRole("status").filter({ hasText: "Live" }), 60_000);
+  });
+
+  await step("delete-with-confirmation", async () => {
+    await card.getByRole("button", { name: "Delete" }).click();
+    await card.getByRole("button", { name: "Yes, delete" }).click();
+    // DELETING shows live while the namespace is torn down, then the store is gone.
+    await expectVisible(card.getByTestId("phase").filter({ hasText: "deleting" }), 30_000);
+    await card.waitFor({ state: "detached", timeout: 180_000 });
+  });
+} catch (error) {
+  console.error(error.message);
+  await browser.close();
+  process.exit(1);
+}
+await browser.close();

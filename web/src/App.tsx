@@ -1,0 +1,408 @@
+import { useCallback, useEffect, useMemo, useState, type FormEvent } from "react";
+import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
+import { clients, describe, saveToken, savedToken, type Clients, type Field } from "./api";
+import { Engine, Phase, StepState, type Store } from "./gen/store_platform/v1/store_pb";
+import { useStores, type Connection } from "./useStores";
+
+export function App() {
+  const [token, setToken] = useState<string | null>(savedToken);
+  const signOut = useCallback(() => {
+    saveToken(null);
+    setToken(null);
+  }, []);
+  if (!token) {
+    return (
+      <SignIn
+        onSignedIn={(t) => {
+          saveToken(t);
+          setToken(t);
+        }}
+      />
+    );
+  }
+  return <Dashboard key={token} token={token} onSignOut={signOut} />;
+}
+
+function SignIn({ onSignedIn }: { onSignedIn: (token: string) => void }) {
+  const [token, setToken] = useState("");
+  const [error, setError] = useState<string | null>(null);
+  const [busy, setBusy] = useState(false);
+
+  async function submit(event: FormEvent) {
+    event.preventDefault();
+    setBusy(true);
+    setError(null);
+    try {
+      // A cheap call proves the token before the dashboard opens.
+      await clients(token.trim()).provisioner.listStores({ pageSize: 1 });
+      onSignedIn(token.trim());
+    } catch (e) {
+      setError(describe(e).message);
+    } finally {
+      setBusy(false);
+    }
+  }
+
+  return (
+    <main className="narrow">
+      <h1>store-platform</h1>
+      <form onSubmit={submit} aria-labelledby="sign-in-title">
+        <h2 id="sign-in-title">Sign in</h2>
+        <label htmlFor="token">API token</label>
+        <input
+          id="token"
+          type="password"
+          autoComplete="current-password"
+          value={token}
+          onChange={(e) => setToken(e.target.value)}
+          aria-invalid={error ? true : undefined}
+          aria-describedby={error ? "token-error" : undefined}
+          required
+        />
+        {error && (
+          <p id="token-error" className="error" role="alert">
+            {error}
+          </p>
+        )}
+        <button type="submit" disabled={busy || !token.trim()}>
+          {busy ? "Signing in…" : "Sign in"}
+        </button>
+      </form>
+    </main>
+  );
+}
+
+function Dashboard({ token, onSignOut }: { token: string; onSignOut: () => void }) {
+  const api = useMemo(() => clients(token), [token]);
+  const { stores, connection, unauthenticated } = useStores(api);
+  useEffect(() => {
+    if (unauthenticated) onSignOut();
+  }, [unauthenticated, onSignOut]);
+  const sorted = [...stores.values()].sort(
+    (a, b) => seconds(b.createTime) - seconds(a.createTime) || a.id.localeCompare(b.id),
+  );
+  return (
+    <main>
+      <header className="top">
+        <h1>store-platform</h1>
+        <ConnectionBadge connection={connection} />
+        <button type="button" className="secondary" onClick={onSignOut}>
+          Sign out
+        </button>
+      </header>
+      <CreateStore api={api} />
+      <section aria-labelledby="stores-title">
+        <h2 id="stores-title">Stores</h2>
+        {sorted.length === 0 ? (
+          <p className="muted">{connection === "live" ? "No stores yet." : "Loading…"}</p>
+        ) : (
+          <ul className="stores" aria-label="Stores">
+            {sorted.map((store) => (
+              <StoreCard key={store.id} store={store} api={api} />
+            ))}
+          </ul>
+        )}
+      </section>
+    </main>
+  );
+}
+
+function ConnectionBadge({ connection }: { connection: Connection }) {
+  const text = { connecting: "Connecting…", live: "Live", reconnecting: "Reconnecting…" }[connection];
+  return (
+    <span className={`badge connection-${connection}`} role="status" aria-live="polite">
+      {text}
+    </span>
+  );
+}
+
+type FieldErrors = Partial<Record<Field, string>>;
+
+function CreateStore({ api }: { api: Clients }) {
+  const [storeId, setStoreId] = useState("");
+  const [displayName, setDisplayName] = useState("");
+  const [engine, setEngine] = useState(Engine.WOOCOMMERCE);
+  const [adminEmail, setAdminEmail] = useState("");
+  const [errors, setErrors] = useState<FieldErrors>({});
+  const [formError, setFormError] = useState<string | null>(null);
+  const [busy, setBusy] = useState(false);
+
+  async function submit(event: FormEvent) {
+    event.preventDefault();
+    setBusy(true);
+    setErrors({});
+    setFormError(null);
+    try {
+      await api.provisioner.createStore({ storeId, displayName, engine, adminEmail });
+      setStoreId("");
+      setDisplayName("");
+      setAdminEmail("");
+    } catch (e) {
+      const { field, message } = describe(e);
+      if (field) setErrors({ [field]: message });
+      else setFormError(message);
+    } finally {
+      setBusy(false);
+    }
+  }
+
+  // The server is the judge of what is valid; the browser only marks fields it must not leave empty.
+  return (
+    <section aria-labelledby="create-title">
+      <h2 id="create-title">Create a store</h2>
+      <form className="create" onSubmit={submit} noValidate>
+        <TextField
+          id="store_id"
+          label="Store id"
+          hint="Lowercase letters, digits and dashes; it becomes the store's subdomain"
+          value={storeId}
+          onChange={setStoreId}
+          error={errors.store_id}
+        />
+        <TextField
+          id="display_name"
+          label="Name"
+          value={displayName}
+          onChange={setDisplayName}
+          error={errors.display_name}
+        />
+        <div className="field">
+          <label htmlFor="engine">Engine</label>
+          <select
+            id="engine"
+            value={engine}
+            onChange={(e) => setEngine(Number(e.target.value) as Engine)}
+            aria-invalid={errors.engine ? true : undefined}
+            aria-describedby={errors.engine ? "engine-error" : undefined}
+          >
+            <option value={Engine.WOOCOMMERCE}>WooCommerce</option>
+            <option value={Engine.MEDUSA}>Medusa (coming)</option>
+          </select>
+          {errors.engine && (
+            <p id="engine-error" className="error">
+              {errors.engine}
+            </p>
+          )}
+        </div>
+        <TextField
+          id="admin_email"
+          label="Admin email"
+          type="email"
+          value={adminEmail}
+          onChange={setAdminEmail}
+          error={errors.admin_email}
+        />
+        {formError && (
+          <p className="error" role="alert">
+            {formError}
+          </p>
+        )}
+        <button type="submit" disabled={busy}>
+          {busy ? "Creating…" : "Create store"}
+        </button>
+      </form>
+    </section>
+  );
+}
+
+function TextField(props: {
+  id: Field;
+  label: string;
+  hint?: string;
+  type?: string;
+  value: string;
+  onChange: (value: string) => void;
+  error?: string;
+}) {
+  const described = [props.hint && `${props.id}-hint`, props.error && `${props.id}-error`]
+    .filter(Boolean)
+    .join(" ");
+  return (
+    <div className="field">
+      <label htmlFor={props.id}>{props.label}</label>
+      <input
+        id={props.id}
+        type={props.type ?? "text"}
+        value={props.value}
+        onChange={(e) => props.onChange(e.target.value)}
+        aria-invalid={props.error ? true : undefined}
+        aria-describedby={described || undefined}
+      />
+      {props.hint && (
+        <p id={`${props.id}-hint`} className="muted small">
+          {props.hint}
+        </p>
+      )}
+      {props.error && (
+        <p id={`${props.id}-error`} className="error" role="alert">
+          {props.error}
+        </p>
+      )}
+    </div>
+  );
+}
+
+const PHASES: Record<Phase, string> = {
+  [Phase.UNSPECIFIED]: "unknown",
+  [Phase.PENDING]: "pending",
+  [Phase.PROVISIONING]: "provisioning",
+  [Phase.READY]: "ready",
+  [Phase.FAILED]: "failed",
+  [Phase.DELETING]: "deleting",
+};
+
+const STEP_MARKS: Record<StepState, string> = {
+  [StepState.UNSPECIFIED]: "·",
+  [StepState.PENDING]: "○",
+  [StepState.RUNNING]: "◐",
+  [StepState.SUCCEEDED]: "✓",
+  [StepState.FAILED]: "✗",
+};
+
+const STEP_STATES: Record<StepState, string> = {
+  [StepState.UNSPECIFIED]: "unknown",
+  [StepState.PENDING]: "pending",
+  [StepState.RUNNING]: "running",
+  [StepState.SUCCEEDED]: "done",
+  [StepState.FAILED]: "failed",
+};
+
+function seconds(time?: Timestamp): number {
+  return time ? Number(time.seconds) : 0;
+}
+
+function StoreCard({ store, api }: { store: Store; api: Clients }) {
+  const [credentials, setCredentials] = useState<{ username: string; password: string } | null>(null);
+  const [confirming, setConfirming] = useState(false);
+  const [error, setError] = useState<string | null>(null);
+  const phase = PHASES[store.phase];
+  const done = store.steps.filter((s) => s.state === StepState.SUCCEEDED).length;
+
+  async function act(action: () => Promise<unknown>) {
+    setError(null);
+    try {
+      await action();
+    } catch (e) {
+      setError(describe(e).message);
+    }
+  }
+
+  return (
+    <li className={`store phase-${phase}`} aria-label={`Store ${store.displayName || store.id}`}>
+      <div className="store-head">
+        <h3>
+          {store.displayName || store.id} <span className="muted small">{store.id}</span>
+        </h3>
+        <span className={`badge phase phase-${phase}`} data-testid="phase">
+          {phase}
+        </span>
+      </div>
+      <p className="muted small">
+        {store.engine === Engine.MEDUSA ? "Medusa" : "WooCommerce"}
+        {store.createTime && <> · created {timestampDate(store.createTime).toLocaleString()}</>}
+        {store.tenant && <> · tenant {store.tenant}</>}
+      </p>
+      <div>
+        <progress
+          max={Math.max(store.steps.length, 1)}
+          value={done}
+          aria-label={`${done} of ${store.steps.length} steps done`}
+        />
+        <ol className="steps" aria-label="Steps">
+          {store.steps.map((step) => (
+            <li key={step.name} className={`step step-${STEP_STATES[step.state]}`}>
+              <span aria-hidden="true">{STEP_MARKS[step.state]}</span> {step.name}{" "}
+              <span className="visually-hidden">{STEP_STATES[step.state]}</span>
+              {step.message && <span className="muted small"> — {step.message}</span>}
+            </li>
+          ))}
+        </ol>
+      </div>
+      {store.failureReason && store.phase === Phase.FAILED && (
+        <p className="error" role="alert">
+          {store.failureReason}
+        </p>
+      )}
+      {store.phase === Phase.READY && (
+        <p className="links">
+          <a href={store.storefrontUrl} target="_blank" rel="noreferrer">
+            Storefront
+          </a>{" "}
+          <a href={store.adminUrl} target="_blank" rel="noreferrer">
+            Admin
+          </a>
+        </p>
+      )}
+      {credentials && (
+        <dl className="credentials" aria-label="Admin credentials">
+          <dt>Username</dt>
+          <dd>
+            <code>{credentials.username}</code>
+          </dd>
+          <dt>Password</dt>
+          <dd>
+            <code data-testid="password">{credentials.password}</code>
+          </dd>
+        </dl>
+      )}
+      {error && (
+        <p className="error" role="alert">
+          {error}
+        </p>
+      )}
+      <div className="actions">
+        {store.phase === Phase.FAILED && (
+          <button type="button" onClick={() => act(() => api.provisioner.retryStore({ storeId: store.id }))}>
+            Retry
+          </button>
+        )}
+        {store.phase !== Phase.DELETING &&
+          (credentials ? (
+            <button type="button" className="secondary" onClick={() => setCredentials(null)}>
+              Hide admin credentials
+            </button>
+          ) : (
+            <button
+              type="button"
+              className="secondary"
+              onClick={() =>
+                act(async () => {
+                  const reply = await api.provisioner.getStoreCredentials({ storeId: store.id });
+                  setCredentials({ username: reply.username, password: reply.password });
+                })
+              }
+            >
+              Show admin credentials
+            </button>
+          ))}
+        {store.phase !== Phase.DELETING &&
+          (confirming ? (
+            <span role="group" aria-label="Confirm deletion">
+              <span>Delete {store.id} and everything in it?</span>{" "}
+              <button
+                type="button"
+                className="danger"
+                autoFocus
+                onClick={() =>
+                  act(async () => {
+                    await api.provisioner.deleteStore({ storeId: store.id });
+                    setConfirming(false);
+                    setCredentials(null);
+                  })
+                }
+              >
+                Yes, delete
+              </button>{" "}
+              <button type="button" className="secondary" onClick={() => setConfirming(false)}>
+                Cancel
+              </button>
+            </span>
+          ) : (
+            <button type="button" className="danger" onClick={() => setConfirming(true)}>
+              Delete
+            </button>
+          ))}
+      </div>
+    </li>
+  );
+}
