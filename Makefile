@@ -1,5 +1,5 @@
 # The two commands of the README are `make dev` (run it) and `make test` (test it).
-.PHONY: dev test lint fmt bench bench-status kube-assets tools clean
+.PHONY: dev test lint fmt bench bench-status bench-gateway kube-assets tools clean
 
 dev:
 	scripts/dev.sh
@@ -19,6 +19,7 @@ fmt:
 # Benchmarks (not tests): figures and how to read them are in docs/benchmarks.md.
 BENCH_ARGS ?= --stores 100
 BENCH_STATUS_ARGS ?= --streams 1000
+BENCH_GATEWAY_ARGS ?= --calls 3000 --streams 1000
 bench:
 	cargo build --release --bins --locked
 	KUBEBUILDER_ASSETS=$$(scripts/kube-assets.sh) cargo bench --locked -p store-platform-provisioner --bench provisioning -- $(BENCH_ARGS)
@@ -26,6 +27,10 @@ bench:
 bench-status:
 	cargo build --release --bins --locked
 	KUBEBUILDER_ASSETS=$$(scripts/kube-assets.sh) cargo bench --locked -p store-platform-status --bench streams -- $(BENCH_STATUS_ARGS)
+
+bench-gateway:
+	cargo build --release --bins --locked
+	KUBEBUILDER_ASSETS=$$(scripts/kube-assets.sh) cargo bench --locked -p store-platform-gateway --bench gateway -- $(BENCH_GATEWAY_ARGS)
 
 kube-assets:
 	scripts/kube-assets.sh

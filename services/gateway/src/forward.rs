@@ -343,31 +343,19 @@ impl Inner {
             outcome.finish(status.code());
             return status_response(status);
         };
-        let call = backend.channel.clone().oneshot(request);
-        let result = if outcome.method.server_streaming {
-            call.await.map_err(Some)
-        } else {
-            match tokio::time::timeout(self.config.unary_timeout, call).await {
-                Ok(result) => result.map_err(Some),
-                Err(_elapsed) => Err(None),
-            }
-        };
+        // The channel enforces the grpc-timeout set on unary calls; streams have none.
+        let result = backend.channel.clone().oneshot(request).await;
         let response = match result {
             Ok(response) => response,
             Err(error) => {
-                let status = match error {
-                    // The channel enforces the grpc-timeout the gateway set.
-                    Some(error) if caused_by::<tonic::TimeoutExpired>(&error) => {
-                        deadline_exceeded(backend.name, self.config.unary_timeout)
-                    }
-                    Some(error) => {
-                        tracing::warn!(backend = backend.name, %error, "backend unavailable");
-                        Status::unavailable(format!(
-                            "the {} service is unavailable: {error}",
-                            backend.name
-                        ))
-                    }
-                    None => deadline_exceeded(backend.name, self.config.unary_timeout),
+                let status = if caused_by::<tonic::TimeoutExpired>(&error) {
+                    deadline_exceeded(backend.name, self.config.unary_timeout)
+                } else {
+                    tracing::warn!(backend = backend.name, %error, "backend unavailable");
+                    Status::unavailable(format!(
+                        "the {} service is unavailable: {error}",
+                        backend.name
+                    ))
                 };
                 outcome.finish(status.code());
                 return status_response(status);

@@ -110,6 +110,12 @@ pub async fn start(args: Args, shutdown: Shutdown) -> anyhow::Result<Running> {
 
     let grace = args.shutdown_grace;
     let task = tokio::spawn(async move {
+        // gRPC writes headers, messages and trailers as separate small frames: never hold them back (Nagle).
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            if let Err(error) = tcp.set_nodelay(true) {
+                tracing::debug!(%error, "cannot set TCP_NODELAY");
+            }
+        });
         let serve = axum::serve(listener, router).with_graceful_shutdown(shutdown.clone().wait());
         tokio::select! {
             result = serve => result.context("the HTTP server failed")?,

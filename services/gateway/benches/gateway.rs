@@ -1,0 +1,275 @@
+//! What the gateway costs: the same unary call directly to the provisioner (gRPC) and through the gateway (native
+//! gRPC passed through, and gRPC-web over HTTP/1.1), with the same client library in the same run; throughput with
+//! 64 concurrent callers; and the gateway's memory with 1,000 WatchStores streams held open through it.
+//!
+//!     make bench-gateway
+//!     make bench-gateway BENCH_GATEWAY_ARGS="--calls 2000 --streams 200"
+//!
+//! On a control plane of its own, the release `provisioner`, `status` and `gateway` binaries run as processes.
+//! The call is ListStores (answered from the provisioner's watch cache, so the API server is not in the path).
+//! Latency is measured in interleaved rounds (direct, gateway gRPC, gateway gRPC-web, repeated), so drift on a busy
+//! machine hits the three alike.
+
+use std::{
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use store_platform_proto::{
+    TENANT_METADATA_KEY,
+    v1::{
+        ListStoresRequest, WatchStoresRequest,
+        provisioner_service_client::ProvisionerServiceClient,
+        status_service_client::StatusServiceClient,
+    },
+};
+use store_platform_test_support::{
+    Assets, ControlPlane,
+    measure::{percentile, process_usage},
+    process::{ServiceProcess, free_port, tokens_file},
+};
+use tonic::{Request, transport::Channel};
+
+const TOKEN: &str = "bench-token";
+
+fn arg(name: &str, default: usize) -> usize {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A ListStores request as each path needs it: the tenant header directly, the token through the gateway.
+fn request(direct: bool) -> Request<ListStoresRequest> {
+    let mut request = Request::new(ListStoresRequest {
+        page_size: 10,
+        ..ListStoresRequest::default()
+    });
+    let metadata = request.metadata_mut();
+    if direct {
+        metadata.insert(TENANT_METADATA_KEY, "bench".parse().expect("ascii"));
+    } else {
+        metadata.insert(
+            "authorization",
+            format!("Bearer {TOKEN}").parse().expect("ascii"),
+        );
+    }
+    request
+}
+
+type GrpcWebService = tonic_web::GrpcWebClientService<
+    hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        tonic_web::GrpcWebCall<tonic::body::Body>,
+    >,
+>;
+
+fn grpc_web(origin: &str) -> ProvisionerServiceClient<GrpcWebService> {
+    let http1 = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http();
+    let service = tower::ServiceBuilder::new()
+        .layer(tonic_web::GrpcWebClientLayer::new())
+        .service(http1);
+    ProvisionerServiceClient::with_origin(service, origin.parse().expect("uri"))
+}
+
+#[derive(Clone)]
+enum Path {
+    Direct(ProvisionerServiceClient<Channel>),
+    Gateway(ProvisionerServiceClient<Channel>),
+    GrpcWeb(Box<ProvisionerServiceClient<GrpcWebService>>),
+}
+
+impl Path {
+    fn label(&self) -> &'static str {
+        match self {
+            Path::Direct(_) => "direct to the provisioner (gRPC)",
+            Path::Gateway(_) => "through the gateway (gRPC)",
+            Path::GrpcWeb(_) => "through the gateway (gRPC-web)",
+        }
+    }
+
+    async fn call(&mut self) -> anyhow::Result<()> {
+        match self {
+            Path::Direct(client) => client.list_stores(request(true)).await?,
+            Path::Gateway(client) => client.list_stores(request(false)).await?,
+            Path::GrpcWeb(client) => client.list_stores(request(false)).await?,
+        };
+        Ok(())
+    }
+}
+
+async fn channel(addr: &str) -> anyhow::Result<Channel> {
+    Ok(Channel::from_shared(addr.to_owned())?.connect().await?)
+}
+
+fn main() -> anyhow::Result<()> {
+    let calls = arg("--calls", 3000);
+    let streams = arg("--streams", 1000);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let assets = Assets::locate()?;
+        let bin_dir = std::env::var_os("STORE_PLATFORM_BIN_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/release"));
+        let dir = std::env::temp_dir().join(format!("store-platform-bench-gateway-{}", std::process::id()));
+        let plane = ControlPlane::start(&assets, dir).await?;
+        let kubeconfig = plane.kubeconfig_path().display().to_string();
+        let logs = tempfile::tempdir()?;
+        let (provisioner_port, status_port, gateway_port) = (free_port(), free_port(), free_port());
+        let mut provisioner = ServiceProcess::start_from(
+            &bin_dir,
+            "provisioner",
+            &[
+                ("KUBECONFIG", kubeconfig.clone()),
+                ("GRPC_ADDR", format!("127.0.0.1:{provisioner_port}")),
+                ("METRICS_ADDR", "127.0.0.1:0".to_owned()),
+                ("LOG_FILTER", "warn".to_owned()),
+            ],
+            logs.path(),
+        );
+        let mut status = ServiceProcess::start_from(
+            &bin_dir,
+            "status",
+            &[
+                ("KUBECONFIG", kubeconfig),
+                ("GRPC_ADDR", format!("127.0.0.1:{status_port}")),
+                ("METRICS_ADDR", "127.0.0.1:0".to_owned()),
+                ("LOG_FILTER", "warn".to_owned()),
+            ],
+            logs.path(),
+        );
+        let tokens = tokens_file(logs.path(), "bench", "bench", TOKEN, false);
+        let web_root = logs.path().join("web");
+        std::fs::create_dir(&web_root)?;
+        std::fs::write(web_root.join("index.html"), "<!doctype html>")?;
+        let mut gateway = ServiceProcess::start_from(
+            &bin_dir,
+            "gateway",
+            &[
+                ("HTTP_ADDR", format!("127.0.0.1:{gateway_port}")),
+                ("METRICS_ADDR", "127.0.0.1:0".to_owned()),
+                ("WEB_ROOT", web_root.display().to_string()),
+                ("TOKENS_FILE", tokens.display().to_string()),
+                ("PROVISIONER_URL", format!("http://127.0.0.1:{provisioner_port}")),
+                ("STATUS_URL", format!("http://127.0.0.1:{status_port}")),
+                ("LOG_FILTER", "warn".to_owned()),
+            ],
+            logs.path(),
+        );
+        provisioner.channel(provisioner_port).await;
+        status.channel(status_port).await;
+        gateway.channel(gateway_port).await;
+        let gateway_url = format!("http://127.0.0.1:{gateway_port}");
+        let paths = [
+            Path::Direct(ProvisionerServiceClient::new(
+                channel(&format!("http://127.0.0.1:{provisioner_port}")).await?,
+            )),
+            Path::Gateway(ProvisionerServiceClient::new(channel(&gateway_url).await?)),
+            Path::GrpcWeb(Box::new(grpc_web(&gateway_url))),
+        ];
+        println!(
+            "gateway benchmark: ListStores, {calls} sequential calls per path, Kubernetes v1.20.2 on loopback"
+        );
+
+        // Warm every path (connections, caches), then interleaved rounds.
+        for path in &paths {
+            for _ in 0..200 {
+                path.clone().call().await?;
+            }
+        }
+        let rounds = 10;
+        let mut latencies: Vec<Vec<Duration>> = vec![Vec::with_capacity(calls); paths.len()];
+        for _ in 0..rounds {
+            for (i, path) in paths.iter().enumerate() {
+                let mut path = path.clone();
+                for _ in 0..calls / rounds {
+                    let start = Instant::now();
+                    path.call().await?;
+                    latencies[i].push(start.elapsed());
+                }
+            }
+        }
+        let mut medians = Vec::new();
+        for (path, values) in paths.iter().zip(&mut latencies) {
+            values.sort();
+            let (p50, p99) = (percentile(values, 0.5), percentile(values, 0.99));
+            medians.push((p50, p99));
+            println!("  {:<36} p50 {:>8.1?}  p99 {:>8.1?}", path.label(), p50, p99);
+        }
+        let (direct50, direct99) = medians[0];
+        for (path, (p50, p99)) in paths.iter().zip(&medians).skip(1) {
+            println!(
+                "  {:<36} adds {:>6.1} µs at p50 ({:.2}x), {:>6.1} µs at p99 ({:.2}x)",
+                path.label(),
+                (p50.as_secs_f64() - direct50.as_secs_f64()) * 1e6,
+                p50.as_secs_f64() / direct50.as_secs_f64(),
+                (p99.as_secs_f64() - direct99.as_secs_f64()) * 1e6,
+                p99.as_secs_f64() / direct99.as_secs_f64(),
+            );
+        }
+
+        println!("throughput, 64 concurrent callers for 5 s:");
+        for path in &paths {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            let callers = (0..64).map(|_| {
+                let mut path = path.clone();
+                tokio::spawn(async move {
+                    let mut done = 0u64;
+                    while Instant::now() < deadline {
+                        if path.call().await.is_ok() {
+                            done += 1;
+                        }
+                    }
+                    done
+                })
+            });
+            let mut total = 0;
+            for caller in futures::future::join_all(callers).await {
+                total += caller?;
+            }
+            println!("  {:<36} {:>8.0} calls/s", path.label(), total as f64 / 5.0);
+        }
+
+        // Streams held open through the gateway, as browsers hold them: gRPC-web, one HTTP/1.1 connection each.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let before = process_usage(gateway.pid());
+        let http1 = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http();
+        let service = tower::ServiceBuilder::new()
+            .layer(tonic_web::GrpcWebClientLayer::new())
+            .service(http1);
+        let mut open = Vec::with_capacity(streams);
+        for _ in 0..streams {
+            let mut client = StatusServiceClient::with_origin(service.clone(), gateway_url.parse()?);
+            let mut request = Request::new(WatchStoresRequest::default());
+            request
+                .metadata_mut()
+                .insert("authorization", format!("Bearer {TOKEN}").parse()?);
+            let mut stream = client.watch_stores(request).await?.into_inner();
+            stream.message().await?; // the snapshot: the stream is open end to end
+            open.push(stream);
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let held = process_usage(gateway.pid());
+        println!(
+            "{streams} WatchStores streams held open through the gateway (gRPC-web, a connection each): gateway RSS \
+             {:.1} MiB before, {:.1} MiB with them: {:.1} MiB more ({:.1} KiB per stream); gateway CPU so far {:.2} s",
+            before.rss_kib as f64 / 1024.0,
+            held.rss_kib as f64 / 1024.0,
+            held.rss_kib.saturating_sub(before.rss_kib) as f64 / 1024.0,
+            held.rss_kib.saturating_sub(before.rss_kib) as f64 / streams as f64,
+            held.cpu_seconds,
+        );
+        drop(open);
+        drop(gateway);
+        drop(status);
+        drop(provisioner);
+        drop(plane);
+        anyhow::Ok(())
+    })
+}
