@@ -1,7 +1,9 @@
 //! The dashboard in a real browser against the whole stack: the provisioner, the status service and the gateway
 //! (serving the built `web/dist`) as processes, on the local control plane with the simulated kubelet. The browser
 //! steps are in `web/e2e/dashboard.mjs` (Debian's Chromium driven by playwright-core); this test starts the stack,
-//! runs the script, and restarts the status service when the script asks, to prove the live stream reconnects.
+//! runs the script, and restarts the status service, then the gateway, when the script asks, to prove the live
+//! stream reconnects by itself. Afterwards the gateway's audit log must name every mutating call, and no log may
+//! hold the API token or the store password the browser was shown.
 //!
 //! Screenshots land in `test-output/dashboard/`.
 
@@ -31,6 +33,30 @@ fn start_status(env: &TestEnv, port: u16, logs: &Path) -> ServiceProcess {
             ("GRPC_ADDR", format!("127.0.0.1:{port}")),
             ("METRICS_ADDR", "127.0.0.1:0".to_owned()),
             ("HEARTBEAT_INTERVAL", "5s".to_owned()),
+        ],
+        logs,
+    )
+}
+
+fn start_gateway(
+    port: u16,
+    backends: (u16, u16),
+    web_root: &Path,
+    tokens: &Path,
+    logs: &Path,
+) -> ServiceProcess {
+    ServiceProcess::start(
+        "gateway",
+        &[
+            ("HTTP_ADDR", format!("127.0.0.1:{port}")),
+            ("METRICS_ADDR", "127.0.0.1:0".to_owned()),
+            ("WEB_ROOT", web_root.display().to_string()),
+            ("TOKENS_FILE", tokens.display().to_string()),
+            (
+                "PROVISIONER_URL",
+                format!("http://127.0.0.1:{}", backends.0),
+            ),
+            ("STATUS_URL", format!("http://127.0.0.1:{}", backends.1)),
         ],
         logs,
     )
@@ -69,7 +95,7 @@ async fn the_dashboard_creates_watches_reveals_and_deletes_a_store_in_chromium()
     let scratch = tempfile::tempdir().expect("scratch");
     let logs = scratch.path();
     let (provisioner_port, status_port, gateway_port) = (free_port(), free_port(), free_port());
-    let _provisioner = ServiceProcess::start(
+    let provisioner = ServiceProcess::start(
         "provisioner",
         &[
             ("KUBECONFIG", env.kubeconfig_path().display().to_string()),
@@ -89,25 +115,21 @@ async fn the_dashboard_creates_watches_reveals_and_deletes_a_store_in_chromium()
     let mut status = Some(start_status(env, status_port, logs));
     let token = format!("browser-token-{}", std::process::id());
     let tokens = tokens_file(logs, "browser-test", "browser", &token, false);
-    let mut gateway = ServiceProcess::start(
-        "gateway",
-        &[
-            ("HTTP_ADDR", format!("127.0.0.1:{gateway_port}")),
-            ("METRICS_ADDR", "127.0.0.1:0".to_owned()),
-            ("WEB_ROOT", web_root.display().to_string()),
-            ("TOKENS_FILE", tokens.display().to_string()),
-            (
-                "PROVISIONER_URL",
-                format!("http://127.0.0.1:{provisioner_port}"),
-            ),
-            ("STATUS_URL", format!("http://127.0.0.1:{status_port}")),
-        ],
+    let backends = (provisioner_port, status_port);
+    let mut gateway = Some(start_gateway(
+        gateway_port,
+        backends,
+        &web_root,
+        &tokens,
         logs,
-    );
-    gateway.channel(gateway_port).await;
+    ));
+    if let Some(gateway) = gateway.as_mut() {
+        gateway.channel(gateway_port).await;
+    }
 
     let screenshots = root.join("test-output/dashboard");
-    let restart_request = scratch.path().join("restart-status");
+    let restart_request = scratch.path().join("restart-request");
+    let password_file = scratch.path().join("password-shown");
     let mut browser = Command::new("node")
         .arg(&script)
         .current_dir(root.join("web"))
@@ -116,6 +138,7 @@ async fn the_dashboard_creates_watches_reveals_and_deletes_a_store_in_chromium()
         .env("STORE_ID", &store_id)
         .env("SCREENSHOTS", &screenshots)
         .env("RESTART_REQUEST", &restart_request)
+        .env("PASSWORD_FILE", &password_file)
         .env("CHROMIUM", &chromium)
         .stdout(Stdio::inherit())
         .stderr(Stdio::inherit())
@@ -127,18 +150,30 @@ async fn the_dashboard_creates_watches_reveals_and_deletes_a_store_in_chromium()
         if let Some(outcome) = browser.try_wait().expect("poll the browser script") {
             break outcome;
         }
-        if restart_request.exists() {
-            // The script watches its connection badge while the status service goes away and comes back.
-            if let Some(old) = status.take() {
+        if let Ok(which) = std::fs::read_to_string(&restart_request) {
+            // The script watches its connection badge while the service goes away and comes back.
+            let which = which.trim();
+            let old = if which == "gateway" {
+                gateway.take()
+            } else {
+                status.take()
+            };
+            if let Some(old) = old {
                 assert!(
                     old.terminate(Duration::from_secs(15)),
-                    "status did not stop"
+                    "{which} did not stop"
                 );
             }
             tokio::time::sleep(Duration::from_secs(2)).await;
-            let mut fresh = start_status(env, status_port, logs);
-            fresh.channel(status_port).await;
-            status = Some(fresh);
+            if which == "gateway" {
+                let mut fresh = start_gateway(gateway_port, backends, &web_root, &tokens, logs);
+                fresh.channel(gateway_port).await;
+                gateway = Some(fresh);
+            } else {
+                let mut fresh = start_status(env, status_port, logs);
+                fresh.channel(status_port).await;
+                status = Some(fresh);
+            }
             std::fs::remove_file(&restart_request).expect("clear the restart request");
         }
         if Instant::now() > deadline {
@@ -147,14 +182,52 @@ async fn the_dashboard_creates_watches_reveals_and_deletes_a_store_in_chromium()
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
+    let gateway_log = gateway
+        .as_ref()
+        .map(ServiceProcess::logs)
+        .unwrap_or_default();
+    let status_log = status
+        .as_ref()
+        .map(ServiceProcess::logs)
+        .unwrap_or_default();
     assert!(
         outcome.success(),
-        "the browser script failed ({outcome}); screenshots in {}\ngateway log:\n{}\nstatus log:\n{}",
+        "the browser script failed ({outcome}); screenshots in {}\ngateway log:\n{gateway_log}\nstatus log:\n{status_log}",
         screenshots.display(),
-        gateway.logs(),
-        status
-            .as_ref()
-            .map(ServiceProcess::logs)
-            .unwrap_or_default()
     );
+
+    // One audit line per mutating call, naming the caller, the store and the result.
+    let audit: Vec<&str> = gateway_log
+        .lines()
+        .filter(|line| line.contains(r#""target":"audit""#))
+        .collect();
+    for (method, store, result) in [
+        ("CreateStore", "Bad_Id", "INVALID_ARGUMENT"),
+        ("CreateStore", store_id.as_str(), "OK"),
+        ("GetStoreCredentials", store_id.as_str(), "OK"),
+        ("DeleteStore", store_id.as_str(), "OK"),
+    ] {
+        assert!(
+            audit.iter().any(|line| line.contains(method)
+                && line.contains(&format!(r#""store":"{store}""#))
+                && line.contains(&format!(r#""result":"{result}""#))
+                && line.contains(r#""who":"browser-test""#)),
+            "no audit line for {method} {store} {result}:\n{}",
+            audit.join("\n")
+        );
+    }
+    // Secrets stay out of every log.
+    let password =
+        std::fs::read_to_string(&password_file).expect("the password the browser was shown");
+    for (name, log) in [
+        ("gateway", &gateway_log),
+        ("status", &status_log),
+        ("provisioner", &provisioner.logs()),
+    ] {
+        assert!(!log.contains(&token), "the API token is in the {name} log");
+        assert!(
+            !log.contains(password.trim()),
+            "the store password is in the {name} log"
+        );
+    }
 }

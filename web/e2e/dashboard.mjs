@@ -2,7 +2,9 @@
 // provisioner, status service, local control plane with the simulated kubelet). Run by
 // test-support/tests/dashboard.rs, which starts the stack and sets:
 //   GATEWAY_URL, DASHBOARD_TOKEN, STORE_ID, SCREENSHOTS (a directory), RESTART_REQUEST (a file path: the script
-//   creates it when it wants the status service restarted, and waits for the harness to remove it).
+//   writes "status" or "gateway" there when it wants that service restarted, and waits for the harness to remove
+//   it), PASSWORD_FILE (where the script leaves the password it was shown, so the harness can check that no log
+//   holds it).
 // Exits non-zero with a message at the first step that fails.
 
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
@@ -19,6 +21,7 @@ const token = env("DASHBOARD_TOKEN");
 const storeId = env("STORE_ID");
 const shots = env("SCREENSHOTS");
 const restartRequest = env("RESTART_REQUEST");
+const passwordFile = env("PASSWORD_FILE");
 mkdirSync(shots, { recursive: true });
 
 const browser = await chromium.launch({
@@ -109,19 +112,24 @@ try {
     await card.getByRole("button", { name: "Show admin credentials" }).click();
     const password = card.getByTestId("password");
     await expectVisible(password);
-    if (((await password.textContent()) ?? "").length < 12) throw new Error("no password shown");
+    const shown = (await password.textContent()) ?? "";
+    if (shown.length < 12) throw new Error("no password shown");
+    writeFileSync(passwordFile, shown);
   });
 
-  await step("the-stream-reconnects-after-the-status-service-restarts", async () => {
-    writeFileSync(restartRequest, "restart the status service\n");
-    await expectVisible(page.getByRole("status").filter({ hasText: "Reconnecting" }), 30_000);
-    const deadline = Date.now() + 60_000;
-    while (existsSync(restartRequest)) {
-      if (Date.now() > deadline) throw new Error("the harness did not restart the status service");
-      await page.waitForTimeout(100);
-    }
-    await expectVisible(page.getByRole("status").filter({ hasText: "Live" }), 60_000);
-  });
+  for (const service of ["status", "gateway"]) {
+    await step(`the-stream-reconnects-after-the-${service}-restarts`, async () => {
+      writeFileSync(restartRequest, service);
+      await expectVisible(page.getByRole("status").filter({ hasText: "Reconnecting" }), 30_000);
+      const deadline = Date.now() + 60_000;
+      while (existsSync(restartRequest)) {
+        if (Date.now() > deadline) throw new Error(`the harness did not restart the ${service} service`);
+        await page.waitForTimeout(100);
+      }
+      await expectVisible(page.getByRole("status").filter({ hasText: "Live" }), 60_000);
+      await expectVisible(phase.filter({ hasText: "ready" }));
+    });
+  }
 
   await step("delete-with-confirmation", async () => {
     await card.getByRole("button", { name: "Delete" }).click();

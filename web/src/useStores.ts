@@ -53,7 +53,7 @@ export function useStores(api: Clients): LiveStores {
         if (abort.signal.aborted) return;
         setConnection("reconnecting");
         await new Promise((resolve) => setTimeout(resolve, pause));
-        pause = Math.min(pause * 2, 10_000);
+        pause = Math.min(pause * 2, 5_000);
       }
     })();
     return () => abort.abort();
