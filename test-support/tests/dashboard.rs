@@ -14,7 +14,7 @@ use std::{
 };
 
 use store_platform_test_support::{
-    Behaviour, TestEnv,
+    Behaviour, Fate, TestEnv,
     process::{ServiceProcess, free_port, tokens_file},
 };
 
@@ -85,10 +85,25 @@ async fn the_dashboard_creates_watches_reveals_and_deletes_a_store_in_chromium()
     let env = TestEnv::shared();
     env.ensure_namespace("store-platform").await;
     let store_id = format!("browser{}", std::process::id());
+    let broken_id = format!("broken{}", std::process::id());
     // Slow pods a little, so the steps visibly progress one by one.
     env.set_kubelet_behaviour(
         &format!("store-{store_id}"),
         &Behaviour::with_delay(Duration::from_millis(500)),
+    )
+    .await;
+
+    // The second store's bootstrap fails until the script asks the harness to heal it.
+    let broken_namespace = format!("store-{broken_id}");
+    env.set_kubelet_behaviour(
+        &broken_namespace,
+        &Behaviour::default().pod(
+            "woocommerce-bootstrap",
+            Fate::Fail {
+                reason: "Error".into(),
+                message: "bootstrap: FAILED: database unreachable".into(),
+            },
+        ),
     )
     .await;
 
@@ -136,6 +151,7 @@ async fn the_dashboard_creates_watches_reveals_and_deletes_a_store_in_chromium()
         .env("GATEWAY_URL", format!("http://localhost:{gateway_port}"))
         .env("DASHBOARD_TOKEN", &token)
         .env("STORE_ID", &store_id)
+        .env("BROKEN_STORE_ID", &broken_id)
         .env("SCREENSHOTS", &screenshots)
         .env("RESTART_REQUEST", &restart_request)
         .env("PASSWORD_FILE", &password_file)
@@ -153,6 +169,12 @@ async fn the_dashboard_creates_watches_reveals_and_deletes_a_store_in_chromium()
         if let Ok(which) = std::fs::read_to_string(&restart_request) {
             // The script watches its connection badge while the service goes away and comes back.
             let which = which.trim();
+            if which == "heal" {
+                env.set_kubelet_behaviour(&broken_namespace, &Behaviour::default())
+                    .await;
+                std::fs::remove_file(&restart_request).expect("clear the request");
+                continue;
+            }
             let old = if which == "gateway" {
                 gateway.take()
             } else {
@@ -206,6 +228,8 @@ async fn the_dashboard_creates_watches_reveals_and_deletes_a_store_in_chromium()
         ("CreateStore", store_id.as_str(), "OK"),
         ("GetStoreCredentials", store_id.as_str(), "OK"),
         ("DeleteStore", store_id.as_str(), "OK"),
+        ("RetryStore", broken_id.as_str(), "OK"),
+        ("DeleteStore", broken_id.as_str(), "OK"),
     ] {
         assert!(
             audit.iter().any(|line| line.contains(method)

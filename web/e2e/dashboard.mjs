@@ -1,9 +1,10 @@
 // The dashboard end to end, in Debian's Chromium driven by playwright-core, against the whole stack (gateway,
 // provisioner, status service, local control plane with the simulated kubelet). Run by
 // test-support/tests/dashboard.rs, which starts the stack and sets:
-//   GATEWAY_URL, DASHBOARD_TOKEN, STORE_ID, SCREENSHOTS (a directory), RESTART_REQUEST (a file path: the script
-//   writes "status" or "gateway" there when it wants that service restarted, and waits for the harness to remove
-//   it), PASSWORD_FILE (where the script leaves the password it was shown, so the harness can check that no log
+//   GATEWAY_URL, DASHBOARD_TOKEN, STORE_ID, BROKEN_STORE_ID (a store whose bootstrap the simulated kubelet fails),
+//   SCREENSHOTS (a directory), RESTART_REQUEST (a file path: the script writes "status" or "gateway" there when it
+//   wants that service restarted, or "heal" when the broken store's cause should be fixed, and waits for the
+//   harness to remove it), PASSWORD_FILE (where the script leaves the password it was shown, so the harness can check that no log
 //   holds it).
 // Exits non-zero with a message at the first step that fails.
 
@@ -19,6 +20,7 @@ const env = (name) => {
 const url = env("GATEWAY_URL");
 const token = env("DASHBOARD_TOKEN");
 const storeId = env("STORE_ID");
+const brokenStoreId = env("BROKEN_STORE_ID");
 const shots = env("SCREENSHOTS");
 const restartRequest = env("RESTART_REQUEST");
 const passwordFile = env("PASSWORD_FILE");
@@ -117,6 +119,15 @@ try {
     writeFileSync(passwordFile, shown);
   });
 
+  const askHarness = async (request) => {
+    writeFileSync(restartRequest, request);
+    const deadline = Date.now() + 60_000;
+    while (existsSync(restartRequest)) {
+      if (Date.now() > deadline) throw new Error(`the harness did not answer "${request}"`);
+      await page.waitForTimeout(100);
+    }
+  };
+
   for (const service of ["status", "gateway"]) {
     await step(`the-stream-reconnects-after-the-${service}-restarts`, async () => {
       writeFileSync(restartRequest, service);
@@ -131,12 +142,31 @@ try {
     });
   }
 
+  const broken = page.getByRole("listitem", { name: "Store Broken shop" });
+  await step("a-failed-store-shows-its-reason-and-retry-finishes-it", async () => {
+    await page.getByLabel("Store id").fill(brokenStoreId);
+    await page.getByLabel("Name").fill("Broken shop");
+    await page.getByLabel("Admin email").fill("owner@example.com");
+    await page.getByRole("button", { name: "Create store" }).click();
+    await expectVisible(broken.getByTestId("phase").filter({ hasText: "failed" }), 180_000);
+    await expectVisible(broken.getByRole("alert").filter({ hasText: "database unreachable" }));
+    await page.screenshot({ path: join(shots, "failed-store-with-its-reason.png"), fullPage: true });
+    await askHarness("heal");
+    // Keyboard only: focus Retry and press Enter.
+    await broken.getByRole("button", { name: "Retry" }).focus();
+    await page.keyboard.press("Enter");
+    await expectVisible(broken.getByTestId("phase").filter({ hasText: "ready" }), 180_000);
+  });
+
   await step("delete-with-confirmation", async () => {
     await card.getByRole("button", { name: "Delete" }).click();
     await card.getByRole("button", { name: "Yes, delete" }).click();
     // DELETING shows live while the namespace is torn down, then the store is gone.
     await expectVisible(card.getByTestId("phase").filter({ hasText: "deleting" }), 30_000);
     await card.waitFor({ state: "detached", timeout: 180_000 });
+    await broken.getByRole("button", { name: "Delete" }).click();
+    await broken.getByRole("button", { name: "Yes, delete" }).click();
+    await broken.waitFor({ state: "detached", timeout: 180_000 });
   });
 } catch (error) {
   console.error(error.message);

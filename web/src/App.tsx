@@ -313,7 +313,9 @@ function StoreCard({ store, api }: { store: Store; api: Clients }) {
             <li key={step.name} className={`step step-${STEP_STATES[step.state]}`}>
               <span aria-hidden="true">{STEP_MARKS[step.state]}</span> {step.name}{" "}
               <span className="visually-hidden">{STEP_STATES[step.state]}</span>
-              {step.message && <span className="muted small"> — {step.message}</span>}
+              {step.message && !store.failureReason.includes(step.message) && (
+                <span className="muted small"> — {step.message}</span>
+              )}
             </li>
           ))}
         </ol>
