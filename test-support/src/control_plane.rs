@@ -5,7 +5,6 @@
 use std::{
     fs::{self, File},
     io::{Read as _, Seek as _, SeekFrom},
-    net::TcpListener,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -33,8 +32,6 @@ pub enum ControlPlaneError {
     },
     #[error("failed to generate certificates")]
     GenerateCertificates(#[from] rcgen::Error),
-    #[error("failed to find a free port")]
-    FreePort(#[source] std::io::Error),
     #[error("failed to start {binary}")]
     Spawn {
         binary: PathBuf,
@@ -187,14 +184,6 @@ fn etcd_data_dir(dir: &Path) -> PathBuf {
     }
 }
 
-fn free_port() -> Result<u16, ControlPlaneError> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(ControlPlaneError::FreePort)?;
-    Ok(listener
-        .local_addr()
-        .map_err(ControlPlaneError::FreePort)?
-        .port())
-}
-
 /// A running control plane. Dropping it stops every process and removes its files.
 #[derive(Debug)]
 pub struct ControlPlane {
@@ -227,7 +216,11 @@ impl ControlPlane {
         let kcm_cert = pem("controller-manager.crt", &pki.controller_manager.cert_pem)?;
         let kcm_key = pem("controller-manager.key", &pki.controller_manager.key_pem)?;
 
-        let (etcd_port, peer_port, api_port) = (free_port()?, free_port()?, free_port()?);
+        let (etcd_port, peer_port, api_port) = (
+            crate::process::free_port(),
+            crate::process::free_port(),
+            crate::process::free_port(),
+        );
         let server = format!("https://127.0.0.1:{api_port}");
         let ca = dir.join("ca.crt");
         pem(

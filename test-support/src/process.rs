@@ -19,8 +19,29 @@ pub fn bin_dir() -> PathBuf {
     target.join("debug")
 }
 
-/// A loopback port nobody listens on right now.
+/// A loopback port nobody listens on right now, for a service started next.
+///
+/// It is taken below the kernel's ephemeral range (read from `/proc/sys/net/ipv4/ip_local_port_range`), so an
+/// outgoing connection made in the meantime (to the API server, say) cannot take it before the service binds it, as
+/// it could a port the kernel handed out by binding port 0. Ports already handed out by this process are skipped.
 pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (low, high) = (10_000u16, ephemeral_start.max(10_001));
+    let span = u32::from(high - low);
+    // A start that differs between test processes, then a walk that never repeats within one.
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let seed = std::process::id().wrapping_mul(7919) % span;
+    for _ in 0..span {
+        let step = u32::from(NEXT.fetch_add(1, Ordering::Relaxed));
+        let port = low + u16::try_from((seed + step) % span).unwrap_or(0);
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .map(|addr| addr.port())
