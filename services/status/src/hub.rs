@@ -221,6 +221,31 @@ mod tests {
     }
 
     #[test]
+    fn an_administrator_sees_every_tenants_stores() {
+        let hub = synced_hub(
+            16,
+            vec![
+                namespace("a", "acme", Phase::Ready),
+                namespace("b", "globex", Phase::Ready),
+            ],
+        );
+        let admin = Caller {
+            tenant: "ops".into(),
+            all_tenants: true,
+        };
+        let filter = Filter {
+            caller: admin.clone(),
+            store_id: None,
+        };
+        let (snapshot, _) = hub.subscribe(&filter);
+        let mut ids: Vec<&str> = snapshot.iter().map(|s| s.id.as_str()).collect();
+        ids.sort();
+        assert_eq!(ids, ["a", "b"]);
+        assert!(hub.get(&admin, "b").is_some());
+        assert!(hub.get(&Caller::tenant("acme"), "b").is_none());
+    }
+
+    #[test]
     fn a_slow_subscriber_lags_without_holding_anyone_up() {
         let hub = synced_hub(4, vec![]);
         let filter = Filter {
