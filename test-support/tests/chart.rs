@@ -381,6 +381,7 @@ async fn installed_on_kubernetes_1_20_with_least_privilege_proven_by_impersonati
         "coordination.k8s.io/leases create",
         "coordination.k8s.io/leases get store-platform-provisioner",
         "coordination.k8s.io/leases update store-platform-provisioner",
+        "/configmaps delete",
     ]));
     assert_eq!(provisioner_home, expected);
 

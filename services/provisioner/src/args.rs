@@ -95,7 +95,7 @@ pub struct Args {
     #[arg(long, env = "RECONCILE_SELECTOR", default_value = "")]
     pub reconcile_selector: String,
 
-    /// Namespace of the Lease that elects the one replica that reconciles.
+    /// Namespace of the Lease that elects the one replica that reconciles, and of the per-tenant create locks.
     #[arg(long, env = "LEASE_NAMESPACE", default_value = "store-platform")]
     pub lease_namespace: String,
 

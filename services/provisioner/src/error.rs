@@ -31,6 +31,9 @@ pub enum Error {
     #[error("store {id:?} is being deleted")]
     Deleting { id: String },
 
+    #[error("tenant {tenant:?} has other store creations in progress; try again in a moment")]
+    Busy { tenant: String },
+
     #[error("failed to {action}")]
     Kubernetes {
         action: &'static str,
@@ -81,6 +84,7 @@ impl From<Error> for tonic::Status {
             Error::NotFound { .. } => Code::NotFound,
             Error::AlreadyExists { .. } => Code::AlreadyExists,
             Error::TenantStoreLimit { .. } => Code::ResourceExhausted,
+            Error::Busy { .. } => Code::Unavailable,
             Error::EngineNotAvailable { .. } => Code::Unimplemented,
             Error::NotRetryable { .. }
             | Error::CredentialsNotReady { .. }

@@ -27,6 +27,7 @@ use crate::{
     error::Error,
     kube_ops::{FIELD_MANAGER, Kube},
     reconcile::{record_namespace, write_record},
+    tenant_lock::TenantLocks,
     validation::{self, NewStore},
     woocommerce::{meta::SECRET_NAME, secret},
 };
@@ -42,6 +43,7 @@ pub struct Provisioner {
     stores: Store<Namespace>,
     engine: Arc<dyn Engine>,
     max_stores_per_tenant: usize,
+    locks: TenantLocks,
 }
 
 impl std::fmt::Debug for Provisioner {
@@ -64,12 +66,14 @@ impl Provisioner {
         stores: Store<Namespace>,
         engine: Arc<dyn Engine>,
         max_stores_per_tenant: usize,
+        locks: TenantLocks,
     ) -> Self {
         Self {
             client,
             stores,
             engine,
             max_stores_per_tenant,
+            locks,
         }
     }
 
@@ -112,6 +116,14 @@ impl Provisioner {
     }
 
     async fn create(&self, tenant: String, new: NewStore) -> Result<StoreRecord, Error> {
+        // Counting and creating under the tenant's lock: two creates cannot both pass the limit.
+        let lock = self.locks.acquire(&tenant).await?;
+        let created = self.create_locked(tenant, new).await;
+        lock.release().await;
+        created
+    }
+
+    async fn create_locked(&self, tenant: String, new: NewStore) -> Result<StoreRecord, Error> {
         // Two attempts: if a concurrent create wins the race for the name, the second look compares specs.
         for _ in 0..2 {
             if let Some(existing) = self.find_any(&new.id).await? {

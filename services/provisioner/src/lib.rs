@@ -10,6 +10,7 @@ pub mod leader;
 pub mod metrics;
 pub mod reconcile;
 pub mod settings;
+pub mod tenant_lock;
 pub mod validation;
 pub mod woocommerce;
 
@@ -100,6 +101,7 @@ pub async fn start(
         stores.clone(),
         engine.clone(),
         args.max_stores_per_tenant,
+        tenant_lock::TenantLocks::new(client.clone(), &args.lease_namespace),
     );
     let routes = routes.add_service(
         ProvisionerServiceServer::new(api).max_decoding_message_size(MAX_REQUEST_BYTES),

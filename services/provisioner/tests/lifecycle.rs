@@ -617,6 +617,56 @@ async fn a_pod_that_never_becomes_ready_fails_the_store_at_the_deadline_with_the
 }
 
 #[tokio::test]
+async fn concurrent_creates_never_take_a_tenant_past_its_limit() {
+    let env = TestEnv::shared();
+    let api = api().await;
+    let tenant = format!("burst-{}", std::process::id());
+    let ids: Vec<String> = (0..8).map(|_| unique_id("burst")).collect();
+    let calls = ids.iter().map(|id| {
+        let mut api = api.clone();
+        let (id, tenant) = (id.clone(), tenant.clone());
+        async move {
+            api.create_store(as_tenant(&tenant, create_request(&id)))
+                .await
+                .map(|_| id)
+        }
+    });
+    let results = futures::future::join_all(calls).await;
+    let created: Vec<String> = results
+        .iter()
+        .filter_map(|r| r.as_ref().ok().cloned())
+        .collect();
+    for result in &results {
+        if let Err(error) = result {
+            assert_eq!(error.code(), Code::ResourceExhausted, "{}", error.message());
+        }
+    }
+    assert_eq!(created.len(), 3, "the limit is 3: {results:?}");
+    let namespaces = Api::<Namespace>::all(env.client().await)
+        .list_metadata(
+            &kube::api::ListParams::default().labels(&format!("{}={tenant}", record::TENANT_LABEL)),
+        )
+        .await
+        .expect("list");
+    assert_eq!(namespaces.items.len(), 3, "only the admitted stores exist");
+
+    let mut api = api;
+    for id in &created {
+        api.delete_store(as_tenant(
+            &tenant,
+            DeleteStoreRequest {
+                store_id: id.clone(),
+            },
+        ))
+        .await
+        .expect("delete");
+    }
+    for id in &created {
+        wait_until_gone(id).await;
+    }
+}
+
+#[tokio::test]
 async fn a_tenant_at_its_store_limit_is_resource_exhausted() {
     let env = TestEnv::shared();
     let mut api = api().await;
