@@ -116,6 +116,10 @@ impl Provisioner {
     }
 
     async fn create(&self, tenant: String, new: NewStore) -> Result<StoreRecord, Error> {
+        // An existing store is answered without waiting for the lock (a repeated create is idempotent).
+        if let Some(existing) = self.find_any(&new.id).await? {
+            return same_store_or_conflict(existing, &tenant, &new);
+        }
         // Counting and creating under the tenant's lock: two creates cannot both pass the limit.
         let lock = self.locks.acquire(&tenant).await?;
         let created = self.create_locked(tenant, new).await;
@@ -123,52 +127,50 @@ impl Provisioner {
         created
     }
 
+    /// Counts and creates; the caller holds the tenant's lock and has seen no store `new.id`.
     async fn create_locked(&self, tenant: String, new: NewStore) -> Result<StoreRecord, Error> {
-        // Two attempts: if a concurrent create wins the race for the name, the second look compares specs.
-        for _ in 0..2 {
-            if let Some(existing) = self.find_any(&new.id).await? {
-                return same_store_or_conflict(existing, &tenant, &new);
-            }
-            if self.count_for(&tenant).await? >= self.max_stores_per_tenant {
-                return Err(Error::TenantStoreLimit {
-                    tenant,
-                    max: self.max_stores_per_tenant,
-                });
-            }
-            let store = StoreRecord {
-                id: new.id.clone(),
-                tenant: tenant.clone(),
-                spec: new.spec.clone(),
-                status: StoreStatus::pending(self.engine.steps(), Timestamp::now()),
-                create_time: None,
-                terminating: false,
-            };
-            let params = PostParams {
-                field_manager: Some(FIELD_MANAGER.to_owned()),
-                ..PostParams::default()
-            };
-            match self
-                .namespaces()
-                .create(&params, &record_namespace(&store)?)
-                .await
-            {
-                Ok(namespace) => {
-                    tracing::info!(store = %store.id, %tenant, "store created");
-                    return Ok(StoreRecord::from_namespace(&namespace)?);
-                }
-                Err(kube::Error::Api(status)) if status.code == 409 => continue,
-                Err(source) => {
-                    return Err(Error::Kubernetes {
-                        action: "create the store namespace",
-                        source,
-                    });
-                }
-            }
+        if self.count_for(&tenant).await? >= self.max_stores_per_tenant {
+            return Err(Error::TenantStoreLimit {
+                tenant,
+                max: self.max_stores_per_tenant,
+            });
         }
-        Err(Error::AlreadyExists {
-            id: new.id,
-            reason: "(created concurrently); try again",
-        })
+        let store = StoreRecord {
+            id: new.id.clone(),
+            tenant: tenant.clone(),
+            spec: new.spec.clone(),
+            status: StoreStatus::pending(self.engine.steps(), Timestamp::now()),
+            create_time: None,
+            terminating: false,
+        };
+        let params = PostParams {
+            field_manager: Some(FIELD_MANAGER.to_owned()),
+            ..PostParams::default()
+        };
+        match self
+            .namespaces()
+            .create(&params, &record_namespace(&store)?)
+            .await
+        {
+            Ok(namespace) => {
+                tracing::info!(store = %store.id, %tenant, "store created");
+                Ok(StoreRecord::from_namespace(&namespace)?)
+            }
+            // Created meanwhile (by another tenant, or this one with the same or another spec): compare.
+            Err(kube::Error::Api(status)) if status.code == 409 => {
+                match self.find_any(&new.id).await? {
+                    Some(existing) => same_store_or_conflict(existing, &tenant, &new),
+                    None => Err(Error::AlreadyExists {
+                        id: new.id,
+                        reason: "(created and deleted concurrently); try again",
+                    }),
+                }
+            }
+            Err(source) => Err(Error::Kubernetes {
+                action: "create the store namespace",
+                source,
+            }),
+        }
     }
 
     /// The store `id`, whoever owns it.

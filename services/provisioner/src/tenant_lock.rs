@@ -1,12 +1,17 @@
 //! A lock per tenant, held while a store is counted against the tenant's limit and created, so two creates for one
 //! tenant (on any replica: every replica serves the API) cannot both pass the limit.
 //!
-//! The lock is a ConfigMap `tenant-lock-<hex of the tenant>` in the provisioner's own namespace: creating it takes
-//! the lock (the API server lets exactly one create win), deleting it releases it. A holder that died leaves it
-//! behind; a lock older than [`STALE_AFTER`] is broken by deleting it with its uid as precondition, so only that
-//! lock instance goes.
+//! Within one replica, a tenant's creates queue on an in-process mutex, so a burst of creates costs the API server
+//! nothing while it waits. Across replicas, the lock is a ConfigMap `tenant-lock-<hex of the tenant>` in the
+//! provisioner's own namespace: creating it takes the lock (the API server lets exactly one create win), deleting it
+//! releases it. A holder that died leaves it behind; a lock older than [`STALE_AFTER`] is broken by deleting it with
+//! its uid as precondition, so only that lock instance goes.
 
-use std::time::Duration;
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::{
@@ -18,8 +23,10 @@ use crate::error::Error;
 
 /// A create holds the lock for one count and one namespace create: milliseconds. Older than this, its holder died.
 pub const STALE_AFTER: Duration = Duration::from_secs(10);
-/// How long a create waits for the lock before it answers UNAVAILABLE.
+/// How long a create waits for another replica's lock before it answers UNAVAILABLE.
 const WAIT_AT_MOST: Duration = Duration::from_secs(20);
+/// How often a waiter looks whether the lock it waits for is stale.
+const STALE_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 const ACQUIRED_ANNOTATION: &str = "store-platform.io/acquired";
 
@@ -27,6 +34,8 @@ const ACQUIRED_ANNOTATION: &str = "store-platform.io/acquired";
 #[derive(Clone)]
 pub struct TenantLocks {
     api: Api<ConfigMap>,
+    /// This replica's queue per tenant.
+    local: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
 }
 
 impl std::fmt::Debug for TenantLocks {
@@ -40,6 +49,7 @@ impl std::fmt::Debug for TenantLocks {
 pub struct HeldLock {
     api: Api<ConfigMap>,
     name: String,
+    _local: tokio::sync::OwnedMutexGuard<()>,
 }
 
 /// The lock's name for `tenant`: tenants may hold `_`, which object names may not, so the name carries the
@@ -53,11 +63,20 @@ impl TenantLocks {
     pub fn new(client: Client, namespace: &str) -> Self {
         Self {
             api: Api::namespaced(client, namespace),
+            local: Arc::default(),
         }
     }
 
     /// Takes `tenant`'s lock, waiting while another create holds it.
     pub async fn acquire(&self, tenant: &str) -> Result<HeldLock, Error> {
+        let queue = self
+            .local
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .entry(tenant.to_owned())
+            .or_default()
+            .clone();
+        let local = queue.lock_owned().await;
         let name = lock_name(tenant);
         let lock = ConfigMap {
             metadata: ObjectMeta {
@@ -74,6 +93,7 @@ impl TenantLocks {
             ..ConfigMap::default()
         };
         let started = tokio::time::Instant::now();
+        let mut checked = started;
         let mut pause = Duration::from_millis(2);
         loop {
             match self.api.create(&PostParams::default(), &lock).await {
@@ -81,10 +101,15 @@ impl TenantLocks {
                     return Ok(HeldLock {
                         api: self.api.clone(),
                         name,
+                        _local: local,
                     });
                 }
+                // Another replica holds it.
                 Err(kube::Error::Api(status)) if status.code == 409 => {
-                    self.break_if_stale(&name).await?;
+                    if checked.elapsed() >= STALE_CHECK_EVERY {
+                        checked = tokio::time::Instant::now();
+                        self.break_if_stale(&name).await?;
+                    }
                 }
                 Err(source) => {
                     return Err(Error::Kubernetes {
@@ -98,7 +123,7 @@ impl TenantLocks {
                     tenant: tenant.to_owned(),
                 });
             }
-            // Another create holds it for a few milliseconds; jitter keeps waiters from retrying in step.
+            // Another replica's create holds it for a few milliseconds; jitter keeps replicas from retrying in step.
             let jitter = Duration::from_micros(rand::random_range(0..=pause.as_micros() as u64));
             tokio::time::sleep(pause + jitter).await;
             pause = (pause * 2).min(Duration::from_millis(50));

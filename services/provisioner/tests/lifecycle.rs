@@ -621,6 +621,25 @@ async fn concurrent_creates_never_take_a_tenant_past_its_limit() {
     let env = TestEnv::shared();
     let api = api().await;
     let tenant = format!("burst-{}", std::process::id());
+    // A lock left behind by a replica that died holding it: broken once stale, never a dead end.
+    let stale = k8s_openapi::api::core::v1::ConfigMap {
+        metadata: kube::api::ObjectMeta {
+            name: Some(store_platform_provisioner::tenant_lock::lock_name(&tenant)),
+            annotations: Some(
+                [(
+                    "store-platform.io/acquired".to_owned(),
+                    (jiff::Timestamp::now() - jiff::SignedDuration::from_secs(60)).to_string(),
+                )]
+                .into(),
+            ),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    Api::namespaced(env.client().await, "store-platform")
+        .create(&kube::api::PostParams::default(), &stale)
+        .await
+        .expect("a stale lock");
     let ids: Vec<String> = (0..8).map(|_| unique_id("burst")).collect();
     let calls = ids.iter().map(|id| {
         let mut api = api.clone();
