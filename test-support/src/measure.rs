@@ -1,6 +1,24 @@
 //! What the benchmarks measure with: a process's memory and CPU time from /proc, and percentiles.
 
-use std::time::Duration;
+use std::{path::PathBuf, time::Duration};
+
+/// The number after `name` on a benchmark's command line (`cargo bench … -- --streams 200`), else `default`.
+pub fn arg(name: &str, default: usize) -> usize {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Where benchmarks find the release binaries: `$STORE_PLATFORM_BIN_DIR`, else the workspace's `target/release`
+/// (`make bench…` builds them).
+pub fn release_bin_dir() -> PathBuf {
+    std::env::var_os("STORE_PLATFORM_BIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate::process::target_dir().join("release"))
+}
 
 /// A process's memory and CPU time, read from /proc.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]

@@ -13,10 +13,14 @@ pub fn bin_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("STORE_PLATFORM_BIN_DIR") {
         return dir.into();
     }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
+    target_dir().join("debug")
+}
+
+/// The workspace's target directory (`$CARGO_TARGET_DIR`, else `target/`).
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    target.join("debug")
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"))
 }
 
 /// A loopback port nobody listens on right now, for a service started next.
@@ -187,4 +191,14 @@ pub fn tokens_file(dir: &Path, name: &str, tenant: &str, token: &str, admin: boo
     std::fs::write(&path, format!("{name} {tenant} {hash}{admin}\n"))
         .expect("write the tokens file");
     path
+}
+
+/// `message` as a call for `tenant`, the way an internal caller of the provisioner or the status service makes it.
+pub fn as_tenant<T>(tenant: &str, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert(
+        store_platform_proto::TENANT_METADATA_KEY,
+        tenant.parse().expect("a tenant is an ASCII header value"),
+    );
+    request
 }

@@ -25,18 +25,14 @@ use kube::{
     Api,
     api::{ListParams, PostParams},
 };
-use store_platform_proto::{
-    TENANT_METADATA_KEY,
-    v1::{
-        CreateStoreRequest, DeleteStoreRequest, Engine, GetStoreRequest, Phase,
-        provisioner_service_client::ProvisionerServiceClient,
-    },
+use store_platform_proto::v1::{
+    CreateStoreRequest, DeleteStoreRequest, Engine, GetStoreRequest, Phase,
+    provisioner_service_client::ProvisionerServiceClient,
 };
 use store_platform_test_support::{
     TestEnv,
-    process::{ServiceProcess, free_port},
+    process::{ServiceProcess, as_tenant, free_port},
 };
-use tonic::Request;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -282,14 +278,6 @@ async fn rules_of(env: &TestEnv, namespace: &str, name: &str, within: &str) -> B
     rules
 }
 
-fn as_tenant<T>(tenant: &str, message: T) -> Request<T> {
-    let mut request = Request::new(message);
-    request
-        .metadata_mut()
-        .insert(TENANT_METADATA_KEY, tenant.parse().expect("ascii"));
-    request
-}
-
 fn set(items: &[&str]) -> BTreeSet<String> {
     items.iter().map(|s| (*s).to_owned()).collect()
 }
@@ -338,25 +326,31 @@ async fn installed_on_kubernetes_1_20_with_least_privilege_proven_by_impersonati
     let release_ns = env.namespace("chart").await;
     let release = format!("sp-{}", std::process::id());
     let chart_path = chart().display().to_string();
+    let local_values = values("values-local.yaml");
     // The gateway's tokens Secret comes from values here (make up creates it itself).
     let tokens = "test dev 0000000000000000000000000000000000000000000000000000000000000000";
-    helm(
-        env,
-        &[
-            "install",
+    let tokens_value = format!("gateway.tokens={tokens}");
+    // Installs the release, or upgrades it with `extra` values.
+    let deploy = |extra: &[&str]| {
+        let mut args = vec![
+            "upgrade",
+            "--install",
             &release,
             &chart_path,
             "--namespace",
             &release_ns,
             "-f",
-            &values("values-local.yaml"),
+            &local_values,
             "--set",
-            &format!("gateway.tokens={tokens}"),
+            &tokens_value,
             "--wait",
             "--timeout",
             "120s",
-        ],
-    );
+        ];
+        args.extend_from_slice(extra);
+        helm(env, &args)
+    };
+    deploy(&[]);
     wait_available(env, &release_ns, 1).await;
     let secret = Api::<Secret>::namespaced(env.client().await, &release_ns)
         .get("store-platform-tokens")
@@ -480,28 +474,7 @@ async fn installed_on_kubernetes_1_20_with_least_privilege_proven_by_impersonati
     drop(process);
 
     // Upgrade (a changed value rolls the Deployments) and roll back.
-    let upgrade = |set: &'static str| {
-        helm(
-            env,
-            &[
-                "upgrade",
-                &release,
-                &chart_path,
-                "--namespace",
-                &release_ns,
-                "-f",
-                &values("values-local.yaml"),
-                "--set",
-                &format!("gateway.tokens={tokens}"),
-                "--set",
-                set,
-                "--wait",
-                "--timeout",
-                "120s",
-            ],
-        )
-    };
-    upgrade("logFilter=debug");
+    deploy(&["--set", "logFilter=debug"]);
     wait_available(env, &release_ns, 1).await;
     helm(
         env,

@@ -10,10 +10,7 @@
 //! Latency is measured in interleaved rounds (direct, gateway gRPC, gateway gRPC-web, repeated), so drift on a busy
 //! machine hits the three alike.
 
-use std::{
-    path::PathBuf,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use store_platform_proto::{
     TENANT_METADATA_KEY,
@@ -25,21 +22,12 @@ use store_platform_proto::{
 };
 use store_platform_test_support::{
     Assets, ControlPlane,
-    measure::{percentile, process_usage},
+    measure::{arg, percentile, process_usage, release_bin_dir},
     process::{ServiceProcess, free_port, tokens_file},
 };
 use tonic::{Request, transport::Channel};
 
 const TOKEN: &str = "bench-token";
-
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(default)
-}
 
 /// A ListStores request as each path needs it: the tenant header directly, the token through the gateway.
 fn request(direct: bool) -> Request<ListStoresRequest> {
@@ -113,9 +101,7 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     runtime.block_on(async {
         let assets = Assets::locate()?;
-        let bin_dir = std::env::var_os("STORE_PLATFORM_BIN_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/release"));
+        let bin_dir = release_bin_dir();
         let dir = std::env::temp_dir().join(format!("store-platform-bench-gateway-{}", std::process::id()));
         let plane = ControlPlane::start(&assets, dir).await?;
         let kubeconfig = plane.kubeconfig_path().display().to_string();

@@ -30,9 +30,8 @@ use kube::{
     api::{ObjectMeta, PostParams},
     runtime::{WatchStreamExt as _, watcher},
 };
-use store_platform_proto::{
-    TENANT_METADATA_KEY,
-    v1::{CreateStoreRequest, Engine, provisioner_service_client::ProvisionerServiceClient},
+use store_platform_proto::v1::{
+    CreateStoreRequest, Engine, provisioner_service_client::ProvisionerServiceClient,
 };
 use store_platform_provisioner::{
     kube_ops::Kube,
@@ -42,21 +41,11 @@ use store_platform_provisioner::{
 use store_platform_runtime::record::{self, StoreSpec};
 use store_platform_test_support::{
     Assets, ControlPlane, kubelet,
-    measure::{process_usage, summary},
-    process::{ServiceProcess, free_port, http_get},
+    measure::{arg, process_usage, release_bin_dir, summary},
+    process::{ServiceProcess, as_tenant, free_port, http_get},
 };
-use tonic::Request;
 
 type Stamps = Arc<Mutex<HashMap<String, Instant>>>;
-
-fn stores_arg() -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == "--stores")
-        .and_then(|i| args.get(i + 1))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(100)
-}
 
 async fn start_plane(assets: &Assets, name: &str) -> anyhow::Result<(ControlPlane, Client)> {
     let dir = std::env::temp_dir().join(format!(
@@ -278,15 +267,15 @@ async fn platform(assets: &Assets, stores: usize, bin_dir: PathBuf) -> anyhow::R
         let mut api = api.clone();
         async move {
             let id = format!("shop-{i}");
-            let mut request = Request::new(CreateStoreRequest {
-                store_id: id.clone(),
-                display_name: format!("Shop {i}"),
-                engine: Engine::Woocommerce as i32,
-                admin_email: "bench@example.com".into(),
-            });
-            request
-                .metadata_mut()
-                .insert(TENANT_METADATA_KEY, "bench".parse().expect("ascii"));
+            let request = as_tenant(
+                "bench",
+                CreateStoreRequest {
+                    store_id: id.clone(),
+                    display_name: format!("Shop {i}"),
+                    engine: Engine::Woocommerce as i32,
+                    admin_email: "bench@example.com".into(),
+                },
+            );
             let sent = Instant::now();
             api.create_store(request)
                 .await
@@ -361,15 +350,13 @@ async fn platform(assets: &Assets, stores: usize, bin_dir: PathBuf) -> anyhow::R
 }
 
 fn main() -> anyhow::Result<()> {
-    let stores = stores_arg();
+    let stores = arg("--stores", 100);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async {
         let assets = Assets::locate()?;
-        let bin_dir = std::env::var_os("STORE_PLATFORM_BIN_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/release"));
+        let bin_dir = release_bin_dir();
         println!("provisioning benchmark: {stores} stores, Kubernetes v1.20.2 on loopback, simulated kubelet");
         let base = baseline(&assets, stores).await?;
         println!("baseline: objects applied directly, all workloads ready after {base:.2?}");

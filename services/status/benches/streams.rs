@@ -23,31 +23,19 @@ use kube::{
     Api, Client,
     api::{Patch, PatchParams},
 };
-use store_platform_proto::{
-    TENANT_METADATA_KEY,
-    v1::{
-        WatchStoresRequest, WatchStoresResponse, status_service_client::StatusServiceClient,
-        watch_stores_response::Event,
-    },
+use store_platform_proto::v1::{
+    WatchStoresRequest, WatchStoresResponse, status_service_client::StatusServiceClient,
+    watch_stores_response::Event,
 };
 use store_platform_runtime::record::{self, StoreRecord, StoreSpec, StoreStatus};
 use store_platform_test_support::{
     Assets, ControlPlane,
-    measure::{process_usage, summary},
-    process::{ServiceProcess, free_port, http_get},
+    measure::{arg, process_usage, release_bin_dir, summary},
+    process::{ServiceProcess, as_tenant, free_port, http_get},
 };
-use tonic::{Request, Streaming, transport::Channel};
+use tonic::{Streaming, transport::Channel};
 
 const TENANT: &str = "bench";
-
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(default)
-}
 
 /// Writes store `id`'s record, carrying `sequence` in its message, as the provisioner writes records.
 async fn write(client: &Client, id: &str, sequence: usize) -> anyhow::Result<()> {
@@ -136,12 +124,8 @@ async fn open_streams(
             );
         }
         let channel = channel.clone().expect("a connection is open");
-        let mut request = Request::new(WatchStoresRequest::default());
-        request
-            .metadata_mut()
-            .insert(TENANT_METADATA_KEY, TENANT.parse()?);
         let mut stream = StatusServiceClient::new(channel)
-            .watch_stores(request)
+            .watch_stores(as_tenant(TENANT, WatchStoresRequest::default()))
             .await?
             .into_inner();
         // The snapshot comes first; once it is here the subscription is live.
@@ -171,11 +155,7 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     runtime.block_on(async {
         let assets = Assets::locate()?;
-        let bin_dir = std::env::var_os("STORE_PLATFORM_BIN_DIR")
-            .map(std::path::PathBuf::from)
-            .unwrap_or_else(|| {
-                std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/release")
-            });
+        let bin_dir = release_bin_dir();
         println!(
             "WatchStores benchmark: {streams} streams ({per_connection} per connection), {stores} stores, \
              {updates} updates every {interval:?}; Kubernetes v1.20.2 on loopback"

@@ -8,16 +8,13 @@ use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::{
     Api, Client,
-    api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams},
+    api::{DeleteParams, Patch, PatchParams},
 };
-use store_platform_proto::{
-    TENANT_METADATA_KEY,
-    v1::{
-        ChangeType, CreateStoreRequest, DeleteStoreRequest, Engine, GetStoreStatusRequest, Phase,
-        StepState, WatchStoresRequest, WatchStoresResponse,
-        provisioner_service_client::ProvisionerServiceClient,
-        status_service_client::StatusServiceClient, watch_stores_response::Event,
-    },
+use store_platform_proto::v1::{
+    ChangeType, CreateStoreRequest, DeleteStoreRequest, Engine, GetStoreStatusRequest, Phase,
+    StepState, WatchStoresRequest, WatchStoresResponse,
+    provisioner_service_client::ProvisionerServiceClient,
+    status_service_client::StatusServiceClient, watch_stores_response::Event,
 };
 use store_platform_runtime::{
     Shutdown,
@@ -26,7 +23,7 @@ use store_platform_runtime::{
 use store_platform_status::Args;
 use store_platform_test_support::{
     Assets, Behaviour, ControlPlane, TestEnv, kubelet,
-    process::{ServiceProcess, free_port, http_get},
+    process::{ServiceProcess, as_tenant, free_port, http_get},
 };
 use tonic::{Request, Streaming, transport::Channel};
 
@@ -66,14 +63,6 @@ async fn channel(addr: SocketAddr) -> Channel {
         .connect()
         .await
         .expect("connect")
-}
-
-fn as_tenant<T>(tenant: &str, message: T) -> Request<T> {
-    let mut request = Request::new(message);
-    request
-        .metadata_mut()
-        .insert(TENANT_METADATA_KEY, tenant.parse().expect("ascii"));
-    request
 }
 
 async fn watch(addr: SocketAddr, tenant: &str, store_id: &str) -> Streaming<WatchStoresResponse> {
@@ -156,21 +145,7 @@ fn unique(prefix: &str) -> String {
 async fn a_stream_follows_a_store_through_its_whole_life_with_the_provisioner() {
     let env = TestEnv::shared();
     let client = env.client().await;
-    if let Err(kube::Error::Api(status)) = Api::<Namespace>::all(client.clone())
-        .create(
-            &PostParams::default(),
-            &Namespace {
-                metadata: ObjectMeta {
-                    name: Some("store-platform".into()),
-                    ..ObjectMeta::default()
-                },
-                ..Namespace::default()
-            },
-        )
-        .await
-    {
-        assert_eq!(status.code, 409, "{status:?}");
-    }
+    env.ensure_namespace("store-platform").await;
     let (status_addr, _stop) = start_status(client.clone(), "15s").await;
     let logs = tempfile::tempdir().expect("logs");
     let port = free_port();

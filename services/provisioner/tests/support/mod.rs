@@ -11,21 +11,11 @@ use kube::{
     Api,
     runtime::wait::{await_condition, conditions},
 };
-use store_platform_proto::{
-    TENANT_METADATA_KEY,
-    v1::{CreateStoreRequest, Engine},
-};
+use store_platform_proto::v1::{CreateStoreRequest, Engine};
 use store_platform_runtime::record::{self, StepState, StoreStatus};
 use store_platform_test_support::TestEnv;
+pub use store_platform_test_support::process::as_tenant;
 use tonic::Request;
-
-pub fn as_tenant<T>(tenant: &str, message: T) -> Request<T> {
-    let mut request = Request::new(message);
-    request
-        .metadata_mut()
-        .insert(TENANT_METADATA_KEY, tenant.parse().expect("ascii tenant"));
-    request
-}
 
 /// A request from an administrator of `tenant`: the all-tenants scope the gateway sets for admin tokens.
 pub fn as_admin<T>(tenant: &str, message: T) -> Request<T> {
