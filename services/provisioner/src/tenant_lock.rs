@@ -44,11 +44,13 @@ impl std::fmt::Debug for TenantLocks {
     }
 }
 
-/// A held lock; [`HeldLock::release`] gives it back.
+/// A held lock; [`HeldLock::release`] gives it back. Dropped without it (the call was cancelled mid-create), it is
+/// given back by a task of its own.
 #[derive(Debug)]
 pub struct HeldLock {
     api: Api<ConfigMap>,
     name: String,
+    released: bool,
     _local: tokio::sync::OwnedMutexGuard<()>,
 }
 
@@ -101,6 +103,7 @@ impl TenantLocks {
                     return Ok(HeldLock {
                         api: self.api.clone(),
                         name,
+                        released: false,
                         _local: local,
                     });
                 }
@@ -176,13 +179,29 @@ impl TenantLocks {
 
 impl HeldLock {
     /// Gives the lock back. If this fails, the lock goes stale and the next create breaks it.
-    pub async fn release(self) {
-        match self.api.delete(&self.name, &DeleteParams::default()).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(status)) if status.code == 404 => {}
-            Err(error) => {
-                tracing::warn!(lock = %self.name, %error, "failed to release a tenant create lock")
-            }
+    pub async fn release(mut self) {
+        self.released = true;
+        delete_lock(&self.api, &self.name).await;
+    }
+}
+
+impl Drop for HeldLock {
+    fn drop(&mut self) {
+        if !self.released
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            let (api, name) = (self.api.clone(), std::mem::take(&mut self.name));
+            runtime.spawn(async move { delete_lock(&api, &name).await });
+        }
+    }
+}
+
+async fn delete_lock(api: &Api<ConfigMap>, name: &str) {
+    match api.delete(name, &DeleteParams::default()).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(status)) if status.code == 404 => {}
+        Err(error) => {
+            tracing::warn!(lock = %name, %error, "failed to release a tenant create lock")
         }
     }
 }
