@@ -2,10 +2,14 @@
 # Makes a fresh WordPress a WooCommerce shop a customer can buy from, then proves it.
 #
 # Runs as the store's bootstrap Job (uid 33, sharing WordPress's document root) and is idempotent: every step
-# checks before it changes anything, so a retried Job, or a second run, converges on the same shop.
+# reads before it writes, so a retried Job, or a second run, converges on the same shop and changes nothing.
 #
 # Environment: WORDPRESS_DB_HOST (host:port), STORE_URL, STORE_HOST, STORE_TITLE, WP_ADMIN_USER,
 # WP_ADMIN_PASSWORD, WP_ADMIN_EMAIL, WORDPRESS_SERVICE_URL; the WORDPRESS_DB_* variables for wp-config.php.
+#
+# What WP-CLI prints is taken as it really is (tests/fixtures/wp-cli-2.12.0 holds recordings): a yes/no field prints
+# PHP's echo of a boolean ("1" or an empty line) unless asked for JSON, so every yes/no read here uses
+# --format=json and compares with "true".
 set -euo pipefail
 
 : "${WORDPRESS_DB_HOST:?}" "${STORE_URL:?}" "${STORE_HOST:?}" "${STORE_TITLE:?}"
@@ -14,10 +18,16 @@ set -euo pipefail
 WP_PATH=${WP_PATH:-/var/www/html}
 SAMPLE_SKU=${SAMPLE_SKU:-STORE-PLATFORM-SAMPLE}
 DB_WAIT_SECONDS=${DB_WAIT_SECONDS:-300}
+FILES_WAIT_SECONDS=${FILES_WAIT_SECONDS:-120}
+# The storefront check: each request may take this long, and transient failures are retried this often.
+HTTP_TIMEOUT_SECONDS=${HTTP_TIMEOUT_SECONDS:-30}
+HTTP_RETRIES=${HTTP_RETRIES:-5}
 
 log() { printf 'bootstrap: %s\n' "$*"; }
 fail() { printf 'bootstrap: FAILED: %s\n' "$*" >&2; exit 1; }
-wpcli() { wp --path="$WP_PATH" --url="$STORE_URL" --skip-plugins=wordfence "$@"; }
+wpcli() { wp --path="$WP_PATH" --url="$STORE_URL" "$@"; }
+# A WooCommerce command, as the store's administrator.
+wcli() { wpcli wc "$@" --user="$WP_ADMIN_USER"; }
 
 wait_for_database() {
   local host=${WORDPRESS_DB_HOST%:*} port=${WORDPRESS_DB_HOST##*:} waited=0
@@ -31,10 +41,10 @@ wait_for_database() {
 }
 
 wait_for_wordpress_files() {
-  # The WordPress container copies the core files into the shared volume on its first start.
+  # WordPress's init container copies the core into the shared volume; its entrypoint then writes wp-config.php.
   local waited=0
   until [[ -f $WP_PATH/wp-includes/version.php && -f $WP_PATH/wp-config.php ]]; do
-    ((waited >= 120)) && fail "WordPress files missing in $WP_PATH"
+    ((waited >= FILES_WAIT_SECONDS)) && fail "WordPress files missing in $WP_PATH after ${FILES_WAIT_SECONDS}s"
     sleep 2
     waited=$((waited + 2))
   done
@@ -43,11 +53,20 @@ wait_for_wordpress_files() {
 install_wordpress() {
   if wpcli core is-installed; then
     log "WordPress already installed"
-  else
-    wpcli core install --url="$STORE_URL" --title="$STORE_TITLE" --admin_user="$WP_ADMIN_USER" \
-      --admin_password="$WP_ADMIN_PASSWORD" --admin_email="$WP_ADMIN_EMAIL" --skip-email
-    log "WordPress installed"
+    return
   fi
+  # The password reaches WP-CLI through a config file only this user can read: a command-line argument is visible
+  # to every process on the node, and --prompt echoes the command with its answers into the log.
+  local config
+  config=$(mktemp)
+  printf "core install:\n  admin_password: '%s'\n" "${WP_ADMIN_PASSWORD//\'/\'\'}" >"$config"
+  if ! WP_CLI_CONFIG_PATH=$config wpcli core install --url="$STORE_URL" --title="$STORE_TITLE" \
+    --admin_user="$WP_ADMIN_USER" --admin_email="$WP_ADMIN_EMAIL" --skip-email; then
+    rm -f "$config"
+    fail "wp core install failed"
+  fi
+  rm -f "$config"
+  log "WordPress installed"
 }
 
 activate_woocommerce() {
@@ -59,39 +78,45 @@ activate_woocommerce() {
   fi
 }
 
+# Sets a plain option unless it already holds that value (an option that does not exist yet reads as empty).
 set_option() {
-  local name=$1 value=$2 current
-  current=$(wpcli option get "$name" 2>/dev/null || true)
-  if [[ $current != "$value" ]]; then
+  local name=$1 value=$2
+  if [[ $(wpcli option get "$name" 2>/dev/null || true) != "$value" ]]; then
     wpcli option update "$name" "$value"
   fi
 }
 
 configure_shop() {
-  wpcli wc tool run install_pages --user="$WP_ADMIN_USER" >/dev/null
+  wcli tool run install_pages >/dev/null
   set_option woocommerce_coming_soon no
   set_option woocommerce_store_pages_only no
   set_option woocommerce_enable_guest_checkout yes
   set_option woocommerce_enable_checkout_login_reminder yes
-  set_option woocommerce_onboarding_profile_completed yes
-  set_option blogname "$STORE_TITLE"
+  # WooCommerce shows its setup wizard until the onboarding profile says it is done; an owner's own profile is kept.
+  if ! wpcli option get woocommerce_onboarding_profile --format=json >/dev/null 2>&1; then
+    wpcli option update woocommerce_onboarding_profile '{"completed":true,"skipped":true}' --format=json
+  fi
+  # `rewrite structure` flushes the rewrite rules itself.
   if [[ $(wpcli option get permalink_structure) != "/%postname%/" ]]; then
     wpcli rewrite structure '/%postname%/'
   fi
-  wpcli rewrite flush
-  log "shop pages, guest checkout, permalinks and coming-soon configured"
+  log "shop pages, guest checkout, onboarding, permalinks and coming-soon configured"
+}
+
+gateway_enabled() {
+  [[ $(wcli payment_gateway get "$1" --field=enabled --format=json) == true ]]
 }
 
 enable_gateway() {
   local gateway=$1
-  if [[ $(wpcli wc payment_gateway get "$gateway" --field=enabled --user="$WP_ADMIN_USER") != "true" ]]; then
-    wpcli wc payment_gateway update "$gateway" --enabled=true --user="$WP_ADMIN_USER" >/dev/null
+  if ! gateway_enabled "$gateway"; then
+    wcli payment_gateway update "$gateway" --enabled=true >/dev/null
     log "payment gateway $gateway enabled"
   fi
 }
 
 sample_product_id() {
-  wpcli wc product list --sku="$SAMPLE_SKU" --field=id --user="$WP_ADMIN_USER" | head -n1
+  wcli product list --sku="$SAMPLE_SKU" --field=id | head -n1
 }
 
 create_sample_product() {
@@ -99,9 +124,8 @@ create_sample_product() {
     log "sample product exists"
     return
   fi
-  wpcli wc product create --name="Sample product" --sku="$SAMPLE_SKU" --regular_price=19.99 --status=publish \
-    --catalog_visibility=visible --description="A sample product: add it to the cart and check out." \
-    --user="$WP_ADMIN_USER" >/dev/null
+  wcli product create --name="Sample product" --sku="$SAMPLE_SKU" --regular_price=19.99 --status=publish \
+    --catalog_visibility=visible --description="A sample product: add it to the cart and check out." >/dev/null
   log "sample product created"
 }
 
@@ -110,17 +134,28 @@ verify() {
   local id
   id=$(sample_product_id)
   [[ -n $id ]] || fail "the sample product does not exist"
-  [[ $(wpcli wc product get "$id" --field=status --user="$WP_ADMIN_USER") == publish ]] ||
-    fail "the sample product is not published"
-  [[ $(wpcli wc product get "$id" --field=purchasable --user="$WP_ADMIN_USER") == true ]] ||
+  [[ $(wcli product get "$id" --field=status) == publish ]] || fail "the sample product is not published"
+  [[ $(wcli product get "$id" --field=purchasable --format=json) == true ]] ||
     fail "the sample product is not purchasable"
-  [[ $(wpcli wc payment_gateway get cod --field=enabled --user="$WP_ADMIN_USER") == true ]] ||
-    fail "cash on delivery is not enabled"
-  local code
-  code=$(curl -sS -o /dev/null -w '%{http_code}' -H "Host: $STORE_HOST" "$WORDPRESS_SERVICE_URL/?post_type=product") ||
+  gateway_enabled cod || fail "cash on delivery is not enabled"
+  local page code
+  page=$(mktemp)
+  # Retries cover a WordPress pod that is still warming up: refused connections, timeouts and 5xx answers.
+  code=$(curl -sS --max-time "$HTTP_TIMEOUT_SECONDS" --retry "$HTTP_RETRIES" --retry-delay 2 --retry-connrefused \
+    -o "$page" -w '%{http_code}' -H "Host: $STORE_HOST" "$WORDPRESS_SERVICE_URL/?post_type=product") || {
+    rm -f "$page"
     fail "the storefront at $WORDPRESS_SERVICE_URL does not answer"
-  [[ $code == 200 ]] || fail "the storefront answered HTTP $code"
-  log "verified: WooCommerce active, sample product $id purchasable, cash on delivery on, storefront answers"
+  }
+  if [[ $code != 200 ]]; then
+    rm -f "$page"
+    fail "the storefront answered HTTP $code"
+  fi
+  if ! grep -q "Sample product" "$page"; then
+    rm -f "$page"
+    fail "the storefront does not list the sample product"
+  fi
+  rm -f "$page"
+  log "verified: WooCommerce active, sample product $id purchasable, cash on delivery on, storefront lists it"
 }
 
 wait_for_database
