@@ -142,6 +142,43 @@ fn the_chart_lints_and_renders_for_kind_and_for_a_vps_with_the_probes_each_versi
     assert!(local.contains("imagePullPolicy: Never"));
 }
 
+#[test]
+fn the_chart_gives_the_provisioner_the_mail_relay_with_its_password_as_a_file() {
+    let env = TestEnv::shared();
+    let off = template(env, "values-local.yaml", "1.20.2");
+    assert!(!off.contains("SMTP_HOST"), "no relay, no mail settings");
+    let on = helm(
+        env,
+        &[
+            "template",
+            "sp",
+            &chart().display().to_string(),
+            "--namespace",
+            "store-platform",
+            "-f",
+            &values("values-local.yaml"),
+            "--set",
+            "mail.host=smtp.example.net,mail.username=relay,mail.passwordSecret=smtp-relay,mail.from=shops@example.com",
+        ],
+    );
+    for (name, value) in [
+        ("SMTP_HOST", "smtp.example.net"),
+        ("SMTP_PORT", "587"),
+        ("SMTP_SECURITY", "starttls"),
+        ("SMTP_USERNAME", "relay"),
+        ("SMTP_FROM", "shops@example.com"),
+        ("SMTP_PASSWORD_FILE", "/etc/store-platform/smtp/password"),
+        ("SMTP_EGRESS_CIDRS", "0.0.0.0/0"),
+    ] {
+        assert!(
+            on.contains(&format!("- name: {name}\n              value: \"{value}\"")),
+            "{name}={value} missing:\n{on}"
+        );
+    }
+    assert!(on.contains("secretName: smtp-relay"));
+    assert!(on.contains("mountPath: /etc/store-platform/smtp"));
+}
+
 /// The value of `key` in `text` for each line `<key> <value>` or `<key>=<value>`.
 fn values_after<'a>(text: &'a str, key: &str) -> Vec<&'a str> {
     text.lines()
@@ -306,6 +343,9 @@ fn provisioner_rules() -> BTreeSet<String> {
     }
     for verb in ["get", "list", "watch", "create", "patch", "delete"] {
         rules.push(("batch/jobs", verb));
+    }
+    for verb in ["get", "create", "patch"] {
+        rules.push(("batch/cronjobs", verb));
     }
     rules.extend([
         ("/secrets", "get"),

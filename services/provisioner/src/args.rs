@@ -4,7 +4,7 @@ use std::{collections::BTreeMap, net::SocketAddr, time::Duration};
 
 use store_platform_runtime::TelemetryArgs;
 
-use crate::settings::{Settings, Tls};
+use crate::settings::{Mail, MailSecurity, Settings, Tls};
 
 #[derive(Clone, Debug, clap::Parser)]
 #[command(
@@ -85,6 +85,42 @@ pub struct Args {
     #[arg(long, env = "BOOTSTRAP_DEADLINE", default_value = "600s", value_parser = humantime::parse_duration)]
     pub bootstrap_deadline: Duration,
 
+    /// When each store's WP-Cron CronJob calls wp-cron.php (cron syntax).
+    #[arg(long, env = "CRON_SCHEDULE", default_value = "*/5 * * * *")]
+    pub cron_schedule: String,
+
+    /// The SMTP relay every store sends mail through (host name or address). Empty: mail is off in every store.
+    #[arg(long, env = "SMTP_HOST", default_value = "")]
+    pub smtp_host: String,
+
+    #[arg(long, env = "SMTP_PORT", default_value_t = 587)]
+    pub smtp_port: u16,
+
+    /// How the connection to the relay is secured.
+    #[arg(long, env = "SMTP_SECURITY", value_enum, default_value = "starttls")]
+    pub smtp_security: MailSecurity,
+
+    /// The relay's user name; empty for a relay without authentication.
+    #[arg(long, env = "SMTP_USERNAME", default_value = "")]
+    pub smtp_username: String,
+
+    /// A file holding the relay's password (mount it from a Secret); required with --smtp-username.
+    #[arg(long, env = "SMTP_PASSWORD_FILE")]
+    pub smtp_password_file: Option<std::path::PathBuf>,
+
+    /// The sender address of every store's mail (required with --smtp-host); replies go to the store's address.
+    #[arg(long, env = "SMTP_FROM", default_value = "")]
+    pub smtp_from: String,
+
+    /// Addresses (CIDRs, comma-separated) stores may reach the relay at, for their egress NetworkPolicy.
+    #[arg(
+        long,
+        env = "SMTP_EGRESS_CIDRS",
+        value_delimiter = ',',
+        default_value = "0.0.0.0/0"
+    )]
+    pub smtp_egress_cidrs: Vec<String>,
+
     /// The most stores one tenant may have.
     #[arg(long, env = "MAX_STORES_PER_TENANT", default_value_t = 20)]
     pub max_stores_per_tenant: usize,
@@ -122,6 +158,7 @@ impl Args {
                 )
             })?;
         let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+        let mail = self.mail()?;
         Ok(Settings {
             base_domain: self.base_domain.clone(),
             scheme: if self.tls { "https" } else { "http" },
@@ -139,6 +176,48 @@ impl Args {
             wordpress_storage: self.wordpress_storage.clone(),
             step_deadline: self.step_deadline,
             bootstrap_deadline: self.bootstrap_deadline,
+            cron_schedule: self.cron_schedule.clone(),
+            mail,
         })
+    }
+
+    /// The relay, checked: a sender is required, and a user name needs a readable password file.
+    fn mail(&self) -> Result<Option<Mail>, String> {
+        let host = self.smtp_host.trim();
+        if host.is_empty() {
+            return Ok(None);
+        }
+        if !self.smtp_from.contains('@') {
+            return Err(format!(
+                "--smtp-from {:?} is not an address; stores need one to send as",
+                self.smtp_from
+            ));
+        }
+        let username = (!self.smtp_username.is_empty()).then(|| self.smtp_username.clone());
+        match (&username, &self.smtp_password_file) {
+            (Some(_), None) => {
+                return Err("--smtp-username needs --smtp-password-file".to_owned());
+            }
+            (_, Some(file)) => {
+                std::fs::metadata(file)
+                    .map_err(|error| format!("--smtp-password-file {}: {error}", file.display()))?;
+            }
+            (None, None) => {}
+        }
+        if self.smtp_egress_cidrs.iter().any(|c| !c.contains('/')) {
+            return Err(format!(
+                "--smtp-egress-cidrs {:?}: each entry must be a CIDR such as 203.0.113.7/32",
+                self.smtp_egress_cidrs
+            ));
+        }
+        Ok(Some(Mail {
+            host: host.to_owned(),
+            port: self.smtp_port,
+            security: self.smtp_security,
+            username,
+            password_file: self.smtp_password_file.clone(),
+            from: self.smtp_from.clone(),
+            egress_cidrs: self.smtp_egress_cidrs.clone(),
+        }))
     }
 }

@@ -43,6 +43,13 @@ pub enum Error {
 
     #[error("failed to encode the store record")]
     Record(#[from] store_platform_runtime::record::RecordError),
+
+    #[error("failed to read the SMTP relay's password from {}", path.display())]
+    ReadMailPassword {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl Error {
@@ -68,6 +75,7 @@ impl Error {
             },
             Error::Kubernetes { .. } => "unreachable".to_owned(),
             Error::Record(_) => "record".to_owned(),
+            Error::ReadMailPassword { .. } => "mail_password".to_owned(),
             _ => "other".to_owned(),
         }
     }
@@ -97,7 +105,7 @@ impl From<Error> for tonic::Status {
                 kube::Error::Api(_) => Code::Internal,
                 _ => Code::Unavailable,
             },
-            Error::Record(_) => Code::Internal,
+            Error::Record(_) | Error::ReadMailPassword { .. } => Code::Internal,
         };
         if matches!(code, Code::Internal | Code::Unavailable) {
             tracing::error!(error = %error, source = ?std::error::Error::source(&error), "request failed");

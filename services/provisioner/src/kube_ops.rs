@@ -4,13 +4,13 @@ use k8s_openapi::{
     NamespaceResourceScope,
     api::{
         apps::v1::{Deployment, StatefulSet},
-        batch::v1::Job,
+        batch::v1::{CronJob, Job},
         core::v1::ResourceQuota,
     },
 };
 use kube::{
     Api, Client, Resource,
-    api::{Patch, PatchParams, PostParams},
+    api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams},
     runtime::reflector::{ObjectRef, Store},
 };
 use serde::{Serialize, de::DeserializeOwned};
@@ -175,6 +175,49 @@ impl Kube {
                 source,
             }),
         }
+    }
+
+    /// Whether the API server serves CronJobs as batch/v1 (Kubernetes 1.21 and later).
+    pub async fn serves_batch_v1_cron_jobs(&self) -> Result<bool, Error> {
+        let resources = self
+            .client
+            .list_api_group_resources("batch/v1")
+            .await
+            .map_err(Error::kubernetes("discover the batch/v1 API"))?;
+        Ok(resources.resources.iter().any(|r| r.name == "cronjobs"))
+    }
+
+    /// Server-side applies `cron_job`: as batch/v1, or with `batch_v1` false as batch/v1beta1, the only version
+    /// Kubernetes 1.20 serves, whose CronJob has every field the platform sets.
+    pub async fn apply_cron_job(&self, cron_job: &CronJob, batch_v1: bool) -> Result<(), Error> {
+        if batch_v1 {
+            return self.apply(cron_job).await.map(drop);
+        }
+        let resource = ApiResource {
+            group: "batch".to_owned(),
+            version: "v1beta1".to_owned(),
+            api_version: "batch/v1beta1".to_owned(),
+            kind: "CronJob".to_owned(),
+            plural: "cronjobs".to_owned(),
+        };
+        let name = cron_job.metadata.name.clone().unwrap_or_default();
+        let mut object = DynamicObject::new(&name, &resource).within(&self.namespace);
+        object.metadata = cron_job.metadata.clone();
+        let spec = serde_json::to_value(&cron_job.spec).map_err(|source| Error::Kubernetes {
+            action: "encode a CronJob",
+            source: kube::Error::SerdeError(source),
+        })?;
+        object.data = serde_json::Value::Object([("spec".to_owned(), spec)].into_iter().collect());
+        self.count_write();
+        Api::<DynamicObject>::namespaced_with(self.client.clone(), &self.namespace, &resource)
+            .patch(
+                &name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&object),
+            )
+            .await
+            .map(drop)
+            .map_err(Error::kubernetes("apply a store object"))
     }
 
     pub async fn get<K>(&self, name: &str) -> Result<Option<K>, Error>

@@ -1,6 +1,6 @@
-//! What every store is built with: domain, ingress, images, sizes and deadlines. Filled from the flags.
+//! What every store is built with: domain, ingress, images, sizes, deadlines, cron and mail. Filled from the flags.
 
-use std::{collections::BTreeMap, time::Duration};
+use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 
 /// How stores are exposed and built.
 #[derive(Clone, Debug)]
@@ -26,6 +26,48 @@ pub struct Settings {
     pub step_deadline: Duration,
     /// How long the bootstrap Job may take (it installs WordPress and WooCommerce).
     pub bootstrap_deadline: Duration,
+    /// When each store's WP-Cron CronJob runs (cron syntax, in the controller manager's time zone).
+    pub cron_schedule: String,
+    /// The SMTP relay stores send mail through; none: mail is off in every store.
+    pub mail: Option<Mail>,
+}
+
+/// The platform's SMTP relay.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mail {
+    pub host: String,
+    pub port: u16,
+    pub security: MailSecurity,
+    /// None: the relay takes mail without authentication.
+    pub username: Option<String>,
+    /// A file holding the relay's password (a mounted Secret); read whenever a store is provisioned, never logged.
+    pub password_file: Option<PathBuf>,
+    /// The sender address of every store's mail; replies go to the store's own address.
+    pub from: String,
+    /// Where stores may open connections to the relay: CIDRs for the egress NetworkPolicy.
+    pub egress_cidrs: Vec<String>,
+}
+
+/// How the connection to the relay is secured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum MailSecurity {
+    /// Plain connection upgraded with STARTTLS (port 587).
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Tls,
+    /// No TLS (a relay inside the cluster).
+    None,
+}
+
+impl MailSecurity {
+    /// The value of STORE_SMTP_SECURITY, which the store's mail plugin reads.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Starttls => "starttls",
+            Self::Tls => "tls",
+            Self::None => "none",
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -57,6 +99,8 @@ impl Settings {
             wordpress_storage: "2Gi".to_owned(),
             step_deadline: Duration::from_secs(300),
             bootstrap_deadline: Duration::from_secs(600),
+            cron_schedule: "*/5 * * * *".to_owned(),
+            mail: None,
         }
     }
 

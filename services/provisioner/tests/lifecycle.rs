@@ -6,13 +6,16 @@ use std::{net::SocketAddr, sync::OnceLock, time::Duration};
 use clap::Parser as _;
 use k8s_openapi::api::{
     apps::v1::{Deployment, StatefulSet},
-    batch::v1::Job,
+    batch::v1::{Job, JobTemplateSpec},
     core::v1::{
         ConfigMap, LimitRange, Namespace, PersistentVolumeClaim, ResourceQuota, Secret, Service,
     },
     networking::v1::{Ingress, NetworkPolicy},
 };
-use kube::{Api, api::ListParams};
+use kube::{
+    Api,
+    api::{ApiResource, DynamicObject, ListParams},
+};
 use store_platform_proto::v1::{
     CreateStoreRequest, DeleteStoreRequest, Engine, GetStoreCredentialsRequest, GetStoreRequest,
     ListStoresRequest, Phase, RetryStoreRequest, StepState,
@@ -27,6 +30,7 @@ mod support;
 use tonic::{Code, Request, transport::Channel};
 
 const STEP_DEADLINE_SECS: u64 = 20;
+const RELAY_PASSWORD: &str = "relay-password-from-a-mounted-secret";
 
 /// One provisioner for this test binary, on a thread and runtime of its own so it outlives each test's runtime.
 fn provisioner() -> SocketAddr {
@@ -47,6 +51,11 @@ fn provisioner_addrs() -> (SocketAddr, SocketAddr) {
                 .expect("runtime");
             runtime.block_on(async move {
                 env.ensure_namespace("store-platform").await;
+                // An SMTP relay, so every store here also gets its mail Secret, settings and egress rule.
+                let relay_password = std::env::temp_dir()
+                    .join(format!("lifecycle-smtp-password-{}", std::process::id()));
+                std::fs::write(&relay_password, format!("{RELAY_PASSWORD}\n"))
+                    .expect("relay password file");
                 let args = Args::parse_from([
                     "provisioner",
                     "--grpc-addr=127.0.0.1:0",
@@ -55,6 +64,11 @@ fn provisioner_addrs() -> (SocketAddr, SocketAddr) {
                     &format!("--step-deadline={STEP_DEADLINE_SECS}s"),
                     "--bootstrap-deadline=60s",
                     "--max-stores-per-tenant=3",
+                    "--smtp-host=smtp.example.net",
+                    "--smtp-username=relay",
+                    &format!("--smtp-password-file={}", relay_password.display()),
+                    "--smtp-from=shops@platform.example",
+                    "--smtp-egress-cidrs=203.0.113.7/32",
                 ]);
                 let (metrics, registry) = store_platform_provisioner::metrics::Metrics::new();
                 // As the binary does: a client whose requests are timed into the metrics.
@@ -95,6 +109,52 @@ async fn api() -> ProvisionerServiceClient<Channel> {
     ProvisionerServiceClient::new(channel)
 }
 
+/// The store's CronJob, as the API server holds it (batch/v1beta1 on Kubernetes 1.20), and one run of it started
+/// by hand (as `kubectl create job --from=cronjob/wp-cron` does): its pod is admitted under the store's quota next
+/// to MariaDB and WordPress, and completes.
+async fn cron_runs_are_admitted(client: &kube::Client, namespace: &str) {
+    let resource = ApiResource {
+        group: "batch".into(),
+        version: "v1beta1".into(),
+        api_version: "batch/v1beta1".into(),
+        kind: "CronJob".into(),
+        plural: "cronjobs".into(),
+    };
+    let cron_job = Api::<DynamicObject>::namespaced_with(client.clone(), namespace, &resource)
+        .get("wp-cron")
+        .await
+        .expect("the wp-cron CronJob");
+    assert_eq!(cron_job.data["spec"]["schedule"], "*/5 * * * *");
+    assert_eq!(cron_job.data["spec"]["concurrencyPolicy"], "Forbid");
+    let template: JobTemplateSpec =
+        serde_json::from_value(cron_job.data["spec"]["jobTemplate"].clone()).expect("template");
+    let run = Job {
+        metadata: kube::api::ObjectMeta {
+            name: Some("wp-cron-by-hand".into()),
+            labels: template.metadata.and_then(|m| m.labels),
+            ..Default::default()
+        },
+        spec: template.spec,
+        status: None,
+    };
+    let jobs = Api::<Job>::namespaced(client.clone(), namespace);
+    jobs.create(&Default::default(), &run)
+        .await
+        .expect("a cron run is admitted");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let job = jobs.get("wp-cron-by-hand").await.expect("the run");
+        if job.status.and_then(|s| s.succeeded) == Some(1) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the cron run did not complete"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 #[tokio::test]
 async fn a_store_goes_from_create_to_ready_and_is_deleted_cleanly() {
     let env = TestEnv::shared();
@@ -116,7 +176,7 @@ async fn a_store_goes_from_create_to_ready_and_is_deleted_cleanly() {
         .expect("store");
     assert_eq!(created.phase, Phase::Pending as i32);
     assert_eq!(created.tenant, "life");
-    assert_eq!(created.steps.len(), 7);
+    assert_eq!(created.steps.len(), 8);
 
     wait_for_phase(&id, "ready", Duration::from_secs(120)).await;
     let store = support::get_store(&mut api, "life", &id).await;
@@ -131,7 +191,8 @@ async fn a_store_goes_from_create_to_ready_and_is_deleted_cleanly() {
             "mariadb",
             "wordpress",
             "ingress",
-            "bootstrap"
+            "bootstrap",
+            "cron"
         ]
     );
     assert!(
@@ -170,10 +231,25 @@ async fn a_store_goes_from_create_to_ready_and_is_deleted_cleanly() {
         .list(&ListParams::default())
         .await
         .expect("policies");
-    assert_eq!(policies.items.len(), 5);
+    assert_eq!(policies.items.len(), 7, "five, cron's and mail's");
     assert!(
         Api::<Secret>::namespaced(client.clone(), &namespace)
             .get("store-credentials")
+            .await
+            .is_ok()
+    );
+    // The relay's password, copied where the store's pods read it (the file's newline is not part of it).
+    let mail = Api::<Secret>::namespaced(client.clone(), &namespace)
+        .get("store-mail")
+        .await
+        .expect("mail secret");
+    assert_eq!(
+        mail.data.expect("data")["smtp-password"].0,
+        RELAY_PASSWORD.as_bytes()
+    );
+    assert!(
+        Api::<ConfigMap>::namespaced(client.clone(), &namespace)
+            .get("wordpress-platform-files")
             .await
             .is_ok()
     );
@@ -220,11 +296,12 @@ async fn a_store_goes_from_create_to_ready_and_is_deleted_cleanly() {
         .await
         .expect("job");
     assert_eq!(job.status.and_then(|s| s.succeeded), Some(1));
+    cron_runs_are_admitted(&client, &namespace).await;
 
     // One event per step transition, in the store's namespace.
-    let succeeded = support::step_succeeded_events(&namespace, 7).await;
+    let succeeded = support::step_succeeded_events(&namespace, 8).await;
     let notes: Vec<String> = succeeded.iter().filter_map(|e| e.note.clone()).collect();
-    assert_eq!(succeeded.len(), 7, "{notes:?}");
+    assert_eq!(succeeded.len(), 8, "{notes:?}");
     for step in [
         "namespace",
         "policies",
@@ -233,6 +310,7 @@ async fn a_store_goes_from_create_to_ready_and_is_deleted_cleanly() {
         "wordpress",
         "ingress",
         "bootstrap",
+        "cron",
     ] {
         assert!(
             notes.iter().any(|n| n == &format!("step {step}")),
@@ -538,8 +616,16 @@ async fn a_failed_bootstrap_job_fails_the_store_with_its_reason_and_retry_finish
         "{}",
         store.failure_reason
     );
-    let bootstrap = store.steps.last().expect("steps");
-    assert_eq!(bootstrap.state, StepState::Failed as i32);
+    let state = |name: &str| {
+        store
+            .steps
+            .iter()
+            .find(|s| s.name == name)
+            .map(|s| s.state)
+            .expect("step")
+    };
+    assert_eq!(state("bootstrap"), StepState::Failed as i32);
+    assert_eq!(state("cron"), StepState::Pending as i32, "no cron before the shop exists");
 
     // The cause is fixed; a retry replaces the failed Job and the store finishes.
     env.set_kubelet_behaviour(&namespace, &Behaviour::default())

@@ -1,22 +1,25 @@
 //! The bootstrap Job: installs WordPress, activates WooCommerce, creates the sample product and enables cash on
 //! delivery, then verifies from inside the store that a customer can buy. Its script is
-//! `scripts/woocommerce-bootstrap.sh`, shipped in a ConfigMap.
+//! `scripts/woocommerce-bootstrap.sh`, shipped in a ConfigMap. It shares WordPress's ReadWriteOnce volume, so its
+//! pod is scheduled onto the node WordPress runs on: on any other node it could never mount it.
 
 use k8s_openapi::api::{
     batch::v1::{Job, JobSpec},
     core::v1::{
-        ConfigMap, ConfigMapVolumeSource, Container, EnvVar, PodSpec, PodTemplateSpec, Volume,
-        VolumeMount,
+        Affinity, ConfigMap, ConfigMapVolumeSource, Container, PodAffinity, PodAffinityTerm,
+        PodSpec, PodTemplateSpec, Volume, VolumeMount,
     },
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::{
-    mariadb::secret_env,
-    meta::{BOOTSTRAP, WWW_DATA, container_security, labels, object_meta, pod_security},
+    meta::{
+        BOOTSTRAP, WORDPRESS, WWW_DATA, container_security, env, labels, object_meta, pod_security,
+        secret_env, selector,
+    },
     policy::BOOTSTRAP_SIZE,
     secret::{WORDPRESS_ADMIN_PASSWORD, WORDPRESS_ADMIN_USER},
-    wordpress::{config_extra, data_volume, database_env},
+    wordpress::{config_extra, data_volume, database_env, mail_env},
 };
 use crate::settings::Settings;
 use store_platform_runtime::record::StoreSpec;
@@ -33,11 +36,18 @@ pub fn script_config_map(id: &str) -> ConfigMap {
     }
 }
 
-fn env(name: &str, value: impl Into<String>) -> EnvVar {
-    EnvVar {
-        name: name.to_owned(),
-        value: Some(value.into()),
-        ..EnvVar::default()
+/// Only on the node WordPress's pod runs on (the volume is attached there).
+fn with_wordpress() -> Affinity {
+    Affinity {
+        pod_affinity: Some(PodAffinity {
+            required_during_scheduling_ignored_during_execution: Some(vec![PodAffinityTerm {
+                label_selector: Some(selector(WORDPRESS)),
+                topology_key: "kubernetes.io/hostname".to_owned(),
+                ..PodAffinityTerm::default()
+            }]),
+            ..PodAffinity::default()
+        }),
+        ..Affinity::default()
     }
 }
 
@@ -55,8 +65,9 @@ pub fn job(id: &str, spec: &StoreSpec, settings: &Settings) -> Job {
         env("WP_ADMIN_EMAIL", spec.admin_email.clone()),
         secret_env("WP_ADMIN_USER", WORDPRESS_ADMIN_USER),
         secret_env("WP_ADMIN_PASSWORD", WORDPRESS_ADMIN_PASSWORD),
-        env("WORDPRESS_SERVICE_URL", "http://wordpress"),
+        env("WORDPRESS_SERVICE_URL", format!("http://{WORDPRESS}")),
     ]);
+    environment.extend(mail_env(settings));
     Job {
         metadata: object_meta(id, BOOTSTRAP, BOOTSTRAP),
         spec: Some(JobSpec {
@@ -70,6 +81,7 @@ pub fn job(id: &str, spec: &StoreSpec, settings: &Settings) -> Job {
                     ..ObjectMeta::default()
                 }),
                 spec: Some(PodSpec {
+                    affinity: Some(with_wordpress()),
                     restart_policy: Some("Never".to_owned()),
                     containers: vec![Container {
                         name: "bootstrap".to_owned(),

@@ -4,9 +4,8 @@ use k8s_openapi::{
     api::{
         apps::v1::{StatefulSet, StatefulSetSpec},
         core::v1::{
-            Container, ContainerPort, EnvVar, EnvVarSource, ExecAction, PersistentVolumeClaim,
-            PodSpec, PodTemplateSpec, Probe, SecretKeySelector, Service, ServicePort, ServiceSpec,
-            VolumeMount,
+            Container, ContainerPort, ExecAction, PersistentVolumeClaim, PodSpec, PodTemplateSpec,
+            Probe, Service, ServicePort, ServiceSpec, VolumeMount,
         },
     },
     apimachinery::pkg::{apis::meta::v1::ObjectMeta, util::intstr::IntOrString},
@@ -14,7 +13,7 @@ use k8s_openapi::{
 
 use super::{
     meta::{
-        MARIADB, MYSQL, SECRET_NAME, container_security, labels, object_meta, pod_security,
+        MARIADB, MYSQL, container_security, env, labels, object_meta, pod_security, secret_env,
         selector, selector_labels, volume_claim_spec,
     },
     policy::MARIADB_SIZE,
@@ -24,38 +23,15 @@ use crate::settings::Settings;
 
 pub const PORT: i32 = 3306;
 
-/// An environment variable read from the store's Secret.
-pub fn secret_env(name: &str, key: &str) -> EnvVar {
-    EnvVar {
-        name: name.to_owned(),
-        value_from: Some(EnvVarSource {
-            secret_key_ref: Some(SecretKeySelector {
-                name: SECRET_NAME.to_owned(),
-                key: key.to_owned(),
-                ..SecretKeySelector::default()
-            }),
-            ..EnvVarSource::default()
-        }),
-        ..EnvVar::default()
-    }
-}
-
-fn plain_env(name: &str, value: &str) -> EnvVar {
-    EnvVar {
-        name: name.to_owned(),
-        value: Some(value.to_owned()),
-        ..EnvVar::default()
-    }
-}
-
-/// `mariadb-admin ping` through `sh -c`, so the password comes from the environment, not the pod spec.
+/// `mariadb-admin ping` through `sh -c`: the password comes from the environment, never the pod spec, and reaches
+/// the client in MYSQL_PWD rather than its command line, which every process on the node could read.
 fn ping_probe(initial_delay: i32, period: i32, failures: i32) -> Probe {
     Probe {
         exec: Some(ExecAction {
             command: Some(vec![
                 "sh".to_owned(),
                 "-c".to_owned(),
-                "mariadb-admin --protocol=socket -uroot -p\"$MARIADB_ROOT_PASSWORD\" ping"
+                "MYSQL_PWD=\"$MARIADB_ROOT_PASSWORD\" exec mariadb-admin --protocol=socket -uroot ping"
                     .to_owned(),
             ]),
         }),
@@ -93,7 +69,7 @@ pub fn stateful_set(id: &str, settings: &Settings) -> StatefulSet {
         image_pull_policy: Some(settings.image_pull_policy.clone()),
         env: Some(vec![
             secret_env("MARIADB_ROOT_PASSWORD", MARIADB_ROOT_PASSWORD),
-            plain_env("MARIADB_DATABASE", DATABASE),
+            env("MARIADB_DATABASE", DATABASE),
             secret_env("MARIADB_USER", MARIADB_USER),
             secret_env("MARIADB_PASSWORD", MARIADB_PASSWORD),
         ]),

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::{
     api::core::v1::{
-        Capabilities, PersistentVolumeClaimSpec, PodSecurityContext, SeccompProfile,
-        SecurityContext, VolumeResourceRequirements,
+        Capabilities, EnvVar, EnvVarSource, PersistentVolumeClaimSpec, PodSecurityContext,
+        SeccompProfile, SecretKeySelector, SecurityContext, VolumeResourceRequirements,
     },
     apimachinery::pkg::{
         api::resource::Quantity,
@@ -23,6 +23,9 @@ pub const WORDPRESS: &str = "wordpress";
 pub const WORDPRESS_DATA: &str = "wordpress-data";
 pub const BOOTSTRAP: &str = "woocommerce-bootstrap";
 pub const INGRESS: &str = "storefront";
+/// The ConfigMap of files the platform puts into WordPress's volume (the init script, the mail plugin).
+pub const WORDPRESS_FILES: &str = "wordpress-platform-files";
+pub const CRON: &str = "wp-cron";
 /// uid and gid of `www-data` in the WordPress image: WordPress and the bootstrap Job share its volume.
 pub const WWW_DATA: i64 = 33;
 /// uid and gid of `mysql` in the MariaDB image.
@@ -102,4 +105,34 @@ pub fn volume_claim_spec(size: &str, storage_class: Option<String>) -> Persisten
         }),
         ..PersistentVolumeClaimSpec::default()
     }
+}
+
+/// An environment variable with a plain value.
+pub fn env(name: &str, value: impl Into<String>) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value: Some(value.into()),
+        ..EnvVar::default()
+    }
+}
+
+/// An environment variable read from key `key` of Secret `secret` in the store's namespace.
+pub fn secret_key_env(name: &str, secret: &str, key: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: secret.to_owned(),
+                key: key.to_owned(),
+                ..SecretKeySelector::default()
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
+}
+
+/// An environment variable read from the store's generated credentials.
+pub fn secret_env(name: &str, key: &str) -> EnvVar {
+    secret_key_env(name, SECRET_NAME, key)
 }

@@ -2,6 +2,7 @@
 //! functions; this module runs them as steps and reads readiness from the objects' status.
 
 pub mod bootstrap;
+pub mod cron;
 pub mod ingress;
 pub mod mariadb;
 pub mod meta;
@@ -35,16 +36,37 @@ pub const STEPS: &[&str] = &[
     "wordpress",
     "ingress",
     "bootstrap",
+    "cron",
 ];
 
 #[derive(Debug, Clone)]
 pub struct WooCommerce {
     settings: Arc<Settings>,
+    /// Whether the API server serves batch/v1 CronJobs, asked once.
+    batch_v1_cron_jobs: Arc<tokio::sync::OnceCell<bool>>,
 }
 
 impl WooCommerce {
     pub fn new(settings: Arc<Settings>) -> Self {
-        Self { settings }
+        Self {
+            settings,
+            batch_v1_cron_jobs: Arc::default(),
+        }
+    }
+
+    /// The relay's password, read afresh from its file (a mounted Secret, which the kubelet updates in place).
+    fn mail_password(&self) -> Result<Option<String>, Error> {
+        let Some(path) = self
+            .settings
+            .mail
+            .as_ref()
+            .and_then(|m| m.password_file.clone())
+        else {
+            return Ok(None);
+        };
+        let password = std::fs::read_to_string(&path)
+            .map_err(|source| Error::ReadMailPassword { path, source })?;
+        Ok(Some(password.trim_end_matches(['\r', '\n']).to_owned()))
     }
 }
 
@@ -180,12 +202,18 @@ impl Engine for WooCommerce {
                     kube.apply(&network_policy).await?;
                 }
             }
-            "secrets" => kube.create_once(&secret::credentials(id)).await?,
+            "secrets" => {
+                kube.create_once(&secret::credentials(id)).await?;
+                if let Some(password) = self.mail_password()? {
+                    kube.create_once(&secret::mail(id, &password)).await?;
+                }
+            }
             "mariadb" => {
                 kube.apply(&mariadb::service(id)).await?;
                 kube.apply(&mariadb::stateful_set(id, settings)).await?;
             }
             "wordpress" => {
+                kube.apply(&wordpress::files_config_map(id)).await?;
                 kube.apply(&wordpress::volume_claim(id, settings)).await?;
                 kube.apply(&wordpress::service(id)).await?;
                 kube.apply(&wordpress::deployment(id, settings)).await?;
@@ -196,6 +224,14 @@ impl Engine for WooCommerce {
             "bootstrap" => {
                 kube.apply(&bootstrap::script_config_map(id)).await?;
                 kube.apply(&bootstrap::job(id, &store.spec, settings))
+                    .await?;
+            }
+            "cron" => {
+                let batch_v1 = *self
+                    .batch_v1_cron_jobs
+                    .get_or_try_init(|| kube.serves_batch_v1_cron_jobs())
+                    .await?;
+                kube.apply_cron_job(&cron::cron_job(id, settings), batch_v1)
                     .await?;
             }
             _ => {}

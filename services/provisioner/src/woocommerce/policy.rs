@@ -1,5 +1,5 @@
-//! The store's fences: a ResourceQuota and LimitRange sized for one store plus its bootstrap Job, and
-//! NetworkPolicies that deny everything but what the store needs.
+//! The store's fences: a ResourceQuota and LimitRange sized for one store plus its bootstrap Job and cron runs,
+//! and NetworkPolicies that deny everything but what the store needs.
 
 use std::collections::BTreeMap;
 
@@ -10,8 +10,8 @@ use k8s_openapi::{
             ResourceRequirements,
         },
         networking::v1::{
-            NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer,
-            NetworkPolicyPort, NetworkPolicySpec,
+            IPBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule,
+            NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicySpec,
         },
     },
     apimachinery::pkg::{
@@ -21,7 +21,7 @@ use k8s_openapi::{
     },
 };
 
-use super::meta::{APP_LABEL, BOOTSTRAP, MARIADB, WORDPRESS, object_meta, selector};
+use super::meta::{APP_LABEL, BOOTSTRAP, CRON, MARIADB, WORDPRESS, object_meta, selector};
 use crate::settings::Settings;
 
 /// CPU and memory of one container, as requests and limits.
@@ -68,17 +68,38 @@ pub const BOOTSTRAP_SIZE: Size = Size {
     cpu_limit_milli: 1000,
     memory_limit_mi: 384,
 };
+/// WordPress's init container (copies the core once, then only checks). No larger than WordPress itself, so the
+/// pod's footprint, the larger of the two, is WordPress's.
+pub const INIT_SIZE: Size = Size {
+    cpu_request_milli: 100,
+    memory_request_mi: 64,
+    cpu_limit_milli: 500,
+    memory_limit_mi: 256,
+};
+/// One cron run: a curl.
+pub const CRON_SIZE: Size = Size {
+    cpu_request_milli: 20,
+    memory_request_mi: 16,
+    cpu_limit_milli: 100,
+    memory_limit_mi: 32,
+};
 
-/// Pods a store may run at once: MariaDB, WordPress, the bootstrap Job's pod, and one more for a Job retry or a
-/// WordPress pod being replaced.
-pub const MAX_PODS: u64 = 4;
+/// Pods a store may run at once: MariaDB, WordPress, the bootstrap Job's pod, a cron run, and one more for a Job
+/// retry or a WordPress pod being replaced.
+pub const MAX_PODS: u64 = 5;
 /// Storage of both volumes, plus room to grow one of them.
 pub const STORAGE_QUOTA_GI: u64 = 6;
 pub const PVC_MAX_GI: u64 = 4;
 
 /// The quota: every pod the store runs at once, its two volumes, and one spare pod of the largest size.
 pub fn resource_quota(id: &str) -> ResourceQuota {
-    let sizes = [MARIADB_SIZE, WORDPRESS_SIZE, BOOTSTRAP_SIZE, WORDPRESS_SIZE];
+    let sizes = [
+        MARIADB_SIZE,
+        WORDPRESS_SIZE,
+        BOOTSTRAP_SIZE,
+        CRON_SIZE,
+        WORDPRESS_SIZE,
+    ];
     let sum = |f: fn(&Size) -> u64| sizes.iter().map(f).sum::<u64>();
     let hard: BTreeMap<String, Quantity> = [
         ("requests.cpu", format!("{}m", sum(|s| s.cpu_request_milli))),
@@ -172,10 +193,11 @@ fn policy(id: &str, name: &str, spec: NetworkPolicySpec) -> NetworkPolicy {
 }
 
 /// Deny everything, then allow: DNS for every pod; the ingress controller to WordPress; WordPress and the
-/// bootstrap Job to MariaDB; the bootstrap Job to WordPress (it checks the storefront answers).
+/// bootstrap Job to MariaDB; the bootstrap Job (it checks the storefront answers) and cron runs to WordPress; and,
+/// when the platform has an SMTP relay, WordPress and the bootstrap Job to the relay's port.
 pub fn network_policies(id: &str, settings: &Settings) -> Vec<NetworkPolicy> {
     let both = ["Ingress".to_owned(), "Egress".to_owned()];
-    vec![
+    let mut policies = vec![
         policy(
             id,
             "default-deny",
@@ -216,7 +238,7 @@ pub fn network_policies(id: &str, settings: &Settings) -> Vec<NetworkPolicy> {
                             }),
                             ..NetworkPolicyPeer::default()
                         },
-                        pod_peer(selector(BOOTSTRAP)),
+                        pod_peer(pods_of(&[BOOTSTRAP, CRON])),
                     ]),
                     ports: Some(vec![port(8080, "TCP")]),
                 }]),
@@ -255,5 +277,45 @@ pub fn network_policies(id: &str, settings: &Settings) -> Vec<NetworkPolicy> {
                 ..NetworkPolicySpec::default()
             },
         ),
-    ]
+        policy(
+            id,
+            "cron-egress",
+            NetworkPolicySpec {
+                pod_selector: Some(selector(CRON)),
+                policy_types: Some(vec!["Egress".to_owned()]),
+                egress: Some(vec![NetworkPolicyEgressRule {
+                    to: Some(vec![pod_peer(selector(WORDPRESS))]),
+                    ports: Some(vec![port(8080, "TCP")]),
+                }]),
+                ..NetworkPolicySpec::default()
+            },
+        ),
+    ];
+    if let Some(mail) = &settings.mail {
+        policies.push(policy(
+            id,
+            "mail-egress",
+            NetworkPolicySpec {
+                pod_selector: Some(pods_of(&[WORDPRESS, BOOTSTRAP])),
+                policy_types: Some(vec!["Egress".to_owned()]),
+                egress: Some(vec![NetworkPolicyEgressRule {
+                    to: Some(
+                        mail.egress_cidrs
+                            .iter()
+                            .map(|cidr| NetworkPolicyPeer {
+                                ip_block: Some(IPBlock {
+                                    cidr: cidr.clone(),
+                                    except: None,
+                                }),
+                                ..NetworkPolicyPeer::default()
+                            })
+                            .collect(),
+                    ),
+                    ports: Some(vec![port(i32::from(mail.port), "TCP")]),
+                }]),
+                ..NetworkPolicySpec::default()
+            },
+        ));
+    }
+    policies
 }

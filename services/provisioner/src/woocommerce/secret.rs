@@ -13,6 +13,9 @@ pub const WORDPRESS_ADMIN_USER: &str = "wordpress-admin-user";
 pub const WORDPRESS_ADMIN_PASSWORD: &str = "wordpress-admin-password";
 pub const ADMIN_USER: &str = "admin";
 pub const DATABASE: &str = "wordpress";
+/// The SMTP relay's password, copied into the store's namespace where its pods can read it.
+pub const MAIL_SECRET: &str = "store-mail";
+pub const SMTP_PASSWORD: &str = "smtp-password";
 
 /// A password of 32 letters and digits (190 bits) from the operating system's CSPRNG.
 pub fn password() -> String {
@@ -41,6 +44,16 @@ pub fn credentials(id: &str) -> Secret {
             .map(|(k, v)| (k.to_owned(), v))
             .collect(),
         ),
+        ..Secret::default()
+    }
+}
+
+/// The Secret carrying the platform's SMTP relay password to the store's pods.
+pub fn mail(id: &str, password: &str) -> Secret {
+    Secret {
+        metadata: object_meta(id, MAIL_SECRET, "store"),
+        type_: Some("Opaque".to_owned()),
+        string_data: Some([(SMTP_PASSWORD.to_owned(), password.to_owned())].into()),
         ..Secret::default()
     }
 }

@@ -7,8 +7,8 @@ use k8s_openapi::{
 use kube::Resource as _;
 use store_platform_runtime::record::{Engine, MANAGED_BY_LABEL, STORE_ID_LABEL, StoreSpec};
 
-use super::{bootstrap, ingress, mariadb, meta, policy, secret, wordpress};
-use crate::settings::{Settings, Tls};
+use super::{bootstrap, cron, ingress, mariadb, meta, policy, secret, wordpress};
+use crate::settings::{Mail, MailSecurity, Settings, Tls};
 
 const ID: &str = "shoes";
 
@@ -20,7 +20,23 @@ fn spec() -> StoreSpec {
     }
 }
 
-/// Every pod the store runs: MariaDB, WordPress and the bootstrap Job.
+/// Settings with an SMTP relay that needs a password.
+fn with_mail() -> Settings {
+    Settings {
+        mail: Some(Mail {
+            host: "smtp.example.net".into(),
+            port: 587,
+            security: MailSecurity::Starttls,
+            username: Some("relay".into()),
+            password_file: Some("/etc/store-platform/smtp/password".into()),
+            from: "shops@platform.example".into(),
+            egress_cidrs: vec!["203.0.113.7/32".into()],
+        }),
+        ..Settings::local()
+    }
+}
+
+/// Every pod the store runs: MariaDB, WordPress, the bootstrap Job and a cron run.
 fn pod_specs(settings: &Settings) -> Vec<(&'static str, PodSpec)> {
     let template = |spec: Option<PodSpec>| spec.expect("pod spec");
     vec![
@@ -54,7 +70,37 @@ fn pod_specs(settings: &Settings) -> Vec<(&'static str, PodSpec)> {
                     .spec,
             ),
         ),
+        (
+            "cron",
+            template(
+                cron::cron_job(ID, settings)
+                    .spec
+                    .expect("spec")
+                    .job_template
+                    .spec
+                    .expect("job")
+                    .template
+                    .spec,
+            ),
+        ),
     ]
+}
+
+/// What a pod takes from the quota: the larger of its init containers' and the sum of its containers'.
+fn pod_footprint(spec: &PodSpec, kind: &str, name: &str) -> u64 {
+    let running: u64 = spec
+        .containers
+        .iter()
+        .map(|c| resource(c, kind, name))
+        .sum();
+    let init = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .map(|c| resource(c, kind, name))
+        .max()
+        .unwrap_or(0);
+    running.max(init)
 }
 
 /// Parses the quantities this module writes: "250m", "2", "256Mi", "2Gi".
@@ -96,14 +142,12 @@ fn the_quota_admits_every_pod_of_the_store_plus_a_spare() {
         ("limits", "cpu"),
         ("limits", "memory"),
     ] {
-        let containers: Vec<&Container> =
-            pods.iter().flat_map(|(_, p)| p.containers.iter()).collect();
-        let used: u64 = containers.iter().map(|c| resource(c, kind, name)).sum();
-        let largest = containers
+        let footprints: Vec<u64> = pods
             .iter()
-            .map(|c| resource(c, kind, name))
-            .max()
-            .expect("containers");
+            .map(|(_, p)| pod_footprint(p, kind, name))
+            .collect();
+        let used: u64 = footprints.iter().sum();
+        let largest = footprints.iter().copied().max().expect("pods");
         let hard = milli(&quota[&format!("{kind}.{name}")]);
         assert!(
             used + largest <= hard,
@@ -129,7 +173,11 @@ fn every_container_fits_under_the_limit_range() {
         .and_then(|l| l.max.clone())
         .expect("max");
     for (pod, spec) in pod_specs(&Settings::local()) {
-        for container in &spec.containers {
+        for container in spec
+            .containers
+            .iter()
+            .chain(spec.init_containers.iter().flatten())
+        {
             for name in ["cpu", "memory"] {
                 assert!(
                     resource(container, "limits", name) <= milli(&container_max[name]),
@@ -158,7 +206,11 @@ fn every_pod_satisfies_the_restricted_pod_security_level() {
             "{pod}"
         );
         assert_eq!(spec.automount_service_account_token, Some(false), "{pod}");
-        for container in &spec.containers {
+        for container in spec
+            .containers
+            .iter()
+            .chain(spec.init_containers.iter().flatten())
+        {
             let security = container
                 .security_context
                 .clone()
@@ -187,7 +239,10 @@ fn wordpress_and_the_bootstrap_job_share_a_uid_and_the_document_root() {
     };
     assert_eq!(uid("wordpress"), Some(meta::WWW_DATA));
     assert_eq!(uid("bootstrap"), Some(meta::WWW_DATA));
-    for (pod, spec) in pods.iter().filter(|(pod, _)| *pod != "mariadb") {
+    for (pod, spec) in pods
+        .iter()
+        .filter(|(pod, _)| !matches!(*pod, "mariadb" | "cron"))
+    {
         let claims: Vec<String> = spec
             .volumes
             .clone()
@@ -201,7 +256,7 @@ fn wordpress_and_the_bootstrap_job_share_a_uid_and_the_document_root() {
 
 #[test]
 fn no_password_appears_outside_the_secret() {
-    let settings = Settings::local();
+    let settings = with_mail();
     let credentials = secret::credentials(ID);
     let passwords: Vec<String> = credentials
         .string_data
@@ -211,16 +266,24 @@ fn no_password_appears_outside_the_secret() {
         .filter(|v| v.len() == 32)
         .collect();
     assert_eq!(passwords.len(), 3);
+    let relay_password = "relay-password-0123456789";
+    let mail = secret::mail(ID, relay_password);
+    assert_eq!(
+        mail.string_data.expect("data")[secret::SMTP_PASSWORD],
+        relay_password
+    );
     let everything = serde_json::to_string(&(
         mariadb::stateful_set(ID, &settings),
         wordpress::deployment(ID, &settings),
+        wordpress::files_config_map(ID),
         bootstrap::job(ID, &spec(), &settings),
+        cron::cron_job(ID, &settings),
         policy::network_policies(ID, &settings),
         ingress::ingress(ID, &settings),
     ))
     .expect("serialize");
-    for password in passwords {
-        assert!(!everything.contains(&password));
+    for password in passwords.iter().map(String::as_str).chain([relay_password]) {
+        assert!(!everything.contains(password));
     }
     assert!(
         everything.contains("secretKeyRef"),
@@ -261,6 +324,9 @@ fn every_object_is_labelled_and_lives_in_the_store_namespace() {
         policy::resource_quota(ID).meta().clone(),
         policy::limit_range(ID).meta().clone(),
         secret::credentials(ID).meta().clone(),
+        secret::mail(ID, "p").meta().clone(),
+        wordpress::files_config_map(ID).meta().clone(),
+        cron::cron_job(ID, &settings).meta().clone(),
         mariadb::service(ID).meta().clone(),
         mariadb::stateful_set(ID, &settings).meta().clone(),
         wordpress::volume_claim(ID, &settings).meta().clone(),
@@ -272,7 +338,7 @@ fn every_object_is_labelled_and_lives_in_the_store_namespace() {
     ]
     .into_iter()
     .chain(
-        policy::network_policies(ID, &settings)
+        policy::network_policies(ID, &with_mail())
             .into_iter()
             .map(|p| p.metadata),
     );
@@ -372,4 +438,183 @@ fn the_bootstrap_job_fails_fast_and_ships_the_repository_script() {
     }
     let script = bootstrap::script_config_map(ID).data.expect("data");
     assert!(script["bootstrap.sh"].starts_with("#!/usr/bin/env bash"));
+}
+
+#[test]
+fn the_bootstrap_job_runs_on_the_node_of_wordpress_whose_volume_it_shares() {
+    let pod = bootstrap::job(ID, &spec(), &Settings::local())
+        .spec
+        .expect("spec")
+        .template
+        .spec
+        .expect("pod");
+    let terms = pod
+        .affinity
+        .and_then(|a| a.pod_affinity)
+        .and_then(|a| a.required_during_scheduling_ignored_during_execution)
+        .expect("required pod affinity");
+    assert_eq!(terms.len(), 1);
+    assert_eq!(terms[0].topology_key, "kubernetes.io/hostname");
+    assert_eq!(
+        terms[0]
+            .label_selector
+            .clone()
+            .and_then(|s| s.match_labels)
+            .expect("labels")[meta::APP_LABEL],
+        meta::WORDPRESS
+    );
+    // The selector matches WordPress's pods, in the Job's own namespace.
+    let wordpress = wordpress::deployment(ID, &Settings::local())
+        .spec
+        .expect("spec")
+        .template
+        .metadata
+        .expect("meta")
+        .labels
+        .expect("labels");
+    assert_eq!(wordpress[meta::APP_LABEL], meta::WORDPRESS);
+    assert!(terms[0].namespaces.is_none());
+}
+
+#[test]
+fn wordpress_copies_its_core_in_an_init_container_from_the_platform_files() {
+    let settings = Settings::local();
+    let pod = wordpress::deployment(ID, &settings)
+        .spec
+        .expect("spec")
+        .template;
+    let spec = pod.spec.expect("pod");
+    let init = spec.init_containers.expect("init containers");
+    assert_eq!(init.len(), 1);
+    assert_eq!(init[0].image, Some(settings.wordpress_image.clone()));
+    assert_eq!(
+        init[0].command.as_deref(),
+        Some(
+            &[
+                "bash".to_owned(),
+                "/opt/store-platform/install-core.sh".to_owned()
+            ][..]
+        )
+    );
+    let mounts: Vec<&str> = init[0]
+        .volume_mounts
+        .iter()
+        .flatten()
+        .map(|m| m.mount_path.as_str())
+        .collect();
+    assert_eq!(mounts, ["/var/www/html", "/opt/store-platform"]);
+    let files = wordpress::files_config_map(ID).data.expect("data");
+    assert!(files["install-core.sh"].starts_with("#!/usr/bin/env bash"));
+    assert!(files["store-platform-mail.php"].starts_with("<?php"));
+    let config_map = spec
+        .volumes
+        .iter()
+        .flatten()
+        .find_map(|v| v.config_map.clone())
+        .expect("the files volume");
+    assert_eq!(config_map.name, meta::WORDPRESS_FILES);
+    // A change to the files replaces the pod.
+    let annotations = pod
+        .metadata
+        .and_then(|m| m.annotations)
+        .expect("annotations");
+    assert_eq!(annotations["store-platform.io/platform-files"].len(), 64);
+}
+
+#[test]
+fn wp_cron_runs_from_a_cron_job_never_from_visitors() {
+    let settings = Settings::local();
+    assert!(wordpress::config_extra(ID, &settings).contains("define('DISABLE_WP_CRON', true);"));
+    let cron_job = cron::cron_job(ID, &settings);
+    let spec = cron_job.spec.expect("spec");
+    assert_eq!(spec.schedule, "*/5 * * * *");
+    assert_eq!(spec.concurrency_policy.as_deref(), Some("Forbid"));
+    let command = cron::command(ID, &settings);
+    assert_eq!(command[0], "curl");
+    assert!(command.contains(&"--fail".to_owned()));
+    assert!(command.contains(&"Host: shoes.localhost".to_owned()));
+    assert_eq!(
+        command.last().map(String::as_str),
+        Some("http://wordpress/wp-cron.php")
+    );
+    // Its Jobs do not wake the platform's controller, which watches only the Jobs it manages.
+    let job_labels = spec
+        .job_template
+        .metadata
+        .and_then(|m| m.labels)
+        .expect("job labels");
+    assert!(!job_labels.contains_key(MANAGED_BY_LABEL));
+    assert_eq!(job_labels[STORE_ID_LABEL], ID);
+
+    let mut secure = Settings::local();
+    secure.scheme = "https";
+    assert!(cron::command(ID, &secure).contains(&"X-Forwarded-Proto: https".to_owned()));
+}
+
+#[test]
+fn network_policies_let_cron_reach_wordpress_and_nothing_else() {
+    let policies = policy::network_policies(ID, &Settings::local());
+    let named = |name: &str| {
+        policies
+            .iter()
+            .find(|p| p.metadata.name.as_deref() == Some(name))
+            .and_then(|p| p.spec.clone())
+            .unwrap_or_else(|| panic!("policy {name}"))
+    };
+    let cron = serde_json::to_string(&named("cron-egress")).expect("json");
+    assert!(cron.contains("wp-cron") && cron.contains("8080"), "{cron}");
+    assert!(!cron.contains("3306"));
+    let ingress = serde_json::to_string(&named("wordpress-ingress")).expect("json");
+    assert!(ingress.contains("wp-cron") && ingress.contains("woocommerce-bootstrap"));
+    assert!(
+        policies
+            .iter()
+            .all(|p| p.metadata.name.as_deref() != Some("mail-egress")),
+        "no relay, no mail egress"
+    );
+}
+
+#[test]
+fn with_a_relay_the_pods_get_its_settings_and_may_reach_its_port() {
+    let settings = with_mail();
+    let names = |env: Vec<k8s_openapi::api::core::v1::EnvVar>| -> Vec<String> {
+        env.into_iter().map(|e| e.name).collect()
+    };
+    let expected = [
+        "STORE_SMTP_HOST",
+        "STORE_SMTP_PORT",
+        "STORE_SMTP_SECURITY",
+        "STORE_SMTP_FROM",
+        "STORE_SMTP_USERNAME",
+        "STORE_SMTP_PASSWORD",
+    ];
+    assert_eq!(names(wordpress::mail_env(&settings)), expected);
+    for (pod, spec) in pod_specs(&settings) {
+        let env = names(spec.containers[0].env.clone().unwrap_or_default());
+        let has_mail = expected.iter().all(|e| env.contains(&(*e).to_owned()));
+        assert_eq!(has_mail, matches!(pod, "wordpress" | "bootstrap"), "{pod}");
+    }
+    let password = wordpress::mail_env(&settings)
+        .into_iter()
+        .find(|e| e.name == "STORE_SMTP_PASSWORD")
+        .and_then(|e| e.value_from)
+        .and_then(|v| v.secret_key_ref)
+        .expect("from a Secret");
+    assert_eq!(
+        (password.name.as_str(), password.key.as_str()),
+        (secret::MAIL_SECRET, secret::SMTP_PASSWORD)
+    );
+    assert!(wordpress::mail_env(&Settings::local()).is_empty());
+
+    let policies = policy::network_policies(ID, &settings);
+    let mail = policies
+        .iter()
+        .find(|p| p.metadata.name.as_deref() == Some("mail-egress"))
+        .and_then(|p| p.spec.clone())
+        .expect("mail egress");
+    let json = serde_json::to_string(&mail).expect("json");
+    assert!(
+        json.contains("203.0.113.7/32") && json.contains("587"),
+        "{json}"
+    );
 }

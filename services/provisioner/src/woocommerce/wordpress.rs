@@ -1,39 +1,39 @@
-//! WordPress: a Deployment (`Recreate`: its volume is ReadWriteOnce), its volume claim, and a Service.
+//! WordPress: a Deployment (`Recreate`: its volume is ReadWriteOnce) whose init container puts the core and the
+//! platform's mail plugin into the volume, the files it does that with (a ConfigMap), the volume claim, and a
+//! Service.
 
 use k8s_openapi::{
     api::{
         apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy},
         core::v1::{
-            Container, ContainerPort, EnvVar, HTTPGetAction, PersistentVolumeClaim,
-            PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec, Probe, Service,
-            ServicePort, ServiceSpec, Volume, VolumeMount,
+            ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, HTTPGetAction,
+            PersistentVolumeClaim, PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec,
+            Probe, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
         },
     },
     apimachinery::pkg::{apis::meta::v1::ObjectMeta, util::intstr::IntOrString},
 };
+use sha2::{Digest as _, Sha256};
 
 use super::{
-    mariadb::{self, secret_env},
+    mariadb,
     meta::{
-        WORDPRESS, WORDPRESS_DATA, WWW_DATA, container_security, labels, object_meta, pod_security,
-        selector, selector_labels, volume_claim_spec,
+        WORDPRESS, WORDPRESS_DATA, WORDPRESS_FILES, WWW_DATA, container_security, env, labels,
+        object_meta, pod_security, secret_env, secret_key_env, selector, selector_labels,
+        volume_claim_spec,
     },
-    policy::WORDPRESS_SIZE,
-    secret::{DATABASE, MARIADB_PASSWORD, MARIADB_USER},
+    policy::{INIT_SIZE, WORDPRESS_SIZE},
+    secret::{DATABASE, MAIL_SECRET, MARIADB_PASSWORD, MARIADB_USER, SMTP_PASSWORD},
 };
 use crate::settings::Settings;
 
 /// Apache listens here, unprivileged, in the Woo-ready image.
 pub const PORT: i32 = 8080;
 pub const DOCROOT: &str = "/var/www/html";
-
-fn env(name: &str, value: String) -> EnvVar {
-    EnvVar {
-        name: name.to_owned(),
-        value: Some(value),
-        ..EnvVar::default()
-    }
-}
+/// Where the platform's files are mounted in the init container.
+const FILES_DIR: &str = "/opt/store-platform";
+pub const INSTALL_CORE: &str = include_str!("../../scripts/wordpress-install-core.sh");
+pub const MAIL_PLUGIN: &str = include_str!("../../scripts/store-platform-mail.php");
 
 /// The database settings the WordPress image and WP-CLI read.
 pub fn database_env() -> Vec<EnvVar> {
@@ -42,17 +42,45 @@ pub fn database_env() -> Vec<EnvVar> {
             "WORDPRESS_DB_HOST",
             format!("{}:{}", super::meta::MARIADB, mariadb::PORT),
         ),
-        env("WORDPRESS_DB_NAME", DATABASE.to_owned()),
+        env("WORDPRESS_DB_NAME", DATABASE),
         secret_env("WORDPRESS_DB_USER", MARIADB_USER),
         secret_env("WORDPRESS_DB_PASSWORD", MARIADB_PASSWORD),
     ]
 }
 
-/// `wp-config.php` additions: the site's address comes from the Ingress host, whatever host a request used.
+/// The relay settings the platform's mail plugin reads; none when the platform has no relay (mail is off).
+pub fn mail_env(settings: &Settings) -> Vec<EnvVar> {
+    let Some(mail) = &settings.mail else {
+        return Vec::new();
+    };
+    let mut vars = vec![
+        env("STORE_SMTP_HOST", mail.host.clone()),
+        env("STORE_SMTP_PORT", mail.port.to_string()),
+        env("STORE_SMTP_SECURITY", mail.security.as_str()),
+        env("STORE_SMTP_FROM", mail.from.clone()),
+    ];
+    if let Some(username) = &mail.username {
+        vars.push(env("STORE_SMTP_USERNAME", username.clone()));
+    }
+    if mail.password_file.is_some() {
+        vars.push(secret_key_env(
+            "STORE_SMTP_PASSWORD",
+            MAIL_SECRET,
+            SMTP_PASSWORD,
+        ));
+    }
+    vars
+}
+
+/// `wp-config.php` additions: the site's address comes from the Ingress host, whatever host a request used, and
+/// WP-Cron runs from the store's CronJob, never from visitors' requests (inside the pod the site's own address
+/// reaches nothing).
 pub fn config_extra(id: &str, settings: &Settings) -> String {
     let url = settings.storefront_url(id);
     let url = url.trim_end_matches('/');
-    let mut extra = format!("define('WP_HOME', '{url}');\ndefine('WP_SITEURL', '{url}');\n");
+    let mut extra = format!(
+        "define('WP_HOME', '{url}');\ndefine('WP_SITEURL', '{url}');\ndefine('DISABLE_WP_CRON', true);\n"
+    );
     if settings.scheme == "https" {
         // TLS ends at the ingress controller; tell WordPress the visitor's connection was secure.
         extra.push_str(
@@ -91,6 +119,37 @@ pub fn service(id: &str) -> Service {
     }
 }
 
+/// The files the init container installs from: its script and the mail plugin.
+pub fn files_config_map(id: &str) -> ConfigMap {
+    ConfigMap {
+        metadata: object_meta(id, WORDPRESS_FILES, WORDPRESS),
+        data: Some(
+            [
+                ("install-core.sh", INSTALL_CORE),
+                ("store-platform-mail.php", MAIL_PLUGIN),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+        ),
+        ..ConfigMap::default()
+    }
+}
+
+/// A digest of the platform's files: a pod template that carries it is replaced when they change.
+fn files_digest() -> String {
+    let mut digest = Sha256::new();
+    for file in [INSTALL_CORE, MAIL_PLUGIN] {
+        digest.update(file.as_bytes());
+        digest.update([0]);
+    }
+    digest
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// The shared document root volume, mounted by WordPress and by the bootstrap Job.
 pub fn data_volume() -> (Volume, VolumeMount) {
     (
@@ -110,6 +169,38 @@ pub fn data_volume() -> (Volume, VolumeMount) {
     )
 }
 
+/// Runs before Apache on every start: copies the image's core into the volume until a verified copy is there
+/// (`scripts/wordpress-install-core.sh`), and installs the mail plugin.
+fn install_core_container(settings: &Settings, data: VolumeMount) -> Container {
+    Container {
+        name: "install-core".to_owned(),
+        image: Some(settings.wordpress_image.clone()),
+        image_pull_policy: Some(settings.image_pull_policy.clone()),
+        command: Some(vec![
+            "bash".to_owned(),
+            format!("{FILES_DIR}/install-core.sh"),
+        ]),
+        env: Some(vec![
+            env("WORDPRESS_SOURCE", "/usr/src/wordpress"),
+            env("WORDPRESS_TARGET", DOCROOT),
+            env("PLATFORM_FILES", FILES_DIR),
+        ]),
+        resources: Some(INIT_SIZE.requirements()),
+        security_context: Some(container_security()),
+        termination_message_policy: Some("FallbackToLogsOnError".to_owned()),
+        volume_mounts: Some(vec![
+            data,
+            VolumeMount {
+                name: "platform-files".to_owned(),
+                mount_path: FILES_DIR.to_owned(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            },
+        ]),
+        ..Container::default()
+    }
+}
+
 pub fn deployment(id: &str, settings: &Settings) -> Deployment {
     let (volume, mount) = data_volume();
     let mut env = database_env();
@@ -117,6 +208,7 @@ pub fn deployment(id: &str, settings: &Settings) -> Deployment {
         "WORDPRESS_CONFIG_EXTRA",
         config_extra(id, settings),
     ));
+    env.extend(mail_env(settings));
     let probe = |path: &str, initial: i32, period: i32, failures: i32| Probe {
         http_get: Some(HTTPGetAction {
             path: Some(path.to_owned()),
@@ -142,9 +234,17 @@ pub fn deployment(id: &str, settings: &Settings) -> Deployment {
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(labels(id, WORDPRESS)),
+                    annotations: Some(
+                        [(
+                            "store-platform.io/platform-files".to_owned(),
+                            files_digest(),
+                        )]
+                        .into(),
+                    ),
                     ..ObjectMeta::default()
                 }),
                 spec: Some(PodSpec {
+                    init_containers: Some(vec![install_core_container(settings, mount.clone())]),
                     containers: vec![Container {
                         name: WORDPRESS.to_owned(),
                         image: Some(settings.wordpress_image.clone()),
@@ -163,7 +263,18 @@ pub fn deployment(id: &str, settings: &Settings) -> Deployment {
                         volume_mounts: Some(vec![mount]),
                         ..Container::default()
                     }],
-                    volumes: Some(vec![volume]),
+                    volumes: Some(vec![
+                        volume,
+                        Volume {
+                            name: "platform-files".to_owned(),
+                            config_map: Some(ConfigMapVolumeSource {
+                                name: WORDPRESS_FILES.to_owned(),
+                                default_mode: Some(0o444),
+                                ..ConfigMapVolumeSource::default()
+                            }),
+                            ..Volume::default()
+                        },
+                    ]),
                     security_context: Some(pod_security(WWW_DATA)),
                     automount_service_account_token: Some(false),
                     enable_service_links: Some(false),
