@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite: installs what it needs (control-plane binaries, npm tools, Chromium), builds the services
-# and the dashboard, starts one local control plane for the run, and runs every test against it.
+# The whole test suite: installs what it needs (control-plane binaries, npm tools, Chromium, the Debian packages the
+# real-software tests run), builds the services and the dashboard, starts one local control plane for the run, and
+# runs every test against it.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -12,6 +13,8 @@ echo "==> npm tools" >&2
 scripts/tools.sh
 echo "==> dashboard and Chromium" >&2
 scripts/web.sh --browser
+echo "==> Debian packages run for real (WordPress, PHP, Apache, MariaDB)" >&2
+scripts/debian-packages.sh
 
 echo "==> build" >&2
 cargo build --workspace --bins --tests --locked

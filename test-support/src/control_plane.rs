@@ -133,7 +133,7 @@ impl Process {
 }
 
 #[allow(unsafe_code)]
-fn die_with_parent(command: &mut Command) {
+pub(crate) fn die_with_parent(command: &mut Command) {
     use std::os::unix::process::CommandExt as _;
     // SAFETY: `prctl` is async-signal-safe and touches no memory of the parent; this runs in the forked child
     // before exec. It makes the kernel kill the child when the thread that spawned it ends, so a test binary that
@@ -148,7 +148,7 @@ fn die_with_parent(command: &mut Command) {
     }
 }
 
-fn terminate(child: &Child) {
+pub(crate) fn terminate(child: &Child) {
     if let Ok(pid) = libc::pid_t::try_from(child.id()) {
         // A plain signal to our own child: no memory is shared.
         #[allow(unsafe_code)]

@@ -7,6 +7,7 @@
 
 pub mod assets;
 pub mod control_plane;
+pub mod daemon;
 pub mod kubeconfig;
 pub mod kubelet;
 pub mod measure;

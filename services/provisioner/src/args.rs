@@ -221,3 +221,67 @@ impl Args {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+
+    fn parse(flags: &[&str]) -> Result<Settings, String> {
+        Args::parse_from(std::iter::once("provisioner").chain(flags.iter().copied())).settings()
+    }
+
+    #[test]
+    fn without_a_relay_mail_is_off() {
+        assert_eq!(parse(&[]).expect("settings").mail, None);
+    }
+
+    #[test]
+    fn a_relay_needs_a_sender_and_a_password_file_for_its_user() {
+        let error = parse(&["--smtp-host=smtp.example.net"]).expect_err("no sender");
+        assert!(error.contains("--smtp-from"), "{error}");
+        let error = parse(&[
+            "--smtp-host=smtp.example.net",
+            "--smtp-from=shops@example.com",
+            "--smtp-username=relay",
+        ])
+        .expect_err("no password");
+        assert!(error.contains("--smtp-password-file"), "{error}");
+        let error = parse(&[
+            "--smtp-host=smtp.example.net",
+            "--smtp-from=shops@example.com",
+            "--smtp-password-file=/nonexistent/password",
+        ])
+        .expect_err("unreadable");
+        assert!(error.contains("/nonexistent/password"), "{error}");
+        let error = parse(&[
+            "--smtp-host=smtp.example.net",
+            "--smtp-from=shops@example.com",
+            "--smtp-egress-cidrs=smtp.example.net",
+        ])
+        .expect_err("not a CIDR");
+        assert!(error.contains("CIDR"), "{error}");
+    }
+
+    #[test]
+    fn a_relay_is_taken_with_its_settings() {
+        let password = tempfile::NamedTempFile::new().expect("file");
+        let settings = parse(&[
+            "--smtp-host=smtp.example.net",
+            "--smtp-port=465",
+            "--smtp-security=tls",
+            "--smtp-username=relay",
+            &format!("--smtp-password-file={}", password.path().display()),
+            "--smtp-from=shops@example.com",
+            "--smtp-egress-cidrs=203.0.113.7/32,198.51.100.0/24",
+        ])
+        .expect("settings");
+        let mail = settings.mail.expect("mail");
+        assert_eq!(mail.port, 465);
+        assert_eq!(mail.security, MailSecurity::Tls);
+        assert_eq!(mail.username.as_deref(), Some("relay"));
+        assert_eq!(mail.egress_cidrs, ["203.0.113.7/32", "198.51.100.0/24"]);
+        assert_eq!(settings.cron_schedule, "*/5 * * * *");
+    }
+}

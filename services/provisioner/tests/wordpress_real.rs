@@ -1,0 +1,728 @@
+//! A store's WordPress side run for real, outside Kubernetes: WordPress core from Debian's package, PHP 8.2 under
+//! Apache's mod_php as uid 33, and MariaDB, all on loopback, with exactly what the provisioner gives a store — the
+//! init script and mail plugin of its ConfigMap, its `wp-config.php` additions, its mail settings, and its
+//! CronJob's command. What is shown: the init script lays out a core WordPress runs from; WordPress installs;
+//! without a relay no mail is attempted (no sendmail error anywhere) and WordPress says the mail was not sent; with
+//! one, mail arrives through SMTP with authentication, from the platform's sender, replies to the site; a relay
+//! that refuses is logged without its password; WP-Cron never runs from visitors' requests and does run from the
+//! CronJob's command.
+//!
+//! Not the store image: Debian carries WordPress 6.1 (the image has 6.8) and neither WooCommerce nor WP-CLI; the
+//! image's entrypoint (which only writes wp-config.php once the core is in place) is replaced by an equivalent
+//! `wp-config.php` written here. Test-only additions: `WP_HTTP_BLOCK_EXTERNAL`, so nothing leaves the machine, and
+//! a must-use plugin that schedules one event. Packages: scripts/debian-packages.sh.
+
+use std::{
+    io::{BufRead as _, BufReader, Write as _},
+    net::{SocketAddr, TcpListener, TcpStream},
+    os::unix::fs::PermissionsExt as _,
+    path::{Path, PathBuf},
+    process::{Command, Output},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use store_platform_provisioner::{
+    settings::{Mail, MailSecurity, Settings},
+    woocommerce::{cron, wordpress},
+};
+use store_platform_test_support::{
+    daemon::{Daemon, require_programs},
+    process::free_port,
+};
+
+const STORE: &str = "shop";
+const HOST: &str = "shop.localhost";
+const RELAY_USER: &str = "relay-user";
+const RELAY_PASSWORD: &str = "relay-secret-7Qm2";
+const SENDER: &str = "shops@platform.example";
+const OWNER: &str = "owner@example.com";
+
+const APACHE: &str = "/usr/sbin/apache2";
+const MARIADBD: &str = "/usr/sbin/mariadbd";
+const PROGRAMS: &[&str] = &[
+    APACHE,
+    "/usr/lib/apache2/modules/libphp8.2.so",
+    MARIADBD,
+    "/usr/bin/mariadb-install-db",
+    "/usr/bin/mariadb",
+    "/usr/share/wordpress/wp-includes/version.php",
+    "/usr/bin/curl",
+];
+
+/// A single event due a minute ago, and a record of when it ran (test only).
+const CRON_PROBE: &str = r#"<?php
+add_action('init', function () {
+    if (wp_installing() || !is_blog_installed()) {
+        return;
+    }
+    if (false === get_option('sp_probe_scheduled')) {
+        update_option('sp_probe_scheduled', time());
+        wp_schedule_single_event(time() - 60, 'sp_probe_event');
+    }
+});
+add_action('sp_probe_event', function () {
+    update_option('sp_probe_ran', time());
+});
+"#;
+
+/// One SMTP conversation, as the relay saw it.
+#[derive(Clone, Debug, Default)]
+struct Delivery {
+    login: Option<(String, String)>,
+    mail_from: String,
+    rcpt_to: Vec<String>,
+    data: String,
+}
+
+impl Delivery {
+    fn header(&self, name: &str) -> Option<String> {
+        let prefix = format!("{}:", name.to_ascii_lowercase());
+        self.data
+            .lines()
+            .take_while(|l| !l.is_empty())
+            .find(|l| l.to_ascii_lowercase().starts_with(&prefix))
+            .map(|l| l[prefix.len()..].trim().to_owned())
+    }
+}
+
+/// An SMTP relay on loopback that wants AUTH LOGIN or PLAIN with the relay's credentials and keeps every mail.
+struct Relay {
+    port: u16,
+    deliveries: Arc<Mutex<Vec<Delivery>>>,
+}
+
+impl Relay {
+    fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the relay");
+        let port = listener.local_addr().expect("addr").port();
+        let deliveries = Arc::new(Mutex::new(Vec::new()));
+        let kept = deliveries.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let kept = kept.clone();
+                std::thread::spawn(move || {
+                    let _ = converse(stream, &kept);
+                });
+            }
+        });
+        Self { port, deliveries }
+    }
+
+    fn deliveries(&self) -> Vec<Delivery> {
+        self.deliveries.lock().expect("deliveries").clone()
+    }
+}
+
+fn converse(stream: TcpStream, kept: &Mutex<Vec<Delivery>>) -> std::io::Result<()> {
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut out = stream;
+    let mut say = |line: &str| out.write_all(format!("{line}\r\n").as_bytes());
+    let read = |reader: &mut BufReader<TcpStream>| -> std::io::Result<String> {
+        let mut line = String::new();
+        reader.read_line(&mut line)?;
+        Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+    };
+    say("220 relay.test ESMTP")?;
+    let mut delivery = Delivery::default();
+    loop {
+        let line = read(&mut reader)?;
+        let upper = line.to_ascii_uppercase();
+        if upper.starts_with("EHLO") || upper.starts_with("HELO") {
+            say("250-relay.test")?;
+            say("250-AUTH LOGIN PLAIN")?;
+            say("250 8BITMIME")?;
+        } else if upper == "AUTH LOGIN" {
+            say("334 VXNlcm5hbWU6")?;
+            let user = decode(&read(&mut reader)?);
+            say("334 UGFzc3dvcmQ6")?;
+            let password = decode(&read(&mut reader)?);
+            let ok = user == RELAY_USER && password == RELAY_PASSWORD;
+            delivery.login = Some((user, password));
+            say(if ok {
+                "235 2.7.0 accepted"
+            } else {
+                "535 5.7.8 refused"
+            })?;
+        } else if let Some(encoded) = upper.strip_prefix("AUTH PLAIN ") {
+            let decoded = decode(&line[line.len() - encoded.len()..]);
+            let mut parts = decoded.split('\0').skip(1);
+            let (user, password) = (
+                parts.next().unwrap_or_default(),
+                parts.next().unwrap_or_default(),
+            );
+            let ok = user == RELAY_USER && password == RELAY_PASSWORD;
+            delivery.login = Some((user.to_owned(), password.to_owned()));
+            say(if ok {
+                "235 2.7.0 accepted"
+            } else {
+                "535 5.7.8 refused"
+            })?;
+        } else if upper.starts_with("MAIL FROM:") {
+            if !matches!(&delivery.login, Some((u, p)) if u == RELAY_USER && p == RELAY_PASSWORD) {
+                say("530 5.7.0 authentication required")?;
+                continue;
+            }
+            delivery.mail_from = line[10..].trim().trim_matches(['<', '>']).to_owned();
+            say("250 ok")?;
+        } else if upper.starts_with("RCPT TO:") {
+            delivery
+                .rcpt_to
+                .push(line[8..].trim().trim_matches(['<', '>']).to_owned());
+            say("250 ok")?;
+        } else if upper == "DATA" {
+            say("354 go on")?;
+            loop {
+                let line = read(&mut reader)?;
+                if line == "." {
+                    break;
+                }
+                delivery
+                    .data
+                    .push_str(line.strip_prefix('.').unwrap_or(&line));
+                delivery.data.push('\n');
+            }
+            kept.lock().expect("deliveries").push(delivery.clone());
+            delivery.mail_from.clear();
+            delivery.rcpt_to.clear();
+            delivery.data.clear();
+            say("250 kept")?;
+        } else if upper == "RSET" || upper == "NOOP" {
+            say("250 ok")?;
+        } else if upper == "QUIT" || line.is_empty() {
+            let _ = say("221 bye");
+            return Ok(());
+        } else {
+            say("502 not here")?;
+        }
+    }
+}
+
+/// Standard base64, as SMTP AUTH sends it.
+fn decode(text: &str) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut bits = 0u32;
+    let mut count = 0;
+    let mut bytes = Vec::new();
+    for c in text.bytes().filter(|c| *c != b'=') {
+        let Some(value) = ALPHABET.iter().position(|a| *a == c) else {
+            continue;
+        };
+        bits = (bits << 6) | value as u32;
+        count += 6;
+        if count >= 8 {
+            count -= 8;
+            bytes.push((bits >> count) as u8);
+            bits &= (1 << count) - 1;
+        }
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+fn sh(command: &str) {
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .status()
+        .expect("sh");
+    assert!(status.success(), "{command}");
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// MariaDB, Apache with mod_php and a WordPress document root laid out by the platform's init script.
+struct Store {
+    dir: tempfile::TempDir,
+    web: Option<Daemon>,
+    _database: Daemon,
+    web_port: u16,
+    socket: PathBuf,
+    settings: Settings,
+}
+
+impl Store {
+    /// The store's files and database, with Apache not yet started.
+    fn prepare(mail: Option<Mail>) -> Self {
+        require_programs(PROGRAMS);
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+        let path = |sub: &str| dir.path().join(sub);
+
+        // The image's pristine core (/usr/src/wordpress there): Debian's WordPress, with the .htaccess the image
+        // ships, owned by www-data.
+        sh(&format!(
+            "cp -rL /usr/share/wordpress {src} && rm -f {src}/wp-config.php {src}/.htaccess && chown -R 33:33 {src}",
+            src = path("src").display()
+        ));
+        std::fs::write(
+            path("src/.htaccess"),
+            "# BEGIN WordPress\nRewriteEngine On\nRewriteBase /\nRewriteRule ^index\\.php$ - [L]\n\
+             RewriteCond %{REQUEST_FILENAME} !-f\nRewriteCond %{REQUEST_FILENAME} !-d\n\
+             RewriteRule . /index.php [L]\n# END WordPress\n",
+        )
+        .expect("htaccess");
+        // The ConfigMap's files, as the pod mounts them.
+        std::fs::create_dir(path("platform")).expect("mkdir");
+        for (name, content) in wordpress::files_config_map(STORE).data.expect("data") {
+            std::fs::write(path("platform").join(name), content).expect("platform file");
+        }
+        // The volume: a root-owned 0777 directory, as a local-path provisioner gives.
+        std::fs::create_dir(path("html")).expect("mkdir");
+        std::fs::set_permissions(path("html"), std::fs::Permissions::from_mode(0o777))
+            .expect("chmod");
+        let init = Command::new("setpriv")
+            .args(["--reuid=33", "--regid=33", "--groups=33", "--", "bash"])
+            .arg(path("platform/install-core.sh"))
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("WORDPRESS_SOURCE", path("src"))
+            .env("WORDPRESS_TARGET", path("html"))
+            .env("PLATFORM_FILES", path("platform"))
+            .output()
+            .expect("run the init script");
+        assert!(init.status.success(), "{}: {}", init.status, text(&init));
+        // What the image's entrypoint then writes: a wp-config.php that reads the environment.
+        let config = format!(
+            "<?php\n\
+             define('DB_NAME', getenv('WORDPRESS_DB_NAME'));\n\
+             define('DB_USER', getenv('WORDPRESS_DB_USER'));\n\
+             define('DB_PASSWORD', getenv('WORDPRESS_DB_PASSWORD'));\n\
+             define('DB_HOST', getenv('WORDPRESS_DB_HOST'));\n\
+             define('DB_CHARSET', 'utf8mb4');\n\
+             define('DB_COLLATE', '');\n\
+             {salts}\
+             $table_prefix = 'wp_';\n\
+             eval(getenv('WORDPRESS_CONFIG_EXTRA'));\n\
+             define('WP_HTTP_BLOCK_EXTERNAL', true);\n\
+             if (!defined('ABSPATH')) {{ define('ABSPATH', __DIR__ . '/'); }}\n\
+             require_once ABSPATH . 'wp-settings.php';\n",
+            salts = [
+                "AUTH_KEY",
+                "SECURE_AUTH_KEY",
+                "LOGGED_IN_KEY",
+                "NONCE_KEY",
+                "AUTH_SALT",
+                "SECURE_AUTH_SALT",
+                "LOGGED_IN_SALT",
+                "NONCE_SALT",
+            ]
+            .iter()
+            .map(|k| format!(
+                "define('{k}', '{}');\n",
+                store_platform_provisioner::woocommerce::secret::password()
+            ))
+            .collect::<String>()
+        );
+        std::fs::write(path("html/wp-config.php"), config).expect("wp-config");
+        std::fs::write(
+            path("html/wp-content/mu-plugins/sp-cron-probe.php"),
+            CRON_PROBE,
+        )
+        .expect("probe");
+        sh(&format!(
+            "chown 33:33 {0}/wp-config.php {0}/wp-content/mu-plugins/sp-cron-probe.php",
+            path("html").display()
+        ));
+
+        let (database, socket) = start_mariadb(&path("db"));
+        let settings = Settings {
+            mail,
+            ..Settings::local()
+        };
+        Self {
+            web_port: free_port(),
+            web: None,
+            _database: database,
+            socket,
+            settings,
+            dir,
+        }
+    }
+
+    fn path(&self, sub: &str) -> PathBuf {
+        self.dir.path().join(sub)
+    }
+
+    /// Starts Apache as uid 33 with the environment the WordPress container gets (the relay's password as the
+    /// store's Secret would give it).
+    fn start_web(&mut self) {
+        let run = self.path("web");
+        std::fs::create_dir_all(&run).expect("mkdir");
+        sh(&format!("chown 33:33 {}", run.display()));
+        let modules = "/usr/lib/apache2/modules";
+        let config = format!(
+            "ServerRoot /etc/apache2\n\
+             PidFile {run}/apache2.pid\n\
+             Mutex file:{run}\n\
+             Listen 127.0.0.1:{port}\n\
+             LoadModule mpm_prefork_module {modules}/mod_mpm_prefork.so\n\
+             LoadModule authz_core_module {modules}/mod_authz_core.so\n\
+             LoadModule dir_module {modules}/mod_dir.so\n\
+             LoadModule mime_module {modules}/mod_mime.so\n\
+             LoadModule rewrite_module {modules}/mod_rewrite.so\n\
+             LoadModule php_module {modules}/libphp8.2.so\n\
+             StartServers 2\nMinSpareServers 1\nMaxSpareServers 4\nMaxRequestWorkers 8\n\
+             TypesConfig /etc/mime.types\n\
+             ErrorLog {run}/error.log\nLogLevel warn\n\
+             ServerName {HOST}\n\
+             DocumentRoot {docroot}\n\
+             DirectoryIndex index.php index.html\n\
+             <Directory {docroot}>\n  AllowOverride All\n  Require all granted\n</Directory>\n\
+             <FilesMatch \"^\\.ht\">\n  Require all denied\n</FilesMatch>\n\
+             <FilesMatch \"\\.php$\">\n  SetHandler application/x-httpd-php\n</FilesMatch>\n",
+            run = run.display(),
+            port = self.web_port,
+            docroot = self.path("html").display(),
+        );
+        std::fs::write(run.join("httpd.conf"), config).expect("httpd.conf");
+        let mut command = Command::new("setpriv");
+        command
+            .args([
+                "--reuid=33",
+                "--regid=33",
+                "--groups=33",
+                "--",
+                APACHE,
+                "-DFOREGROUND",
+                "-f",
+            ])
+            .arg(run.join("httpd.conf"))
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/bin")
+            .env("APACHE_RUN_DIR", &run)
+            .env(
+                "WORDPRESS_DB_HOST",
+                format!("localhost:{}", self.socket.display()),
+            )
+            .env("WORDPRESS_DB_NAME", "wordpress")
+            .env("WORDPRESS_DB_USER", "wordpress")
+            .env("WORDPRESS_DB_PASSWORD", "wordpress-db-password")
+            .env(
+                "WORDPRESS_CONFIG_EXTRA",
+                wordpress::config_extra(STORE, &self.settings),
+            );
+        for var in wordpress::mail_env(&self.settings) {
+            let value = match var.value {
+                Some(value) => value,
+                // The one variable the pod reads from the store's Secret.
+                None => RELAY_PASSWORD.to_owned(),
+            };
+            command.env(&var.name, value);
+        }
+        let mut web =
+            Daemon::spawn("apache", command, &run.join("apache.out")).expect("start apache");
+        web.wait_for(
+            SocketAddr::from(([127, 0, 0, 1], self.web_port)),
+            Duration::from_secs(30),
+        );
+        self.web = Some(web);
+    }
+
+    /// Apache's error log: PHP's errors and warnings land here, as they do in the container's log.
+    fn error_log(&self) -> String {
+        std::fs::read_to_string(self.path("web/error.log")).unwrap_or_default()
+    }
+
+    /// curl with the store's Host header; returns (HTTP code, body).
+    fn request(&self, path: &str, form: &[(&str, &str)]) -> (u16, String) {
+        let mut command = Command::new("curl");
+        command
+            .args([
+                "-sS",
+                "--max-time",
+                "60",
+                "-o",
+                "-",
+                "-w",
+                "\n%{http_code}",
+                "-H",
+            ])
+            .arg(format!("Host: {HOST}"));
+        for (key, value) in form {
+            command
+                .arg("--data-urlencode")
+                .arg(format!("{key}={value}"));
+        }
+        command.arg(format!("http://127.0.0.1:{}{path}", self.web_port));
+        let output = command.output().expect("curl");
+        assert!(
+            output.status.success(),
+            "curl {path}: {}\nApache's log:\n{}\n{}\n{}",
+            text(&output),
+            self.error_log(),
+            self.web.as_ref().map(Daemon::log).unwrap_or_default(),
+            String::from_utf8_lossy(
+                &Command::new("sh")
+                    .arg("-c")
+                    .arg("ps -eo pid,ppid,user,stat,args | grep -E 'apache|mariadb' | grep -v grep")
+                    .output()
+                    .expect("ps")
+                    .stdout
+            ),
+        );
+        let body = String::from_utf8_lossy(&output.stdout).into_owned();
+        let (body, code) = body.rsplit_once('\n').expect("code");
+        (code.trim().parse().expect("http code"), body.to_owned())
+    }
+
+    /// WordPress's own web installer, as a person would use it.
+    fn install_wordpress(&self) {
+        let (code, body) = self.request(
+            "/wp-admin/install.php?step=2",
+            &[
+                ("weblog_title", "Real Shop"),
+                ("user_name", "admin"),
+                ("admin_password", "A-long-Admin-passw0rd!"),
+                ("admin_password2", "A-long-Admin-passw0rd!"),
+                ("admin_email", OWNER),
+                ("blog_public", "0"),
+                ("Submit", "Install WordPress"),
+            ],
+        );
+        assert_eq!(code, 200, "{body}");
+        assert!(body.contains("Success!"), "{body}");
+    }
+
+    fn option(&self, name: &str) -> Option<String> {
+        let output = Command::new("mariadb")
+            .args(["--no-defaults", "-uroot", "-N", "-B", "-S"])
+            .arg(&self.socket)
+            .arg("-e")
+            .arg(format!(
+                "SELECT option_value FROM wordpress.wp_options WHERE option_name = '{name}'"
+            ))
+            .output()
+            .expect("mariadb");
+        assert!(output.status.success(), "{}", text(&output));
+        let value = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        (!value.is_empty()).then_some(value)
+    }
+
+    /// What a password reset answers: WordPress mails the link.
+    fn ask_for_a_password_reset(&self) -> (u16, String) {
+        self.request(
+            "/wp-login.php?action=lostpassword",
+            &[
+                ("user_login", "admin"),
+                ("redirect_to", ""),
+                ("wp-submit", "Get New Password"),
+            ],
+        )
+    }
+
+    /// The store CronJob's command, exactly, with the store's Service name pointed at this Apache.
+    fn run_cron_job(&self) -> Output {
+        let command = cron::command(STORE, &self.settings);
+        Command::new(&command[0])
+            .args(&command[1..])
+            .arg("--connect-to")
+            .arg(format!("wordpress:80:127.0.0.1:{}", self.web_port))
+            .output()
+            .expect("run the cron command")
+    }
+}
+
+/// A fresh MariaDB on a socket of its own with the store's database and user.
+fn start_mariadb(data: &Path) -> (Daemon, PathBuf) {
+    // Temporary tables go to $TMPDIR: one of its own, or servers started at the same moment trip over each other's.
+    let tmp = data.with_file_name("db-tmp");
+    for dir in [data, tmp.as_path()] {
+        std::fs::create_dir_all(dir).expect("mkdir");
+        sh(&format!("chown mysql:mysql {}", dir.display()));
+    }
+    let install = Command::new("mariadb-install-db")
+        .env("TMPDIR", &tmp)
+        .args([
+            "--no-defaults",
+            "--user=mysql",
+            "--auth-root-authentication-method=socket",
+            "--skip-test-db",
+        ])
+        .arg(format!("--datadir={}", data.display()))
+        .output()
+        .expect("mariadb-install-db");
+    assert!(install.status.success(), "{}", text(&install));
+    let socket = data.join("mysqld.sock");
+    let port = free_port();
+    let mut command = Command::new(MARIADBD);
+    command
+        .env("TMPDIR", &tmp)
+        .args([
+            "--no-defaults",
+            "--user=mysql",
+            "--bind-address=127.0.0.1",
+            "--skip-log-bin",
+        ])
+        .arg(format!("--port={port}"))
+        .arg(format!("--datadir={}", data.display()))
+        .arg(format!("--socket={}", socket.display()))
+        .arg(format!("--pid-file={}", data.join("mysqld.pid").display()))
+        // The hard limit: raising it further needs CAP_SYS_RESOURCE, which root lacks here.
+        .arg("--open-files-limit=4096");
+    let mut database =
+        Daemon::spawn("mariadb", command, &data.join("mariadb.log")).expect("start mariadb");
+    database.wait_for(
+        SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_secs(60),
+    );
+    let setup = Command::new("mariadb")
+        .args(["--no-defaults", "-uroot", "-S"])
+        .arg(&socket)
+        .arg("-e")
+        .arg(
+            "CREATE DATABASE wordpress; \
+             CREATE USER 'wordpress'@'localhost' IDENTIFIED BY 'wordpress-db-password'; \
+             GRANT ALL ON wordpress.* TO 'wordpress'@'localhost';",
+        )
+        .output()
+        .expect("mariadb");
+    assert!(setup.status.success(), "{}", text(&setup));
+    // The socket's directory must be reachable for uid 33.
+    sh(&format!("chmod 0755 {}", data.display()));
+    (database, socket)
+}
+
+fn relay(port: u16) -> Mail {
+    Mail {
+        host: "127.0.0.1".into(),
+        port,
+        security: MailSecurity::None,
+        username: Some(RELAY_USER.into()),
+        password_file: Some("/etc/store-platform/smtp/password".into()),
+        from: SENDER.into(),
+        egress_cidrs: vec!["127.0.0.1/32".into()],
+    }
+}
+
+#[test]
+fn without_a_relay_wordpress_runs_sends_nothing_and_says_so_and_cron_runs_from_the_cron_job() {
+    let mut store = Store::prepare(None);
+    store.start_web();
+    store.install_wordpress();
+    // Debian's installer page warns about two variables of its own; from here on, nothing may.
+    let installed = store.error_log().len();
+    let (code, body) = store.request("/wp-login.php", &[]);
+    assert_eq!(code, 200, "the login page, from the copied core: {body}");
+
+    // A password reset needs a mail: WordPress reports it could not be sent, and nothing tried a sendmail.
+    let (code, body) = store.ask_for_a_password_reset();
+    assert_eq!(code, 200);
+    assert!(body.contains("could not be sent"), "{body}");
+    let log = store.error_log();
+    assert!(!log.contains("sendmail"), "{log}");
+    let since = &log[installed..];
+    assert!(
+        !since.contains("PHP Fatal") && !since.contains("PHP Warning"),
+        "{since}"
+    );
+
+    // Visitors' requests never run WP-Cron (DISABLE_WP_CRON): the due event waits for the CronJob.
+    for _ in 0..3 {
+        assert_eq!(store.request("/", &[]).0, 200);
+    }
+    assert!(
+        store.option("sp_probe_scheduled").is_some(),
+        "the probe scheduled its event"
+    );
+    // WordPress spawns cron by taking this lock, then calling itself; it never did.
+    assert_eq!(
+        store.option("_transient_doing_cron"),
+        None,
+        "a visit spawned WP-Cron"
+    );
+    assert_eq!(
+        store.option("sp_probe_ran"),
+        None,
+        "cron ran from a visitor's request"
+    );
+    let run = store.run_cron_job();
+    assert!(run.status.success(), "{}", text(&run));
+    assert!(
+        store.option("sp_probe_ran").is_some(),
+        "the CronJob's command did not run the due event"
+    );
+    assert!(
+        !store.error_log().contains("PHP Fatal"),
+        "{}",
+        store.error_log()
+    );
+}
+
+#[test]
+fn with_a_relay_mail_arrives_authenticated_from_the_platform_sender() {
+    let relay_server = Relay::start();
+    let mut store = Store::prepare(Some(relay(relay_server.port)));
+    store.start_web();
+    // Installing WordPress mails the owner about the new site.
+    store.install_wordpress();
+    let (code, body) = store.ask_for_a_password_reset();
+    assert_eq!(
+        code, 302,
+        "a sent reset mail redirects to 'check your email': {body}"
+    );
+
+    let deliveries = relay_server.deliveries();
+    assert_eq!(
+        deliveries.len(),
+        2,
+        "{deliveries:#?}\n{}",
+        store.error_log()
+    );
+    for delivery in &deliveries {
+        assert_eq!(
+            delivery.login,
+            Some((RELAY_USER.to_owned(), RELAY_PASSWORD.to_owned()))
+        );
+        assert_eq!(delivery.mail_from, SENDER);
+        assert_eq!(delivery.rcpt_to, [OWNER]);
+        let from = delivery.header("From").expect("From");
+        assert!(from.contains(SENDER), "{from}");
+        // WordPress's own sender address becomes the reply address.
+        let reply_to = delivery.header("Reply-To").expect("Reply-To");
+        assert!(
+            reply_to.contains(&format!("wordpress@{HOST}")),
+            "{reply_to}"
+        );
+    }
+    assert!(
+        deliveries.iter().any(|d| d
+            .header("Subject")
+            .is_some_and(|s| s.contains("Password Reset"))),
+        "{deliveries:#?}"
+    );
+    assert!(
+        !store.error_log().contains("store-platform mail"),
+        "{}",
+        store.error_log()
+    );
+}
+
+#[test]
+fn a_relay_that_refuses_is_logged_without_its_password() {
+    let relay_server = Relay::start();
+    let mut store = Store::prepare(Some(relay(relay_server.port)));
+    store.start_web();
+    store.install_wordpress();
+    // The relay's password is rotated, and the store still has the old one.
+    drop(store.web.take());
+    let refusing = Relay::start();
+    store.settings.mail = Some(Mail {
+        username: Some("someone-else".into()),
+        ..relay(refusing.port)
+    });
+    store.start_web();
+    let (code, body) = store.ask_for_a_password_reset();
+    assert_eq!(code, 200);
+    assert!(body.contains("could not be sent"), "{body}");
+    assert!(refusing.deliveries().is_empty());
+    let log = store.error_log();
+    assert!(log.contains("store-platform mail: not sent:"), "{log}");
+    assert!(!log.contains(RELAY_PASSWORD), "{log}");
+}
