@@ -29,13 +29,19 @@ function store_platform_smtp() {
 
 if ( null === store_platform_smtp() ) {
 	// No relay: every mail is reported as not sent (WordPress then tells the person, e.g. on a password reset),
-	// before PHP's mail() is ever called. Runs last, so a plugin that sends mail its own way still can.
+	// before PHP's mail() is ever called, with one line in the log so an operator can see mail is off. Runs last,
+	// so a plugin that sends mail its own way still can.
 	add_filter(
 		'pre_wp_mail',
-		static function ( $short_circuit ) {
-			return null === $short_circuit ? false : $short_circuit;
+		static function ( $short_circuit, $atts ) {
+			if ( null !== $short_circuit ) {
+				return $short_circuit;
+			}
+			error_log( 'store-platform mail: mail is off (the platform has no SMTP relay); not sent: ' . wp_strip_all_tags( (string) ( $atts['subject'] ?? '' ) ) );
+			return false;
 		},
-		PHP_INT_MAX
+		PHP_INT_MAX,
+		2
 	);
 	return;
 }
@@ -47,7 +53,10 @@ add_action(
 		$mailer->isSMTP();
 		$mailer->Host    = $smtp['host'];
 		$mailer->Port    = $smtp['port'];
-		$mailer->Timeout = 20;
+		// A relay that accepts the connection and then says nothing must cost a checkout seconds, not the
+		// 5 minutes PHPMailer waits for each reply by default.
+		$mailer->Timeout                        = 15;
+		$mailer->getSMTPInstance()->Timelimit = 15;
 		// PHPMailer calls STARTTLS "tls" and TLS from the first byte "ssl".
 		$mailer->SMTPSecure  = array( 'starttls' => 'tls', 'tls' => 'ssl' )[ $smtp['security'] ] ?? '';
 		$mailer->SMTPAutoTLS = 'none' !== $smtp['security'];
@@ -58,9 +67,11 @@ add_action(
 		}
 		if ( '' !== $smtp['from'] && 0 !== strcasecmp( $mailer->From, $smtp['from'] ) ) {
 			// The relay sends as the platform's address (its SPF and DKIM cover only that); replies still reach
-			// whoever the mail is from, e.g. the shop owner's address WooCommerce puts there.
+			// whoever the mail is from: the shop owner's address WooCommerce puts there, or, for WordPress's own
+			// mails (from "wordpress@<site>", where no mailbox is), the site's administrator.
 			if ( ! $mailer->getReplyToAddresses() ) {
-				$mailer->addReplyTo( $mailer->From, $mailer->FromName );
+				$reply_to = 0 === stripos( $mailer->From, 'wordpress@' ) ? get_option( 'admin_email' ) : $mailer->From;
+				$mailer->addReplyTo( $reply_to, $mailer->FromName );
 			}
 			$mailer->setFrom( $smtp['from'], $mailer->FromName, false );
 		}

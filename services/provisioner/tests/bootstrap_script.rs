@@ -508,6 +508,92 @@ fn the_stand_in_prints_yes_no_fields_byte_for_byte_as_recorded() {
     }
 }
 
+/// The two runs of this script recorded against real WP-CLI 2.12.0, WooCommerce 9.9.5 and WordPress 6.8.3 (see the
+/// fixtures' README): every call's arguments (the document root as `{docroot}`), exit code and exact output.
+fn recorded_run(number: u32) -> Vec<Value> {
+    std::fs::read_to_string(Path::new(FIXTURES).join(format!("bootstrap-run-{number}.jsonl")))
+        .expect("recorded run")
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("recorded call"))
+        .collect()
+}
+
+/// The environment the recorded runs had.
+const RECORDED_ENV: &[(&str, &str)] = &[
+    ("STORE_URL", "http://shop.localhost"),
+    ("STORE_HOST", "shop.localhost"),
+    ("STORE_TITLE", "Ada's Test Shop"),
+    ("WP_ADMIN_PASSWORD", "Transcript-Pass-0001"),
+];
+
+#[test]
+fn the_stand_in_answers_every_call_of_the_recorded_runs_as_real_wp_cli_did() {
+    let fixture = Fixture::new();
+    let docroot = fixture.path("html").display().to_string();
+    let config = fixture.path("wp-cli.yml");
+    std::fs::write(
+        &config,
+        "core install:\n  admin_password: 'Transcript-Pass-0001'\n",
+    )
+    .expect("config");
+    for number in [1, 2] {
+        for call in recorded_run(number) {
+            let argv: Vec<String> = call["argv"]
+                .as_array()
+                .expect("argv")
+                .iter()
+                .map(|a| a.as_str().expect("arg").replace("{docroot}", &docroot))
+                .collect();
+            let mut command = Command::new(Path::new(FIXTURES).join("wp"));
+            command
+                .args(&argv)
+                .env("WP_STAND_IN_STATE", fixture.path("state.json"));
+            if call["config_file"] == true {
+                command.env("WP_CLI_CONFIG_PATH", &config);
+            }
+            let output = command.output().expect("run the stand-in");
+            assert_eq!(
+                (
+                    output.status.code(),
+                    String::from_utf8_lossy(&output.stdout).into_owned(),
+                    String::from_utf8_lossy(&output.stderr).into_owned()
+                ),
+                (
+                    call["exit"].as_i64().map(|c| c as i32),
+                    call["stdout"].as_str().expect("stdout").to_owned(),
+                    call["stderr"].as_str().expect("stderr").to_owned()
+                ),
+                "run {number}: {argv:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_script_asks_the_stand_in_exactly_what_it_asked_real_wp_cli() {
+    let fixture = Fixture::new();
+    let docroot = fixture.path("html").display().to_string();
+    let storefront = Storefront::start(&[(200, SHOP_PAGE)]);
+    for number in [1, 2] {
+        let before = fixture.calls().len();
+        let output = fixture.run(&storefront, RECORDED_ENV);
+        assert!(output.status.success(), "run {number}: {}", text(&output));
+        let asked: Vec<Vec<String>> = fixture.calls()[before..].to_vec();
+        let recorded: Vec<Vec<String>> = recorded_run(number)
+            .iter()
+            .map(|call| {
+                call["argv"]
+                    .as_array()
+                    .expect("argv")
+                    .iter()
+                    .map(|a| a.as_str().expect("arg").replace("{docroot}", &docroot))
+                    .collect()
+            })
+            .collect();
+        assert_eq!(asked, recorded, "run {number}");
+    }
+}
+
 #[test]
 fn the_first_run_sets_the_shop_up() {
     let fixture = Fixture::new();
