@@ -361,6 +361,14 @@ impl Inner {
                 return status_response(status);
             }
         };
+        // A trailers-only response (the status in the headers, nothing after): it stays one HEADERS frame that
+        // ends the stream. Passing its empty body on would add an empty DATA frame after it, which the gRPC
+        // specification does not allow and strict clients (gRPC's C core, grpc-go) reject.
+        if let Some(code) = grpc_status(response.headers()) {
+            outcome.finish(code);
+            let (parts, _) = response.into_parts();
+            return Response::from_parts(parts, Body::empty());
+        }
         if outcome.method.server_streaming {
             self.config
                 .metrics
@@ -369,28 +377,26 @@ impl Inner {
                 .inc();
             outcome.stream_open = true;
         }
-        let from_headers = grpc_status(response.headers());
         response.map(|body| {
             Body::new(Observed {
                 inner: body,
                 outcome: Some(outcome),
-                from_headers,
-                broken: false,
+                ended: false,
             })
         })
     }
 }
 
 /// A backend's response body, passed through frame by frame (no buffering, so streams flow as they are sent),
-/// that records the call's outcome when it ends. A backend that breaks off mid-stream ends the call with
-/// UNAVAILABLE trailers rather than a broken HTTP stream. Its size is unknown, which gRPC-web text needs.
+/// that records the call's outcome when it ends. It always ends with a trailers frame carrying the status: a
+/// backend that breaks off mid-stream, or ends without a status, ends the call with UNAVAILABLE or UNKNOWN trailers
+/// rather than a broken or status-less HTTP stream. Its size is unknown, which gRPC-web text needs.
 #[derive(Debug)]
 struct Observed {
     inner: Body,
     outcome: Option<Outcome>,
-    from_headers: Option<Code>,
-    /// The backend's body failed and the closing trailers were sent in its place.
-    broken: bool,
+    /// The trailers went out (the backend's, or the gateway's in their place): nothing more follows.
+    ended: bool,
 }
 
 impl Observed {
@@ -398,6 +404,18 @@ impl Observed {
         if let Some(outcome) = self.outcome.take() {
             outcome.finish(code);
         }
+    }
+
+    /// The gateway's own closing trailers, in place of the backend's.
+    fn close_with(&mut self, status: &Status) -> Frame<Bytes> {
+        self.ended = true;
+        self.finish(status.code());
+        let mut trailers = HeaderMap::new();
+        trailers.insert("grpc-status", HeaderValue::from(status.code() as i32));
+        if let Ok(message) = HeaderValue::from_str(&percent_safe(status.message())) {
+            trailers.insert("grpc-message", message);
+        }
+        Frame::trailers(trailers)
     }
 }
 
@@ -409,36 +427,35 @@ impl http_body::Body for Observed {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
-        if self.broken {
+        if self.ended {
             return Poll::Ready(None);
         }
         match Pin::new(&mut self.inner).poll_frame(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Some(Ok(frame))) => {
-                if let Some(code) = frame.trailers_ref().and_then(grpc_status) {
+                if let Some(trailers) = frame.trailers_ref() {
+                    let code = grpc_status(trailers).unwrap_or(Code::Unknown);
+                    self.ended = true;
                     self.finish(code);
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(error))) => {
-                self.broken = true;
                 tracing::warn!(%error, "a backend response broke off");
-                self.finish(Code::Unavailable);
                 let status =
                     Status::unavailable(format!("the backend broke off: {}", error.message()));
-                let mut trailers = HeaderMap::new();
-                trailers.insert("grpc-status", HeaderValue::from(Code::Unavailable as i32));
-                if let Ok(message) = HeaderValue::from_str(&percent_safe(status.message())) {
-                    trailers.insert("grpc-message", message);
-                }
-                Poll::Ready(Some(Ok(Frame::trailers(trailers))))
+                Poll::Ready(Some(Ok(self.close_with(&status))))
             }
             Poll::Ready(None) => {
-                let code = self.from_headers.unwrap_or(Code::Unknown);
-                self.finish(code);
-                Poll::Ready(None)
+                tracing::warn!("a backend response ended without a status");
+                let status = Status::unknown("the backend ended the call without a status");
+                Poll::Ready(Some(Ok(self.close_with(&status))))
             }
         }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.ended
     }
 
     fn size_hint(&self) -> SizeHint {

@@ -370,3 +370,122 @@ async fn open_streams_are_counted_while_open() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// One gRPC call over a bare HTTP/2 connection, seen frame by frame: the response headers, whether they ended the
+/// stream, the data frames, and the trailers.
+struct Framed {
+    headers: http::HeaderMap,
+    ended_with_headers: bool,
+    data_frames: Vec<bytes::Bytes>,
+    trailers: Option<http::HeaderMap>,
+}
+
+async fn call_framed(
+    gateway: std::net::SocketAddr,
+    path: &'static str,
+    message: Vec<u8>,
+) -> Framed {
+    let tcp = tokio::net::TcpStream::connect(gateway)
+        .await
+        .expect("connect");
+    let (client, connection) = h2::client::handshake(tcp).await.expect("h2 handshake");
+    tokio::spawn(connection);
+    let mut client = client.ready().await.expect("ready");
+    let request = http::Request::post(format!("http://{gateway}{path}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .header("authorization", format!("Bearer {ALICE}"))
+        .body(())
+        .expect("request");
+    let (response, mut send) = client.send_request(request, false).expect("send");
+    let mut framed = vec![0u8];
+    framed.extend_from_slice(&u32::try_from(message.len()).expect("len").to_be_bytes());
+    framed.extend_from_slice(&message);
+    send.send_data(framed.into(), true).expect("data");
+    let response = response.await.expect("response");
+    let (parts, mut body) = response.into_parts();
+    let ended_with_headers = body.is_end_stream();
+    let mut data_frames = Vec::new();
+    while let Some(data) = body.data().await {
+        let data = data.expect("data frame");
+        let _ = body.flow_control().release_capacity(data.len());
+        data_frames.push(data);
+    }
+    let trailers = body.trailers().await.expect("trailers");
+    Framed {
+        headers: parts.headers,
+        ended_with_headers,
+        data_frames,
+        trailers,
+    }
+}
+
+#[tokio::test]
+async fn an_error_stays_trailers_only_and_every_other_response_ends_with_trailers() {
+    use prost::Message as _;
+    let web = dashboard();
+    let status = StatusBackend::default();
+    let (backend, _task) = serve_backends(None, Provisioner::default(), status.clone()).await;
+    let gateway = serve(router(web.path(), backend, Settings::default()).await.0).await;
+
+    // The backend's error is one HEADERS frame that ends the stream: no DATA frame follows it (gRPC's C core and
+    // grpc-go refuse one).
+    let missing = GetStoreRequest {
+        store_id: "missing".into(),
+    }
+    .encode_to_vec();
+    let error = call_framed(
+        gateway,
+        "/store_platform.v1.ProvisionerService/GetStore",
+        missing,
+    )
+    .await;
+    assert!(error.ended_with_headers, "headers: {:?}", error.headers);
+    assert_eq!(error.headers["grpc-status"], "5");
+    assert!(error.data_frames.is_empty() && error.trailers.is_none());
+    // So is the gateway's own refusal (no token counts as one, here an unknown method).
+    let unknown = call_framed(
+        gateway,
+        "/store_platform.v1.ProvisionerService/Nope",
+        Vec::new(),
+    )
+    .await;
+    assert!(unknown.ended_with_headers);
+    assert_eq!(unknown.headers["grpc-status"], "12");
+
+    // A success: headers, the message, then the status in trailers.
+    let found = call_framed(
+        gateway,
+        "/store_platform.v1.ProvisionerService/GetStore",
+        GetStoreRequest {
+            store_id: "shoes".into(),
+        }
+        .encode_to_vec(),
+    )
+    .await;
+    assert!(!found.ended_with_headers);
+    assert!(!found.headers.contains_key("grpc-status"));
+    assert!(!found.data_frames.is_empty());
+    assert_eq!(found.trailers.expect("trailers")["grpc-status"], "0");
+
+    // A stream that ends with an error after messages: the error comes in trailers.
+    let watch = tokio::spawn(call_framed(
+        gateway,
+        "/store_platform.v1.StatusService/WatchStores",
+        WatchStoresRequest::default().encode_to_vec(),
+    ));
+    while status.open() == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    status.push(heartbeat(1)).await;
+    status.push(heartbeat(2)).await;
+    status
+        .fail(tonic::Status::resource_exhausted("too many watchers"))
+        .await;
+    let watched = watch.await.expect("watch");
+    assert!(!watched.ended_with_headers);
+    assert!(watched.data_frames.iter().map(|d| d.len()).sum::<usize>() > 0);
+    let trailers = watched.trailers.expect("trailers");
+    assert_eq!(trailers["grpc-status"], "8");
+    assert_eq!(trailers["grpc-message"], "too%20many%20watchers");
+}
