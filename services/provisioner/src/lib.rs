@@ -146,7 +146,14 @@ pub async fn start(
     }));
 
     let task = tokio::spawn(async move {
-        server::serve(routes, incoming, shutdown, args.shutdown_grace).await?;
+        server::serve(
+            routes,
+            incoming,
+            shutdown,
+            args.shutdown_grace,
+            MAX_REQUEST_BYTES,
+        )
+        .await?;
         let _ = leading.await;
         anyhow::Ok(())
     });

@@ -579,7 +579,15 @@ async fn bad_requests_name_the_field_and_leave_nothing_behind() {
         .create_store(as_tenant("bad", oversized))
         .await
         .expect_err("too big");
-    assert_eq!(error.code(), Code::OutOfRange, "{}", error.message());
+    // The gRPC status-code specification's answer to a message over the server's limit, naming the limit.
+    assert_eq!(error.code(), Code::ResourceExhausted, "{}", error.message());
+    assert!(
+        error
+            .message()
+            .contains("more than the 65536 bytes this server accepts"),
+        "{}",
+        error.message()
+    );
 }
 
 #[tokio::test]

@@ -44,15 +44,20 @@ pub fn bind(addr: SocketAddr) -> Result<TcpIncoming, ServeError> {
         .map_err(|source| ServeError::Bind { addr, source })
 }
 
-/// Serves `routes` on `incoming` until `shutdown` fires, then drains in-flight calls for up to `grace`.
+/// Serves `routes` on `incoming` until `shutdown` fires, then drains in-flight calls for up to `grace`. Request
+/// messages larger than `max_message_bytes` are refused with RESOURCE_EXHAUSTED.
 pub async fn serve(
     routes: Routes,
     incoming: TcpIncoming,
     shutdown: Shutdown,
     grace: Duration,
+    max_message_bytes: usize,
 ) -> Result<(), ServeError> {
     let server = Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .layer(crate::message_limit::MessageLimitLayer::new(
+            max_message_bytes,
+        ))
         .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, shutdown.wait());
     tokio::pin!(server);

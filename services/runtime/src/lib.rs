@@ -3,6 +3,7 @@
 pub mod grpc;
 #[cfg(feature = "kubernetes")]
 pub mod kubernetes;
+pub mod message_limit;
 #[cfg(feature = "metrics")]
 pub mod metrics;
 #[cfg(feature = "kubernetes")]

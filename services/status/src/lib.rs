@@ -20,6 +20,9 @@ use store_platform_proto::v1::status_service_server::StatusServiceServer;
 use store_platform_runtime::{Shutdown, grpc as server, kubernetes, record, telemetry};
 use tonic_health::ServingStatus;
 
+/// Requests larger than this are refused before decoding (RESOURCE_EXHAUSTED); a status request is a few bytes.
+pub const MAX_REQUEST_BYTES: usize = 16 * 1024;
+
 /// Runs the status service until SIGTERM or Ctrl-C.
 pub async fn run(args: Args) -> anyhow::Result<()> {
     telemetry::init(&args.telemetry)?;
@@ -80,8 +83,8 @@ pub async fn start(
 
     let (routes, health) = server::standard_routes().await?;
     let api = grpc::Status::new(hub.clone(), args.heartbeat, shutdown.clone());
-    let routes =
-        routes.add_service(StatusServiceServer::new(api).max_decoding_message_size(16 * 1024));
+    let routes = routes
+        .add_service(StatusServiceServer::new(api).max_decoding_message_size(MAX_REQUEST_BYTES));
     let incoming = server::bind(args.grpc_addr)?;
     let addr = incoming.local_addr().context("listening address")?;
     tracing::info!(%addr, "serving gRPC");
@@ -100,7 +103,14 @@ pub async fn start(
     });
 
     let task = tokio::spawn(async move {
-        server::serve(routes, incoming, shutdown, args.shutdown_grace).await?;
+        server::serve(
+            routes,
+            incoming,
+            shutdown,
+            args.shutdown_grace,
+            MAX_REQUEST_BYTES,
+        )
+        .await?;
         anyhow::Ok(())
     });
     Ok(Running {
