@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the tests run for real: WordPress (core), PHP under Apache's mod_php, MariaDB, curl.
+# Installs the Debian packages the tests run for real: WordPress (core), PHP under Apache's mod_php, MariaDB, curl,
+# and Go with grpc-go (one of the independent gRPC clients the tests hold the services to).
 # Nothing is started or enabled: the tests run their own servers on loopback. Idempotent; needs root or sudo.
 set -euo pipefail
 
@@ -7,6 +8,7 @@ PACKAGES=(
   apache2 libapache2-mod-php8.2 php8.2-mysql
   mariadb-server mariadb-client
   wordpress curl
+  golang-go golang-google-grpc-dev
 )
 
 log() { printf 'debian-packages: %s\n' "$*" >&2; }

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs the tools the build and tests use, from package registries only:
-#   tools/node_modules  npm packages from tools/package.json (buf; the AWS CDK kubectl layer);
+#   tools/node_modules  npm packages from tools/package.json (buf; the AWS CDK kubectl layer; @grpc/grpc-js);
 #   tools/bin           helm (v4) and kubectl, unpacked from that layer's lib/layer.zip;
-#   tools/.venv         PyPI packages from tools/requirements.txt (shellcheck, hadolint).
+#   tools/.venv         PyPI packages from tools/requirements.txt (shellcheck, hadolint, grpcio).
 set -euo pipefail
 cd "$(dirname "$0")/../tools"
 

@@ -70,3 +70,51 @@ pub async fn serve(
     }
     Ok(())
 }
+
+/// The deadline a caller set on its call (the `grpc-timeout` header: at most 8 digits and a unit), if any. tonic
+/// enforces it only until a response starts, so a server stream must end itself when it passes.
+pub fn timeout(metadata: &tonic::metadata::MetadataMap) -> Option<Duration> {
+    let value = metadata.get("grpc-timeout")?.to_str().ok()?;
+    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
+    if digits.is_empty() || digits.len() > 8 {
+        return None;
+    }
+    let amount: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(amount * 3600),
+        "M" => Duration::from_secs(amount * 60),
+        "S" => Duration::from_secs(amount),
+        "m" => Duration::from_millis(amount),
+        "u" => Duration::from_micros(amount),
+        "n" => Duration::from_nanos(amount),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_timeout(value: &str) -> Option<Duration> {
+        let mut metadata = tonic::metadata::MetadataMap::new();
+        metadata.insert("grpc-timeout", value.parse().expect("ascii"));
+        timeout(&metadata)
+    }
+
+    #[test]
+    fn grpc_timeouts_are_read_in_every_unit_and_nonsense_is_no_deadline() {
+        assert_eq!(with_timeout("2500m"), Some(Duration::from_millis(2500)));
+        assert_eq!(with_timeout("3S"), Some(Duration::from_secs(3)));
+        assert_eq!(with_timeout("1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(with_timeout("2M"), Some(Duration::from_secs(120)));
+        assert_eq!(
+            with_timeout("999999u"),
+            Some(Duration::from_micros(999_999))
+        );
+        assert_eq!(with_timeout("5n"), Some(Duration::from_nanos(5)));
+        assert_eq!(with_timeout("123456789S"), None);
+        assert_eq!(with_timeout("S"), None);
+        assert_eq!(with_timeout("10x"), None);
+        assert_eq!(timeout(&tonic::metadata::MetadataMap::new()), None);
+    }
+}

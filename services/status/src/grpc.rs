@@ -73,60 +73,100 @@ fn snapshot(stores: Vec<store_platform_proto::v1::Store>) -> WatchStoresResponse
 
 type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchStoresResponse, GrpcStatus>> + Send>>;
 
+/// When the caller's deadline passes, if it set one.
+async fn passed(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// What a subscription carries from one message to the next.
+struct Subscriber {
+    hub: Arc<Hub>,
+    filter: Filter,
+    receiver: tokio::sync::broadcast::Receiver<Arc<crate::index::Change>>,
+    ticker: tokio::time::Interval,
+    shutdown: Shutdown,
+    /// The caller's deadline, and how long it was.
+    deadline: Option<(tokio::time::Instant, Duration)>,
+    first: Option<WatchStoresResponse>,
+    ended: bool,
+}
+
 /// The stream one subscriber reads: a snapshot, then its changes; a heartbeat when idle; a fresh snapshot if it
-/// fell too far behind; the end at shutdown.
+/// fell too far behind; DEADLINE_EXCEEDED when the caller's deadline passes (tonic enforces it only until the
+/// response starts); the end at shutdown.
 fn subscription(
     hub: Arc<Hub>,
     filter: Filter,
     heartbeat: Duration,
     shutdown: Shutdown,
+    deadline: Option<Duration>,
 ) -> WatchStream {
     let (stores, receiver) = hub.subscribe(&filter);
     hub.metrics.sent("snapshot");
     let first = snapshot(stores);
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let state = (hub, filter, receiver, ticker, shutdown, Some(first));
-    Box::pin(futures::stream::unfold(
-        state,
-        |(hub, filter, mut receiver, mut ticker, shutdown, first)| async move {
-            if let Some(first) = first {
-                return Some((Ok(first), (hub, filter, receiver, ticker, shutdown, None)));
-            }
-            loop {
-                let message = tokio::select! {
-                    () = shutdown.wait() => return None,
-                    _ = ticker.tick() => {
-                        hub.metrics.sent("heartbeat");
-                        WatchStoresResponse { event: Some(Event::Heartbeat(Heartbeat { time: now() })) }
+    let state = Subscriber {
+        hub,
+        filter,
+        receiver,
+        ticker,
+        shutdown,
+        deadline: deadline.map(|after| (tokio::time::Instant::now() + after, after)),
+        first: Some(first),
+        ended: false,
+    };
+    Box::pin(futures::stream::unfold(state, |mut state| async move {
+        if state.ended {
+            return None;
+        }
+        if let Some(first) = state.first.take() {
+            return Some((Ok(first), state));
+        }
+        loop {
+            let message = tokio::select! {
+                () = state.shutdown.wait() => return None,
+                () = passed(state.deadline.map(|(at, _)| at)) => {
+                    state.ended = true;
+                    let after = state.deadline.map(|(_, after)| after).unwrap_or_default();
+                    let status = GrpcStatus::deadline_exceeded(format!(
+                        "the call's deadline ({after:?}) passed"
+                    ));
+                    return Some((Err(status), state));
+                }
+                _ = state.ticker.tick() => {
+                    state.hub.metrics.sent("heartbeat");
+                    WatchStoresResponse { event: Some(Event::Heartbeat(Heartbeat { time: now() })) }
+                }
+                received = state.receiver.recv() => match received {
+                    Ok(change) if state.filter.admits(&change.store) => {
+                        state.hub.metrics.sent("change");
+                        WatchStoresResponse {
+                            event: Some(Event::Change(StoreChange {
+                                r#type: change.kind.to_proto() as i32,
+                                store: Some(change.store.clone()),
+                            })),
+                        }
                     }
-                    received = receiver.recv() => match received {
-                        Ok(change) if filter.admits(&change.store) => {
-                            hub.metrics.sent("change");
-                            WatchStoresResponse {
-                                event: Some(Event::Change(StoreChange {
-                                    r#type: change.kind.to_proto() as i32,
-                                    store: Some(change.store.clone()),
-                                })),
-                            }
-                        }
-                        Ok(_) => continue,
-                        Err(RecvError::Lagged(missed)) => {
-                            tracing::debug!(missed, "subscriber lagged; resending a snapshot");
-                            let (stores, fresh) = hub.subscribe(&filter);
-                            receiver = fresh;
-                            hub.metrics.snapshots_resent.inc();
-                            hub.metrics.sent("snapshot");
-                            snapshot(stores)
-                        }
-                        Err(RecvError::Closed) => return None,
-                    },
-                };
-                ticker.reset();
-                return Some((Ok(message), (hub, filter, receiver, ticker, shutdown, None)));
-            }
-        },
-    ))
+                    Ok(_) => continue,
+                    Err(RecvError::Lagged(missed)) => {
+                        tracing::debug!(missed, "subscriber lagged; resending a snapshot");
+                        let (stores, fresh) = state.hub.subscribe(&state.filter);
+                        state.receiver = fresh;
+                        state.hub.metrics.snapshots_resent.inc();
+                        state.hub.metrics.sent("snapshot");
+                        snapshot(stores)
+                    }
+                    Err(RecvError::Closed) => return None,
+                },
+            };
+            state.ticker.reset();
+            return Some((Ok(message), state));
+        }
+    }))
 }
 
 #[tonic::async_trait]
@@ -147,11 +187,13 @@ impl StatusService for Status {
                 "the store index is not synced with Kubernetes yet",
             ));
         }
+        let deadline = store_platform_runtime::grpc::timeout(request.metadata());
         Ok(Response::new(subscription(
             self.hub.clone(),
             filter,
             self.heartbeat,
             self.shutdown.clone(),
+            deadline,
         )))
     }
 
