@@ -80,12 +80,17 @@ impl ServiceProcess {
             .append(true)
             .open(&log)
             .expect("log file");
-        let child = Command::new(&binary)
+        let mut command = Command::new(&binary);
+        command
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .env("LOG_FORMAT", "json")
             .stdin(Stdio::null())
             .stdout(file.try_clone().expect("log file"))
-            .stderr(file)
+            .stderr(file);
+        // A test killed before it drops its services (Ctrl-C, a timeout) must not leave a provisioner behind that
+        // goes on reconciling other tests' stores.
+        crate::control_plane::die_with_parent(&mut command);
+        let child = command
             .spawn()
             .unwrap_or_else(|error| panic!("start {name}: {error}"));
         Self {

@@ -420,6 +420,26 @@ async fn a_stuck_subscriber_never_delays_the_others_and_gets_a_fresh_snapshot() 
     let tenant = unique("stuck");
     let id = unique("busy");
     write_record(&client, &id, &tenant, record::Phase::Provisioning).await;
+    // The record is in the index before anyone subscribes, so its arrival is in their snapshots, never a change
+    // the live subscriber mistakes for the first update.
+    let mut lookup = StatusServiceClient::new(channel(status_addr).await);
+    let indexed = async {
+        while lookup
+            .get_store_status(as_tenant(
+                &tenant,
+                GetStoreStatusRequest {
+                    store_id: id.clone(),
+                },
+            ))
+            .await
+            .is_err()
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), indexed)
+        .await
+        .expect("the record reaches the index");
 
     // The stuck client has a connection of its own with a 64 KiB flow-control window, and never reads: once the
     // window is full, the server cannot send it anything more.
