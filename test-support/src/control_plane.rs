@@ -284,7 +284,7 @@ impl ControlPlane {
                 format!("--service-account-key-file={}", path("service-account.pub")),
                 format!("--service-account-signing-key-file={}", path("service-account.key")),
                 "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
-                "--service-cluster-ip-range=10.0.0.0/24".into(),
+                "--service-cluster-ip-range=10.0.0.0/16".into(),
                 "--allow-privileged=true".into(),
                 "--profiling=false".into(),
                 format!("--cert-dir={}", path("apiserver-certs")),

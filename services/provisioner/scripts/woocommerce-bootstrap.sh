@@ -13,7 +13,9 @@
 set -euo pipefail
 
 : "${WORDPRESS_DB_HOST:?}" "${STORE_URL:?}" "${STORE_HOST:?}" "${STORE_TITLE:?}"
-: "${WP_ADMIN_USER:?}" "${WP_ADMIN_PASSWORD:?}" "${WP_ADMIN_EMAIL:?}" "${WORDPRESS_SERVICE_URL:?}"
+: "${WP_ADMIN_USER:?}" "${WP_ADMIN_PASSWORD:?}" "${WORDPRESS_SERVICE_URL:?}"
+# Empty only for a store whose record was rebuilt without it; a WordPress installed before needs none.
+: "${WP_ADMIN_EMAIL?}"
 
 WP_PATH=${WP_PATH:-/var/www/html}
 SAMPLE_SKU=${SAMPLE_SKU:-STORE-PLATFORM-SAMPLE}
@@ -55,6 +57,8 @@ install_wordpress() {
     log "WordPress already installed"
     return
   fi
+  [[ -n $WP_ADMIN_EMAIL ]] ||
+    fail "the store's admin email is unknown (its record was rebuilt without it): delete the store and create it again"
   # The password reaches WP-CLI through a config file only this user can read: a command-line argument is visible
   # to every process on the node, and --prompt echoes the command with its answers into the log.
   local config

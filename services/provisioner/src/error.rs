@@ -36,7 +36,8 @@ pub enum Error {
 
     #[error("failed to {action}")]
     Kubernetes {
-        action: &'static str,
+        /// What was being done, e.g. "apply Job woocommerce-bootstrap".
+        action: std::borrow::Cow<'static, str>,
         #[source]
         source: kube::Error,
     },
@@ -53,8 +54,35 @@ pub enum Error {
 }
 
 impl Error {
-    pub fn kubernetes(action: &'static str) -> impl FnOnce(kube::Error) -> Self {
+    pub fn kubernetes(
+        action: impl Into<std::borrow::Cow<'static, str>>,
+    ) -> impl FnOnce(kube::Error) -> Self {
+        let action = action.into();
         move |source| Self::Kubernetes { action, source }
+    }
+
+    /// The error with every cause, for logs: "failed to apply Job x: the server rejected …: field is immutable".
+    pub fn chain(&self) -> String {
+        let mut text = self.to_string();
+        let mut next = std::error::Error::source(self);
+        while let Some(cause) = next {
+            text.push_str(": ");
+            text.push_str(&cause.to_string());
+            next = cause.source();
+        }
+        text
+    }
+
+    /// Whether the API server refused a write for good (invalid, forbidden, over quota): retrying the same object
+    /// gives the same answer until someone changes something. Conflicts, throttling and server errors pass.
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            Error::Kubernetes {
+                source: kube::Error::Api(status),
+                ..
+            } if matches!(status.code, 400 | 403 | 404 | 422)
+        )
     }
 }
 
@@ -160,7 +188,7 @@ mod tests {
             ),
             (
                 Error::Kubernetes {
-                    action: "list stores",
+                    action: "list stores".into(),
                     source: kube::Error::LinesCodecMaxLineLengthExceeded,
                 },
                 tonic::Code::Unavailable,

@@ -142,6 +142,7 @@ impl Provisioner {
             status: StoreStatus::pending(self.engine.steps(), Timestamp::now()),
             create_time: None,
             terminating: false,
+            damage: None,
         };
         let params = PostParams {
             field_manager: Some(FIELD_MANAGER.to_owned()),
@@ -167,7 +168,7 @@ impl Provisioner {
                 }
             }
             Err(source) => Err(Error::Kubernetes {
-                action: "create the store namespace",
+                action: "create the store namespace".into(),
                 source,
             }),
         }
@@ -341,7 +342,7 @@ impl ProvisionerService for Provisioner {
                 Err(kube::Error::Api(status)) if status.code == 404 => {}
                 Err(source) => {
                     return Err(Error::Kubernetes {
-                        action: "delete the store namespace",
+                        action: "delete the store namespace".into(),
                         source,
                     }
                     .into());
@@ -369,6 +370,23 @@ impl ProvisionerService for Provisioner {
                 phase: store.phase().as_str(),
             }
             .into());
+        }
+        if let Some(damage) = store.damage.take() {
+            // A hand-edited record: its status (and, if the spec was lost, the spec rebuilt from the labels) is
+            // written afresh, and every step runs again; each finds what it made before and goes on from there.
+            store.status = StoreStatus::pending(self.engine.steps(), Timestamp::now());
+            store.status.phase = Phase::Provisioning;
+            write_record(&self.client, &store, namespace.resource_version()).await?;
+            tracing::warn!(
+                store = %id,
+                tenant = %store.tenant,
+                by = %caller.tenant,
+                spec_lost = damage.spec.is_some(),
+                "an unreadable store record was rebuilt"
+            );
+            return Ok(Response::new(RetryStoreResponse {
+                store: Some(store.to_proto()),
+            }));
         }
         let kube = Kube::new(self.client.clone(), namespace.name_any());
         let failed: Vec<String> = store

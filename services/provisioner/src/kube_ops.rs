@@ -149,10 +149,15 @@ impl Kube {
                 &Patch::Apply(object),
             )
             .await
-            .map_err(Error::kubernetes("apply a store object"))
+            .map_err(Error::kubernetes(format!(
+                "apply {} {name}",
+                K::kind(&K::DynamicType::default())
+            )))
     }
 
-    /// Creates `object` unless it exists; an existing one is left exactly as it is.
+    /// Creates `object` unless it exists; an existing one is left exactly as it is. It looks first: a create the
+    /// API server answers "already exists" has still been charged to the namespace's quota until the quota
+    /// controller's next full count, so repeated creates would exhaust it.
     pub async fn create_once<K>(&self, object: &K) -> Result<(), Error>
     where
         K: Resource<Scope = NamespaceResourceScope>
@@ -162,6 +167,17 @@ impl Kube {
             + std::fmt::Debug,
         K::DynamicType: Default,
     {
+        let name = object.meta().name.clone().unwrap_or_default();
+        let action = || format!("create {} {name}", K::kind(&K::DynamicType::default()));
+        if self
+            .api::<K>()
+            .get_metadata_opt(&name)
+            .await
+            .map_err(Error::kubernetes(action()))?
+            .is_some()
+        {
+            return Ok(());
+        }
         let params = PostParams {
             field_manager: Some(FIELD_MANAGER.to_owned()),
             ..PostParams::default()
@@ -171,7 +187,7 @@ impl Kube {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
             Err(source) => Err(Error::Kubernetes {
-                action: "create a store object",
+                action: action().into(),
                 source,
             }),
         }
@@ -204,7 +220,7 @@ impl Kube {
         let mut object = DynamicObject::new(&name, &resource).within(&self.namespace);
         object.metadata = cron_job.metadata.clone();
         let spec = serde_json::to_value(&cron_job.spec).map_err(|source| Error::Kubernetes {
-            action: "encode a CronJob",
+            action: "encode a CronJob".into(),
             source: kube::Error::SerdeError(source),
         })?;
         object.data = serde_json::Value::Object([("spec".to_owned(), spec)].into_iter().collect());
@@ -217,7 +233,7 @@ impl Kube {
             )
             .await
             .map(drop)
-            .map_err(Error::kubernetes("apply a store object"))
+            .map_err(Error::kubernetes(format!("apply CronJob {name}")))
     }
 
     pub async fn get<K>(&self, name: &str) -> Result<Option<K>, Error>

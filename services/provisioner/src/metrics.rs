@@ -39,6 +39,8 @@ pub struct WriteLabel {
 #[derive(Debug)]
 pub struct Metrics {
     pub stores: Family<PhaseLabel, Gauge>,
+    /// Store namespaces whose record could not be read in full (annotations edited by hand).
+    pub unreadable_records: Gauge,
     pub step_duration: Family<StepLabel, Histogram>,
     pub provisioning_duration: Histogram,
     pub reconcile_errors: Family<ReasonLabel, Counter>,
@@ -57,6 +59,7 @@ impl Metrics {
     pub fn new() -> (Arc<Self>, Registry) {
         let metrics = Self {
             stores: Family::default(),
+            unreadable_records: Gauge::default(),
             step_duration: Family::new_with_constructor(duration_histogram),
             provisioning_duration: duration_histogram(),
             reconcile_errors: Family::default(),
@@ -65,6 +68,11 @@ impl Metrics {
         };
         let mut registry = Registry::with_prefix("store_platform");
         registry.register("stores", "Stores by phase", metrics.stores.clone());
+        registry.register(
+            "unreadable_records",
+            "Store namespaces whose record cannot be read in full (edited by hand); each is FAILED until retried",
+            metrics.unreadable_records.clone(),
+        );
         registry.register(
             "step_duration_seconds",
             "How long each provisioning step took",
@@ -105,11 +113,16 @@ impl Metrics {
     pub fn refresh_from(self: &Arc<Self>, stores: Store<Namespace>) -> Refresh {
         let metrics = self.clone();
         Arc::new(move || {
-            let records: Vec<StoreRecord> = stores
-                .state()
+            let namespaces = stores.state();
+            let records: Vec<StoreRecord> = namespaces
                 .iter()
                 .filter_map(|ns| StoreRecord::from_namespace(ns).ok())
                 .collect();
+            let unreadable = namespaces.len() - records.len()
+                + records.iter().filter(|r| r.damage.is_some()).count();
+            metrics
+                .unreadable_records
+                .set(i64::try_from(unreadable).unwrap_or(i64::MAX));
             for phase in Phase::ALL {
                 let count = records.iter().filter(|r| r.phase() == phase).count();
                 metrics

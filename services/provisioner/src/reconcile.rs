@@ -55,6 +55,9 @@ pub struct Context {
     /// may be looking at the namespace from before that write (the watch has not delivered it yet), so it reads
     /// the namespace afresh rather than redo steps it already did.
     written: std::sync::Mutex<std::collections::HashMap<String, String>>,
+    /// Passes in a row that failed, per store: each waits twice as long as the one before (1 s to 5 minutes), so a
+    /// store that keeps failing does not cost the API server several requests a second.
+    failures: std::sync::Mutex<std::collections::HashMap<String, u32>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -98,7 +101,14 @@ impl Context {
             metrics,
             events,
             written: Default::default(),
+            failures: Default::default(),
         }
+    }
+
+    fn failures(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, u32>> {
+        self.failures
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn written(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, String>> {
@@ -171,6 +181,12 @@ pub struct Outcome {
     pub wake_after: Option<Duration>,
 }
 
+/// `delay`, plus up to a fifth more at random, so stores refused together do not retry together.
+fn jittered(delay: Duration) -> Duration {
+    use rand::Rng as _;
+    delay.mul_f64(1.0 + rand::rng().random_range(0.0..0.2))
+}
+
 fn elapsed(since: Option<Timestamp>, now: Timestamp) -> Duration {
     since
         .and_then(|start| now.duration_since(start).try_into().ok())
@@ -204,13 +220,53 @@ pub async fn advance(
                 break;
             }
             StepState::Pending => {
-                engine.apply(&step.name, store, kube).await?;
                 let entry = &mut status.steps[index];
-                entry.state = StepState::Running;
-                entry.start_time = Some(now);
-                entry.finish_time = None;
-                entry.message.clear();
-                transitions.push((step.name.clone(), StepState::Running, String::new()));
+                match engine.apply(&step.name, store, kube).await {
+                    Ok(()) => {
+                        entry.state = StepState::Running;
+                        // A step whose objects were refused before keeps the time of its first attempt: its
+                        // deadline counts from then.
+                        entry.start_time = entry.start_time.or(Some(now));
+                        entry.finish_time = None;
+                        entry.message.clear();
+                        transitions.push((step.name.clone(), StepState::Running, String::new()));
+                    }
+                    // The API server refuses one of the step's objects (invalid, forbidden, over quota): the step
+                    // says so, stays pending (the next pass applies again), and fails at its deadline with the
+                    // API server's own words.
+                    Err(error) if error.is_refusal() => {
+                        let first = entry.start_time.get_or_insert(now);
+                        let waited = elapsed(Some(*first), now);
+                        let deadline = engine.deadline(&entry.name);
+                        let refused = error.chain();
+                        if waited >= deadline {
+                            let reason = format!(
+                                "{} not done after {}s: {refused}",
+                                entry.name,
+                                deadline.as_secs()
+                            );
+                            entry.state = StepState::Failed;
+                            entry.finish_time = Some(now);
+                            entry.message = reason.clone();
+                            status.failure_reason = reason.clone();
+                            transitions.push((entry.name.clone(), StepState::Failed, reason));
+                            failed = true;
+                        } else {
+                            if entry.message != refused {
+                                tracing::warn!(step = %entry.name, error = %refused, "the API server refuses a step's object");
+                            }
+                            entry.message = refused;
+                            // Again after as long as it has been refused so far (1 s to a minute, a little
+                            // jittered), never past the deadline.
+                            let backoff = jittered(
+                                waited.clamp(Duration::from_secs(1), Duration::from_secs(60)),
+                            );
+                            wake_after = Some(backoff.min(deadline - waited));
+                        }
+                        break;
+                    }
+                    Err(error) => return Err(error),
+                }
             }
             StepState::Running => {}
         }
@@ -293,6 +349,7 @@ async fn reconcile(namespace: Arc<Namespace>, pass: Arc<Term>) -> Result<Action,
     let ctx = &pass.ctx;
     if namespace.metadata.deletion_timestamp.is_some() {
         ctx.written().remove(&namespace.name_any());
+        ctx.failures().remove(&namespace.name_any());
         return Ok(Action::await_change());
     }
     let namespace = ctx.current(namespace).await?;
@@ -310,6 +367,7 @@ async fn reconcile(namespace: Arc<Namespace>, pass: Arc<Term>) -> Result<Action,
         .with_metrics(ctx.metrics.clone())
         .with_caches(pass.caches.clone());
     let outcome = advance(&store, ctx.engine.as_ref(), &kube, Timestamp::now()).await?;
+    ctx.failures().remove(&namespace.name_any());
     if outcome.status != store.status {
         let updated = StoreRecord {
             status: outcome.status.clone(),
@@ -388,7 +446,7 @@ fn observe_durations(metrics: &Metrics, before: &StoreRecord, after: &StoreStatu
     }
 }
 
-fn error_policy(_namespace: Arc<Namespace>, error: &Error, pass: Arc<Term>) -> Action {
+fn error_policy(namespace: Arc<Namespace>, error: &Error, pass: Arc<Term>) -> Action {
     pass.ctx
         .metrics
         .reconcile_errors
@@ -396,16 +454,38 @@ fn error_policy(_namespace: Arc<Namespace>, error: &Error, pass: Arc<Term>) -> A
             reason: error.metric_reason(),
         })
         .inc();
+    let store = namespace.name_any();
     match error {
         Error::Kubernetes {
             source: kube::Error::Api(status),
             ..
         } if status.code == 409 => Action::requeue(Duration::from_millis(200)),
         _ => {
-            tracing::warn!(%error, "reconcile failed; retrying");
-            Action::requeue(Duration::from_secs(5))
+            let failures = {
+                let mut failures = pass.ctx.failures();
+                let count = failures.entry(store.clone()).or_default();
+                *count = count.saturating_add(1);
+                *count
+            };
+            let delay = retry_delay(failures);
+            tracing::warn!(
+                %store,
+                error = %error.chain(),
+                failures,
+                retry_in_ms = delay.as_millis() as u64,
+                "reconcile failed; retrying"
+            );
+            Action::requeue(delay)
         }
     }
+}
+
+/// How long to wait after `failures` passes in a row failed: 1 s, doubling, at most 5 minutes, jittered.
+fn retry_delay(failures: u32) -> Duration {
+    let base = Duration::from_secs(1)
+        .saturating_mul(1u32 << failures.saturating_sub(1).min(9))
+        .min(Duration::from_secs(300));
+    jittered(base)
 }
 
 /// Maps a store's object to its store namespace.
@@ -483,6 +563,8 @@ mod tests {
     struct Scripted {
         progress: Mutex<HashMap<&'static str, Progress>>,
         applied: Mutex<Vec<String>>,
+        /// Steps whose objects the API server refuses, with its message.
+        refused: Mutex<HashMap<&'static str, String>>,
     }
 
     impl Scripted {
@@ -507,7 +589,15 @@ mod tests {
 
         async fn apply(&self, step: &str, _: &StoreRecord, _: &Kube) -> Result<(), Error> {
             self.applied.lock().expect("lock").push(step.to_owned());
-            Ok(())
+            match self.refused.lock().expect("lock").get(step) {
+                Some(message) => Err(Error::Kubernetes {
+                    action: "apply Service database".into(),
+                    source: kube::Error::Api(Box::new(
+                        kube::core::Status::failure(message, "Invalid").with_code(422),
+                    )),
+                }),
+                None => Ok(()),
+            }
         }
 
         async fn observe(&self, step: &str, _: &StoreRecord, _: &Kube) -> Result<Progress, Error> {
@@ -548,6 +638,7 @@ mod tests {
             status: StoreStatus::pending(engine.steps(), Timestamp::UNIX_EPOCH),
             create_time: None,
             terminating: false,
+            damage: None,
         }
     }
 
@@ -700,5 +791,75 @@ mod tests {
         assert_eq!(outcome.status.storefront_url, "http://shoes.localhost/");
         assert_eq!(outcome.status.update_time, Some(at(0)));
         assert_eq!(outcome.wake_after, None);
+    }
+
+    #[tokio::test]
+    async fn a_refused_object_shows_in_its_step_is_applied_again_and_fails_the_store_at_the_deadline()
+     {
+        let engine = Scripted::default();
+        engine.refused.lock().expect("lock").insert(
+            "database",
+            "failed to allocate a serviceIP: range is full".into(),
+        );
+        let mut store = store(&engine);
+        let first = advance(&store, &engine, &unused_kube(), at(0))
+            .await
+            .expect("a refusal is not an error of the pass");
+        let step = &first.status.steps[1];
+        assert_eq!(step.state, StepState::Pending, "applied again next time");
+        assert_eq!(step.start_time, Some(at(0)));
+        assert!(
+            step.message.contains("failed to apply Service database")
+                && step.message.contains("range is full"),
+            "{}",
+            step.message
+        );
+        assert_eq!(first.status.phase, Phase::Provisioning);
+        let wait = first.wake_after.expect("a retry is scheduled");
+        assert!(
+            wait >= Duration::from_secs(1) && wait <= Duration::from_millis(1200),
+            "{wait:?}"
+        );
+
+        store.status = first.status;
+        let later = advance(&store, &engine, &unused_kube(), at(6))
+            .await
+            .expect("again");
+        assert_eq!(
+            engine.applied(),
+            ["namespace", "database", "database"],
+            "the refused step is applied on every pass"
+        );
+        let wait = later.wake_after.expect("retry");
+        assert!(wait >= Duration::from_secs(4), "backs off: {wait:?}");
+
+        store.status = later.status;
+        let late = advance(&store, &engine, &unused_kube(), at(11))
+            .await
+            .expect("late");
+        assert_eq!(late.status.phase, Phase::Failed);
+        assert!(
+            late.status
+                .failure_reason
+                .starts_with("database not done after 10s: failed to apply Service database")
+                && late.status.failure_reason.contains("range is full"),
+            "{}",
+            late.status.failure_reason
+        );
+    }
+
+    #[test]
+    fn failing_passes_back_off_from_a_second_to_five_minutes() {
+        let within = |failures: u32, low: u64, high: u64| {
+            let delay = retry_delay(failures);
+            assert!(
+                delay >= Duration::from_secs(low) && delay <= Duration::from_millis(high * 1200),
+                "{failures}: {delay:?}"
+            );
+        };
+        within(1, 1, 1);
+        within(2, 2, 2);
+        within(5, 16, 16);
+        within(20, 300, 300);
     }
 }

@@ -116,7 +116,7 @@ impl TenantLocks {
                 }
                 Err(source) => {
                     return Err(Error::Kubernetes {
-                        action: "take the tenant's create lock",
+                        action: "take the tenant's create lock".into(),
                         source,
                     });
                 }
@@ -167,7 +167,7 @@ impl TenantLocks {
                 Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => {}
                 Err(source) => {
                     return Err(Error::Kubernetes {
-                        action: "break a stale tenant create lock",
+                        action: "break a stale tenant create lock".into(),
                         source,
                     });
                 }

@@ -814,3 +814,22 @@ fn an_unreachable_database_fails_with_its_address() {
         text(&output)
     );
 }
+
+#[test]
+fn a_store_rebuilt_without_its_admin_email_finishes_if_wordpress_was_installed_and_says_why_if_not()
+{
+    let fixture = Fixture::new();
+    let output = fixture.run(&shop(), &[("WP_ADMIN_EMAIL", "")]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        text(&output).contains("FAILED: the store's admin email is unknown"),
+        "{}",
+        text(&output)
+    );
+    assert_eq!(fixture.state()["installed"], false);
+
+    let installed = Fixture::new();
+    assert!(installed.run(&shop(), &[]).status.success());
+    let output = installed.run(&shop(), &[("WP_ADMIN_EMAIL", "")]);
+    assert!(output.status.success(), "{}", text(&output));
+}

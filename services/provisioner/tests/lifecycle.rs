@@ -837,3 +837,181 @@ async fn a_tenant_at_its_store_limit_is_resource_exhausted() {
         wait_until_gone(id).await;
     }
 }
+
+/// What `kubectl annotate --overwrite` does to a store's record by accident.
+async fn damage_record(id: &str, spec: &str, status: &str) {
+    let namespaces: Api<Namespace> = Api::all(TestEnv::shared().client().await);
+    let patch = serde_json::json!({
+        "metadata": {"annotations": {record::SPEC_ANNOTATION: spec, record::STATUS_ANNOTATION: status}}
+    });
+    namespaces
+        .patch(
+            &record::namespace_name(id),
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await
+        .expect("overwrite the annotations");
+}
+
+#[tokio::test]
+async fn a_store_whose_record_was_overwritten_by_hand_is_failed_retryable_and_deletable_by_its_owner()
+ {
+    let env = TestEnv::shared();
+    let id = unique_id("damaged");
+    env.set_kubelet_behaviour(&record::namespace_name(&id), &Behaviour::default())
+        .await;
+    let mut api = api().await;
+    api.create_store(as_tenant("damaged", create_request(&id)))
+        .await
+        .expect("create");
+    wait_for_phase(&id, "ready", Duration::from_secs(120)).await;
+
+    damage_record(&id, "edited by hand", "{\"phase\":").await;
+    let store = support::get_store(&mut api, "damaged", &id).await;
+    assert_eq!(store.phase, Phase::Failed as i32);
+    assert!(
+        store
+            .failure_reason
+            .starts_with("the store's record is unreadable"),
+        "{}",
+        store.failure_reason
+    );
+    assert!(store.failure_reason.contains("cannot be recovered"));
+    let listed = api
+        .list_stores(as_tenant("damaged", ListStoresRequest::default()))
+        .await
+        .expect("list")
+        .into_inner()
+        .stores;
+    assert!(listed.iter().any(|s| s.id == id), "the owner lists it");
+    let error = api
+        .get_store(as_tenant(
+            "someone-else",
+            GetStoreRequest {
+                store_id: id.clone(),
+            },
+        ))
+        .await
+        .expect_err("another tenant");
+    assert_eq!(
+        error.code(),
+        Code::NotFound,
+        "the tenant label still decides"
+    );
+    let metrics = http_get(provisioner_addrs().1, "/metrics")
+        .await
+        .expect("metrics");
+    let unreadable = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("store_platform_unreadable_records "))
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .expect("the unreadable-records gauge");
+    assert!(unreadable >= 1, "{metrics}");
+
+    // Retry rebuilds the record and runs every step again; what the spec held alone is gone, as the reason said.
+    let retried = api
+        .retry_store(as_tenant(
+            "damaged",
+            RetryStoreRequest {
+                store_id: id.clone(),
+            },
+        ))
+        .await
+        .expect("retry")
+        .into_inner()
+        .store
+        .expect("store");
+    assert_eq!(retried.phase, Phase::Provisioning as i32);
+    wait_for_phase(&id, "ready", Duration::from_secs(120)).await;
+    let store = support::get_store(&mut api, "damaged", &id).await;
+    assert_eq!(store.display_name, id);
+    assert_eq!(store.admin_email, "");
+    assert!(store.failure_reason.is_empty());
+
+    // Damaged again, it can still be deleted.
+    damage_record(&id, "{", "{").await;
+    api.delete_store(as_tenant(
+        "damaged",
+        DeleteStoreRequest {
+            store_id: id.clone(),
+        },
+    ))
+    .await
+    .expect("delete a damaged store");
+    wait_until_gone(&id).await;
+}
+
+#[tokio::test]
+async fn an_object_the_api_server_keeps_refusing_fails_the_store_with_its_words_and_retry_resumes()
+{
+    let env = TestEnv::shared();
+    let id = unique_id("refused");
+    let namespace = record::namespace_name(&id);
+    // MariaDB takes 3 s to be ready: time enough to fence the namespace before the WordPress step.
+    env.set_kubelet_behaviour(&namespace, &Behaviour::with_delay(Duration::from_secs(3)))
+        .await;
+    let mut api = api().await;
+    api.create_store(as_tenant("refused", create_request(&id)))
+        .await
+        .expect("create");
+    // Someone's quota: no Deployments in this namespace.
+    let client = env.client().await;
+    let quotas = Api::<ResourceQuota>::namespaced(client.clone(), &namespace);
+    let fence = ResourceQuota {
+        metadata: kube::api::ObjectMeta {
+            name: Some("no-deployments".into()),
+            ..Default::default()
+        },
+        spec: Some(k8s_openapi::api::core::v1::ResourceQuotaSpec {
+            hard: Some(
+                [(
+                    "count/deployments.apps".to_owned(),
+                    k8s_openapi::apimachinery::pkg::api::resource::Quantity("0".into()),
+                )]
+                .into(),
+            ),
+            ..Default::default()
+        }),
+        status: None,
+    };
+    quotas
+        .create(&Default::default(), &fence)
+        .await
+        .expect("the fence");
+
+    // While it waits, the step says what the API server says.
+    let waiting = support::wait_for_status(&id, Duration::from_secs(60), |status| {
+        status
+            .steps
+            .iter()
+            .any(|s| s.name == "wordpress" && s.message.contains("no-deployments"))
+    })
+    .await;
+    assert_eq!(waiting.phase, record::Phase::Provisioning);
+    // Past the step's deadline the store fails with those words.
+    wait_for_phase(&id, "failed", Duration::from_secs(90)).await;
+    let store = support::get_store(&mut api, "refused", &id).await;
+    assert!(
+        store.failure_reason.starts_with(&format!(
+            "wordpress not done after {STEP_DEADLINE_SECS}s: failed to apply Deployment wordpress"
+        )) && store.failure_reason.contains("no-deployments"),
+        "{}",
+        store.failure_reason
+    );
+
+    // The fence goes; a retry resumes where the store stopped.
+    quotas
+        .delete("no-deployments", &Default::default())
+        .await
+        .expect("remove the fence");
+    api.retry_store(as_tenant(
+        "refused",
+        RetryStoreRequest {
+            store_id: id.clone(),
+        },
+    ))
+    .await
+    .expect("retry");
+    wait_for_phase(&id, "ready", Duration::from_secs(120)).await;
+}

@@ -200,6 +200,46 @@ pub struct StoreRecord {
     pub create_time: Option<Timestamp>,
     /// Kubernetes is removing the namespace.
     pub terminating: bool,
+    /// What of the record could not be read, when someone changed its annotations by hand.
+    pub damage: Option<Damage>,
+}
+
+/// The parts of a store's record that could not be read. Such a store is FAILED, with a reason that says what
+/// happened and what to do; RetryStore rebuilds the record, DeleteStore removes the store.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Damage {
+    /// Why the spec annotation could not be read; the spec is then rebuilt from the labels, without the display
+    /// name (the store id takes its place) and the admin email, which only the annotation held.
+    pub spec: Option<String>,
+    /// Why the status annotation could not be read; the steps' progress is then unknown.
+    pub status: Option<String>,
+}
+
+impl Damage {
+    /// The failure reason a person reads.
+    pub fn reason(&self) -> String {
+        let what: Vec<String> = [("spec", &self.spec), ("status", &self.status)]
+            .into_iter()
+            .filter_map(|(name, error)| {
+                error
+                    .as_ref()
+                    .map(|e| format!("its {name} annotation ({e})"))
+            })
+            .collect();
+        let mut reason = format!(
+            "the store's record is unreadable: {} was changed outside the platform. RetryStore rebuilds the \
+             record and runs every step again",
+            what.join(" and ")
+        );
+        if self.spec.is_some() {
+            reason.push_str(
+                "; the display name and the admin email cannot be recovered: the display name becomes the store \
+                 id, and the shop keeps the admin email it already has",
+            );
+        }
+        reason.push_str(". DeleteStore removes the store.");
+        reason
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -209,19 +249,14 @@ pub enum RecordError {
         namespace: String,
         label: &'static str,
     },
-    #[error("namespace {namespace} has an unreadable spec annotation")]
-    UnreadableSpec {
-        namespace: String,
-        #[source]
-        source: serde_json::Error,
-    },
     #[error("failed to encode the store record")]
     Encode(#[source] serde_json::Error),
 }
 
 impl StoreRecord {
-    /// Reads a store from its namespace. A missing or unreadable status annotation is not an error: someone may have
-    /// edited it by hand, and the store must still show, saying its status is unreadable.
+    /// Reads a store from its namespace. Only the labels naming the store and its tenant are required: an
+    /// unreadable spec or status annotation (edited by hand) makes a FAILED store that says so (see [`Damage`]),
+    /// so its owner still sees it, can retry it and can delete it.
     pub fn from_namespace(namespace: &Namespace) -> Result<Self, RecordError> {
         let name = namespace.metadata.name.clone().unwrap_or_default();
         let empty = BTreeMap::new();
@@ -238,24 +273,35 @@ impl StoreRecord {
         };
         let id = label(STORE_ID_LABEL)?;
         let tenant = label(TENANT_LABEL)?;
+        let mut damage = Damage::default();
         let spec_json = annotations
             .get(SPEC_ANNOTATION)
             .map(String::as_str)
             .unwrap_or_default();
-        let spec: StoreSpec =
-            serde_json::from_str(spec_json).map_err(|source| RecordError::UnreadableSpec {
-                namespace: name.clone(),
-                source,
-            })?;
-        let status = match annotations.get(STATUS_ANNOTATION) {
-            Some(json) => {
-                serde_json::from_str(json).unwrap_or_else(|error: serde_json::Error| StoreStatus {
-                    failure_reason: format!("status unreadable: {error}"),
-                    ..StoreStatus::pending(&[], Timestamp::UNIX_EPOCH)
-                })
+        let spec = serde_json::from_str::<StoreSpec>(spec_json).unwrap_or_else(|error| {
+            damage.spec = Some(error.to_string());
+            let engine = match labels.get(ENGINE_LABEL).map(String::as_str) {
+                Some("medusa") => Engine::Medusa,
+                _ => Engine::Woocommerce,
+            };
+            StoreSpec {
+                display_name: id.clone(),
+                engine,
+                admin_email: String::new(),
             }
+        });
+        let mut status = match annotations.get(STATUS_ANNOTATION) {
+            Some(json) => serde_json::from_str(json).unwrap_or_else(|error: serde_json::Error| {
+                damage.status = Some(error.to_string());
+                StoreStatus::pending(&[], Timestamp::UNIX_EPOCH)
+            }),
             None => StoreStatus::pending(&[], Timestamp::UNIX_EPOCH),
         };
+        let damage = (damage != Damage::default()).then_some(damage);
+        if let Some(damage) = &damage {
+            status.phase = Phase::Failed;
+            status.failure_reason = damage.reason();
+        }
         Ok(Self {
             id,
             tenant,
@@ -263,6 +309,7 @@ impl StoreRecord {
             status,
             create_time: namespace.metadata.creation_timestamp.as_ref().map(|t| t.0),
             terminating: namespace.metadata.deletion_timestamp.is_some(),
+            damage,
         })
     }
 
@@ -370,6 +417,7 @@ mod tests {
             status: StoreStatus::pending(&["namespace", "mariadb"], Timestamp::UNIX_EPOCH),
             create_time: None,
             terminating: false,
+            damage: None,
         }
     }
 
@@ -395,21 +443,60 @@ mod tests {
         assert_eq!(labels[PHASE_LABEL], "pending");
     }
 
-    #[test]
-    fn a_hand_edited_status_still_shows_the_store_as_unreadable() {
-        let mut namespace = namespace_of(&record());
+    fn with_annotation(key: &str, value: &str) -> Namespace {
+        let mut record = record();
+        record.status.phase = Phase::Ready;
+        let mut namespace = namespace_of(&record);
         namespace
             .metadata
             .annotations
             .as_mut()
             .expect("annotations")
-            .insert(STATUS_ANNOTATION.into(), "{not json".into());
-        let read = StoreRecord::from_namespace(&namespace).expect("still a store");
+            .insert(key.into(), value.into());
+        namespace
+    }
+
+    #[test]
+    fn a_hand_edited_status_makes_a_failed_store_that_says_why_and_what_to_do() {
+        let read = StoreRecord::from_namespace(&with_annotation(STATUS_ANNOTATION, "{not json"))
+            .expect("still a store");
+        assert_eq!(read.phase(), Phase::Failed);
+        let damage = read.damage.clone().expect("damage");
+        assert!(damage.spec.is_none() && damage.status.is_some());
+        let reason = &read.status.failure_reason;
         assert!(
-            read.status.failure_reason.starts_with("status unreadable"),
+            reason.starts_with("the store's record is unreadable: its status annotation"),
+            "{reason}"
+        );
+        assert!(
+            reason.contains("RetryStore") && reason.contains("DeleteStore"),
+            "{reason}"
+        );
+        assert!(
+            !reason.contains("admin email"),
+            "nothing of the spec is lost: {reason}"
+        );
+        assert_eq!(read.spec, record().spec, "the spec is intact");
+    }
+
+    #[test]
+    fn a_hand_edited_spec_is_rebuilt_from_the_labels_saying_what_is_lost() {
+        let read = StoreRecord::from_namespace(&with_annotation(SPEC_ANNOTATION, "oops"))
+            .expect("still a store");
+        assert_eq!(read.phase(), Phase::Failed);
+        assert_eq!(read.tenant, "acme");
+        assert_eq!(read.spec.engine, Engine::Woocommerce);
+        assert_eq!(read.spec.display_name, read.id);
+        assert_eq!(read.spec.admin_email, "");
+        assert!(
+            read.status
+                .failure_reason
+                .contains("the display name and the admin email cannot be recovered"),
             "{}",
             read.status.failure_reason
         );
+        // The status was readable: its steps are kept for the retry.
+        assert!(!read.status.steps.is_empty());
     }
 
     #[test]

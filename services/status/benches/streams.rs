@@ -53,6 +53,7 @@ async fn write(client: &Client, id: &str, sequence: usize) -> anyhow::Result<()>
         status,
         create_time: None,
         terminating: false,
+        damage: None,
     };
     Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
         .patch(

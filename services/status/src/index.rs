@@ -42,27 +42,12 @@ pub struct Index {
     stores: BTreeMap<String, proto::Store>,
 }
 
-/// A store's message, or one that says its record is unreadable (a hand-edited namespace must not vanish silently).
+/// A store's message. A hand-edited record is a FAILED store that says so (a namespace must not vanish silently);
+/// only a namespace without the labels naming its store and tenant is none.
 fn store_of(namespace: &Namespace) -> Option<proto::Store> {
-    match StoreRecord::from_namespace(namespace) {
-        Ok(record) => Some(record.to_proto()),
-        Err(error) => {
-            let labels = namespace.metadata.labels.as_ref()?;
-            let id = labels.get(store_platform_runtime::record::STORE_ID_LABEL)?;
-            let tenant = labels.get(store_platform_runtime::record::TENANT_LABEL)?;
-            Some(proto::Store {
-                id: id.clone(),
-                tenant: tenant.clone(),
-                phase: if namespace.metadata.deletion_timestamp.is_some() {
-                    proto::Phase::Deleting as i32
-                } else {
-                    proto::Phase::Unspecified as i32
-                },
-                failure_reason: format!("status unreadable: {error}"),
-                ..proto::Store::default()
-            })
-        }
-    }
+    StoreRecord::from_namespace(namespace)
+        .ok()
+        .map(|record| record.to_proto())
 }
 
 fn is_deleting(store: &proto::Store) -> bool {
@@ -165,6 +150,7 @@ pub(crate) mod tests {
             status,
             create_time: None,
             terminating: false,
+            damage: None,
         }
         .to_namespace()
         .expect("encode")
@@ -234,7 +220,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn a_hand_edited_status_shows_the_store_as_unreadable() {
+    fn a_hand_edited_record_shows_the_store_as_failed_with_the_reason() {
         let mut broken = namespace("a", "acme", Phase::Ready);
         broken
             .metadata
@@ -244,8 +230,12 @@ pub(crate) mod tests {
             .insert(record::SPEC_ANNOTATION.into(), "{oops".into());
         let mut index = Index::default();
         let change = index.apply(&broken).expect("still shown");
+        assert_eq!(change.store.phase, Phase::Failed.to_proto() as i32);
         assert!(
-            change.store.failure_reason.starts_with("status unreadable"),
+            change
+                .store
+                .failure_reason
+                .starts_with("the store's record is unreadable"),
             "{}",
             change.store.failure_reason
         );

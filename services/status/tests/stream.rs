@@ -119,6 +119,7 @@ async fn write_record_with_reason(
         status,
         create_time: None,
         terminating: false,
+        damage: None,
     };
     let namespace = record.to_namespace().expect("record");
     Api::<Namespace>::all(client.clone())

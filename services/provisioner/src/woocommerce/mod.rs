@@ -223,8 +223,12 @@ impl Engine for WooCommerce {
             }
             "bootstrap" => {
                 kube.apply(&bootstrap::script_config_map(id)).await?;
-                kube.apply(&bootstrap::job(id, &store.spec, settings))
-                    .await?;
+                // A Job's pod template cannot change once it exists: an existing Job stands as it is (a retry
+                // removes a failed one first, and the step then makes a fresh one).
+                if kube.get::<Job>(BOOTSTRAP).await?.is_none() {
+                    kube.apply(&bootstrap::job(id, &store.spec, settings))
+                        .await?;
+                }
             }
             "cron" => {
                 let batch_v1 = *self
@@ -346,7 +350,7 @@ impl Engine for WooCommerce {
                 Err(kube::Error::Api(status)) if status.code == 404 => {}
                 Err(source) => {
                     return Err(Error::Kubernetes {
-                        action: "delete the failed bootstrap Job",
+                        action: "delete the failed bootstrap Job".into(),
                         source,
                     });
                 }
