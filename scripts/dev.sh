@@ -1,9 +1,38 @@
 #!/usr/bin/env bash
 # Runs the platform on this machine: the local control plane with the simulated kubelet, then the provisioner,
 # the status service and the gateway on localhost. Ctrl-C stops everything.
+#
+# Ports (environment variables, with their defaults):
+#   DEV_GATEWAY_PORT=8080 DEV_PROVISIONER_PORT=50051 DEV_STATUS_PORT=50052
+#   DEV_PROVISIONER_METRICS_PORT=9090 DEV_STATUS_METRICS_PORT=9091 DEV_GATEWAY_METRICS_PORT=9092
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
+
+host=127.0.0.1
+gateway_port=${DEV_GATEWAY_PORT:-8080}
+provisioner_port=${DEV_PROVISIONER_PORT:-50051}
+status_port=${DEV_STATUS_PORT:-50052}
+provisioner_metrics=${DEV_PROVISIONER_METRICS_PORT:-9090}
+status_metrics=${DEV_STATUS_METRICS_PORT:-9091}
+gateway_metrics=${DEV_GATEWAY_METRICS_PORT:-9092}
+
+# Every port must be free before anything starts: say which one is not, and how to choose another.
+taken=()
+for entry in "DEV_GATEWAY_PORT=$gateway_port" "DEV_PROVISIONER_PORT=$provisioner_port" \
+  "DEV_STATUS_PORT=$status_port" "DEV_PROVISIONER_METRICS_PORT=$provisioner_metrics" \
+  "DEV_STATUS_METRICS_PORT=$status_metrics" "DEV_GATEWAY_METRICS_PORT=$gateway_metrics"; do
+  port=${entry#*=}
+  if (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; then
+    taken+=("$entry")
+  fi
+done
+if ((${#taken[@]} > 0)); then
+  for entry in "${taken[@]}"; do
+    echo "make dev: port ${entry#*=} on $host is taken by another program; choose another with ${entry%=*}=<port>" >&2
+  done
+  exit 1
+fi
 
 scripts/tools.sh
 scripts/web.sh
@@ -21,37 +50,56 @@ echo "==> starting the local control plane (the first run builds Kubernetes: abo
 scripts/cluster.sh "$cluster_dir" >/dev/null
 export KUBECONFIG="$cluster_dir/kubeconfig" LOG_FORMAT=${LOG_FORMAT:-pretty}
 
-GRPC_ADDR=127.0.0.1:50051 METRICS_ADDR=127.0.0.1:9090 target/debug/provisioner & pids+=($!)
-GRPC_ADDR=127.0.0.1:50052 METRICS_ADDR=127.0.0.1:9091 target/debug/status & pids+=($!)
+GRPC_ADDR=$host:$provisioner_port METRICS_ADDR=$host:$provisioner_metrics target/debug/provisioner & pids+=($!)
+GRPC_ADDR=$host:$status_port METRICS_ADDR=$host:$status_metrics target/debug/status & pids+=($!)
 # A development API token: a fresh random one per run, printed below; the gateway is given only its SHA-256.
 mkdir -p "$root/.dev"
 token=$(head -c 24 /dev/urandom | base64 | tr -d '/+=')
 printf 'developer dev %s admin\n' "$(printf %s "$token" | sha256sum | cut -d' ' -f1)" > "$root/.dev/tokens"
-HTTP_ADDR=127.0.0.1:8080 METRICS_ADDR=127.0.0.1:9092 WEB_ROOT="$root/web/dist" TOKENS_FILE="$root/.dev/tokens" \
-  PROVISIONER_URL=http://127.0.0.1:50051 STATUS_URL=http://127.0.0.1:50052 target/debug/gateway & pids+=($!)
+HTTP_ADDR=$host:$gateway_port METRICS_ADDR=$host:$gateway_metrics WEB_ROOT="$root/web/dist" \
+  TOKENS_FILE="$root/.dev/tokens" PROVISIONER_URL=http://$host:$provisioner_port \
+  STATUS_URL=http://$host:$status_port target/debug/gateway & pids+=($!)
+
+# The banner only once every service answers: its health check for the gRPC servers, the dashboard for the gateway.
+ready() {
+  target/debug/grpc-health-check "$host:$provisioner_port" store_platform.v1.ProvisionerService >/dev/null 2>&1 &&
+    target/debug/grpc-health-check "$host:$status_port" store_platform.v1.StatusService >/dev/null 2>&1 &&
+    curl -sf -o /dev/null "http://$host:$gateway_port/"
+}
+for _ in $(seq 1 600); do
+  ready && break
+  for pid in "${pids[@]}"; do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      echo "make dev: a service exited during start-up (its log is above)" >&2
+      exit 1
+    fi
+  done
+  sleep 0.1
+done
+ready || { echo "make dev: the services did not answer within 60 s (their logs are above)" >&2; exit 1; }
 
 buf="$root/tools/node_modules/.bin/buf"
 cat <<MSG
 
 store-platform is running:
-  provisioner  127.0.0.1:50051  (gRPC)
-  status       127.0.0.1:50052  (gRPC)
-  gateway      http://127.0.0.1:8080  (dashboard, gRPC-web, gRPC)
+  provisioner  $host:$provisioner_port  (gRPC)
+  status       $host:$status_port  (gRPC)
+  gateway      http://$host:$gateway_port  (dashboard, gRPC-web, gRPC)
   kubeconfig   $KUBECONFIG
 
   API token (development, an administrator of tenant "dev"; new each run):
     $token
 
 Try:
-  $buf curl --protocol grpc --http2-prior-knowledge --list-methods http://127.0.0.1:50051
+  $buf curl --protocol grpc --http2-prior-knowledge --list-methods http://$host:$provisioner_port
   $buf curl --protocol grpc --http2-prior-knowledge -H 'x-store-platform-tenant: acme' \\
       -d '{"store_id":"shoes","display_name":"Shoes","engine":"ENGINE_WOOCOMMERCE","admin_email":"owner@example.com"}' \\
-      http://127.0.0.1:50051/store_platform.v1.ProvisionerService/CreateStore
+      http://$host:$provisioner_port/store_platform.v1.ProvisionerService/CreateStore
   $buf curl --protocol grpcweb -H "authorization: Bearer $token" -d '{}' \\
-      http://127.0.0.1:8080/store_platform.v1.ProvisionerService/ListStores
-  grpcurl -plaintext 127.0.0.1:50052 list
+      http://$host:$gateway_port/store_platform.v1.ProvisionerService/ListStores
+  grpcurl -plaintext $host:$status_port list
   KUBECONFIG=$KUBECONFIG kubectl get ns -l app.kubernetes.io/managed-by=store-platform -L store-platform.io/phase
-  curl -s http://127.0.0.1:9090/metrics
+  curl -s http://$host:$provisioner_metrics/metrics
 
 Ctrl-C stops everything.
 MSG
