@@ -1,7 +1,10 @@
 //! The ProvisionerService gRPC API. Every call acts for the tenant named in the request metadata; another
 //! tenant's store does not exist as far as the caller can tell.
 
-use std::sync::Arc;
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::{Arc, Mutex},
+};
 
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
@@ -44,7 +47,22 @@ pub struct Provisioner {
     engine: Arc<dyn Engine>,
     max_stores_per_tenant: usize,
     locks: TenantLocks,
+    /// Creates waiting for their tenant's batch, per tenant (see [`Provisioner::create`]).
+    waiting: Arc<Mutex<HashMap<String, Waiting>>>,
 }
+
+/// A tenant's creates that wait for the next batch, and whether a batch is running.
+#[derive(Debug, Default)]
+struct Waiting {
+    creates: VecDeque<(
+        NewStore,
+        tokio::sync::oneshot::Sender<Result<StoreRecord, Status>>,
+    )>,
+    running: bool,
+}
+
+/// Namespace creates of one batch sent at once, at most.
+const BATCH_WAVE: usize = 50;
 
 impl std::fmt::Debug for Provisioner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -74,7 +92,14 @@ impl Provisioner {
             engine,
             max_stores_per_tenant,
             locks,
+            waiting: Arc::default(),
         }
+    }
+
+    fn waiting(&self) -> std::sync::MutexGuard<'_, HashMap<String, Waiting>> {
+        self.waiting
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn namespaces(&self) -> Api<Namespace> {
@@ -115,29 +140,124 @@ impl Provisioner {
             .count())
     }
 
-    async fn create(&self, tenant: String, new: NewStore) -> Result<StoreRecord, Error> {
-        // An existing store is answered without waiting for the lock (a repeated create is idempotent).
+    /// Creates a store, counted against its tenant's limit.
+    ///
+    /// A tenant's creates go in batches: the first to arrive takes the tenant's lock (held across replicas, see
+    /// `tenant_lock`) for every create that has queued behind it on this replica, counts the tenant's stores once,
+    /// and creates up to the limit's worth of namespaces at once; creates that arrive meanwhile form the next
+    /// batch. So a burst of one tenant costs one lock, one count and one create per store, not a lock and a count
+    /// each, and the limit stays exact. The batch runs in a task of its own: a caller that goes away does not stop
+    /// the creates of the others.
+    async fn create(&self, tenant: String, new: NewStore) -> Result<StoreRecord, Status> {
+        // An existing store is answered without waiting for a batch (a repeated create is idempotent).
         if let Some(existing) = self.find_any(&new.id).await? {
-            return same_store_or_conflict(existing, &tenant, &new);
+            return Ok(same_store_or_conflict(existing, &tenant, &new)?);
         }
-        // Counting and creating under the tenant's lock: two creates cannot both pass the limit.
-        let lock = self.locks.acquire(&tenant).await?;
-        let created = self.create_locked(tenant, new).await;
-        lock.release().await;
-        created
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let start = {
+            let mut waiting = self.waiting();
+            let queue = waiting.entry(tenant.clone()).or_default();
+            queue.creates.push_back((new, reply));
+            !std::mem::replace(&mut queue.running, true)
+        };
+        if start {
+            let this = self.clone();
+            tokio::spawn(async move { this.run_batches(tenant).await });
+        }
+        answer.await.unwrap_or_else(|_| {
+            Err(Status::internal(
+                "the create's batch ended without an answer",
+            ))
+        })
     }
 
-    /// Counts and creates; the caller holds the tenant's lock and has seen no store `new.id`.
-    async fn create_locked(&self, tenant: String, new: NewStore) -> Result<StoreRecord, Error> {
-        if self.count_for(&tenant).await? >= self.max_stores_per_tenant {
-            return Err(Error::TenantStoreLimit {
-                tenant,
-                max: self.max_stores_per_tenant,
-            });
+    /// Runs `tenant`'s batches until none is waiting.
+    async fn run_batches(&self, tenant: String) {
+        loop {
+            let batch: VecDeque<_> = {
+                let mut waiting = self.waiting();
+                let Some(queue) = waiting.get_mut(&tenant) else {
+                    return;
+                };
+                if queue.creates.is_empty() {
+                    waiting.remove(&tenant);
+                    return;
+                }
+                std::mem::take(&mut queue.creates)
+            };
+            match self.locks.acquire(&tenant).await {
+                Ok(lock) => {
+                    self.create_batch(&tenant, batch).await;
+                    lock.release().await;
+                }
+                Err(error) => {
+                    tracing::warn!(%tenant, error = %error.chain(), "could not take the tenant's create lock");
+                    let status = Status::from(error);
+                    for (_, reply) in batch {
+                        let _ = reply.send(Err(status.clone()));
+                    }
+                }
+            }
         }
+    }
+
+    /// Counts the tenant's stores and creates the batch's in waves of what still fits; the caller holds the lock.
+    async fn create_batch(
+        &self,
+        tenant: &str,
+        mut batch: VecDeque<(
+            NewStore,
+            tokio::sync::oneshot::Sender<Result<StoreRecord, Status>>,
+        )>,
+    ) {
+        let mut count = match self.count_for(tenant).await {
+            Ok(count) => count,
+            Err(error) => {
+                let status = Status::from(error);
+                for (_, reply) in batch {
+                    let _ = reply.send(Err(status.clone()));
+                }
+                return;
+            }
+        };
+        while !batch.is_empty() {
+            let room = self.max_stores_per_tenant.saturating_sub(count);
+            if room == 0 {
+                for (_, reply) in batch.drain(..) {
+                    let _ = reply.send(Err(Status::from(Error::TenantStoreLimit {
+                        tenant: tenant.to_owned(),
+                        max: self.max_stores_per_tenant,
+                    })));
+                }
+                break;
+            }
+            let wave: Vec<_> = batch
+                .drain(..room.min(BATCH_WAVE).min(batch.len()))
+                .collect();
+            let results = futures::future::join_all(
+                wave.iter()
+                    .map(|(new, _)| self.create_namespace(tenant, new.clone())),
+            )
+            .await;
+            for ((_, reply), result) in wave.into_iter().zip(results) {
+                let answer = result.map(|(store, created)| {
+                    count += usize::from(created);
+                    store
+                });
+                let _ = reply.send(answer.map_err(Status::from));
+            }
+        }
+    }
+
+    /// Creates store `new`'s namespace (the count was done); the store, and whether this call made it.
+    async fn create_namespace(
+        &self,
+        tenant: &str,
+        new: NewStore,
+    ) -> Result<(StoreRecord, bool), Error> {
         let store = StoreRecord {
             id: new.id.clone(),
-            tenant: tenant.clone(),
+            tenant: tenant.to_owned(),
             spec: new.spec.clone(),
             status: StoreStatus::pending(self.engine.steps(), Timestamp::now()),
             create_time: None,
@@ -155,12 +275,14 @@ impl Provisioner {
         {
             Ok(namespace) => {
                 tracing::info!(store = %store.id, %tenant, "store created");
-                Ok(StoreRecord::from_namespace(&namespace)?)
+                Ok((StoreRecord::from_namespace(&namespace)?, true))
             }
             // Created meanwhile (by another tenant, or this one with the same or another spec): compare.
             Err(kube::Error::Api(status)) if status.code == 409 => {
                 match self.find_any(&new.id).await? {
-                    Some(existing) => same_store_or_conflict(existing, &tenant, &new),
+                    Some(existing) => {
+                        same_store_or_conflict(existing, tenant, &new).map(|store| (store, false))
+                    }
                     None => Err(Error::AlreadyExists {
                         id: new.id,
                         reason: "(created and deleted concurrently); try again",

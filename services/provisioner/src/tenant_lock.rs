@@ -1,8 +1,8 @@
 //! A lock per tenant, held while a store is counted against the tenant's limit and created, so two creates for one
 //! tenant (on any replica: every replica serves the API) cannot both pass the limit.
 //!
-//! Within one replica, a tenant's creates queue on an in-process mutex, so a burst of creates costs the API server
-//! nothing while it waits. Across replicas, the lock is a ConfigMap `tenant-lock-<hex of the tenant>` in the
+//! Within one replica, a tenant's creates are batched (`grpc::Provisioner::create`): one holder takes the lock for
+//! every create queued behind it, so a burst of creates costs one lock, not one each. Across replicas, the lock is a ConfigMap `tenant-lock-<hex of the tenant>` in the
 //! provisioner's own namespace: creating it takes the lock (the API server lets exactly one create win), deleting it
 //! releases it. A holder that died leaves it behind; a lock older than [`STALE_AFTER`] is broken by deleting it with
 //! its uid as precondition, so only that lock instance goes.

@@ -1,5 +1,6 @@
 //! The provisioner as real processes: killed with SIGKILL mid-provisioning and started again, it finishes the store
-//! with nothing duplicated; with two replicas only the Lease holder reconciles, and a standby takes over.
+//! with nothing duplicated; with two replicas only the Lease holder reconciles, and a standby takes over; creates
+//! for one tenant on two replicas at once never pass its limit.
 
 mod support;
 
@@ -34,23 +35,32 @@ fn start_provisioner(
     tenant: &str,
     logs: &std::path::Path,
 ) -> ServiceProcess {
+    start_provisioner_with(port, lease, identity, tenant, logs, &[])
+}
+
+fn start_provisioner_with(
+    port: u16,
+    lease: &str,
+    identity: &str,
+    tenant: &str,
+    logs: &std::path::Path,
+    extra: &[(&str, String)],
+) -> ServiceProcess {
     let env = TestEnv::shared();
-    ServiceProcess::start(
-        "provisioner",
-        &[
-            ("KUBECONFIG", env.kubeconfig_path().display().to_string()),
-            ("GRPC_ADDR", format!("127.0.0.1:{port}")),
-            ("METRICS_ADDR", "127.0.0.1:0".to_owned()),
-            ("LEASE_NAME", lease.to_owned()),
-            ("POD_NAME", identity.to_owned()),
-            ("STEP_DEADLINE", "120s".to_owned()),
-            (
-                "RECONCILE_SELECTOR",
-                format!("{}={tenant}", record::TENANT_LABEL),
-            ),
-        ],
-        logs,
-    )
+    let mut vars = vec![
+        ("KUBECONFIG", env.kubeconfig_path().display().to_string()),
+        ("GRPC_ADDR", format!("127.0.0.1:{port}")),
+        ("METRICS_ADDR", "127.0.0.1:0".to_owned()),
+        ("LEASE_NAME", lease.to_owned()),
+        ("POD_NAME", identity.to_owned()),
+        ("STEP_DEADLINE", "120s".to_owned()),
+        (
+            "RECONCILE_SELECTOR",
+            format!("{}={tenant}", record::TENANT_LABEL),
+        ),
+    ];
+    vars.extend(extra.iter().cloned());
+    ServiceProcess::start("provisioner", &vars, logs)
 }
 
 async fn count<K>(namespace: &str, labels: &str) -> usize
@@ -268,4 +278,72 @@ async fn only_the_lease_holder_reconciles_and_a_standby_takes_over_when_it_leave
         wait_until_gone(id).await;
     }
     assert!(staying.terminate(Duration::from_secs(20)));
+}
+
+#[tokio::test]
+async fn creates_for_one_tenant_on_two_replicas_at_once_never_pass_its_limit() {
+    let tenant = format!("replicas-{}", std::process::id());
+    let logs = tempfile::tempdir().expect("logs");
+    let lease = format!("limit-{}", std::process::id());
+    let limit = [("MAX_STORES_PER_TENANT", "5".to_owned())];
+    let (port_a, port_b) = (free_port(), free_port());
+    let mut a = start_provisioner_with(port_a, &lease, "limit-a", &tenant, logs.path(), &limit);
+    let logs_b = logs.path().join("b");
+    std::fs::create_dir(&logs_b).expect("mkdir");
+    let mut b = start_provisioner_with(port_b, &lease, "limit-b", &tenant, &logs_b, &limit);
+    let apis = [
+        ProvisionerServiceClient::new(a.channel(port_a).await),
+        ProvisionerServiceClient::new(b.channel(port_b).await),
+    ];
+    // Twenty creates, half on each replica, all at once.
+    let ids: Vec<String> = (0..20).map(|_| unique_id("replicas")).collect();
+    let calls = ids.iter().enumerate().map(|(n, id)| {
+        let mut api = apis[n % 2].clone();
+        let (id, tenant) = (id.clone(), tenant.clone());
+        async move {
+            api.create_store(as_tenant(&tenant, create_request(&id)))
+                .await
+                .map(|_| id)
+        }
+    });
+    let results = futures::future::join_all(calls).await;
+    let created: Vec<String> = results
+        .iter()
+        .filter_map(|r| r.as_ref().ok().cloned())
+        .collect();
+    for result in &results {
+        if let Err(error) = result {
+            assert_eq!(
+                error.code(),
+                tonic::Code::ResourceExhausted,
+                "{}",
+                error.message()
+            );
+        }
+    }
+    assert_eq!(created.len(), 5, "the limit is 5: {results:?}");
+    let namespaces =
+        Api::<k8s_openapi::api::core::v1::Namespace>::all(TestEnv::shared().client().await)
+            .list_metadata(
+                &ListParams::default().labels(&format!("{}={tenant}", record::TENANT_LABEL)),
+            )
+            .await
+            .expect("list");
+    assert_eq!(namespaces.items.len(), 5, "only the admitted stores exist");
+    let mut api = apis[0].clone();
+    for id in &created {
+        api.delete_store(as_tenant(
+            &tenant,
+            DeleteStoreRequest {
+                store_id: id.clone(),
+            },
+        ))
+        .await
+        .expect("delete");
+    }
+    for id in &created {
+        wait_until_gone(id).await;
+    }
+    assert!(a.terminate(Duration::from_secs(20)));
+    assert!(b.terminate(Duration::from_secs(20)));
 }
