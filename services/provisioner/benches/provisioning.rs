@@ -36,7 +36,7 @@ use store_platform_proto::v1::{
 use store_platform_provisioner::{
     kube_ops::Kube,
     settings::Settings,
-    woocommerce::{bootstrap, ingress, mariadb, policy, secret, wordpress},
+    woocommerce::{bootstrap, cron, ingress, mariadb, policy, secret, wordpress},
 };
 use store_platform_runtime::record::{self, StoreSpec};
 use store_platform_test_support::{
@@ -155,12 +155,16 @@ async fn apply_directly(client: Client, id: String, settings: Arc<Settings>) -> 
     kube.create_once(&secret::credentials(&id)).await?;
     kube.apply(&mariadb::service(&id)).await?;
     kube.apply(&mariadb::stateful_set(&id, &settings)).await?;
+    kube.apply(&wordpress::files_config_map(&id)).await?;
     kube.apply(&wordpress::volume_claim(&id, &settings)).await?;
     kube.apply(&wordpress::service(&id)).await?;
     kube.apply(&wordpress::deployment(&id, &settings)).await?;
     kube.apply(&ingress::ingress(&id, &settings)).await?;
     kube.apply(&bootstrap::script_config_map(&id)).await?;
     kube.apply(&bootstrap::job(&id, &spec, &settings)).await?;
+    let batch_v1 = kube.serves_batch_v1_cron_jobs().await?;
+    kube.apply_cron_job(&cron::cron_job(&id, &settings), batch_v1)
+        .await?;
     Ok(())
 }
 
