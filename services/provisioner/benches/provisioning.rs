@@ -77,7 +77,9 @@ where
         .applied_objects();
     tokio::spawn(async move {
         futures::pin_mut!(stream);
-        while let Some(Ok(object)) = stream.next().await {
+        // A watch error (the watcher backs off and resumes) must not end the recording.
+        while let Some(item) = stream.next().await {
+            let Ok(object) = item else { continue };
             if done(&object) {
                 let key = object.namespace().unwrap_or_else(|| object.name_any());
                 stamps
@@ -291,14 +293,46 @@ async fn platform(assets: &Assets, stores: usize, bin_dir: PathBuf) -> anyhow::R
         created.insert(namespace, sent);
     }
     let answered = start.elapsed();
-    wait_for(&ready, stores, Duration::from_secs(600)).await?;
+    if let Err(error) = wait_for(&ready, stores, Duration::from_secs(600)).await {
+        // Which stores, and why: their records, and what the provisioner logged.
+        let namespaces = Api::<Namespace>::all(client.clone())
+            .list(&kube::api::ListParams::default().labels(&record::managed_selector()))
+            .await?;
+        for namespace in namespaces.items {
+            if namespace
+                .labels()
+                .get(record::PHASE_LABEL)
+                .map(String::as_str)
+                != Some("ready")
+            {
+                println!(
+                    "not ready: {} {:?}",
+                    namespace.name_any(),
+                    namespace.annotations().get(record::STATUS_ANNOTATION)
+                );
+            }
+        }
+        println!("provisioner log (last 40 lines):");
+        let log = provisioner.logs();
+        for line in log
+            .lines()
+            .rev()
+            .take(40)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+        {
+            println!("  {line}");
+        }
+        return Err(error);
+    }
     let ready_at = ready.lock().expect("lock").clone();
     let jobs_at = jobs.lock().expect("lock").clone();
     let total = ready_at.values().max().copied().unwrap_or(start) - start;
 
     println!("\nplatform, {stores} stores created at once:");
     println!(
-        "  every CreateStore answered after {answered:.2?} (one tenant: its creates take turns under its lock)"
+        "  every CreateStore answered after {answered:.2?} (one tenant: its creates go in batches under its lock)"
     );
     println!(
         "{}",
