@@ -76,6 +76,7 @@ pub async fn start(
         watcher::Config::default().labels(&record::managed_selector()),
     )
     .default_backoff()
+    .modify(|namespace: &mut Namespace| namespace.metadata.managed_fields = None)
     .reflect(writer)
     .for_each(|_| futures::future::ready(()));
     let stop_watch = shutdown.clone();

@@ -31,7 +31,7 @@ use store_platform_runtime::{
 use crate::{
     engine::{Engine, Progress},
     error::Error,
-    kube_ops::{Caches, FIELD_MANAGER, Kube},
+    kube_ops::{Cached, Caches, FIELD_MANAGER, Kube},
     metrics::{Metrics, ReasonLabel, StepLabel},
 };
 
@@ -512,18 +512,22 @@ pub async fn run(ctx: Arc<Context>, selector: String, shutdown: Shutdown) {
     let (quotas, quotas_writer) = reflector::store();
     let stateful_set_events = watcher(Api::<StatefulSet>::all(client.clone()), managed.clone())
         .default_backoff()
+        .modify(Cached::slim)
         .reflect(stateful_sets_writer)
         .touched_objects();
     let deployment_events = watcher(Api::<Deployment>::all(client.clone()), managed.clone())
         .default_backoff()
+        .modify(Cached::slim)
         .reflect(deployments_writer)
         .touched_objects();
     let job_events = watcher(Api::<Job>::all(client.clone()), managed.clone())
         .default_backoff()
+        .modify(Cached::slim)
         .reflect(jobs_writer)
         .touched_objects();
     let quota_events = watcher(Api::<ResourceQuota>::all(client.clone()), managed.clone())
         .default_backoff()
+        .modify(Cached::slim)
         .reflect(quotas_writer)
         .touched_objects();
     let term = Arc::new(Term {
@@ -535,7 +539,14 @@ pub async fn run(ctx: Arc<Context>, selector: String, shutdown: Shutdown) {
             quotas,
         },
     });
-    Controller::new(Api::<Namespace>::all(client.clone()), stores)
+    // Records are read whole (labels, annotations, resource version) but for their managed fields.
+    let (records, records_writer) = reflector::store();
+    let record_events = watcher(Api::<Namespace>::all(client.clone()), stores)
+        .default_backoff()
+        .modify(|namespace: &mut Namespace| namespace.metadata.managed_fields = None)
+        .reflect(records_writer)
+        .applied_objects();
+    Controller::for_stream(record_events, records)
         .watches_stream(stateful_set_events, to_store)
         .watches_stream(deployment_events, to_store)
         .watches_stream(job_events, to_store)
