@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Provides etcd, kube-apiserver and kube-controller-manager in one directory and prints that directory.
+# Provides etcd, kube-apiserver, kube-controller-manager and kube-scheduler (the control plane) and kubelet and
+# kube-proxy (the real node's) in one directory and prints that directory.
 #
 # Order of preference:
-#   1. $KUBEBUILDER_ASSETS, when it already holds the three binaries (the envtest convention);
+#   1. $KUBEBUILDER_ASSETS, when it already holds all of them (the envtest convention);
 #   2. the per-machine cache ($XDG_CACHE_HOME or ~/.cache)/store-platform/kube-v1.20.2/bin;
 #   3. on Debian: build Kubernetes 1.20.2 from Debian's source package (no download site for Kubernetes is needed),
 #      with etcd from the etcd-server package;
@@ -14,8 +15,8 @@ KUBE_VERSION=v1.20.2
 DEBIAN_SOURCE_VERSION=1.20.5+really1.20.2-1.1+deb12u1
 ETCD_VERSION=v3.4.13
 # Bump when the build recipe changes, so caches built by an older recipe are rebuilt.
-RECIPE=2
-BINARIES=(etcd kube-apiserver kube-controller-manager)
+RECIPE=3
+BINARIES=(etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)
 
 log() { printf 'kube-assets: %s\n' "$*" >&2; }
 
@@ -69,6 +70,17 @@ build_from_debian_source() {
   find "$src/vendor/github.com/modern-go/reflect2" "$src/vendor/github.com/json-iterator/go" \
     -name '*_test.go' -delete
 
+  # Root on the machines this project is tested on lacks CAP_SYS_RESOURCE, so the kernel refuses a negative
+  # oom_score_adj, and runc then fails every container that asks for one ("can't get final child's PID from pipe").
+  # dockershim asks -998 for every pod sandbox and -997 for Guaranteed and critical pods; this kubelet asks 0.
+  # Everything else about out-of-memory handling (limits, the kernel's OOM killer) is unchanged.
+  log "patching kubelet: pod sandboxes and Guaranteed pods get oom_score_adj 0 instead of a negative one"
+  sed -i 's/^\(\s*defaultSandboxOOMAdj int = \)-998$/\10/' "$src/pkg/kubelet/dockershim/docker_sandbox.go"
+  sed -i 's/^\(\s*\)return guaranteedOOMScoreAdj$/\1return 0/' "$src/pkg/kubelet/qos/policy.go"
+  grep -q 'defaultSandboxOOMAdj int = 0$' "$src/pkg/kubelet/dockershim/docker_sandbox.go" &&
+    [[ $(grep -c 'return 0$' "$src/pkg/kubelet/qos/policy.go") -eq 2 ]] ||
+    { log "the kubelet patch no longer applies"; exit 1; }
+
   export PATH="/usr/lib/go-1.19/bin:$PATH"
   export GOFLAGS='' GOCACHE="$cache_root/go-build-cache" CGO_ENABLED=0 GO111MODULE=off
   export KUBE_GIT_VERSION=$KUBE_VERSION KUBE_GIT_TREE_STATE=clean
@@ -86,7 +98,7 @@ build_from_debian_source() {
     ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=$build_date"
   done
   mkdir -p "$work/bin"
-  for cmd in kube-apiserver kube-controller-manager; do
+  for cmd in kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy; do
     log "building $cmd"
     (cd "$gopath/src/k8s.io/kubernetes" && GOPATH="$gopath" go build -ldflags "$ldflags" -o "$work/bin/$cmd" "./cmd/$cmd" >&2)
   done
@@ -106,7 +118,7 @@ download_release() {
   tmp=$(mktemp -d)
   trap 'rm -rf "$tmp"' RETURN
   mkdir -p "$tmp/bin"
-  for cmd in kube-apiserver kube-controller-manager; do
+  for cmd in kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy; do
     log "downloading $cmd $KUBE_VERSION"
     curl -fsSL -o "$tmp/bin/$cmd" "https://dl.k8s.io/release/$KUBE_VERSION/bin/$os/$arch/$cmd"
     chmod +x "$tmp/bin/$cmd"

@@ -6,7 +6,14 @@ use std::{
     process::Command,
 };
 
-const BINARIES: [&str; 3] = ["etcd", "kube-apiserver", "kube-controller-manager"];
+const BINARIES: [&str; 6] = [
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kubelet",
+    "kube-proxy",
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum AssetsError {
@@ -83,5 +90,17 @@ impl Assets {
 
     pub fn kube_controller_manager(&self) -> PathBuf {
         self.dir.join("kube-controller-manager")
+    }
+
+    pub fn kube_scheduler(&self) -> PathBuf {
+        self.dir.join("kube-scheduler")
+    }
+
+    pub fn kubelet(&self) -> PathBuf {
+        self.dir.join("kubelet")
+    }
+
+    pub fn kube_proxy(&self) -> PathBuf {
+        self.dir.join("kube-proxy")
     }
 }
