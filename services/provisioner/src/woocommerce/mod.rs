@@ -98,8 +98,29 @@ async fn pod_trouble(kube: &Kube, app: &str) -> String {
 fn pod_reason(pod: &Pod) -> Option<String> {
     let name = pod.metadata.name.clone().unwrap_or_default();
     let status = pod.status.clone().unwrap_or_default();
-    for container in status.container_statuses.unwrap_or_default() {
+    // An init container that has not finished well is the cause; the main containers then only say
+    // "PodInitializing".
+    let unfinished_init = status
+        .init_container_statuses
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|c| {
+            c.state
+                .as_ref()
+                .and_then(|s| s.terminated.as_ref())
+                .is_none_or(|t| t.exit_code != 0)
+        })
+        .map(|c| (format!("{name} (init container {})", c.name), c));
+    let main = status
+        .container_statuses
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| (name.clone(), c));
+    for (name, container) in unfinished_init.chain(main) {
         let state = container.state.unwrap_or_default();
+        if state.running.is_some() {
+            continue;
+        }
         if let Some(waiting) = state.waiting
             && let Some(reason) = waiting.reason
         {
