@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests run for real: WordPress (core), PHP under Apache's mod_php, MariaDB, curl,
-# and Go with grpc-go (one of the independent gRPC clients the tests hold the services to).
+# Go with grpc-go (one of the independent gRPC clients the tests hold the services to), and the real test node's
+# runtime: Docker's engine, CNI plugins, iptables, conntrack, dnsmasq and debootstrap (for its images).
 # Nothing is started or enabled: the tests run their own servers on loopback. Idempotent; needs root or sudo.
 set -euo pipefail
 
@@ -9,6 +10,7 @@ PACKAGES=(
   mariadb-server mariadb-client
   wordpress curl
   golang-go golang-google-grpc-dev
+  docker.io containerd runc containernetworking-plugins iptables conntrack dnsmasq-base debootstrap iproute2
 )
 
 log() { printf 'debian-packages: %s\n' "$*" >&2; }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The whole test suite: installs what it needs (control-plane binaries, npm tools, Chromium, the Debian packages the
-# real-software tests run), builds the services and the dashboard, starts one local control plane for the run, and
-# runs every test against it.
+# The whole test suite: installs what it needs (control-plane and node binaries, npm tools, Chromium, the Debian packages
+# the real-software tests run, the real node's images), builds the services and the dashboard, starts one local
+# control plane with a simulated kubelet and one cluster with a real node for the run, and runs every test against
+# them.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -21,9 +22,24 @@ cargo build --workspace --bins --tests --locked
 
 echo "==> local control plane" >&2
 cluster_dir="${TMPDIR:-/tmp}/store-platform-test-cluster-$$"
-trap 'kill "$(cat "$cluster_dir.pid" 2>/dev/null)" 2>/dev/null || true; wait 2>/dev/null || true; rm -f "$cluster_dir".{pid,ready,log}' EXIT
+node_dir="${TMPDIR:-/tmp}/store-platform-test-node-$$"
+# shellcheck disable=SC2329 # invoked by the EXIT trap
+stop_clusters() {
+  local dir pid
+  for dir in "$cluster_dir" "$node_dir"; do
+    pid=$(cat "$dir.pid" 2>/dev/null) || continue
+    kill "$pid" 2>/dev/null || true
+    # The real node removes its containers, mounts, cgroups and network namespace before it exits.
+    while kill -0 "$pid" 2>/dev/null; do sleep 0.2; done
+  done
+  rm -f "$cluster_dir".{pid,ready,log} "$node_dir".{pid,ready,log}
+}
+trap stop_clusters EXIT
 STORE_PLATFORM_TEST_CLUSTER=$(scripts/cluster.sh "$cluster_dir")
 export STORE_PLATFORM_TEST_CLUSTER
+echo "==> real node (Docker's engine, kubelet, kube-proxy, CNI, DNS in a network namespace)" >&2
+STORE_PLATFORM_TEST_REAL_NODE=$(scripts/real-node.sh "$node_dir")
+export STORE_PLATFORM_TEST_REAL_NODE
 export STORE_PLATFORM_BUF="$root/tools/node_modules/.bin/buf"
 
 echo "==> tests" >&2

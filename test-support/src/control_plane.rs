@@ -5,6 +5,7 @@
 use std::{
     fs::{self, File},
     io::{Read as _, Seek as _, SeekFrom},
+    net::Ipv4Addr,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -21,6 +22,9 @@ use crate::{
 
 /// How long the API server and controllers may take to come up before start-up is declared failed.
 const START_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// The Services' ClusterIP range.
+pub const SERVICE_CIDR: &str = "10.0.0.0/16";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ControlPlaneError {
@@ -57,16 +61,35 @@ pub enum ControlPlaneError {
 
 /// A process of the control plane, with the arguments to start it again.
 #[derive(Debug)]
-struct Process {
-    name: &'static str,
-    binary: PathBuf,
-    args: Vec<String>,
-    log: PathBuf,
-    child: Option<Child>,
+pub(crate) struct Process {
+    pub(crate) name: &'static str,
+    pub(crate) binary: PathBuf,
+    pub(crate) args: Vec<String>,
+    pub(crate) log: PathBuf,
+    pub(crate) child: Option<Child>,
+    /// The network namespace (under /run/netns) to run in, if not the caller's.
+    pub(crate) netns: Option<String>,
 }
 
 impl Process {
-    fn start(&mut self) -> Result<(), ControlPlaneError> {
+    pub(crate) fn new(
+        name: &'static str,
+        binary: PathBuf,
+        args: Vec<String>,
+        log: PathBuf,
+        netns: Option<String>,
+    ) -> Self {
+        Self {
+            name,
+            binary,
+            args,
+            log,
+            child: None,
+            netns,
+        }
+    }
+
+    pub(crate) fn start(&mut self) -> Result<(), ControlPlaneError> {
         let log = File::options()
             .create(true)
             .append(true)
@@ -81,7 +104,19 @@ impl Process {
                 path: self.log.clone(),
                 source,
             })?;
-        let mut command = Command::new(&self.binary);
+        // nsenter enters only the network namespace and then execs the binary, so the process keeps the host's
+        // mounts and cgroups and still dies with its parent.
+        let mut command = match &self.netns {
+            Some(netns) => {
+                let mut command = Command::new("nsenter");
+                command
+                    .arg(format!("--net=/run/netns/{netns}"))
+                    .arg("--")
+                    .arg(&self.binary);
+                command
+            }
+            None => Command::new(&self.binary),
+        };
         command
             .args(&self.args)
             .stdin(Stdio::null())
@@ -97,7 +132,7 @@ impl Process {
     }
 
     /// Fails if the process has exited, quoting the end of its log.
-    fn check_alive(&mut self) -> Result<(), ControlPlaneError> {
+    pub(crate) fn check_alive(&mut self) -> Result<(), ControlPlaneError> {
         let Some(child) = self.child.as_mut() else {
             return Ok(());
         };
@@ -112,7 +147,7 @@ impl Process {
         }
     }
 
-    fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             // SIGTERM first so etcd and the API server close cleanly; SIGKILL if they linger.
             terminate(&child);
@@ -159,7 +194,7 @@ pub(crate) fn terminate(child: &Child) {
     }
 }
 
-fn log_tail(path: &Path, bytes: u64) -> String {
+pub(crate) fn log_tail(path: &Path, bytes: u64) -> String {
     let Ok(mut file) = File::open(path) else {
         return String::new();
     };
@@ -193,18 +228,50 @@ pub struct ControlPlane {
     etcd: Process,
     apiserver: Process,
     controller_manager: Process,
+    /// Only with a real node: the simulated kubelet binds pods itself.
+    scheduler: Option<Process>,
+}
+
+/// How to start a [`ControlPlane`].
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Where the API server listens and what it advertises (the `kubernetes` Service's endpoint).
+    pub address: Ipv4Addr,
+    /// For a real node: the scheduler, and the node-lifecycle controller.
+    pub real_node: bool,
+    /// The network namespace every process runs in (the real node's), if not the caller's.
+    pub netns: Option<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            address: Ipv4Addr::LOCALHOST,
+            real_node: false,
+            netns: None,
+        }
+    }
 }
 
 impl ControlPlane {
     /// Starts etcd, the API server and the controller manager in `dir` and waits until namespaces get their
     /// `default` service account (which proves the controllers are running).
     pub async fn start(assets: &Assets, dir: PathBuf) -> Result<Self, ControlPlaneError> {
+        Self::start_with(assets, dir, &Options::default()).await
+    }
+
+    /// Like [`ControlPlane::start`], as `options` say.
+    pub async fn start_with(
+        assets: &Assets,
+        dir: PathBuf,
+        options: &Options,
+    ) -> Result<Self, ControlPlaneError> {
         let prepare = |path: &Path| {
             let path = path.to_owned();
             move |source| ControlPlaneError::Prepare { path, source }
         };
         fs::create_dir_all(&dir).map_err(prepare(&dir))?;
-        let pki = Pki::generate()?;
+        let pki = Pki::generate_for(options.address)?;
         pki.write_to(&dir).map_err(prepare(&dir))?;
         let pem = |name: &str, contents: &str| -> Result<PathBuf, ControlPlaneError> {
             let path = dir.join(name);
@@ -221,7 +288,7 @@ impl ControlPlane {
             crate::process::free_port(),
             crate::process::free_port(),
         );
-        let server = format!("https://127.0.0.1:{api_port}");
+        let server = format!("https://{}:{api_port}", options.address);
         let ca = dir.join("ca.crt");
         pem(
             "kubeconfig",
@@ -266,32 +333,44 @@ impl ControlPlane {
             ],
             log: dir.join("etcd.log"),
             child: None,
+            netns: options.netns.clone(),
         };
         let apiserver = Process {
             name: "kube-apiserver",
             binary: assets.kube_apiserver(),
             args: vec![
                 format!("--etcd-servers=http://127.0.0.1:{etcd_port}"),
-                "--bind-address=127.0.0.1".into(),
-                "--advertise-address=127.0.0.1".into(),
+                format!("--bind-address={}", options.address),
+                format!("--advertise-address={}", options.address),
                 format!("--secure-port={api_port}"),
                 "--insecure-port=0".into(),
                 format!("--tls-cert-file={}", path("apiserver.crt")),
                 format!("--tls-private-key-file={}", path("apiserver.key")),
                 format!("--client-ca-file={}", path("ca.crt")),
                 "--authorization-mode=RBAC".into(),
-                "--enable-admission-plugins=NamespaceLifecycle,LimitRanger,ServiceAccount,ResourceQuota".into(),
+                if options.real_node {
+                    "--enable-admission-plugins=NamespaceLifecycle,LimitRanger,ServiceAccount,DefaultStorageClass,ResourceQuota".into()
+                } else {
+                    "--enable-admission-plugins=NamespaceLifecycle,LimitRanger,ServiceAccount,ResourceQuota".into()
+                },
                 format!("--service-account-key-file={}", path("service-account.pub")),
-                format!("--service-account-signing-key-file={}", path("service-account.key")),
+                format!(
+                    "--service-account-signing-key-file={}",
+                    path("service-account.key")
+                ),
                 "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
-                "--service-cluster-ip-range=10.0.0.0/16".into(),
+                format!("--service-cluster-ip-range={SERVICE_CIDR}"),
                 "--allow-privileged=true".into(),
                 "--profiling=false".into(),
                 format!("--cert-dir={}", path("apiserver-certs")),
+                // For exec, logs and port-forward on a real node's kubelet.
+                format!("--kubelet-client-certificate={}", admin_cert.display()),
+                format!("--kubelet-client-key={}", admin_key.display()),
                 "--v=1".into(),
             ],
             log: dir.join("kube-apiserver.log"),
             child: None,
+            netns: options.netns.clone(),
         };
         let controller_manager = Process {
             name: "kube-controller-manager",
@@ -300,8 +379,14 @@ impl ControlPlane {
                 format!("--kubeconfig={}", kcm_kubeconfig.display()),
                 format!("--authentication-kubeconfig={}", kcm_kubeconfig.display()),
                 format!("--authorization-kubeconfig={}", kcm_kubeconfig.display()),
-                "--controllers=*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-route,-service"
-                    .into(),
+                // A real node needs the node-lifecycle controller: it lifts the not-ready taint a kubelet
+                // registers with.
+                if options.real_node {
+                    "--controllers=*,-nodeipam,-cloud-node-lifecycle,-route,-service".into()
+                } else {
+                    "--controllers=*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-route,-service"
+                        .into()
+                },
                 format!(
                     "--service-account-private-key-file={}",
                     path("service-account.key")
@@ -325,7 +410,26 @@ impl ControlPlane {
             ],
             log: dir.join("kube-controller-manager.log"),
             child: None,
+            netns: options.netns.clone(),
         };
+
+        let scheduler = options.real_node.then(|| Process {
+            name: "kube-scheduler",
+            binary: assets.kube_scheduler(),
+            args: vec![
+                format!("--kubeconfig={}", kcm_kubeconfig.display()),
+                format!("--authentication-kubeconfig={}", kcm_kubeconfig.display()),
+                format!("--authorization-kubeconfig={}", kcm_kubeconfig.display()),
+                "--leader-elect=false".into(),
+                "--port=0".into(),
+                format!("--secure-port={}", crate::process::free_port()),
+                format!("--bind-address={}", Ipv4Addr::LOCALHOST),
+                "--v=1".into(),
+            ],
+            log: dir.join("kube-scheduler.log"),
+            child: None,
+            netns: options.netns.clone(),
+        });
 
         let mut plane = Self {
             dir,
@@ -334,11 +438,15 @@ impl ControlPlane {
             etcd,
             apiserver,
             controller_manager,
+            scheduler,
         };
         plane.etcd.start()?;
         plane.apiserver.start()?;
         plane.wait_for_apiserver().await?;
         plane.controller_manager.start()?;
+        if let Some(scheduler) = plane.scheduler.as_mut() {
+            scheduler.start()?;
+        }
         plane.wait_for_controllers().await?;
         Ok(plane)
     }
@@ -432,6 +540,9 @@ impl ControlPlane {
 
     /// Stops every process, controllers first.
     pub fn stop(&mut self) {
+        if let Some(scheduler) = self.scheduler.as_mut() {
+            scheduler.stop();
+        }
         self.controller_manager.stop();
         self.apiserver.stop();
         self.etcd.stop();

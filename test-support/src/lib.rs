@@ -11,6 +11,7 @@ pub mod daemon;
 pub mod kubeconfig;
 pub mod kubelet;
 pub mod measure;
+pub mod node;
 pub mod pki;
 pub mod process;
 
@@ -39,6 +40,9 @@ pub use crate::{
 /// Environment variable naming the directory of a running `test-cluster`.
 pub const CLUSTER_DIR_ENV: &str = "STORE_PLATFORM_TEST_CLUSTER";
 
+/// Environment variable naming the directory of a running `test-cluster --real-node` (`scripts/real-node.sh`).
+pub const REAL_NODE_DIR_ENV: &str = "STORE_PLATFORM_TEST_REAL_NODE";
+
 /// A control plane that tests can use: its kubeconfig, and the credentials to act as anyone.
 #[derive(Debug, Clone)]
 pub struct TestEnv {
@@ -62,6 +66,20 @@ impl TestEnv {
         match env {
             Ok(env) => env,
             Err(error) => panic!("no Kubernetes control plane for tests: {error}"),
+        }
+    }
+
+    /// The run's cluster with a real node (real containers), named by `$STORE_PLATFORM_TEST_REAL_NODE`, as
+    /// `make test` starts it with `scripts/real-node.sh`.
+    ///
+    /// Panics if there is none: it needs root and packages a test process cannot start by itself.
+    pub fn real_node() -> TestEnv {
+        match std::env::var_os(REAL_NODE_DIR_ENV).filter(|d| !d.is_empty()) {
+            Some(dir) => TestEnv { dir: dir.into() },
+            None => panic!(
+                "no real node: start one with `scripts/real-node.sh DIR` (as root) and set \
+                 {REAL_NODE_DIR_ENV}=DIR, as `make test` does"
+            ),
         }
     }
 

@@ -66,6 +66,11 @@ fn client_cert(
 
 impl Pki {
     pub fn generate() -> Result<Self, rcgen::Error> {
+        Self::generate_for(Ipv4Addr::LOCALHOST)
+    }
+
+    /// Like [`Pki::generate`], for an API server that also listens on `address`.
+    pub fn generate_for(address: Ipv4Addr) -> Result<Self, rcgen::Error> {
         let ca_key = KeyPair::generate()?;
         let mut ca_params = CertificateParams::default();
         ca_params.distinguished_name = distinguished_name("store-platform-test-ca", None);
@@ -92,6 +97,11 @@ impl Pki {
         server_params
             .subject_alt_names
             .push(SanType::IpAddress(Ipv4Addr::LOCALHOST.into()));
+        if address != Ipv4Addr::LOCALHOST {
+            server_params
+                .subject_alt_names
+                .push(SanType::IpAddress(address.into()));
+        }
         // The first address of the service CIDR: in-cluster clients reach the API server there.
         server_params
             .subject_alt_names

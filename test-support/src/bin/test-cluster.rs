@@ -12,7 +12,7 @@ use kube::{
     Api,
     api::{ObjectMeta, PostParams},
 };
-use store_platform_test_support::{Assets, ControlPlane, kubelet};
+use store_platform_test_support::{Assets, ControlPlane, control_plane, kubelet, node};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -39,6 +39,15 @@ struct Args {
     /// Written (with the directory) once the cluster is ready; for scripts that wait on it.
     #[arg(long, env = "TEST_CLUSTER_READY_FILE")]
     ready_file: Option<PathBuf>,
+
+    /// Run real containers: the control plane and a real node (Docker's engine, kubelet, kube-proxy, CNI, DNS, a
+    /// volume provisioner) in a network namespace of their own, instead of the simulated kubelet. Needs root.
+    #[arg(long, env = "TEST_CLUSTER_REAL_NODE", default_value_t = false)]
+    real_node: bool,
+
+    /// With --real-node: the images' root filesystems (the output of scripts/node-images.sh).
+    #[arg(long, env = "TEST_CLUSTER_IMAGES", required_if_eq("real_node", "true"))]
+    images: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -52,7 +61,20 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let args = Args::parse();
     let assets = Assets::locate()?;
-    let mut plane = ControlPlane::start(&assets, args.dir.clone()).await?;
+    let network = if args.real_node {
+        Some(node::Network::create()?)
+    } else {
+        None
+    };
+    let options = match &network {
+        Some(network) => control_plane::Options {
+            address: node::NODE_ADDRESS,
+            real_node: true,
+            netns: Some(network.name().to_owned()),
+        },
+        None => control_plane::Options::default(),
+    };
+    let mut plane = ControlPlane::start_with(&assets, args.dir.clone(), &options).await?;
     if !args.clean {
         plane.keep_dir();
     }
@@ -75,12 +97,31 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let kubelet = tokio::spawn(kubelet::run(
-        client,
-        Box::pin(async move {
-            let _ = stopped.await;
-        }),
-    ));
+    let mut real_node = None;
+    let kubelet = match (&network, &args.images) {
+        (Some(network), Some(images)) => {
+            let started = std::time::Instant::now();
+            real_node = Some(
+                node::Node::start(
+                    &assets,
+                    &args.dir,
+                    network.name(),
+                    &plane.kubeconfig_path(),
+                    images,
+                    client,
+                )
+                .await?,
+            );
+            tracing::info!(seconds = started.elapsed().as_secs_f64(), "node ready");
+            None
+        }
+        _ => Some(tokio::spawn(kubelet::run(
+            client,
+            Box::pin(async move {
+                let _ = stopped.await;
+            }),
+        ))),
+    };
     println!("{}", args.dir.display());
     if let Some(ready_file) = &args.ready_file {
         std::fs::write(ready_file, args.dir.display().to_string())?;
@@ -93,8 +134,14 @@ async fn main() -> anyhow::Result<()> {
         _ = terminate.recv() => {}
     }
     let _ = stop.send(());
-    let _ = kubelet.await;
+    if let Some(kubelet) = kubelet {
+        let _ = kubelet.await;
+    }
+    if let Some(mut node) = real_node {
+        node.stop();
+    }
     plane.stop();
+    drop(network);
     tracing::info!("control plane stopped");
     Ok(())
 }

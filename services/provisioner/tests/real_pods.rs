@@ -1,0 +1,444 @@
+//! A WooCommerce store on a real node (`scripts/real-node.sh`): real containers from the platform's own specs —
+//! MariaDB and Apache+PHP WordPress images built from Debian's packages with the official images' contract — with
+//! their real probes, Services, cluster DNS names, volumes and security contexts. WordPress reaches MariaDB by its
+//! Service name; the data survives the database pod's deletion. The bootstrap needs WooCommerce and WP-CLI, which no
+//! reachable registry has, so the test image has no `store-bootstrap`: the store stops at that step, FAILED with a
+//! reason that says so, which this test checks too.
+
+use std::{net::SocketAddr, process::Command, sync::OnceLock, time::Duration};
+
+use clap::Parser as _;
+use k8s_openapi::api::core::v1::{Pod, Service};
+use kube::{Api, api::DeleteParams};
+use store_platform_proto::v1::{
+    CreateStoreRequest, Engine, GetStoreRequest, Phase, StepState, Store,
+    provisioner_service_client::ProvisionerServiceClient,
+};
+use store_platform_provisioner::Args;
+use store_platform_runtime::{Shutdown, record};
+use store_platform_test_support::{
+    TestEnv,
+    node::{MARIADB_IMAGE, WORDPRESS_IMAGE},
+    process::as_tenant,
+};
+use tonic::transport::Channel;
+
+const TENANT: &str = "real-node-tenant";
+/// Its provisioner runs MariaDB from an image the node does not have.
+const ABSENT_IMAGE_TENANT: &str = "absent-image-tenant";
+/// Its provisioner runs WordPress from the MariaDB image, whose init container then fails on every start.
+const CRASHING_TENANT: &str = "crashing-tenant";
+
+/// One provisioner per tenant of this binary, reconciling only that tenant's stores (as split deployments do), with
+/// the images the tenant's scenario needs.
+fn provisioner(tenant: &'static str) -> SocketAddr {
+    static HEALTHY: OnceLock<SocketAddr> = OnceLock::new();
+    static ABSENT_IMAGE: OnceLock<SocketAddr> = OnceLock::new();
+    static CRASHING: OnceLock<SocketAddr> = OnceLock::new();
+    let (cell, wordpress, mariadb, deadline) = match tenant {
+        TENANT => (&HEALTHY, WORDPRESS_IMAGE, MARIADB_IMAGE, "180s"),
+        ABSENT_IMAGE_TENANT => (
+            &ABSENT_IMAGE,
+            WORDPRESS_IMAGE,
+            "store-platform-test/no-such-image:1",
+            "45s",
+        ),
+        CRASHING_TENANT => (&CRASHING, MARIADB_IMAGE, MARIADB_IMAGE, "60s"),
+        other => panic!("no provisioner for {other}"),
+    };
+    *cell.get_or_init(|| start_provisioner(tenant, wordpress, mariadb, deadline))
+}
+
+fn start_provisioner(
+    tenant: &'static str,
+    wordpress: &'static str,
+    mariadb: &'static str,
+    deadline: &'static str,
+) -> SocketAddr {
+    let env = TestEnv::real_node();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async move {
+            env.ensure_namespace("store-platform").await;
+            let args = Args::parse_from([
+                "provisioner",
+                "--grpc-addr=127.0.0.1:0",
+                "--metrics-addr=127.0.0.1:0",
+                &format!("--lease-name=provisioner-{tenant}-{}", std::process::id()),
+                &format!("--reconcile-selector={}={tenant}", record::TENANT_LABEL),
+                &format!("--wordpress-image={wordpress}"),
+                &format!("--mariadb-image={mariadb}"),
+                // The images exist only on the node: a pull would be a bug.
+                "--image-pull-policy=Never",
+                &format!("--step-deadline={deadline}"),
+                "--bootstrap-deadline=180s",
+            ]);
+            let (metrics, registry) = store_platform_provisioner::metrics::Metrics::new();
+            let running = store_platform_provisioner::start(
+                args,
+                env.client().await,
+                Shutdown::new(),
+                metrics,
+                registry,
+            )
+            .await
+            .expect("start the provisioner");
+            tx.send(running.addr).expect("send address");
+            let _ = running.task.await;
+        });
+    });
+    rx.recv().expect("provisioner address")
+}
+
+async fn api(tenant: &'static str) -> ProvisionerServiceClient<Channel> {
+    let channel = Channel::from_shared(format!("http://{}", provisioner(tenant)))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect to the provisioner");
+    ProvisionerServiceClient::new(channel)
+}
+
+/// Creates a store of `tenant`, reconciled by that tenant's provisioner.
+async fn create(tenant: &'static str, prefix: &str) -> (ProvisionerServiceClient<Channel>, String) {
+    let mut api = api(tenant).await;
+    let id = format!("{prefix}-{}", std::process::id());
+    api.create_store(as_tenant(
+        tenant,
+        CreateStoreRequest {
+            store_id: id.clone(),
+            display_name: format!("Store {id}"),
+            engine: Engine::Woocommerce as i32,
+            admin_email: "owner@example.com".to_owned(),
+        },
+    ))
+    .await
+    .expect("CreateStore");
+    (api, id)
+}
+
+async fn get(api: &mut ProvisionerServiceClient<Channel>, tenant: &str, id: &str) -> Store {
+    api.get_store(as_tenant(
+        tenant,
+        GetStoreRequest {
+            store_id: id.to_owned(),
+        },
+    ))
+    .await
+    .expect("GetStore")
+    .into_inner()
+    .store
+    .expect("store")
+}
+
+fn step_state(store: &Store, step: &str) -> Option<StepState> {
+    store
+        .steps
+        .iter()
+        .find(|s| s.name == step)
+        .and_then(|s| StepState::try_from(s.state).ok())
+}
+
+/// Polls GetStore until `accept` holds (pods on a real node take seconds, not milliseconds).
+async fn wait_for(
+    api: &mut ProvisionerServiceClient<Channel>,
+    tenant: &str,
+    id: &str,
+    within: Duration,
+    what: &str,
+    accept: impl Fn(&Store) -> bool,
+) -> Store {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let store = get(api, tenant, id).await;
+        if accept(&store) {
+            return store;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "store {id}: {what} not reached within {within:?}; last seen: {store:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Runs `command` in the node's network namespace, as a pod's neighbour would.
+fn in_node(netns: &str, command: &[&str]) -> std::process::Output {
+    Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{netns}"))
+        .arg("--")
+        .args(command)
+        .output()
+        .expect("nsenter")
+}
+
+fn node_netns() -> String {
+    let list = Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .expect("ip netns list");
+    String::from_utf8_lossy(&list.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .find(|name| name.starts_with("sp-node-"))
+        .expect("the real node's network namespace")
+        .to_owned()
+}
+
+/// `docker` against the node's engine.
+fn docker(args: &[&str]) -> String {
+    let socket = TestEnv::real_node().dir().join("node/docker.sock");
+    let output = Command::new("docker")
+        .arg("--host")
+        .arg(format!("unix://{}", socket.display()))
+        .args(args)
+        .output()
+        .expect("docker");
+    assert!(
+        output.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+/// The running container of `container` in the pod `pod` of `namespace`.
+fn container_id(namespace: &str, pod: &str, container: &str) -> String {
+    docker(&[
+        "ps",
+        "--quiet",
+        "--filter",
+        &format!("label=io.kubernetes.pod.namespace={namespace}"),
+        "--filter",
+        &format!("label=io.kubernetes.pod.name={pod}"),
+        "--filter",
+        &format!("label=io.kubernetes.container.name={container}"),
+    ])
+}
+
+/// SQL as MariaDB's root inside the database container (the password from the container's own environment).
+fn sql(container: &str, statement: &str) -> String {
+    docker(&[
+        "exec",
+        container,
+        "sh",
+        "-c",
+        &format!(
+            "MYSQL_PWD=\"$MARIADB_ROOT_PASSWORD\" mariadb -uroot --batch --skip-column-names -e \"{statement}\""
+        ),
+    ])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_runs_mariadb_and_wordpress_in_real_containers_and_stops_honestly_at_the_bootstrap()
+{
+    let (mut api, id) = create(TENANT, "real").await;
+    let namespace = record::namespace_name(&id);
+
+    // MariaDB's exec probe and WordPress's HTTP probe pass for real: both steps succeed.
+    let store = wait_for(
+        &mut api,
+        TENANT,
+        &id,
+        Duration::from_secs(240),
+        "mariadb and wordpress succeeded",
+        |s| {
+            step_state(s, "mariadb") == Some(StepState::Succeeded)
+                && step_state(s, "wordpress") == Some(StepState::Succeeded)
+        },
+    )
+    .await;
+    assert_ne!(store.phase, Phase::Failed as i32, "{store:#?}");
+
+    let client = TestEnv::real_node().client().await;
+    let netns = node_netns();
+
+    // WordPress through its Service's ClusterIP (kube-proxy's rules) talks to MariaDB by its Service's DNS name: the
+    // installer page renders only with a working database connection ("Error establishing a database connection"
+    // otherwise).
+    let wordpress: Service = Api::namespaced(client.clone(), &namespace)
+        .get("wordpress")
+        .await
+        .expect("wordpress Service");
+    let cluster_ip = wordpress
+        .spec
+        .and_then(|s| s.cluster_ip)
+        .expect("a ClusterIP");
+    let url = format!("http://{cluster_ip}/wp-admin/install.php");
+    let installer = in_node(
+        &netns,
+        &[
+            "curl",
+            "--silent",
+            "--show-error",
+            "--max-time",
+            "20",
+            "--write-out",
+            "\n%{http_code}",
+            &url,
+        ],
+    );
+    let body = String::from_utf8_lossy(&installer.stdout);
+    assert!(
+        installer.status.success(),
+        "curl {url}: {}",
+        String::from_utf8_lossy(&installer.stderr)
+    );
+    assert!(body.ends_with("\n200"), "{url} answered: {body}");
+    assert!(
+        body.contains(r#"action="install.php?step=2""#),
+        "not WordPress's installer form (a database connection error?): {body}"
+    );
+
+    // The platform's uids: MariaDB as 999, WordPress as 33, as the official images run them.
+    let database = container_id(&namespace, "mariadb-0", "mariadb");
+    assert!(!database.is_empty(), "no running mariadb container");
+    assert_eq!(docker(&["exec", &database, "id", "-u"]), "999");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+    let wordpress_pod = pods
+        .list(&kube::api::ListParams::default().labels("app.kubernetes.io/name=wordpress"))
+        .await
+        .expect("pods")
+        .items
+        .into_iter()
+        .find_map(|p| p.metadata.name)
+        .expect("a wordpress pod");
+    let web = container_id(&namespace, &wordpress_pod, "wordpress");
+    assert_eq!(docker(&["exec", &web, "id", "-u"]), "33");
+    // The init container's copy is complete and the entrypoint wrote wp-config.php from the environment.
+    let listing = docker(&["exec", &web, "ls", "/var/www/html"]);
+    for entry in [
+        "wp-config.php",
+        "wp-includes",
+        "wp-admin",
+        "index.php",
+        ".ht-store-platform-core",
+    ] {
+        assert!(
+            listing.contains(entry) || entry.starts_with('.'),
+            "{entry} missing: {listing}"
+        );
+    }
+
+    // Data survives the database pod's deletion: the volume is a real directory on the node.
+    sql(
+        &database,
+        "CREATE TABLE IF NOT EXISTS wordpress.survives (note VARCHAR(32)); INSERT INTO wordpress.survives VALUES ('kept');",
+    );
+    let before = pods.get("mariadb-0").await.expect("mariadb-0").metadata.uid;
+    pods.delete("mariadb-0", &DeleteParams::default())
+        .await
+        .expect("delete mariadb-0");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
+    let database = loop {
+        let pod = pods.get_opt("mariadb-0").await.expect("get mariadb-0");
+        let ready = pod.as_ref().is_some_and(|p| {
+            p.metadata.uid != before
+                && p.status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        });
+        if ready {
+            break container_id(&namespace, "mariadb-0", "mariadb");
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "mariadb-0 not ready again: {pod:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(
+        sql(&database, "SELECT note FROM wordpress.survives"),
+        "kept"
+    );
+
+    // No reachable registry has WooCommerce or WP-CLI: the bootstrap Job fails, and the store says why.
+    let store = wait_for(
+        &mut api,
+        TENANT,
+        &id,
+        Duration::from_secs(300),
+        "FAILED at the bootstrap",
+        |s| s.phase == Phase::Failed as i32,
+    )
+    .await;
+    assert_eq!(
+        step_state(&store, "bootstrap"),
+        Some(StepState::Failed),
+        "{store:#?}"
+    );
+    assert!(
+        store.failure_reason.contains("bootstrap"),
+        "the reason names the step: {}",
+        store.failure_reason
+    );
+    eprintln!(
+        "the store stopped at the bootstrap: {}",
+        store.failure_reason
+    );
+}
+
+/// A store whose MariaDB image is on no node: FAILED at the mariadb step's deadline, with the kubelet's own words.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_the_node_does_not_have_fails_the_store_naming_the_image() {
+    let (mut api, id) = create(ABSENT_IMAGE_TENANT, "absent").await;
+    let store = wait_for(
+        &mut api,
+        ABSENT_IMAGE_TENANT,
+        &id,
+        Duration::from_secs(180),
+        "FAILED",
+        |s| s.phase == Phase::Failed as i32,
+    )
+    .await;
+    assert_eq!(
+        step_state(&store, "mariadb"),
+        Some(StepState::Failed),
+        "{store:#?}"
+    );
+    let reason = &store.failure_reason;
+    assert!(reason.contains("mariadb-0"), "{reason}");
+    assert!(reason.contains("ErrImageNeverPull"), "{reason}");
+    assert!(
+        reason.contains("store-platform-test/no-such-image:1"),
+        "{reason}"
+    );
+}
+
+/// A store whose WordPress pod cannot start (its init container fails on every start, as a broken image would): the
+/// reason names the init container and the crash, not "PodInitializing".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashing_init_container_fails_the_store_naming_it() {
+    let (mut api, id) = create(CRASHING_TENANT, "crashing").await;
+    let store = wait_for(
+        &mut api,
+        CRASHING_TENANT,
+        &id,
+        Duration::from_secs(240),
+        "FAILED",
+        |s| s.phase == Phase::Failed as i32,
+    )
+    .await;
+    assert_eq!(
+        step_state(&store, "mariadb"),
+        Some(StepState::Succeeded),
+        "{store:#?}"
+    );
+    assert_eq!(
+        step_state(&store, "wordpress"),
+        Some(StepState::Failed),
+        "{store:#?}"
+    );
+    let reason = &store.failure_reason;
+    assert!(reason.contains("init container install-core"), "{reason}");
+    assert!(
+        reason.contains("CrashLoopBackOff") || reason.contains("Error"),
+        "{reason}"
+    );
+}
