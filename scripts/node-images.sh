@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds, once per machine, the root filesystems of the images the real test node runs, from Debian's packages and no
-# registry: pause (test-support/node/pause.c), a MariaDB image and an Apache+PHP WordPress image with the contract of
-# the images stores run (environment variables, ports, uids, data paths). Prints the directory holding
-# <name>.tar (a root filesystem for `docker import`) and <name>.changes (its Dockerfile instructions, one per line).
+# registry: pause (test-support/node/pause.c), memory-hog (test-support/node/memory-hog.c), and a MariaDB image and an
+# Apache+PHP WordPress image with the contract of the images stores run (environment variables, ports, uids, data
+# paths). Prints the directory holding <name>.tar (a root filesystem for `docker import`) and <name>.changes (its
+# Dockerfile instructions, one per line).
 # Packages are installed here on the host, so no container ever needs the network. Needs root and debootstrap.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -49,6 +50,12 @@ mkdir -p "$work/pause"
 gcc -static -O2 -o "$work/pause/pause" "$root/test-support/node/pause.c"
 pack pause "$work/pause"
 printf '%s\n' 'ENTRYPOINT ["/pause"]' >"$work/pause.changes"
+
+# --- memory-hog: uses memory until its limit stops it ---
+mkdir -p "$work/memory-hog"
+gcc -static -O2 -o "$work/memory-hog/memory-hog" "$root/test-support/node/memory-hog.c"
+pack memory-hog "$work/memory-hog"
+printf '%s\n' 'ENTRYPOINT ["/memory-hog"]' >"$work/memory-hog.changes"
 
 # --- MariaDB: the official image's contract (mysql is uid and gid 999; MARIADB_* variables; /var/lib/mysql; 3306) ---
 dir="$work/mariadb"

@@ -25,14 +25,26 @@ cluster_dir="${TMPDIR:-/tmp}/store-platform-test-cluster-$$"
 node_dir="${TMPDIR:-/tmp}/store-platform-test-node-$$"
 # shellcheck disable=SC2329 # invoked by the EXIT trap
 stop_clusters() {
-  local dir pid
+  local status=$? dir pid node_pid="" left=()
   for dir in "$cluster_dir" "$node_dir"; do
     pid=$(cat "$dir.pid" 2>/dev/null) || continue
+    [[ $dir == "$node_dir" ]] && node_pid=$pid
     kill "$pid" 2>/dev/null || true
     # The real node removes its containers, mounts, cgroups and network namespace before it exits.
     while kill -0 "$pid" 2>/dev/null; do sleep 0.2; done
   done
+  if [[ -n $node_pid ]]; then
+    ip netns list 2>/dev/null | grep -q "^sp-node-$node_pid\b" && left+=("network namespace sp-node-$node_pid")
+    grep -q " $node_dir/" /proc/self/mountinfo && left+=("mounts under $node_dir")
+    compgen -G "/sys/fs/cgroup/*/sp-node-$node_pid" >/dev/null && left+=("cgroups sp-node-$node_pid")
+    [[ -e $node_dir ]] && left+=("$node_dir")
+    if ((${#left[@]})); then
+      echo "the real node left behind: ${left[*]}" >&2
+      status=1
+    fi
+  fi
   rm -f "$cluster_dir".{pid,ready,log} "$node_dir".{pid,ready,log}
+  exit "$status"
 }
 trap stop_clusters EXIT
 STORE_PLATFORM_TEST_CLUSTER=$(scripts/cluster.sh "$cluster_dir")

@@ -318,6 +318,9 @@ impl ControlPlane {
         let path = |name: &str| dir.join(name).display().to_string();
         // etcd fsyncs every write; on tmpfs that costs nothing, which is what a throwaway test cluster wants.
         let etcd_data = etcd_data_dir(&dir);
+        // A new control plane starts empty: data left by an earlier one under the same name (its keys are gone) would
+        // bring back its objects.
+        let _ = fs::remove_dir_all(&etcd_data);
         let etcd = Process {
             name: "etcd",
             binary: assets.etcd(),

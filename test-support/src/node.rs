@@ -60,6 +60,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(120);
 pub const PAUSE_IMAGE: &str = "store-platform-test/pause:1";
 pub const MARIADB_IMAGE: &str = "store-platform-test/mariadb:1";
 pub const WORDPRESS_IMAGE: &str = "store-platform-test/wordpress:1";
+/// Uses memory until its container's limit stops it.
+pub const MEMORY_HOG_IMAGE: &str = "store-platform-test/memory-hog:1";
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -314,6 +316,7 @@ impl Node {
             ("pause", PAUSE_IMAGE),
             ("mariadb", MARIADB_IMAGE),
             ("wordpress", WORDPRESS_IMAGE),
+            ("memory-hog", MEMORY_HOG_IMAGE),
         ] {
             import_image(&docker_host, images, name, image)?;
         }

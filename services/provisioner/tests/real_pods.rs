@@ -18,7 +18,7 @@ use store_platform_provisioner::Args;
 use store_platform_runtime::{Shutdown, record};
 use store_platform_test_support::{
     TestEnv,
-    node::{MARIADB_IMAGE, WORDPRESS_IMAGE},
+    node::{MARIADB_IMAGE, MEMORY_HOG_IMAGE, WORDPRESS_IMAGE},
     process::as_tenant,
 };
 use tonic::transport::Channel;
@@ -28,6 +28,8 @@ const TENANT: &str = "real-node-tenant";
 const ABSENT_IMAGE_TENANT: &str = "absent-image-tenant";
 /// Its provisioner runs WordPress from the MariaDB image, whose init container then fails on every start.
 const CRASHING_TENANT: &str = "crashing-tenant";
+/// Its provisioner runs MariaDB from an image that uses memory until the container's limit stops it.
+const MEMORY_HOG_TENANT: &str = "memory-hog-tenant";
 
 /// One provisioner per tenant of this binary, reconciling only that tenant's stores (as split deployments do), with
 /// the images the tenant's scenario needs.
@@ -35,6 +37,7 @@ fn provisioner(tenant: &'static str) -> SocketAddr {
     static HEALTHY: OnceLock<SocketAddr> = OnceLock::new();
     static ABSENT_IMAGE: OnceLock<SocketAddr> = OnceLock::new();
     static CRASHING: OnceLock<SocketAddr> = OnceLock::new();
+    static MEMORY_HOG: OnceLock<SocketAddr> = OnceLock::new();
     let (cell, wordpress, mariadb, deadline) = match tenant {
         TENANT => (&HEALTHY, WORDPRESS_IMAGE, MARIADB_IMAGE, "180s"),
         ABSENT_IMAGE_TENANT => (
@@ -44,6 +47,7 @@ fn provisioner(tenant: &'static str) -> SocketAddr {
             "45s",
         ),
         CRASHING_TENANT => (&CRASHING, MARIADB_IMAGE, MARIADB_IMAGE, "60s"),
+        MEMORY_HOG_TENANT => (&MEMORY_HOG, WORDPRESS_IMAGE, MEMORY_HOG_IMAGE, "45s"),
         other => panic!("no provisioner for {other}"),
     };
     *cell.get_or_init(|| start_provisioner(tenant, wordpress, mariadb, deadline))
@@ -378,31 +382,38 @@ async fn a_store_runs_mariadb_and_wordpress_in_real_containers_and_stops_honestl
         "the reason names the step: {}",
         store.failure_reason
     );
-    eprintln!(
-        "the store stopped at the bootstrap: {}",
+    assert!(
+        store.failure_reason.contains("wp: command not found"),
+        "the reason is WP-CLI's absence from the test image, nothing else: {}",
         store.failure_reason
     );
+}
+
+/// Creates a store of `tenant`, waits until it is FAILED with `step` failed, and returns the reason.
+async fn failure_of(tenant: &'static str, prefix: &str, step: &str, within: Duration) -> String {
+    let (mut api, id) = create(tenant, prefix).await;
+    let store = wait_for(&mut api, tenant, &id, within, "FAILED", |s| {
+        s.phase == Phase::Failed as i32
+    })
+    .await;
+    assert_eq!(
+        step_state(&store, step),
+        Some(StepState::Failed),
+        "{store:#?}"
+    );
+    store.failure_reason
 }
 
 /// A store whose MariaDB image is on no node: FAILED at the mariadb step's deadline, with the kubelet's own words.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_image_the_node_does_not_have_fails_the_store_naming_the_image() {
-    let (mut api, id) = create(ABSENT_IMAGE_TENANT, "absent").await;
-    let store = wait_for(
-        &mut api,
+    let reason = failure_of(
         ABSENT_IMAGE_TENANT,
-        &id,
+        "absent",
+        "mariadb",
         Duration::from_secs(180),
-        "FAILED",
-        |s| s.phase == Phase::Failed as i32,
     )
     .await;
-    assert_eq!(
-        step_state(&store, "mariadb"),
-        Some(StepState::Failed),
-        "{store:#?}"
-    );
-    let reason = &store.failure_reason;
     assert!(reason.contains("mariadb-0"), "{reason}");
     assert!(reason.contains("ErrImageNeverPull"), "{reason}");
     assert!(
@@ -412,33 +423,34 @@ async fn an_image_the_node_does_not_have_fails_the_store_naming_the_image() {
 }
 
 /// A store whose WordPress pod cannot start (its init container fails on every start, as a broken image would): the
-/// reason names the init container and the crash, not "PodInitializing".
+/// reason names the init container and how it last stopped, not "PodInitializing". MariaDB, before it, is fine.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crashing_init_container_fails_the_store_naming_it() {
-    let (mut api, id) = create(CRASHING_TENANT, "crashing").await;
-    let store = wait_for(
-        &mut api,
+    let reason = failure_of(
         CRASHING_TENANT,
-        &id,
+        "crashing",
+        "wordpress",
         Duration::from_secs(240),
-        "FAILED",
-        |s| s.phase == Phase::Failed as i32,
     )
     .await;
-    assert_eq!(
-        step_state(&store, "mariadb"),
-        Some(StepState::Succeeded),
-        "{store:#?}"
-    );
-    assert_eq!(
-        step_state(&store, "wordpress"),
-        Some(StepState::Failed),
-        "{store:#?}"
-    );
-    let reason = &store.failure_reason;
     assert!(reason.contains("init container install-core"), "{reason}");
     assert!(
         reason.contains("CrashLoopBackOff") || reason.contains("Error"),
         "{reason}"
     );
+}
+
+/// A database container that exceeds its memory limit is killed by the kernel, for real: the reason says
+/// `OOMKilled`, which tells a person to raise the limit or find the leak.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_over_its_memory_limit_fails_the_store_saying_oom_killed() {
+    let reason = failure_of(
+        MEMORY_HOG_TENANT,
+        "hog",
+        "mariadb",
+        Duration::from_secs(180),
+    )
+    .await;
+    assert!(reason.contains("mariadb-0"), "{reason}");
+    assert!(reason.contains("OOMKilled"), "{reason}");
 }

@@ -128,7 +128,19 @@ fn pod_reason(pod: &Pod) -> Option<String> {
                 .message
                 .map(|m| format!(" ({m})"))
                 .unwrap_or_default();
-            return Some(format!("{name}: {reason}{message}"));
+            // A container in back-off says why it stopped last time only there: "OOMKilled", "Error" and its code.
+            let last = container
+                .last_state
+                .and_then(|s| s.terminated)
+                .map(|t| {
+                    format!(
+                        "; it last stopped: {} (exit code {})",
+                        t.reason.unwrap_or_else(|| "exited".to_owned()),
+                        t.exit_code
+                    )
+                })
+                .unwrap_or_default();
+            return Some(format!("{name}: {reason}{message}{last}"));
         }
         if let Some(terminated) = state.terminated {
             let reason = terminated
