@@ -557,14 +557,21 @@ const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
 /// The cgroup v1 hierarchies the kubelet uses, each with a directory `root` for the node's pods.
 fn cgroup_hierarchies() -> Vec<PathBuf> {
+    all_hierarchies()
+        .into_iter()
+        .filter(|p| p.file_name().is_some_and(|n| n != "unified"))
+        .collect()
+}
+
+/// Every cgroup hierarchy mounted under /sys/fs/cgroup, the cgroup v2 one (`unified`, where runc also files each
+/// container on a hybrid machine like this one) included.
+fn all_hierarchies() -> Vec<PathBuf> {
     fs::read_dir(CGROUP_ROOT)
         .map(|entries| {
             entries
                 .flatten()
                 .map(|e| e.path())
-                .filter(|p| {
-                    p.is_dir() && !p.is_symlink() && p.file_name().is_some_and(|n| n != "unified")
-                })
+                .filter(|p| p.is_dir() && !p.is_symlink())
                 .collect()
         })
         .unwrap_or_default()
@@ -598,7 +605,7 @@ fn remove_cgroup_root(root: &str) {
         }
         let _ = fs::remove_dir(dir);
     }
-    for hierarchy in cgroup_hierarchies() {
+    for hierarchy in all_hierarchies() {
         remove(&hierarchy.join(root));
     }
 }
