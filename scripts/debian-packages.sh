@@ -10,7 +10,7 @@ PACKAGES=(
   mariadb-server mariadb-client
   wordpress curl
   golang-go golang-google-grpc-dev
-  docker.io containerd runc containernetworking-plugins iptables conntrack dnsmasq-base debootstrap iproute2
+  docker.io containerd runc containernetworking-plugins iptables conntrack dnsmasq-base debootstrap iproute2 procps
 )
 
 log() { printf 'debian-packages: %s\n' "$*" >&2; }
