@@ -49,15 +49,42 @@ trap stop INT TERM EXIT
 echo "==> starting the local control plane (the first run builds Kubernetes: about 10 minutes)"
 scripts/cluster.sh "$cluster_dir" >/dev/null
 export KUBECONFIG="$cluster_dir/kubeconfig" LOG_FORMAT=${LOG_FORMAT:-pretty}
+dev="$root/.dev"
+mkdir -p "$dev"
+
+# Callers of the provisioner and the status service, as in the chart: the gateway, and an operator for grpcurl and
+# buf curl. Each is a ServiceAccount with a token for the platform's audience (TokenRequest: kubectl create token),
+# renewed every hour while this runs; the caller policy says what each may claim.
+kubectl="$root/tools/bin/kubectl"
+"$kubectl" create namespace store-platform --dry-run=client -o yaml | "$kubectl" apply -f - >/dev/null
+for account in gateway operator; do
+  "$kubectl" -n store-platform create serviceaccount "$account" --dry-run=client -o yaml |
+    "$kubectl" apply -f - >/dev/null
+done
+cat >"$dev/callers.json" <<'JSON'
+{"callers": [
+  {"serviceAccount": "store-platform/gateway", "anyTenant": true, "allTenantsScope": true},
+  {"serviceAccount": "store-platform/operator", "anyTenant": true, "allTenantsScope": true}
+]}
+JSON
+issue_tokens() {
+  local account
+  for account in gateway operator; do
+    (umask 077 && "$kubectl" -n store-platform create token "$account" --audience store-platform \
+      --duration 2h >"$dev/$account.token.new") && mv "$dev/$account.token.new" "$dev/$account.token"
+  done
+}
+issue_tokens
+(while sleep 3600; do issue_tokens; done) & pids+=($!)
+export CALLER_POLICY="$dev/callers.json"
 
 GRPC_ADDR=$host:$provisioner_port METRICS_ADDR=$host:$provisioner_metrics target/debug/provisioner & pids+=($!)
 GRPC_ADDR=$host:$status_port METRICS_ADDR=$host:$status_metrics target/debug/status & pids+=($!)
 # A development API token: a fresh random one per run, printed below; the gateway is given only its SHA-256.
-mkdir -p "$root/.dev"
 token=$(head -c 24 /dev/urandom | base64 | tr -d '/+=')
-printf 'developer dev %s admin\n' "$(printf %s "$token" | sha256sum | cut -d' ' -f1)" > "$root/.dev/tokens"
+printf 'developer dev %s admin\n' "$(printf %s "$token" | sha256sum | cut -d' ' -f1)" > "$dev/tokens"
 HTTP_ADDR=$host:$gateway_port METRICS_ADDR=$host:$gateway_metrics WEB_ROOT="$root/web/dist" \
-  TOKENS_FILE="$root/.dev/tokens" PROVISIONER_URL=http://$host:$provisioner_port \
+  TOKENS_FILE="$dev/tokens" BACKEND_TOKEN_FILE="$dev/gateway.token" PROVISIONER_URL=http://$host:$provisioner_port \
   STATUS_URL=http://$host:$status_port target/debug/gateway & pids+=($!)
 
 # The banner only once every service answers: its health check for the gRPC servers, the dashboard for the gateway.
@@ -87,12 +114,17 @@ store-platform is running:
   gateway      http://$host:$gateway_port  (dashboard, gRPC-web, gRPC)
   kubeconfig   $KUBECONFIG
 
-  API token (development, an administrator of tenant "dev"; new each run):
+  API token for the dashboard and the gateway (development, an administrator of tenant "dev"; new each run):
     $token
+
+  ServiceAccount token for calling the provisioner and the status service directly (store-platform/operator,
+  may act for any tenant; renewed every hour in $dev/operator.token):
+    $(cat "$dev/operator.token")
 
 Try:
   $buf curl --protocol grpc --http2-prior-knowledge --list-methods http://$host:$provisioner_port
-  $buf curl --protocol grpc --http2-prior-knowledge -H 'x-store-platform-tenant: acme' \\
+  $buf curl --protocol grpc --http2-prior-knowledge -H "authorization: Bearer \$(cat $dev/operator.token)" \\
+      -H 'x-store-platform-tenant: acme' \\
       -d '{"store_id":"shoes","display_name":"Shoes","engine":"ENGINE_WOOCOMMERCE","admin_email":"owner@example.com"}' \\
       http://$host:$provisioner_port/store_platform.v1.ProvisionerService/CreateStore
   $buf curl --protocol grpcweb -H "authorization: Bearer $token" -d '{}' \\

@@ -11,7 +11,7 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/store_platform_descriptor.bin"));
 
 /// Request metadata key carrying the tenant a call acts for. The gateway sets it from the caller's credentials;
-/// internal callers set it themselves.
+/// internal callers set it themselves, and the caller policy says which tenants each caller may name.
 pub const TENANT_METADATA_KEY: &str = "x-store-platform-tenant";
 
 /// Request metadata key that widens a call to every tenant's stores when it carries [`ALL_TENANTS`]. The gateway
@@ -20,6 +20,10 @@ pub const SCOPE_METADATA_KEY: &str = "x-store-platform-scope";
 
 /// The [`SCOPE_METADATA_KEY`] value for an administrator.
 pub const ALL_TENANTS: &str = "all-tenants";
+
+/// The audience of the ServiceAccount tokens callers of the provisioner and the status service send
+/// (`authorization: Bearer …`), unless the services are told another.
+pub const TOKEN_AUDIENCE: &str = "store-platform";
 
 /// Fully-qualified names of the store-platform gRPC services.
 pub const SERVICE_NAMES: &[&str] = &[

@@ -57,6 +57,8 @@ pub enum ControlPlaneError {
     },
     #[error("failed to build a Kubernetes client")]
     Client(#[from] kubeconfig::ClientError),
+    #[error("failed to set up the tests' caller of the platform: {0}")]
+    Caller(String),
 }
 
 /// A process of the control plane, with the arguments to start it again.
@@ -451,6 +453,9 @@ impl ControlPlane {
             scheduler.start()?;
         }
         plane.wait_for_controllers().await?;
+        crate::caller::write_test_caller(&plane.client().await?, &plane.dir)
+            .await
+            .map_err(|error| ControlPlaneError::Caller(format!("{error:#}")))?;
         Ok(plane)
     }
 

@@ -6,6 +6,7 @@
 //! isolate themselves by namespace ([`TestEnv::namespace`]) and clean up after themselves.
 
 pub mod assets;
+pub mod caller;
 pub mod control_plane;
 pub mod daemon;
 pub mod kubeconfig;
@@ -96,6 +97,34 @@ impl TestEnv {
     /// The administrator's kubeconfig, for child processes (`KUBECONFIG=`).
     pub fn kubeconfig_path(&self) -> PathBuf {
         self.dir.join("kubeconfig")
+    }
+
+    /// The caller policy for the platform's services: it allows the tests' caller ([`TestEnv::caller_token`])
+    /// every tenant and the all-tenants scope.
+    pub fn caller_policy_path(&self) -> PathBuf {
+        self.dir.join(caller::POLICY_FILE)
+    }
+
+    /// The tests' caller's ServiceAccount token (audience `store-platform`), for `authorization: Bearer`.
+    pub fn caller_token(&self) -> String {
+        let path = self.dir.join(caller::TOKEN_FILE);
+        std::fs::read_to_string(&path)
+            .unwrap_or_else(|error| {
+                panic!("read the tests' caller token {}: {error}", path.display())
+            })
+            .trim()
+            .to_owned()
+    }
+
+    /// `message` as a call of the tests' caller for `tenant`: its token, and the tenant in the metadata.
+    pub fn as_tenant<T>(&self, tenant: &str, message: T) -> tonic::Request<T> {
+        let mut request = process::naming_tenant(tenant, message);
+        let bearer = format!("Bearer {}", self.caller_token());
+        request.metadata_mut().insert(
+            "authorization",
+            bearer.parse().expect("a token is an ASCII header value"),
+        );
+        request
     }
 
     /// A new administrator client, bound to the calling test's runtime.

@@ -62,6 +62,10 @@ pub struct ServiceProcess {
 
 impl ServiceProcess {
     /// Starts binary `name` with `env` (plus `LOG_FORMAT=json`), logging to `<logs>/<name>.log` (appended).
+    ///
+    /// Unless `env` sets them, the services authenticate callers by the caller policy of the cluster of `env`'s
+    /// `KUBECONFIG` (or the shared one), and the gateway calls the backends as the tests' caller
+    /// ([`crate::TestEnv::caller_token`]).
     pub fn start(name: &str, env: &[(&str, String)], logs: &Path) -> Self {
         Self::start_from(&bin_dir(), name, env, logs)
     }
@@ -81,6 +85,19 @@ impl ServiceProcess {
             .open(&log)
             .expect("log file");
         let mut command = Command::new(&binary);
+        let cluster = env
+            .iter()
+            .find(|(key, _)| *key == "KUBECONFIG")
+            .and_then(|(_, kubeconfig)| Path::new(kubeconfig).parent().map(Path::to_path_buf))
+            .unwrap_or_else(|| crate::TestEnv::shared().dir().to_path_buf());
+        for (key, file) in [
+            ("CALLER_POLICY", crate::caller::POLICY_FILE),
+            ("BACKEND_TOKEN_FILE", crate::caller::TOKEN_FILE),
+        ] {
+            if !env.iter().any(|(k, _)| *k == key) {
+                command.env(key, cluster.join(file));
+            }
+        }
         command
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .env("LOG_FORMAT", "json")
@@ -198,8 +215,14 @@ pub fn tokens_file(dir: &Path, name: &str, tenant: &str, token: &str, admin: boo
     path
 }
 
-/// `message` as a call for `tenant`, the way an internal caller of the provisioner or the status service makes it.
+/// `message` as a call for `tenant` from the tests' caller of the shared control plane: its ServiceAccount token and
+/// the tenant, the way an internal caller of the provisioner or the status service makes it.
 pub fn as_tenant<T>(tenant: &str, message: T) -> tonic::Request<T> {
+    crate::TestEnv::shared().as_tenant(tenant, message)
+}
+
+/// `message` naming `tenant`, with no credentials.
+pub fn naming_tenant<T>(tenant: &str, message: T) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     request.metadata_mut().insert(
         store_platform_proto::TENANT_METADATA_KEY,

@@ -19,7 +19,7 @@ use std::{
 use k8s_openapi::api::{
     apps::v1::Deployment,
     authorization::v1::{SelfSubjectRulesReview, SelfSubjectRulesReviewSpec},
-    core::v1::{Namespace, Secret},
+    core::v1::{ConfigMap, Namespace, Secret},
 };
 use kube::{
     Api,
@@ -177,6 +177,91 @@ fn the_chart_gives_the_provisioner_the_mail_relay_with_its_password_as_a_file() 
     }
     assert!(on.contains("secretName: smtp-relay"));
     assert!(on.contains("mountPath: /etc/store-platform/smtp"));
+}
+
+#[test]
+fn the_chart_gives_the_services_the_caller_policy_and_the_gateway_a_token_for_the_platform_only() {
+    let env = TestEnv::shared();
+    let rendered = helm(
+        env,
+        &[
+            "template",
+            "sp",
+            &chart().display().to_string(),
+            "--namespace",
+            "store-platform",
+            "-f",
+            &values("values-local.yaml"),
+            "--set-json",
+            r#"auth.callers=[{"serviceAccount":"billing/invoicer","tenants":["acme"]}]"#,
+        ],
+    );
+    let documents: Vec<serde_yaml::Value> = rendered
+        .split("\n---")
+        .filter_map(|doc| serde_yaml::from_str(doc).ok())
+        .filter(|doc: &serde_yaml::Value| !doc.is_null())
+        .collect();
+    let find = |kind: &str, name: &str| {
+        documents
+            .iter()
+            .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("{kind} {name} not rendered"))
+            .clone()
+    };
+    let callers = find("ConfigMap", "callers");
+    let policy: serde_json::Value = serde_json::from_str(
+        callers["data"]["callers.json"]
+            .as_str()
+            .expect("callers.json"),
+    )
+    .expect("JSON");
+    assert_eq!(
+        policy,
+        serde_json::json!({"callers": [
+            {"serviceAccount": "store-platform/gateway", "anyTenant": true, "allTenantsScope": true},
+            {"serviceAccount": "billing/invoicer", "tenants": ["acme"]},
+        ]})
+    );
+    let env_of = |deployment: &serde_yaml::Value, name: &str| -> Option<String> {
+        deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_sequence()?
+            .iter()
+            .find(|e| e["name"] == name)
+            .and_then(|e| e["value"].as_str().map(str::to_owned))
+    };
+    for service in ["provisioner", "status"] {
+        let deployment = find("Deployment", service);
+        assert_eq!(
+            env_of(&deployment, "CALLER_POLICY").as_deref(),
+            Some("/etc/store-platform/callers/callers.json"),
+            "{service}"
+        );
+        assert_eq!(
+            env_of(&deployment, "TOKEN_AUDIENCE").as_deref(),
+            Some("store-platform")
+        );
+        let volumes = &deployment["spec"]["template"]["spec"]["volumes"];
+        assert_eq!(volumes[0]["configMap"]["name"], "callers", "{service}");
+    }
+    let gateway = find("Deployment", "gateway");
+    let pod = &gateway["spec"]["template"]["spec"];
+    assert_eq!(
+        pod["automountServiceAccountToken"], false,
+        "no token for the Kubernetes API"
+    );
+    let projected = pod["volumes"]
+        .as_sequence()
+        .expect("volumes")
+        .iter()
+        .find(|v| v["name"] == "backend-token")
+        .expect("the backend token volume");
+    let source = &projected["projected"]["sources"][0]["serviceAccountToken"];
+    assert_eq!(source["audience"], "store-platform");
+    assert_eq!(source["path"], "token");
+    assert_eq!(
+        env_of(&gateway, "BACKEND_TOKEN_FILE").as_deref(),
+        Some("/var/run/secrets/store-platform/token")
+    );
 }
 
 /// The value of `key` in `text` for each line `<key> <value>` or `<key>=<value>`.
@@ -348,6 +433,7 @@ fn provisioner_rules() -> BTreeSet<String> {
         rules.push(("batch/cronjobs", verb));
     }
     rules.extend([
+        ("authentication.k8s.io/tokenreviews", "create"),
         ("/secrets", "get"),
         ("/secrets", "create"),
         ("/pods", "list"),
@@ -397,6 +483,27 @@ async fn installed_on_kubernetes_1_20_with_least_privilege_proven_by_impersonati
         .await
         .expect("tokens Secret");
     assert!(secret.data.expect("data").contains_key("tokens"));
+    // The caller policy: the gateway, by its ServiceAccount, may name any tenant and use the all-tenants scope.
+    let callers = Api::<ConfigMap>::namespaced(env.client().await, &release_ns)
+        .get("callers")
+        .await
+        .expect("callers ConfigMap");
+    let policy: serde_json::Value = serde_json::from_str(
+        callers
+            .data
+            .as_ref()
+            .and_then(|d| d.get("callers.json"))
+            .expect("callers.json"),
+    )
+    .expect("JSON");
+    assert_eq!(
+        policy,
+        serde_json::json!({"callers": [{
+            "serviceAccount": format!("{release_ns}/gateway"),
+            "anyTenant": true,
+            "allTenantsScope": true,
+        }]})
+    );
 
     // Least privilege, as the API server sees it.
     let store_ns = "store-rbac-probe";
@@ -405,7 +512,12 @@ async fn installed_on_kubernetes_1_20_with_least_privilege_proven_by_impersonati
     let status = rules_of(env, &release_ns, "status", store_ns).await;
     assert_eq!(
         status,
-        set(&["/namespaces get", "/namespaces list", "/namespaces watch"])
+        set(&[
+            "/namespaces get",
+            "/namespaces list",
+            "/namespaces watch",
+            "authentication.k8s.io/tokenreviews create"
+        ])
     );
     let provisioner = rules_of(env, &release_ns, "provisioner", store_ns).await;
     assert_eq!(provisioner, provisioner_rules());
@@ -440,7 +552,8 @@ async fn installed_on_kubernetes_1_20_with_least_privilege_proven_by_impersonati
         .expect_err("the gateway cannot list namespaces");
     assert!(matches!(&error, kube::Error::Api(status) if status.code == 403));
 
-    // The provisioner binary, as its service account, takes a store to READY and deletes it.
+    // The provisioner binary, as its service account, takes a store to READY and deletes it: its callers' tokens
+    // reviewed with its own rights.
     let scratch = tempfile::tempdir().expect("scratch");
     let kubeconfig = scratch.path().join("kubeconfig");
     std::fs::write(&kubeconfig, env.kubeconfig_as(&release_ns, "provisioner")).expect("kubeconfig");
@@ -454,6 +567,10 @@ async fn installed_on_kubernetes_1_20_with_least_privilege_proven_by_impersonati
             ("METRICS_ADDR", "127.0.0.1:0".to_owned()),
             ("LEASE_NAMESPACE", release_ns.clone()),
             ("LEASE_NAME", "store-platform-provisioner".to_owned()),
+            (
+                "CALLER_POLICY",
+                env.caller_policy_path().display().to_string(),
+            ),
             (
                 "RECONCILE_SELECTOR",
                 format!("store-platform.io/tenant={tenant}"),

@@ -22,7 +22,7 @@ use store_platform_proto::v1::{
     WatchStoresRequest,
 };
 use store_platform_test_support::{
-    TestEnv,
+    TestEnv, caller,
     process::{ServiceProcess as Service, free_port, tokens_file},
 };
 use tonic::{codec::Codec, transport::Channel};
@@ -252,9 +252,17 @@ fn get(id: &str) -> Vec<u8> {
 }
 
 /// The calls, each made directly and through the gateway where that makes sense.
-fn cases(direct: &str, status: &str, gateway: &str, broken: &str) -> Vec<Case> {
+fn cases(
+    (direct, status, gateway, broken): (&str, &str, &str, &str),
+    caller_token: &str,
+    stranger_token: &str,
+) -> Vec<Case> {
     use tonic::Code;
-    let tenant = vec![("x-store-platform-tenant", TENANT.to_owned())];
+    // A direct caller: its ServiceAccount token and the tenant it names.
+    let tenant = vec![
+        ("authorization", format!("Bearer {caller_token}")),
+        ("x-store-platform-tenant", TENANT.to_owned()),
+    ];
     let token = vec![("authorization", format!("Bearer {TOKEN}"))];
     let unary = |name,
                  target: &str,
@@ -363,6 +371,18 @@ fn cases(direct: &str, status: &str, gateway: &str, broken: &str) -> Vec<Case> {
             message: Message::ClientsOwn,
         });
     }
+    // A ServiceAccount the caller policy does not name, calling the provisioner directly.
+    cases.push(unary(
+        "direct: PERMISSION_DENIED",
+        direct,
+        "/store_platform.v1.ProvisionerService/ListStores",
+        ListStoresRequest::default().encode_to_vec(),
+        &vec![
+            ("authorization", format!("Bearer {stranger_token}")),
+            ("x-store-platform-tenant", TENANT.to_owned()),
+        ],
+        Code::PermissionDenied,
+    ));
     // What only the gateway says: its backend is down, or does not answer in time.
     cases.push(unary(
         "gateway: UNAVAILABLE",
@@ -477,11 +497,28 @@ async fn every_grpc_client_sees_the_same_codes_and_messages_directly_and_through
     }
 
     let at = |port: u16| format!("127.0.0.1:{port}");
+    let client = env.client().await;
+    caller::ensure_service_account(&client, caller::NAMESPACE, "stranger")
+        .await
+        .expect("a ServiceAccount outside the policy");
+    let stranger = caller::request_token(
+        &client,
+        caller::NAMESPACE,
+        "stranger",
+        store_platform_proto::TOKEN_AUDIENCE,
+        3600,
+    )
+    .await
+    .expect("its token");
     let cases = cases(
-        &at(provisioner_port),
-        &at(status_port),
-        &at(gateway_port),
-        &at(broken_port),
+        (
+            &at(provisioner_port),
+            &at(status_port),
+            &at(gateway_port),
+            &at(broken_port),
+        ),
+        &env.caller_token(),
+        &stranger,
     );
     let mut reference = Vec::new();
     for case in &cases {

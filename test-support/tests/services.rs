@@ -17,7 +17,7 @@ use store_platform_proto::v1::{
     status_service_client::StatusServiceClient,
 };
 use store_platform_test_support::{
-    TestEnv,
+    TestEnv, caller,
     process::{ServiceProcess as Service, free_port, http_get, tokens_file},
 };
 use tonic::transport::Channel;
@@ -241,7 +241,7 @@ async fn the_three_services_serve_health_and_reflection_and_stop_on_sigterm() {
     ]);
     assert!(health.contains("SERVING"), "{health}");
 
-    // The provisioner answers for a tenant only; a call without one never reaches Kubernetes.
+    // The provisioner answers an authenticated caller only; a call without a token never reaches Kubernetes.
     let error = ProvisionerServiceClient::new(provisioner_channel)
         .create_store(CreateStoreRequest {
             store_id: "shoes".into(),
@@ -250,18 +250,66 @@ async fn the_three_services_serve_health_and_reflection_and_stop_on_sigterm() {
             admin_email: "owner@example.com".into(),
         })
         .await
-        .expect_err("no tenant");
+        .expect_err("no token");
     assert_eq!(error.code(), tonic::Code::Unauthenticated);
     assert!(
-        error.message().contains("x-store-platform-tenant"),
+        error.message().starts_with("authorization: "),
         "{}",
         error.message()
     );
     let error = StatusServiceClient::new(status_channel)
         .watch_stores(WatchStoresRequest::default())
         .await
-        .expect_err("no tenant");
+        .expect_err("no token");
     assert_eq!(error.code(), tonic::Code::Unauthenticated);
+
+    // As the README shows an operator: a token from `kubectl create token` for a ServiceAccount in the caller policy
+    // (here the tests' caller), sent with buf curl.
+    let kubectl = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/bin/kubectl"))
+        .args([
+            "-n",
+            caller::NAMESPACE,
+            "create",
+            "token",
+            caller::NAME,
+            "--audience",
+            store_platform_proto::TOKEN_AUDIENCE,
+        ])
+        .env("KUBECONFIG", env.kubeconfig_path())
+        .output()
+        .expect("run kubectl");
+    assert!(
+        kubectl.status.success(),
+        "kubectl create token: {}",
+        String::from_utf8_lossy(&kubectl.stderr)
+    );
+    let operator_token = String::from_utf8(kubectl.stdout)
+        .expect("token")
+        .trim()
+        .to_owned();
+    let listed = buf_curl(&[
+        "-H",
+        &format!("authorization: Bearer {operator_token}"),
+        "-H",
+        "x-store-platform-tenant: acme",
+        "-d",
+        "{}",
+        &format!("{provisioner_url}/store_platform.v1.ProvisionerService/ListStores"),
+    ]);
+    assert!(listed.trim_start().starts_with('{'), "{listed}");
+    let refused = buf_curl_output(
+        &["--protocol", "grpc"],
+        &[
+            "-H",
+            "x-store-platform-tenant: acme",
+            "-d",
+            "{}",
+            &format!("{provisioner_url}/store_platform.v1.ProvisionerService/ListStores"),
+        ],
+    );
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("unauthenticated"), "{said}");
 
     // Through the gateway, as gRPC-web: reflection lists the platform's services, and WatchStores streams (its
     // snapshot, then a heartbeat a second later) until buf curl's own timeout ends the call.

@@ -1,6 +1,8 @@
 //! What the gateway costs: the same unary call directly to the provisioner (gRPC) and through the gateway (native
 //! gRPC passed through, and gRPC-web over HTTP/1.1), with the same client library in the same run; throughput with
-//! 64 concurrent callers; and the gateway's memory with 1,000 WatchStores streams held open through it.
+//! 64 concurrent callers; and the gateway's memory with 1,000 WatchStores streams held open through it. Then what
+//! the backends' caller check costs: one remembered token check, timed in process, and the TokenReviews the
+//! provisioner and the status service sent to the API server during the whole load.
 //!
 //!     make bench-gateway
 //!     make bench-gateway BENCH_GATEWAY_ARGS="--calls 2000 --streams 200"
@@ -10,7 +12,10 @@
 //! Latency is measured in interleaved rounds (direct, gateway gRPC, gateway gRPC-web, repeated), so drift on a busy
 //! machine hits the three alike.
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::OnceLock,
+    time::{Duration, Instant},
+};
 
 use store_platform_proto::{
     TENANT_METADATA_KEY,
@@ -21,30 +26,75 @@ use store_platform_proto::{
     },
 };
 use store_platform_test_support::{
-    Assets, ControlPlane,
+    Assets, ControlPlane, TestEnv, caller,
     measure::{arg, percentile, process_usage, release_bin_dir},
-    process::{ServiceProcess, free_port, tokens_file},
+    process::{ServiceProcess, free_port, http_get, tokens_file},
 };
 use tonic::{Request, transport::Channel};
 
 const TOKEN: &str = "bench-token";
 
-/// A ListStores request as each path needs it: the tenant header directly, the token through the gateway.
+/// The direct caller's ServiceAccount token (the control plane's test caller).
+static DIRECT_TOKEN: OnceLock<String> = OnceLock::new();
+
+/// A ListStores request as each path needs it: a ServiceAccount token and the tenant directly, the API token
+/// through the gateway.
 fn request(direct: bool) -> Request<ListStoresRequest> {
     let mut request = Request::new(ListStoresRequest {
         page_size: 10,
         ..ListStoresRequest::default()
     });
     let metadata = request.metadata_mut();
-    if direct {
+    let token = if direct {
         metadata.insert(TENANT_METADATA_KEY, "bench".parse().expect("ascii"));
+        DIRECT_TOKEN.get().expect("the direct caller's token")
     } else {
-        metadata.insert(
-            "authorization",
-            format!("Bearer {TOKEN}").parse().expect("ascii"),
-        );
-    }
+        TOKEN
+    };
+    metadata.insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("ascii"),
+    );
     request
+}
+
+/// The sum of `token_reviews_total` on a service's metrics endpoint.
+async fn token_reviews(metrics: std::net::SocketAddr) -> anyhow::Result<f64> {
+    let text = http_get(metrics, "/metrics").await?;
+    Ok(text
+        .lines()
+        .filter(|line| line.starts_with("store_platform_token_reviews_total"))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum())
+}
+
+/// The p50 of one remembered caller check (token hash, cache lookup, policy), in process against `plane`.
+async fn cached_check(plane: &ControlPlane, checks: usize) -> anyhow::Result<(Duration, Duration)> {
+    use store_platform_runtime::auth::{Authenticator, Policy, token_reviewer};
+    let audience = store_platform_proto::TOKEN_AUDIENCE;
+    let policy = Policy::parse(&std::fs::read_to_string(
+        plane.dir().join(caller::POLICY_FILE),
+    )?)?;
+    let auth = Authenticator::new(
+        token_reviewer(plane.client().await?, audience.to_owned()),
+        audience,
+        Duration::from_secs(3600),
+        policy,
+    );
+    let mut metadata = tonic::metadata::MetadataMap::new();
+    let token = DIRECT_TOKEN.get().expect("the direct caller's token");
+    metadata.insert("authorization", format!("Bearer {token}").parse()?);
+    metadata.insert(TENANT_METADATA_KEY, "bench".parse()?);
+    auth.caller(&metadata, "ListStores").await?; // the one TokenReview
+    let mut times = Vec::with_capacity(checks);
+    for _ in 0..checks {
+        let start = Instant::now();
+        let caller = auth.caller(&metadata, "ListStores").await?;
+        times.push(start.elapsed());
+        std::hint::black_box(caller);
+    }
+    times.sort();
+    Ok((percentile(&times, 0.5), percentile(&times, 0.99)))
 }
 
 type GrpcWebService = tonic_web::GrpcWebClientService<
@@ -105,15 +155,19 @@ fn main() -> anyhow::Result<()> {
         let dir = std::env::temp_dir().join(format!("store-platform-bench-gateway-{}", std::process::id()));
         let plane = ControlPlane::start(&assets, dir).await?;
         let kubeconfig = plane.kubeconfig_path().display().to_string();
+        DIRECT_TOKEN.get_or_init(|| TestEnv::in_dir(plane.dir()).caller_token());
         let logs = tempfile::tempdir()?;
         let (provisioner_port, status_port, gateway_port) = (free_port(), free_port(), free_port());
+        let (provisioner_metrics, status_metrics) = (free_port(), free_port());
+        let ttl = "30s";
         let mut provisioner = ServiceProcess::start_from(
             &bin_dir,
             "provisioner",
             &[
                 ("KUBECONFIG", kubeconfig.clone()),
                 ("GRPC_ADDR", format!("127.0.0.1:{provisioner_port}")),
-                ("METRICS_ADDR", "127.0.0.1:0".to_owned()),
+                ("METRICS_ADDR", format!("127.0.0.1:{provisioner_metrics}")),
+                ("TOKEN_CACHE_TTL", ttl.to_owned()),
                 ("LOG_FILTER", "warn".to_owned()),
             ],
             logs.path(),
@@ -122,9 +176,10 @@ fn main() -> anyhow::Result<()> {
             &bin_dir,
             "status",
             &[
-                ("KUBECONFIG", kubeconfig),
+                ("KUBECONFIG", kubeconfig.clone()),
                 ("GRPC_ADDR", format!("127.0.0.1:{status_port}")),
-                ("METRICS_ADDR", "127.0.0.1:0".to_owned()),
+                ("METRICS_ADDR", format!("127.0.0.1:{status_metrics}")),
+                ("TOKEN_CACHE_TTL", ttl.to_owned()),
                 ("LOG_FILTER", "warn".to_owned()),
             ],
             logs.path(),
@@ -141,6 +196,8 @@ fn main() -> anyhow::Result<()> {
                 ("METRICS_ADDR", "127.0.0.1:0".to_owned()),
                 ("WEB_ROOT", web_root.display().to_string()),
                 ("TOKENS_FILE", tokens.display().to_string()),
+                // The gateway's ServiceAccount token: here the control plane's test caller's.
+                ("KUBECONFIG", kubeconfig),
                 ("PROVISIONER_URL", format!("http://127.0.0.1:{provisioner_port}")),
                 ("STATUS_URL", format!("http://127.0.0.1:{status_port}")),
                 ("LOG_FILTER", "warn".to_owned()),
@@ -150,6 +207,9 @@ fn main() -> anyhow::Result<()> {
         provisioner.channel(provisioner_port).await;
         status.channel(status_port).await;
         gateway.channel(gateway_port).await;
+        let load_started = Instant::now();
+        let reviews_before = token_reviews(([127, 0, 0, 1], provisioner_metrics).into()).await?
+            + token_reviews(([127, 0, 0, 1], status_metrics).into()).await?;
         let gateway_url = format!("http://127.0.0.1:{gateway_port}");
         let paths = [
             Path::Direct(ProvisionerServiceClient::new(
@@ -252,6 +312,23 @@ fn main() -> anyhow::Result<()> {
             held.cpu_seconds,
         );
         drop(open);
+        let reviews = token_reviews(([127, 0, 0, 1], provisioner_metrics).into()).await?
+            + token_reviews(([127, 0, 0, 1], status_metrics).into()).await?
+            - reviews_before;
+        let minutes = load_started.elapsed().as_secs_f64() / 60.0;
+        println!(
+            "caller checks: {reviews:.0} TokenReviews from the provisioner and the status service in {minutes:.1} \
+             min of the load above ({:.1} per minute; 2 tokens, the gateway's and the direct caller's, each \
+             remembered for {ttl})",
+            reviews / minutes
+        );
+        let (check50, check99) = cached_check(&plane, 100_000).await?;
+        println!(
+            "  one remembered caller check (SHA-256 of the token, cache, policy), in process: p50 {:.1} µs, p99 \
+             {:.1} µs",
+            check50.as_secs_f64() * 1e6,
+            check99.as_secs_f64() * 1e6
+        );
         drop(gateway);
         drop(status);
         drop(provisioner);

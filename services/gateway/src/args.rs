@@ -47,7 +47,16 @@ pub struct Args {
     )]
     pub tokens_file: PathBuf,
 
-    /// How often the tokens file is checked for changes.
+    /// The gateway's own ServiceAccount token for the backends (a projected token for the platform's audience,
+    /// refreshed in place by the kubelet). Re-read when it changes.
+    #[arg(
+        long,
+        env = "BACKEND_TOKEN_FILE",
+        default_value = "/var/run/secrets/store-platform/token"
+    )]
+    pub backend_token_file: PathBuf,
+
+    /// How often the tokens file and the backend token are checked for changes.
     #[arg(long, env = "TOKENS_RELOAD_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration)]
     pub tokens_reload_interval: Duration,
 

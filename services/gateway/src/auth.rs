@@ -217,6 +217,96 @@ impl Authenticator {
     }
 }
 
+/// The gateway's ServiceAccount token, sent to the backends as `authorization: Bearer …` on every forwarded call.
+/// The kubelet rewrites the projected token file before the token expires; it is re-read when it changes.
+#[derive(Clone)]
+pub struct BackendToken {
+    header: Arc<RwLock<http::HeaderValue>>,
+}
+
+impl std::fmt::Debug for BackendToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BackendToken(..)")
+    }
+}
+
+fn bearer_header(path: &Path, text: &str) -> Result<http::HeaderValue, TokensError> {
+    let token = text.trim();
+    let invalid = |reason: &str| TokensError::Line {
+        line: 1,
+        reason: format!("{}: {reason}", path.display()),
+    };
+    if token.is_empty() {
+        return Err(invalid("the backend token file is empty"));
+    }
+    let mut header = http::HeaderValue::from_str(&format!("Bearer {token}"))
+        .map_err(|_| invalid("the backend token is not a header value"))?;
+    header.set_sensitive(true);
+    Ok(header)
+}
+
+impl BackendToken {
+    /// A fixed token (for tests).
+    pub fn fixed(token: &str) -> Result<Self, TokensError> {
+        Ok(Self {
+            header: Arc::new(RwLock::new(bearer_header(Path::new("token"), token)?)),
+        })
+    }
+
+    /// The `authorization` value to send.
+    pub fn header(&self) -> http::HeaderValue {
+        self.header
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Reads `path` now (a missing or empty file is an error), then re-reads it every `interval` until `shutdown`.
+    pub async fn watch_file(
+        path: PathBuf,
+        interval: Duration,
+        shutdown: Shutdown,
+    ) -> Result<Self, TokensError> {
+        let text = read(&path).await?;
+        let token = Self {
+            header: Arc::new(RwLock::new(bearer_header(&path, &text)?)),
+        };
+        tracing::info!(path = %path.display(), "backend token loaded");
+        let refreshing = token.clone();
+        tokio::spawn(async move {
+            let mut last = text;
+            loop {
+                tokio::select! {
+                    () = shutdown.wait() => return,
+                    () = tokio::time::sleep(interval) => {}
+                }
+                match read(&path).await {
+                    Ok(text) if text != last => {
+                        match bearer_header(&path, &text) {
+                            Ok(header) => {
+                                *refreshing
+                                    .header
+                                    .write()
+                                    .unwrap_or_else(|poisoned| poisoned.into_inner()) = header;
+                                tracing::info!(path = %path.display(), "backend token refreshed");
+                            }
+                            Err(error) => {
+                                tracing::warn!(%error, "keeping the backend token in use")
+                            }
+                        }
+                        last = text;
+                    }
+                    Ok(_) => {}
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot re-read the backend token; keeping the one in use")
+                    }
+                }
+            }
+        });
+        Ok(token)
+    }
+}
+
 async fn read(path: &Path) -> Result<String, TokensError> {
     tokio::fs::read_to_string(path)
         .await
@@ -321,6 +411,39 @@ mod tests {
         std::fs::write(&path, "broken").expect("write");
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert!(auth.authenticate(&headers("Bearer two")).is_ok());
+        shutdown.trigger();
+    }
+
+    #[tokio::test]
+    async fn the_backend_token_follows_its_file_and_an_emptied_file_keeps_the_last() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("token");
+        assert!(
+            BackendToken::watch_file(path.clone(), Duration::from_millis(20), Shutdown::new())
+                .await
+                .is_err(),
+            "a missing token file is an error at start"
+        );
+        std::fs::write(&path, "first\n").expect("write");
+        let shutdown = Shutdown::new();
+        let token =
+            BackendToken::watch_file(path.clone(), Duration::from_millis(20), shutdown.clone())
+                .await
+                .expect("load");
+        assert_eq!(token.header(), "Bearer first");
+        assert!(token.header().is_sensitive());
+        std::fs::write(&path, "second").expect("write");
+        let refreshed = async {
+            while token.header() != "Bearer second" {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), refreshed)
+            .await
+            .expect("refreshed");
+        std::fs::write(&path, "").expect("write");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(token.header(), "Bearer second");
         shutdown.trigger();
     }
 }

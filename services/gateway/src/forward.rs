@@ -22,7 +22,7 @@ use tonic::{Code, Status, body::Body, transport::Channel};
 use tower::ServiceExt as _;
 
 use crate::{
-    auth::{Authenticator, Identity},
+    auth::{Authenticator, BackendToken, Identity},
     limit::RateLimiter,
     methods::{Method, Methods},
     metrics::{CallLabels, MethodLabels, Metrics},
@@ -42,6 +42,8 @@ pub struct Config {
     /// The backend of each fully qualified service name.
     pub backends: HashMap<String, Backend>,
     pub auth: Authenticator,
+    /// The gateway's own credentials towards the backends.
+    pub backend_token: BackendToken,
     pub limiter: RateLimiter,
     pub metrics: Arc<Metrics>,
     pub unary_timeout: Duration,
@@ -285,6 +287,7 @@ impl Inner {
         if identity.admin {
             headers.insert(SCOPE_METADATA_KEY, HeaderValue::from_static(ALL_TENANTS));
         }
+        headers.insert(header::AUTHORIZATION, config.backend_token.header());
 
         let max = config.max_request_bytes;
         let body = if method.client_streaming {

@@ -54,6 +54,13 @@ pub async fn start(args: Args, shutdown: Shutdown) -> anyhow::Result<Running> {
     )
     .await
     .context("failed to load the API tokens")?;
+    let backend_token = auth::BackendToken::watch_file(
+        args.backend_token_file.clone(),
+        args.tokens_reload_interval,
+        shutdown.clone(),
+    )
+    .await
+    .context("failed to load the gateway's token for the backends")?;
     let provisioner = forward::Backend {
         name: "provisioner",
         channel: backend_channel(&args.provisioner_url, args.backend_connect_timeout)?,
@@ -84,6 +91,7 @@ pub async fn start(args: Args, shutdown: Shutdown) -> anyhow::Result<Running> {
     let forwarder = forward::Forwarder::new(forward::Config {
         backends,
         auth,
+        backend_token,
         limiter: limit::RateLimiter::new(args.mutations_per_minute, args.mutation_burst),
         metrics,
         unary_timeout: args.unary_timeout,

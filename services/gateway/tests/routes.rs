@@ -11,7 +11,8 @@ use http_body_util::BodyExt as _;
 use prost::Message as _;
 use store_platform_proto::v1::{GetStoreRequest, GetStoreResponse};
 use support::{
-    ALICE, OPS, Provisioner, Settings, StatusBackend, dashboard, router, serve_backends,
+    ALICE, GATEWAY_SA_TOKEN, OPS, Provisioner, Settings, StatusBackend, dashboard, router,
+    serve_backends,
 };
 use tower::ServiceExt as _;
 
@@ -271,9 +272,16 @@ async fn the_backend_sees_the_tenant_of_the_token_and_never_what_the_client_clai
         .store
         .expect("store");
     assert_eq!(alice.tenant, "acme");
-    assert_eq!(alice.display_name, "scope=;authorization=false");
+    // The backend sees the gateway's ServiceAccount token, never the person's API token.
+    assert_eq!(
+        alice.display_name,
+        format!("scope=;authorization=Bearer {GATEWAY_SA_TOKEN}")
+    );
 
     let ops = get_store_as(&app, OPS, &[]).await.store.expect("store");
     assert_eq!(ops.tenant, "platform");
-    assert_eq!(ops.display_name, "scope=all-tenants;authorization=false");
+    assert_eq!(
+        ops.display_name,
+        format!("scope=all-tenants;authorization=Bearer {GATEWAY_SA_TOKEN}")
+    );
 }

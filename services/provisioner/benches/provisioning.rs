@@ -40,9 +40,9 @@ use store_platform_provisioner::{
 };
 use store_platform_runtime::record::{self, StoreSpec};
 use store_platform_test_support::{
-    Assets, ControlPlane, kubelet,
+    Assets, ControlPlane, TestEnv, kubelet,
     measure::{arg, process_usage, release_bin_dir, summary},
-    process::{ServiceProcess, as_tenant, free_port, http_get},
+    process::{ServiceProcess, free_port, http_get},
 };
 
 type Stamps = Arc<Mutex<HashMap<String, Instant>>>;
@@ -267,13 +267,14 @@ async fn platform(assets: &Assets, stores: usize, bin_dir: PathBuf) -> anyhow::R
     );
     let channel = provisioner.channel(grpc_port).await;
     let api = ProvisionerServiceClient::new(channel);
+    let caller = TestEnv::in_dir(plane.dir());
     let mut created = HashMap::new();
     let start = Instant::now();
     let calls = (0..stores).map(|i| {
-        let mut api = api.clone();
+        let (mut api, caller) = (api.clone(), caller.clone());
         async move {
             let id = format!("shop-{i}");
-            let request = as_tenant(
+            let request = caller.as_tenant(
                 "bench",
                 CreateStoreRequest {
                     store_id: id.clone(),

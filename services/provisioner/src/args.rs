@@ -2,7 +2,7 @@
 
 use std::{collections::BTreeMap, net::SocketAddr, time::Duration};
 
-use store_platform_runtime::TelemetryArgs;
+use store_platform_runtime::{TelemetryArgs, auth::AuthArgs};
 
 use crate::settings::{Mail, MailSecurity, Settings, Tls};
 
@@ -141,6 +141,9 @@ pub struct Args {
     /// This replica's name in the Lease (the pod name in Kubernetes).
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
+
+    #[command(flatten)]
+    pub auth: AuthArgs,
 
     #[command(flatten)]
     pub telemetry: TelemetryArgs,

@@ -1,14 +1,9 @@
 //! The provisioner's errors, and their one mapping to gRPC status codes.
 
-use store_platform_runtime::tenant::TenantError;
-
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{field}: {reason}")]
     InvalidField { field: &'static str, reason: String },
-
-    #[error(transparent)]
-    Tenant(#[from] TenantError),
 
     #[error("store {id:?} not found")]
     NotFound { id: String },
@@ -113,10 +108,7 @@ impl From<Error> for tonic::Status {
     fn from(error: Error) -> Self {
         use tonic::Code;
         let code = match &error {
-            Error::InvalidField { .. } | Error::Tenant(TenantError::Invalid) => {
-                Code::InvalidArgument
-            }
-            Error::Tenant(TenantError::Missing) => Code::Unauthenticated,
+            Error::InvalidField { .. } => Code::InvalidArgument,
             Error::NotFound { .. } => Code::NotFound,
             Error::AlreadyExists { .. } => Code::AlreadyExists,
             Error::TenantStoreLimit { .. } => Code::ResourceExhausted,
@@ -163,10 +155,6 @@ mod tests {
     #[test]
     fn each_error_has_its_code() {
         let cases = [
-            (
-                Error::Tenant(TenantError::Missing),
-                tonic::Code::Unauthenticated,
-            ),
             (Error::NotFound { id: "x".into() }, tonic::Code::NotFound),
             (
                 Error::AlreadyExists {

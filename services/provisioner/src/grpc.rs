@@ -1,5 +1,5 @@
-//! The ProvisionerService gRPC API. Every call acts for the tenant named in the request metadata; another
-//! tenant's store does not exist as far as the caller can tell.
+//! The ProvisionerService gRPC API. Every call is authenticated by its ServiceAccount token and acts for the tenant
+//! it names, if the caller policy lets it; another tenant's store does not exist as far as the caller can tell.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -22,7 +22,7 @@ use store_platform_proto::v1::{
 use store_platform_runtime::record::{
     self, Phase, StepState, StepStatus, StoreRecord, StoreStatus,
 };
-use store_platform_runtime::tenant::Caller;
+use store_platform_runtime::{auth::Authenticator, tenant::Caller};
 use tonic::{Request, Response, Status};
 
 use crate::{
@@ -45,6 +45,7 @@ pub struct Provisioner {
     /// Every store namespace, kept current by a watch.
     stores: Store<Namespace>,
     engine: Arc<dyn Engine>,
+    auth: Authenticator,
     max_stores_per_tenant: usize,
     locks: TenantLocks,
     /// Creates waiting for their tenant's batch, per tenant (see [`Provisioner::create`]).
@@ -72,17 +73,12 @@ impl std::fmt::Debug for Provisioner {
     }
 }
 
-fn caller<T>(request: &Request<T>) -> Result<Caller, Error> {
-    Ok(store_platform_runtime::tenant::from_metadata(
-        request.metadata(),
-    )?)
-}
-
 impl Provisioner {
     pub fn new(
         client: Client,
         stores: Store<Namespace>,
         engine: Arc<dyn Engine>,
+        auth: Authenticator,
         max_stores_per_tenant: usize,
         locks: TenantLocks,
     ) -> Self {
@@ -90,6 +86,7 @@ impl Provisioner {
             client,
             stores,
             engine,
+            auth,
             max_stores_per_tenant,
             locks,
             waiting: Arc::default(),
@@ -385,7 +382,7 @@ impl ProvisionerService for Provisioner {
         &self,
         request: Request<CreateStoreRequest>,
     ) -> Result<Response<CreateStoreResponse>, Status> {
-        let caller = caller(&request)?;
+        let caller = self.auth.caller(request.metadata(), "CreateStore").await?;
         let new = NewStore::try_from(request.into_inner())?;
         let store = self.create(caller.tenant, new).await?;
         Ok(Response::new(CreateStoreResponse {
@@ -398,7 +395,7 @@ impl ProvisionerService for Provisioner {
         &self,
         request: Request<GetStoreRequest>,
     ) -> Result<Response<GetStoreResponse>, Status> {
-        let caller = caller(&request)?;
+        let caller = self.auth.caller(request.metadata(), "GetStore").await?;
         let id = validation::store_id("store_id", &request.get_ref().store_id)?;
         let (store, _) = self.find(&caller, &id).await?;
         Ok(Response::new(GetStoreResponse {
@@ -411,7 +408,7 @@ impl ProvisionerService for Provisioner {
         &self,
         request: Request<ListStoresRequest>,
     ) -> Result<Response<ListStoresResponse>, Status> {
-        let caller = caller(&request)?;
+        let caller = self.auth.caller(request.metadata(), "ListStores").await?;
         let request = request.into_inner();
         let phase = match store_platform_proto::v1::Phase::try_from(request.phase) {
             Ok(phase) => Phase::from_proto(phase),
@@ -444,7 +441,7 @@ impl ProvisionerService for Provisioner {
         &self,
         request: Request<DeleteStoreRequest>,
     ) -> Result<Response<DeleteStoreResponse>, Status> {
-        let caller = caller(&request)?;
+        let caller = self.auth.caller(request.metadata(), "DeleteStore").await?;
         let id = validation::store_id("store_id", &request.get_ref().store_id)?;
         let (mut store, namespace) = self.find(&caller, &id).await?;
         if !store.terminating {
@@ -483,7 +480,7 @@ impl ProvisionerService for Provisioner {
         &self,
         request: Request<RetryStoreRequest>,
     ) -> Result<Response<RetryStoreResponse>, Status> {
-        let caller = caller(&request)?;
+        let caller = self.auth.caller(request.metadata(), "RetryStore").await?;
         let id = validation::store_id("store_id", &request.get_ref().store_id)?;
         let (mut store, namespace) = self.find(&caller, &id).await?;
         if store.phase() != Phase::Failed {
@@ -545,7 +542,10 @@ impl ProvisionerService for Provisioner {
         &self,
         request: Request<GetStoreCredentialsRequest>,
     ) -> Result<Response<GetStoreCredentialsResponse>, Status> {
-        let caller = caller(&request)?;
+        let caller = self
+            .auth
+            .caller(request.metadata(), "GetStoreCredentials")
+            .await?;
         let id = validation::store_id("store_id", &request.get_ref().store_id)?;
         let (store, namespace) = self.find(&caller, &id).await?;
         if store.terminating {

@@ -26,7 +26,9 @@ use kube::{
 };
 use rand::{Rng as _, distr::Alphanumeric};
 use store_platform_proto::v1::provisioner_service_server::ProvisionerServiceServer;
-use store_platform_runtime::{Shutdown, grpc as server, kubernetes, record, telemetry};
+use store_platform_runtime::{
+    Shutdown, auth::Authenticator, grpc as server, kubernetes, record, telemetry,
+};
 use tonic_health::ServingStatus;
 
 /// Requests larger than this are refused before decoding; a CreateStore request is a few hundred bytes.
@@ -64,7 +66,7 @@ pub async fn start(
     client: kube::Client,
     shutdown: Shutdown,
     metrics: Arc<metrics::Metrics>,
-    registry: prometheus_client::registry::Registry,
+    mut registry: prometheus_client::registry::Registry,
 ) -> anyhow::Result<Running> {
     let settings = Arc::new(args.settings().map_err(anyhow::Error::msg)?);
     let engine: Arc<dyn engine::Engine> = Arc::new(woocommerce::WooCommerce::new(settings));
@@ -87,6 +89,8 @@ pub async fn start(
         }
     });
 
+    let auth = Authenticator::from_args(&args.auth, client.clone(), shutdown.clone()).await?;
+    auth.register(&mut registry);
     let metrics_addr = store_platform_runtime::metrics::serve(
         args.metrics_addr,
         Arc::new(registry),
@@ -101,6 +105,7 @@ pub async fn start(
         client.clone(),
         stores.clone(),
         engine.clone(),
+        auth,
         args.max_stores_per_tenant,
         tenant_lock::TenantLocks::new(client.clone(), &args.lease_namespace),
     );

@@ -59,6 +59,7 @@ fn provisioner_addrs() -> (SocketAddr, SocketAddr) {
                 let args = Args::parse_from([
                     "provisioner",
                     "--grpc-addr=127.0.0.1:0",
+                    &format!("--caller-policy={}", env.caller_policy_path().display()),
                     "--metrics-addr=127.0.0.1:0",
                     &format!("--lease-name=provisioner-lifecycle-{}", std::process::id()),
                     &format!("--step-deadline={STEP_DEADLINE_SECS}s"),
@@ -562,10 +563,26 @@ async fn bad_requests_name_the_field_and_leave_nothing_behind() {
         assert!(leftover.is_none(), "{id} left a namespace behind");
     }
     let error = api
-        .create_store(Request::new(create_request("no-tenant")))
+        .create_store(Request::new(create_request("no-token")))
         .await
-        .expect_err("no tenant");
+        .expect_err("no token");
     assert_eq!(error.code(), Code::Unauthenticated);
+    assert!(error.message().starts_with("authorization: "), "{error:?}");
+    let mut no_tenant = as_tenant("t", create_request("no-tenant"));
+    no_tenant
+        .metadata_mut()
+        .remove(store_platform_proto::TENANT_METADATA_KEY);
+    let error = api
+        .create_store(no_tenant)
+        .await
+        .expect_err("a caller of many tenants must name one");
+    assert_eq!(error.code(), Code::InvalidArgument);
+    assert!(
+        error
+            .message()
+            .starts_with(store_platform_proto::TENANT_METADATA_KEY),
+        "{error:?}"
+    );
     let error = api
         .create_store(as_tenant("Not A Tenant", create_request("bad-tenant")))
         .await

@@ -19,7 +19,6 @@ use store_platform_runtime::{Shutdown, record};
 use store_platform_test_support::{
     TestEnv,
     node::{MARIADB_IMAGE, MEMORY_HOG_IMAGE, WORDPRESS_IMAGE},
-    process::as_tenant,
 };
 use tonic::transport::Channel;
 
@@ -72,6 +71,7 @@ fn start_provisioner(
             let args = Args::parse_from([
                 "provisioner",
                 "--grpc-addr=127.0.0.1:0",
+                &format!("--caller-policy={}", env.caller_policy_path().display()),
                 "--metrics-addr=127.0.0.1:0",
                 &format!("--lease-name=provisioner-{tenant}-{}", std::process::id()),
                 &format!("--reconcile-selector={}={tenant}", record::TENANT_LABEL),
@@ -112,7 +112,7 @@ async fn api(tenant: &'static str) -> ProvisionerServiceClient<Channel> {
 async fn create(tenant: &'static str, prefix: &str) -> (ProvisionerServiceClient<Channel>, String) {
     let mut api = api(tenant).await;
     let id = format!("{prefix}-{}", std::process::id());
-    api.create_store(as_tenant(
+    api.create_store(TestEnv::real_node().as_tenant(
         tenant,
         CreateStoreRequest {
             store_id: id.clone(),
@@ -127,7 +127,7 @@ async fn create(tenant: &'static str, prefix: &str) -> (ProvisionerServiceClient
 }
 
 async fn get(api: &mut ProvisionerServiceClient<Channel>, tenant: &str, id: &str) -> Store {
-    api.get_store(as_tenant(
+    api.get_store(TestEnv::real_node().as_tenant(
         tenant,
         GetStoreRequest {
             store_id: id.to_owned(),

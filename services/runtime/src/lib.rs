@@ -1,5 +1,7 @@
 //! What every store-platform server shares, so the services differ only in what they serve.
 
+#[cfg(feature = "auth")]
+pub mod auth;
 pub mod grpc;
 #[cfg(feature = "kubernetes")]
 pub mod kubernetes;

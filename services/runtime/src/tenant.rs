@@ -1,29 +1,13 @@
-//! Who a request acts for. The gateway authenticates the caller and sets its tenant (and, for an administrator, the
-//! all-tenants scope) in the request metadata; the provisioner and the status service read it here, with one rule
-//! for what a tenant name may be.
+//! Who a request acts for: a tenant, named in the request metadata, and for an administrator the all-tenants scope.
+//! [`crate::auth`] decides whether the caller may claim them; this is the one rule for what a tenant name may be.
 
-use store_platform_proto::{ALL_TENANTS, SCOPE_METADATA_KEY, TENANT_METADATA_KEY};
-use tonic::metadata::MetadataMap;
+use store_platform_proto::TENANT_METADATA_KEY;
 
-/// Why a request carries no usable tenant.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum TenantError {
-    #[error("no tenant: the request metadata must carry {TENANT_METADATA_KEY}")]
-    Missing,
-
-    #[error(
+/// The tenant a request names, if it cannot be one.
+pub fn invalid() -> tonic::Status {
+    tonic::Status::invalid_argument(format!(
         "{TENANT_METADATA_KEY}: must be a lowercase label value (a-z, 0-9, '-', '_', '.'; at most 63 characters)"
-    )]
-    Invalid,
-}
-
-impl From<TenantError> for tonic::Status {
-    fn from(error: TenantError) -> Self {
-        match error {
-            TenantError::Missing => tonic::Status::unauthenticated(error.to_string()),
-            TenantError::Invalid => tonic::Status::invalid_argument(error.to_string()),
-        }
-    }
+    ))
 }
 
 /// Whether `value` may name a tenant: a Kubernetes label value (it labels each store's namespace) that starts and
@@ -61,22 +45,6 @@ impl Caller {
     }
 }
 
-/// The caller named in `metadata`.
-pub fn from_metadata(metadata: &MetadataMap) -> Result<Caller, TenantError> {
-    let value = metadata
-        .get(TENANT_METADATA_KEY)
-        .ok_or(TenantError::Missing)?;
-    match value.to_str() {
-        Ok(tenant) if is_valid(tenant) => Ok(Caller {
-            tenant: tenant.to_owned(),
-            all_tenants: metadata
-                .get(SCOPE_METADATA_KEY)
-                .is_some_and(|scope| scope == ALL_TENANTS),
-        }),
-        _ => Err(TenantError::Invalid),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,24 +66,5 @@ mod tests {
         ] {
             assert!(!is_valid(bad), "{bad}");
         }
-    }
-
-    #[test]
-    fn metadata_without_a_usable_tenant_is_refused_with_its_code() {
-        let mut metadata = MetadataMap::new();
-        let missing = tonic::Status::from(from_metadata(&metadata).expect_err("missing"));
-        assert_eq!(missing.code(), tonic::Code::Unauthenticated);
-        metadata.insert(TENANT_METADATA_KEY, "Not-A-Label".parse().expect("ascii"));
-        let invalid = tonic::Status::from(from_metadata(&metadata).expect_err("invalid"));
-        assert_eq!(invalid.code(), tonic::Code::InvalidArgument);
-        assert!(invalid.message().starts_with(TENANT_METADATA_KEY));
-        metadata.insert(TENANT_METADATA_KEY, "acme".parse().expect("ascii"));
-        let caller = from_metadata(&metadata).expect("a tenant");
-        assert_eq!(caller, Caller::tenant("acme"));
-        assert!(caller.may_see("acme") && !caller.may_see("other"));
-        metadata.insert(SCOPE_METADATA_KEY, ALL_TENANTS.parse().expect("ascii"));
-        let admin = from_metadata(&metadata).expect("an administrator");
-        assert!(admin.all_tenants && admin.may_see("other"));
-        assert_eq!(admin.tenant, "acme");
     }
 }

@@ -29,9 +29,9 @@ use store_platform_proto::v1::{
 };
 use store_platform_runtime::record::{self, StoreRecord, StoreSpec, StoreStatus};
 use store_platform_test_support::{
-    Assets, ControlPlane,
+    Assets, ControlPlane, TestEnv,
     measure::{arg, process_usage, release_bin_dir, summary},
-    process::{ServiceProcess, as_tenant, free_port, http_get},
+    process::{ServiceProcess, free_port, http_get},
 };
 use tonic::{Streaming, transport::Channel};
 
@@ -110,6 +110,7 @@ fn mib(kib: u64) -> f64 {
 }
 
 async fn open_streams(
+    caller: &TestEnv,
     addr: std::net::SocketAddr,
     streams: usize,
     per_connection: usize,
@@ -126,7 +127,7 @@ async fn open_streams(
         }
         let channel = channel.clone().expect("a connection is open");
         let mut stream = StatusServiceClient::new(channel)
-            .watch_stores(as_tenant(TENANT, WatchStoresRequest::default()))
+            .watch_stores(caller.as_tenant(TENANT, WatchStoresRequest::default()))
             .await?
             .into_inner();
         // The snapshot comes first; once it is here the subscription is live.
@@ -166,6 +167,7 @@ fn main() -> anyhow::Result<()> {
             std::process::id()
         ));
         let plane = ControlPlane::start(&assets, dir).await?;
+        let caller = TestEnv::in_dir(plane.dir());
         let client = plane.client().await?;
         let ids: Vec<String> = (0..stores).map(|i| format!("shop-{i}")).collect();
         for id in &ids {
@@ -190,7 +192,7 @@ fn main() -> anyhow::Result<()> {
         // Wait for the first sync (the API answers Unavailable until then).
         let started = Instant::now();
         let opened = loop {
-            match open_streams(addr, 1, 1).await {
+            match open_streams(&caller, addr, 1, 1).await {
                 Ok(one) => break one,
                 Err(_) if started.elapsed() < Duration::from_secs(30) => {
                     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -203,7 +205,7 @@ fn main() -> anyhow::Result<()> {
         let before = process_usage(status.pid());
 
         let opening = Instant::now();
-        let opened = open_streams(addr, streams, per_connection).await?;
+        let opened = open_streams(&caller, addr, streams, per_connection).await?;
         let opening = opening.elapsed();
         // Let allocations settle before reading the idle footprint.
         tokio::time::sleep(Duration::from_secs(2)).await;

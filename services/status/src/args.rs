@@ -2,7 +2,7 @@
 
 use std::{net::SocketAddr, time::Duration};
 
-use store_platform_runtime::TelemetryArgs;
+use store_platform_runtime::{TelemetryArgs, auth::AuthArgs};
 
 #[derive(Clone, Debug, clap::Parser)]
 #[command(
@@ -30,6 +30,9 @@ pub struct Args {
     /// How many changes a subscriber may fall behind before it is sent a fresh snapshot instead.
     #[arg(long, env = "SUBSCRIBER_BUFFER", default_value_t = 1024)]
     pub subscriber_buffer: usize,
+
+    #[command(flatten)]
+    pub auth: AuthArgs,
 
     #[command(flatten)]
     pub telemetry: TelemetryArgs,

@@ -8,7 +8,7 @@ use store_platform_proto::v1::{
     WatchStoresRequest, WatchStoresResponse, status_service_server::StatusService,
     watch_stores_response::Event,
 };
-use store_platform_runtime::{Shutdown, record::timestamp, tenant::Caller};
+use store_platform_runtime::{Shutdown, auth::Authenticator, record::timestamp};
 use tokio::sync::broadcast::error::RecvError;
 use tonic::{Request, Response, Status as GrpcStatus};
 
@@ -18,25 +18,25 @@ use crate::hub::{Filter, Hub};
 #[derive(Clone, Debug)]
 pub struct Status {
     hub: Arc<Hub>,
+    auth: Authenticator,
     heartbeat: Duration,
     shutdown: Shutdown,
 }
 
 impl Status {
-    pub fn new(hub: Arc<Hub>, heartbeat: Duration, shutdown: Shutdown) -> Self {
+    pub fn new(
+        hub: Arc<Hub>,
+        auth: Authenticator,
+        heartbeat: Duration,
+        shutdown: Shutdown,
+    ) -> Self {
         Self {
             hub,
+            auth,
             heartbeat,
             shutdown,
         }
     }
-}
-
-/// The caller's tenant, from request metadata, read by the provisioner's rule.
-fn caller<T>(request: &Request<T>) -> Result<Caller, GrpcStatus> {
-    Ok(store_platform_runtime::tenant::from_metadata(
-        request.metadata(),
-    )?)
 }
 
 fn store_id(id: &str) -> Result<Option<String>, GrpcStatus> {
@@ -179,7 +179,7 @@ impl StatusService for Status {
         request: Request<WatchStoresRequest>,
     ) -> Result<Response<Self::WatchStoresStream>, GrpcStatus> {
         let filter = Filter {
-            caller: caller(&request)?,
+            caller: self.auth.caller(request.metadata(), "WatchStores").await?,
             store_id: store_id(&request.get_ref().store_id)?,
         };
         if !self.hub.is_synced() {
@@ -202,7 +202,10 @@ impl StatusService for Status {
         &self,
         request: Request<GetStoreStatusRequest>,
     ) -> Result<Response<GetStoreStatusResponse>, GrpcStatus> {
-        let caller = caller(&request)?;
+        let caller = self
+            .auth
+            .caller(request.metadata(), "GetStoreStatus")
+            .await?;
         let id = store_id(&request.get_ref().store_id)?
             .ok_or_else(|| GrpcStatus::invalid_argument("store_id: must not be empty"))?;
         if !self.hub.is_synced() {

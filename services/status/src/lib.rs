@@ -17,7 +17,9 @@ use kube::{
     runtime::{WatchStreamExt as _, watcher},
 };
 use store_platform_proto::v1::status_service_server::StatusServiceServer;
-use store_platform_runtime::{Shutdown, grpc as server, kubernetes, record, telemetry};
+use store_platform_runtime::{
+    Shutdown, auth::Authenticator, grpc as server, kubernetes, record, telemetry,
+};
 use tonic_health::ServingStatus;
 
 /// Requests larger than this are refused before decoding (RESOURCE_EXHAUSTED); a status request is a few bytes.
@@ -50,6 +52,7 @@ pub async fn start(
     shutdown: Shutdown,
 ) -> anyhow::Result<Running> {
     let hub = hub::Hub::new(args.subscriber_buffer);
+    let auth = Authenticator::from_args(&args.auth, client.clone(), shutdown.clone()).await?;
     let events = watcher(
         Api::<Namespace>::all(client),
         watcher::Config::default().labels(&record::managed_selector()),
@@ -65,6 +68,7 @@ pub async fn start(
 
     let mut registry = prometheus_client::registry::Registry::with_prefix("store_platform");
     hub.metrics.register(&mut registry);
+    auth.register(&mut registry);
     let counted = hub.clone();
     let refresh: store_platform_runtime::metrics::Refresh = Arc::new(move || {
         counted
@@ -82,7 +86,7 @@ pub async fn start(
     .with_context(|| format!("failed to listen on {}", args.metrics_addr))?;
 
     let (routes, health) = server::standard_routes().await?;
-    let api = grpc::Status::new(hub.clone(), args.heartbeat, shutdown.clone());
+    let api = grpc::Status::new(hub.clone(), auth, args.heartbeat, shutdown.clone());
     let routes = routes
         .add_service(StatusServiceServer::new(api).max_decoding_message_size(MAX_REQUEST_BYTES));
     let incoming = server::bind(args.grpc_addr)?;

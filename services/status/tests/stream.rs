@@ -40,14 +40,19 @@ async fn start_status_with_metrics(
 }
 
 async fn start_status_with(client: Client, flags: &[&str]) -> (SocketAddr, SocketAddr, Shutdown) {
+    let policy = format!(
+        "--caller-policy={}",
+        TestEnv::shared().caller_policy_path().display()
+    );
     let args = Args::parse_from(
         [
             "status",
             "--grpc-addr=127.0.0.1:0",
             "--metrics-addr=127.0.0.1:0",
+            &policy,
         ]
-        .iter()
-        .chain(flags),
+        .into_iter()
+        .chain(flags.iter().copied()),
     );
     let shutdown = Shutdown::new();
     let running = store_platform_status::start(args, client, shutdown.clone())

@@ -16,7 +16,7 @@ use std::{
 use futures::Stream;
 use store_platform_gateway::{
     AppState, app,
-    auth::{Authenticator, Tokens, hash_hex},
+    auth::{Authenticator, BackendToken, Tokens, hash_hex},
     forward::{Backend, Config, Forwarder},
     limit::RateLimiter,
     metrics::Metrics,
@@ -37,6 +37,8 @@ use tonic::{Request, Response, Status, transport::Endpoint};
 
 pub const ALICE: &str = "alice-token";
 pub const OPS: &str = "ops-token";
+/// The gateway's own ServiceAccount token, which it sends to the backends.
+pub const GATEWAY_SA_TOKEN: &str = "gateway-serviceaccount-token";
 
 /// Alice of tenant acme, and ops, an administrator of tenant platform.
 pub fn tokens() -> Tokens {
@@ -61,11 +63,11 @@ fn seen<T>(request: &Request<T>, store_id: &str) -> Store {
     Store {
         id: store_id.to_owned(),
         tenant: text(TENANT_METADATA_KEY),
-        // The scope, and whether the credentials reached the backend.
+        // The scope, and the credentials that reached the backend.
         display_name: format!(
             "scope={};authorization={}",
             text(SCOPE_METADATA_KEY),
-            metadata.contains_key("authorization")
+            text("authorization")
         ),
         ..Store::default()
     }
@@ -270,6 +272,7 @@ pub async fn router(
     let forwarder = Forwarder::new(Config {
         backends,
         auth: Authenticator::new(tokens()),
+        backend_token: BackendToken::fixed(GATEWAY_SA_TOKEN).expect("token"),
         limiter: RateLimiter::new(60, settings.burst),
         metrics: metrics.clone(),
         unary_timeout: settings.unary_timeout,
