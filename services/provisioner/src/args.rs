@@ -232,7 +232,8 @@ mod tests {
     use super::*;
 
     fn parse(flags: &[&str]) -> Result<Settings, String> {
-        Args::parse_from(std::iter::once("provisioner").chain(flags.iter().copied())).settings()
+        let program = ["provisioner", "--caller-policy=/etc/store-platform/callers/callers.json"];
+        Args::parse_from(program.into_iter().chain(flags.iter().copied())).settings()
     }
 
     #[test]
