@@ -268,6 +268,12 @@ impl Node {
                     "ipam": {
                         "type": "host-local",
                         "ranges": [[{ "subnet": POD_CIDR, "gateway": POD_GATEWAY.to_string() }]],
+                        // Pods reach the node (the API server, services under test there) and ClusterIPs through
+                        // the bridge; there is no default route, so nothing further.
+                        "routes": [
+                            { "dst": format!("{NODE_ADDRESS}/32") },
+                            { "dst": SERVICE_CIDR },
+                        ],
                         "dataDir": path("cni-cache"),
                     },
                 },

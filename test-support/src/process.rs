@@ -72,6 +72,21 @@ impl ServiceProcess {
 
     /// As [`ServiceProcess::start`], with the binary from `dir` (e.g. a release build).
     pub fn start_from(dir: &Path, name: &str, env: &[(&str, String)], logs: &Path) -> Self {
+        Self::launch(dir, name, None, env, logs)
+    }
+
+    /// As [`ServiceProcess::start`], inside the network namespace `netns` (a real node's: pods reach it there).
+    pub fn start_in_netns(netns: &str, name: &str, env: &[(&str, String)], logs: &Path) -> Self {
+        Self::launch(&bin_dir(), name, Some(netns), env, logs)
+    }
+
+    fn launch(
+        dir: &Path,
+        name: &str,
+        netns: Option<&str>,
+        env: &[(&str, String)],
+        logs: &Path,
+    ) -> Self {
         let binary = dir.join(name);
         assert!(
             binary.is_file(),
@@ -84,11 +99,20 @@ impl ServiceProcess {
             .append(true)
             .open(&log)
             .expect("log file");
-        let mut command = Command::new(&binary);
+        let mut command = match netns {
+            // `ip netns exec` enters the namespace and then runs the binary in its own place (same pid).
+            Some(netns) => {
+                let mut command = Command::new("ip");
+                command.args(["netns", "exec", netns]).arg(&binary);
+                command
+            }
+            None => Command::new(&binary),
+        };
         let cluster = env
             .iter()
             .find(|(key, _)| *key == "KUBECONFIG")
             .and_then(|(_, kubeconfig)| Path::new(kubeconfig).parent().map(Path::to_path_buf))
+            .filter(|dir| dir.join(crate::caller::POLICY_FILE).is_file())
             .unwrap_or_else(|| crate::TestEnv::shared().dir().to_path_buf());
         for (key, file) in [
             ("CALLER_POLICY", crate::caller::POLICY_FILE),
@@ -159,21 +183,25 @@ impl ServiceProcess {
 
     /// A gRPC channel to `port`, once the process listens there.
     pub async fn channel(&mut self, port: u16) -> tonic::transport::Channel {
+        self.channel_at(&format!("127.0.0.1:{port}")).await
+    }
+
+    /// As [`ServiceProcess::channel`], for a service listening on `address` (`host:port`).
+    pub async fn channel_at(&mut self, address: &str) -> tonic::transport::Channel {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = self.exited() {
                 panic!("{} exited ({status}):\n{}", self.name, self.logs());
             }
             let endpoint =
-                tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}"))
-                    .expect("uri");
+                tonic::transport::Channel::from_shared(format!("http://{address}")).expect("uri");
             match endpoint.connect().await {
                 Ok(channel) => return channel,
                 Err(_) if Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(50)).await
                 }
                 Err(error) => panic!(
-                    "{} not listening on {port}: {error}\n{}",
+                    "{} not listening on {address}: {error}\n{}",
                     self.name,
                     self.logs()
                 ),

@@ -232,7 +232,10 @@ mod tests {
     use super::*;
 
     fn parse(flags: &[&str]) -> Result<Settings, String> {
-        let program = ["provisioner", "--caller-policy=/etc/store-platform/callers/callers.json"];
+        let program = [
+            "provisioner",
+            "--caller-policy=/etc/store-platform/callers/callers.json",
+        ];
         Args::parse_from(program.into_iter().chain(flags.iter().copied())).settings()
     }
 

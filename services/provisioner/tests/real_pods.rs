@@ -454,3 +454,208 @@ async fn a_container_over_its_memory_limit_fails_the_store_saying_oom_killed() {
     assert!(reason.contains("mariadb-0"), "{reason}");
     assert!(reason.contains("OOMKilled"), "{reason}");
 }
+
+/// What `call-provisioner` printed in a pod that ran on the node, once the pod has ended.
+async fn pod_output(namespace: &str, pod: serde_json::Value, out: &std::path::Path) -> String {
+    let pods: Api<Pod> = Api::namespaced(TestEnv::real_node().client().await, namespace);
+    let pod: Pod = serde_json::from_value(pod).expect("a Pod");
+    let name = pod.metadata.name.clone().expect("name");
+    pods.create(&kube::api::PostParams::default(), &pod)
+        .await
+        .expect("create the calling pod");
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let phase = pods
+            .get(&name)
+            .await
+            .expect("get")
+            .status
+            .and_then(|s| s.phase)
+            .unwrap_or_default();
+        if phase == "Succeeded" || phase == "Failed" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the calling pod is still {phase:?} after 120 s"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    std::fs::read_to_string(out.join("calls")).expect("the pod's answers")
+}
+
+#[tokio::test]
+async fn a_pod_in_another_namespace_acts_only_as_its_own_service_account() {
+    let env = TestEnv::real_node();
+    let client = env.client().await;
+    let pid = std::process::id();
+    let (victim, own) = (format!("victim-{pid}"), format!("intruder-{pid}"));
+    let namespace = format!("intruder-{pid}");
+    // The pod's ServiceAccount may act for a tenant of its own, and nothing else.
+    let scratch = tempfile::tempdir().expect("scratch");
+    env.ensure_namespace("store-platform").await;
+    let policy = scratch.path().join("callers.json");
+    let tests_caller = serde_json::json!({
+        "serviceAccount": format!(
+            "{}/{}",
+            store_platform_test_support::caller::NAMESPACE,
+            store_platform_test_support::caller::NAME
+        ),
+        "anyTenant": true,
+        "allTenantsScope": true,
+    });
+    std::fs::write(
+        &policy,
+        serde_json::json!({"callers": [
+            tests_caller,
+            {"serviceAccount": format!("{namespace}/app"), "tenants": [own.clone()]},
+        ]})
+        .to_string(),
+    )
+    .expect("policy");
+    // The provisioner in the node's network namespace, where pods reach it; it reconciles none of these stores.
+    let port = store_platform_test_support::process::free_port();
+    let address = format!("{}:{port}", store_platform_test_support::node::NODE_ADDRESS);
+    let mut provisioner = store_platform_test_support::process::ServiceProcess::start_in_netns(
+        &node_netns(),
+        "provisioner",
+        &[
+            ("KUBECONFIG", env.kubeconfig_path().display().to_string()),
+            ("GRPC_ADDR", address.clone()),
+            (
+                "METRICS_ADDR",
+                format!("{}:0", store_platform_test_support::node::NODE_ADDRESS),
+            ),
+            ("CALLER_POLICY", policy.display().to_string()),
+            ("LEASE_NAME", format!("callers-pod-{pid}")),
+            (
+                "RECONCILE_SELECTOR",
+                "store-platform.io/tenant=nobody".to_owned(),
+            ),
+        ],
+        scratch.path(),
+    );
+    // From the host too, through the veth.
+    let mut api = ProvisionerServiceClient::new(provisioner.channel_at(&address).await);
+    let store_id = format!("victim-{pid}");
+    api.create_store(env.as_tenant(
+        &victim,
+        CreateStoreRequest {
+            store_id: store_id.clone(),
+            display_name: "Victim".into(),
+            engine: Engine::Woocommerce as i32,
+            admin_email: "owner@example.com".into(),
+        },
+    ))
+    .await
+    .expect("the victim's store");
+
+    store_platform_test_support::caller::ensure_service_account(&client, &namespace, "app")
+        .await
+        .expect("the intruder's namespace and ServiceAccount");
+    // Kubernetes 1.20 admits a pod of a ServiceAccount only once its API token Secret exists.
+    let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> =
+        Api::namespaced(client.clone(), &namespace);
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        kube::runtime::wait::await_condition(accounts, "app", |account: Option<&_>| {
+            account.is_some_and(|a: &k8s_openapi::api::core::v1::ServiceAccount| {
+                a.secrets.as_ref().is_some_and(|s| !s.is_empty())
+            })
+        }),
+    )
+    .await
+    .expect("the ServiceAccount's token in time")
+    .expect("watch");
+    let out = scratch.path().join("out");
+    std::fs::create_dir(&out).expect("out");
+    let probe = store_platform_test_support::process::bin_dir()
+        .join("call-provisioner")
+        .canonicalize()
+        .expect("call-provisioner is built (cargo build --bins)");
+    let calls = [
+        // The pod's own token for the platform (projected by the kubelet): its own tenant only.
+        format!("list {own} /platform/token"),
+        format!("list {victim} /platform/token"),
+        format!("list {own} /platform/token all-tenants"),
+        format!("credentials {victim} /platform/token all-tenants {store_id}"),
+        // Its token for the Kubernetes API: not for the platform's audience.
+        format!("list {victim} /var/run/secrets/kubernetes.io/serviceaccount/token"),
+        // No token at all.
+        format!("credentials {victim} - {store_id}"),
+    ];
+    let script = calls
+        .iter()
+        .map(|call| format!("/probe/call-provisioner {address} {call} >> /out/calls"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let pod = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "caller", "namespace": namespace},
+        "spec": {
+            "serviceAccountName": "app",
+            "restartPolicy": "Never",
+            "containers": [{
+                "name": "call",
+                "image": MARIADB_IMAGE,
+                "imagePullPolicy": "Never",
+                "command": ["/bin/sh", "-c", script],
+                "volumeMounts": [
+                    {"name": "probe", "mountPath": "/probe/call-provisioner", "readOnly": true},
+                    {"name": "out", "mountPath": "/out"},
+                    {"name": "platform", "mountPath": "/platform", "readOnly": true},
+                ],
+            }],
+            "volumes": [
+                {"name": "probe", "hostPath": {"path": probe.display().to_string(), "type": "File"}},
+                {"name": "out", "hostPath": {"path": out.display().to_string(), "type": "Directory"}},
+                {"name": "platform", "projected": {"sources": [{"serviceAccountToken": {
+                    "audience": store_platform_proto::TOKEN_AUDIENCE,
+                    "expirationSeconds": 600,
+                    "path": "token",
+                }}]}},
+            ],
+        },
+    });
+    let answers = pod_output(&namespace, pod, &out).await;
+    let lines: Vec<&str> = answers.lines().collect();
+    assert_eq!(
+        lines.len(),
+        calls.len(),
+        "{answers}\n{}",
+        provisioner.logs()
+    );
+    let expected = [
+        "OK 0 stores",
+        "PermissionDenied x-store-platform-tenant: ServiceAccount",
+        "PermissionDenied x-store-platform-scope: ServiceAccount",
+        "PermissionDenied x-store-platform-tenant: ServiceAccount",
+        "Unauthenticated authorization: the token is not accepted",
+        "Unauthenticated authorization: send `Bearer <token>`",
+    ];
+    for ((call, line), start) in calls.iter().zip(&lines).zip(expected) {
+        assert!(line.starts_with(start), "{call}: {line}");
+    }
+    // The victim's store is untouched.
+    let found = api
+        .get_store(env.as_tenant(
+            &victim,
+            GetStoreRequest {
+                store_id: store_id.clone(),
+            },
+        ))
+        .await
+        .expect("the victim's store is still there");
+    assert_eq!(found.into_inner().store.expect("store").id, store_id);
+    api.delete_store(env.as_tenant(
+        &victim,
+        store_platform_proto::v1::DeleteStoreRequest {
+            store_id: store_id.clone(),
+        },
+    ))
+    .await
+    .expect("delete");
+    drop(provisioner);
+    env.delete_namespace(&namespace).await;
+}
