@@ -198,7 +198,12 @@ fn the_chart_gives_the_services_the_caller_policy_and_the_gateway_a_token_for_th
     );
     let documents: Vec<serde_yaml::Value> = rendered
         .split("\n---")
-        .filter_map(|doc| serde_yaml::from_str(doc).ok())
+        // Strictly: a key twice in one mapping (two label helpers naming the same label) is an error.
+        .map(|doc| {
+            serde_yaml::from_str(doc).unwrap_or_else(|error| {
+                panic!("a rendered document is not strict YAML: {error}\n{doc}")
+            })
+        })
         .filter(|doc: &serde_yaml::Value| !doc.is_null())
         .collect();
     let find = |kind: &str, name: &str| {

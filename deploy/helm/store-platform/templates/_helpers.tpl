@@ -12,6 +12,14 @@ app.kubernetes.io/name: {{ .component }}
 app.kubernetes.io/instance: {{ .root.Release.Name }}
 {{- end }}
 
+{{/* The labels of one component's objects: the chart's labels and its selector labels, each key once. */}}
+{{- define "store-platform.componentLabels" -}}
+app.kubernetes.io/part-of: store-platform
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version }}
+{{ include "store-platform.selector" . }}
+{{- end }}
+
 {{/* A platform image: (dict "root" $ "name" "gateway"). */}}
 {{- define "store-platform.image" -}}
 {{- $images := .root.Values.images -}}
