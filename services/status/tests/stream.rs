@@ -28,7 +28,13 @@ use store_platform_test_support::{
 use tonic::{Request, Streaming, transport::Channel};
 
 async fn start_status(client: Client, heartbeat: &str) -> (SocketAddr, Shutdown) {
-    let (addr, _, shutdown) = start_status_with_metrics(client, heartbeat).await;
+    start_status_in(TestEnv::shared(), client, heartbeat).await
+}
+
+/// A status service on the cluster of `env` (whose tests' caller it lets in).
+async fn start_status_in(env: &TestEnv, client: Client, heartbeat: &str) -> (SocketAddr, Shutdown) {
+    let (addr, _, shutdown) =
+        start_status_with(env, client, &[&format!("--heartbeat={heartbeat}")]).await;
     (addr, shutdown)
 }
 
@@ -36,14 +42,20 @@ async fn start_status_with_metrics(
     client: Client,
     heartbeat: &str,
 ) -> (SocketAddr, SocketAddr, Shutdown) {
-    start_status_with(client, &[&format!("--heartbeat={heartbeat}")]).await
+    start_status_with(
+        TestEnv::shared(),
+        client,
+        &[&format!("--heartbeat={heartbeat}")],
+    )
+    .await
 }
 
-async fn start_status_with(client: Client, flags: &[&str]) -> (SocketAddr, SocketAddr, Shutdown) {
-    let policy = format!(
-        "--caller-policy={}",
-        TestEnv::shared().caller_policy_path().display()
-    );
+async fn start_status_with(
+    env: &TestEnv,
+    client: Client,
+    flags: &[&str],
+) -> (SocketAddr, SocketAddr, Shutdown) {
+    let policy = format!("--caller-policy={}", env.caller_policy_path().display());
     let args = Args::parse_from(
         [
             "status",
@@ -71,8 +83,18 @@ async fn channel(addr: SocketAddr) -> Channel {
 }
 
 async fn watch(addr: SocketAddr, tenant: &str, store_id: &str) -> Streaming<WatchStoresResponse> {
+    watch_as(TestEnv::shared(), addr, tenant, store_id).await
+}
+
+/// As [`watch`], as the tests' caller of the cluster of `env`.
+async fn watch_as(
+    env: &TestEnv,
+    addr: SocketAddr,
+    tenant: &str,
+    store_id: &str,
+) -> Streaming<WatchStoresResponse> {
     StatusServiceClient::new(channel(addr).await)
-        .watch_stores(as_tenant(
+        .watch_stores(env.as_tenant(
             tenant,
             WatchStoresRequest {
                 store_id: store_id.to_owned(),
@@ -367,11 +389,13 @@ async fn after_an_api_server_restart_the_stream_converges_on_every_final_state()
         client.clone(),
         Box::pin(std::future::pending()),
     ));
-    let (status_addr, _stop) = start_status(plane.client().await.expect("client"), "15s").await;
+    let caller = TestEnv::in_dir(plane.dir());
+    let (status_addr, _stop) =
+        start_status_in(&caller, plane.client().await.expect("client"), "15s").await;
     write_record(&client, "finishing", "acme", record::Phase::Provisioning).await;
     write_record(&client, "leaving", "acme", record::Phase::Ready).await;
 
-    let mut stream = watch(status_addr, "acme", "").await;
+    let mut stream = watch_as(&caller, status_addr, "acme", "").await;
     let mut seen = std::collections::HashMap::new();
     while seen.len() < 2 {
         match next_event(&mut stream).await {
@@ -422,7 +446,7 @@ async fn a_stuck_subscriber_never_delays_the_others_and_gets_a_fresh_snapshot() 
     let env = TestEnv::shared();
     let client = env.client().await;
     let (status_addr, metrics_addr, _stop) =
-        start_status_with(client.clone(), &["--subscriber-buffer=16"]).await;
+        start_status_with(env, client.clone(), &["--subscriber-buffer=16"]).await;
     let tenant = unique("stuck");
     let id = unique("busy");
     write_record(&client, &id, &tenant, record::Phase::Provisioning).await;
