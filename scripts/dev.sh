@@ -41,7 +41,8 @@ cluster_dir="$root/.dev/cluster"
 pids=()
 stop() {
   trap - INT TERM EXIT
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  # The token renewal loop's sleep is a child of its subshell: stop both.
+  for pid in "${pids[@]}"; do pkill -P "$pid" 2>/dev/null || true; kill "$pid" 2>/dev/null || true; done
   kill "$(cat "$cluster_dir.pid" 2>/dev/null)" 2>/dev/null || true
   wait 2>/dev/null || true
 }
