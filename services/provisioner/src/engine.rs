@@ -1,11 +1,28 @@
 //! What an engine is to the reconciler: an ordered list of steps, each of which applies its objects and then
 //! reports, from what Kubernetes holds, whether it is done.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
-use store_platform_runtime::record::StoreRecord;
+use store_platform_runtime::record::{Engine as Kind, StoreRecord};
 
 use crate::{error::Error, kube_ops::Kube};
+
+/// Where and as whom a store's owner signs in to its administration.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub admin_url: String,
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("admin_url", &self.admin_url)
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
 
 /// Where a step stands, as observed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,4 +61,44 @@ pub trait Engine: Send + Sync + std::fmt::Debug + 'static {
 
     /// The storefront and admin URLs of store `id`.
     fn urls(&self, id: &str) -> (String, String);
+
+    /// The owner's sign-in, read from the store's Secret; None until the Secret holds it.
+    async fn credentials(
+        &self,
+        store: &StoreRecord,
+        kube: &Kube,
+    ) -> Result<Option<Credentials>, Error>;
+}
+
+/// The engines a provisioner runs. Each store's engine is the one its record names.
+#[derive(Clone, Debug)]
+pub struct Engines {
+    woocommerce: Arc<dyn Engine>,
+    medusa: Arc<dyn Engine>,
+}
+
+impl Engines {
+    pub fn new(woocommerce: Arc<dyn Engine>, medusa: Arc<dyn Engine>) -> Self {
+        Self {
+            woocommerce,
+            medusa,
+        }
+    }
+
+    /// One engine for every kind (tests of the reconciler).
+    pub fn only(engine: Arc<dyn Engine>) -> Self {
+        Self::new(engine.clone(), engine)
+    }
+
+    pub fn of(&self, kind: Kind) -> &dyn Engine {
+        match kind {
+            Kind::Woocommerce => self.woocommerce.as_ref(),
+            Kind::Medusa => self.medusa.as_ref(),
+        }
+    }
+
+    /// The engine of `store`.
+    pub fn of_store(&self, store: &StoreRecord) -> &dyn Engine {
+        self.of(store.spec.engine)
+    }
 }

@@ -7,7 +7,7 @@ use std::{
 };
 
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::core::v1::Namespace;
 use kube::{
     Api, Client, ResourceExt as _,
     api::{DeleteParams, PostParams, PropagationPolicy},
@@ -26,13 +26,12 @@ use store_platform_runtime::{auth::Authenticator, tenant::Caller};
 use tonic::{Request, Response, Status};
 
 use crate::{
-    engine::Engine,
+    engine::Engines,
     error::Error,
     kube_ops::{FIELD_MANAGER, Kube},
     reconcile::{record_namespace, write_record},
     tenant_lock::TenantLocks,
     validation::{self, NewStore},
-    woocommerce::{meta::SECRET_NAME, secret},
 };
 
 const DEFAULT_PAGE_SIZE: usize = 100;
@@ -44,7 +43,7 @@ pub struct Provisioner {
     client: Client,
     /// Every store namespace, kept current by a watch.
     stores: Store<Namespace>,
-    engine: Arc<dyn Engine>,
+    engines: Engines,
     auth: Authenticator,
     max_stores_per_tenant: usize,
     locks: TenantLocks,
@@ -77,7 +76,7 @@ impl Provisioner {
     pub fn new(
         client: Client,
         stores: Store<Namespace>,
-        engine: Arc<dyn Engine>,
+        engines: Engines,
         auth: Authenticator,
         max_stores_per_tenant: usize,
         locks: TenantLocks,
@@ -85,7 +84,7 @@ impl Provisioner {
         Self {
             client,
             stores,
-            engine,
+            engines,
             auth,
             max_stores_per_tenant,
             locks,
@@ -256,7 +255,7 @@ impl Provisioner {
             id: new.id.clone(),
             tenant: tenant.to_owned(),
             spec: new.spec.clone(),
-            status: StoreStatus::pending(self.engine.steps(), Timestamp::now()),
+            status: StoreStatus::pending(self.engines.of(new.spec.engine).steps(), Timestamp::now()),
             create_time: None,
             terminating: false,
             damage: None,
@@ -493,7 +492,7 @@ impl ProvisionerService for Provisioner {
         if let Some(damage) = store.damage.take() {
             // A hand-edited record: its status (and, if the spec was lost, the spec rebuilt from the labels) is
             // written afresh, and every step runs again; each finds what it made before and goes on from there.
-            store.status = StoreStatus::pending(self.engine.steps(), Timestamp::now());
+            store.status = StoreStatus::pending(self.engines.of_store(&store).steps(), Timestamp::now());
             store.status.phase = Phase::Provisioning;
             write_record(&self.client, &store, namespace.resource_version()).await?;
             tracing::warn!(
@@ -516,7 +515,7 @@ impl ProvisionerService for Provisioner {
             .map(|s| s.name.clone())
             .collect();
         for step in &failed {
-            self.engine.reset(step, &store, &kube).await?;
+            self.engines.of_store(&store).reset(step, &store, &kube).await?;
         }
         for step in store
             .status
@@ -552,27 +551,17 @@ impl ProvisionerService for Provisioner {
             return Err(Error::Deleting { id }.into());
         }
         let kube = Kube::new(self.client.clone(), namespace.name_any());
-        let secret = kube
-            .get::<Secret>(SECRET_NAME)
+        let credentials = self
+            .engines
+            .of_store(&store)
+            .credentials(&store, &kube)
             .await?
             .ok_or_else(|| Error::CredentialsNotReady { id: id.clone() })?;
-        let field = |key: &str| {
-            secret
-                .data
-                .as_ref()
-                .and_then(|data| data.get(key))
-                .map(|bytes| String::from_utf8_lossy(&bytes.0).into_owned())
-                .ok_or_else(|| Error::CredentialsNotReady { id: id.clone() })
-        };
-        let (username, password) = (
-            field(secret::WORDPRESS_ADMIN_USER)?,
-            field(secret::WORDPRESS_ADMIN_PASSWORD)?,
-        );
         tracing::info!(store = %id, tenant = %store.tenant, by = %caller.tenant, "administrator credentials revealed");
         Ok(Response::new(GetStoreCredentialsResponse {
-            admin_url: self.engine.urls(&id).1,
-            username,
-            password,
+            admin_url: credentials.admin_url,
+            username: credentials.username,
+            password: credentials.password,
         }))
     }
 }

@@ -10,6 +10,7 @@ pub mod leader;
 pub mod metrics;
 pub mod reconcile;
 pub mod settings;
+pub mod shared;
 pub mod tenant_lock;
 pub mod validation;
 pub mod woocommerce;
@@ -69,7 +70,10 @@ pub async fn start(
     mut registry: prometheus_client::registry::Registry,
 ) -> anyhow::Result<Running> {
     let settings = Arc::new(args.settings().map_err(anyhow::Error::msg)?);
-    let engine: Arc<dyn engine::Engine> = Arc::new(woocommerce::WooCommerce::new(settings));
+    let engines = engine::Engines::new(
+        Arc::new(woocommerce::WooCommerce::new(settings.clone())),
+        Arc::new(woocommerce::WooCommerce::new(settings)),
+    );
 
     // Every store namespace, for ListStores and the per-tenant limit.
     let (stores, writer) = reflector::store();
@@ -104,7 +108,7 @@ pub async fn start(
     let api = grpc::Provisioner::new(
         client.clone(),
         stores.clone(),
-        engine.clone(),
+        engines.clone(),
         auth,
         args.max_stores_per_tenant,
         tenant_lock::TenantLocks::new(client.clone(), &args.lease_namespace),
@@ -141,7 +145,7 @@ pub async fn start(
     });
     let ctx = Arc::new(reconcile::Context::new(
         client.clone(),
-        engine,
+        engines,
         Some(identity.clone()),
         metrics,
     ));

@@ -29,7 +29,7 @@ use store_platform_runtime::{
 };
 
 use crate::{
-    engine::{Engine, Progress},
+    engine::{Engine, Engines, Progress},
     error::Error,
     kube_ops::{Cached, Caches, FIELD_MANAGER, Kube},
     metrics::{Metrics, ReasonLabel, StepLabel},
@@ -46,7 +46,7 @@ const EVENT_PUBLISHERS: usize = 1;
 /// What every reconcile pass shares.
 pub struct Context {
     pub client: Client,
-    pub engine: Arc<dyn Engine>,
+    pub engines: Engines,
     pub metrics: Arc<Metrics>,
     /// Step events, published off the reconcile path, so they neither delay a store's next pass nor flood the API
     /// server. They carry their own time, so their order in `kubectl get events` is kept.
@@ -63,7 +63,7 @@ pub struct Context {
 impl std::fmt::Debug for Context {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Context")
-            .field("engine", &self.engine)
+            .field("engines", &self.engines)
             .finish_non_exhaustive()
     }
 }
@@ -71,7 +71,7 @@ impl std::fmt::Debug for Context {
 impl Context {
     pub fn new(
         client: Client,
-        engine: Arc<dyn Engine>,
+        engines: Engines,
         instance: Option<String>,
         metrics: Arc<Metrics>,
     ) -> Self {
@@ -97,7 +97,7 @@ impl Context {
         );
         Self {
             client,
-            engine,
+            engines,
             metrics,
             events,
             written: Default::default(),
@@ -366,7 +366,7 @@ async fn reconcile(namespace: Arc<Namespace>, pass: Arc<Term>) -> Result<Action,
     let kube = Kube::new(ctx.client.clone(), namespace.name_any())
         .with_metrics(ctx.metrics.clone())
         .with_caches(pass.caches.clone());
-    let outcome = advance(&store, ctx.engine.as_ref(), &kube, Timestamp::now()).await?;
+    let outcome = advance(&store, ctx.engines.of_store(&store), &kube, Timestamp::now()).await?;
     ctx.failures().remove(&namespace.name_any());
     if outcome.status != store.status {
         let updated = StoreRecord {
@@ -634,6 +634,14 @@ mod tests {
                 format!("http://{id}.localhost/"),
                 format!("http://{id}.localhost/wp-admin/"),
             )
+        }
+
+        async fn credentials(
+            &self,
+            _: &StoreRecord,
+            _: &Kube,
+        ) -> Result<Option<crate::engine::Credentials>, Error> {
+            Ok(None)
         }
     }
 

@@ -12,21 +12,17 @@ pub mod wordpress;
 
 use std::{sync::Arc, time::Duration};
 
-use k8s_openapi::api::{
-    apps::v1::{Deployment, StatefulSet},
-    batch::v1::Job,
-    core::v1::{Pod, ResourceQuota},
-};
-use kube::api::{DeleteParams, ListParams, PropagationPolicy};
+use k8s_openapi::api::{batch::v1::Job, core::v1::Secret};
 use store_platform_runtime::record::StoreRecord;
 
 use crate::{
-    engine::{Engine, Progress},
+    engine::{Credentials, Engine, Progress},
     error::Error,
     kube_ops::Kube,
     settings::Settings,
+    shared::{diagnose::pod_trouble, meta::secret_value, observe},
 };
-use meta::{APP_LABEL, BOOTSTRAP, MARIADB, WORDPRESS};
+use meta::{BOOTSTRAP, MARIADB, SECRET_NAME, WORDPRESS};
 
 pub const STEPS: &[&str] = &[
     "namespace",
@@ -68,146 +64,6 @@ impl WooCommerce {
             .map_err(|source| Error::ReadMailPassword { path, source })?;
         Ok(Some(password.trim_end_matches(['\r', '\n']).to_owned()))
     }
-}
-
-/// The first reason a pod of `app` gives for not being ready, e.g. "mariadb-0: ImagePullBackOff (Back-off …)".
-async fn pod_trouble(kube: &Kube, app: &str) -> String {
-    let pods = match kube
-        .api::<Pod>()
-        .list(&ListParams::default().labels(&format!("{APP_LABEL}={app}")))
-        .await
-    {
-        Ok(pods) => pods.items,
-        Err(error) => return format!("could not list its pods: {error}"),
-    };
-    if pods.is_empty() {
-        return format!("no {app} pod exists (check the namespace's ResourceQuota and events)");
-    }
-    pods.iter().find_map(pod_reason).unwrap_or_else(|| {
-        let pod = &pods[0];
-        let phase = pod.status.as_ref().and_then(|s| s.phase.clone());
-        format!(
-            "{} is {}",
-            pod.metadata.name.clone().unwrap_or_default(),
-            phase.unwrap_or_else(|| "Pending".into())
-        )
-    })
-}
-
-/// What a pod's containers or conditions say is wrong, if anything.
-fn pod_reason(pod: &Pod) -> Option<String> {
-    let name = pod.metadata.name.clone().unwrap_or_default();
-    let status = pod.status.clone().unwrap_or_default();
-    // An init container that has not finished well is the cause; the main containers then only say
-    // "PodInitializing".
-    let unfinished_init = status
-        .init_container_statuses
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|c| {
-            c.state
-                .as_ref()
-                .and_then(|s| s.terminated.as_ref())
-                .is_none_or(|t| t.exit_code != 0)
-        })
-        .map(|c| (format!("{name} (init container {})", c.name), c));
-    let main = status
-        .container_statuses
-        .unwrap_or_default()
-        .into_iter()
-        .map(|c| (name.clone(), c));
-    for (name, container) in unfinished_init.chain(main) {
-        let state = container.state.unwrap_or_default();
-        if state.running.is_some() {
-            continue;
-        }
-        if let Some(waiting) = state.waiting
-            && let Some(reason) = waiting.reason
-        {
-            let message = waiting
-                .message
-                .map(|m| format!(" ({m})"))
-                .unwrap_or_default();
-            // A container in back-off says why it stopped last time only there: "OOMKilled", "Error" and its code.
-            let last = container
-                .last_state
-                .and_then(|s| s.terminated)
-                .map(|t| {
-                    format!(
-                        "; it last stopped: {} (exit code {})",
-                        t.reason.unwrap_or_else(|| "exited".to_owned()),
-                        t.exit_code
-                    )
-                })
-                .unwrap_or_default();
-            return Some(format!("{name}: {reason}{message}{last}"));
-        }
-        if let Some(terminated) = state.terminated {
-            let reason = terminated
-                .reason
-                .unwrap_or_else(|| format!("exit code {}", terminated.exit_code));
-            return Some(format!("{name}: {reason}"));
-        }
-    }
-    status
-        .conditions
-        .unwrap_or_default()
-        .into_iter()
-        .find(|c| c.status != "True" && c.message.is_some())
-        .map(|condition| format!("{name}: {}", condition.message.unwrap_or_default()))
-}
-
-/// Why the Job failed: its condition, and the failed container's last words (`FallbackToLogsOnError`).
-async fn job_failure(kube: &Kube, job: &Job) -> String {
-    let condition = job
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .and_then(|c| c.iter().find(|c| c.type_ == "Failed" && c.status == "True"))
-        .cloned()
-        .unwrap_or_default();
-    let mut reason = format!(
-        "bootstrap Job failed: {}",
-        condition
-            .message
-            .or(condition.reason)
-            .unwrap_or_else(|| "no reason given".to_owned())
-    );
-    let pods = kube
-        .api::<Pod>()
-        .list(&ListParams::default().labels(&format!("{APP_LABEL}={BOOTSTRAP}")))
-        .await
-        .map(|list| list.items)
-        .unwrap_or_default();
-    let last_words = pods
-        .iter()
-        .filter_map(|p| {
-            p.status
-                .as_ref()?
-                .container_statuses
-                .as_ref()?
-                .first()?
-                .state
-                .as_ref()?
-                .terminated
-                .clone()
-        })
-        .filter(|t| t.exit_code != 0)
-        .filter_map(|t| t.message)
-        .next_back();
-    if let Some(words) = last_words {
-        let words = words.trim();
-        let tail: String = words
-            .chars()
-            .rev()
-            .take(300)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect();
-        reason.push_str(&format!("; last output: {tail}"));
-    }
-    reason
 }
 
 #[tonic::async_trait]
@@ -283,80 +139,20 @@ impl Engine for WooCommerce {
         kube: &Kube,
     ) -> Result<Progress, Error> {
         Ok(match step {
-            // Pods are admitted only once the quota controller has computed the quota's usage.
-            "policies" => match kube.observe::<ResourceQuota>("store").await? {
-                Some(quota)
-                    if quota
-                        .status
-                        .as_ref()
-                        .and_then(|s| s.hard.as_ref())
-                        .is_some() =>
-                {
-                    Progress::Done
-                }
-                Some(_) => Progress::Waiting("waiting for the quota controller".to_owned()),
-                None => Progress::Waiting("resource quota missing".to_owned()),
-            },
-            "mariadb" => match kube.observe::<StatefulSet>(MARIADB).await? {
-                Some(set) => {
-                    let generation = set.metadata.generation;
-                    let status = set.status.unwrap_or_default();
-                    if status.observed_generation >= generation
-                        && status.ready_replicas.unwrap_or(0) >= 1
-                    {
-                        Progress::Done
-                    } else {
-                        Progress::Waiting("waiting for mariadb-0 to be ready".to_owned())
+            "policies" => observe::quota(kube).await?,
+            "mariadb" => observe::stateful_set(kube, MARIADB).await?,
+            "wordpress" => observe::deployment(kube, WORDPRESS, "WordPress").await?,
+            "bootstrap" => {
+                let busy = "installing WordPress and WooCommerce";
+                match observe::job(kube, BOOTSTRAP, BOOTSTRAP, busy).await? {
+                    Some(progress) => progress,
+                    // Gone (a retry removed the failed one): start a fresh Job.
+                    None => {
+                        self.apply(step, store, kube).await?;
+                        Progress::Waiting(busy.to_owned())
                     }
                 }
-                None => Progress::Waiting("mariadb StatefulSet missing".to_owned()),
-            },
-            "wordpress" => match kube.observe::<Deployment>(WORDPRESS).await? {
-                Some(deployment) => {
-                    let generation = deployment.metadata.generation;
-                    let status = deployment.status.unwrap_or_default();
-                    if status.observed_generation >= generation
-                        && status.available_replicas.unwrap_or(0) >= 1
-                    {
-                        Progress::Done
-                    } else {
-                        Progress::Waiting("waiting for WordPress to be available".to_owned())
-                    }
-                }
-                None => Progress::Waiting("wordpress Deployment missing".to_owned()),
-            },
-            "bootstrap" => match kube.observe::<Job>(BOOTSTRAP).await? {
-                Some(job) if job.metadata.deletion_timestamp.is_some() => {
-                    Progress::Waiting("removing the previous bootstrap Job".to_owned())
-                }
-                Some(job) => {
-                    let status = job.status.clone().unwrap_or_default();
-                    let failed = status.conditions.as_ref().is_some_and(|c| {
-                        c.iter().any(|c| c.type_ == "Failed" && c.status == "True")
-                    });
-                    if status.succeeded.unwrap_or(0) >= 1 {
-                        Progress::Done
-                    } else if failed {
-                        // Confirm with the API server: after a retry the cache may still hold the failed Job it
-                        // replaced.
-                        match kube.get::<Job>(BOOTSTRAP).await? {
-                            Some(current) if current.metadata.uid == job.metadata.uid => {
-                                Progress::Failed(job_failure(kube, &job).await)
-                            }
-                            _ => {
-                                Progress::Waiting("installing WordPress and WooCommerce".to_owned())
-                            }
-                        }
-                    } else {
-                        Progress::Waiting("installing WordPress and WooCommerce".to_owned())
-                    }
-                }
-                // Gone (a retry removed the failed one): start a fresh Job.
-                None => {
-                    self.apply(step, store, kube).await?;
-                    Progress::Waiting("installing WordPress and WooCommerce".to_owned())
-                }
-            },
+            }
             _ => Progress::Done,
         })
     }
@@ -373,23 +169,30 @@ impl Engine for WooCommerce {
 
     async fn reset(&self, step: &str, _store: &StoreRecord, kube: &Kube) -> Result<(), Error> {
         if step == "bootstrap" {
-            // A failed Job never runs again; remove it (and its pods) so the step creates a fresh one.
-            let params = DeleteParams {
-                propagation_policy: Some(PropagationPolicy::Foreground),
-                ..DeleteParams::default()
-            };
-            match kube.api::<Job>().delete(BOOTSTRAP, &params).await {
-                Ok(_) => {}
-                Err(kube::Error::Api(status)) if status.code == 404 => {}
-                Err(source) => {
-                    return Err(Error::Kubernetes {
-                        action: "delete the failed bootstrap Job".into(),
-                        source,
-                    });
-                }
-            }
+            observe::remove_job(kube, BOOTSTRAP).await?;
         }
         Ok(())
+    }
+
+    async fn credentials(
+        &self,
+        store: &StoreRecord,
+        kube: &Kube,
+    ) -> Result<Option<Credentials>, Error> {
+        let Some(secret) = kube.get::<Secret>(SECRET_NAME).await? else {
+            return Ok(None);
+        };
+        let (Some(username), Some(password)) = (
+            secret_value(&secret, secret::WORDPRESS_ADMIN_USER),
+            secret_value(&secret, secret::WORDPRESS_ADMIN_PASSWORD),
+        ) else {
+            return Ok(None);
+        };
+        Ok(Some(Credentials {
+            admin_url: self.settings.admin_url(&store.id),
+            username,
+            password,
+        }))
     }
 
     fn urls(&self, id: &str) -> (String, String) {
