@@ -4,7 +4,7 @@ use std::{collections::BTreeMap, net::SocketAddr, time::Duration};
 
 use store_platform_runtime::{TelemetryArgs, auth::AuthArgs};
 
-use crate::settings::{Mail, MailSecurity, Settings, Tls};
+use crate::settings::{Mail, MailSecurity, Medusa, Settings, Tls};
 
 #[derive(Clone, Debug, clap::Parser)]
 #[command(
@@ -121,6 +121,51 @@ pub struct Args {
     )]
     pub smtp_egress_cidrs: Vec<String>,
 
+    /// The Medusa backend image (`deploy/medusa`): server, worker and bootstrap Job.
+    #[arg(
+        long,
+        env = "MEDUSA_IMAGE",
+        default_value = "store-platform/medusa:2.21.2"
+    )]
+    pub medusa_image: String,
+
+    /// The Medusa storefront image (`deploy/medusa-storefront`).
+    #[arg(
+        long,
+        env = "MEDUSA_STOREFRONT_IMAGE",
+        default_value = "store-platform/medusa-storefront:2.21.2"
+    )]
+    pub medusa_storefront_image: String,
+
+    #[arg(long, env = "POSTGRES_IMAGE", default_value = "postgres:17.6-bookworm")]
+    pub postgres_image: String,
+
+    #[arg(long, env = "REDIS_IMAGE", default_value = "redis:7.4-bookworm")]
+    pub redis_image: String,
+
+    #[arg(long, env = "POSTGRES_STORAGE", default_value = "2Gi")]
+    pub postgres_storage: String,
+
+    #[arg(long, env = "REDIS_STORAGE", default_value = "1Gi")]
+    pub redis_storage: String,
+
+    /// The name of the region a Medusa store sells in.
+    #[arg(long, env = "MEDUSA_REGION", default_value = "Europe")]
+    pub medusa_region: String,
+
+    /// The region's currency (ISO 4217).
+    #[arg(long, env = "MEDUSA_CURRENCY", default_value = "eur")]
+    pub medusa_currency: String,
+
+    /// The region's countries (ISO 3166-1 alpha-2, comma-separated).
+    #[arg(
+        long,
+        env = "MEDUSA_COUNTRIES",
+        value_delimiter = ',',
+        default_value = "de,fr,it,es,nl,be,at,dk,se"
+    )]
+    pub medusa_countries: Vec<String>,
+
     /// The most stores one tenant may have.
     #[arg(long, env = "MAX_STORES_PER_TENANT", default_value_t = 20)]
     pub max_stores_per_tenant: usize,
@@ -181,6 +226,45 @@ impl Args {
             bootstrap_deadline: self.bootstrap_deadline,
             cron_schedule: self.cron_schedule.clone(),
             mail,
+            medusa: self.medusa()?,
+        })
+    }
+
+    /// Medusa's settings, checked: the region's codes are what Medusa accepts.
+    fn medusa(&self) -> Result<Medusa, String> {
+        let letters =
+            |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_alphabetic());
+        if !letters(&self.medusa_currency, 3) {
+            return Err(format!(
+                "--medusa-currency {:?} is not an ISO 4217 code such as eur",
+                self.medusa_currency
+            ));
+        }
+        let countries: Vec<String> = self
+            .medusa_countries
+            .iter()
+            .map(|c| c.trim().to_ascii_lowercase())
+            .filter(|c| !c.is_empty())
+            .collect();
+        if countries.is_empty() || countries.iter().any(|c| !letters(c, 2)) {
+            return Err(format!(
+                "--medusa-countries {:?}: each entry must be an ISO 3166-1 alpha-2 code such as de",
+                self.medusa_countries
+            ));
+        }
+        if self.medusa_region.trim().is_empty() {
+            return Err("--medusa-region must not be empty".to_owned());
+        }
+        Ok(Medusa {
+            image: self.medusa_image.clone(),
+            storefront_image: self.medusa_storefront_image.clone(),
+            postgres_image: self.postgres_image.clone(),
+            redis_image: self.redis_image.clone(),
+            postgres_storage: self.postgres_storage.clone(),
+            redis_storage: self.redis_storage.clone(),
+            region_name: self.medusa_region.trim().to_owned(),
+            currency: self.medusa_currency.to_ascii_lowercase(),
+            countries,
         })
     }
 

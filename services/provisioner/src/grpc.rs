@@ -255,7 +255,10 @@ impl Provisioner {
             id: new.id.clone(),
             tenant: tenant.to_owned(),
             spec: new.spec.clone(),
-            status: StoreStatus::pending(self.engines.of(new.spec.engine).steps(), Timestamp::now()),
+            status: StoreStatus::pending(
+                self.engines.of(new.spec.engine).steps(),
+                Timestamp::now(),
+            ),
             create_time: None,
             terminating: false,
             damage: None,
@@ -492,7 +495,8 @@ impl ProvisionerService for Provisioner {
         if let Some(damage) = store.damage.take() {
             // A hand-edited record: its status (and, if the spec was lost, the spec rebuilt from the labels) is
             // written afresh, and every step runs again; each finds what it made before and goes on from there.
-            store.status = StoreStatus::pending(self.engines.of_store(&store).steps(), Timestamp::now());
+            store.status =
+                StoreStatus::pending(self.engines.of_store(&store).steps(), Timestamp::now());
             store.status.phase = Phase::Provisioning;
             write_record(&self.client, &store, namespace.resource_version()).await?;
             tracing::warn!(
@@ -515,7 +519,10 @@ impl ProvisionerService for Provisioner {
             .map(|s| s.name.clone())
             .collect();
         for step in &failed {
-            self.engines.of_store(&store).reset(step, &store, &kube).await?;
+            self.engines
+                .of_store(&store)
+                .reset(step, &store, &kube)
+                .await?;
         }
         for step in store
             .status

@@ -7,6 +7,7 @@ pub mod error;
 pub mod grpc;
 pub mod kube_ops;
 pub mod leader;
+pub mod medusa;
 pub mod metrics;
 pub mod reconcile;
 pub mod settings;
@@ -72,7 +73,7 @@ pub async fn start(
     let settings = Arc::new(args.settings().map_err(anyhow::Error::msg)?);
     let engines = engine::Engines::new(
         Arc::new(woocommerce::WooCommerce::new(settings.clone())),
-        Arc::new(woocommerce::WooCommerce::new(settings)),
+        Arc::new(medusa::Medusa::new(settings)),
     );
 
     // Every store namespace, for ListStores and the per-tenant limit.

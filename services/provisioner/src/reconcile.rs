@@ -366,7 +366,13 @@ async fn reconcile(namespace: Arc<Namespace>, pass: Arc<Term>) -> Result<Action,
     let kube = Kube::new(ctx.client.clone(), namespace.name_any())
         .with_metrics(ctx.metrics.clone())
         .with_caches(pass.caches.clone());
-    let outcome = advance(&store, ctx.engines.of_store(&store), &kube, Timestamp::now()).await?;
+    let outcome = advance(
+        &store,
+        ctx.engines.of_store(&store),
+        &kube,
+        Timestamp::now(),
+    )
+    .await?;
     ctx.failures().remove(&namespace.name_any());
     if outcome.status != store.status {
         let updated = StoreRecord {

@@ -30,6 +30,43 @@ pub struct Settings {
     pub cron_schedule: String,
     /// The SMTP relay stores send mail through; none: mail is off in every store.
     pub mail: Option<Mail>,
+    /// How Medusa stores are built.
+    pub medusa: Medusa,
+}
+
+/// Images, volumes and the selling region of Medusa stores.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Medusa {
+    /// The backend (server, worker and bootstrap Job): `deploy/medusa`, built.
+    pub image: String,
+    /// The storefront: `deploy/medusa-storefront`, built.
+    pub storefront_image: String,
+    pub postgres_image: String,
+    pub redis_image: String,
+    pub postgres_storage: String,
+    pub redis_storage: String,
+    /// The region the seed creates: its name, currency (ISO 4217, lower case) and countries (ISO 3166-1 alpha-2).
+    pub region_name: String,
+    pub currency: String,
+    pub countries: Vec<String>,
+}
+
+impl Medusa {
+    pub fn local() -> Self {
+        Self {
+            image: "store-platform/medusa:2.21.2".to_owned(),
+            storefront_image: "store-platform/medusa-storefront:2.21.2".to_owned(),
+            postgres_image: "postgres:17.6-bookworm".to_owned(),
+            redis_image: "redis:7.4-bookworm".to_owned(),
+            postgres_storage: "2Gi".to_owned(),
+            redis_storage: "1Gi".to_owned(),
+            region_name: "Europe".to_owned(),
+            currency: "eur".to_owned(),
+            countries: ["de", "fr", "it", "es", "nl", "be", "at", "dk", "se"]
+                .map(str::to_owned)
+                .to_vec(),
+        }
+    }
 }
 
 /// The platform's SMTP relay.
@@ -101,6 +138,7 @@ impl Settings {
             bootstrap_deadline: Duration::from_secs(600),
             cron_schedule: "*/5 * * * *".to_owned(),
             mail: None,
+            medusa: Medusa::local(),
         }
     }
 
@@ -112,6 +150,11 @@ impl Settings {
     /// The storefront URL, with a trailing slash.
     pub fn storefront_url(&self, id: &str) -> String {
         format!("{}://{}/", self.scheme, self.host(id))
+    }
+
+    /// The store's origin, e.g. `http://shoes.localhost` (CORS and cookies speak in origins).
+    pub fn origin(&self, id: &str) -> String {
+        format!("{}://{}", self.scheme, self.host(id))
     }
 
     pub fn admin_url(&self, id: &str) -> String {

@@ -145,4 +145,3 @@ pub async fn job_failure(kube: &Kube, job: &Job, app: &str) -> String {
     }
     reason
 }
-

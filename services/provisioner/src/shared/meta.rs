@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::{
     api::core::v1::{
-        Capabilities, Secret, EnvVar, EnvVarSource, PersistentVolumeClaimSpec, PodSecurityContext,
-        SeccompProfile, SecretKeySelector, SecurityContext, VolumeResourceRequirements,
+        Capabilities, EnvVar, EnvVarSource, PersistentVolumeClaimSpec, PodSecurityContext,
+        SeccompProfile, Secret, SecretKeySelector, SecurityContext, VolumeResourceRequirements,
     },
     apimachinery::pkg::{
         api::resource::Quantity,

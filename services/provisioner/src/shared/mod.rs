@@ -9,3 +9,4 @@ pub mod network;
 pub mod observe;
 pub mod secret;
 pub mod size;
+pub mod workload;

@@ -33,8 +33,7 @@ pub async fn stateful_set(kube: &Kube, name: &str) -> Result<Progress, Error> {
         Some(set) => {
             let generation = set.metadata.generation;
             let status = set.status.unwrap_or_default();
-            if status.observed_generation >= generation && status.ready_replicas.unwrap_or(0) >= 1
-            {
+            if status.observed_generation >= generation && status.ready_replicas.unwrap_or(0) >= 1 {
                 Progress::Done
             } else {
                 Progress::Waiting(format!("waiting for {name}-0 to be ready"))
@@ -64,7 +63,12 @@ pub async fn deployment(kube: &Kube, name: &str, what: &str) -> Result<Progress,
 
 /// Where Job `name` (its pods labelled `app`) stands; None when it does not exist, so the step makes a fresh
 /// one. `busy` says what it does while it runs.
-pub async fn job(kube: &Kube, name: &str, app: &str, busy: &str) -> Result<Option<Progress>, Error> {
+pub async fn job(
+    kube: &Kube,
+    name: &str,
+    app: &str,
+    busy: &str,
+) -> Result<Option<Progress>, Error> {
     let Some(job) = kube.observe::<Job>(name).await? else {
         return Ok(None);
     };

@@ -21,12 +21,7 @@ pub fn opaque(id: &str, name: &str, pairs: Vec<(&str, String)>) -> Secret {
     Secret {
         metadata: object_meta(id, name, "store"),
         type_: Some("Opaque".to_owned()),
-        string_data: Some(
-            pairs
-                .into_iter()
-                .map(|(k, v)| (k.to_owned(), v))
-                .collect(),
-        ),
+        string_data: Some(pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()),
         ..Secret::default()
     }
 }

@@ -1,12 +1,10 @@
 //! The store's fences: a ResourceQuota and LimitRange sized for one store plus its bootstrap Job and cron runs,
 //! and NetworkPolicies that deny everything but what the store needs.
 
-use k8s_openapi::{
-    api::{
-        core::v1::{LimitRange, ResourceQuota},
-        networking::v1::{
-            NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicySpec,
-        },
+use k8s_openapi::api::{
+    core::v1::{LimitRange, ResourceQuota},
+    networking::v1::{
+        NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicySpec,
     },
 };
 

@@ -3,8 +3,8 @@
 use k8s_openapi::api::core::v1::Secret;
 
 use super::meta::SECRET_NAME;
-pub use crate::shared::secret::password;
 use crate::shared::secret::opaque;
+pub use crate::shared::secret::password;
 
 pub const MARIADB_ROOT_PASSWORD: &str = "mariadb-root-password";
 pub const MARIADB_USER: &str = "mariadb-user";

@@ -1,0 +1,137 @@
+//! The Medusa backend: one image, two Deployments. The server answers HTTP (the store and admin APIs, the admin
+//! dashboard at `/app`); the worker processes events, scheduled jobs and workflows. A server without a worker never
+//! processes an event, so the store is ready only when both are. A Service in front of the server.
+
+use k8s_openapi::{
+    api::{
+        apps::v1::{Deployment, DeploymentSpec},
+        core::v1::{
+            Container, ContainerPort, EnvVar, HTTPGetAction, PodSpec, PodTemplateSpec, Probe,
+            Service,
+        },
+    },
+    apimachinery::pkg::{apis::meta::v1::ObjectMeta, util::intstr::IntOrString},
+};
+
+use super::{
+    meta::{NODE_UID, POSTGRES, REDIS, SERVER, WORKER},
+    policy::{SERVER_SIZE, WORKER_SIZE},
+    postgres, redis,
+    secret::{COOKIE_SECRET, DATABASE, DATABASE_USER, JWT_SECRET, POSTGRES_PASSWORD},
+};
+use crate::{
+    settings::Settings,
+    shared::{
+        meta::{container_security, env, labels, object_meta, pod_security, secret_env, selector},
+        workload::service as workload_service,
+    },
+};
+
+/// Medusa's own port.
+pub const PORT: i32 = 9000;
+
+/// What every backend process (server, worker, bootstrap) reads: where its database and Redis are, the secrets it
+/// signs with, and the one origin its browsers come from. The database password stays in the Secret: the URL
+/// is composed by the kubelet from the variable before it.
+pub fn backend_env(id: &str, settings: &Settings) -> Vec<EnvVar> {
+    let origin = settings.origin(id);
+    vec![
+        secret_env("POSTGRES_PASSWORD", POSTGRES_PASSWORD),
+        env(
+            "DATABASE_URL",
+            format!(
+                "postgres://{DATABASE_USER}:$(POSTGRES_PASSWORD)@{POSTGRES}:{}/{DATABASE}",
+                postgres::PORT
+            ),
+        ),
+        env("REDIS_URL", format!("redis://{REDIS}:{}", redis::PORT)),
+        secret_env("JWT_SECRET", JWT_SECRET),
+        secret_env("COOKIE_SECRET", COOKIE_SECRET),
+        env("STORE_CORS", origin.clone()),
+        env("ADMIN_CORS", origin.clone()),
+        env("AUTH_CORS", origin.clone()),
+        env("MEDUSA_BACKEND_URL", origin),
+        // Plain http on `*.localhost`: a `secure` session cookie would never be set; behind TLS it must be.
+        env("COOKIE_SECURE", (settings.scheme == "https").to_string()),
+        env("NODE_ENV", "production"),
+    ]
+}
+
+fn deployment(id: &str, app: &str, mode: &str, settings: &Settings) -> Deployment {
+    let mut environment = backend_env(id, settings);
+    environment.push(env("MEDUSA_WORKER_MODE", mode));
+    environment.push(env("DISABLE_MEDUSA_ADMIN", (mode == "worker").to_string()));
+    // `/health` answers before the database is reached; `/store-platform/ready` asks PostgreSQL and Redis.
+    let probe = |path: &str, delay: i32, period: i32, failures: i32| Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.to_owned()),
+            port: IntOrString::Int(PORT),
+            ..HTTPGetAction::default()
+        }),
+        initial_delay_seconds: Some(delay),
+        period_seconds: Some(period),
+        timeout_seconds: Some(5),
+        failure_threshold: Some(failures),
+        ..Probe::default()
+    };
+    let size = if mode == "worker" {
+        WORKER_SIZE
+    } else {
+        SERVER_SIZE
+    };
+    let container = Container {
+        name: app.to_owned(),
+        image: Some(settings.medusa.image.clone()),
+        image_pull_policy: Some(settings.image_pull_policy.clone()),
+        args: Some(vec!["start".to_owned()]),
+        env: Some(environment),
+        ports: Some(vec![ContainerPort {
+            name: Some("http".to_owned()),
+            container_port: PORT,
+            protocol: Some("TCP".to_owned()),
+            ..ContainerPort::default()
+        }]),
+        startup_probe: Some(probe("/health", 5, 5, 36)),
+        readiness_probe: Some(probe("/store-platform/ready", 0, 10, 3)),
+        liveness_probe: Some(probe("/health", 0, 20, 3)),
+        resources: Some(size.requirements()),
+        security_context: Some(container_security()),
+        ..Container::default()
+    };
+    Deployment {
+        metadata: object_meta(id, app, app),
+        spec: Some(DeploymentSpec {
+            replicas: Some(1),
+            selector: selector(app),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels(id, app)),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    containers: vec![container],
+                    security_context: Some(pod_security(NODE_UID)),
+                    automount_service_account_token: Some(false),
+                    enable_service_links: Some(false),
+                    termination_grace_period_seconds: Some(30),
+                    ..PodSpec::default()
+                }),
+            },
+            ..DeploymentSpec::default()
+        }),
+        ..Deployment::default()
+    }
+}
+
+pub fn server(id: &str, settings: &Settings) -> Deployment {
+    deployment(id, SERVER, "server", settings)
+}
+
+pub fn worker(id: &str, settings: &Settings) -> Deployment {
+    deployment(id, WORKER, "worker", settings)
+}
+
+/// The server's Service: port 80 to Medusa's.
+pub fn service(id: &str) -> Service {
+    workload_service(id, SERVER, "http", 80, PORT, false)
+}

@@ -1,0 +1,74 @@
+//! The bootstrap Job: migrations (never two at once for a store: the script holds a PostgreSQL advisory lock),
+//! the admin user, and the project's idempotent seed. It ends by writing the store's publishable API key to its
+//! termination message, where the provisioner reads it back for the storefront. A second run changes nothing.
+
+use k8s_openapi::api::{
+    batch::v1::{Job, JobSpec},
+    core::v1::{Container, PodSpec, PodTemplateSpec},
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use super::{
+    backend::backend_env,
+    meta::{BOOTSTRAP, NODE_UID},
+    policy::BOOTSTRAP_SIZE,
+    secret::{ADMIN_EMAIL, ADMIN_PASSWORD},
+};
+use crate::{
+    settings::Settings,
+    shared::meta::{container_security, env, labels, object_meta, pod_security, secret_env},
+};
+use store_platform_runtime::record::StoreSpec;
+
+/// Where the Job leaves the publishable key (a container's termination message).
+pub const KEY_FILE: &str = "/dev/termination-log";
+
+pub fn job(id: &str, spec: &StoreSpec, settings: &Settings) -> Job {
+    let mut environment = backend_env(id, settings);
+    environment.extend([
+        secret_env("ADMIN_EMAIL", ADMIN_EMAIL),
+        secret_env("ADMIN_PASSWORD", ADMIN_PASSWORD),
+        env("STORE_NAME", spec.display_name.clone()),
+        env("STORE_REGION", settings.medusa.region_name.clone()),
+        env("STORE_CURRENCY", settings.medusa.currency.clone()),
+        env("STORE_COUNTRIES", settings.medusa.countries.join(",")),
+        env("PUBLISHABLE_KEY_FILE", KEY_FILE),
+    ]);
+    let container = Container {
+        name: BOOTSTRAP.to_owned(),
+        image: Some(settings.medusa.image.clone()),
+        image_pull_policy: Some(settings.image_pull_policy.clone()),
+        args: Some(vec!["bootstrap".to_owned()]),
+        env: Some(environment),
+        resources: Some(BOOTSTRAP_SIZE.requirements()),
+        security_context: Some(container_security()),
+        termination_message_path: Some(KEY_FILE.to_owned()),
+        // On failure, the last lines of Medusa's own output become the store's failure reason.
+        termination_message_policy: Some("FallbackToLogsOnError".to_owned()),
+        ..Container::default()
+    };
+    Job {
+        metadata: object_meta(id, BOOTSTRAP, BOOTSTRAP),
+        spec: Some(JobSpec {
+            backoff_limit: Some(2),
+            parallelism: Some(1),
+            completions: Some(1),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels(id, BOOTSTRAP)),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    containers: vec![container],
+                    restart_policy: Some("Never".to_owned()),
+                    security_context: Some(pod_security(NODE_UID)),
+                    automount_service_account_token: Some(false),
+                    enable_service_links: Some(false),
+                    ..PodSpec::default()
+                }),
+            },
+            ..JobSpec::default()
+        }),
+        ..Job::default()
+    }
+}

@@ -1,0 +1,63 @@
+//! PostgreSQL: a one-replica StatefulSet of the official image (its `POSTGRES_*` environment contract) and a
+//! headless Service.
+
+use k8s_openapi::api::{
+    apps::v1::StatefulSet,
+    core::v1::{Container, ContainerPort, Service},
+};
+
+use super::{
+    meta::{DATABASE_UID, POSTGRES},
+    policy::POSTGRES_SIZE,
+    secret::{DATABASE, DATABASE_USER, POSTGRES_PASSWORD},
+};
+use crate::{
+    settings::Settings,
+    shared::{
+        meta::{container_security, env, secret_env},
+        workload::{exec_probe, service as workload_service, single_stateful_set},
+    },
+};
+
+pub const PORT: i32 = 5432;
+/// The volume's root holds `lost+found` on many provisioners; initdb wants an empty directory.
+const DATA: &str = "/var/lib/postgresql/data";
+
+pub fn service(id: &str) -> Service {
+    workload_service(id, POSTGRES, "postgres", PORT, PORT, true)
+}
+
+pub fn stateful_set(id: &str, settings: &Settings) -> StatefulSet {
+    // Ready means it takes connections to the store's database over TCP, as the backend makes them.
+    let ready = format!("exec pg_isready -h 127.0.0.1 -p {PORT} -U {DATABASE_USER} -d {DATABASE}");
+    let container = Container {
+        name: POSTGRES.to_owned(),
+        image: Some(settings.medusa.postgres_image.clone()),
+        image_pull_policy: Some(settings.image_pull_policy.clone()),
+        env: Some(vec![
+            env("POSTGRES_USER", DATABASE_USER),
+            env("POSTGRES_DB", DATABASE),
+            secret_env("POSTGRES_PASSWORD", POSTGRES_PASSWORD),
+            env("PGDATA", format!("{DATA}/pgdata")),
+        ]),
+        ports: Some(vec![ContainerPort {
+            name: Some("postgres".to_owned()),
+            container_port: PORT,
+            protocol: Some("TCP".to_owned()),
+            ..ContainerPort::default()
+        }]),
+        readiness_probe: Some(exec_probe(&ready, 5, 5, 3)),
+        liveness_probe: Some(exec_probe(&ready, 60, 20, 6)),
+        resources: Some(POSTGRES_SIZE.requirements()),
+        security_context: Some(container_security()),
+        ..Container::default()
+    };
+    single_stateful_set(
+        id,
+        POSTGRES,
+        container,
+        DATABASE_UID,
+        (DATA, &settings.medusa.postgres_storage),
+        settings,
+    )
+}

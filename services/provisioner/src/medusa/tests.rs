@@ -1,0 +1,379 @@
+use k8s_openapi::api::core::v1::{Container, PodSpec};
+use store_platform_runtime::record::{Engine, StoreSpec};
+
+use super::{
+    backend, bootstrap, ingress, meta, parse_publishable_key, policy, postgres, redis, secret,
+    storefront,
+};
+use crate::{settings::Settings, shared::meta::APP_LABEL};
+
+const ID: &str = "shoes";
+
+fn spec() -> StoreSpec {
+    StoreSpec {
+        display_name: "Shoes".into(),
+        engine: Engine::Medusa,
+        admin_email: "owner@example.com".into(),
+    }
+}
+
+/// Every pod spec of the store, by component.
+fn pods(settings: &Settings) -> Vec<(&'static str, PodSpec)> {
+    let template = |spec: Option<k8s_openapi::api::core::v1::PodTemplateSpec>| {
+        spec.and_then(|t| t.spec).expect("pod spec")
+    };
+    vec![
+        (
+            meta::POSTGRES,
+            template(
+                postgres::stateful_set(ID, settings)
+                    .spec
+                    .map(|s| s.template),
+            ),
+        ),
+        (
+            meta::REDIS,
+            template(redis::stateful_set(ID, settings).spec.map(|s| s.template)),
+        ),
+        (
+            meta::SERVER,
+            template(backend::server(ID, settings).spec.map(|s| s.template)),
+        ),
+        (
+            meta::WORKER,
+            template(backend::worker(ID, settings).spec.map(|s| s.template)),
+        ),
+        (
+            meta::BOOTSTRAP,
+            template(
+                bootstrap::job(ID, &spec(), settings)
+                    .spec
+                    .map(|s| s.template),
+            ),
+        ),
+        (
+            meta::STOREFRONT,
+            template(
+                storefront::deployment(ID, settings)
+                    .spec
+                    .map(|s| s.template),
+            ),
+        ),
+    ]
+}
+
+fn env<'a>(container: &'a Container, name: &str) -> Option<&'a k8s_openapi::api::core::v1::EnvVar> {
+    container.env.as_ref()?.iter().find(|e| e.name == name)
+}
+
+#[test]
+fn every_pod_meets_the_restricted_level_and_has_no_api_token() {
+    for (app, pod) in pods(&Settings::local()) {
+        let security = pod.security_context.clone().expect("pod security");
+        assert_eq!(security.run_as_non_root, Some(true), "{app}");
+        assert!(security.run_as_user.is_some_and(|uid| uid > 0), "{app}");
+        assert_eq!(
+            security.seccomp_profile.map(|p| p.type_).as_deref(),
+            Some("RuntimeDefault"),
+            "{app}"
+        );
+        assert_eq!(pod.automount_service_account_token, Some(false), "{app}");
+        for container in &pod.containers {
+            let security = container
+                .security_context
+                .clone()
+                .expect("container security");
+            assert_eq!(security.allow_privilege_escalation, Some(false), "{app}");
+            assert_eq!(
+                security.capabilities.and_then(|c| c.drop),
+                Some(vec!["ALL".to_owned()]),
+                "{app}"
+            );
+            assert!(container.resources.is_some(), "{app} names its resources");
+        }
+    }
+}
+
+#[test]
+fn secrets_reach_pods_only_by_reference() {
+    let settings = Settings::local();
+    for (app, pod) in pods(&settings) {
+        for container in &pod.containers {
+            for var in container.env.iter().flatten() {
+                let value = var.value.clone().unwrap_or_default();
+                assert!(
+                    !value.contains("pk_") && value.len() < 200,
+                    "{app}: {} carries a literal secret?",
+                    var.name
+                );
+                if [
+                    "POSTGRES_PASSWORD",
+                    "JWT_SECRET",
+                    "COOKIE_SECRET",
+                    "ADMIN_PASSWORD",
+                ]
+                .contains(&var.name.as_str())
+                {
+                    assert!(var.value.is_none(), "{app}: {} is a literal", var.name);
+                    assert!(
+                        var.value_from
+                            .as_ref()
+                            .and_then(|v| v.secret_key_ref.as_ref())
+                            .is_some(),
+                        "{app}: {} is not from the Secret",
+                        var.name
+                    );
+                }
+            }
+        }
+    }
+    // The database URL names the password only as a variable the kubelet expands, defined before it.
+    let server = backend::server(ID, &settings);
+    let container = &server
+        .spec
+        .expect("spec")
+        .template
+        .spec
+        .expect("pod")
+        .containers[0];
+    let names: Vec<_> = container
+        .env
+        .iter()
+        .flatten()
+        .map(|e| e.name.as_str())
+        .collect();
+    let url = env(container, "DATABASE_URL")
+        .and_then(|e| e.value.clone())
+        .expect("url");
+    assert_eq!(
+        url,
+        "postgres://medusa:$(POSTGRES_PASSWORD)@postgres:5432/medusa"
+    );
+    let position = |name: &str| names.iter().position(|n| *n == name).expect(name);
+    assert!(position("POSTGRES_PASSWORD") < position("DATABASE_URL"));
+}
+
+#[test]
+fn the_server_and_worker_run_one_image_in_their_own_modes() {
+    let settings = Settings::local();
+    let first = |d: k8s_openapi::api::apps::v1::Deployment| {
+        d.spec.expect("spec").template.spec.expect("pod").containers[0].clone()
+    };
+    let server = first(backend::server(ID, &settings));
+    let worker = first(backend::worker(ID, &settings));
+    assert_eq!(server.image, worker.image);
+    let value = |c: &Container, name: &str| env(c, name).and_then(|e| e.value.clone());
+    assert_eq!(
+        value(&server, "MEDUSA_WORKER_MODE").as_deref(),
+        Some("server")
+    );
+    assert_eq!(
+        value(&worker, "MEDUSA_WORKER_MODE").as_deref(),
+        Some("worker")
+    );
+    assert_eq!(
+        value(&server, "DISABLE_MEDUSA_ADMIN").as_deref(),
+        Some("false")
+    );
+    assert_eq!(
+        value(&worker, "DISABLE_MEDUSA_ADMIN").as_deref(),
+        Some("true")
+    );
+    for cors in [
+        "STORE_CORS",
+        "ADMIN_CORS",
+        "AUTH_CORS",
+        "MEDUSA_BACKEND_URL",
+    ] {
+        assert_eq!(
+            value(&server, cors).as_deref(),
+            Some("http://shoes.localhost"),
+            "{cors}"
+        );
+    }
+    assert_eq!(value(&server, "COOKIE_SECURE").as_deref(), Some("false"));
+    let https = Settings {
+        scheme: "https",
+        ..Settings::local()
+    };
+    let secure = first(backend::server(ID, &https));
+    assert_eq!(value(&secure, "COOKIE_SECURE").as_deref(), Some("true"));
+    // Readiness asks more than the static /health.
+    let ready = server
+        .readiness_probe
+        .and_then(|p| p.http_get)
+        .and_then(|g| g.path);
+    assert_eq!(ready.as_deref(), Some("/store-platform/ready"));
+}
+
+#[test]
+fn the_bootstrap_job_never_runs_twice_at_once_and_reports_in_its_termination_message() {
+    let job = bootstrap::job(ID, &spec(), &Settings::local());
+    let spec = job.spec.expect("spec");
+    assert_eq!(spec.parallelism, Some(1));
+    assert_eq!(spec.completions, Some(1));
+    let container = &spec.template.spec.expect("pod").containers[0];
+    assert_eq!(
+        container.termination_message_policy.as_deref(),
+        Some("FallbackToLogsOnError")
+    );
+    let value = |name: &str| env(container, name).and_then(|e| e.value.clone());
+    assert_eq!(
+        value("PUBLISHABLE_KEY_FILE").as_deref(),
+        Some(bootstrap::KEY_FILE)
+    );
+    assert_eq!(value("STORE_CURRENCY").as_deref(), Some("eur"));
+    assert_eq!(
+        value("STORE_COUNTRIES").as_deref(),
+        Some("de,fr,it,es,nl,be,at,dk,se")
+    );
+}
+
+#[test]
+fn the_quota_holds_every_pod_at_once_and_the_limit_range_admits_each() {
+    let quota = policy::resource_quota(ID)
+        .spec
+        .expect("spec")
+        .hard
+        .expect("hard");
+    let pods = pods(&Settings::local());
+    assert_eq!(
+        quota["pods"].0,
+        (pods.len() + 1).to_string(),
+        "each pod and a rollout's spare"
+    );
+    let mi = |q: &str| q.trim_end_matches("Mi").parse::<u64>().expect("Mi");
+    let limits: u64 = pods
+        .iter()
+        .flat_map(|(_, p)| p.containers.iter())
+        .map(|c| {
+            let limits = c.resources.clone().and_then(|r| r.limits).expect("limits");
+            mi(&limits["memory"].0)
+        })
+        .sum();
+    assert!(limits < mi(&quota["limits.memory"].0));
+    for (app, pod) in &pods {
+        for container in &pod.containers {
+            let limits = container
+                .resources
+                .clone()
+                .and_then(|r| r.limits)
+                .expect("limits");
+            assert!(mi(&limits["memory"].0) <= 1024, "{app} fits the LimitRange");
+        }
+    }
+}
+
+#[test]
+fn network_policies_let_through_exactly_the_store_flows() {
+    let policies = policy::network_policies(ID, &Settings::local());
+    let names: Vec<_> = policies
+        .iter()
+        .map(|p| p.metadata.name.clone().expect("name"))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "default-deny",
+            "allow-dns",
+            "server-ingress",
+            "storefront-ingress",
+            "postgres-ingress",
+            "redis-ingress",
+            "backend-egress"
+        ]
+    );
+    let text = serde_json::to_string(&policies).expect("json");
+    assert!(!text.contains("0.0.0.0/0"), "no egress to the world");
+    // The storefront gets no egress of its own (the browser calls the backend); the backends reach exactly
+    // PostgreSQL and Redis.
+    for policy in &policies[2..] {
+        let spec = policy.spec.clone().expect("spec");
+        if spec.egress.is_none() {
+            continue;
+        }
+        let selected = serde_json::to_string(&spec.pod_selector).expect("json");
+        assert!(!selected.contains(meta::STOREFRONT), "{selected}");
+        let ports: Vec<_> = spec
+            .egress
+            .iter()
+            .flatten()
+            .flat_map(|rule| rule.ports.iter().flatten())
+            .map(|port| port.port.clone())
+            .collect();
+        use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int;
+        assert_eq!(ports, [Some(Int(postgres::PORT)), Some(Int(redis::PORT))]);
+    }
+}
+
+#[test]
+fn the_host_sends_the_apis_and_admin_to_the_server_and_the_rest_to_the_storefront() {
+    let ingress = ingress::ingress(ID, &Settings::local());
+    let rule = &ingress.spec.expect("spec").rules.expect("rules")[0];
+    assert_eq!(rule.host.as_deref(), Some("shoes.localhost"));
+    let routes: Vec<(String, String)> = rule
+        .http
+        .as_ref()
+        .expect("http")
+        .paths
+        .iter()
+        .map(|p| {
+            (
+                p.path.clone().expect("path"),
+                p.backend.service.as_ref().expect("service").name.clone(),
+            )
+        })
+        .collect();
+    for prefix in ["/store", "/admin", "/auth", "/app"] {
+        assert!(
+            routes.contains(&(prefix.to_owned(), meta::SERVER.to_owned())),
+            "{prefix}"
+        );
+    }
+    assert!(routes.contains(&("/".to_owned(), meta::STOREFRONT.to_owned())));
+}
+
+#[test]
+fn secrets_are_fresh_and_the_admin_signs_in_as_the_owner() {
+    let a = secret::credentials(ID, "owner@example.com")
+        .string_data
+        .expect("data");
+    let b = secret::credentials(ID, "owner@example.com")
+        .string_data
+        .expect("data");
+    assert_eq!(a[secret::ADMIN_EMAIL], "owner@example.com");
+    for key in [
+        secret::POSTGRES_PASSWORD,
+        secret::JWT_SECRET,
+        secret::COOKIE_SECRET,
+        secret::ADMIN_PASSWORD,
+    ] {
+        assert_ne!(a[key], b[key], "{key}");
+        assert!(a[key].len() >= 32, "{key}");
+    }
+}
+
+#[test]
+fn only_a_publishable_key_is_read_back() {
+    assert_eq!(parse_publishable_key("pk_01abc\n"), Some("pk_01abc"));
+    assert_eq!(parse_publishable_key("pk_"), None);
+    assert_eq!(parse_publishable_key("Error: migration failed"), None);
+    assert_eq!(parse_publishable_key("pk_ab cd"), None);
+}
+
+#[test]
+fn every_object_is_labelled_with_its_component() {
+    let settings = Settings::local();
+    let set = postgres::stateful_set(ID, &settings);
+    assert_eq!(
+        set.metadata.labels.expect("labels")[APP_LABEL],
+        meta::POSTGRES
+    );
+    assert_eq!(
+        storefront::config(ID, "pk_1")
+            .metadata
+            .labels
+            .expect("labels")[APP_LABEL],
+        meta::STOREFRONT
+    );
+}
