@@ -31,7 +31,8 @@ use crate::{
 pub const PORT: i32 = 9000;
 
 /// What every backend process (server, worker, bootstrap) reads: where its database and Redis are, the secrets it
-/// signs with, and the one origin its browsers come from. The database password stays in the Secret: the URL
+/// signs with, and the one origin its browsers come from (the admin dashboard calls its own origin, so one image
+/// serves every host). The database password stays in the Secret: the URL
 /// is composed by the kubelet from the variable before it.
 pub fn backend_env(id: &str, settings: &Settings) -> Vec<EnvVar> {
     let origin = settings.origin(id);
@@ -49,8 +50,7 @@ pub fn backend_env(id: &str, settings: &Settings) -> Vec<EnvVar> {
         secret_env("COOKIE_SECRET", COOKIE_SECRET),
         env("STORE_CORS", origin.clone()),
         env("ADMIN_CORS", origin.clone()),
-        env("AUTH_CORS", origin.clone()),
-        env("MEDUSA_BACKEND_URL", origin),
+        env("AUTH_CORS", origin),
         // Plain http on `*.localhost`: a `secure` session cookie would never be set; behind TLS it must be.
         env("COOKIE_SECURE", (settings.scheme == "https").to_string()),
         env("NODE_ENV", "production"),

@@ -179,12 +179,7 @@ fn the_server_and_worker_run_one_image_in_their_own_modes() {
         value(&worker, "DISABLE_MEDUSA_ADMIN").as_deref(),
         Some("true")
     );
-    for cors in [
-        "STORE_CORS",
-        "ADMIN_CORS",
-        "AUTH_CORS",
-        "MEDUSA_BACKEND_URL",
-    ] {
+    for cors in ["STORE_CORS", "ADMIN_CORS", "AUTH_CORS"] {
         assert_eq!(
             value(&server, cors).as_deref(),
             Some("http://shoes.localhost"),
