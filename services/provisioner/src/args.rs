@@ -149,11 +149,7 @@ pub struct Args {
     #[arg(long, env = "REDIS_STORAGE", default_value = "1Gi")]
     pub redis_storage: String,
 
-    /// The name of the region a Medusa store sells in.
-    #[arg(long, env = "MEDUSA_REGION", default_value = "Europe")]
-    pub medusa_region: String,
-
-    /// The region's currency (ISO 4217).
+    /// The currency of the region a Medusa store sells in (ISO 4217).
     #[arg(long, env = "MEDUSA_CURRENCY", default_value = "eur")]
     pub medusa_currency: String,
 
@@ -252,9 +248,6 @@ impl Args {
                 self.medusa_countries
             ));
         }
-        if self.medusa_region.trim().is_empty() {
-            return Err("--medusa-region must not be empty".to_owned());
-        }
         Ok(Medusa {
             image: self.medusa_image.clone(),
             storefront_image: self.medusa_storefront_image.clone(),
@@ -262,7 +255,6 @@ impl Args {
             redis_image: self.redis_image.clone(),
             postgres_storage: self.postgres_storage.clone(),
             redis_storage: self.redis_storage.clone(),
-            region_name: self.medusa_region.trim().to_owned(),
             currency: self.medusa_currency.to_ascii_lowercase(),
             countries,
         })

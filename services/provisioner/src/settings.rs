@@ -45,8 +45,7 @@ pub struct Medusa {
     pub redis_image: String,
     pub postgres_storage: String,
     pub redis_storage: String,
-    /// The region the seed creates: its name, currency (ISO 4217, lower case) and countries (ISO 3166-1 alpha-2).
-    pub region_name: String,
+    /// The region the seed creates: its currency (ISO 4217, lower case) and countries (ISO 3166-1 alpha-2).
     pub currency: String,
     pub countries: Vec<String>,
 }
@@ -60,7 +59,6 @@ impl Medusa {
             redis_image: "redis:7.4-bookworm".to_owned(),
             postgres_storage: "2Gi".to_owned(),
             redis_storage: "1Gi".to_owned(),
-            region_name: "Europe".to_owned(),
             currency: "eur".to_owned(),
             countries: ["de", "fr", "it", "es", "nl", "be", "at", "dk", "se"]
                 .map(str::to_owned)

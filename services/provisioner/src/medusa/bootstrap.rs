@@ -23,15 +23,14 @@ use store_platform_runtime::record::StoreSpec;
 /// Where the Job leaves the publishable key (a container's termination message).
 pub const KEY_FILE: &str = "/dev/termination-log";
 
-pub fn job(id: &str, spec: &StoreSpec, settings: &Settings) -> Job {
+pub fn job(id: &str, _spec: &StoreSpec, settings: &Settings) -> Job {
     let mut environment = backend_env(id, settings);
     environment.extend([
         secret_env("ADMIN_EMAIL", ADMIN_EMAIL),
         secret_env("ADMIN_PASSWORD", ADMIN_PASSWORD),
-        env("STORE_NAME", spec.display_name.clone()),
-        env("STORE_REGION", settings.medusa.region_name.clone()),
+        // The seed's region (`deploy/medusa/src/scripts/seed.js`).
         env("STORE_CURRENCY", settings.medusa.currency.clone()),
-        env("STORE_COUNTRIES", settings.medusa.countries.join(",")),
+        env("STORE_COUNTRY", settings.medusa.countries.join(",")),
         env("PUBLISHABLE_KEY_FILE", KEY_FILE),
     ]);
     let container = Container {

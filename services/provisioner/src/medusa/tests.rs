@@ -219,7 +219,7 @@ fn the_bootstrap_job_never_runs_twice_at_once_and_reports_in_its_termination_mes
     );
     assert_eq!(value("STORE_CURRENCY").as_deref(), Some("eur"));
     assert_eq!(
-        value("STORE_COUNTRIES").as_deref(),
+        value("STORE_COUNTRY").as_deref(),
         Some("de,fr,it,es,nl,be,at,dk,se")
     );
 }
