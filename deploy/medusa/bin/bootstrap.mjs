@@ -12,32 +12,25 @@
 //      `publishable-key: pk_...`, and written to PUBLISHABLE_KEY_FILE if set).
 //
 // Every step is idempotent, so running the whole bootstrap twice succeeds and the second run changes nothing.
-// A failing step makes this exit non-zero after Medusa's own output (inherited stdout/stderr).
+// A failing step makes this exit non-zero after Medusa's own output, passed through, and a last line
+// `bootstrap: failed: medusa <command> failed (exit code N): <Medusa's last error line>`.
 //
 // The Medusa commands run in the built application, `.medusa/server` (where `medusa build` put medusa-config.js
-// and the scripts): MEDUSA_APP_DIR if set, else the first of ../.medusa/server (next to this script), the working
-// directory and this script's parent directory that holds a medusa-config.js. NODE_ENV defaults to production.
+// and the scripts; see app.mjs). NODE_ENV defaults to production.
 //
 // Optional: BOOTSTRAP_DB_WAIT_SECONDS (default 180) bounds the wait for PostgreSQL.
 import { spawn } from "node:child_process"
 import { existsSync } from "node:fs"
 import { createRequire } from "node:module"
 import path from "node:path"
-import { fileURLToPath } from "node:url"
 
-const here = path.dirname(fileURLToPath(import.meta.url))
+import { appDir } from "./app.mjs"
 
 // Any fixed 64-bit key works: the lock is per database, and each store has its own database.
 const LOCK_KEY = "7242391700513952"
 
 function log(message) {
   process.stderr.write(`bootstrap: ${message}\n`)
-}
-
-function appDir() {
-  if (process.env.MEDUSA_APP_DIR) return path.resolve(process.env.MEDUSA_APP_DIR)
-  const candidates = [path.resolve(here, "..", ".medusa", "server"), process.cwd(), path.resolve(here, "..")]
-  return candidates.find((dir) => existsSync(path.join(dir, "medusa-config.js"))) ?? candidates[0]
 }
 
 function sleep(ms) {
@@ -64,15 +57,54 @@ async function connect(pg, url, deadline) {
 
 let child = null
 
+// Medusa's last words worth reporting: the last line of its output that names an error, else its last line.
+// They end the bootstrap's own last line, which the store's failure reason quotes.
+// In production Medusa logs JSON lines ({"level":"error","message":...}); their message is what counts.
+function lastError(lines) {
+  const messages = lines
+    .map((line) => {
+      const text = line.replace(/\x1b\[[0-9;]*m/g, "").trim()
+      try {
+        const entry = JSON.parse(text)
+        if (entry && typeof entry.message === "string") return { error: entry.level === "error", text: entry.message }
+      } catch {}
+      return { error: /error|denied|refused|cannot|failed|invalid/i.test(text), text }
+    })
+    .map(({ error, text }) => ({ error, text: text.replace(/\s+/g, " ").trim() }))
+    .filter(({ text }) => text)
+  const line = (messages.findLast(({ error }) => error) ?? messages.at(-1))?.text ?? ""
+  // The cause is usually at the end (PostgreSQL's words after the statement that failed).
+  return line.length > 240 ? `…${line.slice(-240)}` : line
+}
+
 function medusa(cli, dir, args, env) {
   log(`medusa ${args.join(" ")}`)
   return new Promise((resolve, reject) => {
-    child = spawn(process.execPath, [cli, ...args], { cwd: dir, env, stdio: ["ignore", "inherit", "inherit"] })
+    child = spawn(process.execPath, [cli, ...args], { cwd: dir, env, stdio: ["ignore", "pipe", "pipe"] })
+    // Passed through as it comes, and the last lines kept for the failure's reason.
+    const recent = []
+    let partial = ""
+    const keep = (chunk) => {
+      const lines = (partial + chunk.toString("utf8")).split("\n")
+      partial = lines.pop() ?? ""
+      recent.push(...lines)
+      recent.splice(0, Math.max(0, recent.length - 50))
+    }
+    child.stdout.on("data", (chunk) => {
+      process.stdout.write(chunk)
+      keep(chunk)
+    })
+    child.stderr.on("data", (chunk) => {
+      process.stderr.write(chunk)
+      keep(chunk)
+    })
     child.on("error", reject)
-    child.on("exit", (code, signal) => {
+    child.on("close", (code, signal) => {
       child = null
-      if (code === 0) resolve()
-      else reject(new Error(`medusa ${args[0]} failed (${signal ? `signal ${signal}` : `exit code ${code}`})`))
+      if (code === 0) return resolve()
+      const how = signal ? `signal ${signal}` : `exit code ${code}`
+      const why = lastError([...recent, partial])
+      reject(new Error(`medusa ${args[0]} failed (${how})${why ? `: ${why}` : ""}`))
     })
   })
 }

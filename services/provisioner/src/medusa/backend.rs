@@ -14,7 +14,7 @@ use k8s_openapi::{
 };
 
 use super::{
-    meta::{NODE_UID, POSTGRES, REDIS, SERVER, WORKER},
+    meta::{ENTRYPOINT, NODE_UID, POSTGRES, REDIS, SERVER, WORKER},
     policy::{SERVER_SIZE, WORKER_SIZE},
     postgres, redis,
     secret::{COOKIE_SECRET, DATABASE, DATABASE_USER, JWT_SECRET, POSTGRES_PASSWORD},
@@ -23,7 +23,7 @@ use crate::{
     settings::Settings,
     shared::{
         meta::{container_security, env, labels, object_meta, pod_security, secret_env, selector},
-        workload::service as workload_service,
+        workload::{exec_probe, service as workload_service},
     },
 };
 
@@ -61,7 +61,8 @@ fn deployment(id: &str, app: &str, mode: &str, settings: &Settings) -> Deploymen
     let mut environment = backend_env(id, settings);
     environment.push(env("MEDUSA_WORKER_MODE", mode));
     environment.push(env("DISABLE_MEDUSA_ADMIN", (mode == "worker").to_string()));
-    // `/health` answers before the database is reached; `/store-platform/ready` asks PostgreSQL and Redis.
+    // `/health` answers before the database is reached; `/store-platform/ready` asks PostgreSQL and Redis. The
+    // worker serves no routes but `/health`, so its image's entrypoint asks them for it.
     let probe = |path: &str, delay: i32, period: i32, failures: i32| Probe {
         http_get: Some(HTTPGetAction {
             path: Some(path.to_owned()),
@@ -92,7 +93,11 @@ fn deployment(id: &str, app: &str, mode: &str, settings: &Settings) -> Deploymen
             ..ContainerPort::default()
         }]),
         startup_probe: Some(probe("/health", 5, 5, 36)),
-        readiness_probe: Some(probe("/store-platform/ready", 0, 10, 3)),
+        readiness_probe: Some(if mode == "worker" {
+            exec_probe(&format!("exec {ENTRYPOINT} ready"), 0, 10, 3)
+        } else {
+            probe("/store-platform/ready", 0, 10, 3)
+        }),
         liveness_probe: Some(probe("/health", 0, 20, 3)),
         resources: Some(size.requirements()),
         security_context: Some(container_security()),

@@ -18,12 +18,11 @@ use crate::{
     settings::Settings,
     shared::meta::{container_security, env, labels, object_meta, pod_security, secret_env},
 };
-use store_platform_runtime::record::StoreSpec;
 
 /// Where the Job leaves the publishable key (a container's termination message).
 pub const KEY_FILE: &str = "/dev/termination-log";
 
-pub fn job(id: &str, _spec: &StoreSpec, settings: &Settings) -> Job {
+pub fn job(id: &str, settings: &Settings) -> Job {
     let mut environment = backend_env(id, settings);
     environment.extend([
         secret_env("ADMIN_EMAIL", ADMIN_EMAIL),

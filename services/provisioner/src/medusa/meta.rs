@@ -14,3 +14,7 @@ pub const STOREFRONT_CONFIG: &str = "storefront-config";
 pub const DATABASE_UID: i64 = 999;
 /// uid and gid of `node` in the backend and storefront images.
 pub const NODE_UID: i64 = 1000;
+/// Where the backend image keeps the application (node_modules, bin/, and `medusa build`'s .medusa/server), and
+/// its entrypoint (deploy/docker/medusa/Dockerfile).
+pub const APP_DIR: &str = "/opt/medusa";
+pub const ENTRYPOINT: &str = "/opt/medusa/bin/entrypoint.sh";

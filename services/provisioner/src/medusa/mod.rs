@@ -133,8 +133,7 @@ impl Engine for Medusa {
                 // A Job's pod template cannot change once it exists; a retry removes a failed one first.
                 let exists = kube.get::<Job>(BOOTSTRAP).await?.is_some();
                 if !exists {
-                    kube.apply(&bootstrap::job(id, &store.spec, settings))
-                        .await?;
+                    kube.apply(&bootstrap::job(id, settings)).await?;
                 }
             }
             "backend" => {

@@ -1,5 +1,4 @@
 use k8s_openapi::api::core::v1::{Container, PodSpec};
-use store_platform_runtime::record::{Engine, StoreSpec};
 
 use super::{
     backend, bootstrap, ingress, meta, parse_publishable_key, policy, postgres, redis, secret,
@@ -8,14 +7,6 @@ use super::{
 use crate::{settings::Settings, shared::meta::APP_LABEL};
 
 const ID: &str = "shoes";
-
-fn spec() -> StoreSpec {
-    StoreSpec {
-        display_name: "Shoes".into(),
-        engine: Engine::Medusa,
-        admin_email: "owner@example.com".into(),
-    }
-}
 
 /// Every pod spec of the store, by component.
 fn pods(settings: &Settings) -> Vec<(&'static str, PodSpec)> {
@@ -45,11 +36,7 @@ fn pods(settings: &Settings) -> Vec<(&'static str, PodSpec)> {
         ),
         (
             meta::BOOTSTRAP,
-            template(
-                bootstrap::job(ID, &spec(), settings)
-                    .spec
-                    .map(|s| s.template),
-            ),
+            template(bootstrap::job(ID, settings).spec.map(|s| s.template)),
         ),
         (
             meta::STOREFRONT,
@@ -199,11 +186,25 @@ fn the_server_and_worker_run_one_image_in_their_own_modes() {
         .and_then(|p| p.http_get)
         .and_then(|g| g.path);
     assert_eq!(ready.as_deref(), Some("/store-platform/ready"));
+    // The worker has no such route: the image's entrypoint asks for it.
+    let worker = first(backend::worker(ID, &Settings::local()));
+    let ready = worker
+        .readiness_probe
+        .and_then(|p| p.exec)
+        .and_then(|e| e.command);
+    assert_eq!(
+        ready,
+        Some(vec![
+            "sh".to_owned(),
+            "-c".to_owned(),
+            format!("exec {} ready", meta::ENTRYPOINT)
+        ])
+    );
 }
 
 #[test]
 fn the_bootstrap_job_never_runs_twice_at_once_and_reports_in_its_termination_message() {
-    let job = bootstrap::job(ID, &spec(), &Settings::local());
+    let job = bootstrap::job(ID, &Settings::local());
     let spec = job.spec.expect("spec");
     assert_eq!(spec.parallelism, Some(1));
     assert_eq!(spec.completions, Some(1));

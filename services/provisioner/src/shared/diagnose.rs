@@ -115,7 +115,7 @@ pub async fn job_failure(kube: &Kube, job: &Job, app: &str) -> String {
         .await
         .map(|list| list.items)
         .unwrap_or_default();
-    let last_words = pods
+    let message = pods
         .iter()
         .filter_map(|p| {
             p.status
@@ -131,17 +131,15 @@ pub async fn job_failure(kube: &Kube, job: &Job, app: &str) -> String {
         .filter(|t| t.exit_code != 0)
         .filter_map(|t| t.message)
         .next_back();
-    if let Some(words) = last_words {
-        let words = words.trim();
-        let tail: String = words
-            .chars()
-            .rev()
-            .take(300)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect();
-        reason.push_str(&format!("; last output: {tail}"));
+    if let Some(words) = message {
+        reason.push_str(&format!("; last output: {}", self::last_words(&words)));
     }
     reason
+}
+
+/// What a failure reason keeps of a container's termination message: its last 300 characters.
+pub fn last_words(message: &str) -> String {
+    let words = message.trim();
+    let start = words.char_indices().rev().nth(299).map_or(0, |(at, _)| at);
+    words[start..].to_owned()
 }
