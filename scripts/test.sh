@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: installs what it needs (control-plane and node binaries, npm tools, Chromium, the Debian packages
-# the real-software tests run, the real node's images), builds the services and the dashboard, starts one local
-# control plane with a simulated kubelet and one cluster with a real node for the run, and runs every test against
-# them.
+# the real-software tests run, the real node's images, the Medusa backend), builds the services and the dashboard,
+# starts one local control plane with a simulated kubelet and one cluster with a real node for the run, and runs every
+# test against them.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -14,8 +14,12 @@ echo "==> npm tools" >&2
 scripts/tools.sh
 echo "==> dashboard and Chromium" >&2
 scripts/web.sh --browser
-echo "==> Debian packages run for real (WordPress, PHP, Apache, MariaDB)" >&2
+echo "==> Debian packages run for real (WordPress, PHP, Apache, MariaDB, PostgreSQL, Redis)" >&2
 scripts/debian-packages.sh
+
+echo "==> the Medusa backend (deploy/medusa: npm ci, medusa build)" >&2
+STORE_PLATFORM_MEDUSA=$(scripts/medusa.sh)
+export STORE_PLATFORM_MEDUSA
 
 echo "==> build" >&2
 cargo build --workspace --bins --tests --locked

@@ -1,0 +1,1002 @@
+//! A Medusa store run for real, outside Kubernetes: the backend this project ships (`deploy/medusa`, installed with
+//! its lockfile and built with `medusa build` by scripts/medusa.sh, as its image is), Debian's PostgreSQL and Redis,
+//! all on loopback. Every process gets what the provisioner's own objects give its pod: the PostgreSQL
+//! StatefulSet's `POSTGRES_*` contract, the Redis StatefulSet's arguments, the bootstrap Job's and the two
+//! Deployments' environment (their Secret references resolved from a Secret the provisioner generated, `$(VAR)`
+//! expanded as the kubelet does) and their one argument to the image's entrypoint (`bootstrap`, `start`).
+//!
+//! What is shown: the bootstrap migrates, creates the admin and seeds the store, and reports the publishable key
+//! as the provisioner reads it; two more bootstraps at once wait for each other and change nothing; the server and
+//! the worker start; readiness asks PostgreSQL and Redis; a customer places an order over the store API with the
+//! system payment provider; the worker, not the server, processes its event; the admin signs in, lists the order
+//! and gets a session cookie over plain http, and a Secure one behind an https ingress; no secret is in any log.
+//! A bootstrap that fails leaves Medusa's own error as the store's reason, and once the cause is fixed, the same
+//! Job resumes.
+//!
+//! What differs from the pods: the Services' names (`postgres`, `redis`) are loopback addresses here, each
+//! process listens on a port of its own (`PORT`), the key goes to a file instead of `/dev/termination-log`, and
+//! Debian's PostgreSQL 15 and Redis 7.0 stand in for the images' 17 and 7.4.
+
+use std::{
+    collections::BTreeMap,
+    io::Write as _,
+    os::unix::{fs::chown, process::CommandExt as _},
+    path::{Path, PathBuf},
+    process::{Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use k8s_openapi::api::core::v1::{Container, EnvVar, Secret};
+use serde_json::{Value, json};
+use store_platform_provisioner::{
+    medusa::{self, backend, bootstrap, parse_publishable_key, postgres, redis, secret},
+    settings::Settings,
+    shared::diagnose::last_words,
+};
+use store_platform_test_support::{
+    daemon::{Daemon, require_programs},
+    process::free_port,
+};
+
+const STORE: &str = "shop";
+const OWNER: &str = "owner@example.com";
+
+const REDIS_SERVER: &str = "/usr/bin/redis-server";
+const PSQL: &str = "/usr/bin/psql";
+const CURL: &str = "/usr/bin/curl";
+
+/// The built application (scripts/medusa.sh prints it; scripts/test.sh exports it).
+fn medusa_app() -> PathBuf {
+    let dir = std::env::var_os("STORE_PLATFORM_MEDUSA")
+        .map(PathBuf::from)
+        .expect("STORE_PLATFORM_MEDUSA: run scripts/medusa.sh and export what it prints (make test does)");
+    assert!(
+        dir.join(".medusa/server/medusa-config.js").exists(),
+        "{} holds no Medusa build: run scripts/medusa.sh",
+        dir.display()
+    );
+    dir
+}
+
+/// Debian's newest PostgreSQL server binaries.
+fn postgres_bin() -> PathBuf {
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL is not installed: scripts/debian-packages.sh installs it (make test runs it)")
+        .filter_map(|entry| Some(entry.ok()?.path().join("bin")))
+        .filter(|bin| bin.join("postgres").exists())
+        .collect();
+    versions.sort();
+    versions
+        .pop()
+        .expect("no /usr/lib/postgresql/*/bin/postgres")
+}
+
+/// uid and gid of Debian's `postgres` user (PostgreSQL refuses to run as root).
+fn postgres_user() -> (u32, u32) {
+    let passwd = std::fs::read_to_string("/etc/passwd").expect("/etc/passwd");
+    let fields: Vec<&str> = passwd
+        .lines()
+        .find(|line| line.starts_with("postgres:"))
+        .expect("no postgres user: the postgresql package creates it")
+        .split(':')
+        .collect();
+    (
+        fields[2].parse().expect("a uid"),
+        fields[3].parse().expect("a gid"),
+    )
+}
+
+/// The values of a generated Secret, by key.
+fn values(secret: &Secret) -> BTreeMap<String, String> {
+    secret.string_data.clone().expect("string data")
+}
+
+/// A container's environment as the kubelet gives it: Secret references resolved, `$(VAR)` expanded from the
+/// variables before it.
+fn environment(container: &Container, secret: &BTreeMap<String, String>) -> Vec<(String, String)> {
+    let mut resolved: Vec<(String, String)> = Vec::new();
+    for EnvVar {
+        name,
+        value,
+        value_from,
+    } in container.env.clone().unwrap_or_default()
+    {
+        let value = match (value, value_from) {
+            (Some(value), None) => resolved.iter().fold(value, |value, (earlier, its)| {
+                value.replace(&format!("$({earlier})"), its)
+            }),
+            (None, Some(from)) => {
+                let key = from.secret_key_ref.expect("only Secret references").key;
+                secret
+                    .get(&key)
+                    .unwrap_or_else(|| panic!("no key {key} in the Secret"))
+                    .clone()
+            }
+            other => panic!("{name}: {other:?}"),
+        };
+        resolved.push((name, value));
+    }
+    resolved
+}
+
+fn env_value<'a>(env: &'a [(String, String)], name: &str) -> &'a str {
+    &env.iter()
+        .find(|(n, _)| n == name)
+        .unwrap_or_else(|| {
+            panic!(
+                "no {name} in {:?}",
+                env.iter().map(|(n, _)| n).collect::<Vec<_>>()
+            )
+        })
+        .1
+}
+
+/// PostgreSQL and Redis of one store, on loopback.
+struct Databases {
+    dir: tempfile::TempDir,
+    postgres: Daemon,
+    redis: Option<Daemon>,
+    postgres_port: u16,
+    redis_port: u16,
+    /// The superuser the official image makes from `POSTGRES_USER` / `POSTGRES_PASSWORD`.
+    user: String,
+    password: String,
+}
+
+impl Databases {
+    /// Initialises and starts PostgreSQL as the official image's entrypoint does from the StatefulSet's
+    /// environment (superuser `POSTGRES_USER` with `POSTGRES_PASSWORD`, scram-sha-256 over TCP, database
+    /// `POSTGRES_DB`), and Redis with the StatefulSet's arguments.
+    fn start(settings: &Settings, secret: &BTreeMap<String, String>) -> Self {
+        let bin = postgres_bin();
+        require_programs(&[REDIS_SERVER, PSQL, CURL]);
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let (uid, gid) = postgres_user();
+
+        let statefulset = postgres::stateful_set(STORE, settings);
+        let spec = pod_spec(statefulset.spec.map(|s| s.template));
+        let env = environment(&spec.containers[0], secret);
+        let user = env_value(&env, "POSTGRES_USER").to_owned();
+        let password = env_value(&env, "POSTGRES_PASSWORD").to_owned();
+        let database = env_value(&env, "POSTGRES_DB").to_owned();
+
+        let data = dir.path().join("pgdata");
+        let socket = dir.path().join("pgsocket");
+        for path in [&data, &socket] {
+            std::fs::create_dir(path).expect("a directory for PostgreSQL");
+            chown(path, Some(uid), Some(gid)).expect("chown");
+        }
+        chown(dir.path(), Some(uid), Some(gid)).expect("chown");
+        let pwfile = dir.path().join("pwfile");
+        std::fs::write(&pwfile, &password).expect("the password file");
+        chown(&pwfile, Some(uid), Some(gid)).expect("chown");
+        let initdb = Command::new(bin.join("initdb"))
+            .args([
+                "--username",
+                &user,
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                "--encoding=UTF8",
+            ])
+            .arg(format!("--pwfile={}", pwfile.display()))
+            .arg("-D")
+            .arg(&data)
+            .uid(uid)
+            .gid(gid)
+            .output()
+            .expect("initdb");
+        assert!(
+            initdb.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&initdb.stderr)
+        );
+        std::fs::remove_file(&pwfile).expect("remove the password file");
+
+        let postgres_port = free_port();
+        let mut command = Command::new(bin.join("postgres"));
+        command
+            .arg("-D")
+            .arg(&data)
+            .args(["-h", "127.0.0.1", "-p", &postgres_port.to_string(), "-k"])
+            .arg(&socket)
+            .uid(uid)
+            .gid(gid);
+        let log = dir.path().join("postgres.log");
+        std::fs::File::create(&log).expect("PostgreSQL's log");
+        chown(&log, Some(uid), Some(gid)).expect("chown");
+        let mut postgres = Daemon::spawn("postgres", command, &log).expect("start PostgreSQL");
+        postgres.wait_for(
+            ([127, 0, 0, 1], postgres_port).into(),
+            Duration::from_secs(60),
+        );
+
+        let redis_port = free_port();
+        let statefulset = redis::stateful_set(STORE, settings);
+        let args = pod_spec(statefulset.spec.map(|s| s.template)).containers[0]
+            .args
+            .clone()
+            .expect("Redis's arguments");
+        assert_eq!(args[0], "redis-server");
+        let redis_dir = dir.path().join("redis");
+        std::fs::create_dir(&redis_dir).expect("Redis's directory");
+        let mut args = args[1..].to_vec();
+        for (flag, value) in [
+            ("--dir", redis_dir.display().to_string()),
+            ("--port", redis_port.to_string()),
+        ] {
+            let at = args
+                .iter()
+                .position(|a| a == flag)
+                .unwrap_or_else(|| panic!("no {flag} in {args:?}"));
+            args[at + 1] = value;
+        }
+        let mut command = Command::new(REDIS_SERVER);
+        command
+            .args(&args)
+            .args(["--bind", "127.0.0.1", "--save", ""]);
+        let mut redis =
+            Daemon::spawn("redis", command, &dir.path().join("redis.log")).expect("start Redis");
+        redis.wait_for(([127, 0, 0, 1], redis_port).into(), Duration::from_secs(30));
+
+        let databases = Self {
+            dir,
+            postgres,
+            redis: Some(redis),
+            postgres_port,
+            redis_port,
+            user,
+            password,
+        };
+        if database != "postgres" {
+            databases.sql("postgres", &format!("CREATE DATABASE {database}"));
+        }
+        databases
+    }
+
+    /// Runs `sql` as the superuser in `database`; returns what psql printed (unaligned, tuples only).
+    fn sql(&self, database: &str, sql: &str) -> String {
+        let output = Command::new(PSQL)
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.postgres_port.to_string(),
+                "-U",
+                &self.user,
+                "-d",
+                database,
+            ])
+            .args(["-v", "ON_ERROR_STOP=1", "-At", "-c", sql])
+            .env("PGPASSWORD", &self.password)
+            .output()
+            .expect("psql");
+        assert!(
+            output.status.success(),
+            "psql {sql}: {}\nPostgreSQL's log:\n{}",
+            String::from_utf8_lossy(&output.stderr),
+            self.postgres.log()
+        );
+        String::from_utf8(output.stdout)
+            .expect("psql's output is UTF-8")
+            .trim()
+            .to_owned()
+    }
+
+    /// The pod's environment with the Services' names pointing at the loopback ports.
+    fn localise(&self, env: Vec<(String, String)>) -> Vec<(String, String)> {
+        let postgres_host = format!("@{}:{}/", medusa::meta::POSTGRES, postgres::PORT);
+        let redis_host = format!("redis://{}:{}", medusa::meta::REDIS, redis::PORT);
+        env.into_iter()
+            .map(|(name, value)| {
+                let value = match name.as_str() {
+                    "DATABASE_URL" => {
+                        assert!(value.contains(&postgres_host), "{value}");
+                        value.replace(
+                            &postgres_host,
+                            &format!("@127.0.0.1:{}/", self.postgres_port),
+                        )
+                    }
+                    "REDIS_URL" => {
+                        assert_eq!(value, redis_host);
+                        format!("redis://127.0.0.1:{}", self.redis_port)
+                    }
+                    _ => value,
+                };
+                (name, value)
+            })
+            .collect()
+    }
+}
+
+/// The image's entrypoint with the one argument a pod gives it, and the pod's environment only.
+fn entrypoint(app: &Path, container: &Container, env: &[(String, String)]) -> Command {
+    let args = container.args.clone().expect("the container's arguments");
+    assert_eq!(
+        container.command, None,
+        "the pods rely on the image's entrypoint"
+    );
+    let mut command = Command::new(app.join("bin/entrypoint.sh"));
+    command
+        .args(&args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").expect("PATH"))
+        .env("HOME", app)
+        .envs(env.iter().map(|(n, v)| (n, v)));
+    command
+}
+
+/// The bootstrap Job's container, its environment on loopback, and the file standing in for its termination log.
+fn bootstrap_command(
+    app: &Path,
+    databases: &Databases,
+    secret: &BTreeMap<String, String>,
+    key_file: &Path,
+) -> Command {
+    let settings = Settings::local();
+    let job = bootstrap::job(STORE, &settings);
+    let container = pod_spec(job.spec.map(|s| s.template)).containers[0].clone();
+    let env = databases
+        .localise(environment(&container, secret))
+        .into_iter()
+        .map(|(name, value)| {
+            if name == "PUBLISHABLE_KEY_FILE" {
+                assert_eq!(value, bootstrap::KEY_FILE);
+                (name, key_file.display().to_string())
+            } else {
+                (name, value)
+            }
+        })
+        .collect::<Vec<_>>();
+    entrypoint(app, &container, &env)
+}
+
+/// Runs a pod's exec readiness probe, its image's entrypoint found in the built application, in the pod's
+/// environment.
+fn probe(
+    app: &Path,
+    databases: &Databases,
+    secret: &BTreeMap<String, String>,
+    pod: &Container,
+) -> Output {
+    let command = pod
+        .readiness_probe
+        .clone()
+        .and_then(|p| p.exec)
+        .and_then(|e| e.command)
+        .expect("an exec readiness probe");
+    let script = command.last().expect("a script");
+    assert!(script.contains(medusa::meta::ENTRYPOINT), "{script}");
+    let script = script.replace(
+        medusa::meta::ENTRYPOINT,
+        &app.join("bin/entrypoint.sh").display().to_string(),
+    );
+    let mut probe = Command::new(&command[0]);
+    probe
+        .args(&command[1..command.len() - 1])
+        .arg(script)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").expect("PATH"))
+        .envs(databases.localise(environment(pod, secret)));
+    run(probe, Duration::from_secs(30))
+}
+
+fn run(mut command: Command, timeout: Duration) -> Output {
+    let started = Instant::now();
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let stderr = child.stderr.take().expect("stderr");
+    let out = std::thread::spawn(move || std::io::read_to_string(stdout).expect("read stdout"));
+    let err = std::thread::spawn(move || std::io::read_to_string(stderr).expect("read stderr"));
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if started.elapsed() > timeout {
+            let _ = child.kill();
+            let status = child.wait().expect("wait");
+            panic!(
+                "timed out after {timeout:?} ({status}):\n{}\n{}",
+                out.join().expect("stdout"),
+                err.join().expect("stderr")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    Output {
+        status,
+        stdout: out.join().expect("stdout").into_bytes(),
+        stderr: err.join().expect("stderr").into_bytes(),
+    }
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// What a kubelet keeps of a failed container's output as its termination message (FallbackToLogsOnError): the
+/// last 80 lines, at most 2048 bytes.
+fn termination_message(output: &str) -> String {
+    let lines: Vec<&str> = output.lines().collect();
+    let tail = lines[lines.len().saturating_sub(80)..].join("\n");
+    let start = tail.len().saturating_sub(2048);
+    let start = (start..tail.len())
+        .find(|&i| tail.is_char_boundary(i))
+        .unwrap_or(tail.len());
+    tail[start..].to_owned()
+}
+
+/// One HTTP exchange with curl: status, headers and the body as JSON (`Value::Null` if it is not JSON).
+struct Reply {
+    status: u16,
+    headers: String,
+    body: Value,
+}
+
+fn http(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&Value>) -> Reply {
+    let mut command = Command::new(CURL);
+    command.args([
+        "-sS",
+        "--max-time",
+        "60",
+        "-D",
+        "-",
+        "-o",
+        "/dev/stdout",
+        "-X",
+        method,
+        url,
+    ]);
+    for (name, value) in headers {
+        command.arg("-H").arg(format!("{name}: {value}"));
+    }
+    if body.is_some() {
+        command.args([
+            "-H",
+            "content-type: application/json",
+            "--data-binary",
+            "@-",
+        ]);
+    }
+    command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().expect("curl");
+    let mut stdin = child.stdin.take().expect("curl's stdin");
+    if let Some(body) = body {
+        stdin
+            .write_all(body.to_string().as_bytes())
+            .expect("write the body");
+    }
+    drop(stdin);
+    let output = child.wait_with_output().expect("curl");
+    assert!(
+        output.status.success(),
+        "curl {method} {url}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let raw = String::from_utf8(output.stdout).expect("the reply is UTF-8");
+    let (headers, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let status = headers
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {headers}"));
+    Reply {
+        status,
+        headers: headers.to_owned(),
+        body: serde_json::from_str(body).unwrap_or(Value::Null),
+    }
+}
+
+impl Reply {
+    fn ok(self, what: &str) -> Value {
+        assert!(
+            (200..300).contains(&self.status),
+            "{what}: HTTP {}: {}",
+            self.status,
+            self.body
+        );
+        self.body
+    }
+
+    fn header(&self, name: &str) -> Vec<&str> {
+        let prefix = format!("{}:", name.to_ascii_lowercase());
+        self.headers
+            .lines()
+            .filter(|line| line.to_ascii_lowercase().starts_with(&prefix))
+            .map(|line| line[prefix.len()..].trim())
+            .collect()
+    }
+}
+
+/// A server or worker started as its Deployment's pod is, listening on a port of its own.
+struct Backend {
+    daemon: Daemon,
+    url: String,
+}
+
+impl Backend {
+    fn start(
+        app: &Path,
+        databases: &Databases,
+        secret: &BTreeMap<String, String>,
+        pod: &Container,
+        name: &str,
+    ) -> Self {
+        let port = free_port();
+        let mut env = databases.localise(environment(pod, secret));
+        env.push(("PORT".to_owned(), port.to_string()));
+        let command = entrypoint(app, pod, &env);
+        let mut daemon = Daemon::spawn(
+            name,
+            command,
+            &databases.dir.path().join(format!("{name}.log")),
+        )
+        .expect("start the backend");
+        daemon.wait_for(([127, 0, 0, 1], port).into(), Duration::from_secs(240));
+        let backend = Self {
+            daemon,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        // The startup probe's path.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while http("GET", &backend.url("/health"), &[], None).status != 200 {
+            assert!(
+                Instant::now() < deadline,
+                "{name}: /health never answered 200:\n{}",
+                backend.daemon.log()
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        backend
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.url)
+    }
+}
+
+fn pod_spec(
+    template: Option<k8s_openapi::api::core::v1::PodTemplateSpec>,
+) -> k8s_openapi::api::core::v1::PodSpec {
+    template.and_then(|t| t.spec).expect("a pod template")
+}
+
+fn container_of(deployment: k8s_openapi::api::apps::v1::Deployment) -> Container {
+    pod_spec(deployment.spec.map(|s| s.template)).containers[0].clone()
+}
+
+/// The tables the bootstrap fills, and how many rows each holds.
+fn counts(databases: &Databases) -> String {
+    let tables = [
+        "region",
+        "region_country",
+        "tax_region",
+        "stock_location",
+        "fulfillment_set",
+        "service_zone",
+        "shipping_option",
+        "product",
+        "product_variant",
+        "price",
+        "inventory_level",
+        "sales_channel",
+        "api_key",
+        "\"user\"",
+        "provider_identity",
+        "mikro_orm_migrations",
+        "link_module_migrations",
+    ];
+    let sql = tables
+        .iter()
+        .map(|table| format!("SELECT '{table}', count(*) FROM {table}"))
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ");
+    databases.sql("medusa", &sql)
+}
+
+#[test]
+fn a_medusa_store_bootstraps_once_and_takes_an_order_placed_over_http() {
+    let app = medusa_app();
+    let settings = Settings::local();
+    let secret = values(&secret::credentials(STORE, OWNER));
+    let mut databases = Databases::start(&settings, &secret);
+    let key_file = databases.dir.path().join("termination-log");
+
+    // The first bootstrap: migrations, the admin, the seed; the key where the provisioner reads it.
+    let first = run(
+        bootstrap_command(&app, &databases, &secret, &key_file),
+        Duration::from_secs(900),
+    );
+    let first_output = text(&first);
+    assert!(first.status.success(), "bootstrap failed:\n{first_output}");
+    let message = std::fs::read_to_string(&key_file).expect("the termination log");
+    let key = parse_publishable_key(&message)
+        .unwrap_or_else(|| panic!("no publishable key in the termination message {message:?}"))
+        .to_owned();
+    assert!(
+        first_output.contains(&format!("publishable-key: {key}")),
+        "{first_output}"
+    );
+    let after_first = counts(&databases);
+
+    // Two more at once, as a retried Job beside a slow one: one waits for the other's lock, and neither changes a row.
+    let [second, third] = [(); 2].map(|()| {
+        let file = tempfile::NamedTempFile::new_in(databases.dir.path())
+            .expect("a temporary file")
+            .into_temp_path();
+        let mut command = bootstrap_command(&app, &databases, &secret, &file);
+        let child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn a bootstrap");
+        (child, file)
+    });
+    let mut waited = 0;
+    for (child, file) in [second, third] {
+        let output = child.wait_with_output().expect("wait for a bootstrap");
+        let output_text = text(&output);
+        assert!(
+            output.status.success(),
+            "a repeated bootstrap failed:\n{output_text}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&file)
+                .expect("the termination log")
+                .trim(),
+            key,
+            "{output_text}"
+        );
+        waited += usize::from(output_text.contains("another bootstrap of this store is running"));
+    }
+    assert_eq!(
+        waited, 1,
+        "exactly one of two bootstraps started together waits for the other's lock"
+    );
+    assert_eq!(
+        counts(&databases),
+        after_first,
+        "a repeated bootstrap changed the store"
+    );
+
+    // The two Deployments' pods.
+    let server_pod = container_of(backend::server(STORE, &settings));
+    let worker_pod = container_of(backend::worker(STORE, &settings));
+    let server = Backend::start(&app, &databases, &secret, &server_pod, "server");
+    let worker = Backend::start(&app, &databases, &secret, &worker_pod, "worker");
+    let ready = http("GET", &server.url("/store-platform/ready"), &[], None);
+    assert_eq!(ready.status, 200, "{}\n{}", ready.body, server.daemon.log());
+    assert_eq!(
+        ready.body,
+        json!({"ready": true, "checks": {"postgres": "ok", "redis": "ok"}})
+    );
+    let worker_ready = |databases: &Databases| probe(&app, databases, &secret, &worker_pod);
+    let answer = worker_ready(&databases);
+    assert!(
+        answer.status.success(),
+        "the worker's readiness probe: {}",
+        text(&answer)
+    );
+    assert_eq!(
+        http("GET", &server.url("/app/"), &[], None).status,
+        200,
+        "the server serves the admin dashboard at /app"
+    );
+    assert_eq!(
+        http("GET", &worker.url("/app/"), &[], None).status,
+        404,
+        "the worker serves no admin dashboard"
+    );
+
+    // A customer, over the store API only.
+    let store = [("x-publishable-api-key", key.as_str())];
+    let regions = http("GET", &server.url("/store/regions"), &store, None).ok("regions");
+    let region = &regions["regions"][0];
+    let region_id = region["id"].as_str().expect("a region id");
+    assert_eq!(region["currency_code"], settings.medusa.currency.as_str());
+    let products = http(
+        "GET",
+        &server.url(&format!(
+            "/store/products?region_id={region_id}&fields=*variants.calculated_price,%2Bvariants.inventory_quantity"
+        )),
+        &store,
+        None,
+    )
+    .ok("products");
+    let product = &products["products"][0];
+    assert_eq!(product["handle"], "sample-t-shirt", "{products}");
+    let variant = &product["variants"][0];
+    assert!(
+        variant["inventory_quantity"].as_i64().expect("stock") > 0,
+        "{variant}"
+    );
+    assert!(
+        variant["calculated_price"]["calculated_amount"]
+            .as_f64()
+            .expect("a price")
+            > 0.0,
+        "{variant}"
+    );
+    let cart = http(
+        "POST",
+        &server.url("/store/carts"),
+        &store,
+        Some(&json!({"region_id": region_id})),
+    )
+    .ok("cart");
+    let cart_id = cart["cart"]["id"].as_str().expect("a cart id").to_owned();
+    let cart_url = |path: &str| server.url(&format!("/store/carts/{cart_id}{path}"));
+    http(
+        "POST",
+        &cart_url("/line-items"),
+        &store,
+        Some(&json!({"variant_id": variant["id"], "quantity": 2})),
+    )
+    .ok("line item");
+    let country = settings.medusa.countries[0].as_str();
+    let address = json!({
+        "first_name": "Ada", "last_name": "Lovelace", "address_1": "1 Analytical Row", "city": "London",
+        "country_code": country, "postal_code": "10115", "province": "", "phone": "+49 30 1234567",
+    });
+    http(
+        "POST",
+        &cart_url(""),
+        &store,
+        Some(&json!({"email": "ada@example.com", "shipping_address": address, "billing_address": address})),
+    )
+    .ok("addresses");
+    let options = http(
+        "GET",
+        &server.url(&format!("/store/shipping-options?cart_id={cart_id}")),
+        &store,
+        None,
+    )
+    .ok("shipping options");
+    let option_id = options["shipping_options"][0]["id"]
+        .as_str()
+        .expect("a shipping option")
+        .to_owned();
+    http(
+        "POST",
+        &cart_url("/shipping-methods"),
+        &store,
+        Some(&json!({"option_id": option_id})),
+    )
+    .ok("shipping method");
+    let collection = http(
+        "POST",
+        &server.url("/store/payment-collections"),
+        &store,
+        Some(&json!({"cart_id": cart_id})),
+    )
+    .ok("payment collection");
+    let collection_id = collection["payment_collection"]["id"]
+        .as_str()
+        .expect("a payment collection id");
+    http(
+        "POST",
+        &server.url(&format!(
+            "/store/payment-collections/{collection_id}/payment-sessions"
+        )),
+        &store,
+        Some(&json!({"provider_id": "pp_system_default"})),
+    )
+    .ok("payment session");
+    let completed = http("POST", &cart_url("/complete"), &store, None).ok("complete");
+    assert_eq!(completed["type"], "order", "{completed}");
+    let order_id = completed["order"]["id"]
+        .as_str()
+        .expect("an order id")
+        .to_owned();
+
+    // The admin signs in with the Secret's login and finds the order.
+    let email = &secret[secret::ADMIN_EMAIL];
+    let login = json!({"email": email, "password": secret[secret::ADMIN_PASSWORD]});
+    let token = http(
+        "POST",
+        &server.url("/auth/user/emailpass"),
+        &[],
+        Some(&login),
+    )
+    .ok("sign-in")["token"]
+        .as_str()
+        .expect("a token")
+        .to_owned();
+    let bearer = format!("Bearer {token}");
+    let orders = http(
+        "GET",
+        &server.url("/admin/orders?fields=id,email,total"),
+        &[("authorization", &bearer)],
+        None,
+    )
+    .ok("orders");
+    let listed = orders["orders"].as_array().expect("orders");
+    assert!(
+        listed
+            .iter()
+            .any(|o| o["id"] == order_id.as_str() && o["email"] == "ada@example.com"),
+        "{orders}"
+    );
+    let wrong = json!({"email": email, "password": "not-the-password"});
+    assert_eq!(
+        http(
+            "POST",
+            &server.url("/auth/user/emailpass"),
+            &[],
+            Some(&wrong)
+        )
+        .status,
+        401
+    );
+
+    // The dashboard's session over plain http on *.localhost: a cookie that is not Secure, and that works.
+    let origin = settings.origin(STORE);
+    let session = http(
+        "POST",
+        &server.url("/auth/session"),
+        &[("authorization", &bearer), ("origin", &origin)],
+        None,
+    );
+    let cookies = session.header("set-cookie");
+    assert_eq!(session.status, 200, "{}", session.headers);
+    let cookie = cookies
+        .iter()
+        .find(|c| c.starts_with("connect.sid="))
+        .expect("a session cookie");
+    assert!(!cookie.to_ascii_lowercase().contains("secure"), "{cookie}");
+    let pair = cookie.split(';').next().expect("the cookie's pair");
+    let me = http(
+        "GET",
+        &server.url("/admin/users/me"),
+        &[("cookie", pair), ("origin", &origin)],
+        None,
+    )
+    .ok("me");
+    assert_eq!(me["user"]["email"], email.as_str());
+
+    // The worker processes the order's event; the server does not.
+    let line = format!("order placed: {order_id}");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !worker.daemon.log().contains(&line) {
+        assert!(
+            Instant::now() < deadline,
+            "the worker never processed order.placed:\n{}",
+            worker.daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(
+        !server.daemon.log().contains(&line),
+        "the server processed an event:\n{}",
+        server.daemon.log()
+    );
+
+    // Behind an https ingress (VPS settings), the same sign-in sets a Secure cookie when the ingress says https.
+    let mut vps = Settings::local();
+    vps.scheme = "https";
+    let https_pod = container_of(backend::server(STORE, &vps));
+    let https = Backend::start(&app, &databases, &secret, &https_pod, "server-https");
+    let session = http(
+        "POST",
+        &https.url("/auth/session"),
+        &[
+            ("authorization", &bearer),
+            ("x-forwarded-proto", "https"),
+            ("origin", &vps.origin(STORE)),
+        ],
+        None,
+    );
+    assert_eq!(session.status, 200, "{}", session.headers);
+    let cookies = session.header("set-cookie");
+    let cookie = cookies
+        .iter()
+        .find(|c| c.starts_with("connect.sid="))
+        .expect("a session cookie");
+    assert!(cookie.to_ascii_lowercase().contains("secure"), "{cookie}");
+    drop(https);
+
+    // No secret in any output.
+    let logs = [
+        first_output,
+        server.daemon.log(),
+        worker.daemon.log(),
+        databases.postgres.log(),
+    ];
+    for (name, value) in &secret {
+        if name == secret::ADMIN_EMAIL {
+            continue;
+        }
+        for log in &logs {
+            assert!(
+                !log.contains(value.as_str()),
+                "the secret {name} is in a log:\n{log}"
+            );
+        }
+    }
+
+    // Readiness means Redis too: without it the server is not ready, though /health still says OK.
+    drop(databases.redis.take());
+    let reply = http("GET", &server.url("/store-platform/ready"), &[], None);
+    assert_eq!(reply.status, 503, "{}", reply.body);
+    assert_eq!(reply.body["checks"]["postgres"], "ok");
+    assert_ne!(reply.body["checks"]["redis"], "ok");
+    assert_eq!(http("GET", &server.url("/health"), &[], None).status, 200);
+    let answer = worker_ready(&databases);
+    assert!(
+        !answer.status.success(),
+        "the worker is ready without Redis"
+    );
+    assert!(text(&answer).contains("\"redis\""), "{}", text(&answer));
+}
+
+#[test]
+fn a_failing_bootstrap_leaves_medusas_error_and_the_retried_job_resumes() {
+    let app = medusa_app();
+    let settings = Settings::local();
+    let secret = values(&secret::credentials(STORE, OWNER));
+    let databases = Databases::start(&settings, &secret);
+    // A database the store's user may connect to but not create tables in (PostgreSQL 15 gives PUBLIC no CREATE
+    // on the public schema): the migrations fail inside Medusa.
+    let role_password = secret[secret::POSTGRES_PASSWORD].clone();
+    databases.sql("postgres", "CREATE ROLE shopper LOGIN");
+    databases.sql(
+        "postgres",
+        &format!("ALTER ROLE shopper PASSWORD '{role_password}'"),
+    );
+    databases.sql("medusa", "REVOKE CREATE ON SCHEMA public FROM PUBLIC");
+    let key_file = databases.dir.path().join("termination-log");
+    let mut command = bootstrap_command(&app, &databases, &secret, &key_file);
+    // The same Job, connecting as the restricted role.
+    let url = format!(
+        "postgres://shopper:{role_password}@127.0.0.1:{}/{}",
+        databases.postgres_port,
+        secret::DATABASE
+    );
+    command.env("DATABASE_URL", &url);
+    let failed = run(command, Duration::from_secs(600));
+    let output = text(&failed);
+    assert!(
+        !failed.status.success(),
+        "the bootstrap succeeded without CREATE on its schema:\n{output}"
+    );
+    assert!(
+        !key_file.exists()
+            || std::fs::read_to_string(&key_file)
+                .expect("the termination log")
+                .is_empty()
+    );
+    let reason = last_words(&termination_message(&output));
+    assert!(
+        reason.contains("permission denied for schema public"),
+        "the reason: {reason}\n{output}"
+    );
+    assert!(
+        !output.contains(&role_password),
+        "the password is in the output:\n{output}"
+    );
+
+    // The cause fixed, the retried Job completes the store.
+    databases.sql("medusa", "GRANT CREATE ON SCHEMA public TO shopper");
+    let mut command = bootstrap_command(&app, &databases, &secret, &key_file);
+    command.env("DATABASE_URL", &url);
+    let retried = run(command, Duration::from_secs(900));
+    assert!(
+        retried.status.success(),
+        "the retried bootstrap failed:\n{}",
+        text(&retried)
+    );
+    assert!(
+        parse_publishable_key(&std::fs::read_to_string(&key_file).expect("the termination log"))
+            .is_some()
+    );
+}
