@@ -36,9 +36,14 @@ for service in provisioner status gateway; do
   docker build -f deploy/docker/Dockerfile --target "$service" -t "store-platform/$service:$version" .
 done
 docker build -f deploy/docker/wordpress/Dockerfile -t store-platform/wordpress:6.8-wc9.9 .
-docker pull mariadb:11.4
+docker build -f deploy/docker/medusa/Dockerfile -t store-platform/medusa:2.21.2 .
+docker build -f deploy/docker/medusa-storefront/Dockerfile -t store-platform/medusa-storefront:2.21.2 .
+for image in mariadb:11.4 postgres:17.6-bookworm redis:7.4-bookworm; do
+  docker pull "$image"
+done
 for image in store-platform/provisioner:$version store-platform/status:$version store-platform/gateway:$version \
-  store-platform/wordpress:6.8-wc9.9 mariadb:11.4; do
+  store-platform/wordpress:6.8-wc9.9 mariadb:11.4 store-platform/medusa:2.21.2 \
+  store-platform/medusa-storefront:2.21.2 postgres:17.6-bookworm redis:7.4-bookworm; do
   kind load docker-image --name "$cluster" "$image"
 done
 

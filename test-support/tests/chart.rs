@@ -1,6 +1,6 @@
 //! The Helm chart (`deploy/helm/store-platform`) on the real local control plane (Kubernetes 1.20):
 //! - `helm lint` and `helm template` for both values files, with the probe each Kubernetes version accepts;
-//! - the chart agrees with the Dockerfiles and `make up` (image names, ports);
+//! - the chart agrees with the Dockerfiles and `make up` (image names, ports, the Medusa images' Node.js);
 //! - `helm install`, `helm upgrade` and `helm rollback`, with every Deployment available (simulated kubelet);
 //! - least privilege proven by impersonation: each service account's rules, as the API server reports them
 //!   (SelfSubjectRulesReview, what `kubectl auth can-i --list` shows), are exactly the intended ones; denied actions
@@ -316,8 +316,44 @@ fn the_chart_agrees_with_the_dockerfiles_and_make_up() {
     assert!(up.contains("store-platform/wordpress:6.8-wc9.9"));
     assert!(values_after(&wordpress, "EXPOSE").contains(&"8080"));
     assert!(values_after(&wordpress, "USER").contains(&"33:33"));
+    // The Medusa images: the ones the provisioner is told to use are the ones make up builds; the database images
+    // it is told to use are the ones make up loads.
+    let medusa = std::fs::read_to_string(root().join("deploy/docker/medusa/Dockerfile"))
+        .expect("Medusa Dockerfile");
+    let storefront =
+        std::fs::read_to_string(root().join("deploy/docker/medusa-storefront/Dockerfile"))
+            .expect("storefront Dockerfile");
+    for (name, image) in [
+        ("MEDUSA_IMAGE", "store-platform/medusa:2.21.2"),
+        (
+            "MEDUSA_STOREFRONT_IMAGE",
+            "store-platform/medusa-storefront:2.21.2",
+        ),
+        ("POSTGRES_IMAGE", "postgres:17.6-bookworm"),
+        ("REDIS_IMAGE", "redis:7.4-bookworm"),
+    ] {
+        assert!(
+            rendered.contains(&format!("name: {name}\n              value: \"{image}\"")),
+            "the chart does not set {name} to {image}"
+        );
+        assert!(up.contains(image), "make up does not build or load {image}");
+    }
+    // Both Medusa images run the Node.js the real-software tests run the backend with.
+    let medusa_script =
+        std::fs::read_to_string(root().join("scripts/medusa.sh")).expect("scripts/medusa.sh");
+    let node = values_after(&medusa_script, "node_version");
+    assert_eq!(node.len(), 1, "scripts/medusa.sh pins one Node.js");
+    for file in [&medusa, &storefront] {
+        for base in values_after(file, "FROM") {
+            assert!(
+                base.starts_with(&format!("node:{}-", node[0])),
+                "{base} is not Node.js {}",
+                node[0]
+            );
+        }
+    }
     // Every base image is pinned by tag.
-    for file in [&dockerfile, &wordpress] {
+    for file in [&dockerfile, &wordpress, &medusa, &storefront] {
         for base in values_after(file, "FROM") {
             let image = base.split_whitespace().next().expect("image");
             assert!(

@@ -8,6 +8,18 @@ use crate::{settings::Settings, shared::meta::APP_LABEL};
 
 const ID: &str = "shoes";
 
+/// A Deployment's one container.
+fn first(deployment: k8s_openapi::api::apps::v1::Deployment) -> Container {
+    deployment
+        .spec
+        .expect("spec")
+        .template
+        .spec
+        .expect("pod")
+        .containers[0]
+        .clone()
+}
+
 /// Every pod spec of the store, by component.
 fn pods(settings: &Settings) -> Vec<(&'static str, PodSpec)> {
     let template = |spec: Option<k8s_openapi::api::core::v1::PodTemplateSpec>| {
@@ -143,9 +155,6 @@ fn secrets_reach_pods_only_by_reference() {
 #[test]
 fn the_server_and_worker_run_one_image_in_their_own_modes() {
     let settings = Settings::local();
-    let first = |d: k8s_openapi::api::apps::v1::Deployment| {
-        d.spec.expect("spec").template.spec.expect("pod").containers[0].clone()
-    };
     let server = first(backend::server(ID, &settings));
     let worker = first(backend::worker(ID, &settings));
     assert_eq!(server.image, worker.image);
@@ -371,5 +380,48 @@ fn every_object_is_labelled_with_its_component() {
             .labels
             .expect("labels")[APP_LABEL],
         meta::STOREFRONT
+    );
+}
+
+/// The lines of a Dockerfile's final stage that start with `instruction`, without it.
+fn final_stage(path: &str, instruction: &str) -> Vec<String> {
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(path);
+    let text = std::fs::read_to_string(&file).expect("Dockerfile");
+    let last = text.rsplit("\nFROM ").next().expect("a stage");
+    last.lines()
+        .filter_map(|line| line.strip_prefix(&format!("{instruction} ")))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn the_pods_agree_with_their_images() {
+    let settings = Settings::local();
+    let dockerfile = "deploy/docker/medusa/Dockerfile";
+    let server = first(backend::server(ID, &settings));
+    // The pods give the entrypoint one argument and rely on the image's working directory.
+    assert_eq!(server.command, None);
+    assert_eq!(
+        final_stage(dockerfile, "ENTRYPOINT"),
+        vec![format!("[\"{}\"]", meta::ENTRYPOINT)]
+    );
+    assert!(meta::ENTRYPOINT.starts_with(meta::APP_DIR));
+    assert_eq!(
+        final_stage(dockerfile, "WORKDIR"),
+        vec![format!("{}/.medusa/server", meta::APP_DIR)]
+    );
+    let user = format!("{0}:{0}", meta::NODE_UID);
+    assert_eq!(final_stage(dockerfile, "USER"), vec![user.clone()]);
+    assert_eq!(
+        final_stage(dockerfile, "EXPOSE"),
+        vec![backend::PORT.to_string()]
+    );
+    let storefront = "deploy/docker/medusa-storefront/Dockerfile";
+    assert_eq!(final_stage(storefront, "USER"), vec![user]);
+    assert_eq!(
+        final_stage(storefront, "EXPOSE"),
+        vec![storefront::PORT.to_string()]
     );
 }
