@@ -96,6 +96,8 @@ pub enum Fate {
     NeverReady { reason: String, message: String },
     /// Every container exits 0; the pod Succeeds.
     Succeed,
+    /// Every container exits 0 having written `message` to its termination message path; the pod Succeeds.
+    SucceedSaying { message: String },
     /// A container exits 1 with `reason`; the pod Fails.
     Fail { reason: String, message: String },
 }
@@ -182,7 +184,7 @@ fn settled(pod: &Pod, fate: &Fate) -> bool {
                         == Some(reason)
                 })
             }),
-        Fate::Succeed | Fate::Fail { .. } => false,
+        Fate::Succeed | Fate::SucceedSaying { .. } | Fate::Fail { .. } => false,
     }
 }
 
@@ -273,6 +275,12 @@ pub fn pod_status(pod: &Pod, fate: &Fate, now: Timestamp) -> PodStatus {
                 "Succeeded",
                 false,
                 terminated(0, "Completed", None),
+                Some("PodCompleted"),
+            ),
+            Fate::SucceedSaying { message } => (
+                "Succeeded",
+                false,
+                terminated(0, "Completed", Some(message)),
                 Some("PodCompleted"),
             ),
             Fate::Fail { reason, message } => (

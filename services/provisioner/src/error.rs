@@ -14,9 +14,6 @@ pub enum Error {
     #[error("tenant {tenant:?} already has {max} stores, the most allowed; delete one first")]
     TenantStoreLimit { tenant: String, max: usize },
 
-    #[error("engine {engine} is not available yet")]
-    EngineNotAvailable { engine: &'static str },
-
     #[error("store {id:?} is {phase}; only a failed store can be retried")]
     NotRetryable { id: String, phase: &'static str },
 
@@ -113,7 +110,6 @@ impl From<Error> for tonic::Status {
             Error::AlreadyExists { .. } => Code::AlreadyExists,
             Error::TenantStoreLimit { .. } => Code::ResourceExhausted,
             Error::Busy { .. } => Code::Unavailable,
-            Error::EngineNotAvailable { .. } => Code::Unimplemented,
             Error::NotRetryable { .. }
             | Error::CredentialsNotReady { .. }
             | Error::Deleting { .. } => Code::FailedPrecondition,
@@ -169,10 +165,6 @@ mod tests {
                     max: 3,
                 },
                 tonic::Code::ResourceExhausted,
-            ),
-            (
-                Error::EngineNotAvailable { engine: "MEDUSA" },
-                tonic::Code::Unimplemented,
             ),
             (
                 Error::Kubernetes {

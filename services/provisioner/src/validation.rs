@@ -115,10 +115,11 @@ pub fn display_name(name: &str) -> Result<String, Error> {
 pub fn engine(value: i32) -> Result<Engine, Error> {
     match proto::Engine::try_from(value) {
         Ok(proto::Engine::Woocommerce) => Ok(Engine::Woocommerce),
-        Ok(proto::Engine::Medusa) => Err(Error::EngineNotAvailable { engine: "MEDUSA" }),
-        Ok(proto::Engine::Unspecified) => {
-            Err(invalid("engine", "must be set (ENGINE_WOOCOMMERCE)"))
-        }
+        Ok(proto::Engine::Medusa) => Ok(Engine::Medusa),
+        Ok(proto::Engine::Unspecified) => Err(invalid(
+            "engine",
+            "must be set (ENGINE_WOOCOMMERCE or ENGINE_MEDUSA)",
+        )),
         Err(_) => Err(invalid("engine", format!("unknown engine {value}"))),
     }
 }
@@ -335,16 +336,15 @@ mod tests {
     }
 
     #[test]
-    fn medusa_is_not_available_yet() {
-        let result = NewStore::try_from(request(
-            "shoes",
-            "Shop",
-            proto::Engine::Medusa as i32,
-            "a@example.com",
-        ));
-        assert!(matches!(
-            result,
-            Err(Error::EngineNotAvailable { engine: "MEDUSA" })
-        ));
+    fn both_engines_are_accepted() {
+        for (engine, expected) in [
+            (proto::Engine::Woocommerce, Engine::Woocommerce),
+            (proto::Engine::Medusa, Engine::Medusa),
+        ] {
+            let store =
+                NewStore::try_from(request("shoes", "Shop", engine as i32, "a@example.com"))
+                    .expect("valid");
+            assert_eq!(store.spec.engine, expected);
+        }
     }
 }

@@ -535,14 +535,6 @@ async fn bad_requests_name_the_field_and_leave_nothing_behind() {
             Code::InvalidArgument,
             "admin_email",
         ),
-        (
-            CreateStoreRequest {
-                engine: Engine::Medusa as i32,
-                ..create_request("medusa-shop")
-            },
-            Code::Unimplemented,
-            "MEDUSA",
-        ),
     ];
     for (request, code, mention) in cases {
         let id = request.store_id.clone();
@@ -1031,4 +1023,291 @@ async fn an_object_the_api_server_keeps_refusing_fails_the_store_with_its_words_
     .await
     .expect("retry");
     wait_for_phase(&id, "ready", Duration::from_secs(120)).await;
+}
+
+/// What a real bootstrap leaves in its termination message (`deploy/medusa/bin/bootstrap.mjs`, run for real by
+/// medusa_real.rs): the store's publishable key and a newline.
+const PUBLISHABLE_KEY: &str =
+    "pk_4f0c2a9e8b7d6c5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e0d9c8b7a6f5e4d3c2b1a\n";
+
+#[tokio::test]
+async fn a_medusa_store_goes_from_create_to_ready_with_its_storefront_keyed_and_is_deleted_cleanly()
+{
+    let env = TestEnv::shared();
+    let id = unique_id("medusa");
+    let namespace = record::namespace_name(&id);
+    let bootstrap = Fate::SucceedSaying {
+        message: PUBLISHABLE_KEY.into(),
+    };
+    env.set_kubelet_behaviour(
+        &namespace,
+        &Behaviour::with_delay(Duration::from_millis(100)).pod("medusa-bootstrap", bootstrap),
+    )
+    .await;
+    let mut api = api().await;
+    let created = api
+        .create_store(as_tenant(
+            "medusa",
+            CreateStoreRequest {
+                engine: Engine::Medusa as i32,
+                ..create_request(&id)
+            },
+        ))
+        .await
+        .expect("create")
+        .into_inner()
+        .store
+        .expect("store");
+    assert_eq!(created.engine, Engine::Medusa as i32);
+    let steps = [
+        "namespace",
+        "policies",
+        "secrets",
+        "postgres",
+        "redis",
+        "bootstrap",
+        "backend",
+        "storefront",
+        "ingress",
+    ];
+    let names: Vec<&str> = created.steps.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, steps);
+
+    wait_for_phase(&id, "ready", Duration::from_secs(120)).await;
+    let store = support::get_store(&mut api, "medusa", &id).await;
+    assert!(
+        store
+            .steps
+            .iter()
+            .all(|s| s.state == StepState::Succeeded as i32 && s.finish_time.is_some())
+    );
+    assert_eq!(store.storefront_url, format!("http://{id}.localhost/"));
+    assert_eq!(store.admin_url, format!("http://{id}.localhost/app/"));
+
+    // Every object exists, admitted under the store's quota and limits.
+    let client = env.client().await;
+    let ns = Api::<Namespace>::all(client.clone())
+        .get(&namespace)
+        .await
+        .expect("namespace");
+    let labels = ns.metadata.labels.clone().unwrap_or_default();
+    assert_eq!(labels[record::ENGINE_LABEL], "medusa");
+    assert_eq!(labels["pod-security.kubernetes.io/enforce"], "restricted");
+    for name in ["postgres", "redis"] {
+        let set = Api::<StatefulSet>::namespaced(client.clone(), &namespace)
+            .get(name)
+            .await
+            .expect("statefulset");
+        assert_eq!(set.status.and_then(|s| s.ready_replicas), Some(1), "{name}");
+    }
+    for name in ["medusa-server", "medusa-worker", "storefront"] {
+        let deployment = Api::<Deployment>::namespaced(client.clone(), &namespace)
+            .get(name)
+            .await
+            .expect("deployment");
+        assert_eq!(
+            deployment.status.and_then(|s| s.available_replicas),
+            Some(1),
+            "{name}"
+        );
+    }
+    // The key the bootstrap reported, handed to the storefront.
+    let config = Api::<ConfigMap>::namespaced(client.clone(), &namespace)
+        .get("storefront-config")
+        .await
+        .expect("storefront config");
+    assert_eq!(
+        config.data.expect("data")["publishable-key"],
+        PUBLISHABLE_KEY.trim()
+    );
+    let ingress = Api::<Ingress>::namespaced(client.clone(), &namespace)
+        .get("storefront")
+        .await
+        .expect("ingress");
+    let paths: Vec<String> = ingress
+        .spec
+        .and_then(|s| s.rules)
+        .and_then(|r| r[0].http.clone())
+        .map(|h| h.paths.into_iter().filter_map(|p| p.path).collect())
+        .unwrap_or_default();
+    for path in ["/store", "/admin", "/auth", "/app", "/"] {
+        assert!(paths.iter().any(|p| p == path), "{path} in {paths:?}");
+    }
+
+    // The owner's login is Medusa's admin: the store's address and the generated password in its Secret.
+    let credentials = api
+        .get_store_credentials(as_tenant(
+            "medusa",
+            GetStoreCredentialsRequest {
+                store_id: id.clone(),
+            },
+        ))
+        .await
+        .expect("credentials")
+        .into_inner();
+    assert_eq!(credentials.admin_url, store.admin_url);
+    assert_eq!(credentials.username, create_request(&id).admin_email);
+    let secret = Api::<Secret>::namespaced(client.clone(), &namespace)
+        .get("store-credentials")
+        .await
+        .expect("secret");
+    let data = secret.data.expect("data");
+    assert_eq!(
+        data["medusa-admin-password"].0,
+        credentials.password.as_bytes()
+    );
+    assert_eq!(credentials.password.len(), 32);
+
+    api.delete_store(as_tenant(
+        "medusa",
+        DeleteStoreRequest {
+            store_id: id.clone(),
+        },
+    ))
+    .await
+    .expect("delete");
+    wait_until_gone(&id).await;
+}
+
+#[tokio::test]
+async fn a_medusa_store_whose_bootstrap_fails_shows_medusas_error_and_retry_finishes_it() {
+    let env = TestEnv::shared();
+    let id = unique_id("medusa-retry");
+    let namespace = record::namespace_name(&id);
+    // The last line medusa_real.rs saw a real bootstrap print when its database user may not create tables.
+    let broken = Fate::Fail {
+        reason: "Error".into(),
+        message: "bootstrap: medusa db:migrate --execute-safe-links --execute-safe-search\nbootstrap: failed: \
+                  medusa db:migrate failed (exit code 1): CREATE TABLE IF NOT EXISTS mikro_orm_migrations ( id \
+                  serial PRIMARY KEY, name varchar(255), executed_at timestamptz DEFAULT CURRENT_TIMESTAMP ) - \
+                  permission denied for schema public\n"
+            .into(),
+    };
+    env.set_kubelet_behaviour(
+        &namespace,
+        &Behaviour::default().pod("medusa-bootstrap", broken),
+    )
+    .await;
+    let mut api = api().await;
+    let request = CreateStoreRequest {
+        engine: Engine::Medusa as i32,
+        ..create_request(&id)
+    };
+    api.create_store(as_tenant("medusa-retry", request))
+        .await
+        .expect("create");
+    wait_for_phase(&id, "failed", Duration::from_secs(120)).await;
+    let store = support::get_store(&mut api, "medusa-retry", &id).await;
+    assert!(
+        store
+            .failure_reason
+            .contains("permission denied for schema public"),
+        "{}",
+        store.failure_reason
+    );
+    let state = |name: &str| {
+        store
+            .steps
+            .iter()
+            .find(|s| s.name == name)
+            .map(|s| s.state)
+            .expect("step")
+    };
+    assert_eq!(state("bootstrap"), StepState::Failed as i32);
+    assert_eq!(
+        state("backend"),
+        StepState::Pending as i32,
+        "no backend before its database is migrated"
+    );
+
+    // The cause is fixed; a retry replaces the failed Job and the store finishes, keyed.
+    env.set_kubelet_behaviour(
+        &namespace,
+        &Behaviour::default().pod(
+            "medusa-bootstrap",
+            Fate::SucceedSaying {
+                message: PUBLISHABLE_KEY.into(),
+            },
+        ),
+    )
+    .await;
+    api.retry_store(as_tenant(
+        "medusa-retry",
+        RetryStoreRequest {
+            store_id: id.clone(),
+        },
+    ))
+    .await
+    .expect("retry");
+    wait_for_phase(&id, "ready", Duration::from_secs(120)).await;
+
+    api.delete_store(as_tenant(
+        "medusa-retry",
+        DeleteStoreRequest {
+            store_id: id.clone(),
+        },
+    ))
+    .await
+    .expect("delete");
+    wait_until_gone(&id).await;
+}
+
+#[tokio::test]
+async fn a_medusa_store_deleted_while_it_migrates_leaves_nothing_behind() {
+    let env = TestEnv::shared();
+    let id = unique_id("medusa-gone");
+    let namespace = record::namespace_name(&id);
+    // A bootstrap that takes far longer than the test: the store is deleted in the middle of it.
+    env.set_kubelet_behaviour(
+        &namespace,
+        &Behaviour::default().pod(
+            "medusa-bootstrap",
+            Fate::NeverReady {
+                reason: "Running".into(),
+                message: "migrating".into(),
+            },
+        ),
+    )
+    .await;
+    let mut api = api().await;
+    let request = CreateStoreRequest {
+        engine: Engine::Medusa as i32,
+        ..create_request(&id)
+    };
+    api.create_store(as_tenant("medusa-gone", request))
+        .await
+        .expect("create");
+    let client = env.client().await;
+    let jobs = Api::<Job>::namespaced(client.clone(), &namespace);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while jobs
+        .get_opt("medusa-bootstrap")
+        .await
+        .ok()
+        .flatten()
+        .is_none()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the bootstrap Job never started"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    api.delete_store(as_tenant(
+        "medusa-gone",
+        DeleteStoreRequest {
+            store_id: id.clone(),
+        },
+    ))
+    .await
+    .expect("delete");
+    wait_until_gone(&id).await;
+    assert!(
+        Api::<Namespace>::all(client.clone())
+            .get_opt(&namespace)
+            .await
+            .expect("namespace lookup")
+            .is_none(),
+        "the namespace is gone"
+    );
 }
