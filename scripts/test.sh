@@ -20,6 +20,8 @@ scripts/debian-packages.sh
 echo "==> the Medusa backend (deploy/medusa: npm ci, medusa build)" >&2
 STORE_PLATFORM_MEDUSA=$(scripts/medusa.sh)
 export STORE_PLATFORM_MEDUSA
+echo "==> the Medusa storefront (deploy/medusa-storefront)" >&2
+scripts/storefront.sh
 
 echo "==> build" >&2
 cargo build --workspace --bins --tests --locked
