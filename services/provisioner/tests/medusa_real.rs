@@ -13,13 +13,19 @@
 //! A bootstrap that fails leaves Medusa's own error as the store's reason, and once the cause is fixed, the same
 //! Job resumes.
 //!
+//! Then the storefront (deploy/medusa-storefront, built by scripts/storefront.sh) runs as its Deployment's pod
+//! does, with the key the provisioner read back, behind a stand-in for the store's Ingress (the provisioner's own
+//! routes, on one host): a shopper orders in Chromium, and the admin and the worker see that order too.
+//!
 //! What differs from the pods: the Services' names (`postgres`, `redis`) are loopback addresses here, each
-//! process listens on a port of its own (`PORT`), the key goes to a file instead of `/dev/termination-log`, and
-//! Debian's PostgreSQL 15 and Redis 7.0 stand in for the images' 17 and 7.4.
+//! process listens on a port of its own (`PORT`), the key goes to a file instead of `/dev/termination-log`, the
+//! Ingress is a small proxy of this test's, and Debian's PostgreSQL 15 and Redis 7.0 stand in for the images' 17
+//! and 7.4. The backend runs on the images' Node.js (scripts/medusa.sh fetches it).
 
 use std::{
     collections::BTreeMap,
-    io::Write as _,
+    io::{Read as _, Write as _},
+    net::{TcpListener, TcpStream},
     os::unix::{fs::chown, process::CommandExt as _},
     path::{Path, PathBuf},
     process::{Command, Output, Stdio},
@@ -29,7 +35,9 @@ use std::{
 use k8s_openapi::api::core::v1::{Container, EnvVar, Secret};
 use serde_json::{Value, json};
 use store_platform_provisioner::{
-    medusa::{self, backend, bootstrap, parse_publishable_key, postgres, redis, secret},
+    medusa::{
+        self, backend, bootstrap, parse_publishable_key, postgres, redis, secret, storefront,
+    },
     settings::Settings,
     shared::diagnose::last_words,
 };
@@ -94,6 +102,15 @@ fn values(secret: &Secret) -> BTreeMap<String, String> {
 /// A container's environment as the kubelet gives it: Secret references resolved, `$(VAR)` expanded from the
 /// variables before it.
 fn environment(container: &Container, secret: &BTreeMap<String, String>) -> Vec<(String, String)> {
+    environment_with(container, secret, &BTreeMap::new())
+}
+
+/// The same, with the store's ConfigMap values for its ConfigMap references.
+fn environment_with(
+    container: &Container,
+    secret: &BTreeMap<String, String>,
+    config: &BTreeMap<String, String>,
+) -> Vec<(String, String)> {
     let mut resolved: Vec<(String, String)> = Vec::new();
     for EnvVar {
         name,
@@ -105,13 +122,17 @@ fn environment(container: &Container, secret: &BTreeMap<String, String>) -> Vec<
             (Some(value), None) => resolved.iter().fold(value, |value, (earlier, its)| {
                 value.replace(&format!("$({earlier})"), its)
             }),
-            (None, Some(from)) => {
-                let key = from.secret_key_ref.expect("only Secret references").key;
-                secret
-                    .get(&key)
-                    .unwrap_or_else(|| panic!("no key {key} in the Secret"))
-                    .clone()
-            }
+            (None, Some(from)) => match (from.secret_key_ref, from.config_map_key_ref) {
+                (Some(reference), None) => secret
+                    .get(&reference.key)
+                    .unwrap_or_else(|| panic!("no key {} in the Secret", reference.key))
+                    .clone(),
+                (None, Some(reference)) => config
+                    .get(&reference.key)
+                    .unwrap_or_else(|| panic!("no key {} in the ConfigMap", reference.key))
+                    .clone(),
+                other => panic!("{name}: {other:?}"),
+            },
             other => panic!("{name}: {other:?}"),
         };
         resolved.push((name, value));
@@ -574,6 +595,76 @@ impl Backend {
     }
 }
 
+/// The store's Ingress, as far as a browser can tell: one host, the backend's path prefixes to the server, the rest to
+/// the storefront (the routes are the provisioner's own). Each connection carries one request, so each goes where
+/// its path says. Returns the port it listens on.
+fn ingress(server: u16, storefront: u16) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind the ingress");
+    let port = listener.local_addr().expect("address").port();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let _ = relay(client, server, storefront);
+            });
+        }
+    });
+    port
+}
+
+fn relay(mut client: TcpStream, server: u16, storefront: u16) -> std::io::Result<()> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if client.read(&mut byte)? == 0 || head.len() > 65_536 {
+            return Ok(());
+        }
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    let target = head.split_whitespace().nth(1).unwrap_or("/");
+    let path = target.split(['?', '#']).next().unwrap_or("/");
+    let to_backend = medusa::ingress::BACKEND_PREFIXES
+        .iter()
+        .any(|prefix| path == *prefix || path.starts_with(&format!("{prefix}/")));
+    let upstream_port = if to_backend { server } else { storefront };
+    // As ingress-nginx does: the scheme it was reached by, and a connection of its own to the upstream.
+    let mut request: Vec<&str> = head
+        .trim_end()
+        .split("\r\n")
+        .filter(|line| {
+            let name = line
+                .split(':')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            name != "connection" && name != "keep-alive"
+        })
+        .collect();
+    request.extend(["Connection: close", "X-Forwarded-Proto: http"]);
+    let mut upstream = TcpStream::connect(("127.0.0.1", upstream_port))?;
+    upstream.write_all(format!("{}\r\n\r\n", request.join("\r\n")).as_bytes())?;
+    let mut from_upstream = upstream.try_clone()?;
+    let mut to_client = client.try_clone()?;
+    let back = std::thread::spawn(move || {
+        let _ = std::io::copy(&mut from_upstream, &mut to_client);
+        let _ = to_client.shutdown(std::net::Shutdown::Both);
+    });
+    let _ = std::io::copy(&mut client, &mut upstream);
+    let _ = back.join();
+    Ok(())
+}
+
+/// The storefront's folder (its server and its browser test; scripts/storefront.sh built it).
+fn storefront_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/medusa-storefront");
+    assert!(
+        dir.join("dist/index.html").exists() && dir.join("node_modules/playwright-core").exists(),
+        "the storefront is not built: run scripts/storefront.sh (make test does)"
+    );
+    dir
+}
+
 fn pod_spec(
     template: Option<k8s_openapi::api::core::v1::PodTemplateSpec>,
 ) -> k8s_openapi::api::core::v1::PodSpec {
@@ -614,7 +705,7 @@ fn counts(databases: &Databases) -> String {
 }
 
 #[test]
-fn a_medusa_store_bootstraps_once_and_takes_an_order_placed_over_http() {
+fn a_medusa_store_bootstraps_once_and_takes_orders_over_http_and_in_its_storefront() {
     let app = medusa_app();
     let settings = Settings::local();
     let secret = values(&secret::credentials(STORE, OWNER));
@@ -889,6 +980,105 @@ fn a_medusa_store_bootstraps_once_and_takes_an_order_placed_over_http() {
         "the server processed an event:\n{}",
         server.daemon.log()
     );
+
+    // The storefront, as its Deployment runs it (the image's command: `node server.mjs`), with the key the
+    // provisioner read back, behind the store's routes; a shopper orders in Chromium, on a phone-sized screen.
+    let storefront_pod = container_of(storefront::deployment(STORE, &settings));
+    assert_eq!(
+        (&storefront_pod.command, &storefront_pod.args),
+        (&None, &None),
+        "the storefront runs its image's command"
+    );
+    let config = storefront::config(STORE, &key).data.expect("data");
+    let shop_dir = storefront_dir();
+    let storefront_port = free_port();
+    let mut command = Command::new("node");
+    command
+        .arg("server.mjs")
+        .current_dir(&shop_dir)
+        .env_clear()
+        .env("PATH", path(&app))
+        .envs(environment_with(&storefront_pod, &secret, &config))
+        .env("PORT", storefront_port.to_string());
+    let mut shop = Daemon::spawn(
+        "storefront",
+        command,
+        &databases.dir.path().join("storefront.log"),
+    )
+    .expect("start the storefront");
+    shop.wait_for(
+        ([127, 0, 0, 1], storefront_port).into(),
+        Duration::from_secs(30),
+    );
+    let health = format!("http://127.0.0.1:{storefront_port}/healthz");
+    assert_eq!(
+        http("GET", &health, &[], None).status,
+        200,
+        "the probes' path"
+    );
+    let server_port: u16 = server
+        .url
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port");
+    let host = format!(
+        "http://{STORE}.localhost:{}/",
+        ingress(server_port, storefront_port)
+    );
+    let shots = databases.dir.path().join("screenshots");
+    let browser = run(
+        {
+            let mut command = Command::new("node");
+            command
+                .arg(shop_dir.join("e2e/order.mjs"))
+                .current_dir(&shop_dir)
+                .env("PATH", path(&app))
+                .env("STOREFRONT_URL", &host)
+                .env("CUSTOMER_EMAIL", "erika@example.com")
+                .env("SCREENSHOTS", &shots);
+            command
+        },
+        Duration::from_secs(300),
+    );
+    let browsed = text(&browser);
+    assert!(
+        browser.status.success(),
+        "the order in Chromium failed (screenshots in {}):\n{browsed}\nstorefront:\n{}",
+        shots.display(),
+        shop.log()
+    );
+    let shop_order = browsed
+        .lines()
+        .find_map(|line| line.strip_prefix("order: "))
+        .expect("the browser test names the order")
+        .trim()
+        .to_owned();
+    let orders = http(
+        "GET",
+        &server.url("/admin/orders?fields=id,email"),
+        &[("authorization", &bearer)],
+        None,
+    )
+    .ok("orders");
+    assert!(
+        orders["orders"]
+            .as_array()
+            .expect("orders")
+            .iter()
+            .any(|o| o["id"] == shop_order.as_str() && o["email"] == "erika@example.com"),
+        "the admin does not list the storefront's order {shop_order}: {orders}"
+    );
+    let line = format!("order placed: {shop_order}");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !worker.daemon.log().contains(&line) {
+        assert!(
+            Instant::now() < deadline,
+            "the worker never processed the storefront's order"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    drop(shop);
 
     // Behind an https ingress (VPS settings), the same sign-in sets a Secure cookie when the ingress says https.
     let mut vps = Settings::local();
