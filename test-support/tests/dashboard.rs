@@ -107,6 +107,20 @@ async fn the_dashboard_creates_watches_reveals_and_deletes_a_store_in_chromium()
     )
     .await;
 
+    // A Medusa store: its bootstrap reports a publishable key, as the real one does (medusa_real.rs).
+    let medusa_id = format!("medusa{}", std::process::id());
+    env.set_kubelet_behaviour(
+        &format!("store-{medusa_id}"),
+        &Behaviour::with_delay(Duration::from_millis(300)).pod(
+            "medusa-bootstrap",
+            Fate::SucceedSaying {
+                message: "pk_0d3a5c7e9b1f2a4c6e8d0b2f4a6c8e0d1b3f5a7c9e1d3b5f7a9c1e3d5b7f9a1c\n"
+                    .into(),
+            },
+        ),
+    )
+    .await;
+
     let scratch = tempfile::tempdir().expect("scratch");
     let logs = scratch.path();
     let (provisioner_port, status_port, gateway_port) = (free_port(), free_port(), free_port());
@@ -152,6 +166,7 @@ async fn the_dashboard_creates_watches_reveals_and_deletes_a_store_in_chromium()
         .env("DASHBOARD_TOKEN", &token)
         .env("STORE_ID", &store_id)
         .env("BROKEN_STORE_ID", &broken_id)
+        .env("MEDUSA_STORE_ID", &medusa_id)
         .env("SCREENSHOTS", &screenshots)
         .env("RESTART_REQUEST", &restart_request)
         .env("PASSWORD_FILE", &password_file)
@@ -230,6 +245,8 @@ async fn the_dashboard_creates_watches_reveals_and_deletes_a_store_in_chromium()
         ("DeleteStore", store_id.as_str(), "OK"),
         ("RetryStore", broken_id.as_str(), "OK"),
         ("DeleteStore", broken_id.as_str(), "OK"),
+        ("CreateStore", medusa_id.as_str(), "OK"),
+        ("DeleteStore", medusa_id.as_str(), "OK"),
     ] {
         assert!(
             audit.iter().any(|line| line.contains(method)

@@ -2,6 +2,7 @@
 // provisioner, status service, local control plane with the simulated kubelet). Run by
 // test-support/tests/dashboard.rs, which starts the stack and sets:
 //   GATEWAY_URL, DASHBOARD_TOKEN, STORE_ID, BROKEN_STORE_ID (a store whose bootstrap the simulated kubelet fails),
+//   MEDUSA_STORE_ID (a Medusa store, whose bootstrap the simulated kubelet has report a publishable key),
 //   SCREENSHOTS (a directory), RESTART_REQUEST (a file path: the script writes "status" or "gateway" there when it
 //   wants that service restarted, or "heal" when the broken store's cause should be fixed, and waits for the
 //   harness to remove it), PASSWORD_FILE (where the script leaves the password it was shown, so the harness can check that no log
@@ -21,6 +22,7 @@ const url = env("GATEWAY_URL");
 const token = env("DASHBOARD_TOKEN");
 const storeId = env("STORE_ID");
 const brokenStoreId = env("BROKEN_STORE_ID");
+const medusaStoreId = env("MEDUSA_STORE_ID");
 const shots = env("SCREENSHOTS");
 const restartRequest = env("RESTART_REQUEST");
 const passwordFile = env("PASSWORD_FILE");
@@ -158,6 +160,26 @@ try {
     await expectVisible(broken.getByTestId("phase").filter({ hasText: "ready" }), 180_000);
   });
 
+  const medusa = page.getByRole("listitem", { name: "Store Medusa shop" });
+  await step("a-medusa-store-shows-its-own-steps-live-and-links-its-storefront-and-admin", async () => {
+    await page.getByLabel("Store id").fill(medusaStoreId);
+    await page.getByLabel("Name").fill("Medusa shop");
+    await page.getByLabel("Engine").selectOption({ label: "Medusa" });
+    await page.getByLabel("Admin email").fill("owner@example.com");
+    await page.getByRole("button", { name: "Create store" }).click();
+    await expectVisible(medusa);
+    const steps = medusa.getByRole("list", { name: "Steps" });
+    for (const name of ["postgres", "redis", "backend", "storefront"]) {
+      await expectVisible(steps.getByRole("listitem").filter({ hasText: name }));
+    }
+    await expectVisible(medusa.getByTestId("phase").filter({ hasText: "ready" }), 180_000);
+    const storefront = await medusa.getByRole("link", { name: "Storefront" }).getAttribute("href");
+    const admin = await medusa.getByRole("link", { name: "Admin" }).getAttribute("href");
+    if (storefront !== `http://${medusaStoreId}.localhost/`) throw new Error(`storefront link ${storefront}`);
+    if (admin !== `http://${medusaStoreId}.localhost/app/`) throw new Error(`admin link ${admin}`);
+    if (!(await medusa.textContent())?.includes("Medusa")) throw new Error("the card does not say Medusa");
+  });
+
   await step("delete-with-confirmation", async () => {
     await card.getByRole("button", { name: "Delete" }).click();
     await card.getByRole("button", { name: "Yes, delete" }).click();
@@ -167,6 +189,9 @@ try {
     await broken.getByRole("button", { name: "Delete" }).click();
     await broken.getByRole("button", { name: "Yes, delete" }).click();
     await broken.waitFor({ state: "detached", timeout: 180_000 });
+    await medusa.getByRole("button", { name: "Delete" }).click();
+    await medusa.getByRole("button", { name: "Yes, delete" }).click();
+    await medusa.waitFor({ state: "detached", timeout: 180_000 });
   });
 } catch (error) {
   console.error(error.message);

@@ -176,7 +176,7 @@ function CreateStore({ api }: { api: Clients }) {
             aria-describedby={errors.engine ? "engine-error" : undefined}
           >
             <option value={Engine.WOOCOMMERCE}>WooCommerce</option>
-            <option value={Engine.MEDUSA}>Medusa (coming)</option>
+            <option value={Engine.MEDUSA}>Medusa</option>
           </select>
           {errors.engine && (
             <p id="engine-error" className="error">
