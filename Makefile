@@ -1,6 +1,6 @@
 # The two commands of the README are `make dev` (run it) and `make test` (test it); `make up` / `make down` run the
 # platform on kind (Docker needed).
-.PHONY: dev up down test lint fmt bench bench-status bench-gateway kube-assets tools clean
+.PHONY: dev up down test lint fmt bench bench-status bench-gateway bench-medusa kube-assets tools clean
 
 dev:
 	scripts/dev.sh
@@ -42,6 +42,11 @@ bench-status:
 bench-gateway:
 	cargo build --release --bins --locked
 	KUBEBUILDER_ASSETS=$$(scripts/kube-assets.sh) cargo bench --locked -p store-platform-gateway --bench gateway -- $(BENCH_GATEWAY_ARGS)
+
+bench-medusa:
+	scripts/debian-packages.sh
+	scripts/storefront.sh
+	STORE_PLATFORM_MEDUSA=$$(scripts/medusa.sh) cargo bench --locked -p store-platform-provisioner --bench medusa
 
 kube-assets:
 	scripts/kube-assets.sh

@@ -1,0 +1,792 @@
+//! The Medusa store of medusa_real.rs and of the `medusa` benchmark, run outside Kubernetes from the provisioner's
+//! own objects: Debian's PostgreSQL and Redis with the StatefulSets' contract, and the backend's and storefront's
+//! processes with their pods' environment and entrypoint arguments (see medusa_real.rs for what differs from pods).
+// Each user (the test, the benchmark) uses a part of this.
+#![allow(dead_code)]
+
+use std::{
+    collections::BTreeMap,
+    io::{Read as _, Write as _},
+    net::{TcpListener, TcpStream},
+    os::unix::{fs::chown, process::CommandExt as _},
+    path::{Path, PathBuf},
+    process::{Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use k8s_openapi::api::core::v1::{Container, EnvVar, Secret};
+use serde_json::{Value, json};
+use store_platform_provisioner::{
+    medusa::{self, bootstrap, postgres, redis},
+    settings::Settings,
+};
+use store_platform_test_support::{
+    daemon::{Daemon, require_programs},
+    process::free_port,
+};
+
+pub const STORE: &str = "shop";
+pub const OWNER: &str = "owner@example.com";
+
+pub const REDIS_SERVER: &str = "/usr/bin/redis-server";
+pub const PSQL: &str = "/usr/bin/psql";
+pub const CURL: &str = "/usr/bin/curl";
+
+/// The built application (scripts/medusa.sh prints it; scripts/test.sh exports it).
+pub fn medusa_app() -> PathBuf {
+    let dir = std::env::var_os("STORE_PLATFORM_MEDUSA")
+        .map(PathBuf::from)
+        .expect("STORE_PLATFORM_MEDUSA: run scripts/medusa.sh and export what it prints (make test does)");
+    assert!(
+        dir.join(".medusa/server/medusa-config.js").exists(),
+        "{} holds no Medusa build: run scripts/medusa.sh",
+        dir.display()
+    );
+    dir
+}
+
+/// Debian's newest PostgreSQL server binaries.
+pub fn postgres_bin() -> PathBuf {
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL is not installed: scripts/debian-packages.sh installs it (make test runs it)")
+        .filter_map(|entry| Some(entry.ok()?.path().join("bin")))
+        .filter(|bin| bin.join("postgres").exists())
+        .collect();
+    versions.sort();
+    versions
+        .pop()
+        .expect("no /usr/lib/postgresql/*/bin/postgres")
+}
+
+/// uid and gid of Debian's `postgres` user (PostgreSQL refuses to run as root).
+pub fn postgres_user() -> (u32, u32) {
+    let passwd = std::fs::read_to_string("/etc/passwd").expect("/etc/passwd");
+    let fields: Vec<&str> = passwd
+        .lines()
+        .find(|line| line.starts_with("postgres:"))
+        .expect("no postgres user: the postgresql package creates it")
+        .split(':')
+        .collect();
+    (
+        fields[2].parse().expect("a uid"),
+        fields[3].parse().expect("a gid"),
+    )
+}
+
+/// The values of a generated Secret, by key.
+pub fn values(secret: &Secret) -> BTreeMap<String, String> {
+    secret.string_data.clone().expect("string data")
+}
+
+/// A container's environment as the kubelet gives it: Secret references resolved, `$(VAR)` expanded from the
+/// variables before it.
+pub fn environment(
+    container: &Container,
+    secret: &BTreeMap<String, String>,
+) -> Vec<(String, String)> {
+    environment_with(container, secret, &BTreeMap::new())
+}
+
+/// The same, with the store's ConfigMap values for its ConfigMap references.
+pub fn environment_with(
+    container: &Container,
+    secret: &BTreeMap<String, String>,
+    config: &BTreeMap<String, String>,
+) -> Vec<(String, String)> {
+    let mut resolved: Vec<(String, String)> = Vec::new();
+    for EnvVar {
+        name,
+        value,
+        value_from,
+    } in container.env.clone().unwrap_or_default()
+    {
+        let value = match (value, value_from) {
+            (Some(value), None) => resolved.iter().fold(value, |value, (earlier, its)| {
+                value.replace(&format!("$({earlier})"), its)
+            }),
+            (None, Some(from)) => match (from.secret_key_ref, from.config_map_key_ref) {
+                (Some(reference), None) => secret
+                    .get(&reference.key)
+                    .unwrap_or_else(|| panic!("no key {} in the Secret", reference.key))
+                    .clone(),
+                (None, Some(reference)) => config
+                    .get(&reference.key)
+                    .unwrap_or_else(|| panic!("no key {} in the ConfigMap", reference.key))
+                    .clone(),
+                other => panic!("{name}: {other:?}"),
+            },
+            other => panic!("{name}: {other:?}"),
+        };
+        resolved.push((name, value));
+    }
+    resolved
+}
+
+pub fn env_value<'a>(env: &'a [(String, String)], name: &str) -> &'a str {
+    &env.iter()
+        .find(|(n, _)| n == name)
+        .unwrap_or_else(|| {
+            panic!(
+                "no {name} in {:?}",
+                env.iter().map(|(n, _)| n).collect::<Vec<_>>()
+            )
+        })
+        .1
+}
+
+/// PostgreSQL and Redis of one store, on loopback.
+pub struct Databases {
+    pub dir: tempfile::TempDir,
+    pub postgres: Daemon,
+    pub redis: Option<Daemon>,
+    pub postgres_port: u16,
+    pub redis_port: u16,
+    /// The superuser the official image makes from `POSTGRES_USER` / `POSTGRES_PASSWORD`.
+    pub user: String,
+    pub password: String,
+}
+
+impl Databases {
+    /// Initialises and starts PostgreSQL as the official image's entrypoint does from the StatefulSet's
+    /// environment (superuser `POSTGRES_USER` with `POSTGRES_PASSWORD`, scram-sha-256 over TCP, database
+    /// `POSTGRES_DB`), and Redis with the StatefulSet's arguments.
+    pub fn start(settings: &Settings, secret: &BTreeMap<String, String>) -> Self {
+        let bin = postgres_bin();
+        require_programs(&[REDIS_SERVER, PSQL, CURL]);
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let (uid, gid) = postgres_user();
+
+        let statefulset = postgres::stateful_set(STORE, settings);
+        let spec = pod_spec(statefulset.spec.map(|s| s.template));
+        let env = environment(&spec.containers[0], secret);
+        let user = env_value(&env, "POSTGRES_USER").to_owned();
+        let password = env_value(&env, "POSTGRES_PASSWORD").to_owned();
+        let database = env_value(&env, "POSTGRES_DB").to_owned();
+
+        let data = dir.path().join("pgdata");
+        let socket = dir.path().join("pgsocket");
+        for path in [&data, &socket] {
+            std::fs::create_dir(path).expect("a directory for PostgreSQL");
+            chown(path, Some(uid), Some(gid)).expect("chown");
+        }
+        chown(dir.path(), Some(uid), Some(gid)).expect("chown");
+        let pwfile = dir.path().join("pwfile");
+        std::fs::write(&pwfile, &password).expect("the password file");
+        chown(&pwfile, Some(uid), Some(gid)).expect("chown");
+        let initdb = Command::new(bin.join("initdb"))
+            .args([
+                "--username",
+                &user,
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                "--encoding=UTF8",
+            ])
+            .arg(format!("--pwfile={}", pwfile.display()))
+            .arg("-D")
+            .arg(&data)
+            .uid(uid)
+            .gid(gid)
+            .output()
+            .expect("initdb");
+        assert!(
+            initdb.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&initdb.stderr)
+        );
+        std::fs::remove_file(&pwfile).expect("remove the password file");
+
+        let postgres_port = free_port();
+        let mut command = Command::new(bin.join("postgres"));
+        command
+            .arg("-D")
+            .arg(&data)
+            .args(["-h", "127.0.0.1", "-p", &postgres_port.to_string(), "-k"])
+            .arg(&socket)
+            .uid(uid)
+            .gid(gid);
+        let log = dir.path().join("postgres.log");
+        std::fs::File::create(&log).expect("PostgreSQL's log");
+        chown(&log, Some(uid), Some(gid)).expect("chown");
+        let mut postgres = Daemon::spawn("postgres", command, &log).expect("start PostgreSQL");
+        postgres.wait_for(
+            ([127, 0, 0, 1], postgres_port).into(),
+            Duration::from_secs(60),
+        );
+
+        let redis_port = free_port();
+        let statefulset = redis::stateful_set(STORE, settings);
+        let args = pod_spec(statefulset.spec.map(|s| s.template)).containers[0]
+            .args
+            .clone()
+            .expect("Redis's arguments");
+        assert_eq!(args[0], "redis-server");
+        let redis_dir = dir.path().join("redis");
+        std::fs::create_dir(&redis_dir).expect("Redis's directory");
+        let mut args = args[1..].to_vec();
+        for (flag, value) in [
+            ("--dir", redis_dir.display().to_string()),
+            ("--port", redis_port.to_string()),
+        ] {
+            let at = args
+                .iter()
+                .position(|a| a == flag)
+                .unwrap_or_else(|| panic!("no {flag} in {args:?}"));
+            args[at + 1] = value;
+        }
+        let mut command = Command::new(REDIS_SERVER);
+        command
+            .args(&args)
+            .args(["--bind", "127.0.0.1", "--save", ""]);
+        let mut redis =
+            Daemon::spawn("redis", command, &dir.path().join("redis.log")).expect("start Redis");
+        redis.wait_for(([127, 0, 0, 1], redis_port).into(), Duration::from_secs(30));
+
+        let databases = Self {
+            dir,
+            postgres,
+            redis: Some(redis),
+            postgres_port,
+            redis_port,
+            user,
+            password,
+        };
+        if database != "postgres" {
+            databases.sql("postgres", &format!("CREATE DATABASE {database}"));
+        }
+        databases
+    }
+
+    /// Runs `sql` as the superuser in `database`; returns what psql printed (unaligned, tuples only).
+    pub fn sql(&self, database: &str, sql: &str) -> String {
+        let output = Command::new(PSQL)
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.postgres_port.to_string(),
+                "-U",
+                &self.user,
+                "-d",
+                database,
+            ])
+            .args(["-v", "ON_ERROR_STOP=1", "-At", "-c", sql])
+            .env("PGPASSWORD", &self.password)
+            .output()
+            .expect("psql");
+        assert!(
+            output.status.success(),
+            "psql {sql}: {}\nPostgreSQL's log:\n{}",
+            String::from_utf8_lossy(&output.stderr),
+            self.postgres.log()
+        );
+        String::from_utf8(output.stdout)
+            .expect("psql's output is UTF-8")
+            .trim()
+            .to_owned()
+    }
+
+    /// The pod's environment with the Services' names pointing at the loopback ports.
+    pub fn localise(&self, env: Vec<(String, String)>) -> Vec<(String, String)> {
+        let postgres_host = format!("@{}:{}/", medusa::meta::POSTGRES, postgres::PORT);
+        let redis_host = format!("redis://{}:{}", medusa::meta::REDIS, redis::PORT);
+        env.into_iter()
+            .map(|(name, value)| {
+                let value = match name.as_str() {
+                    "DATABASE_URL" => {
+                        assert!(value.contains(&postgres_host), "{value}");
+                        value.replace(
+                            &postgres_host,
+                            &format!("@127.0.0.1:{}/", self.postgres_port),
+                        )
+                    }
+                    "REDIS_URL" => {
+                        assert_eq!(value, redis_host);
+                        format!("redis://127.0.0.1:{}", self.redis_port)
+                    }
+                    _ => value,
+                };
+                (name, value)
+            })
+            .collect()
+    }
+}
+
+/// PATH with the image's Node.js first (scripts/medusa.sh put it in the build's `.node`).
+pub fn path(app: &Path) -> String {
+    format!(
+        "{}:{}",
+        app.join(".node/bin").display(),
+        std::env::var("PATH").expect("PATH")
+    )
+}
+
+/// The image's entrypoint with the one argument a pod gives it, and the pod's environment only.
+pub fn entrypoint(app: &Path, container: &Container, env: &[(String, String)]) -> Command {
+    let args = container.args.clone().expect("the container's arguments");
+    assert_eq!(
+        container.command, None,
+        "the pods rely on the image's entrypoint"
+    );
+    let mut command = Command::new(app.join("bin/entrypoint.sh"));
+    command
+        .args(&args)
+        .env_clear()
+        .env("PATH", path(app))
+        .env("HOME", app)
+        .envs(env.iter().map(|(n, v)| (n, v)));
+    command
+}
+
+/// The bootstrap Job's container, its environment on loopback, and the file standing in for its termination log.
+pub fn bootstrap_command(
+    app: &Path,
+    databases: &Databases,
+    secret: &BTreeMap<String, String>,
+    key_file: &Path,
+) -> Command {
+    let settings = Settings::local();
+    let job = bootstrap::job(STORE, &settings);
+    let container = pod_spec(job.spec.map(|s| s.template)).containers[0].clone();
+    let env = databases
+        .localise(environment(&container, secret))
+        .into_iter()
+        .map(|(name, value)| {
+            if name == "PUBLISHABLE_KEY_FILE" {
+                assert_eq!(value, bootstrap::KEY_FILE);
+                (name, key_file.display().to_string())
+            } else {
+                (name, value)
+            }
+        })
+        .collect::<Vec<_>>();
+    entrypoint(app, &container, &env)
+}
+
+/// Runs a pod's exec readiness probe, its image's entrypoint found in the built application, in the pod's
+/// environment.
+pub fn probe(
+    app: &Path,
+    databases: &Databases,
+    secret: &BTreeMap<String, String>,
+    pod: &Container,
+) -> Output {
+    let command = pod
+        .readiness_probe
+        .clone()
+        .and_then(|p| p.exec)
+        .and_then(|e| e.command)
+        .expect("an exec readiness probe");
+    let script = command.last().expect("a script");
+    assert!(script.contains(medusa::meta::ENTRYPOINT), "{script}");
+    let script = script.replace(
+        medusa::meta::ENTRYPOINT,
+        &app.join("bin/entrypoint.sh").display().to_string(),
+    );
+    let mut probe = Command::new(&command[0]);
+    probe
+        .args(&command[1..command.len() - 1])
+        .arg(script)
+        .env_clear()
+        .env("PATH", path(app))
+        .envs(databases.localise(environment(pod, secret)));
+    run(probe, Duration::from_secs(30))
+}
+
+pub fn run(mut command: Command, timeout: Duration) -> Output {
+    let started = Instant::now();
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let stderr = child.stderr.take().expect("stderr");
+    let out = std::thread::spawn(move || std::io::read_to_string(stdout).expect("read stdout"));
+    let err = std::thread::spawn(move || std::io::read_to_string(stderr).expect("read stderr"));
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if started.elapsed() > timeout {
+            let _ = child.kill();
+            let status = child.wait().expect("wait");
+            panic!(
+                "timed out after {timeout:?} ({status}):\n{}\n{}",
+                out.join().expect("stdout"),
+                err.join().expect("stderr")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    Output {
+        status,
+        stdout: out.join().expect("stdout").into_bytes(),
+        stderr: err.join().expect("stderr").into_bytes(),
+    }
+}
+
+pub fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// What a kubelet keeps of a failed container's output as its termination message (FallbackToLogsOnError): the
+/// last 80 lines, at most 2048 bytes.
+pub fn termination_message(output: &str) -> String {
+    let lines: Vec<&str> = output.lines().collect();
+    let tail = lines[lines.len().saturating_sub(80)..].join("\n");
+    let start = tail.len().saturating_sub(2048);
+    let start = (start..tail.len())
+        .find(|&i| tail.is_char_boundary(i))
+        .unwrap_or(tail.len());
+    tail[start..].to_owned()
+}
+
+/// One HTTP exchange with curl: status, headers and the body as JSON (`Value::Null` if it is not JSON).
+pub struct Reply {
+    pub status: u16,
+    pub headers: String,
+    pub body: Value,
+}
+
+pub fn http(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&Value>) -> Reply {
+    let mut command = Command::new(CURL);
+    command.args([
+        "-sS",
+        "--max-time",
+        "60",
+        "-D",
+        "-",
+        "-o",
+        "/dev/stdout",
+        "-X",
+        method,
+        url,
+    ]);
+    for (name, value) in headers {
+        command.arg("-H").arg(format!("{name}: {value}"));
+    }
+    if body.is_some() {
+        command.args([
+            "-H",
+            "content-type: application/json",
+            "--data-binary",
+            "@-",
+        ]);
+    }
+    command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().expect("curl");
+    let mut stdin = child.stdin.take().expect("curl's stdin");
+    if let Some(body) = body {
+        stdin
+            .write_all(body.to_string().as_bytes())
+            .expect("write the body");
+    }
+    drop(stdin);
+    let output = child.wait_with_output().expect("curl");
+    assert!(
+        output.status.success(),
+        "curl {method} {url}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let raw = String::from_utf8(output.stdout).expect("the reply is UTF-8");
+    let (headers, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let status = headers
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {headers}"));
+    Reply {
+        status,
+        headers: headers.to_owned(),
+        body: serde_json::from_str(body).unwrap_or(Value::Null),
+    }
+}
+
+impl Reply {
+    pub fn ok(self, what: &str) -> Value {
+        assert!(
+            (200..300).contains(&self.status),
+            "{what}: HTTP {}: {}",
+            self.status,
+            self.body
+        );
+        self.body
+    }
+
+    pub fn header(&self, name: &str) -> Vec<&str> {
+        let prefix = format!("{}:", name.to_ascii_lowercase());
+        self.headers
+            .lines()
+            .filter(|line| line.to_ascii_lowercase().starts_with(&prefix))
+            .map(|line| line[prefix.len()..].trim())
+            .collect()
+    }
+}
+
+/// A server or worker started as its Deployment's pod is, listening on a port of its own.
+pub struct Backend {
+    pub daemon: Daemon,
+    pub url: String,
+}
+
+impl Backend {
+    pub fn start(
+        app: &Path,
+        databases: &Databases,
+        secret: &BTreeMap<String, String>,
+        pod: &Container,
+        name: &str,
+    ) -> Self {
+        let port = free_port();
+        let mut env = databases.localise(environment(pod, secret));
+        env.push(("PORT".to_owned(), port.to_string()));
+        let command = entrypoint(app, pod, &env);
+        let mut daemon = Daemon::spawn(
+            name,
+            command,
+            &databases.dir.path().join(format!("{name}.log")),
+        )
+        .expect("start the backend");
+        daemon.wait_for(([127, 0, 0, 1], port).into(), Duration::from_secs(240));
+        let backend = Self {
+            daemon,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        // The startup probe's path.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while http("GET", &backend.url("/health"), &[], None).status != 200 {
+            assert!(
+                Instant::now() < deadline,
+                "{name}: /health never answered 200:\n{}",
+                backend.daemon.log()
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        backend
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.url)
+    }
+}
+
+/// The store's Ingress, as far as a browser can tell: one host, the backend's path prefixes to the server, the rest to
+/// the storefront (the routes are the provisioner's own). Each connection carries one request, so each goes where
+/// its path says. Returns the port it listens on.
+pub fn ingress(server: u16, storefront: u16) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind the ingress");
+    let port = listener.local_addr().expect("address").port();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let _ = relay(client, server, storefront);
+            });
+        }
+    });
+    port
+}
+
+pub fn relay(mut client: TcpStream, server: u16, storefront: u16) -> std::io::Result<()> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if client.read(&mut byte)? == 0 || head.len() > 65_536 {
+            return Ok(());
+        }
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    let target = head.split_whitespace().nth(1).unwrap_or("/");
+    let path = target.split(['?', '#']).next().unwrap_or("/");
+    let to_backend = medusa::ingress::BACKEND_PREFIXES
+        .iter()
+        .any(|prefix| path == *prefix || path.starts_with(&format!("{prefix}/")));
+    let upstream_port = if to_backend { server } else { storefront };
+    // As ingress-nginx does: the scheme it was reached by, and a connection of its own to the upstream.
+    let mut request: Vec<&str> = head
+        .trim_end()
+        .split("\r\n")
+        .filter(|line| {
+            let name = line
+                .split(':')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            name != "connection" && name != "keep-alive"
+        })
+        .collect();
+    request.extend(["Connection: close", "X-Forwarded-Proto: http"]);
+    let mut upstream = TcpStream::connect(("127.0.0.1", upstream_port))?;
+    upstream.write_all(format!("{}\r\n\r\n", request.join("\r\n")).as_bytes())?;
+    let mut from_upstream = upstream.try_clone()?;
+    let mut to_client = client.try_clone()?;
+    let back = std::thread::spawn(move || {
+        let _ = std::io::copy(&mut from_upstream, &mut to_client);
+        let _ = to_client.shutdown(std::net::Shutdown::Both);
+    });
+    let _ = std::io::copy(&mut client, &mut upstream);
+    let _ = back.join();
+    Ok(())
+}
+
+/// The storefront's folder (its server and its browser test; scripts/storefront.sh built it).
+pub fn storefront_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/medusa-storefront");
+    assert!(
+        dir.join("dist/index.html").exists() && dir.join("node_modules/playwright-core").exists(),
+        "the storefront is not built: run scripts/storefront.sh (make test does)"
+    );
+    dir
+}
+
+pub fn pod_spec(
+    template: Option<k8s_openapi::api::core::v1::PodTemplateSpec>,
+) -> k8s_openapi::api::core::v1::PodSpec {
+    template.and_then(|t| t.spec).expect("a pod template")
+}
+
+pub fn container_of(deployment: k8s_openapi::api::apps::v1::Deployment) -> Container {
+    pod_spec(deployment.spec.map(|s| s.template)).containers[0].clone()
+}
+
+/// The tables the bootstrap fills, and how many rows each holds.
+pub fn counts(databases: &Databases) -> String {
+    let tables = [
+        "region",
+        "region_country",
+        "tax_region",
+        "stock_location",
+        "fulfillment_set",
+        "service_zone",
+        "shipping_option",
+        "product",
+        "product_variant",
+        "price",
+        "inventory_level",
+        "sales_channel",
+        "api_key",
+        "\"user\"",
+        "provider_identity",
+        "mikro_orm_migrations",
+        "link_module_migrations",
+    ];
+    let sql = tables
+        .iter()
+        .map(|table| format!("SELECT '{table}', count(*) FROM {table}"))
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ");
+    databases.sql("medusa", &sql)
+}
+
+/// A customer's order over the store API only, as a storefront places it: the region, the product with its price
+/// and stock, a cart with two of it, e-mail and addresses, the shipping option, a payment collection with a
+/// session of the system provider, completion. Returns the order's id.
+pub fn place_order(server: &Backend, key: &str, settings: &Settings, email: &str) -> String {
+    let store = [("x-publishable-api-key", key)];
+    let regions = http("GET", &server.url("/store/regions"), &store, None).ok("regions");
+    let region = &regions["regions"][0];
+    let region_id = region["id"].as_str().expect("a region id");
+    assert_eq!(region["currency_code"], settings.medusa.currency.as_str());
+    let products = http(
+        "GET",
+        &server.url(&format!(
+            "/store/products?region_id={region_id}&fields=*variants.calculated_price,%2Bvariants.inventory_quantity"
+        )),
+        &store,
+        None,
+    )
+    .ok("products");
+    let product = &products["products"][0];
+    assert_eq!(product["handle"], "sample-t-shirt", "{products}");
+    let variant = &product["variants"][0];
+    assert!(
+        variant["inventory_quantity"].as_i64().expect("stock") > 0,
+        "{variant}"
+    );
+    assert!(
+        variant["calculated_price"]["calculated_amount"]
+            .as_f64()
+            .expect("a price")
+            > 0.0,
+        "{variant}"
+    );
+    let cart = http(
+        "POST",
+        &server.url("/store/carts"),
+        &store,
+        Some(&json!({"region_id": region_id})),
+    )
+    .ok("cart");
+    let cart_id = cart["cart"]["id"].as_str().expect("a cart id").to_owned();
+    let cart_url = |path: &str| server.url(&format!("/store/carts/{cart_id}{path}"));
+    http(
+        "POST",
+        &cart_url("/line-items"),
+        &store,
+        Some(&json!({"variant_id": variant["id"], "quantity": 2})),
+    )
+    .ok("line item");
+    let country = settings.medusa.countries[0].as_str();
+    let address = json!({
+        "first_name": "Ada", "last_name": "Lovelace", "address_1": "1 Analytical Row", "city": "London",
+        "country_code": country, "postal_code": "10115", "province": "", "phone": "+49 30 1234567",
+    });
+    http(
+        "POST",
+        &cart_url(""),
+        &store,
+        Some(&json!({"email": email, "shipping_address": address, "billing_address": address})),
+    )
+    .ok("addresses");
+    let options = http(
+        "GET",
+        &server.url(&format!("/store/shipping-options?cart_id={cart_id}")),
+        &store,
+        None,
+    )
+    .ok("shipping options");
+    let option_id = options["shipping_options"][0]["id"]
+        .as_str()
+        .expect("a shipping option")
+        .to_owned();
+    http(
+        "POST",
+        &cart_url("/shipping-methods"),
+        &store,
+        Some(&json!({"option_id": option_id})),
+    )
+    .ok("shipping method");
+    let collection = http(
+        "POST",
+        &server.url("/store/payment-collections"),
+        &store,
+        Some(&json!({"cart_id": cart_id})),
+    )
+    .ok("payment collection");
+    let collection_id = collection["payment_collection"]["id"]
+        .as_str()
+        .expect("a payment collection id");
+    http(
+        "POST",
+        &server.url(&format!(
+            "/store/payment-collections/{collection_id}/payment-sessions"
+        )),
+        &store,
+        Some(&json!({"provider_id": "pp_system_default"})),
+    )
+    .ok("payment session");
+    let completed = http("POST", &cart_url("/complete"), &store, None).ok("complete");
+    assert_eq!(completed["type"], "order", "{completed}");
+    completed["order"]["id"]
+        .as_str()
+        .expect("an order id")
+        .to_owned()
+}
