@@ -2,8 +2,11 @@
 //! store's flows: the ingress controller to the server and the storefront; the server, the worker and the bootstrap
 //! Job to PostgreSQL and Redis.
 //!
-//! The sizes are provisional: Medusa's documentation asks for 2 GB per deployment, which the server and worker
-//! together get as limits; they are to be replaced by the peak memory measured on real pods.
+//! The sizes come from the peak memory `make bench-medusa` measured of each process running the pods' commands
+//! (docs/benchmarks.md): server 345 MiB, worker 247 MiB, the bootstrap's processes 501 MiB together, PostgreSQL's
+//! largest backend 34 MiB, Redis 13 MiB, the storefront 57 MiB. Requests sit at or above those peaks and limits
+//! leave them room to grow with the store's data and traffic; server and worker together get the 2 GB Medusa's
+//! documentation asks for a deployment.
 
 use k8s_openapi::api::{
     core::v1::{LimitRange, ResourceQuota},
@@ -32,7 +35,12 @@ pub const SERVER_SIZE: Size = Size {
     cpu_limit_milli: 1000,
     memory_limit_mi: 1024,
 };
-pub const WORKER_SIZE: Size = SERVER_SIZE;
+pub const WORKER_SIZE: Size = Size {
+    cpu_request_milli: 200,
+    memory_request_mi: 320,
+    cpu_limit_milli: 1000,
+    memory_limit_mi: 1024,
+};
 /// Migrations and the seed load the whole application, as the server does.
 pub const BOOTSTRAP_SIZE: Size = SERVER_SIZE;
 pub const POSTGRES_SIZE: Size = Size {
@@ -49,7 +57,7 @@ pub const REDIS_SIZE: Size = Size {
 };
 pub const STOREFRONT_SIZE: Size = Size {
     cpu_request_milli: 20,
-    memory_request_mi: 32,
+    memory_request_mi: 64,
     cpu_limit_milli: 200,
     memory_limit_mi: 128,
 };
