@@ -110,16 +110,11 @@ fn main() {
     let began = Instant::now();
     let server_pod = container_of(backend::server(STORE, &settings));
     let worker_pod = container_of(backend::worker(STORE, &settings));
-    let (server, worker) = std::thread::scope(|scope| {
-        let server =
-            scope.spawn(|| Backend::start(&app, &databases, &secret, &server_pod, "server"));
-        let worker =
-            scope.spawn(|| Backend::start(&app, &databases, &secret, &worker_pod, "worker"));
-        (
-            server.join().expect("server"),
-            worker.join().expect("worker"),
-        )
-    });
+    // Both at once, as the backend step applies both Deployments.
+    let mut server = Backend::spawn(&app, &databases, &secret, &server_pod, "server");
+    let mut worker = Backend::spawn(&app, &databases, &secret, &worker_pod, "worker");
+    server.wait_started();
+    worker.wait_started();
     steps.push(("backend (server and worker, to /health)", began.elapsed()));
 
     let began = Instant::now();

@@ -537,7 +537,22 @@ pub struct Backend {
 }
 
 impl Backend {
+    /// Starts it and waits until its startup probe's path answers.
     pub fn start(
+        app: &Path,
+        databases: &Databases,
+        secret: &BTreeMap<String, String>,
+        pod: &Container,
+        name: &str,
+    ) -> Self {
+        let mut backend = Self::spawn(app, databases, secret, pod, name);
+        backend.wait_started();
+        backend
+    }
+
+    /// Starts it without waiting (from the thread that will outlive it: a test's servers die with the thread that
+    /// started them).
+    pub fn spawn(
         app: &Path,
         databases: &Databases,
         secret: &BTreeMap<String, String>,
@@ -548,28 +563,37 @@ impl Backend {
         let mut env = databases.localise(environment(pod, secret));
         env.push(("PORT".to_owned(), port.to_string()));
         let command = entrypoint(app, pod, &env);
-        let mut daemon = Daemon::spawn(
+        let daemon = Daemon::spawn(
             name,
             command,
             &databases.dir.path().join(format!("{name}.log")),
         )
         .expect("start the backend");
-        daemon.wait_for(([127, 0, 0, 1], port).into(), Duration::from_secs(240));
-        let backend = Self {
+        Self {
             daemon,
             url: format!("http://127.0.0.1:{port}"),
-        };
-        // The startup probe's path.
+        }
+    }
+
+    /// Waits until `/health` (the startup probe's path) answers 200.
+    pub fn wait_started(&mut self) {
+        let port = self
+            .url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse::<u16>().ok())
+            .expect("a port");
+        self.daemon
+            .wait_for(([127, 0, 0, 1], port).into(), Duration::from_secs(240));
         let deadline = Instant::now() + Duration::from_secs(60);
-        while http("GET", &backend.url("/health"), &[], None).status != 200 {
+        while http("GET", &self.url("/health"), &[], None).status != 200 {
             assert!(
                 Instant::now() < deadline,
-                "{name}: /health never answered 200:\n{}",
-                backend.daemon.log()
+                "/health never answered 200:\n{}",
+                self.daemon.log()
             );
             std::thread::sleep(Duration::from_millis(500));
         }
-        backend
     }
 
     pub fn url(&self, path: &str) -> String {
