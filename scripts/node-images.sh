@@ -1,15 +1,25 @@
 #!/usr/bin/env bash
 # Builds, once per machine, the root filesystems of the images the real test node runs, from Debian's packages and no
-# registry: pause (test-support/node/pause.c), memory-hog (test-support/node/memory-hog.c), and a MariaDB image and an
+# registry: pause (test-support/node/pause.c), memory-hog (test-support/node/memory-hog.c), a MariaDB image and an
 # Apache+PHP WordPress image with the contract of the images stores run (environment variables, ports, uids, data
-# paths). Prints the directory holding <name>.tar (a root filesystem for `docker import`) and <name>.changes (its
-# Dockerfile instructions, one per line).
+# paths), and for Medusa stores PostgreSQL and Redis images with the official images' contract, and the Medusa
+# backend and storefront images as their Dockerfiles lay them out (the application scripts/medusa.sh built, the
+# storefront scripts/storefront.sh built, the images' Node.js). Prints the directory holding <name>.tar (a root
+# filesystem for `docker import`) and <name>.changes (its Dockerfile instructions, one per line).
 # Packages are installed here on the host, so no container ever needs the network. Needs root and debootstrap.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 SUITE=bookworm
+# The Medusa backend (a directory named by the hash of its sources) and the storefront.
+medusa=$("$root/scripts/medusa.sh")
+"$root/scripts/storefront.sh"
+storefront="$root/deploy/medusa-storefront"
 # The cache is keyed by everything that goes into the images: this script and the files it copies in.
-recipe=$(cat "$0" "$root"/test-support/node/* | sha256sum | cut -c1-16)
+recipe=$({
+  cat "$0" "$root"/test-support/node/*
+  basename "$medusa"
+  (cd "$storefront" && find server.mjs dist -type f | LC_ALL=C sort | xargs sha256sum)
+} | sha256sum | cut -c1-16)
 cache="${XDG_CACHE_HOME:-$HOME/.cache}/store-platform/node-images-$recipe"
 log() { printf 'node-images: %s\n' "$*" >&2; }
 
@@ -105,6 +115,74 @@ USER 33:33
 EXPOSE 8080
 ENTRYPOINT ["/usr/local/bin/docker-entrypoint.sh"]
 CMD ["apache2-foreground"]
+CHANGES
+
+# --- Medusa stores: one Debian with PostgreSQL, Redis and what Node.js needs, as four images ---
+# postgres and redis are uid and gid 999 in the official images (the store's pods run them as 999), node is 1000.
+dir="$work/medusa-base"
+rootfs "$dir" postgresql redis-server libstdc++6 ca-certificates
+chroot "$dir" sh -ec '
+  groupmod -g 999 postgres && usermod -u 999 -g 999 postgres
+  mkdir -p /var/run/postgresql /var/lib/postgresql/data /data
+  chown 999:999 /var/run/postgresql /var/lib/postgresql /var/lib/postgresql/data /data
+  groupadd -g 1000 node && useradd -u 1000 -g 1000 -d /home/node -m -s /bin/sh node
+'
+pg_bin=$(find "$dir/usr/lib/postgresql" -mindepth 2 -maxdepth 2 -name bin | sort | tail -n 1)
+pg_bin=${pg_bin#"$dir"}
+install -m 0755 "$root/test-support/node/postgres-entrypoint.sh" "$dir/usr/local/bin/postgres-entrypoint.sh"
+install -m 0755 "$root/test-support/node/redis-entrypoint.sh" "$dir/usr/local/bin/redis-entrypoint.sh"
+tar --numeric-owner -C "$dir" -cf "$work/medusa-base.tar" .
+rm -rf "$dir" "$dir.log"
+for name in postgres redis medusa medusa-storefront; do
+  cp "$work/medusa-base.tar" "$work/$name.tar"
+done
+rm "$work/medusa-base.tar"
+cat >"$work/postgres.changes" <<CHANGES
+ENV PATH=$pg_bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+ENV PGDATA=/var/lib/postgresql/data
+VOLUME /var/lib/postgresql/data
+EXPOSE 5432
+ENTRYPOINT ["/usr/local/bin/postgres-entrypoint.sh"]
+CMD ["postgres"]
+CHANGES
+cat >"$work/redis.changes" <<'CHANGES'
+ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+VOLUME /data
+WORKDIR /data
+EXPOSE 6379
+ENTRYPOINT ["/usr/local/bin/redis-entrypoint.sh"]
+CMD ["redis-server"]
+CHANGES
+# The backend as deploy/docker/medusa/Dockerfile lays it out, and the storefront as its Dockerfile does (appended
+# below /opt and /usr/local/bin, which the base already has: a second entry for a path is refused by docker import).
+stage="$work/medusa-stage"
+mkdir -p "$stage/opt/medusa/.medusa" "$stage/usr/local/bin"
+cp -a "$medusa/node_modules" "$medusa/bin" "$stage/opt/medusa/"
+cp -a "$medusa/.medusa/server" "$stage/opt/medusa/.medusa/"
+install -m 0755 "$(readlink -f "$medusa/.node/bin/node")" "$stage/usr/local/bin/node"
+tar --numeric-owner --owner=0 --group=0 -C "$stage" -rf "$work/medusa.tar" ./opt/medusa ./usr/local/bin/node
+rm -rf "$stage/opt"
+mkdir -p "$stage/opt/storefront"
+cp -a "$storefront/server.mjs" "$storefront/dist" "$stage/opt/storefront/"
+tar --numeric-owner --owner=0 --group=0 -C "$stage" -rf "$work/medusa-storefront.tar" ./opt/storefront ./usr/local/bin/node
+rm -rf "$stage"
+cat >"$work/medusa.changes" <<'CHANGES'
+ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+ENV NODE_ENV=production
+ENV MEDUSA_DISABLE_TELEMETRY=true
+WORKDIR /opt/medusa/.medusa/server
+USER 1000:1000
+EXPOSE 9000
+ENTRYPOINT ["/opt/medusa/bin/entrypoint.sh"]
+CMD ["start"]
+CHANGES
+cat >"$work/medusa-storefront.changes" <<'CHANGES'
+ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+ENV NODE_ENV=production
+WORKDIR /opt/storefront
+USER 1000:1000
+EXPOSE 8080
+CMD ["node", "server.mjs"]
 CHANGES
 
 touch "$work/complete"

@@ -62,6 +62,12 @@ pub const MARIADB_IMAGE: &str = "store-platform-test/mariadb:1";
 pub const WORDPRESS_IMAGE: &str = "store-platform-test/wordpress:1";
 /// Uses memory until its container's limit stops it.
 pub const MEMORY_HOG_IMAGE: &str = "store-platform-test/memory-hog:1";
+/// A Medusa store's images: PostgreSQL and Redis with the official images' contract, and the backend and
+/// storefront as their Dockerfiles lay them out.
+pub const POSTGRES_IMAGE: &str = "store-platform-test/postgres:1";
+pub const REDIS_IMAGE: &str = "store-platform-test/redis:1";
+pub const MEDUSA_IMAGE: &str = "store-platform-test/medusa:1";
+pub const MEDUSA_STOREFRONT_IMAGE: &str = "store-platform-test/medusa-storefront:1";
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -323,6 +329,10 @@ impl Node {
             ("mariadb", MARIADB_IMAGE),
             ("wordpress", WORDPRESS_IMAGE),
             ("memory-hog", MEMORY_HOG_IMAGE),
+            ("postgres", POSTGRES_IMAGE),
+            ("redis", REDIS_IMAGE),
+            ("medusa", MEDUSA_IMAGE),
+            ("medusa-storefront", MEDUSA_STOREFRONT_IMAGE),
         ] {
             import_image(&docker_host, images, name, image)?;
         }

@@ -1,10 +1,15 @@
-//! A WooCommerce store on a real node (`scripts/real-node.sh`): real containers from the platform's own specs —
-//! MariaDB and Apache+PHP WordPress images built from Debian's packages with the official images' contract — with
-//! their real probes, Services, cluster DNS names, volumes and security contexts. WordPress reaches MariaDB by its
-//! Service name; the data survives the database pod's deletion. The bootstrap needs WooCommerce and WP-CLI, which no
-//! reachable registry has, so the test image has no `store-bootstrap`: the store stops at that step, FAILED with a
-//! reason that says so, which this test checks too.
-
+//! A WooCommerce store and a Medusa store on a real node (`scripts/real-node.sh`): real containers from the
+//! platform's own specs, with their real probes, Services, cluster DNS names, volumes and security contexts.
+//!
+//! WooCommerce: MariaDB and Apache+PHP WordPress images built from Debian's packages with the official images'
+//! contract. WordPress reaches MariaDB by its Service name; the data survives the database pod's deletion. The
+//! bootstrap needs WooCommerce and WP-CLI, which no reachable registry has, so the test image has no
+//! `store-bootstrap`: the store stops at that step, FAILED with a reason that says so, which this test checks too.
+//!
+//! Medusa, whole: PostgreSQL and Redis images with the official images' contract, and the Medusa backend and
+//! storefront images laid out as their Dockerfiles lay them out, with the application `make test` built
+//! (scripts/node-images.sh). Every probe passes for real, the store is READY, a customer's order goes through the
+//! server's Service, the admin lists it and the worker pod processes its event.
 use std::{net::SocketAddr, process::Command, sync::OnceLock, time::Duration};
 
 use clap::Parser as _;
@@ -18,9 +23,14 @@ use store_platform_provisioner::Args;
 use store_platform_runtime::{Shutdown, record};
 use store_platform_test_support::{
     TestEnv,
-    node::{MARIADB_IMAGE, MEMORY_HOG_IMAGE, WORDPRESS_IMAGE},
+    node::{
+        MARIADB_IMAGE, MEDUSA_IMAGE, MEDUSA_STOREFRONT_IMAGE, MEMORY_HOG_IMAGE, POSTGRES_IMAGE,
+        REDIS_IMAGE, WORDPRESS_IMAGE,
+    },
 };
 use tonic::transport::Channel;
+
+mod medusa_support;
 
 const TENANT: &str = "real-node-tenant";
 /// Its provisioner runs MariaDB from an image the node does not have.
@@ -29,6 +39,8 @@ const ABSENT_IMAGE_TENANT: &str = "absent-image-tenant";
 const CRASHING_TENANT: &str = "crashing-tenant";
 /// Its provisioner runs MariaDB from an image that uses memory until the container's limit stops it.
 const MEMORY_HOG_TENANT: &str = "memory-hog-tenant";
+/// Its provisioner runs Medusa stores.
+const MEDUSA_TENANT: &str = "medusa-node-tenant";
 
 /// One provisioner per tenant of this binary, reconciling only that tenant's stores (as split deployments do), with
 /// the images the tenant's scenario needs.
@@ -37,7 +49,9 @@ fn provisioner(tenant: &'static str) -> SocketAddr {
     static ABSENT_IMAGE: OnceLock<SocketAddr> = OnceLock::new();
     static CRASHING: OnceLock<SocketAddr> = OnceLock::new();
     static MEMORY_HOG: OnceLock<SocketAddr> = OnceLock::new();
+    static MEDUSA: OnceLock<SocketAddr> = OnceLock::new();
     let (cell, wordpress, mariadb, deadline) = match tenant {
+        MEDUSA_TENANT => (&MEDUSA, WORDPRESS_IMAGE, MARIADB_IMAGE, "300s"),
         TENANT => (&HEALTHY, WORDPRESS_IMAGE, MARIADB_IMAGE, "180s"),
         ABSENT_IMAGE_TENANT => (
             &ABSENT_IMAGE,
@@ -77,10 +91,16 @@ fn start_provisioner(
                 &format!("--reconcile-selector={}={tenant}", record::TENANT_LABEL),
                 &format!("--wordpress-image={wordpress}"),
                 &format!("--mariadb-image={mariadb}"),
+                &format!("--medusa-image={MEDUSA_IMAGE}"),
+                &format!("--medusa-storefront-image={MEDUSA_STOREFRONT_IMAGE}"),
+                &format!("--postgres-image={POSTGRES_IMAGE}"),
+                &format!("--redis-image={REDIS_IMAGE}"),
                 // The images exist only on the node: a pull would be a bug.
                 "--image-pull-policy=Never",
                 &format!("--step-deadline={deadline}"),
-                "--bootstrap-deadline=180s",
+                // Medusa's bootstrap loads the whole application three times, on a node that runs the other
+                // tests' pods too.
+                "--bootstrap-deadline=600s",
             ]);
             let (metrics, registry) = store_platform_provisioner::metrics::Metrics::new();
             let running = store_platform_provisioner::start(
@@ -110,6 +130,14 @@ async fn api(tenant: &'static str) -> ProvisionerServiceClient<Channel> {
 
 /// Creates a store of `tenant`, reconciled by that tenant's provisioner.
 async fn create(tenant: &'static str, prefix: &str) -> (ProvisionerServiceClient<Channel>, String) {
+    create_engine(tenant, prefix, Engine::Woocommerce).await
+}
+
+async fn create_engine(
+    tenant: &'static str,
+    prefix: &str,
+    engine: Engine,
+) -> (ProvisionerServiceClient<Channel>, String) {
     let mut api = api(tenant).await;
     let id = format!("{prefix}-{}", std::process::id());
     api.create_store(TestEnv::real_node().as_tenant(
@@ -117,7 +145,7 @@ async fn create(tenant: &'static str, prefix: &str) -> (ProvisionerServiceClient
         CreateStoreRequest {
             store_id: id.clone(),
             display_name: format!("Store {id}"),
-            engine: Engine::Woocommerce as i32,
+            engine: engine as i32,
             admin_email: "owner@example.com".to_owned(),
         },
     ))
@@ -658,4 +686,155 @@ async fn a_pod_in_another_namespace_acts_only_as_its_own_service_account() {
     .expect("delete");
     drop(provisioner);
     env.delete_namespace(&namespace).await;
+}
+
+/// The running container named `container` of any pod in `namespace`.
+fn container_named(namespace: &str, container: &str) -> String {
+    docker(&[
+        "ps",
+        "--quiet",
+        "--filter",
+        &format!("label=io.kubernetes.pod.namespace={namespace}"),
+        "--filter",
+        &format!("label=io.kubernetes.container.name={container}"),
+    ])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_medusa_store_runs_as_real_pods_and_takes_an_order() {
+    let (mut api, id) = create_engine(MEDUSA_TENANT, "medusa", Engine::Medusa).await;
+    let namespace = record::namespace_name(&id);
+    // Every probe for real: PostgreSQL's pg_isready, Redis's PING, the bootstrap Job, the server's readiness route
+    // and the worker's readiness command, the storefront's /healthz.
+    let store = wait_for(
+        &mut api,
+        MEDUSA_TENANT,
+        &id,
+        Duration::from_secs(900),
+        "READY",
+        |s| s.phase == Phase::Ready as i32 || s.phase == Phase::Failed as i32,
+    )
+    .await;
+    assert_eq!(store.phase, Phase::Ready as i32, "{store:#?}");
+
+    let client = TestEnv::real_node().client().await;
+    let config: k8s_openapi::api::core::v1::ConfigMap = Api::namespaced(client.clone(), &namespace)
+        .get("storefront-config")
+        .await
+        .expect("the storefront's ConfigMap");
+    let key = config.data.expect("data")["publishable-key"].clone();
+    let cluster_ip = |service: Service| {
+        service
+            .spec
+            .and_then(|s| s.cluster_ip)
+            .expect("a ClusterIP")
+    };
+    let server_ip = cluster_ip(
+        Api::namespaced(client.clone(), &namespace)
+            .get("medusa-server")
+            .await
+            .expect("the server's Service"),
+    );
+    let storefront_ip = cluster_ip(
+        Api::namespaced(client.clone(), &namespace)
+            .get("storefront")
+            .await
+            .expect("the storefront's Service"),
+    );
+    let netns = format!("--net=/run/netns/{}", node_netns());
+    let via = ["nsenter", netns.as_str(), "--"];
+
+    // A customer's order through the server's Service (kube-proxy), the server reaching PostgreSQL and Redis by
+    // their Services' DNS names.
+    let settings = store_platform_provisioner::settings::Settings::local();
+    let base = format!("http://{server_ip}");
+    let order = medusa_support::place_order_via(&via, &base, &key, &settings, "node@example.com");
+    let credentials = api
+        .get_store_credentials(TestEnv::real_node().as_tenant(
+            MEDUSA_TENANT,
+            store_platform_proto::v1::GetStoreCredentialsRequest {
+                store_id: id.clone(),
+            },
+        ))
+        .await
+        .expect("credentials")
+        .into_inner();
+    let login =
+        serde_json::json!({"email": credentials.username, "password": credentials.password});
+    let token = medusa_support::http_via(
+        &via,
+        "POST",
+        &format!("{base}/auth/user/emailpass"),
+        &[],
+        Some(&login),
+    )
+    .ok("the admin's sign-in")["token"]
+        .as_str()
+        .expect("a token")
+        .to_owned();
+    let orders = medusa_support::http_via(
+        &via,
+        "GET",
+        &format!("{base}/admin/orders?fields=id,email"),
+        &[("authorization", &format!("Bearer {token}"))],
+        None,
+    )
+    .ok("orders");
+    assert!(
+        orders["orders"]
+            .as_array()
+            .expect("orders")
+            .iter()
+            .any(|o| o["id"] == order.as_str()),
+        "the admin does not list {order}: {orders}"
+    );
+    // The storefront pod serves the store's key.
+    let config = medusa_support::http_via(
+        &via,
+        "GET",
+        &format!("http://{storefront_ip}/config.json"),
+        &[],
+        None,
+    )
+    .ok("the storefront's configuration");
+    assert_eq!(config["publishableKey"], key.as_str());
+    // The worker pod processed the order's event.
+    let worker = container_named(&namespace, "medusa-worker");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let logs = Command::new("docker")
+            .arg("--host")
+            .arg(format!(
+                "unix://{}",
+                TestEnv::real_node()
+                    .dir()
+                    .join("node/docker.sock")
+                    .display()
+            ))
+            .args(["logs", &worker])
+            .output()
+            .expect("docker logs");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&logs.stdout),
+            String::from_utf8_lossy(&logs.stderr)
+        );
+        if text.contains(&format!("order placed: {order}")) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the worker pod never processed the order:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+
+    api.delete_store(TestEnv::real_node().as_tenant(
+        MEDUSA_TENANT,
+        store_platform_proto::v1::DeleteStoreRequest {
+            store_id: id.clone(),
+        },
+    ))
+    .await
+    .expect("delete");
 }

@@ -453,7 +453,25 @@ pub struct Reply {
 }
 
 pub fn http(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&Value>) -> Reply {
-    let mut command = Command::new(CURL);
+    http_via(&[], method, url, headers, body)
+}
+
+/// The same, with curl run through `via` (e.g. `nsenter --net=… --` into a node's network namespace).
+pub fn http_via(
+    via: &[&str],
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<&Value>,
+) -> Reply {
+    let mut command = match via.split_first() {
+        Some((program, args)) => {
+            let mut command = Command::new(program);
+            command.args(args).arg(CURL);
+            command
+        }
+        None => Command::new(CURL),
+    };
     command.args([
         "-sS",
         "--max-time",
@@ -714,14 +732,27 @@ pub fn counts(databases: &Databases) -> String {
 /// and stock, a cart with two of it, e-mail and addresses, the shipping option, a payment collection with a
 /// session of the system provider, completion. Returns the order's id.
 pub fn place_order(server: &Backend, key: &str, settings: &Settings, email: &str) -> String {
+    place_order_via(&[], &server.url, key, settings, email)
+}
+
+/// The same order, from `via` (see [`http_via`]) to the store API at `base`.
+pub fn place_order_via(
+    via: &[&str],
+    base: &str,
+    key: &str,
+    settings: &Settings,
+    email: &str,
+) -> String {
+    let url = |path: &str| format!("{base}{path}");
     let store = [("x-publishable-api-key", key)];
-    let regions = http("GET", &server.url("/store/regions"), &store, None).ok("regions");
+    let regions = http_via(via, "GET", &url("/store/regions"), &store, None).ok("regions");
     let region = &regions["regions"][0];
     let region_id = region["id"].as_str().expect("a region id");
     assert_eq!(region["currency_code"], settings.medusa.currency.as_str());
-    let products = http(
+    let products = http_via(
+        via,
         "GET",
-        &server.url(&format!(
+        &url(&format!(
             "/store/products?region_id={region_id}&fields=*variants.calculated_price,%2Bvariants.inventory_quantity"
         )),
         &store,
@@ -742,16 +773,18 @@ pub fn place_order(server: &Backend, key: &str, settings: &Settings, email: &str
             > 0.0,
         "{variant}"
     );
-    let cart = http(
+    let cart = http_via(
+        via,
         "POST",
-        &server.url("/store/carts"),
+        &url("/store/carts"),
         &store,
         Some(&json!({"region_id": region_id})),
     )
     .ok("cart");
     let cart_id = cart["cart"]["id"].as_str().expect("a cart id").to_owned();
-    let cart_url = |path: &str| server.url(&format!("/store/carts/{cart_id}{path}"));
-    http(
+    let cart_url = |path: &str| url(&format!("/store/carts/{cart_id}{path}"));
+    http_via(
+        via,
         "POST",
         &cart_url("/line-items"),
         &store,
@@ -763,16 +796,18 @@ pub fn place_order(server: &Backend, key: &str, settings: &Settings, email: &str
         "first_name": "Ada", "last_name": "Lovelace", "address_1": "1 Analytical Row", "city": "London",
         "country_code": country, "postal_code": "10115", "province": "", "phone": "+49 30 1234567",
     });
-    http(
+    http_via(
+        via,
         "POST",
         &cart_url(""),
         &store,
         Some(&json!({"email": email, "shipping_address": address, "billing_address": address})),
     )
     .ok("addresses");
-    let options = http(
+    let options = http_via(
+        via,
         "GET",
-        &server.url(&format!("/store/shipping-options?cart_id={cart_id}")),
+        &url(&format!("/store/shipping-options?cart_id={cart_id}")),
         &store,
         None,
     )
@@ -781,16 +816,18 @@ pub fn place_order(server: &Backend, key: &str, settings: &Settings, email: &str
         .as_str()
         .expect("a shipping option")
         .to_owned();
-    http(
+    http_via(
+        via,
         "POST",
         &cart_url("/shipping-methods"),
         &store,
         Some(&json!({"option_id": option_id})),
     )
     .ok("shipping method");
-    let collection = http(
+    let collection = http_via(
+        via,
         "POST",
-        &server.url("/store/payment-collections"),
+        &url("/store/payment-collections"),
         &store,
         Some(&json!({"cart_id": cart_id})),
     )
@@ -798,16 +835,17 @@ pub fn place_order(server: &Backend, key: &str, settings: &Settings, email: &str
     let collection_id = collection["payment_collection"]["id"]
         .as_str()
         .expect("a payment collection id");
-    http(
+    http_via(
+        via,
         "POST",
-        &server.url(&format!(
+        &url(&format!(
             "/store/payment-collections/{collection_id}/payment-sessions"
         )),
         &store,
         Some(&json!({"provider_id": "pp_system_default"})),
     )
     .ok("payment session");
-    let completed = http("POST", &cart_url("/complete"), &store, None).ok("complete");
+    let completed = http_via(via, "POST", &cart_url("/complete"), &store, None).ok("complete");
     assert_eq!(completed["type"], "order", "{completed}");
     completed["order"]["id"]
         .as_str()
