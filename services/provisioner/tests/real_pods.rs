@@ -10,6 +10,7 @@
 //! storefront images laid out as their Dockerfiles lay them out, with the application `make test` built
 //! (scripts/node-images.sh). Every probe passes for real, the store is READY, a customer's order goes through the
 //! server's Service, the admin lists it and the worker pod processes its event.
+
 use std::{net::SocketAddr, process::Command, sync::OnceLock, time::Duration};
 
 use clap::Parser as _;
@@ -702,6 +703,7 @@ fn container_named(namespace: &str, container: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_medusa_store_runs_as_real_pods_and_takes_an_order() {
+    let created = std::time::Instant::now();
     let (mut api, id) = create_engine(MEDUSA_TENANT, "medusa", Engine::Medusa).await;
     let namespace = record::namespace_name(&id);
     // Every probe for real: PostgreSQL's pg_isready, Redis's PING, the bootstrap Job, the server's readiness route
@@ -716,6 +718,11 @@ async fn a_medusa_store_runs_as_real_pods_and_takes_an_order() {
     )
     .await;
     assert_eq!(store.phase, Phase::Ready as i32, "{store:#?}");
+    // A measurement for docs/benchmarks.md (`-- --nocapture` shows it), not a goal.
+    println!(
+        "medusa store {id}: CreateStore → READY on the real node in {:.1} s",
+        created.elapsed().as_secs_f64()
+    );
 
     let client = TestEnv::real_node().client().await;
     let config: k8s_openapi::api::core::v1::ConfigMap = Api::namespaced(client.clone(), &namespace)
