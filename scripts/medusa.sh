@@ -54,8 +54,8 @@ cd "$work"
 export MEDUSA_DISABLE_TELEMETRY=true NEXT_TELEMETRY_DISABLED=1
 log "npm ci (about 2 minutes)"
 npm ci --no-audit --no-fund --loglevel=error >&2
-log "medusa build (about 1.5 minutes)"
-npx --no-install medusa build >&2
+log "npm run build: medusa build and the migrations directories (about 1.5 minutes)"
+npm run --silent build >&2
 test -f .medusa/server/medusa-config.js
 mkdir .node
 ln -s "$node_dir/bin" .node/bin
