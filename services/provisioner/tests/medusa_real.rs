@@ -24,7 +24,7 @@
 
 use std::{
     process::{Command, Stdio},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use serde_json::json;
@@ -137,25 +137,9 @@ fn a_medusa_store_bootstraps_once_and_takes_orders_over_http_and_in_its_storefro
 
     // The admin signs in with the Secret's login and finds the order.
     let email = &secret[secret::ADMIN_EMAIL];
-    let login = json!({"email": email, "password": secret[secret::ADMIN_PASSWORD]});
-    let token = http(
-        "POST",
-        &server.url("/auth/user/emailpass"),
-        &[],
-        Some(&login),
-    )
-    .ok("sign-in")["token"]
-        .as_str()
-        .expect("a token")
-        .to_owned();
+    let token = admin_token_via(&[], &server.url, email, &secret[secret::ADMIN_PASSWORD]);
     let bearer = format!("Bearer {token}");
-    let orders = http(
-        "GET",
-        &server.url("/admin/orders?fields=id,email,total"),
-        &[("authorization", &bearer)],
-        None,
-    )
-    .ok("orders");
+    let orders = admin_orders_via(&[], &server.url, &token);
     let listed = orders["orders"].as_array().expect("orders");
     assert!(
         listed
@@ -202,15 +186,11 @@ fn a_medusa_store_bootstraps_once_and_takes_orders_over_http_and_in_its_storefro
 
     // The worker processes the order's event; the server does not.
     let line = format!("order placed: {order_id}");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !worker.daemon.log().contains(&line) {
-        assert!(
-            Instant::now() < deadline,
-            "the worker never processed order.placed:\n{}",
-            worker.daemon.log()
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    wait_for_log(
+        &worker.daemon,
+        &line,
+        "the worker never processed order.placed",
+    );
     assert!(
         !server.daemon.log().contains(&line),
         "the server processed an event:\n{}",
@@ -252,15 +232,9 @@ fn a_medusa_store_bootstraps_once_and_takes_orders_over_http_and_in_its_storefro
         200,
         "the probes' path"
     );
-    let server_port: u16 = server
-        .url
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .expect("port");
     let host = format!(
         "http://{STORE}.localhost:{}/",
-        ingress(server_port, storefront_port)
+        ingress(server.port, storefront_port)
     );
     let shots = databases.dir.path().join("screenshots");
     let browser = run(
@@ -290,13 +264,7 @@ fn a_medusa_store_bootstraps_once_and_takes_orders_over_http_and_in_its_storefro
         .expect("the browser test names the order")
         .trim()
         .to_owned();
-    let orders = http(
-        "GET",
-        &server.url("/admin/orders?fields=id,email"),
-        &[("authorization", &bearer)],
-        None,
-    )
-    .ok("orders");
+    let orders = admin_orders_via(&[], &server.url, &token);
     assert!(
         orders["orders"]
             .as_array()
@@ -305,15 +273,11 @@ fn a_medusa_store_bootstraps_once_and_takes_orders_over_http_and_in_its_storefro
             .any(|o| o["id"] == shop_order.as_str() && o["email"] == "erika@example.com"),
         "the admin does not list the storefront's order {shop_order}: {orders}"
     );
-    let line = format!("order placed: {shop_order}");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !worker.daemon.log().contains(&line) {
-        assert!(
-            Instant::now() < deadline,
-            "the worker never processed the storefront's order"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    wait_for_log(
+        &worker.daemon,
+        &format!("order placed: {shop_order}"),
+        "the worker never processed the storefront's order",
+    );
     drop(shop);
 
     // Behind an https ingress (VPS settings), the same sign-in sets a Secure cookie when the ingress says https.

@@ -223,15 +223,19 @@ fn node_netns() -> String {
         .to_owned()
 }
 
+/// The `docker` command, against the node's engine.
+fn docker_command() -> Command {
+    let socket = TestEnv::real_node().dir().join("node/docker.sock");
+    let mut command = Command::new("docker");
+    command
+        .arg("--host")
+        .arg(format!("unix://{}", socket.display()));
+    command
+}
+
 /// `docker` against the node's engine.
 fn docker(args: &[&str]) -> String {
-    let socket = TestEnv::real_node().dir().join("node/docker.sock");
-    let output = Command::new("docker")
-        .arg("--host")
-        .arg(format!("unix://{}", socket.display()))
-        .args(args)
-        .output()
-        .expect("docker");
+    let output = docker_command().args(args).output().expect("docker");
     assert!(
         output.status.success(),
         "docker {args:?}: {}",
@@ -766,27 +770,9 @@ async fn a_medusa_store_runs_as_real_pods_and_takes_an_order() {
         .await
         .expect("credentials")
         .into_inner();
-    let login =
-        serde_json::json!({"email": credentials.username, "password": credentials.password});
-    let token = medusa_support::http_via(
-        &via,
-        "POST",
-        &format!("{base}/auth/user/emailpass"),
-        &[],
-        Some(&login),
-    )
-    .ok("the admin's sign-in")["token"]
-        .as_str()
-        .expect("a token")
-        .to_owned();
-    let orders = medusa_support::http_via(
-        &via,
-        "GET",
-        &format!("{base}/admin/orders?fields=id,email"),
-        &[("authorization", &format!("Bearer {token}"))],
-        None,
-    )
-    .ok("orders");
+    let token =
+        medusa_support::admin_token_via(&via, &base, &credentials.username, &credentials.password);
+    let orders = medusa_support::admin_orders_via(&via, &base, &token);
     assert!(
         orders["orders"]
             .as_array()
@@ -809,15 +795,7 @@ async fn a_medusa_store_runs_as_real_pods_and_takes_an_order() {
     let worker = container_named(&namespace, "medusa-worker");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     loop {
-        let logs = Command::new("docker")
-            .arg("--host")
-            .arg(format!(
-                "unix://{}",
-                TestEnv::real_node()
-                    .dir()
-                    .join("node/docker.sock")
-                    .display()
-            ))
+        let logs = docker_command()
             .args(["logs", &worker])
             .output()
             .expect("docker logs");

@@ -551,6 +551,7 @@ impl Reply {
 /// A server or worker started as its Deployment's pod is, listening on a port of its own.
 pub struct Backend {
     pub daemon: Daemon,
+    pub port: u16,
     pub url: String,
 }
 
@@ -589,20 +590,15 @@ impl Backend {
         .expect("start the backend");
         Self {
             daemon,
+            port,
             url: format!("http://127.0.0.1:{port}"),
         }
     }
 
     /// Waits until `/health` (the startup probe's path) answers 200.
     pub fn wait_started(&mut self) {
-        let port = self
-            .url
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse::<u16>().ok())
-            .expect("a port");
         self.daemon
-            .wait_for(([127, 0, 0, 1], port).into(), Duration::from_secs(240));
+            .wait_for(([127, 0, 0, 1], self.port).into(), Duration::from_secs(240));
         let deadline = Instant::now() + Duration::from_secs(60);
         while http("GET", &self.url("/health"), &[], None).status != 200 {
             assert!(
@@ -851,4 +847,41 @@ pub fn place_order_via(
         .as_str()
         .expect("an order id")
         .to_owned()
+}
+
+/// The admin's bearer token from the store's sign-in (`POST /auth/user/emailpass`), from `via` to `base`.
+pub fn admin_token_via(via: &[&str], base: &str, email: &str, password: &str) -> String {
+    let login = json!({"email": email, "password": password});
+    http_via(
+        via,
+        "POST",
+        &format!("{base}/auth/user/emailpass"),
+        &[],
+        Some(&login),
+    )
+    .ok("the admin's sign-in")["token"]
+        .as_str()
+        .expect("a token")
+        .to_owned()
+}
+
+/// The orders the admin API lists, as `{"orders": [{id, email, total}, ...]}`.
+pub fn admin_orders_via(via: &[&str], base: &str, token: &str) -> Value {
+    http_via(
+        via,
+        "GET",
+        &format!("{base}/admin/orders?fields=id,email,total"),
+        &[("authorization", &format!("Bearer {token}"))],
+        None,
+    )
+    .ok("orders")
+}
+
+/// Waits up to two minutes for `line` in what `daemon` printed; panics with `what` and its output otherwise.
+pub fn wait_for_log(daemon: &Daemon, line: &str, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !daemon.log().contains(line) {
+        assert!(Instant::now() < deadline, "{what}:\n{}", daemon.log());
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }
