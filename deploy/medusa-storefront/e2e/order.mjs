@@ -4,6 +4,9 @@
 //   CUSTOMER_EMAIL   the order's e-mail
 //   SCREENSHOTS      a directory: one screenshot per step, and failed-<step>.png for the step that failed
 //   CHROMIUM         optional, default /usr/bin/chromium
+//   PRODUCT_TITLE    optional, the product to buy (default "Sample T-Shirt", the seed's)
+//   IMAGE_PREFIX     optional: the product must show an image, loaded, from an address starting with this (e.g. the
+//                    store's own http://shop.localhost/static/), in the list and on its page
 // Prints `order: <Medusa order id>` and exits 0 once the confirmation shows; exits non-zero with a message at the
 // first step that fails.
 
@@ -22,6 +25,8 @@ const env = (name) => {
 const url = env("STOREFRONT_URL");
 const email = env("CUSTOMER_EMAIL");
 const shots = env("SCREENSHOTS");
+const title = process.env.PRODUCT_TITLE || "Sample T-Shirt";
+const imagePrefix = process.env.IMAGE_PREFIX || "";
 mkdirSync(shots, { recursive: true });
 
 const browser = await chromium.launch({
@@ -70,17 +75,30 @@ async function step(name, action) {
   console.log(`ok  ${name} (${Date.now() - started} ms)`);
 }
 const expectVisible = (locator, timeout = 15_000) => locator.waitFor({ state: "visible", timeout });
+const escaped = title.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+// The image inside `scope` really showed: loaded (not a broken-image icon) from where it should come from.
+async function expectImage(scope) {
+  if (!imagePrefix) return;
+  const image = scope.locator("img").first();
+  await expectVisible(image);
+  await page.waitForFunction((img) => img.complete, await image.elementHandle(), { timeout: 15_000 });
+  const { src, width } = await image.evaluate((img) => ({ src: img.currentSrc || img.src, width: img.naturalWidth }));
+  if (!src.startsWith(imagePrefix)) throw new Error(`the image comes from ${src}, not from ${imagePrefix}`);
+  if (!width) throw new Error(`the image at ${src} did not load`);
+}
 
 try {
-  const product = page.getByRole("link", { name: /Sample T-Shirt/ });
+  const product = page.getByRole("link", { name: new RegExp(escaped) });
   await step("product-list", async () => {
     await page.goto(url);
     await expectVisible(product);
+    await expectImage(product);
   });
 
   await step("product-page", async () => {
     await product.click();
-    await expectVisible(page.getByRole("heading", { level: 1, name: "Sample T-Shirt" }));
+    await expectVisible(page.getByRole("heading", { level: 1, name: title }));
+    await expectImage(page.getByRole("article"));
   });
 
   await step("add-two-to-the-cart", async () => {
@@ -92,7 +110,7 @@ try {
 
   await step("cart", async () => {
     await page.getByRole("link", { name: "Cart (2)" }).click();
-    const line = page.getByRole("listitem", { name: "Sample T-Shirt" });
+    const line = page.getByRole("listitem", { name: title });
     await expectVisible(line);
     const quantity = (await line.getByTestId("quantity").textContent())?.trim();
     if (quantity !== "2") throw new Error(`the cart holds ${quantity}, not 2`);
@@ -121,7 +139,7 @@ try {
     await expectVisible(confirmation, 60_000);
     const shown = await confirmation.textContent();
     if (!shown?.includes(email)) throw new Error(`the confirmation does not name ${email}: ${shown}`);
-    const line = confirmation.getByRole("listitem", { name: "Sample T-Shirt" });
+    const line = confirmation.getByRole("listitem", { name: title });
     await expectVisible(line);
     if (!(await line.textContent())?.includes("× 2")) throw new Error("the order does not hold 2 of the product");
     await expectVisible(page.getByRole("link", { name: "Cart (0)" }));

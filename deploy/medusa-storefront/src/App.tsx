@@ -2,8 +2,10 @@ import { useEffect, useMemo, useState, type FormEvent, type ReactNode } from "re
 import {
   MANUAL_PAYMENT,
   describe,
+  goodsTotal,
   money,
   storeApi,
+  taxIncluded,
   type Address,
   type Cart,
   type Config,
@@ -342,7 +344,7 @@ function CartPage({ cart }: { cart: CartState }) {
           {error && <Problem>{error}</Problem>}
           <dl className="totals">
             <dt>Subtotal</dt>
-            <dd data-testid="subtotal">{money(c.item_subtotal, c.currency_code)}</dd>
+            <dd data-testid="subtotal">{money(goodsTotal(c), c.currency_code)}</dd>
           </dl>
           <p className="muted small">Shipping is chosen at checkout.</p>
           <p>
@@ -526,12 +528,19 @@ function Checkout(props: { api: StoreApi; region: Region; cart: CartState; onPla
         </fieldset>
         <dl className="totals" aria-label="Summary">
           <dt>Items</dt>
-          <dd>{money(cartNow.item_subtotal, cartNow.currency_code)}</dd>
+          <dd>{money(goodsTotal(cartNow), cartNow.currency_code)}</dd>
           <dt>Shipping</dt>
           <dd>{chosen ? money(shipping, cartNow.currency_code) : "—"}</dd>
+          {!taxIncluded(cartNow.items) && (
+            <>
+              <dt>Tax</dt>
+              <dd>{money(cartNow.item_tax_total, cartNow.currency_code)} and tax on shipping</dd>
+            </>
+          )}
           <dt>Total</dt>
-          <dd data-testid="total">{money(cartNow.item_subtotal + shipping, cartNow.currency_code)}</dd>
+          <dd data-testid="total">{money(cartNow.item_total + shipping, cartNow.currency_code)}</dd>
         </dl>
+        {taxIncluded(cartNow.items) && <p className="muted small">Prices include tax.</p>}
         {error && <Problem>{error}</Problem>}
         <button type="submit" disabled={busy !== null || options.loading}>
           {busy ?? "Place order"}
@@ -571,13 +580,13 @@ function OrderPage({ api, id, placed }: { api: StoreApi; id: string; placed: Ord
       </ul>
       <dl className="totals">
         <dt>Items</dt>
-        <dd>{money(order.item_subtotal, order.currency_code)}</dd>
+        <dd>{money(goodsTotal(order), order.currency_code)}</dd>
         <dt>Shipping</dt>
-        <dd>{money(order.shipping_total, order.currency_code)}</dd>
+        <dd>{money(taxIncluded(order.items) ? order.shipping_total : order.shipping_subtotal, order.currency_code)}</dd>
         {order.tax_total > 0 && (
           <>
-            <dt>Taxes</dt>
-            <dd>{money(order.tax_total, order.currency_code)}</dd>
+            <dt>{taxIncluded(order.items) ? "Included tax" : "Tax"}</dt>
+            <dd data-testid="order-tax">{money(order.tax_total, order.currency_code)}</dd>
           </>
         )}
         <dt>Total</dt>

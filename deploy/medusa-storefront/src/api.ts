@@ -61,6 +61,8 @@ export interface LineItem {
   thumbnail: string | null;
   quantity: number;
   unit_price: number;
+  /** Whether unit_price includes tax: the region's setting (prices include tax by default, as EU shops show them). */
+  is_tax_inclusive?: boolean;
   /** Present on orders; a cart's items carry only unit_price and quantity by default. */
   total?: number;
 }
@@ -86,8 +88,11 @@ export interface Cart {
   shipping_address: Partial<Address> | null;
   shipping_methods: { shipping_option_id: string }[] | null;
   payment_collection?: { id: string } | null;
-  // Medusa v2's cart "subtotal" includes shipping; item_subtotal is the goods alone.
+  // Medusa v2's cart "subtotal" includes shipping; item_subtotal is the goods alone, without tax, and item_total
+  // the goods with tax.
   item_subtotal: number;
+  item_total: number;
+  item_tax_total: number;
   shipping_total: number;
   tax_total: number;
   total: number;
@@ -106,9 +111,21 @@ export interface Order {
   currency_code: string;
   items: LineItem[];
   item_subtotal: number;
+  item_total: number;
+  shipping_subtotal: number;
   shipping_total: number;
   tax_total: number;
   total: number;
+}
+
+/** Whether the amounts are shown with tax included: the prices were entered so (every line says). */
+export function taxIncluded(items: LineItem[]): boolean {
+  return items.length > 0 && items.every((item) => item.is_tax_inclusive);
+}
+
+/** The goods' amount as the shopper reads the prices: with tax where the prices include it, else without. */
+export function goodsTotal(cart: { items: LineItem[]; item_subtotal: number; item_total: number }): number {
+  return taxIncluded(cart.items) ? cart.item_total : cart.item_subtotal;
 }
 
 /** The payment provider every seeded region has: no money moves online, the merchant collects it. */
