@@ -12,6 +12,8 @@
 //                         leave it unset there: the default "/" makes the dashboard call its own origin, which
 //                         lets one image serve every store at any host name
 //   COOKIE_SECURE         "auto" (default), "true" or "false"; see cookieOptions below
+//   MEDUSA_FILE_URL       the public address of the store's uploaded files, e.g. http://shop1.localhost/static
+//                         (required in production; see the file module below)
 //
 // This file reads nothing else (Medusa itself also reads NODE_ENV; its CLI loads a .env from the working
 // directory if one exists, and none is needed).
@@ -40,6 +42,25 @@ if (!redisUrl && workerMode !== "shared" && env.NODE_ENV === "production") {
 const cookieSecure = (env.COOKIE_SECURE || "auto").toLowerCase()
 if (!["auto", "true", "false"].includes(cookieSecure)) {
   throw new Error(`COOKIE_SECURE must be auto, true or false, not "${env.COOKIE_SECURE}"`)
+}
+
+// Uploaded files (product images, CSV imports and exports) go through Medusa's local file provider into
+// `static` under the working directory (.medusa/server), which is the one directory Medusa's server serves at
+// /static. In the image the application is read-only and belongs to root, so the store mounts its own volume
+// there (the PVC medusa-uploads, on the server and the worker): the files outlive pods, and the store's Ingress
+// routes /static to the server. The URLs Medusa stores for them are built on MEDUSA_FILE_URL, the store's own
+// address; Medusa's default, http://localhost:9000/static, reaches nothing outside the pod.
+const fileUrl = env.MEDUSA_FILE_URL || (env.NODE_ENV === "production" ? "" : "http://localhost:9000/static")
+if (!/^https?:\/\/[^/]+/.test(fileUrl)) {
+  throw new Error(
+    `MEDUSA_FILE_URL must be the absolute http(s) address files are served at (e.g. http://shop1.localhost/static), not "${fileUrl}"`
+  )
+}
+const fileModule = {
+  resolve: "@medusajs/medusa/file",
+  options: {
+    providers: [{ resolve: "@medusajs/medusa/file-local", id: "local", options: { backend_url: fileUrl } }],
+  },
 }
 
 // With REDIS_URL, every module that holds state across processes lives in Redis. Without it Medusa's in-memory
@@ -94,5 +115,5 @@ module.exports = defineConfig({
     path: "/app",
     backendUrl: env.MEDUSA_BACKEND_URL || "/",
   },
-  modules: redisModules,
+  modules: [fileModule, ...redisModules],
 })

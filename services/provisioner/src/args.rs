@@ -149,6 +149,10 @@ pub struct Args {
     #[arg(long, env = "REDIS_STORAGE", default_value = "1Gi")]
     pub redis_storage: String,
 
+    /// The volume of a Medusa store's uploaded files (product images, CSV imports and exports).
+    #[arg(long, env = "MEDUSA_UPLOADS_STORAGE", default_value = "1Gi")]
+    pub medusa_uploads_storage: String,
+
     /// The currency of the region a Medusa store sells in (ISO 4217).
     #[arg(long, env = "MEDUSA_CURRENCY", default_value = "eur")]
     pub medusa_currency: String,
@@ -161,6 +165,21 @@ pub struct Args {
         default_value = "de,fr,it,es,nl,be,at,dk,se"
     )]
     pub medusa_countries: Vec<String>,
+
+    /// The default tax rate of each of the region's countries, in percent (`country=rate`, comma-separated; every
+    /// country needs one, `0` leaves it untaxed). The defaults are the standard VAT rates of the default countries.
+    #[arg(
+        long,
+        env = "MEDUSA_TAX_RATES",
+        value_delimiter = ',',
+        default_value = "de=19,fr=20,it=22,es=21,nl=21,be=21,at=20,dk=25,se=25"
+    )]
+    pub medusa_tax_rates: Vec<String>,
+
+    /// Prices include tax (entered and shown with it, as EU shops must show consumers); false: tax is added at
+    /// checkout.
+    #[arg(long, env = "MEDUSA_PRICES_INCLUDE_TAX", default_value_t = true, action = clap::ArgAction::Set)]
+    pub medusa_prices_include_tax: bool,
 
     /// The most stores one tenant may have.
     #[arg(long, env = "MAX_STORES_PER_TENANT", default_value_t = 20)]
@@ -248,6 +267,38 @@ impl Args {
                 self.medusa_countries
             ));
         }
+        let mut tax_rates = BTreeMap::new();
+        for entry in self
+            .medusa_tax_rates
+            .iter()
+            .filter(|e| !e.trim().is_empty())
+        {
+            let parsed = entry.split_once('=').and_then(|(country, rate)| {
+                let (country, rate) = (country.trim().to_ascii_lowercase(), rate.trim());
+                let percent: f64 = rate.parse().ok()?;
+                let plain = rate.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+                (letters(&country, 2) && plain && (0.0..100.0).contains(&percent))
+                    .then(|| (country, rate.to_owned()))
+            });
+            let Some((country, rate)) = parsed else {
+                return Err(format!(
+                    "--medusa-tax-rates: {entry:?} is not country=percent, such as de=19"
+                ));
+            };
+            tax_rates.insert(country, rate);
+        }
+        let untaxed: Vec<&str> = countries
+            .iter()
+            .filter(|c| !tax_rates.contains_key(*c))
+            .map(String::as_str)
+            .collect();
+        if !untaxed.is_empty() {
+            return Err(format!(
+                "--medusa-tax-rates has no rate for {} (a country of --medusa-countries; give 0 for one that is not \
+                 taxed)",
+                untaxed.join(", ")
+            ));
+        }
         Ok(Medusa {
             image: self.medusa_image.clone(),
             storefront_image: self.medusa_storefront_image.clone(),
@@ -255,8 +306,11 @@ impl Args {
             redis_image: self.redis_image.clone(),
             postgres_storage: self.postgres_storage.clone(),
             redis_storage: self.redis_storage.clone(),
+            uploads_storage: self.medusa_uploads_storage.clone(),
             currency: self.medusa_currency.to_ascii_lowercase(),
             countries,
+            tax_rates,
+            prices_include_tax: self.medusa_prices_include_tax,
         })
     }
 
@@ -313,6 +367,33 @@ mod tests {
             "--caller-policy=/etc/store-platform/callers/callers.json",
         ];
         Args::parse_from(program.into_iter().chain(flags.iter().copied())).settings()
+    }
+
+    #[test]
+    fn every_country_of_the_region_needs_a_tax_rate() {
+        let medusa = parse(&[]).expect("settings").medusa;
+        assert_eq!(medusa.tax_rates["de"], "19");
+        assert!(medusa.prices_include_tax);
+        let error = parse(&["--medusa-countries=de,ch"]).expect_err("no rate for ch");
+        assert!(error.contains("no rate for ch"), "{error}");
+        for bad in ["de", "de=", "de=abc", "de=-1", "de=100", "de=1e1", "deu=19"] {
+            let error = parse(&[
+                "--medusa-countries=de",
+                &format!("--medusa-tax-rates={bad}"),
+            ])
+            .expect_err(bad);
+            assert!(error.contains("--medusa-tax-rates"), "{bad}: {error}");
+        }
+        let medusa = parse(&[
+            "--medusa-countries=US",
+            "--medusa-currency=usd",
+            "--medusa-tax-rates=us=0,ch=8.1",
+            "--medusa-prices-include-tax=false",
+        ])
+        .expect("settings")
+        .medusa;
+        assert_eq!(medusa.tax_rates_env(), "us=0");
+        assert!(!medusa.prices_include_tax);
     }
 
     #[test]

@@ -45,9 +45,15 @@ pub struct Medusa {
     pub redis_image: String,
     pub postgres_storage: String,
     pub redis_storage: String,
+    /// The volume of uploaded files: product images, CSV imports and exports.
+    pub uploads_storage: String,
     /// The region the seed creates: its currency (ISO 4217, lower case) and countries (ISO 3166-1 alpha-2).
     pub currency: String,
     pub countries: Vec<String>,
+    /// The default tax rate of each of the region's countries, in percent as written (`19`, `7.5`; `0`: untaxed).
+    pub tax_rates: BTreeMap<String, String>,
+    /// Prices are entered and shown with tax included (as EU shops must show them), or tax is added at checkout.
+    pub prices_include_tax: bool,
 }
 
 impl Medusa {
@@ -59,13 +65,45 @@ impl Medusa {
             redis_image: "redis:7.4-bookworm".to_owned(),
             postgres_storage: "2Gi".to_owned(),
             redis_storage: "1Gi".to_owned(),
+            uploads_storage: "1Gi".to_owned(),
             currency: "eur".to_owned(),
-            countries: ["de", "fr", "it", "es", "nl", "be", "at", "dk", "se"]
-                .map(str::to_owned)
-                .to_vec(),
+            countries: DEFAULT_TAX_RATES
+                .iter()
+                .map(|(country, _)| (*country).to_owned())
+                .collect(),
+            tax_rates: DEFAULT_TAX_RATES
+                .iter()
+                .map(|(country, rate)| ((*country).to_owned(), (*rate).to_owned()))
+                .collect(),
+            prices_include_tax: true,
         }
     }
+
+    /// The region's rates as the seed reads them: `de=19,fr=20` (STORE_TAX_RATES).
+    pub fn tax_rates_env(&self) -> String {
+        self.countries
+            .iter()
+            .map(|country| {
+                let rate = self.tax_rates.get(country).map_or("0", String::as_str);
+                format!("{country}={rate}")
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    }
 }
+
+/// The default region's countries and their standard VAT rates (percent), as in force in 2026.
+pub const DEFAULT_TAX_RATES: &[(&str, &str)] = &[
+    ("de", "19"),
+    ("fr", "20"),
+    ("it", "22"),
+    ("es", "21"),
+    ("nl", "21"),
+    ("be", "21"),
+    ("at", "20"),
+    ("dk", "25"),
+    ("se", "25"),
+];
 
 /// The platform's SMTP relay.
 #[derive(Clone, Debug, PartialEq, Eq)]

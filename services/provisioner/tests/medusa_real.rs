@@ -13,23 +13,33 @@
 //! A bootstrap that fails leaves Medusa's own error as the store's reason, and once the cause is fixed, the same
 //! Job resumes.
 //!
+//! Then the owner's next hour: in the admin API, the owner uploads a product image (into the store's uploads
+//! volume), creates a product with it as the dashboard's form does (no shipping profile, no stock location), finds
+//! it made sellable, enters its stock; a customer buys it and pays the region's tax; the owner exports the
+//! products to CSV (the worker writes the file, the server serves it).
+//!
 //! Then the storefront (deploy/medusa-storefront, built by scripts/storefront.sh) runs as its Deployment's pod
 //! does, with the key the provisioner read back, behind a stand-in for the store's Ingress (the provisioner's own
-//! routes, on one host): a shopper orders in Chromium, and the admin and the worker see that order too.
+//! routes, on one host): a shopper buys the owner's product in Chromium, seeing its image come from the store's
+//! own address, and the admin and the worker see that order too.
 //!
-//! What differs from the pods: the Services' names (`postgres`, `redis`) are loopback addresses here, each
-//! process listens on a port of its own (`PORT`), the key goes to a file instead of `/dev/termination-log`, the
-//! Ingress is a small proxy of this test's, and Debian's PostgreSQL 15 and Redis 7.0 stand in for the images' 17
-//! and 7.4. The backend runs on the images' Node.js (scripts/medusa.sh fetches it).
+//! The backend runs as its pods do (medusa_support): uid 1000, the application read-only and root's, at the
+//! image's path, the uploads volume mounted where the Deployments mount it. What differs from the pods: the
+//! Services' names (`postgres`, `redis`) are loopback addresses here, each process listens on a port of its own
+//! (`PORT`), the store's address has the stand-in Ingress's port, the key goes to a file instead of
+//! `/dev/termination-log`, the Ingress is a small proxy of this test's, and Debian's PostgreSQL 15 and Redis 7.0
+//! stand in for the images' 17 and 7.4. The backend runs on the images' Node.js (scripts/medusa.sh fetches it).
 
 use std::{
+    net::TcpListener,
+    path::Path,
     process::{Command, Stdio},
     time::Duration,
 };
 
 use serde_json::json;
 use store_platform_provisioner::{
-    medusa::{backend, parse_publishable_key, secret, storefront},
+    medusa::{backend, meta::UPLOADS_PATH, parse_publishable_key, secret, storefront},
     settings::Settings,
     shared::diagnose::last_words,
 };
@@ -103,9 +113,29 @@ fn a_medusa_store_bootstraps_once_and_takes_orders_over_http_and_in_its_storefro
         "a repeated bootstrap changed the store"
     );
 
+    // The store's address is the stand-in Ingress's, whose port is known before the backends start: the addresses
+    // of uploaded files are built on it.
+    let ingress_listener = TcpListener::bind("127.0.0.1:0").expect("bind the ingress");
+    let public = format!(
+        "http://{STORE}.localhost:{}",
+        ingress_listener.local_addr().expect("address").port()
+    );
+    let at_the_ingress = |mut pod: k8s_openapi::api::core::v1::Container| {
+        for var in pod.env.iter_mut().flatten() {
+            if var.name == "MEDUSA_FILE_URL" {
+                assert_eq!(
+                    var.value.as_deref(),
+                    Some(format!("{}{UPLOADS_PATH}", settings.origin(STORE)).as_str())
+                );
+                var.value = Some(format!("{public}{UPLOADS_PATH}"));
+            }
+        }
+        pod
+    };
+
     // The two Deployments' pods.
-    let server_pod = container_of(backend::server(STORE, &settings));
-    let worker_pod = container_of(backend::worker(STORE, &settings));
+    let server_pod = at_the_ingress(container_of(backend::server(STORE, &settings)));
+    let worker_pod = at_the_ingress(container_of(backend::worker(STORE, &settings)));
     let server = Backend::start(&app, &databases, &secret, &server_pod, "server");
     let worker = Backend::start(&app, &databases, &secret, &worker_pod, "worker");
     let ready = http("GET", &server.url("/store-platform/ready"), &[], None);
@@ -132,8 +162,17 @@ fn a_medusa_store_bootstraps_once_and_takes_orders_over_http_and_in_its_storefro
         "the worker serves no admin dashboard"
     );
 
-    // A customer, over the store API only.
-    let order_id = place_order(&server, &key, &settings, "ada@example.com");
+    // A customer, over the store API only; the region's tax is charged.
+    let order = order_of_via(
+        &[],
+        &server.url,
+        &key,
+        &settings,
+        "ada@example.com",
+        SAMPLE_PRODUCT,
+    );
+    assert_taxed(&order, &settings);
+    let order_id = order["id"].as_str().expect("an order id").to_owned();
 
     // The admin signs in with the Secret's login and finds the order.
     let email = &secret[secret::ADMIN_EMAIL];
@@ -184,6 +223,39 @@ fn a_medusa_store_bootstraps_once_and_takes_orders_over_http_and_in_its_storefro
     .ok("me");
     assert_eq!(me["user"]["email"], email.as_str());
 
+    // The owner's next hour: an image uploaded into the store's volume, a product made with it in the admin and
+    // sellable without anything the dashboard's form does not ask for, but its stock.
+    let image =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/medusa/product-image.png");
+    let owners = owner_adds_a_product_via(&[], &server.url, &token, &settings, &image);
+    assert!(
+        owners
+            .image_url
+            .starts_with(&format!("{public}{UPLOADS_PATH}/")),
+        "the image's address is not the store's own: {}",
+        owners.image_url
+    );
+    let name = owners.image_url.rsplit('/').next().expect("a file name");
+    assert_eq!(
+        std::fs::read(databases.uploads.join(name)).expect("the image in the uploads volume"),
+        std::fs::read(&image).expect("the image"),
+    );
+    let bought = order_of_via(
+        &[],
+        &server.url,
+        &key,
+        &settings,
+        "grace@example.com",
+        &owners.handle,
+    );
+    assert_taxed(&bought, &settings);
+    // The products as CSV: the worker writes the export into the volume, the server serves it.
+    let csv = export_products_via(&[], &server.url, &token);
+    assert!(
+        csv.contains(&owners.title) && csv.contains(&owners.id),
+        "{csv}"
+    );
+
     // The worker processes the order's event; the server does not.
     let line = format!("order placed: {order_id}");
     wait_for_log(
@@ -232,9 +304,12 @@ fn a_medusa_store_bootstraps_once_and_takes_orders_over_http_and_in_its_storefro
         200,
         "the probes' path"
     );
-    let host = format!(
-        "http://{STORE}.localhost:{}/",
-        ingress(server.port, storefront_port)
+    serve_ingress(ingress_listener, server.port, storefront_port);
+    let host = format!("{public}/");
+    // The image, at the store's own address, byte for byte.
+    assert_eq!(
+        bytes_via(&[], &owners.image_url, &[]),
+        std::fs::read(&image).expect("the image")
     );
     let shots = databases.dir.path().join("screenshots");
     let browser = run(
@@ -246,6 +321,8 @@ fn a_medusa_store_bootstraps_once_and_takes_orders_over_http_and_in_its_storefro
                 .env("PATH", path(&app))
                 .env("STOREFRONT_URL", &host)
                 .env("CUSTOMER_EMAIL", "erika@example.com")
+                .env("PRODUCT_TITLE", &owners.title)
+                .env("IMAGE_PREFIX", format!("{public}{UPLOADS_PATH}/"))
                 .env("SCREENSHOTS", &shots);
             command
         },

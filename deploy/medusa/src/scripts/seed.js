@@ -1,8 +1,9 @@
 // The store's starting data, run by `medusa exec ./src/scripts/seed.js` (from .medusa/server) after the
 // migrations, on every bootstrap (so on every upgrade too):
 //
-//   - a region (countries and currency from the environment) with the system payment provider and a tax region
-//     per country; the store's default currency set to the region's;
+//   - a region (countries and currency from the environment) with the system payment provider, prices that
+//     include tax or not (from the environment), and a tax region per country with its default rate; the store's
+//     default currency set to the region's;
 //   - a stock location linked to the manual fulfillment provider and the default sales channel, with a shipping
 //     fulfillment set, a service zone over the region's countries and a flat-rate shipping option;
 //   - a published sample product with one variant, priced in the region's currency, in the sales channel, with
@@ -18,6 +19,10 @@
 //
 //   STORE_COUNTRY          comma-separated ISO 3166-1 alpha-2 codes of the region's countries (default "us")
 //   STORE_CURRENCY         ISO 4217 code of the region's and the store's default currency (default "usd")
+//   STORE_TAX_RATES        the default tax rate of each country, in percent: "de=19,fr=20" (every country of
+//                          STORE_COUNTRY needs one; 0 means the country is not taxed)
+//   STORE_PRICES_INCLUDE_TAX  "true" (default): prices are entered and shown with tax included, as EU shops must
+//                          show them to consumers; "false": tax is added at checkout
 //   PUBLISHABLE_KEY_FILE   if set, the publishable key's token is also written there (the bootstrap Job uses
 //                          /dev/termination-log, so the provisioner can read it from the pod's status)
 //
@@ -34,6 +39,7 @@ const {
   createShippingOptionsWorkflow,
   createShippingProfilesWorkflow,
   createStockLocationsWorkflow,
+  createTaxRatesWorkflow,
   createTaxRegionsWorkflow,
   linkSalesChannelsToApiKeyWorkflow,
   linkSalesChannelsToStockLocationWorkflow,
@@ -54,6 +60,8 @@ const PRODUCT_SKU = "SAMPLE-TSHIRT-ONE"
 const FULFILLMENT_PROVIDER = "manual_manual"
 const PAYMENT_PROVIDER = "pp_system_default"
 const TAX_PROVIDER = "tp_system"
+// The rate each country's tax region charges by default (the rate itself comes from STORE_TAX_RATES).
+const TAX_RATE = { name: "Standard rate", code: "standard" }
 // Medusa v2 amounts are in the currency's main unit: 20 is 20.00.
 const PRODUCT_PRICE = 20
 const SHIPPING_PRICE = 5
@@ -70,7 +78,25 @@ function settings() {
     if (!/^[a-z]{2}$/.test(country)) throw new Error(`STORE_COUNTRY: "${country}" is not a two-letter country code`)
   }
   if (!/^[a-z]{3}$/.test(currency)) throw new Error(`STORE_CURRENCY: "${currency}" is not a three-letter currency code`)
-  return { countries, currency }
+  /** @type {Record<string, number>} */
+  const taxRates = {}
+  for (const entry of (process.env.STORE_TAX_RATES || "").split(",").filter((e) => e.trim())) {
+    const [country, rate] = entry.split("=").map((part) => part.trim().toLowerCase())
+    const percent = Number(rate)
+    if (!/^[a-z]{2}$/.test(country ?? "") || rate === undefined || rate === "" || !(percent >= 0 && percent < 100)) {
+      throw new Error(`STORE_TAX_RATES: "${entry}" is not country=percent, such as de=19`)
+    }
+    taxRates[country] = percent
+  }
+  const untaxed = countries.filter((country) => !(country in taxRates))
+  if (untaxed.length) {
+    throw new Error(`STORE_TAX_RATES has no rate for ${untaxed.join(", ")} (give 0 for a country that is not taxed)`)
+  }
+  const inclusive = (process.env.STORE_PRICES_INCLUDE_TAX || "true").toLowerCase()
+  if (!["true", "false"].includes(inclusive)) {
+    throw new Error(`STORE_PRICES_INCLUDE_TAX must be true or false, not "${process.env.STORE_PRICES_INCLUDE_TAX}"`)
+  }
+  return { countries, currency, taxRates, pricesIncludeTax: inclusive === "true" }
 }
 
 /**
@@ -85,11 +111,11 @@ function includesId(list, id) {
  * Creates whatever of the store's starting data is missing.
  *
  * @param {import("@medusajs/framework/types").MedusaContainer} container
- * @param {{ countries: string[], currency: string }} wanted
+ * @param {{ countries: string[], currency: string, taxRates: Record<string, number>, pricesIncludeTax: boolean }} wanted
  * @param {(what: string) => void} note
  * @param {import("@medusajs/framework/types").StoreDTO} store
  */
-async function seedStoreData(container, { countries, currency }, note, store) {
+async function seedStoreData(container, { countries, currency, taxRates, pricesIncludeTax }, note, store) {
   const link = container.resolve(ContainerRegistrationKeys.LINK)
   const query = container.resolve(ContainerRegistrationKeys.QUERY)
   const salesChannelModule = container.resolve(Modules.SALES_CHANNEL)
@@ -110,32 +136,62 @@ async function seedStoreData(container, { countries, currency }, note, store) {
     note(`created sales channel ${salesChannel.id}`)
   }
 
-  // Region with the system payment provider, and a tax region (system provider, no rate) per country.
+  // Region with the system payment provider, prices with or without tax, and a tax region per country (system
+  // provider) with the country's default rate.
   let [region] = await regionModule.listRegions({ name: REGION })
   if (!region) {
     const { result } = await createRegionsWorkflow(container).run({
       input: {
-        regions: [{ name: REGION, currency_code: currency, countries, payment_providers: [PAYMENT_PROVIDER] }],
+        regions: [
+          {
+            name: REGION,
+            currency_code: currency,
+            countries,
+            payment_providers: [PAYMENT_PROVIDER],
+            is_tax_inclusive: pricesIncludeTax,
+          },
+        ],
       },
     })
     region = result[0]
-    note(`created region ${region.id} (${currency}; ${countries.join(", ")})`)
+    note(`created region ${region.id} (${currency}; ${countries.join(", ")}; prices ${pricesIncludeTax ? "include" : "exclude"} tax)`)
   }
   const regionCountries = (
     (await regionModule.retrieveRegion(region.id, { relations: ["countries"] })).countries ?? []
   ).map((c) => c.iso_2)
   if (!regionCountries.length) throw new Error(`region ${region.id} has no country`)
-  const taxed = new Set(
-    (await taxModule.listTaxRegions({ country_code: regionCountries }, { select: ["country_code"] })).map(
-      (t) => t.country_code
-    )
-  )
+  // Country-wide tax regions only (a province's has a parent).
+  const taxRegions = (await taxModule.listTaxRegions({ country_code: regionCountries })).filter((t) => !t.parent_id)
+  const taxed = new Set(taxRegions.map((t) => t.country_code))
   const untaxed = regionCountries.filter((c) => !taxed.has(c))
   if (untaxed.length) {
     await createTaxRegionsWorkflow(container).run({
-      input: untaxed.map((country_code) => ({ country_code, provider_id: TAX_PROVIDER })),
+      input: untaxed.map((country_code) => ({
+        country_code,
+        provider_id: TAX_PROVIDER,
+        // A rate of 0 leaves the country untaxed: no rate at all, as Medusa's own "no tax" looks.
+        ...(taxRates[country_code] ? { default_tax_rate: { ...TAX_RATE, rate: taxRates[country_code] } } : {}),
+      })),
     })
-    note(`created tax regions ${untaxed.join(", ")}`)
+    note(`created tax regions ${untaxed.map((c) => `${c} ${taxRates[c] ?? 0}%`).join(", ")}`)
+  }
+  // Tax regions an interrupted run made before it could give them their rate.
+  const withRates = new Set(
+    (await taxModule.listTaxRates({ tax_region_id: taxRegions.map((t) => t.id) }))
+      .filter((rate) => rate.is_default)
+      .map((rate) => rate.tax_region_id)
+  )
+  const rateless = taxRegions.filter((t) => taxRates[t.country_code] && !withRates.has(t.id))
+  if (rateless.length) {
+    await createTaxRatesWorkflow(container).run({
+      input: rateless.map((t) => ({
+        ...TAX_RATE,
+        tax_region_id: t.id,
+        rate: taxRates[t.country_code],
+        is_default: true,
+      })),
+    })
+    note(`gave tax regions ${rateless.map((t) => t.country_code).join(", ")} their default rate`)
   }
 
   // Stock location, linked to the manual fulfillment provider and the sales channel.
@@ -277,16 +333,24 @@ async function seedStoreData(container, { countries, currency }, note, store) {
       },
     })
     note(`created inventory level ${inventoryItem.id} @ ${location.id}`)
+  } else if (!levels[0].stocked_quantity) {
+    // The level made empty by the hook that makes new products sellable (src/workflows/hooks), when an interrupted
+    // run had already set the store's default location.
+    await inventoryModule.updateInventoryLevels([
+      { inventory_item_id: inventoryItem.id, location_id: location.id, stocked_quantity: STOCK },
+    ])
+    note(`stocked inventory level ${inventoryItem.id} @ ${location.id}`)
   }
 
-  // Store settings: only the region's currency (as default; Medusa starts the store with EUR), and the
-  // defaults above where Medusa left none. Last, with the marker, so an interrupted run is completed next time.
-  const currencies = store.supported_currencies ?? []
+  // Store settings: only the region's currency (as default; Medusa starts the store with EUR), its prices with or
+  // without tax (Medusa keeps that as the currency's price preference, which the admin's price editor follows), and
+  // the defaults above where Medusa left none. Last, with the marker, so an interrupted run is completed next time.
   /** @type {Record<string, any>} */
-  const update = {}
-  const onlyRegionCurrency =
-    currencies.length === 1 && currencies[0].currency_code === region.currency_code && currencies[0].is_default
-  if (!onlyRegionCurrency) update.supported_currencies = [{ currency_code: region.currency_code, is_default: true }]
+  const update = {
+    supported_currencies: [
+      { currency_code: region.currency_code, is_default: true, is_tax_inclusive: pricesIncludeTax },
+    ],
+  }
   if (!store.default_sales_channel_id) update.default_sales_channel_id = salesChannel.id
   if (!store.default_region_id) update.default_region_id = region.id
   if (!store.default_location_id) update.default_location_id = location.id

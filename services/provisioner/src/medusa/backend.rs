@@ -1,34 +1,40 @@
 //! The Medusa backend: one image, two Deployments. The server answers HTTP (the store and admin APIs, the admin
-//! dashboard at `/app`); the worker processes events, scheduled jobs and workflows. A server without a worker never
-//! processes an event, so the store is ready only when both are. A Service in front of the server.
+//! dashboard at `/app`, the uploaded files at `/static`); the worker processes events, scheduled jobs and workflows.
+//! A server without a worker never processes an event, so the store is ready only when both are. A Service in
+//! front of the server. Both mount the store's uploads volume: the server writes and serves product images, the
+//! worker writes product exports and reads imports. It is ReadWriteOnce, so the worker runs on the server's node
+//! and both are replaced, not rolled (a new pod could wait forever for a volume its predecessor holds).
 
 use k8s_openapi::{
     api::{
-        apps::v1::{Deployment, DeploymentSpec},
+        apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy},
         core::v1::{
-            Container, ContainerPort, EnvVar, HTTPGetAction, PodSpec, PodTemplateSpec, Probe,
-            Service,
+            Container, ContainerPort, EnvVar, HTTPGetAction, PersistentVolumeClaim,
+            PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec, Probe, Service, Volume,
+            VolumeMount,
         },
     },
     apimachinery::pkg::{apis::meta::v1::ObjectMeta, util::intstr::IntOrString},
 };
 
 use super::{
-    meta::{ENTRYPOINT, NODE_UID, POSTGRES, REDIS, SERVER, WORKER},
+    meta::{
+        ENTRYPOINT, NODE_UID, POSTGRES, POSTGRES_PORT, REDIS, REDIS_PORT, SERVER,
+        SERVER_PORT as PORT, UPLOADS, UPLOADS_DIR, UPLOADS_PATH, WORKER,
+    },
     policy::{SERVER_SIZE, WORKER_SIZE},
-    postgres, redis,
     secret::{COOKIE_SECRET, DATABASE, DATABASE_USER, JWT_SECRET, POSTGRES_PASSWORD},
 };
 use crate::{
     settings::Settings,
     shared::{
-        meta::{container_security, env, labels, object_meta, pod_security, secret_env, selector},
-        workload::{exec_probe, service as workload_service},
+        meta::{
+            container_security, env, labels, object_meta, pod_security, secret_env, selector,
+            volume_claim_spec,
+        },
+        workload::{exec_probe, on_the_node_of, service as workload_service},
     },
 };
-
-/// Medusa's own port.
-pub const PORT: i32 = 9000;
 
 /// What every backend process (server, worker, bootstrap) reads: where its database and Redis are, the secrets it
 /// signs with, and the one origin its browsers come from (the admin dashboard calls its own origin, so one image
@@ -42,14 +48,16 @@ pub fn backend_env(id: &str, settings: &Settings) -> Vec<EnvVar> {
             "DATABASE_URL",
             format!(
                 "postgres://{DATABASE_USER}:$(POSTGRES_PASSWORD)@{POSTGRES}:{}/{DATABASE}",
-                postgres::PORT
+                POSTGRES_PORT
             ),
         ),
-        env("REDIS_URL", format!("redis://{REDIS}:{}", redis::PORT)),
+        env("REDIS_URL", format!("redis://{REDIS}:{}", REDIS_PORT)),
         secret_env("JWT_SECRET", JWT_SECRET),
         secret_env("COOKIE_SECRET", COOKIE_SECRET),
         env("STORE_CORS", origin.clone()),
         env("ADMIN_CORS", origin.clone()),
+        // Uploaded files' URLs are built on the store's own address (the Ingress routes /static to the server).
+        env("MEDUSA_FILE_URL", format!("{origin}{UPLOADS_PATH}")),
         env("AUTH_CORS", origin),
         // Plain http on `*.localhost`: a `secure` session cookie would never be set; behind TLS it must be.
         env("COOKIE_SECURE", (settings.scheme == "https").to_string()),
@@ -101,6 +109,11 @@ fn deployment(id: &str, app: &str, mode: &str, settings: &Settings) -> Deploymen
         liveness_probe: Some(probe("/health", 0, 20, 3)),
         resources: Some(size.requirements()),
         security_context: Some(container_security()),
+        volume_mounts: Some(vec![VolumeMount {
+            name: UPLOADS.to_owned(),
+            mount_path: UPLOADS_DIR.to_owned(),
+            ..VolumeMount::default()
+        }]),
         ..Container::default()
     };
     Deployment {
@@ -108,6 +121,10 @@ fn deployment(id: &str, app: &str, mode: &str, settings: &Settings) -> Deploymen
         spec: Some(DeploymentSpec {
             replicas: Some(1),
             selector: selector(app),
+            strategy: Some(DeploymentStrategy {
+                type_: Some("Recreate".to_owned()),
+                ..DeploymentStrategy::default()
+            }),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(labels(id, app)),
@@ -115,6 +132,15 @@ fn deployment(id: &str, app: &str, mode: &str, settings: &Settings) -> Deploymen
                 }),
                 spec: Some(PodSpec {
                     containers: vec![container],
+                    volumes: Some(vec![Volume {
+                        name: UPLOADS.to_owned(),
+                        persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                            claim_name: UPLOADS.to_owned(),
+                            ..PersistentVolumeClaimVolumeSource::default()
+                        }),
+                        ..Volume::default()
+                    }]),
+                    affinity: (mode == "worker").then(|| on_the_node_of(SERVER)),
                     security_context: Some(pod_security(NODE_UID)),
                     automount_service_account_token: Some(false),
                     enable_service_links: Some(false),
@@ -134,6 +160,18 @@ pub fn server(id: &str, settings: &Settings) -> Deployment {
 
 pub fn worker(id: &str, settings: &Settings) -> Deployment {
     deployment(id, WORKER, "worker", settings)
+}
+
+/// The store's uploaded files (product images, CSV imports and exports), on a volume of their own.
+pub fn uploads_claim(id: &str, settings: &Settings) -> PersistentVolumeClaim {
+    PersistentVolumeClaim {
+        metadata: object_meta(id, UPLOADS, SERVER),
+        spec: Some(volume_claim_spec(
+            &settings.medusa.uploads_storage,
+            settings.storage_class.clone(),
+        )),
+        ..PersistentVolumeClaim::default()
+    }
 }
 
 /// The server's Service: port 80 to Medusa's.

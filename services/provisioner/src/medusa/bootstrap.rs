@@ -30,6 +30,11 @@ pub fn job(id: &str, settings: &Settings) -> Job {
         // The seed's region (`deploy/medusa/src/scripts/seed.js`).
         env("STORE_CURRENCY", settings.medusa.currency.clone()),
         env("STORE_COUNTRY", settings.medusa.countries.join(",")),
+        env("STORE_TAX_RATES", settings.medusa.tax_rates_env()),
+        env(
+            "STORE_PRICES_INCLUDE_TAX",
+            settings.medusa.prices_include_tax.to_string(),
+        ),
         env("PUBLISHABLE_KEY_FILE", KEY_FILE),
     ]);
     let container = Container {

@@ -2,19 +2,20 @@
 
 use k8s_openapi::api::networking::v1::Ingress;
 
-use super::meta::{SERVER, STOREFRONT};
+use super::meta::{SERVER, STOREFRONT, UPLOADS_PATH};
 use crate::{
     settings::Settings,
     shared::ingress::{self, Route},
 };
 
-/// Path prefixes the backend answers: the store and admin APIs, sign-in, the admin dashboard, its health and
-/// our readiness route.
+/// Path prefixes the backend answers: the store and admin APIs, sign-in, the admin dashboard, the uploaded files,
+/// its health and our readiness route.
 pub const BACKEND_PREFIXES: &[&str] = &[
     "/store",
     "/admin",
     "/auth",
     "/app",
+    UPLOADS_PATH,
     "/health",
     "/store-platform",
 ];

@@ -137,6 +137,7 @@ impl Engine for Medusa {
                 }
             }
             "backend" => {
+                kube.apply(&backend::uploads_claim(id, settings)).await?;
                 kube.apply(&backend::service(id)).await?;
                 kube.apply(&backend::server(id, settings)).await?;
                 kube.apply(&backend::worker(id, settings)).await?;

@@ -15,10 +15,9 @@ use k8s_openapi::api::{
     },
 };
 
-use super::{
-    backend,
-    meta::{BOOTSTRAP, POSTGRES, REDIS, SERVER, STOREFRONT, WORKER},
-    postgres, redis, storefront,
+use super::meta::{
+    BOOTSTRAP, POSTGRES, POSTGRES_PORT, REDIS, REDIS_PORT, SERVER, SERVER_PORT, STOREFRONT,
+    STOREFRONT_PORT, WORKER,
 };
 use crate::{
     settings::Settings,
@@ -79,7 +78,7 @@ pub fn resource_quota(id: &str) -> ResourceQuota {
                 STOREFRONT_SIZE,
                 SERVER_SIZE,
             ],
-            volume_claims: 2,
+            volume_claims: 3,
             storage_gi: STORAGE_QUOTA_GI,
             services: 5,
         },
@@ -113,7 +112,7 @@ pub fn network_policies(id: &str, settings: &Settings) -> Vec<NetworkPolicy> {
             SERVER,
             NetworkPolicyIngressRule {
                 from: Some(vec![ingress_controller(settings)]),
-                ports: Some(vec![tcp(backend::PORT)]),
+                ports: Some(vec![tcp(SERVER_PORT)]),
             },
         ),
         ingress_only(
@@ -122,7 +121,7 @@ pub fn network_policies(id: &str, settings: &Settings) -> Vec<NetworkPolicy> {
             STOREFRONT,
             NetworkPolicyIngressRule {
                 from: Some(vec![ingress_controller(settings)]),
-                ports: Some(vec![tcp(storefront::PORT)]),
+                ports: Some(vec![tcp(STOREFRONT_PORT)]),
             },
         ),
         ingress_only(
@@ -131,7 +130,7 @@ pub fn network_policies(id: &str, settings: &Settings) -> Vec<NetworkPolicy> {
             POSTGRES,
             NetworkPolicyIngressRule {
                 from: Some(vec![pod_peer(pods_of(&backends))]),
-                ports: Some(vec![tcp(postgres::PORT)]),
+                ports: Some(vec![tcp(POSTGRES_PORT)]),
             },
         ),
         ingress_only(
@@ -140,7 +139,7 @@ pub fn network_policies(id: &str, settings: &Settings) -> Vec<NetworkPolicy> {
             REDIS,
             NetworkPolicyIngressRule {
                 from: Some(vec![pod_peer(pods_of(&backends))]),
-                ports: Some(vec![tcp(redis::PORT)]),
+                ports: Some(vec![tcp(REDIS_PORT)]),
             },
         ),
         policy(
@@ -152,11 +151,11 @@ pub fn network_policies(id: &str, settings: &Settings) -> Vec<NetworkPolicy> {
                 egress: Some(vec![
                     NetworkPolicyEgressRule {
                         to: Some(vec![pod_peer(selector(POSTGRES))]),
-                        ports: Some(vec![tcp(postgres::PORT)]),
+                        ports: Some(vec![tcp(POSTGRES_PORT)]),
                     },
                     NetworkPolicyEgressRule {
                         to: Some(vec![pod_peer(selector(REDIS))]),
-                        ports: Some(vec![tcp(redis::PORT)]),
+                        ports: Some(vec![tcp(REDIS_PORT)]),
                     },
                 ]),
                 ..NetworkPolicySpec::default()

@@ -7,7 +7,7 @@ use k8s_openapi::api::{
 };
 
 use super::{
-    meta::{DATABASE_UID, POSTGRES},
+    meta::{DATABASE_UID, POSTGRES, POSTGRES_PORT as PORT},
     policy::POSTGRES_SIZE,
     secret::{DATABASE, DATABASE_USER, POSTGRES_PASSWORD},
 };
@@ -19,7 +19,6 @@ use crate::{
     },
 };
 
-pub const PORT: i32 = 5432;
 /// The volume's root holds `lost+found` on many provisioners; initdb wants an empty directory.
 const DATA: &str = "/var/lib/postgresql/data";
 

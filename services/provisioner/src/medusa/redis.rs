@@ -7,7 +7,7 @@ use k8s_openapi::api::{
 };
 
 use super::{
-    meta::{DATABASE_UID, REDIS},
+    meta::{DATABASE_UID, REDIS, REDIS_PORT as PORT},
     policy::REDIS_SIZE,
 };
 use crate::{
@@ -18,7 +18,6 @@ use crate::{
     },
 };
 
-pub const PORT: i32 = 6379;
 const DATA: &str = "/data";
 
 pub fn service(id: &str) -> Service {

@@ -13,7 +13,7 @@ use k8s_openapi::{
 };
 
 use super::{
-    meta::{NODE_UID, STOREFRONT, STOREFRONT_CONFIG},
+    meta::{NODE_UID, STOREFRONT, STOREFRONT_CONFIG, STOREFRONT_PORT as PORT},
     policy::STOREFRONT_SIZE,
 };
 use crate::{
@@ -24,7 +24,6 @@ use crate::{
     },
 };
 
-pub const PORT: i32 = 8080;
 pub const KEY: &str = "publishable-key";
 
 /// The publishable key the bootstrap Job left, for the storefront.

@@ -232,6 +232,86 @@ fn the_bootstrap_job_never_runs_twice_at_once_and_reports_in_its_termination_mes
         value("STORE_COUNTRY").as_deref(),
         Some("de,fr,it,es,nl,be,at,dk,se")
     );
+    // Every country with its standard rate, prices with tax included, as the seed reads them.
+    assert_eq!(
+        value("STORE_TAX_RATES").as_deref(),
+        Some("de=19,fr=20,it=22,es=21,nl=21,be=21,at=20,dk=25,se=25")
+    );
+    assert_eq!(value("STORE_PRICES_INCLUDE_TAX").as_deref(), Some("true"));
+}
+
+#[test]
+fn uploaded_files_live_on_the_stores_volume_and_are_served_at_its_own_address() {
+    let settings = Settings::local();
+    let claim = backend::uploads_claim(ID, &settings);
+    assert_eq!(claim.metadata.name.as_deref(), Some(meta::UPLOADS));
+    let spec = claim.spec.expect("spec");
+    assert_eq!(
+        spec.resources.and_then(|r| r.requests).expect("requests")["storage"].0,
+        settings.medusa.uploads_storage
+    );
+    for deployment in [
+        backend::server(ID, &settings),
+        backend::worker(ID, &settings),
+    ] {
+        let name = deployment.metadata.name.clone().expect("name");
+        let spec = deployment.spec.expect("spec");
+        // A new pod could never mount the volume its predecessor holds on another node.
+        assert_eq!(
+            spec.strategy.and_then(|s| s.type_).as_deref(),
+            Some("Recreate"),
+            "{name}"
+        );
+        let pod = spec.template.spec.expect("pod");
+        let volume = pod
+            .volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name == meta::UPLOADS);
+        assert_eq!(
+            volume
+                .and_then(|v| v.persistent_volume_claim.as_ref())
+                .map(|c| c.claim_name.as_str()),
+            Some(meta::UPLOADS),
+            "{name}"
+        );
+        let container = &pod.containers[0];
+        let mount = container
+            .volume_mounts
+            .iter()
+            .flatten()
+            .find(|m| m.name == meta::UPLOADS)
+            .expect("the uploads mount");
+        assert_eq!(mount.mount_path, meta::UPLOADS_DIR, "{name}");
+        assert!(
+            meta::UPLOADS_DIR.starts_with(meta::APP_DIR),
+            "Medusa serves /static from its working directory"
+        );
+        assert_eq!(
+            env(container, "MEDUSA_FILE_URL").and_then(|e| e.value.clone()),
+            Some("http://shoes.localhost/static".to_owned()),
+            "{name}"
+        );
+        // The worker writes exports into the same ReadWriteOnce volume: on the server's node.
+        let affinity = pod
+            .affinity
+            .and_then(|a| a.pod_affinity)
+            .and_then(|a| a.required_during_scheduling_ignored_during_execution);
+        if name == meta::WORKER {
+            let terms = affinity.expect("the worker's affinity");
+            assert_eq!(terms[0].topology_key, "kubernetes.io/hostname");
+            assert_eq!(
+                terms[0]
+                    .label_selector
+                    .clone()
+                    .and_then(|s| s.match_labels)
+                    .expect("labels")[APP_LABEL],
+                meta::SERVER
+            );
+        } else {
+            assert!(affinity.is_none());
+        }
+    }
 }
 
 #[test]
@@ -257,6 +337,13 @@ fn the_quota_holds_every_pod_at_once_and_the_limit_range_admits_each() {
         })
         .sum();
     assert!(limits < mi(&quota["limits.memory"].0));
+    // PostgreSQL's, Redis's and the uploads' volumes, at their default sizes.
+    assert_eq!(quota["persistentvolumeclaims"].0, "3");
+    let medusa = Settings::local().medusa;
+    let gi = |q: &str| q.trim_end_matches("Gi").parse::<u64>().expect("Gi");
+    let volumes =
+        gi(&medusa.postgres_storage) + gi(&medusa.redis_storage) + gi(&medusa.uploads_storage);
+    assert!(volumes <= gi(&quota["requests.storage"].0), "{volumes}Gi");
     for (app, pod) in &pods {
         for container in &pod.containers {
             let limits = container
@@ -307,7 +394,10 @@ fn network_policies_let_through_exactly_the_store_flows() {
             .map(|port| port.port.clone())
             .collect();
         use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int;
-        assert_eq!(ports, [Some(Int(postgres::PORT)), Some(Int(redis::PORT))]);
+        assert_eq!(
+            ports,
+            [Some(Int(meta::POSTGRES_PORT)), Some(Int(meta::REDIS_PORT))]
+        );
     }
 }
 
@@ -329,7 +419,7 @@ fn the_host_sends_the_apis_and_admin_to_the_server_and_the_rest_to_the_storefron
             )
         })
         .collect();
-    for prefix in ["/store", "/admin", "/auth", "/app"] {
+    for prefix in ["/store", "/admin", "/auth", "/app", "/static"] {
         assert!(
             routes.contains(&(prefix.to_owned(), meta::SERVER.to_owned())),
             "{prefix}"
@@ -416,12 +506,12 @@ fn the_pods_agree_with_their_images() {
     assert_eq!(final_stage(dockerfile, "USER"), vec![user.clone()]);
     assert_eq!(
         final_stage(dockerfile, "EXPOSE"),
-        vec![backend::PORT.to_string()]
+        vec![meta::SERVER_PORT.to_string()]
     );
     let storefront = "deploy/docker/medusa-storefront/Dockerfile";
     assert_eq!(final_stage(storefront, "USER"), vec![user]);
     assert_eq!(
         final_stage(storefront, "EXPOSE"),
-        vec![storefront::PORT.to_string()]
+        vec![meta::STOREFRONT_PORT.to_string()]
     );
 }

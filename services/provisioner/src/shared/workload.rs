@@ -1,11 +1,12 @@
-//! Shapes of workload every engine uses: a one-replica StatefulSet with a data volume, a Service, an exec probe.
+//! Shapes of workload every engine uses: a one-replica StatefulSet with a data volume, a Service, an exec probe,
+//! the rule that puts a pod next to another's ReadWriteOnce volume.
 
 use k8s_openapi::{
     api::{
         apps::v1::{StatefulSet, StatefulSetSpec},
         core::v1::{
-            Container, ExecAction, PersistentVolumeClaim, PodSpec, PodTemplateSpec, Probe, Service,
-            ServicePort, ServiceSpec, VolumeMount,
+            Affinity, Container, ExecAction, PersistentVolumeClaim, PodAffinity, PodAffinityTerm,
+            PodSpec, PodTemplateSpec, Probe, Service, ServicePort, ServiceSpec, VolumeMount,
         },
     },
     apimachinery::pkg::{apis::meta::v1::ObjectMeta, util::intstr::IntOrString},
@@ -33,6 +34,22 @@ pub fn service(id: &str, app: &str, name: &str, port: i32, target: i32, headless
             ..ServiceSpec::default()
         }),
         ..Service::default()
+    }
+}
+
+/// Only on the node where component `app`'s pods run: a ReadWriteOnce volume they share is attached there, and a
+/// pod on any other node could never mount it.
+pub fn on_the_node_of(app: &str) -> Affinity {
+    Affinity {
+        pod_affinity: Some(PodAffinity {
+            required_during_scheduling_ignored_during_execution: Some(vec![PodAffinityTerm {
+                label_selector: Some(selector(app)),
+                topology_key: "kubernetes.io/hostname".to_owned(),
+                ..PodAffinityTerm::default()
+            }]),
+            ..PodAffinity::default()
+        }),
+        ..Affinity::default()
     }
 }
 

@@ -6,8 +6,7 @@
 use k8s_openapi::api::{
     batch::v1::{Job, JobSpec},
     core::v1::{
-        Affinity, ConfigMap, ConfigMapVolumeSource, Container, PodAffinity, PodAffinityTerm,
-        PodSpec, PodTemplateSpec, Volume, VolumeMount,
+        ConfigMap, ConfigMapVolumeSource, Container, PodSpec, PodTemplateSpec, Volume, VolumeMount,
     },
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -15,13 +14,13 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use super::{
     meta::{
         BOOTSTRAP, WORDPRESS, WWW_DATA, container_security, env, labels, object_meta, pod_security,
-        secret_env, selector,
+        secret_env,
     },
     policy::BOOTSTRAP_SIZE,
     secret::{WORDPRESS_ADMIN_PASSWORD, WORDPRESS_ADMIN_USER},
     wordpress::{config_extra, data_volume, database_env, mail_env},
 };
-use crate::settings::Settings;
+use crate::{settings::Settings, shared::workload::on_the_node_of};
 use store_platform_runtime::record::StoreSpec;
 
 pub const SCRIPT: &str = include_str!("../../scripts/woocommerce-bootstrap.sh");
@@ -33,21 +32,6 @@ pub fn script_config_map(id: &str) -> ConfigMap {
         metadata: object_meta(id, BOOTSTRAP, BOOTSTRAP),
         data: Some([(SCRIPT_KEY.to_owned(), SCRIPT.to_owned())].into()),
         ..ConfigMap::default()
-    }
-}
-
-/// Only on the node WordPress's pod runs on (the volume is attached there).
-fn with_wordpress() -> Affinity {
-    Affinity {
-        pod_affinity: Some(PodAffinity {
-            required_during_scheduling_ignored_during_execution: Some(vec![PodAffinityTerm {
-                label_selector: Some(selector(WORDPRESS)),
-                topology_key: "kubernetes.io/hostname".to_owned(),
-                ..PodAffinityTerm::default()
-            }]),
-            ..PodAffinity::default()
-        }),
-        ..Affinity::default()
     }
 }
 
@@ -81,7 +65,7 @@ pub fn job(id: &str, spec: &StoreSpec, settings: &Settings) -> Job {
                     ..ObjectMeta::default()
                 }),
                 spec: Some(PodSpec {
-                    affinity: Some(with_wordpress()),
+                    affinity: Some(on_the_node_of(WORDPRESS)),
                     restart_policy: Some("Never".to_owned()),
                     containers: vec![Container {
                         name: "bootstrap".to_owned(),

@@ -1,6 +1,10 @@
 //! The Medusa store of medusa_real.rs and of the `medusa` benchmark, run outside Kubernetes from the provisioner's
 //! own objects: Debian's PostgreSQL and Redis with the StatefulSets' contract, and the backend's and storefront's
 //! processes with their pods' environment and entrypoint arguments (see medusa_real.rs for what differs from pods).
+//!
+//! The backend runs as its pods run it: as the image's user (uid 1000), in a mount namespace of its own where the
+//! built application is read-only at the image's path (/opt/medusa, owned by root) with the image's Node.js, and
+//! the store's uploads volume, a directory of the test's, is mounted where the Deployments mount it.
 // Each user (the test, the benchmark) uses a part of this.
 #![allow(dead_code)]
 
@@ -8,7 +12,10 @@ use std::{
     collections::BTreeMap,
     io::{Read as _, Write as _},
     net::{TcpListener, TcpStream},
-    os::unix::{fs::chown, process::CommandExt as _},
+    os::unix::{
+        fs::{PermissionsExt as _, chown},
+        process::CommandExt as _,
+    },
     path::{Path, PathBuf},
     process::{Command, Output, Stdio},
     time::{Duration, Instant},
@@ -17,7 +24,11 @@ use std::{
 use k8s_openapi::api::core::v1::{Container, EnvVar, Secret};
 use serde_json::{Value, json};
 use store_platform_provisioner::{
-    medusa::{self, bootstrap, postgres, redis},
+    medusa::{
+        self, bootstrap,
+        meta::{APP_DIR, NODE_UID, UPLOADS_DIR},
+        postgres, redis,
+    },
     settings::Settings,
 };
 use store_platform_test_support::{
@@ -137,6 +148,8 @@ pub fn env_value<'a>(env: &'a [(String, String)], name: &str) -> &'a str {
 /// PostgreSQL and Redis of one store, on loopback.
 pub struct Databases {
     pub dir: tempfile::TempDir,
+    /// The store's uploads volume, owned by the pods' user as `fsGroup` makes it.
+    pub uploads: PathBuf,
     pub postgres: Daemon,
     pub redis: Option<Daemon>,
     pub postgres_port: u16,
@@ -155,6 +168,10 @@ impl Databases {
         require_programs(&[REDIS_SERVER, PSQL, CURL]);
         let dir = tempfile::tempdir().expect("a temporary directory");
         let (uid, gid) = postgres_user();
+        let uploads = dir.path().join("uploads");
+        std::fs::create_dir(&uploads).expect("the uploads volume");
+        let node = u32::try_from(NODE_UID).expect("a uid");
+        chown(&uploads, Some(node), Some(node)).expect("chown");
 
         let statefulset = postgres::stateful_set(STORE, settings);
         let spec = pod_spec(statefulset.spec.map(|s| s.template));
@@ -170,6 +187,9 @@ impl Databases {
             chown(path, Some(uid), Some(gid)).expect("chown");
         }
         chown(dir.path(), Some(uid), Some(gid)).expect("chown");
+        // The pods' user reaches its uploads, its termination log and PostgreSQL's socket through it.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
         let pwfile = dir.path().join("pwfile");
         std::fs::write(&pwfile, &password).expect("the password file");
         chown(&pwfile, Some(uid), Some(gid)).expect("chown");
@@ -243,6 +263,7 @@ impl Databases {
 
         let databases = Self {
             dir,
+            uploads,
             postgres,
             redis: Some(redis),
             postgres_port,
@@ -287,8 +308,16 @@ impl Databases {
 
     /// The pod's environment with the Services' names pointing at the loopback ports.
     pub fn localise(&self, env: Vec<(String, String)>) -> Vec<(String, String)> {
-        let postgres_host = format!("@{}:{}/", medusa::meta::POSTGRES, postgres::PORT);
-        let redis_host = format!("redis://{}:{}", medusa::meta::REDIS, redis::PORT);
+        let postgres_host = format!(
+            "@{}:{}/",
+            medusa::meta::POSTGRES,
+            medusa::meta::POSTGRES_PORT
+        );
+        let redis_host = format!(
+            "redis://{}:{}",
+            medusa::meta::REDIS,
+            medusa::meta::REDIS_PORT
+        );
         env.into_iter()
             .map(|(name, value)| {
                 let value = match name.as_str() {
@@ -320,21 +349,79 @@ pub fn path(app: &Path) -> String {
     )
 }
 
-/// The image's entrypoint with the one argument a pod gives it, and the pod's environment only.
-pub fn entrypoint(app: &Path, container: &Container, env: &[(String, String)]) -> Command {
+/// Where the image's Node.js is, in the pods' mount namespace (the image has it in /usr/local/bin).
+const POD_NODE_DIR: &str = "/opt/node";
+
+/// `argv` run as the backend's pods run: uid and gid 1000 with no other groups, the built application read-only at
+/// the image's path (root's files, as the image's `COPY` leaves them), the image's Node.js first on PATH, a home
+/// of its own, and the store's uploads volume mounted where the container mounts it (if it does). Only the pod's
+/// environment reaches it.
+pub fn as_the_pod(
+    app: &Path,
+    container: &Container,
+    uploads: &Path,
+    env: &[(String, String)],
+    argv: &[String],
+) -> Command {
+    let node = std::fs::canonicalize(app.join(".node/bin"))
+        .expect("the image's Node.js (scripts/medusa.sh links it)");
+    let mounts_uploads = container
+        .volume_mounts
+        .iter()
+        .flatten()
+        .any(|mount| mount.mount_path == UPLOADS_DIR);
+    // A tmpfs over /opt, in this namespace only, holds the image's paths.
+    let script = format!(
+        r#"set -e
+mount -t tmpfs -o mode=0755 pod-opt /opt
+mkdir -p {APP_DIR} {POD_NODE_DIR}/bin /opt/home
+mount --bind "$1" {APP_DIR}
+mount -o remount,bind,ro {APP_DIR}
+mount --bind "$2" {POD_NODE_DIR}/bin
+mount -o remount,bind,ro {POD_NODE_DIR}/bin
+if [ -n "$3" ]; then mount --bind "$3" {UPLOADS_DIR}; fi
+chown {NODE_UID}:{NODE_UID} /opt/home
+shift 3
+exec setpriv --reuid={NODE_UID} --regid={NODE_UID} --clear-groups -- "$@""#
+    );
+    let mut command = Command::new("unshare");
+    command
+        .args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+        .arg(script)
+        .arg("pod")
+        .arg(app)
+        .arg(node)
+        .arg(if mounts_uploads {
+            uploads.as_os_str()
+        } else {
+            "".as_ref()
+        })
+        .args(argv)
+        .env_clear()
+        .env(
+            "PATH",
+            format!("{POD_NODE_DIR}/bin:/usr/local/bin:/usr/bin:/bin"),
+        )
+        .env("HOME", "/opt/home")
+        .envs(env.iter().map(|(n, v)| (n, v)));
+    command
+}
+
+/// The image's entrypoint with the one argument a pod gives it, run as the pod runs it ([`as_the_pod`]).
+pub fn entrypoint(
+    app: &Path,
+    container: &Container,
+    uploads: &Path,
+    env: &[(String, String)],
+) -> Command {
     let args = container.args.clone().expect("the container's arguments");
     assert_eq!(
         container.command, None,
         "the pods rely on the image's entrypoint"
     );
-    let mut command = Command::new(app.join("bin/entrypoint.sh"));
-    command
-        .args(&args)
-        .env_clear()
-        .env("PATH", path(app))
-        .env("HOME", app)
-        .envs(env.iter().map(|(n, v)| (n, v)));
-    command
+    let mut argv = vec![medusa::meta::ENTRYPOINT.to_owned()];
+    argv.extend(args);
+    as_the_pod(app, container, uploads, env, &argv)
 }
 
 /// The bootstrap Job's container, its environment on loopback, and the file standing in for its termination log.
@@ -359,11 +446,16 @@ pub fn bootstrap_command(
             }
         })
         .collect::<Vec<_>>();
-    entrypoint(app, &container, &env)
+    // The container's own termination log is writable by it.
+    if !key_file.exists() {
+        std::fs::write(key_file, "").expect("the termination log");
+    }
+    let node = u32::try_from(NODE_UID).expect("a uid");
+    chown(key_file, Some(node), Some(node)).expect("chown");
+    entrypoint(app, &container, &databases.uploads, &env)
 }
 
-/// Runs a pod's exec readiness probe, its image's entrypoint found in the built application, in the pod's
-/// environment.
+/// Runs a pod's exec readiness probe, exactly as it is written, in the pod ([`as_the_pod`]).
 pub fn probe(
     app: &Path,
     databases: &Databases,
@@ -376,20 +468,11 @@ pub fn probe(
         .and_then(|p| p.exec)
         .and_then(|e| e.command)
         .expect("an exec readiness probe");
-    let script = command.last().expect("a script");
-    assert!(script.contains(medusa::meta::ENTRYPOINT), "{script}");
-    let script = script.replace(
-        medusa::meta::ENTRYPOINT,
-        &app.join("bin/entrypoint.sh").display().to_string(),
-    );
-    let mut probe = Command::new(&command[0]);
-    probe
-        .args(&command[1..command.len() - 1])
-        .arg(script)
-        .env_clear()
-        .env("PATH", path(app))
-        .envs(databases.localise(environment(pod, secret)));
-    run(probe, Duration::from_secs(30))
+    let env = databases.localise(environment(pod, secret));
+    run(
+        as_the_pod(app, pod, &databases.uploads, &env, &command),
+        Duration::from_secs(30),
+    )
 }
 
 pub fn run(mut command: Command, timeout: Duration) -> Output {
@@ -457,6 +540,18 @@ pub fn http(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&Val
 }
 
 /// The same, with curl run through `via` (e.g. `nsenter --net=… --` into a node's network namespace).
+/// curl, run through `via` if it is given.
+fn curl_via(via: &[&str]) -> Command {
+    match via.split_first() {
+        Some((program, args)) => {
+            let mut command = Command::new(program);
+            command.args(args).arg(CURL);
+            command
+        }
+        None => Command::new(CURL),
+    }
+}
+
 pub fn http_via(
     via: &[&str],
     method: &str,
@@ -464,14 +559,7 @@ pub fn http_via(
     headers: &[(&str, &str)],
     body: Option<&Value>,
 ) -> Reply {
-    let mut command = match via.split_first() {
-        Some((program, args)) => {
-            let mut command = Command::new(program);
-            command.args(args).arg(CURL);
-            command
-        }
-        None => Command::new(CURL),
-    };
+    let mut command = curl_via(via);
     command.args([
         "-sS",
         "--max-time",
@@ -581,7 +669,7 @@ impl Backend {
         let port = free_port();
         let mut env = databases.localise(environment(pod, secret));
         env.push(("PORT".to_owned(), port.to_string()));
-        let command = entrypoint(app, pod, &env);
+        let command = entrypoint(app, pod, &databases.uploads, &env);
         let daemon = Daemon::spawn(
             name,
             command,
@@ -621,6 +709,12 @@ impl Backend {
 pub fn ingress(server: u16, storefront: u16) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind the ingress");
     let port = listener.local_addr().expect("address").port();
+    serve_ingress(listener, server, storefront);
+    port
+}
+
+/// The same, on a listener bound before the backends started (their files' addresses name its port).
+pub fn serve_ingress(listener: TcpListener, server: u16, storefront: u16) {
     std::thread::spawn(move || {
         for client in listener.incoming().flatten() {
             std::thread::spawn(move || {
@@ -628,7 +722,6 @@ pub fn ingress(server: u16, storefront: u16) -> u16 {
             });
         }
     });
-    port
 }
 
 pub fn relay(mut client: TcpStream, server: u16, storefront: u16) -> std::io::Result<()> {
@@ -724,6 +817,9 @@ pub fn counts(databases: &Databases) -> String {
     databases.sql("medusa", &sql)
 }
 
+/// The seed's product.
+pub const SAMPLE_PRODUCT: &str = "sample-t-shirt";
+
 /// A customer's order over the store API only, as a storefront places it: the region, the product with its price
 /// and stock, a cart with two of it, e-mail and addresses, the shipping option, a payment collection with a
 /// session of the system provider, completion. Returns the order's id.
@@ -739,6 +835,20 @@ pub fn place_order_via(
     settings: &Settings,
     email: &str,
 ) -> String {
+    let order = order_of_via(via, base, key, settings, email, SAMPLE_PRODUCT);
+    order["id"].as_str().expect("an order id").to_owned()
+}
+
+/// The same order of two of the product with handle `handle`; returns the order as the completion answers it
+/// (its totals and tax among its fields).
+pub fn order_of_via(
+    via: &[&str],
+    base: &str,
+    key: &str,
+    settings: &Settings,
+    email: &str,
+    handle: &str,
+) -> Value {
     let url = |path: &str| format!("{base}{path}");
     let store = [("x-publishable-api-key", key)];
     let regions = http_via(via, "GET", &url("/store/regions"), &store, None).ok("regions");
@@ -749,14 +859,14 @@ pub fn place_order_via(
         via,
         "GET",
         &url(&format!(
-            "/store/products?region_id={region_id}&fields=*variants.calculated_price,%2Bvariants.inventory_quantity"
+            "/store/products?handle={handle}&region_id={region_id}&fields=*variants.calculated_price,%2Bvariants.inventory_quantity"
         )),
         &store,
         None,
     )
     .ok("products");
     let product = &products["products"][0];
-    assert_eq!(product["handle"], "sample-t-shirt", "{products}");
+    assert_eq!(product["handle"], handle, "{products}");
     let variant = &product["variants"][0];
     assert!(
         variant["inventory_quantity"].as_i64().expect("stock") > 0,
@@ -843,10 +953,213 @@ pub fn place_order_via(
     .ok("payment session");
     let completed = http_via(via, "POST", &cart_url("/complete"), &store, None).ok("complete");
     assert_eq!(completed["type"], "order", "{completed}");
-    completed["order"]["id"]
+    completed["order"].clone()
+}
+
+/// Checks that `order`, shipped to the region's first country, charged that country's tax as the settings say:
+/// included in the prices (the default) or added to them.
+pub fn assert_taxed(order: &Value, settings: &Settings) {
+    let country = &settings.medusa.countries[0];
+    let rate: f64 = settings.medusa.tax_rates[country].parse().expect("a rate");
+    let amount = |field: &str| {
+        order[field]
+            .as_f64()
+            .unwrap_or_else(|| panic!("no {field} in {order}"))
+    };
+    let (total, tax) = (amount("total"), amount("tax_total"));
+    let expected = if settings.medusa.prices_include_tax {
+        total * rate / (100.0 + rate)
+    } else {
+        (total - tax) * rate / 100.0
+    };
+    assert!(
+        rate > 0.0 && (tax - expected).abs() < 0.01,
+        "{country} charges {rate} %: tax {tax} on a total of {total}, not {expected}: {order}"
+    );
+}
+
+/// What the owner made in the admin: a product with an image they uploaded.
+pub struct OwnersProduct {
+    pub id: String,
+    pub handle: String,
+    pub title: String,
+    /// The image's address, as Medusa stored it.
+    pub image_url: String,
+}
+
+/// The shop owner's next hour, over the admin API as the dashboard calls it, with the admin's bearer `token`:
+/// uploads `image`, creates a published product showing it (one variant with a price in the region's currency,
+/// its inventory managed by Medusa, in the default sales channel; and, as the dashboard's form allows, no shipping
+/// profile and no stock anywhere), checks that the store made it sellable (the default shipping profile, a stock
+/// level at the store's default location, with nothing in stock yet), then enters 25 in stock, as the docs say.
+pub fn owner_adds_a_product_via(
+    via: &[&str],
+    base: &str,
+    token: &str,
+    settings: &Settings,
+    image: &Path,
+) -> OwnersProduct {
+    let bearer = format!("Bearer {token}");
+    let admin = [("authorization", bearer.as_str())];
+    let url = |path: &str| format!("{base}{path}");
+
+    // The upload, as the dashboard's media field sends it: multipart, field "files".
+    let mut command = curl_via(via);
+    command
+        .args(["-sS", "--fail-with-body", "--max-time", "60", "-H"])
+        .arg(format!("authorization: {bearer}"))
+        .arg("-F")
+        .arg(format!("files=@{};type=image/png", image.display()))
+        .arg(url("/admin/uploads"));
+    let output = command.output().expect("curl");
+    assert!(
+        output.status.success(),
+        "the upload failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let uploaded: Value = serde_json::from_slice(&output.stdout).expect("the upload's answer");
+    let image_url = uploaded["files"][0]["url"]
         .as_str()
-        .expect("an order id")
-        .to_owned()
+        .unwrap_or_else(|| panic!("no file in {uploaded}"))
+        .to_owned();
+
+    let channels =
+        http_via(via, "GET", &url("/admin/sales-channels"), &admin, None).ok("sales channels");
+    let channel = channels["sales_channels"][0]["id"].clone();
+    let title = "Owner's Enamel Mug";
+    let handle = "owners-enamel-mug";
+    let created = http_via(
+        via,
+        "POST",
+        &url("/admin/products"),
+        &admin,
+        Some(&json!({
+            "title": title,
+            "handle": handle,
+            "status": "published",
+            "description": "Made by the owner, in the admin.",
+            "thumbnail": image_url,
+            "images": [{"url": image_url}],
+            "options": [{"title": "Default option", "values": ["Default option value"]}],
+            "variants": [{
+                "title": "Default variant",
+                "sku": "OWNER-MUG",
+                "manage_inventory": true,
+                "options": {"Default option": "Default option value"},
+                "prices": [{"currency_code": settings.medusa.currency, "amount": 12}],
+            }],
+            "sales_channels": [{"id": channel}],
+        })),
+    )
+    .ok("the owner's product");
+    let id = created["product"]["id"]
+        .as_str()
+        .expect("a product id")
+        .to_owned();
+
+    // Sellable: the default shipping profile, and a stock level at the store's default location.
+    let product = http_via(
+        via,
+        "GET",
+        &url(&format!(
+            "/admin/products/{id}?fields=shipping_profile.type,variants.inventory_items.inventory.id,variants.inventory_items.inventory.location_levels.*"
+        )),
+        &admin,
+        None,
+    )
+    .ok("the product");
+    assert_eq!(
+        product["product"]["shipping_profile"]["type"], "default",
+        "the new product has no shipping profile: {product}"
+    );
+    let store = http_via(via, "GET", &url("/admin/stores"), &admin, None).ok("the store");
+    let location = store["stores"][0]["default_location_id"].clone();
+    let item = &product["product"]["variants"][0]["inventory_items"][0]["inventory"];
+    let levels = item["location_levels"].as_array().expect("levels");
+    assert!(
+        levels
+            .iter()
+            .any(|l| l["location_id"] == location && l["stocked_quantity"] == 0),
+        "the new product's inventory is not at the default location {location}: {product}"
+    );
+    // The owner enters what is in stock: the variant's inventory, at that location.
+    http_via(
+        via,
+        "POST",
+        &url(&format!(
+            "/admin/inventory-items/{}/location-levels/{}",
+            item["id"].as_str().expect("an inventory item"),
+            location.as_str().expect("a location")
+        )),
+        &admin,
+        Some(&json!({"stocked_quantity": 25})),
+    )
+    .ok("the stock");
+    OwnersProduct {
+        id,
+        handle: handle.to_owned(),
+        title: title.to_owned(),
+        image_url,
+    }
+}
+
+/// The bytes at `url`, from `via` (curl's exit status must say HTTP 2xx).
+pub fn bytes_via(via: &[&str], url: &str, headers: &[(&str, &str)]) -> Vec<u8> {
+    let mut command = curl_via(via);
+    command.args(["-sS", "--fail", "--max-time", "60", "-o", "-"]);
+    for (name, value) in headers {
+        command.arg("-H").arg(format!("{name}: {value}"));
+    }
+    let output = command.arg(url).output().expect("curl");
+    assert!(
+        output.status.success(),
+        "GET {url}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output.stdout
+}
+
+/// The owner exports the products to CSV (the worker writes the file into the uploads volume, and the admin's
+/// notification links to it); returns the CSV as the link serves it, fetched from `via` at `base`'s host.
+pub fn export_products_via(via: &[&str], base: &str, token: &str) -> String {
+    let bearer = format!("Bearer {token}");
+    let admin = [("authorization", bearer.as_str())];
+    http_via(
+        via,
+        "POST",
+        &format!("{base}/admin/products/export"),
+        &admin,
+        Some(&json!({})),
+    )
+    .ok("the export");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let link = loop {
+        let notes = http_via(
+            via,
+            "GET",
+            &format!("{base}/admin/notifications?limit=20"),
+            &admin,
+            None,
+        )
+        .ok("notifications");
+        let file = notes["notifications"]
+            .as_array()
+            .expect("notifications")
+            .iter()
+            .find_map(|n| n["data"]["file"]["url"].as_str().map(str::to_owned));
+        if let Some(url) = file {
+            break url;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no export reached the admin: {notes}"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    };
+    // The link names the store's address; the file is fetched from the same server.
+    let path = &link[link.find("/static/").expect("a /static link")..];
+    String::from_utf8(bytes_via(via, &format!("{base}{path}"), &[])).expect("a CSV")
 }
 
 /// The admin's bearer token from the store's sign-in (`POST /auth/user/emailpass`), from `via` to `base`.
