@@ -31,7 +31,6 @@
 //! stand in for the images' 17 and 7.4. The backend runs on the images' Node.js (scripts/medusa.sh fetches it).
 
 use std::{
-    net::TcpListener,
     path::Path,
     process::{Command, Stdio},
     time::Duration,
@@ -39,7 +38,9 @@ use std::{
 
 use serde_json::json;
 use store_platform_provisioner::{
-    medusa::{backend, meta::UPLOADS_PATH, parse_publishable_key, secret, storefront},
+    medusa::{
+        self, backend, ingress, meta::UPLOADS_PATH, parse_publishable_key, secret, storefront,
+    },
     settings::Settings,
     shared::diagnose::last_words,
 };
@@ -113,13 +114,10 @@ fn a_medusa_store_bootstraps_once_and_takes_orders_over_http_and_in_its_storefro
         "a repeated bootstrap changed the store"
     );
 
-    // The store's address is the stand-in Ingress's, whose port is known before the backends start: the addresses
-    // of uploaded files are built on it.
-    let ingress_listener = TcpListener::bind("127.0.0.1:0").expect("bind the ingress");
-    let public = format!(
-        "http://{STORE}.localhost:{}",
-        ingress_listener.local_addr().expect("address").port()
-    );
+    // The store's address is the stand-in Ingress's, whose port is chosen before the backends start: the
+    // addresses of uploaded files are built on it.
+    let ingress_port = free_port();
+    let public = format!("http://{STORE}.localhost:{ingress_port}");
     let at_the_ingress = |mut pod: k8s_openapi::api::core::v1::Container| {
         for var in pod.env.iter_mut().flatten() {
             if var.name == "MEDUSA_FILE_URL" {
@@ -304,7 +302,21 @@ fn a_medusa_store_bootstraps_once_and_takes_orders_over_http_and_in_its_storefro
         200,
         "the probes' path"
     );
-    serve_ingress(ingress_listener, server.port, storefront_port);
+    // The store's Ingress, as the provisioner makes it, in front of the server and the storefront.
+    let routes = ingress_routes(&ingress::ingress(STORE, &settings), |service, port| {
+        assert_eq!(port, 80, "the Services' port");
+        match service {
+            medusa::meta::SERVER => format!("127.0.0.1:{}", server.port),
+            medusa::meta::STOREFRONT => format!("127.0.0.1:{storefront_port}"),
+            other => panic!("the Ingress routes to {other}"),
+        }
+    });
+    let _ingress = start_ingress(
+        &[],
+        ([127, 0, 0, 1], ingress_port).into(),
+        &routes,
+        databases.dir.path(),
+    );
     let host = format!("{public}/");
     // The image, at the store's own address, byte for byte.
     assert_eq!(

@@ -9,13 +9,24 @@
 //! Medusa, whole: PostgreSQL and Redis images with the official images' contract, and the Medusa backend and
 //! storefront images laid out as their Dockerfiles lay them out, with the application `make test` built
 //! (scripts/node-images.sh). Every probe passes for real, the store is READY, a customer's order goes through the
-//! server's Service, the admin lists it and the worker pod processes its event.
+//! server's Service, the admin lists it and the worker pod processes its event. Then the owner's next hour, as uid
+//! 1000 on the image's root-owned application: an image uploaded into the store's volume, a product made with it in
+//! the admin and stocked; the server pod is replaced and the image is still served; a customer buys the product in
+//! Chromium at the store's own address (`http://<store>.localhost/`, the store's Ingress applied by the tests'
+//! stand-in for the ingress controller in the node's network namespace), seeing its image, and pays the region's
+//! tax.
 
 use std::{net::SocketAddr, process::Command, sync::OnceLock, time::Duration};
 
 use clap::Parser as _;
-use k8s_openapi::api::core::v1::{Pod, Service};
-use kube::{Api, api::DeleteParams};
+use k8s_openapi::api::{
+    core::v1::{Pod, Service},
+    networking::v1::Ingress,
+};
+use kube::{
+    Api,
+    api::{DeleteParams, ListParams},
+};
 use store_platform_proto::v1::{
     CreateStoreRequest, Engine, GetStoreRequest, Phase, StepState, Store,
     provisioner_service_client::ProvisionerServiceClient,
@@ -791,6 +802,122 @@ async fn a_medusa_store_runs_as_real_pods_and_takes_an_order() {
     )
     .ok("the storefront's configuration");
     assert_eq!(config["publishableKey"], key.as_str());
+    // The owner's next hour: an image uploaded into the store's volume by the server pod (uid 1000 on the image's
+    // root-owned application), a product made with it and stocked.
+    let image = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/medusa/product-image.png");
+    let image_bytes = std::fs::read(&image).expect("the image");
+    let owners = medusa_support::owner_adds_a_product_via(&via, &base, &token, &settings, &image);
+    let public = settings.origin(&id);
+    let static_path = owners
+        .image_url
+        .strip_prefix(&public)
+        .filter(|path| path.starts_with("/static/"))
+        .unwrap_or_else(|| panic!("{} is not at {public}/static/", owners.image_url))
+        .to_owned();
+    assert_eq!(
+        medusa_support::bytes_via(&via, &format!("{base}{static_path}"), &[]),
+        image_bytes
+    );
+
+    // The server pod is replaced: the image outlives it, on the store's volume.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+    let server_pods = ListParams::default().labels("app.kubernetes.io/name=medusa-server");
+    let before: Vec<String> = pods
+        .list(&server_pods)
+        .await
+        .expect("the server's pods")
+        .items
+        .iter()
+        .filter_map(|p| p.metadata.uid.clone())
+        .collect();
+    pods.delete_collection(&DeleteParams::default(), &server_pods)
+        .await
+        .expect("delete the server's pod");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
+    loop {
+        let ready = pods
+            .list(&server_pods)
+            .await
+            .expect("the server's pods")
+            .items
+            .iter()
+            .any(|p| {
+                !before.contains(p.metadata.uid.as_ref().expect("uid"))
+                    && p.status
+                        .as_ref()
+                        .and_then(|s| s.conditions.as_ref())
+                        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+            });
+        if ready {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no new server pod became ready"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert_eq!(
+        medusa_support::bytes_via(&via, &format!("{base}{static_path}"), &[]),
+        image_bytes,
+        "the image did not survive the server pod"
+    );
+
+    // A customer at the store's own address, in Chromium: the store's Ingress, applied by the tests' stand-in for
+    // the ingress controller on port 80 in the node's network namespace, in front of the Services.
+    let ingress: Ingress = Api::namespaced(client.clone(), &namespace)
+        .get("storefront")
+        .await
+        .expect("the store's Ingress");
+    let routes = medusa_support::ingress_routes(&ingress, |service, port| match service {
+        "medusa-server" => format!("{server_ip}:{port}"),
+        "storefront" => format!("{storefront_ip}:{port}"),
+        other => panic!("the Ingress routes to {other}"),
+    });
+    let scratch = tempfile::tempdir().expect("a directory");
+    let ingress_daemon =
+        medusa_support::start_ingress(&via, ([127, 0, 0, 1], 80).into(), &routes, scratch.path());
+    let app = medusa_support::medusa_app();
+    let shop_dir = medusa_support::storefront_dir();
+    let shots = scratch.path().join("screenshots");
+    let mut browser = Command::new("nsenter");
+    browser
+        .arg(netns.as_str())
+        .arg("--")
+        .arg("node")
+        .arg(shop_dir.join("e2e/order.mjs"))
+        .current_dir(&shop_dir)
+        .env("PATH", medusa_support::path(&app))
+        .env("STOREFRONT_URL", format!("{public}/"))
+        .env("CUSTOMER_EMAIL", "shopper@example.com")
+        .env("PRODUCT_TITLE", &owners.title)
+        .env("IMAGE_PREFIX", format!("{public}/static/"))
+        .env("SCREENSHOTS", &shots);
+    let browsed = medusa_support::run(browser, Duration::from_secs(300));
+    let browsed_text = medusa_support::text(&browsed);
+    assert!(
+        browsed.status.success(),
+        "the order in Chromium failed (screenshots in {}):\n{browsed_text}\ningress:\n{}",
+        shots.display(),
+        ingress_daemon.log()
+    );
+    let shop_order = browsed_text
+        .lines()
+        .find_map(|line| line.strip_prefix("order: "))
+        .expect("the browser test names the order")
+        .trim()
+        .to_owned();
+    let placed = medusa_support::http_via(
+        &via,
+        "GET",
+        &format!("{base}/admin/orders/{shop_order}?fields=id,total,tax_total,shipping_address.country_code"),
+        &[("authorization", &format!("Bearer {token}"))],
+        None,
+    )
+    .ok("the storefront's order");
+    medusa_support::assert_taxed(&placed["order"], &settings);
+
     // The worker pod processed the order's event.
     let worker = container_named(&namespace, "medusa-worker");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
