@@ -24,6 +24,9 @@ FILES_WAIT_SECONDS=${FILES_WAIT_SECONDS:-120}
 # The storefront check: each request may take this long, and transient failures are retried this often.
 HTTP_TIMEOUT_SECONDS=${HTTP_TIMEOUT_SECONDS:-30}
 HTTP_RETRIES=${HTTP_RETRIES:-5}
+# WooCommerce's install lock older than this is taken to be left by an install that was killed (a whole install
+# takes seconds); a younger one is waited for.
+WC_INSTALL_LOCK_STALE_SECONDS=${WC_INSTALL_LOCK_STALE_SECONDS:-120}
 
 log() { printf 'bootstrap: %s\n' "$*"; }
 fail() { printf 'bootstrap: FAILED: %s\n' "$*" >&2; exit 1; }
@@ -82,6 +85,48 @@ activate_woocommerce() {
   fi
 }
 
+# WooCommerce installs itself (tables, options, roles, the store's id) when it is activated, and again whenever
+# WordPress loads with an older woocommerce_version than the code's, under a lock: the transient wc_installing, for
+# ten minutes. An install that was killed half-way (an OOM kill of the first bootstrap, say) leaves the lock, and
+# every install until it expires returns at once, the retried activation's included: WooCommerce is then active
+# but not installed. Any WP-CLI call runs that version check as WordPress loads, so reading the version installs
+# WooCommerce when no lock is held; a lock that has outlived any real install is removed, and the next read
+# installs.
+finish_woocommerce_install() {
+  local want version expires age started
+  want=$(wpcli plugin get woocommerce --field=version)
+  started=$(date +%s)
+  while :; do
+    version=$(wpcli option get woocommerce_version 2>/dev/null || true)
+    [[ $version == "$want" ]] && break
+    expires=$(wpcli option get _transient_timeout_wc_installing 2>/dev/null || true)
+    [[ $expires =~ ^[0-9]+$ ]] ||
+      fail "WooCommerce $want did not install (woocommerce_version is ${version:-missing}, and no install is running)"
+    # The lock was taken ten minutes before it expires.
+    age=$(($(date +%s) - (expires - 600)))
+    if ((age >= WC_INSTALL_LOCK_STALE_SECONDS)); then
+      (($(date +%s) - started < 2 * WC_INSTALL_LOCK_STALE_SECONDS)) ||
+        fail "WooCommerce $want did not install: its install lock came back after it was removed"
+      log "WooCommerce's install lock is ${age}s old and its install never finished (it was killed): installing again"
+      wpcli transient delete wc_installing >/dev/null
+    else
+      log "WooCommerce is being installed (its lock is ${age}s old); waiting"
+      sleep 5
+    fi
+  done
+  log "WooCommerce $want installed"
+}
+
+# WooCommerce runs its routine for new shops on the first visit to wp-admin: it turns the new order tables (HPOS) on
+# only if no order exists yet, and switches on the new e-mail designs. A store whose first customer came before its
+# owner would keep the old order storage for good; running the routine here makes every store the same.
+settle_new_shop() {
+  if [[ $(wpcli option get woocommerce_newly_installed 2>/dev/null || true) == yes ]]; then
+    wpcli eval 'WC_Install::newly_installed();'
+    log "WooCommerce's new-shop routine done"
+  fi
+}
+
 # Sets a plain option unless it already holds that value (an option that does not exist yet reads as empty).
 set_option() {
   local name=$1 value=$2
@@ -133,8 +178,19 @@ create_sample_product() {
   log "sample product created"
 }
 
+# The value of option $1, or nothing if it does not exist.
+option_value() { wpcli option get "$1" 2>/dev/null || true; }
+
 verify() {
   wpcli plugin is-active woocommerce || fail "WooCommerce is not active"
+  local want
+  want=$(wpcli plugin get woocommerce --field=version)
+  [[ $(option_value woocommerce_version) == "$want" ]] || fail "WooCommerce $want is not installed"
+  [[ -n $(option_value woocommerce_db_version) && -n $(option_value woocommerce_store_id) ]] ||
+    fail "WooCommerce's installation did not complete (no database version or store id)"
+  [[ $(option_value woocommerce_newly_installed) == no ]] || fail "WooCommerce's new-shop routine has not run"
+  [[ $(option_value woocommerce_custom_orders_table_enabled) == yes ]] ||
+    fail "orders are not kept in WooCommerce's order tables (HPOS)"
   local id
   id=$(sample_product_id)
   [[ -n $id ]] || fail "the sample product does not exist"
@@ -159,13 +215,15 @@ verify() {
     fail "the storefront does not list the sample product"
   fi
   rm -f "$page"
-  log "verified: WooCommerce active, sample product $id purchasable, cash on delivery on, storefront lists it"
+  log "verified: WooCommerce $want installed and active, orders in its order tables, sample product $id purchasable, cash on delivery on, storefront lists it"
 }
 
 wait_for_database
 wait_for_wordpress_files
 install_wordpress
 activate_woocommerce
+finish_woocommerce_install
+settle_new_shop
 configure_shop
 enable_gateway cod
 enable_gateway cheque

@@ -127,6 +127,13 @@ async fn cron_runs_are_admitted(client: &kube::Client, namespace: &str) {
         .expect("the wp-cron CronJob");
     assert_eq!(cron_job.data["spec"]["schedule"], "*/5 * * * *");
     assert_eq!(cron_job.data["spec"]["concurrencyPolicy"], "Forbid");
+    // Its script, beside it.
+    let script =
+        Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(client.clone(), namespace)
+            .get("wp-cron")
+            .await
+            .expect("the cron script's ConfigMap");
+    assert!(script.data.expect("data")["cron.sh"].contains("wp action-scheduler run"));
     let template: JobTemplateSpec =
         serde_json::from_value(cron_job.data["spec"]["jobTemplate"].clone()).expect("template");
     let run = Job {
@@ -232,7 +239,7 @@ async fn a_store_goes_from_create_to_ready_and_is_deleted_cleanly() {
         .list(&ListParams::default())
         .await
         .expect("policies");
-    assert_eq!(policies.items.len(), 7, "five, cron's and mail's");
+    assert_eq!(policies.items.len(), 6, "five and mail's");
     assert!(
         Api::<Secret>::namespaced(client.clone(), &namespace)
             .get("store-credentials")

@@ -1,8 +1,14 @@
-//! The WooCommerce bootstrap script, run with bash exactly as the Job runs it, against a stand-in `wp` that prints
-//! what real WP-CLI 2.12.0 prints (proven first against the recordings in `fixtures/wp-cli-2.12.0`), real `curl`
-//! against a storefront on loopback, and a listening socket for the database. The first run sets the shop up, a
-//! second run changes nothing in WordPress's state, a failed run can be retried, and verification fails loudly when
-//! the shop is not sellable.
+//! The WooCommerce scripts, run with bash exactly as their Jobs run them, against a stand-in `wp` that prints what
+//! real WP-CLI 2.12.0 with WooCommerce 9.9.5 prints (proven first against the recordings in `fixtures/wp-cli-2.12.0`),
+//! real `curl` against a storefront on loopback, and a listening socket for the database.
+//!
+//! The bootstrap: the first run sets the shop up and settles WooCommerce's new-shop routine (new order tables, so
+//! every store is the same whatever happens first), a second run changes nothing in WordPress's state, a failed run
+//! can be retried, a run after an install that was killed (its lock left behind) finishes the install, and
+//! verification fails loudly when the shop is not installed, settled or sellable.
+//!
+//! The cron run: every due action and every due event runs, even when an event's handler ends the process (as
+//! WooCommerce's health checks do), and a run whose work failed says so and fails.
 
 use std::{
     io::{BufRead as _, BufReader, Write as _},
@@ -18,6 +24,7 @@ const SCRIPT: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/scripts/woocommerce-bootstrap.sh"
 );
+const CRON_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/woocommerce-cron.sh");
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/wp-cli-2.12.0");
 const PASSWORD: &str = "Xk2pQ9vLr7TzB4mN8cWs1dHf5gJa3eYu";
 
@@ -108,15 +115,10 @@ impl Fixture {
 
     fn run(&self, storefront: &Storefront, extra: &[(&str, &str)]) -> Output {
         let port = self.database.local_addr().expect("addr").port();
-        let path = format!(
-            "{}:{}",
-            self.path("bin").display(),
-            std::env::var("PATH").unwrap_or_default()
-        );
         Command::new("bash")
             .arg(SCRIPT)
             .env_clear()
-            .env("PATH", path)
+            .env("PATH", self.path_var())
             .env("WP_STAND_IN_STATE", self.path("state.json"))
             .env("WP_PATH", self.path("html"))
             .env("WORDPRESS_DB_HOST", format!("127.0.0.1:{port}"))
@@ -133,6 +135,28 @@ impl Fixture {
             .envs(extra.iter().copied())
             .output()
             .expect("run the script")
+    }
+
+    /// The store's cron run, as its CronJob runs it.
+    fn run_cron(&self, extra: &[(&str, &str)]) -> Output {
+        Command::new("bash")
+            .arg(CRON_SCRIPT)
+            .env_clear()
+            .env("PATH", self.path_var())
+            .env("WP_STAND_IN_STATE", self.path("state.json"))
+            .env("WP_PATH", self.path("html"))
+            .env("STORE_URL", "http://shop.localhost")
+            .envs(extra.iter().copied())
+            .output()
+            .expect("run the cron script")
+    }
+
+    fn path_var(&self) -> String {
+        format!(
+            "{}:{}",
+            self.path("bin").display(),
+            std::env::var("PATH").unwrap_or_default()
+        )
     }
 
     /// WordPress's state as the stand-in keeps it: options, users, plugins, posts, gateways.
@@ -508,17 +532,58 @@ fn the_stand_in_prints_yes_no_fields_byte_for_byte_as_recorded() {
     }
 }
 
-/// The two runs of this script recorded against real WP-CLI 2.12.0, WooCommerce 9.9.5 and WordPress 6.8.3 (see the
+/// A run of one of the scripts recorded against real WP-CLI 2.12.0, WooCommerce 9.9.5 and WordPress 6.8.3 (see the
 /// fixtures' README): every call's arguments (the document root as `{docroot}`), exit code and exact output.
-fn recorded_run(number: u32) -> Vec<Value> {
-    std::fs::read_to_string(Path::new(FIXTURES).join(format!("bootstrap-run-{number}.jsonl")))
+fn recorded_run(name: &str) -> Vec<Value> {
+    std::fs::read_to_string(Path::new(FIXTURES).join(format!("{name}.jsonl")))
         .expect("recorded run")
         .lines()
         .map(|line| serde_json::from_str(line).expect("recorded call"))
         .collect()
 }
 
-/// The environment the recorded runs had.
+/// A recorded call's arguments, with the fixture's document root.
+fn recorded_argv(call: &Value, docroot: &str) -> Vec<String> {
+    call["argv"]
+        .as_array()
+        .expect("argv")
+        .iter()
+        .map(|a| a.as_str().expect("arg").replace("{docroot}", docroot))
+        .collect()
+}
+
+/// What differs between two runs of the real tool as well: the store's id (a random UUID at each install) and how
+/// long a cron event's handler took.
+fn normalised(text: &str) -> String {
+    text.lines()
+        .map(|line| {
+            if let Some(at) = line
+                .rfind("' in ")
+                .filter(|_| line.starts_with("Executed the cron event '"))
+            {
+                return format!("{}' in <time>s.", &line[..at]);
+            }
+            let uuid = |word: &str| {
+                word.len() == 36
+                    && word.char_indices().all(|(i, c)| {
+                        if [8, 13, 18, 23].contains(&i) {
+                            c == '-'
+                        } else {
+                            c.is_ascii_hexdigit()
+                        }
+                    })
+            };
+            line.split(' ')
+                .map(|word| if uuid(word) { "<uuid>" } else { word })
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + if text.ends_with('\n') { "\n" } else { "" }
+}
+
+/// The environment the recorded bootstrap runs had.
 const RECORDED_ENV: &[(&str, &str)] = &[
     ("STORE_URL", "http://shop.localhost"),
     ("STORE_HOST", "shop.localhost"),
@@ -526,28 +591,182 @@ const RECORDED_ENV: &[(&str, &str)] = &[
     ("WP_ADMIN_PASSWORD", "Transcript-Pass-0001"),
 ];
 
+/// The state a recorded run started from.
+#[derive(Clone, Copy, Debug)]
+enum Start {
+    /// An empty database.
+    Fresh,
+    /// Where the previous recorded run left the store.
+    Continue,
+    /// WordPress installed and WooCommerce's first activation killed half-way, at the moment `lock_taken`: what the
+    /// recorded database held (the install lock, `woocommerce_newly_installed`, the placeholder image and
+    /// WooCommerce's first options; the plugin not yet active).
+    KilledInstall { lock_taken: u64 },
+    /// A store with WooCommerce, with the cron events and pending actions the recorded one had
+    /// (`<name>.start.json`).
+    Cron(&'static str),
+}
+
+/// The recorded runs, the state each started from and the moment it was recorded.
+const RECORDED_RUNS: &[(&str, Start, Option<u64>)] = &[
+    ("bootstrap-run-1", Start::Fresh, None),
+    ("bootstrap-run-2", Start::Continue, None),
+    (
+        "bootstrap-run-after-a-killed-install",
+        Start::KilledInstall {
+            lock_taken: 1_796_460_847,
+        },
+        Some(1_796_461_147),
+    ),
+    (
+        "bootstrap-run-after-a-killed-install-before-the-fix",
+        Start::KilledInstall {
+            lock_taken: 1_796_461_024,
+        },
+        Some(1_796_461_324),
+    ),
+    (
+        "cron-run-health-checks",
+        Start::Cron("cron-run-health-checks"),
+        None,
+    ),
+    (
+        "cron-run-failing-action",
+        Start::Cron("cron-run-failing-action"),
+        None,
+    ),
+];
+
+impl Fixture {
+    /// `wp` (the stand-in) on the fixture's document root, at the moment `now` if given.
+    fn wp(&self, args: &[&str], now: Option<u64>) -> Output {
+        let mut command = Command::new(Path::new(FIXTURES).join("wp"));
+        command
+            .arg(format!("--path={}", self.path("html").display()))
+            .arg("--url=http://shop.localhost")
+            .args(args)
+            .env("WP_STAND_IN_STATE", self.path("state.json"));
+        if let Some(now) = now {
+            command.env("WP_STAND_IN_NOW", now.to_string());
+        }
+        command.output().expect("run the stand-in")
+    }
+
+    /// Puts the store into the state `start` describes; returns the moment the stand-in's clock is to stand at.
+    fn start(&self, start: Start, now: Option<u64>) -> Option<u64> {
+        let install = |title: &str| {
+            let config = self.path("install.yml");
+            std::fs::write(
+                &config,
+                "core install:\n  admin_password: 'Transcript-Pass-0001'\n",
+            )
+            .expect("config");
+            let output = Command::new(Path::new(FIXTURES).join("wp"))
+                .arg(format!("--path={}", self.path("html").display()))
+                .arg("--url=http://shop.localhost")
+                .args([
+                    "core",
+                    "install",
+                    "--url=http://shop.localhost",
+                    &format!("--title={title}"),
+                    "--admin_user=admin",
+                    "--admin_email=owner@example.com",
+                    "--skip-email",
+                ])
+                .env("WP_STAND_IN_STATE", self.path("state.json"))
+                .env("WP_CLI_CONFIG_PATH", &config)
+                .output()
+                .expect("install");
+            assert!(output.status.success(), "{}", text(&output));
+        };
+        match start {
+            Start::Fresh | Start::Continue => now,
+            Start::KilledInstall { lock_taken } => {
+                install("Ada's Test Shop");
+                self.edit_state(|state| {
+                    let options = state["options"].as_object_mut().expect("options");
+                    for (name, value) in [
+                        ("woocommerce_newly_installed", "yes".to_owned()),
+                        ("woocommerce_placeholder_image", "4".to_owned()),
+                        ("woocommerce_enable_guest_checkout", "yes".to_owned()),
+                        ("woocommerce_enable_checkout_login_reminder", "no".to_owned()),
+                        ("woocommerce_currency", "USD".to_owned()),
+                        ("woocommerce_custom_orders_table_enabled", "no".to_owned()),
+                        ("_transient_wc_installing", "yes".to_owned()),
+                        (
+                            "_transient_timeout_wc_installing",
+                            (lock_taken + 600).to_string(),
+                        ),
+                    ] {
+                        options.insert(name.to_owned(), value.into());
+                    }
+                    state["posts"]
+                        .as_array_mut()
+                        .expect("posts")
+                        .push(serde_json::json!({
+                            "id": 4, "type": "attachment", "name": "woocommerce-placeholder", "status": "inherit"
+                        }));
+                    state["next_id"] = 5.into();
+                });
+                now
+            }
+            Start::Cron(name) => {
+                install("Ada's Test Shop");
+                assert!(
+                    self.wp(&["plugin", "activate", "woocommerce"], None)
+                        .status
+                        .success()
+                );
+                let recorded: Value = serde_json::from_str(
+                    &std::fs::read_to_string(
+                        Path::new(FIXTURES).join(format!("{name}.start.json")),
+                    )
+                    .expect("the recorded start"),
+                )
+                .expect("json");
+                self.edit_state(|state| {
+                    state["cron"] = recorded["cron"].clone();
+                    state["actions"] = recorded["actions"]
+                        .as_array()
+                        .expect("actions")
+                        .iter()
+                        .map(|a| {
+                            let mut a = a.clone();
+                            a["status"] = "pending".into();
+                            a
+                        })
+                        .collect();
+                });
+                recorded["now"].as_u64()
+            }
+        }
+    }
+}
+
 #[test]
 fn the_stand_in_answers_every_call_of_the_recorded_runs_as_real_wp_cli_did() {
-    let fixture = Fixture::new();
-    let docroot = fixture.path("html").display().to_string();
-    let config = fixture.path("wp-cli.yml");
-    std::fs::write(
-        &config,
-        "core install:\n  admin_password: 'Transcript-Pass-0001'\n",
-    )
-    .expect("config");
-    for number in [1, 2] {
-        for call in recorded_run(number) {
-            let argv: Vec<String> = call["argv"]
-                .as_array()
-                .expect("argv")
-                .iter()
-                .map(|a| a.as_str().expect("arg").replace("{docroot}", &docroot))
-                .collect();
+    let mut fixture = Fixture::new();
+    for (name, start, now) in RECORDED_RUNS {
+        if !matches!(start, Start::Continue) {
+            fixture = Fixture::new();
+        }
+        let now = fixture.start(*start, *now);
+        let docroot = fixture.path("html").display().to_string();
+        let config = fixture.path("wp-cli.yml");
+        std::fs::write(
+            &config,
+            "core install:\n  admin_password: 'Transcript-Pass-0001'\n",
+        )
+        .expect("config");
+        for call in recorded_run(name) {
+            let argv = recorded_argv(&call, &docroot);
             let mut command = Command::new(Path::new(FIXTURES).join("wp"));
             command
                 .args(&argv)
                 .env("WP_STAND_IN_STATE", fixture.path("state.json"));
+            if let Some(now) = now {
+                command.env("WP_STAND_IN_NOW", now.to_string());
+            }
             if call["config_file"] == true {
                 command.env("WP_CLI_CONFIG_PATH", &config);
             }
@@ -555,42 +774,56 @@ fn the_stand_in_answers_every_call_of_the_recorded_runs_as_real_wp_cli_did() {
             assert_eq!(
                 (
                     output.status.code(),
-                    String::from_utf8_lossy(&output.stdout).into_owned(),
-                    String::from_utf8_lossy(&output.stderr).into_owned()
+                    normalised(&String::from_utf8_lossy(&output.stdout)),
+                    normalised(&String::from_utf8_lossy(&output.stderr))
                 ),
                 (
                     call["exit"].as_i64().map(|c| c as i32),
-                    call["stdout"].as_str().expect("stdout").to_owned(),
-                    call["stderr"].as_str().expect("stderr").to_owned()
+                    normalised(call["stdout"].as_str().expect("stdout")),
+                    normalised(call["stderr"].as_str().expect("stderr"))
                 ),
-                "run {number}: {argv:?}"
+                "{name}: {argv:?}"
             );
         }
     }
 }
 
 #[test]
-fn the_script_asks_the_stand_in_exactly_what_it_asked_real_wp_cli() {
-    let fixture = Fixture::new();
-    let docroot = fixture.path("html").display().to_string();
+fn the_scripts_ask_the_stand_in_exactly_what_they_asked_real_wp_cli() {
+    let mut fixture = Fixture::new();
     let storefront = Storefront::start(&[(200, SHOP_PAGE)]);
-    for number in [1, 2] {
+    for (name, start, now) in RECORDED_RUNS {
+        if name.ends_with("before-the-fix") {
+            // Recorded with the script as it was, to hold the stand-in to what real WooCommerce does then.
+            continue;
+        }
+        if !matches!(start, Start::Continue) {
+            fixture = Fixture::new();
+        }
+        let now = fixture.start(*start, *now).map(|n| n.to_string());
+        let docroot = fixture.path("html").display().to_string();
         let before = fixture.calls().len();
-        let output = fixture.run(&storefront, RECORDED_ENV);
-        assert!(output.status.success(), "run {number}: {}", text(&output));
+        let mut env = RECORDED_ENV.to_vec();
+        if let Some(now) = &now {
+            env.push(("WP_STAND_IN_NOW", now));
+        }
+        let (output, succeeds) = if name.starts_with("cron-") {
+            (fixture.run_cron(&env), *name != "cron-run-failing-action")
+        } else {
+            (fixture.run(&storefront, &env), true)
+        };
+        assert_eq!(
+            output.status.success(),
+            succeeds,
+            "{name}: {}",
+            text(&output)
+        );
         let asked: Vec<Vec<String>> = fixture.calls()[before..].to_vec();
-        let recorded: Vec<Vec<String>> = recorded_run(number)
+        let recorded: Vec<Vec<String>> = recorded_run(name)
             .iter()
-            .map(|call| {
-                call["argv"]
-                    .as_array()
-                    .expect("argv")
-                    .iter()
-                    .map(|a| a.as_str().expect("arg").replace("{docroot}", &docroot))
-                    .collect()
-            })
+            .map(|call| recorded_argv(call, &docroot))
             .collect();
-        assert_eq!(asked, recorded, "run {number}");
+        assert_eq!(asked, recorded, "{name}");
     }
 }
 
@@ -619,6 +852,17 @@ fn the_first_run_sets_the_shop_up() {
     );
     assert_eq!(state["gateways"]["cod"], true);
     assert_eq!(state["gateways"]["cheque"], true);
+    // WooCommerce's install completed, and its new-shop routine ran before any customer came: orders go to its
+    // order tables in every store.
+    for (option, value) in [
+        ("woocommerce_version", "9.9.5"),
+        ("woocommerce_db_version", "9.9.5"),
+        ("woocommerce_newly_installed", "no"),
+        ("woocommerce_custom_orders_table_enabled", "yes"),
+    ] {
+        assert_eq!(state["options"][option], value, "{option}");
+    }
+    assert!(state["options"]["woocommerce_store_id"].is_string());
     let products: Vec<&Value> = state["posts"]
         .as_array()
         .expect("posts")
@@ -685,6 +929,8 @@ fn a_second_run_changes_nothing() {
                     | ["plugin", "activate", ..]
                     | ["option", "update", ..]
                     | ["rewrite", ..]
+                    | ["eval", ..]
+                    | ["transient", "delete", ..]
                     | ["wc", _, "update" | "create", ..]
             )
         })
@@ -704,10 +950,220 @@ fn a_run_that_failed_half_way_is_finished_by_the_retry() {
     assert!(output.status.success(), "{}", text(&output));
     let fresh = Fixture::new();
     assert!(fresh.run(&shop(), &[]).status.success());
+    // Each install draws its own store id.
+    let without_id = |mut state: Value| {
+        assert!(state["options"]["woocommerce_store_id"].is_string());
+        state["options"]["woocommerce_store_id"] = Value::Null;
+        state
+    };
     assert_eq!(
-        fixture.state(),
-        fresh.state(),
+        without_id(fixture.state()),
+        without_id(fresh.state()),
         "the retry converged on the same shop"
+    );
+}
+
+/// A store whose first bootstrap was killed while WooCommerce installed (an OOM kill does it), `lock_age` seconds
+/// ago: WordPress is installed, WooCommerce's install lock is held and the plugin not yet active.
+fn killed_install(lock_age: u64) -> Fixture {
+    let fixture = Fixture::new();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("time")
+        .as_secs();
+    fixture.start(
+        Start::KilledInstall {
+            lock_taken: now - lock_age,
+        },
+        None,
+    );
+    fixture
+}
+
+#[test]
+fn a_retry_after_a_killed_install_finishes_woocommerces_install() {
+    let fixture = killed_install(300);
+    let output = fixture.run(&shop(), &[]);
+    assert!(output.status.success(), "{}", text(&output));
+    let log = text(&output);
+    assert!(
+        log.contains("WooCommerce's install lock is ") && log.contains("installing again"),
+        "{log}"
+    );
+    let state = fixture.state();
+    for (option, value) in [
+        ("woocommerce_version", "9.9.5"),
+        ("woocommerce_db_version", "9.9.5"),
+        ("woocommerce_newly_installed", "no"),
+        ("woocommerce_custom_orders_table_enabled", "yes"),
+    ] {
+        assert_eq!(state["options"][option], value, "{option}");
+    }
+    assert!(state["options"]["woocommerce_store_id"].is_string());
+    assert!(
+        state["options"].get("_transient_wc_installing").is_none(),
+        "the lock is gone"
+    );
+}
+
+#[test]
+fn a_young_install_lock_is_waited_for_before_it_is_taken_as_left_behind() {
+    let fixture = killed_install(1);
+    let started = std::time::Instant::now();
+    let output = fixture.run(&shop(), &[("WC_INSTALL_LOCK_STALE_SECONDS", "6")]);
+    assert!(output.status.success(), "{}", text(&output));
+    let log = text(&output);
+    assert!(
+        log.contains("WooCommerce is being installed (its lock is"),
+        "{log}"
+    );
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(4),
+        "the lock was not waited for"
+    );
+    assert_eq!(fixture.state()["options"]["woocommerce_version"], "9.9.5");
+}
+
+#[test]
+fn verification_fails_when_woocommerce_is_not_installed_completely_or_not_settled() {
+    for (option, value, reason) in [
+        (
+            "woocommerce_store_id",
+            Value::Null,
+            "WooCommerce's installation did not complete",
+        ),
+        (
+            "woocommerce_newly_installed",
+            "maybe".into(),
+            "WooCommerce's new-shop routine has not run",
+        ),
+        (
+            "woocommerce_custom_orders_table_enabled",
+            "no".into(),
+            "orders are not kept in WooCommerce's order tables",
+        ),
+    ] {
+        let fixture = Fixture::new();
+        assert!(fixture.run(&shop(), &[]).status.success());
+        fixture.edit_state(|state| {
+            let options = state["options"].as_object_mut().expect("options");
+            if value.is_null() {
+                options.remove(option);
+            } else {
+                options.insert(option.to_owned(), value.clone());
+            }
+        });
+        let output = fixture.run(&shop(), &[]);
+        assert_eq!(output.status.code(), Some(1), "{option}: {}", text(&output));
+        assert!(
+            text(&output).contains(&format!("FAILED: {reason}")),
+            "{option}: {}",
+            text(&output)
+        );
+    }
+}
+
+/// A store with WooCommerce whose cron events and actions are those of `start` (see [`Start::Cron`]), and the
+/// moment they were recorded.
+fn cron_store(start: &'static str) -> (Fixture, String) {
+    let fixture = Fixture::new();
+    let now = fixture
+        .start(Start::Cron(start), None)
+        .expect("the recorded moment");
+    (fixture, now.to_string())
+}
+
+/// The events still due at `now`, and the actions still pending that were due.
+fn left_due(state: &Value, now: &str) -> (Vec<String>, Vec<String>) {
+    let now: u64 = now.parse().expect("now");
+    let events = state["cron"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter(|e| e["time"].as_u64().expect("time") <= now)
+        .map(|e| e["hook"].as_str().expect("hook").to_owned())
+        .collect();
+    let actions = state["actions"]
+        .as_array()
+        .expect("actions")
+        .iter()
+        .filter(|a| a["status"] == "pending" && a["time"].as_u64().expect("time") <= now)
+        .map(|a| a["hook"].as_str().expect("hook").to_owned())
+        .collect();
+    (events, actions)
+}
+
+#[test]
+fn a_cron_run_does_every_due_event_and_action_even_when_a_health_check_ends_the_process() {
+    let (fixture, now) = cron_store("cron-run-health-checks");
+    let output = fixture.run_cron(&[("WP_STAND_IN_NOW", &now)]);
+    assert!(output.status.success(), "{}", text(&output));
+    let log = text(&output);
+    // The first round ended at WooCommerce's image-regeneration health check; the next ran what it had skipped.
+    assert!(log.contains("round 1 ended before its last event"), "{log}");
+    assert!(
+        log.contains("Executed the cron event 'woocommerce_cleanup_sessions'"),
+        "{log}"
+    );
+    assert!(log.ends_with("cron: done\n"), "{log}");
+    assert_eq!(
+        left_due(&fixture.state(), &now),
+        (Vec::new(), Vec::new()),
+        "work left due"
+    );
+}
+
+#[test]
+fn a_cron_run_whose_action_fails_runs_the_events_and_then_fails_saying_so() {
+    let (fixture, now) = cron_store("cron-run-failing-action");
+    let output = fixture.run_cron(&[("WP_STAND_IN_NOW", &now)]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    let log = text(&output);
+    assert!(
+        log.contains("Error: Error processing action 8: the probe failed on purpose"),
+        "{log}"
+    );
+    assert!(
+        log.contains("cron: FAILED: 1 scheduled action(s) failed"),
+        "{log}"
+    );
+    // Every event that was due ran; what is due now was scheduled by this run (the privacy cleanup's health
+    // check, which WooCommerce's personal-data cleanup starts), for the next one.
+    assert_eq!(
+        left_due(&fixture.state(), &now).0,
+        ["wp_1_wc_privacy_cleanup_cron"]
+    );
+}
+
+#[test]
+fn a_cron_run_fails_when_wp_cli_does_and_when_events_keep_ending_it() {
+    // WordPress not installed: WP-CLI fails, and so does the run, with its exit code.
+    let fixture = Fixture::new();
+    let output = fixture.run_cron(&[]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(
+        text(&output).contains("wp action-scheduler run ended with exit code 1"),
+        "{}",
+        text(&output)
+    );
+
+    // More health checks due than rounds allowed: the run stops and says so rather than loop.
+    let (fixture, now) = cron_store("cron-run-health-checks");
+    let moment: u64 = now.parse().expect("now");
+    fixture.edit_state(|state| {
+        let events = state["cron"].as_array_mut().expect("events");
+        for process in ["a", "b", "c"] {
+            events.push(serde_json::json!({
+                "hook": format!("wp_1_wc_{process}_cron"), "time": moment - 1, "interval": 300
+            }));
+        }
+    });
+    let output = fixture.run_cron(&[("WP_STAND_IN_NOW", &now), ("CRON_ROUNDS", "2")]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(
+        text(&output).contains("events were still due after 2 rounds"),
+        "{}",
+        text(&output)
     );
 }
 

@@ -1,16 +1,19 @@
 //! A store's WordPress side run for real, outside Kubernetes: WordPress core from Debian's package, PHP 8.2 under
 //! Apache's mod_php as uid 33, and MariaDB, all on loopback, with exactly what the provisioner gives a store — the
-//! init script and mail plugin of its ConfigMap, its `wp-config.php` additions, its mail settings, and its
-//! CronJob's command. What is shown: the init script lays out a core WordPress runs from; WordPress installs;
-//! without a relay no mail is attempted (no sendmail error anywhere) and WordPress says the mail was not sent; with
-//! one, mail arrives through SMTP with authentication, from the platform's sender, replies to the site; a relay
-//! that refuses is logged without its password; WP-Cron never runs from visitors' requests and does run from the
-//! CronJob's command.
+//! init script and mail plugin of its ConfigMap, its `wp-config.php` additions and its mail settings. What is
+//! shown: the init script lays out a core WordPress runs from; WordPress installs; without a relay no mail is
+//! attempted (no sendmail error anywhere) and WordPress says the mail was not sent; with one, mail arrives through
+//! SMTP with authentication, from the platform's sender, replies to the site; a relay that refuses is logged
+//! without its password; a relay that says nothing costs a request its mail budget once, however many mails it
+//! sends; wp-admin never waits on the internet the store cannot reach; WP-Cron never runs from visitors' requests
+//! (the CronJob runs it with WP-CLI, which Debian does not carry: woocommerce_scripts.rs tests that).
 //!
 //! Not the store image: Debian carries WordPress 6.1 (the image has 6.8) and neither WooCommerce nor WP-CLI; the
 //! image's entrypoint (which only writes wp-config.php once the core is in place) is replaced by an equivalent
-//! `wp-config.php` written here. Test-only additions: `WP_HTTP_BLOCK_EXTERNAL`, so nothing leaves the machine, and
-//! a must-use plugin that schedules one event. Packages: scripts/debian-packages.sh.
+//! `wp-config.php` written here. Test-only additions: WordPress's proxy setting points at a listener of the test's
+//! that stands in for the closed internet (it takes connections and never answers, as a dropped connection would),
+//! so whatever WordPress would send out comes to the test instead of leaving the machine, and the test sees it;
+//! and a must-use plugin that schedules one event. Packages: scripts/debian-packages.sh.
 
 use std::{
     io::{BufRead as _, BufReader, Write as _},
@@ -24,7 +27,7 @@ use std::{
 
 use store_platform_provisioner::{
     settings::{Mail, MailSecurity, Settings},
-    woocommerce::{cron, wordpress},
+    woocommerce::wordpress,
 };
 use store_platform_test_support::{
     daemon::{Daemon, require_programs},
@@ -236,9 +239,62 @@ fn text(output: &Output) -> String {
     )
 }
 
+/// The internet as a store sees it: closed. It takes connections and never answers, and keeps the first line of
+/// each (a proxy's request line: `CONNECT api.wordpress.org:443 HTTP/1.1`).
+struct Internet {
+    port: u16,
+    requests: Arc<Mutex<Vec<String>>>,
+}
+
+impl Internet {
+    fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the internet");
+        let port = listener.local_addr().expect("addr").port();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let kept = requests.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let kept = kept.clone();
+                std::thread::spawn(move || {
+                    let mut line = String::new();
+                    let _ = BufReader::new(&stream).read_line(&mut line);
+                    kept.lock()
+                        .expect("requests")
+                        .push(line.trim_end().to_owned());
+                    // Held open, unanswered, until the client gives up.
+                    std::thread::sleep(Duration::from_secs(300));
+                    drop(stream);
+                });
+            }
+        });
+        Self { port, requests }
+    }
+
+    fn requests(&self) -> Vec<String> {
+        self.requests.lock().expect("requests").clone()
+    }
+}
+
+/// An SMTP relay that takes connections and never says anything, and counts them.
+fn silent_relay() -> (u16, Arc<Mutex<usize>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let connections = Arc::new(Mutex::new(0));
+    let counted = connections.clone();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            *counted.lock().expect("count") += 1;
+            held.push(stream);
+        }
+    });
+    (port, connections)
+}
+
 /// MariaDB, Apache with mod_php and a WordPress document root laid out by the platform's init script.
 struct Store {
     dir: tempfile::TempDir,
+    internet: Internet,
     web: Option<Daemon>,
     _database: Daemon,
     web_port: u16,
@@ -253,6 +309,7 @@ impl Store {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
             .expect("chmod");
+        let internet = Internet::start();
         let path = |sub: &str| dir.path().join(sub);
 
         // The image's pristine core (/usr/src/wordpress there): Debian's WordPress, with the .htaccess the image
@@ -300,7 +357,8 @@ impl Store {
              {salts}\
              $table_prefix = 'wp_';\n\
              eval(getenv('WORDPRESS_CONFIG_EXTRA'));\n\
-             define('WP_HTTP_BLOCK_EXTERNAL', true);\n\
+             define('WP_PROXY_HOST', '127.0.0.1');\n\
+             define('WP_PROXY_PORT', '{internet}');\n\
              if (!defined('ABSPATH')) {{ define('ABSPATH', __DIR__ . '/'); }}\n\
              require_once ABSPATH . 'wp-settings.php';\n",
             salts = [
@@ -318,7 +376,8 @@ impl Store {
                 "define('{k}', '{}');\n",
                 store_platform_provisioner::woocommerce::secret::password()
             ))
-            .collect::<String>()
+            .collect::<String>(),
+            internet = internet.port,
         );
         std::fs::write(path("html/wp-config.php"), config).expect("wp-config");
         std::fs::write(
@@ -337,6 +396,7 @@ impl Store {
             ..Settings::local()
         };
         Self {
+            internet,
             web_port: free_port(),
             web: None,
             _database: database,
@@ -432,7 +492,19 @@ impl Store {
 
     /// curl with the store's Host header; returns (HTTP code, body).
     fn request(&self, path: &str, form: &[(&str, &str)]) -> (u16, String) {
+        self.curl(path, form, None)
+    }
+
+    /// The same, as a browser keeps a session: its cookies in `jar`.
+    fn browse(&self, jar: &Path, path: &str, form: &[(&str, &str)]) -> (u16, String) {
+        self.curl(path, form, Some(jar))
+    }
+
+    fn curl(&self, path: &str, form: &[(&str, &str)], jar: Option<&Path>) -> (u16, String) {
         let mut command = Command::new("curl");
+        if let Some(jar) = jar {
+            command.arg("-b").arg(jar).arg("-c").arg(jar);
+        }
         command
             .args([
                 "-sS",
@@ -491,18 +563,23 @@ impl Store {
     }
 
     fn option(&self, name: &str) -> Option<String> {
+        let value = self.sql(&format!(
+            "SELECT option_value FROM wordpress.wp_options WHERE option_name = '{name}'"
+        ));
+        (!value.is_empty()).then_some(value)
+    }
+
+    /// `statement` as MariaDB's root; what it printed, trimmed.
+    fn sql(&self, statement: &str) -> String {
         let output = Command::new("mariadb")
             .args(["--no-defaults", "-uroot", "-N", "-B", "-S"])
             .arg(&self.socket)
             .arg("-e")
-            .arg(format!(
-                "SELECT option_value FROM wordpress.wp_options WHERE option_name = '{name}'"
-            ))
+            .arg(statement)
             .output()
             .expect("mariadb");
         assert!(output.status.success(), "{}", text(&output));
-        let value = String::from_utf8_lossy(&output.stdout).trim().to_owned();
-        (!value.is_empty()).then_some(value)
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
     }
 
     /// What a password reset answers: WordPress mails the link.
@@ -515,17 +592,6 @@ impl Store {
                 ("wp-submit", "Get New Password"),
             ],
         )
-    }
-
-    /// The store CronJob's command, exactly, with the store's Service name pointed at this Apache.
-    fn run_cron_job(&self) -> Output {
-        let command = cron::command(STORE, &self.settings);
-        Command::new(&command[0])
-            .args(&command[1..])
-            .arg("--connect-to")
-            .arg(format!("wordpress:80:127.0.0.1:{}", self.web_port))
-            .output()
-            .expect("run the cron command")
     }
 }
 
@@ -602,7 +668,7 @@ fn relay(port: u16) -> Mail {
 }
 
 #[test]
-fn without_a_relay_wordpress_runs_sends_nothing_and_says_so_and_cron_runs_from_the_cron_job() {
+fn without_a_relay_wordpress_runs_sends_nothing_and_says_so_and_visitors_never_run_cron() {
     let mut store = Store::prepare(None);
     store.start_web();
     store.install_wordpress();
@@ -647,17 +713,12 @@ fn without_a_relay_wordpress_runs_sends_nothing_and_says_so_and_cron_runs_from_t
         None,
         "cron ran from a visitor's request"
     );
-    let run = store.run_cron_job();
-    assert!(run.status.success(), "{}", text(&run));
-    assert!(
-        store.option("sp_probe_ran").is_some(),
-        "the CronJob's command did not run the due event"
-    );
     assert!(
         !store.error_log().contains("PHP Fatal"),
         "{}",
         store.error_log()
     );
+    assert_eq!(store.internet.requests(), Vec::<String>::new());
 }
 
 #[test]
@@ -730,29 +791,83 @@ fn a_relay_that_refuses_is_logged_without_its_password() {
 }
 
 #[test]
-fn a_relay_that_accepts_and_then_says_nothing_costs_seconds_not_minutes() {
+fn a_relay_that_says_nothing_costs_a_request_its_mail_budget_once_however_many_mails_it_sends() {
     // It takes the connection and never answers (PHPMailer would wait 5 minutes for each reply).
-    let silent = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = silent.local_addr().expect("addr").port();
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for stream in silent.incoming().flatten() {
-            held.push(stream);
-        }
-    });
+    let (port, connections) = silent_relay();
     let mut store = Store::prepare(Some(relay(port)));
     store.start_web();
-    let started = std::time::Instant::now();
-    // The installer mails the owner and gives up on the relay; the reset does the same. Both answer (curl gives each
-    // request 60 s).
+    // The installer's own mail: one connection, given up on.
     store.install_wordpress();
-    let (code, body) = store.ask_for_a_password_reset();
-    assert_eq!(code, 200);
-    assert!(body.contains("could not be sent"), "{body}");
+    assert_eq!(*connections.lock().expect("count"), 1);
+
+    // A visitor registers: WordPress mails the administrator and the new user in the same request. The first mail
+    // waits out the request's whole budget; the second is not tried.
+    store.sql("UPDATE wordpress.wp_options SET option_value = '1' WHERE option_name = 'users_can_register'");
+    let started = std::time::Instant::now();
+    let (code, body) = store.request(
+        "/wp-login.php?action=register",
+        &[
+            ("user_login", "grace"),
+            ("user_email", "grace@example.com"),
+            ("redirect_to", ""),
+            ("wp-submit", "Register"),
+        ],
+    );
+    let took = started.elapsed();
+    assert!(code == 200 || code == 302, "{code}: {body}");
+    assert_eq!(
+        *connections.lock().expect("count"),
+        2,
+        "the relay was tried again after it said nothing"
+    );
     let log = store.error_log();
-    assert!(log.contains("store-platform mail: not sent:"), "{log}");
+    assert!(
+        log.contains("store-platform mail: not sent: the relay took up the 15 s this request may spend on mail"),
+        "{log}"
+    );
+    eprintln!("a registration (two mails) against a silent relay took {took:?}");
+    assert_eq!(store.internet.requests(), Vec::<String>::new());
+}
+
+#[test]
+fn wp_admin_never_waits_on_the_internet_the_store_cannot_reach() {
+    let mut store = Store::prepare(None);
+    store.start_web();
+    store.install_wordpress();
+    // The owner signs in and opens the dashboard, the updates page and the plugin installer: on their own, each asks
+    // api.wordpress.org (updates, PHP and browser checks, plugin lists), and each such request would wait for a
+    // closed internet to answer.
+    let jar = store.path("cookies");
+    let started = std::time::Instant::now();
+    let login = store.browse(&jar, "/wp-login.php", &[]);
+    assert_eq!(login.0, 200, "{}", login.1);
+    let signed_in = store.browse(
+        &jar,
+        "/wp-login.php",
+        &[
+            ("log", "admin"),
+            ("pwd", "A-long-Admin-passw0rd!"),
+            ("wp-submit", "Log In"),
+            ("testcookie", "1"),
+        ],
+    );
+    assert_eq!(signed_in.0, 302, "{}", signed_in.1);
+    for page in [
+        "/wp-admin/",
+        "/wp-admin/update-core.php",
+        "/wp-admin/plugin-install.php",
+    ] {
+        let (code, body) = store.browse(&jar, page, &[]);
+        assert_eq!(code, 200, "{page}: {body}");
+        assert!(body.contains("wp-admin"), "{page}: {body}");
+    }
     eprintln!(
-        "install and reset against a silent relay took {:?}",
+        "sign-in and three wp-admin pages took {:?}",
         started.elapsed()
+    );
+    assert_eq!(
+        store.internet.requests(),
+        Vec::<String>::new(),
+        "WordPress tried to reach the internet"
     );
 }

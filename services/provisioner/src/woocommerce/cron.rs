@@ -1,51 +1,38 @@
 //! WP-Cron, the Kubernetes way: WordPress never runs cron from visitors' requests (`DISABLE_WP_CRON`); a CronJob
-//! calls `wp-cron.php` through the store's Service with the store's Host header, which runs WordPress's due events
-//! and WooCommerce's scheduled actions (order analytics, deferred mail, cleanups).
+//! runs the platform's cron script (`scripts/woocommerce-cron.sh`, in the ConfigMap `wp-cron`) with WP-CLI in the
+//! store's WordPress image: every due WooCommerce action (order analytics, deferred mail, cleanups), then every due
+//! WordPress event, all of them even when an event's handler ends the process, and a run fails when any of that
+//! fails.
 
 use k8s_openapi::{
     api::{
         batch::v1::{CronJob, CronJobSpec, JobSpec, JobTemplateSpec},
-        core::v1::{Container, PodSpec, PodTemplateSpec},
+        core::v1::ConfigMap,
     },
     apimachinery::pkg::apis::meta::v1::ObjectMeta,
 };
 use store_platform_runtime::record::MANAGED_BY_LABEL;
 
 use super::{
-    meta::{CRON, WORDPRESS, WWW_DATA, container_security, labels, object_meta, pod_security},
+    meta::{CRON, labels, object_meta},
     policy::CRON_SIZE,
+    wordpress::script_pod,
 };
 use crate::settings::Settings;
 
-/// How long one run may take; Action Scheduler stops its own batch after 30 s, WordPress events rarely take long.
+pub const SCRIPT: &str = include_str!("../../scripts/woocommerce-cron.sh");
+pub const SCRIPT_KEY: &str = "cron.sh";
+
+/// How long one run may take: a WooCommerce store's due work, loaded by WP-CLI a few times, takes seconds; a
+/// backlog of actions is worked through until this, and the next run goes on with it.
 const RUN_DEADLINE_SECONDS: i64 = 300;
 
-/// The curl command one run executes: fails (and the Job with it) when WordPress does not answer 2xx.
-pub fn command(id: &str, settings: &Settings) -> Vec<String> {
-    let mut command: Vec<String> = [
-        "curl",
-        "--fail",
-        "--silent",
-        "--show-error",
-        "--max-time",
-        &RUN_DEADLINE_SECONDS.to_string(),
-        "--retry",
-        "2",
-        "--retry-connrefused",
-        "--output",
-        "/dev/null",
-        "--header",
-        &format!("Host: {}", settings.host(id)),
-    ]
-    .iter()
-    .map(|s| (*s).to_owned())
-    .collect();
-    if settings.scheme == "https" {
-        // As the ingress controller would say: WordPress then builds https links in what cron sends.
-        command.extend(["--header".to_owned(), "X-Forwarded-Proto: https".to_owned()]);
+pub fn script_config_map(id: &str) -> ConfigMap {
+    ConfigMap {
+        metadata: object_meta(id, CRON, CRON),
+        data: Some([(SCRIPT_KEY.to_owned(), SCRIPT.to_owned())].into()),
+        ..ConfigMap::default()
     }
-    command.push(format!("http://{WORDPRESS}/wp-cron.php"));
-    command
 }
 
 pub fn cron_job(id: &str, settings: &Settings) -> CronJob {
@@ -70,33 +57,15 @@ pub fn cron_job(id: &str, settings: &Settings) -> CronJob {
                 spec: Some(JobSpec {
                     // The next scheduled run is the retry.
                     backoff_limit: Some(0),
-                    active_deadline_seconds: Some(RUN_DEADLINE_SECONDS + 60),
-                    template: PodTemplateSpec {
-                        metadata: Some(ObjectMeta {
-                            labels: Some(labels(id, CRON)),
-                            ..ObjectMeta::default()
-                        }),
-                        spec: Some(PodSpec {
-                            restart_policy: Some("Never".to_owned()),
-                            containers: vec![Container {
-                                name: "wp-cron".to_owned(),
-                                // The WordPress image is on the node already and has curl.
-                                image: Some(settings.wordpress_image.clone()),
-                                image_pull_policy: Some(settings.image_pull_policy.clone()),
-                                command: Some(command(id, settings)),
-                                resources: Some(CRON_SIZE.requirements()),
-                                security_context: Some(container_security()),
-                                termination_message_policy: Some(
-                                    "FallbackToLogsOnError".to_owned(),
-                                ),
-                                ..Container::default()
-                            }],
-                            security_context: Some(pod_security(WWW_DATA)),
-                            automount_service_account_token: Some(false),
-                            enable_service_links: Some(false),
-                            ..PodSpec::default()
-                        }),
-                    },
+                    active_deadline_seconds: Some(RUN_DEADLINE_SECONDS),
+                    template: script_pod(
+                        id,
+                        settings,
+                        (CRON, "wp-cron"),
+                        (CRON, SCRIPT_KEY),
+                        Vec::new(),
+                        CRON_SIZE.requirements(),
+                    ),
                     ..JobSpec::default()
                 }),
             },

@@ -124,6 +124,7 @@ impl Engine for WooCommerce {
                     .batch_v1_cron_jobs
                     .get_or_try_init(|| kube.serves_batch_v1_cron_jobs())
                     .await?;
+                kube.apply(&cron::script_config_map(id)).await?;
                 kube.apply_cron_job(&cron::cron_job(id, settings), batch_v1)
                     .await?;
             }

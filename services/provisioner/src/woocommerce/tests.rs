@@ -522,23 +522,19 @@ fn wordpress_copies_its_core_in_an_init_container_from_the_platform_files() {
 }
 
 #[test]
-fn wp_cron_runs_from_a_cron_job_never_from_visitors() {
+fn wp_cron_runs_from_a_cron_job_with_wp_cli_never_from_visitors() {
     let settings = Settings::local();
     assert!(wordpress::config_extra(ID, &settings).contains("define('DISABLE_WP_CRON', true);"));
-    let cron_job = cron::cron_job(ID, &settings);
-    let spec = cron_job.spec.expect("spec");
-    assert_eq!(spec.schedule, "*/5 * * * *");
-    assert_eq!(spec.concurrency_policy.as_deref(), Some("Forbid"));
-    let command = cron::command(ID, &settings);
-    assert_eq!(command[0], "curl");
-    assert!(command.contains(&"--fail".to_owned()));
-    assert!(command.contains(&"Host: shoes.localhost".to_owned()));
-    assert_eq!(
-        command.last().map(String::as_str),
-        Some("http://wordpress/wp-cron.php")
+    // Nor does it wait on the internet it cannot reach.
+    assert!(
+        wordpress::config_extra(ID, &settings).contains("define('WP_HTTP_BLOCK_EXTERNAL', true);")
     );
+    let cron_job = cron::cron_job(ID, &settings);
+    let cron_spec = cron_job.spec.expect("spec");
+    assert_eq!(cron_spec.schedule, "*/5 * * * *");
+    assert_eq!(cron_spec.concurrency_policy.as_deref(), Some("Forbid"));
     // Its Jobs do not wake the platform's controller, which watches only the Jobs it manages.
-    let job_labels = spec
+    let job_labels = cron_spec
         .job_template
         .metadata
         .and_then(|m| m.labels)
@@ -546,13 +542,65 @@ fn wp_cron_runs_from_a_cron_job_never_from_visitors() {
     assert!(!job_labels.contains_key(MANAGED_BY_LABEL));
     assert_eq!(job_labels[STORE_ID_LABEL], ID);
 
-    let mut secure = Settings::local();
-    secure.scheme = "https";
-    assert!(cron::command(ID, &secure).contains(&"X-Forwarded-Proto: https".to_owned()));
+    // The platform's cron script, with WP-CLI in the WordPress image, on WordPress's volume and node, as the
+    // bootstrap runs: the same pod, another script.
+    let pod = cron_spec
+        .job_template
+        .spec
+        .expect("job")
+        .template
+        .spec
+        .expect("pod");
+    let bootstrap = bootstrap::job(ID, &spec(), &settings)
+        .spec
+        .expect("spec")
+        .template
+        .spec
+        .expect("pod");
+    let container = &pod.containers[0];
+    assert_eq!(
+        container.command,
+        Some(vec![
+            "bash".to_owned(),
+            format!("{}/{}", wordpress::SCRIPTS_DIR, cron::SCRIPT_KEY)
+        ])
+    );
+    assert_eq!(container.image, bootstrap.containers[0].image);
+    assert_eq!(
+        container.volume_mounts,
+        bootstrap.containers[0].volume_mounts
+    );
+    assert_eq!(pod.affinity, bootstrap.affinity);
+    assert_eq!(pod.security_context, bootstrap.security_context);
+    let names: Vec<&str> = container
+        .env
+        .iter()
+        .flatten()
+        .map(|e| e.name.as_str())
+        .collect();
+    for name in [
+        "WORDPRESS_DB_HOST",
+        "WORDPRESS_DB_PASSWORD",
+        "WORDPRESS_CONFIG_EXTRA",
+        "STORE_URL",
+    ] {
+        assert!(names.contains(&name), "{name}");
+    }
+    let volume = pod
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == "script")
+        .and_then(|v| v.config_map.clone())
+        .expect("the script's ConfigMap");
+    assert_eq!(volume.name, meta::CRON);
+    let script = cron::script_config_map(ID).data.expect("data");
+    assert_eq!(script[cron::SCRIPT_KEY], cron::SCRIPT);
+    assert!(cron::SCRIPT.contains("wpcli action-scheduler run"));
 }
 
 #[test]
-fn network_policies_let_cron_reach_wordpress_and_nothing_else() {
+fn network_policies_let_cron_reach_the_database_and_nothing_else() {
     let policies = policy::network_policies(ID, &Settings::local());
     let named = |name: &str| {
         policies
@@ -561,11 +609,21 @@ fn network_policies_let_cron_reach_wordpress_and_nothing_else() {
             .and_then(|p| p.spec.clone())
             .unwrap_or_else(|| panic!("policy {name}"))
     };
-    let cron = serde_json::to_string(&named("cron-egress")).expect("json");
-    assert!(cron.contains("wp-cron") && cron.contains("8080"), "{cron}");
-    assert!(!cron.contains("3306"));
+    assert!(
+        policies
+            .iter()
+            .all(|p| p.metadata.name.as_deref() != Some("cron-egress")),
+        "cron runs need no policy of their own"
+    );
+    let egress = serde_json::to_string(&named("store-egress")).expect("json");
+    assert!(
+        egress.contains("wp-cron") && egress.contains("3306"),
+        "{egress}"
+    );
+    let database = serde_json::to_string(&named("mariadb-ingress")).expect("json");
+    assert!(database.contains("wp-cron"), "{database}");
     let ingress = serde_json::to_string(&named("wordpress-ingress")).expect("json");
-    assert!(ingress.contains("wp-cron") && ingress.contains("woocommerce-bootstrap"));
+    assert!(ingress.contains("woocommerce-bootstrap") && !ingress.contains("wp-cron"));
     assert!(
         policies
             .iter()
@@ -592,7 +650,12 @@ fn with_a_relay_the_pods_get_its_settings_and_may_reach_its_port() {
     for (pod, spec) in pod_specs(&settings) {
         let env = names(spec.containers[0].env.clone().unwrap_or_default());
         let has_mail = expected.iter().all(|e| env.contains(&(*e).to_owned()));
-        assert_eq!(has_mail, matches!(pod, "wordpress" | "bootstrap"), "{pod}");
+        // Cron runs send mail too (WooCommerce's deferred and scheduled mails).
+        assert_eq!(
+            has_mail,
+            matches!(pod, "wordpress" | "bootstrap" | "cron"),
+            "{pod}"
+        );
     }
     let password = wordpress::mail_env(&settings)
         .into_iter()
@@ -614,7 +677,7 @@ fn with_a_relay_the_pods_get_its_settings_and_may_reach_its_port() {
         .expect("mail egress");
     let json = serde_json::to_string(&mail).expect("json");
     assert!(
-        json.contains("203.0.113.7/32") && json.contains("587"),
+        json.contains("203.0.113.7/32") && json.contains("587") && json.contains("wp-cron"),
         "{json}"
     );
 }

@@ -1,6 +1,6 @@
 //! WordPress: a Deployment (`Recreate`: its volume is ReadWriteOnce) whose init container puts the core and the
-//! platform's mail plugin into the volume, the files it does that with (a ConfigMap), the volume claim, and a
-//! Service.
+//! platform's mail plugin into the volume, the files it does that with (a ConfigMap), the volume claim, a Service,
+//! and the pod that runs the platform's WP-CLI scripts against it (the bootstrap Job's, the cron runs').
 
 use k8s_openapi::{
     api::{
@@ -8,7 +8,7 @@ use k8s_openapi::{
         core::v1::{
             ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, HTTPGetAction,
             PersistentVolumeClaim, PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec,
-            Probe, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
+            Probe, ResourceRequirements, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
         },
     },
     apimachinery::pkg::{apis::meta::v1::ObjectMeta, util::intstr::IntOrString},
@@ -25,7 +25,7 @@ use super::{
     policy::{INIT_SIZE, WORDPRESS_SIZE},
     secret::{DATABASE, MAIL_SECRET, MARIADB_PASSWORD, MARIADB_USER, SMTP_PASSWORD},
 };
-use crate::settings::Settings;
+use crate::{settings::Settings, shared::workload::on_the_node_of};
 
 /// Apache listens here, unprivileged, in the Woo-ready image.
 pub const PORT: i32 = 8080;
@@ -72,14 +72,17 @@ pub fn mail_env(settings: &Settings) -> Vec<EnvVar> {
     vars
 }
 
-/// `wp-config.php` additions: the site's address comes from the Ingress host, whatever host a request used, and
+/// `wp-config.php` additions: the site's address comes from the Ingress host, whatever host a request used;
 /// WP-Cron runs from the store's CronJob, never from visitors' requests (inside the pod the site's own address
-/// reaches nothing).
+/// reaches nothing); and WordPress makes no HTTP request beyond the store itself (its update checks, WooCommerce's
+/// suggestions and feeds): the store's egress is closed, so each would wait out its timeout while wp-admin waits
+/// with it. Blocked, they fail at once.
 pub fn config_extra(id: &str, settings: &Settings) -> String {
     let url = settings.storefront_url(id);
     let url = url.trim_end_matches('/');
     let mut extra = format!(
-        "define('WP_HOME', '{url}');\ndefine('WP_SITEURL', '{url}');\ndefine('DISABLE_WP_CRON', true);\n"
+        "define('WP_HOME', '{url}');\ndefine('WP_SITEURL', '{url}');\ndefine('DISABLE_WP_CRON', true);\n\
+         define('WP_HTTP_BLOCK_EXTERNAL', true);\n"
     );
     if settings.scheme == "https" {
         // TLS ends at the ingress controller; tell WordPress the visitor's connection was secure.
@@ -167,6 +170,81 @@ pub fn data_volume() -> (Volume, VolumeMount) {
             ..VolumeMount::default()
         },
     )
+}
+
+/// Where the pods that run the platform's scripts mount them.
+pub const SCRIPTS_DIR: &str = "/opt/store-platform";
+
+/// The pod of component `app` that runs the platform's script `key` of ConfigMap `config_map` with WP-CLI, in the
+/// store's WordPress image: as uid 33 on WordPress's volume, on WordPress's node (the volume is ReadWriteOnce, so no
+/// other node could mount it), with what WP-CLI needs to load the store's WordPress (its database, its
+/// `wp-config.php` additions, the mail relay), the store's address, and `extra` for the script.
+pub fn script_pod(
+    id: &str,
+    settings: &Settings,
+    (app, container): (&str, &str),
+    (config_map, key): (&str, &str),
+    extra: Vec<EnvVar>,
+    resources: ResourceRequirements,
+) -> PodTemplateSpec {
+    let (data, data_mount) = data_volume();
+    let mut environment = database_env();
+    environment.extend([
+        env("WORDPRESS_CONFIG_EXTRA", config_extra(id, settings)),
+        env(
+            "STORE_URL",
+            settings.storefront_url(id).trim_end_matches('/'),
+        ),
+    ]);
+    environment.extend(extra);
+    environment.extend(mail_env(settings));
+    PodTemplateSpec {
+        metadata: Some(ObjectMeta {
+            labels: Some(labels(id, app)),
+            ..ObjectMeta::default()
+        }),
+        spec: Some(PodSpec {
+            affinity: Some(on_the_node_of(WORDPRESS)),
+            restart_policy: Some("Never".to_owned()),
+            containers: vec![Container {
+                name: container.to_owned(),
+                image: Some(settings.wordpress_image.clone()),
+                image_pull_policy: Some(settings.image_pull_policy.clone()),
+                command: Some(vec!["bash".to_owned(), format!("{SCRIPTS_DIR}/{key}")]),
+                env: Some(environment),
+                resources: Some(resources),
+                // The tail of the script's output becomes the failure reason a person reads.
+                termination_message_policy: Some("FallbackToLogsOnError".to_owned()),
+                security_context: Some(container_security()),
+                volume_mounts: Some(vec![
+                    data_mount,
+                    VolumeMount {
+                        name: "script".to_owned(),
+                        mount_path: SCRIPTS_DIR.to_owned(),
+                        read_only: Some(true),
+                        ..VolumeMount::default()
+                    },
+                ]),
+                ..Container::default()
+            }],
+            volumes: Some(vec![
+                data,
+                Volume {
+                    name: "script".to_owned(),
+                    config_map: Some(ConfigMapVolumeSource {
+                        name: config_map.to_owned(),
+                        default_mode: Some(0o555),
+                        ..ConfigMapVolumeSource::default()
+                    }),
+                    ..Volume::default()
+                },
+            ]),
+            security_context: Some(pod_security(WWW_DATA)),
+            automount_service_account_token: Some(false),
+            enable_service_links: Some(false),
+            ..PodSpec::default()
+        }),
+    }
 }
 
 /// Runs before Apache on every start: copies the image's core into the volume until a verified copy is there
