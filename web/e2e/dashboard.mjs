@@ -178,6 +178,9 @@ try {
     if (storefront !== `http://${medusaStoreId}.localhost/`) throw new Error(`storefront link ${storefront}`);
     if (admin !== `http://${medusaStoreId}.localhost/app/`) throw new Error(`admin link ${admin}`);
     if (!(await medusa.textContent())?.includes("Medusa")) throw new Error("the card does not say Medusa");
+    // The owner's short help: how a new product becomes sellable.
+    await medusa.getByText("Running your shop").click();
+    await expectVisible(medusa.getByText(/enter the quantity under the variant/));
   });
 
   await step("delete-with-confirmation", async () => {

@@ -271,6 +271,38 @@ function seconds(time?: Timestamp): number {
   return time ? Number(time.seconds) : 0;
 }
 
+/** What an owner does after the first order, in short; docs/medusa.md and docs/woocommerce.md say it in full. */
+function RunningYourShop({ engine }: { engine: Engine }) {
+  return (
+    <details className="help">
+      <summary>Running your shop</summary>
+      {engine === Engine.MEDUSA ? (
+        <ul>
+          <li>
+            Products: in the admin, Products → Create. A new product ships with the store&apos;s shipping option and is
+            listed at its warehouse with nothing in stock: enter the quantity under the variant&apos;s Inventory, or
+            turn &ldquo;Manage inventory&rdquo; off to sell it without a count.
+          </li>
+          <li>Images you upload are kept in the store&apos;s own storage and served at its address.</li>
+          <li>
+            Prices include tax at each country&apos;s standard rate (the platform&apos;s setting); the checkout shows
+            the tax included.
+          </li>
+        </ul>
+      ) : (
+        <ul>
+          <li>Products: in the admin, Products → Add New; set a price and publish it.</li>
+          <li>
+            Scheduled work (analytics, stock holds, cleanups) runs every few minutes; mail goes through the
+            platform&apos;s relay if it has one, and is off otherwise.
+          </li>
+          <li>The admin makes no call to the internet: updates come with the platform&apos;s upgrades.</li>
+        </ul>
+      )}
+    </details>
+  );
+}
+
 function StoreCard({ store, api }: { store: Store; api: Clients }) {
   const [credentials, setCredentials] = useState<{ username: string; password: string } | null>(null);
   const [confirming, setConfirming] = useState(false);
@@ -335,6 +367,7 @@ function StoreCard({ store, api }: { store: Store; api: Clients }) {
           </a>
         </p>
       )}
+      {store.phase === Phase.READY && <RunningYourShop engine={store.engine} />}
       {credentials && (
         <dl className="credentials" aria-label="Admin credentials">
           <dt>Username</dt>
