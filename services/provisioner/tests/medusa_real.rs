@@ -323,36 +323,14 @@ fn a_medusa_store_bootstraps_once_and_takes_orders_over_http_and_in_its_storefro
         bytes_via(&[], &owners.image_url, &[]),
         std::fs::read(&image).expect("the image")
     );
-    let shots = databases.dir.path().join("screenshots");
-    let browser = run(
-        {
-            let mut command = Command::new("node");
-            command
-                .arg(shop_dir.join("e2e/order.mjs"))
-                .current_dir(&shop_dir)
-                .env("PATH", path(&app))
-                .env("STOREFRONT_URL", &host)
-                .env("CUSTOMER_EMAIL", "erika@example.com")
-                .env("PRODUCT_TITLE", &owners.title)
-                .env("IMAGE_PREFIX", format!("{public}{UPLOADS_PATH}/"))
-                .env("SCREENSHOTS", &shots);
-            command
-        },
-        Duration::from_secs(300),
+    let shop_order = buy_in_chromium(
+        &[],
+        &host,
+        (&owners.title, &format!("{public}{UPLOADS_PATH}/")),
+        "erika@example.com",
+        &databases.dir.path().join("screenshots"),
+        || format!("storefront:\n{}", shop.log()),
     );
-    let browsed = text(&browser);
-    assert!(
-        browser.status.success(),
-        "the order in Chromium failed (screenshots in {}):\n{browsed}\nstorefront:\n{}",
-        shots.display(),
-        shop.log()
-    );
-    let shop_order = browsed
-        .lines()
-        .find_map(|line| line.strip_prefix("order: "))
-        .expect("the browser test names the order")
-        .trim()
-        .to_owned();
     let orders = admin_orders_via(&[], &server.url, &token);
     assert!(
         orders["orders"]

@@ -878,36 +878,14 @@ async fn a_medusa_store_runs_as_real_pods_and_takes_an_order() {
     let scratch = tempfile::tempdir().expect("a directory");
     let ingress_daemon =
         medusa_support::start_ingress(&via, ([127, 0, 0, 1], 80).into(), &routes, scratch.path());
-    let app = medusa_support::medusa_app();
-    let shop_dir = medusa_support::storefront_dir();
-    let shots = scratch.path().join("screenshots");
-    let mut browser = Command::new("nsenter");
-    browser
-        .arg(netns.as_str())
-        .arg("--")
-        .arg("node")
-        .arg(shop_dir.join("e2e/order.mjs"))
-        .current_dir(&shop_dir)
-        .env("PATH", medusa_support::path(&app))
-        .env("STOREFRONT_URL", format!("{public}/"))
-        .env("CUSTOMER_EMAIL", "shopper@example.com")
-        .env("PRODUCT_TITLE", &owners.title)
-        .env("IMAGE_PREFIX", format!("{public}/static/"))
-        .env("SCREENSHOTS", &shots);
-    let browsed = medusa_support::run(browser, Duration::from_secs(300));
-    let browsed_text = medusa_support::text(&browsed);
-    assert!(
-        browsed.status.success(),
-        "the order in Chromium failed (screenshots in {}):\n{browsed_text}\ningress:\n{}",
-        shots.display(),
-        ingress_daemon.log()
+    let shop_order = medusa_support::buy_in_chromium(
+        &via,
+        &format!("{public}/"),
+        (&owners.title, &format!("{public}/static/")),
+        "shopper@example.com",
+        &scratch.path().join("screenshots"),
+        || format!("ingress:\n{}", ingress_daemon.log()),
     );
-    let shop_order = browsed_text
-        .lines()
-        .find_map(|line| line.strip_prefix("order: "))
-        .expect("the browser test names the order")
-        .trim()
-        .to_owned();
     let placed = medusa_support::http_via(
         &via,
         "GET",

@@ -172,6 +172,19 @@ pub fn data_volume() -> (Volume, VolumeMount) {
     )
 }
 
+/// Volume `name`: the files of ConfigMap `config_map`, with file mode `mode`.
+fn config_map_volume(name: &str, config_map: &str, mode: i32) -> Volume {
+    Volume {
+        name: name.to_owned(),
+        config_map: Some(ConfigMapVolumeSource {
+            name: config_map.to_owned(),
+            default_mode: Some(mode),
+            ..ConfigMapVolumeSource::default()
+        }),
+        ..Volume::default()
+    }
+}
+
 /// Where the pods that run the platform's scripts mount them.
 pub const SCRIPTS_DIR: &str = "/opt/store-platform";
 
@@ -227,18 +240,7 @@ pub fn script_pod(
                 ]),
                 ..Container::default()
             }],
-            volumes: Some(vec![
-                data,
-                Volume {
-                    name: "script".to_owned(),
-                    config_map: Some(ConfigMapVolumeSource {
-                        name: config_map.to_owned(),
-                        default_mode: Some(0o555),
-                        ..ConfigMapVolumeSource::default()
-                    }),
-                    ..Volume::default()
-                },
-            ]),
+            volumes: Some(vec![data, config_map_volume("script", config_map, 0o555)]),
             security_context: Some(pod_security(WWW_DATA)),
             automount_service_account_token: Some(false),
             enable_service_links: Some(false),
@@ -343,15 +345,7 @@ pub fn deployment(id: &str, settings: &Settings) -> Deployment {
                     }],
                     volumes: Some(vec![
                         volume,
-                        Volume {
-                            name: "platform-files".to_owned(),
-                            config_map: Some(ConfigMapVolumeSource {
-                                name: WORDPRESS_FILES.to_owned(),
-                                default_mode: Some(0o444),
-                                ..ConfigMapVolumeSource::default()
-                            }),
-                            ..Volume::default()
-                        },
+                        config_map_volume("platform-files", WORDPRESS_FILES, 0o444),
                     ]),
                     security_context: Some(pod_security(WWW_DATA)),
                     automount_service_account_token: Some(false),

@@ -763,6 +763,52 @@ pub fn start_ingress(via: &[&str], listen: SocketAddr, routes: &str, dir: &Path)
     daemon
 }
 
+/// A shopper buys two of the product titled `product` in Chromium, at the storefront at `url`
+/// (`deploy/medusa-storefront/e2e/order.mjs`, run through `via`), requiring its image to load from an address that
+/// starts with `image_prefix`; returns the order's id. `context` goes into the failure's message (screenshots are in
+/// `shots`).
+pub fn buy_in_chromium(
+    via: &[&str],
+    url: &str,
+    (product, image_prefix): (&str, &str),
+    email: &str,
+    shots: &Path,
+    context: impl FnOnce() -> String,
+) -> String {
+    let shop_dir = storefront_dir();
+    let mut command = match via.split_first() {
+        Some((first, rest)) => {
+            let mut command = Command::new(first);
+            command.args(rest).arg("node");
+            command
+        }
+        None => Command::new("node"),
+    };
+    command
+        .arg(shop_dir.join("e2e/order.mjs"))
+        .current_dir(&shop_dir)
+        .env("PATH", path(&medusa_app()))
+        .env("STOREFRONT_URL", url)
+        .env("CUSTOMER_EMAIL", email)
+        .env("PRODUCT_TITLE", product)
+        .env("IMAGE_PREFIX", image_prefix)
+        .env("SCREENSHOTS", shots);
+    let browser = run(command, Duration::from_secs(300));
+    let browsed = text(&browser);
+    assert!(
+        browser.status.success(),
+        "the order in Chromium failed (screenshots in {}):\n{browsed}\n{}",
+        shots.display(),
+        context()
+    );
+    browsed
+        .lines()
+        .find_map(|line| line.strip_prefix("order: "))
+        .expect("the browser test names the order")
+        .trim()
+        .to_owned()
+}
+
 /// The storefront's folder (its server and its browser test; scripts/storefront.sh built it).
 pub fn storefront_dir() -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/medusa-storefront");
