@@ -11,7 +11,7 @@ use std::{
 
 use http::HeaderMap;
 use sha2::{Digest as _, Sha256};
-use store_platform_runtime::{Shutdown, tenant};
+use store_platform_runtime::{Shutdown, tenant, watched_file};
 
 /// Who a token belongs to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -178,41 +178,23 @@ impl Authenticator {
         interval: Duration,
         shutdown: Shutdown,
     ) -> Result<Self, TokensError> {
-        let text = read(&path).await?;
-        let tokens = Tokens::parse(&text)?;
-        if tokens.is_empty() {
-            tracing::warn!(path = %path.display(), "no API tokens: every call will be refused");
-        }
-        tracing::info!(path = %path.display(), tokens = tokens.len(), "API tokens loaded");
-        let authenticator = Self::new(tokens);
+        let authenticator = Self::new(Tokens::default());
         let reloading = authenticator.clone();
-        tokio::spawn(async move {
-            let mut last = text;
-            loop {
-                tokio::select! {
-                    () = shutdown.wait() => return,
-                    () = tokio::time::sleep(interval) => {}
+        watched_file::watch(
+            path.clone(),
+            "API tokens file",
+            interval,
+            shutdown,
+            |_, text| Tokens::parse(text),
+            move |tokens: Tokens| {
+                if tokens.is_empty() {
+                    tracing::warn!(path = %path.display(), "no API tokens: every call will be refused");
                 }
-                let text = match read(&path).await {
-                    Ok(text) if text != last => text,
-                    Ok(_) => continue,
-                    Err(error) => {
-                        tracing::warn!(%error, "cannot re-read the API tokens; keeping those in use");
-                        continue;
-                    }
-                };
-                match Tokens::parse(&text) {
-                    Ok(tokens) => {
-                        tracing::info!(path = %path.display(), tokens = tokens.len(), "API tokens reloaded");
-                        reloading.replace(tokens);
-                    }
-                    Err(error) => {
-                        tracing::error!(path = %path.display(), %error, "the changed API tokens file is not valid; keeping the tokens in use");
-                    }
-                }
-                last = text;
-            }
-        });
+                tracing::info!(path = %path.display(), tokens = tokens.len(), "API tokens in use");
+                reloading.replace(tokens);
+            },
+        )
+        .await?;
         Ok(authenticator)
     }
 }
@@ -267,53 +249,35 @@ impl BackendToken {
         interval: Duration,
         shutdown: Shutdown,
     ) -> Result<Self, TokensError> {
-        let text = read(&path).await?;
         let token = Self {
-            header: Arc::new(RwLock::new(bearer_header(&path, &text)?)),
+            header: Arc::new(RwLock::new(http::HeaderValue::from_static(""))),
         };
-        tracing::info!(path = %path.display(), "backend token loaded");
         let refreshing = token.clone();
-        tokio::spawn(async move {
-            let mut last = text;
-            loop {
-                tokio::select! {
-                    () = shutdown.wait() => return,
-                    () = tokio::time::sleep(interval) => {}
-                }
-                match read(&path).await {
-                    Ok(text) if text != last => {
-                        match bearer_header(&path, &text) {
-                            Ok(header) => {
-                                *refreshing
-                                    .header
-                                    .write()
-                                    .unwrap_or_else(|poisoned| poisoned.into_inner()) = header;
-                                tracing::info!(path = %path.display(), "backend token refreshed");
-                            }
-                            Err(error) => {
-                                tracing::warn!(%error, "keeping the backend token in use")
-                            }
-                        }
-                        last = text;
-                    }
-                    Ok(_) => {}
-                    Err(error) => {
-                        tracing::warn!(%error, "cannot re-read the backend token; keeping the one in use")
-                    }
-                }
-            }
-        });
+        watched_file::watch(
+            path,
+            "backend token",
+            interval,
+            shutdown,
+            bearer_header,
+            move |header| {
+                *refreshing
+                    .header
+                    .write()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner()) = header;
+            },
+        )
+        .await?;
         Ok(token)
     }
 }
 
-async fn read(path: &Path) -> Result<String, TokensError> {
-    tokio::fs::read_to_string(path)
-        .await
-        .map_err(|source| TokensError::Read {
-            path: path.to_owned(),
-            source,
-        })
+impl From<watched_file::ReadError> for TokensError {
+    fn from(error: watched_file::ReadError) -> Self {
+        Self::Read {
+            path: error.path,
+            source: error.source,
+        }
+    }
 }
 
 #[cfg(test)]

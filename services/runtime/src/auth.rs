@@ -8,7 +8,7 @@
 
 use std::{
     collections::{BTreeSet, HashMap},
-    path::{Path, PathBuf},
+    path::PathBuf,
     sync::{Arc, Mutex, RwLock},
     time::{Duration, Instant},
 };
@@ -28,6 +28,7 @@ use tonic::{Status, metadata::MetadataMap};
 use crate::{
     Shutdown,
     tenant::{self, Caller},
+    watched_file,
 };
 
 pub use store_platform_proto::TOKEN_AUDIENCE as DEFAULT_AUDIENCE;
@@ -359,47 +360,28 @@ impl Authenticator {
         client: kube::Client,
         shutdown: Shutdown,
     ) -> Result<Self, PolicyError> {
-        let path = args.caller_policy.clone();
-        let text = read(&path).await?;
-        let policy = Policy::parse(&text)?;
-        if policy.is_empty() {
-            tracing::warn!(path = %path.display(), "the caller policy names no caller: every call will be refused");
-        }
-        tracing::info!(path = %path.display(), callers = policy.len(), audience = %args.token_audience, "caller policy loaded");
         let auth = Self::new(
             token_reviewer(client, args.token_audience.clone()),
             &args.token_audience,
             args.token_cache_ttl,
-            policy,
+            Policy::default(),
         );
-        let (reloading, interval) = (auth.clone(), args.caller_policy_reload_interval);
-        tokio::spawn(async move {
-            let mut last = text;
-            loop {
-                tokio::select! {
-                    () = shutdown.wait() => return,
-                    () = tokio::time::sleep(interval) => {}
+        let (path, reloading) = (args.caller_policy.clone(), auth.clone());
+        watched_file::watch(
+            path.clone(),
+            "caller policy",
+            args.caller_policy_reload_interval,
+            shutdown,
+            |_, text| Policy::parse(text),
+            move |policy: Policy| {
+                if policy.is_empty() {
+                    tracing::warn!(path = %path.display(), "the caller policy names no caller: every call will be refused");
                 }
-                let text = match read(&path).await {
-                    Ok(text) if text != last => text,
-                    Ok(_) => continue,
-                    Err(error) => {
-                        tracing::warn!(%error, "cannot re-read the caller policy; keeping the one in use");
-                        continue;
-                    }
-                };
-                match Policy::parse(&text) {
-                    Ok(policy) => {
-                        tracing::info!(path = %path.display(), callers = policy.len(), "caller policy reloaded");
-                        reloading.set_policy(policy);
-                    }
-                    Err(error) => {
-                        tracing::error!(path = %path.display(), %error, "the changed caller policy is not valid; keeping the one in use")
-                    }
-                }
-                last = text;
-            }
-        });
+                tracing::info!(path = %path.display(), callers = policy.len(), "caller policy in use");
+                reloading.set_policy(policy);
+            },
+        )
+        .await?;
         Ok(auth)
     }
 
@@ -595,13 +577,13 @@ impl Authenticator {
     }
 }
 
-async fn read(path: &Path) -> Result<String, PolicyError> {
-    tokio::fs::read_to_string(path)
-        .await
-        .map_err(|source| PolicyError::Read {
-            path: path.to_owned(),
-            source,
-        })
+impl From<watched_file::ReadError> for PolicyError {
+    fn from(error: watched_file::ReadError) -> Self {
+        Self::Read {
+            path: error.path,
+            source: error.source,
+        }
+    }
 }
 
 #[cfg(test)]

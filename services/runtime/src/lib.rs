@@ -13,6 +13,7 @@ pub mod record;
 pub mod shutdown;
 pub mod telemetry;
 pub mod tenant;
+pub mod watched_file;
 
 pub use shutdown::Shutdown;
 pub use telemetry::TelemetryArgs;
