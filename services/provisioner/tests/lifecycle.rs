@@ -3,7 +3,6 @@
 
 use std::{net::SocketAddr, sync::OnceLock, time::Duration};
 
-use clap::Parser as _;
 use k8s_openapi::api::{
     apps::v1::{Deployment, StatefulSet},
     batch::v1::{Job, JobTemplateSpec},
@@ -21,8 +20,8 @@ use store_platform_proto::v1::{
     ListStoresRequest, Phase, RetryStoreRequest, StepState,
     provisioner_service_client::ProvisionerServiceClient,
 };
-use store_platform_provisioner::Args;
-use store_platform_runtime::{Shutdown, record};
+
+use store_platform_runtime::record;
 use store_platform_test_support::{Behaviour, Fate, TestEnv, process::http_get};
 use support::{as_admin, as_tenant, create_request, unique_id, wait_for_phase, wait_until_gone};
 
@@ -41,63 +40,25 @@ fn provisioner() -> SocketAddr {
 fn provisioner_addrs() -> (SocketAddr, SocketAddr) {
     static ADDR: OnceLock<(SocketAddr, SocketAddr)> = OnceLock::new();
     *ADDR.get_or_init(|| {
-        let env = TestEnv::shared();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(async move {
-                env.ensure_namespace("store-platform").await;
-                // An SMTP relay, so every store here also gets its mail Secret, settings and egress rule.
-                let relay_password = std::env::temp_dir()
-                    .join(format!("lifecycle-smtp-password-{}", std::process::id()));
-                std::fs::write(&relay_password, format!("{RELAY_PASSWORD}\n"))
-                    .expect("relay password file");
-                let args = Args::parse_from([
-                    "provisioner",
-                    "--grpc-addr=127.0.0.1:0",
-                    &format!("--caller-policy={}", env.caller_policy_path().display()),
-                    "--metrics-addr=127.0.0.1:0",
-                    &format!("--lease-name=provisioner-lifecycle-{}", std::process::id()),
-                    &format!("--step-deadline={STEP_DEADLINE_SECS}s"),
-                    "--bootstrap-deadline=60s",
-                    "--max-stores-per-tenant=3",
-                    "--smtp-host=smtp.example.net",
-                    "--smtp-username=relay",
-                    &format!("--smtp-password-file={}", relay_password.display()),
-                    "--smtp-from=shops@platform.example",
-                    "--smtp-egress-cidrs=203.0.113.7/32",
-                ]);
-                let (metrics, registry) = store_platform_provisioner::metrics::Metrics::new();
-                // As the binary does: a client whose requests are timed into the metrics.
-                let kubeconfig =
-                    kube::config::Kubeconfig::read_from(env.kubeconfig_path()).expect("kubeconfig");
-                let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-                    .await
-                    .expect("config");
-                let client = store_platform_runtime::metrics::client_with_metrics(
-                    config,
-                    metrics.kube_requests.clone(),
-                )
-                .expect("client");
-                let running = store_platform_provisioner::start(
-                    args,
-                    client,
-                    Shutdown::new(),
-                    metrics,
-                    registry,
-                )
-                .await
-                .expect("start the provisioner");
-                tx.send((running.addr, running.metrics_addr))
-                    .expect("send address");
-                let _ = running.task.await;
-            });
-        });
-        rx.recv().expect("provisioner address")
+        // An SMTP relay, so every store here also gets its mail Secret, settings and egress rule.
+        let relay_password =
+            std::env::temp_dir().join(format!("lifecycle-smtp-password-{}", std::process::id()));
+        std::fs::write(&relay_password, format!("{RELAY_PASSWORD}\n"))
+            .expect("relay password file");
+        support::spawn_provisioner(
+            TestEnv::shared().clone(),
+            vec![
+                format!("--lease-name=provisioner-lifecycle-{}", std::process::id()),
+                format!("--step-deadline={STEP_DEADLINE_SECS}s"),
+                "--bootstrap-deadline=60s".to_owned(),
+                "--max-stores-per-tenant=3".to_owned(),
+                "--smtp-host=smtp.example.net".to_owned(),
+                "--smtp-username=relay".to_owned(),
+                format!("--smtp-password-file={}", relay_password.display()),
+                "--smtp-from=shops@platform.example".to_owned(),
+                "--smtp-egress-cidrs=203.0.113.7/32".to_owned(),
+            ],
+        )
     })
 }
 

@@ -18,7 +18,6 @@
 
 use std::{net::SocketAddr, process::Command, sync::OnceLock, time::Duration};
 
-use clap::Parser as _;
 use k8s_openapi::api::{
     core::v1::{Pod, Service},
     networking::v1::Ingress,
@@ -31,8 +30,8 @@ use store_platform_proto::v1::{
     CreateStoreRequest, Engine, GetStoreRequest, Phase, StepState, Store,
     provisioner_service_client::ProvisionerServiceClient,
 };
-use store_platform_provisioner::Args;
-use store_platform_runtime::{Shutdown, record};
+
+use store_platform_runtime::record;
 use store_platform_test_support::{
     TestEnv,
     node::{
@@ -43,6 +42,7 @@ use store_platform_test_support::{
 use tonic::transport::Channel;
 
 mod medusa_support;
+mod support;
 
 const TENANT: &str = "real-node-tenant";
 /// Its provisioner runs MariaDB from an image the node does not have.
@@ -84,51 +84,26 @@ fn start_provisioner(
     mariadb: &'static str,
     deadline: &'static str,
 ) -> SocketAddr {
-    let env = TestEnv::real_node();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        runtime.block_on(async move {
-            env.ensure_namespace("store-platform").await;
-            let args = Args::parse_from([
-                "provisioner",
-                "--grpc-addr=127.0.0.1:0",
-                &format!("--caller-policy={}", env.caller_policy_path().display()),
-                "--metrics-addr=127.0.0.1:0",
-                &format!("--lease-name=provisioner-{tenant}-{}", std::process::id()),
-                &format!("--reconcile-selector={}={tenant}", record::TENANT_LABEL),
-                &format!("--wordpress-image={wordpress}"),
-                &format!("--mariadb-image={mariadb}"),
-                &format!("--medusa-image={MEDUSA_IMAGE}"),
-                &format!("--medusa-storefront-image={MEDUSA_STOREFRONT_IMAGE}"),
-                &format!("--postgres-image={POSTGRES_IMAGE}"),
-                &format!("--redis-image={REDIS_IMAGE}"),
-                // The images exist only on the node: a pull would be a bug.
-                "--image-pull-policy=Never",
-                &format!("--step-deadline={deadline}"),
-                // Medusa's bootstrap loads the whole application three times, on a node that runs the other
-                // tests' pods too.
-                "--bootstrap-deadline=600s",
-            ]);
-            let (metrics, registry) = store_platform_provisioner::metrics::Metrics::new();
-            let running = store_platform_provisioner::start(
-                args,
-                env.client().await,
-                Shutdown::new(),
-                metrics,
-                registry,
-            )
-            .await
-            .expect("start the provisioner");
-            tx.send(running.addr).expect("send address");
-            let _ = running.task.await;
-        });
-    });
-    rx.recv().expect("provisioner address")
+    support::spawn_provisioner(
+        TestEnv::real_node(),
+        vec![
+            format!("--lease-name=provisioner-{tenant}-{}", std::process::id()),
+            format!("--reconcile-selector={}={tenant}", record::TENANT_LABEL),
+            format!("--wordpress-image={wordpress}"),
+            format!("--mariadb-image={mariadb}"),
+            format!("--medusa-image={MEDUSA_IMAGE}"),
+            format!("--medusa-storefront-image={MEDUSA_STOREFRONT_IMAGE}"),
+            format!("--postgres-image={POSTGRES_IMAGE}"),
+            format!("--redis-image={REDIS_IMAGE}"),
+            // The images exist only on the node: a pull would be a bug.
+            "--image-pull-policy=Never".to_owned(),
+            format!("--step-deadline={deadline}"),
+            // Medusa's bootstrap loads the whole application three times, on a node that runs the other tests'
+            // pods too.
+            "--bootstrap-deadline=600s".to_owned(),
+        ],
+    )
+    .0
 }
 
 async fn api(tenant: &'static str) -> ProvisionerServiceClient<Channel> {
@@ -152,15 +127,9 @@ async fn create_engine(
 ) -> (ProvisionerServiceClient<Channel>, String) {
     let mut api = api(tenant).await;
     let id = format!("{prefix}-{}", std::process::id());
-    api.create_store(TestEnv::real_node().as_tenant(
-        tenant,
-        CreateStoreRequest {
-            store_id: id.clone(),
-            display_name: format!("Store {id}"),
-            engine: engine as i32,
-            admin_email: "owner@example.com".to_owned(),
-        },
-    ))
+    api.create_store(
+        TestEnv::real_node().as_tenant(tenant, support::create_request_for(&id, engine)),
+    )
     .await
     .expect("CreateStore");
     (api, id)

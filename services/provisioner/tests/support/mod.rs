@@ -2,9 +2,12 @@
 #![allow(dead_code)]
 
 use std::{
+    net::SocketAddr,
     sync::atomic::{AtomicU32, Ordering},
     time::Duration,
 };
+
+use clap::Parser as _;
 
 use k8s_openapi::api::core::v1::Namespace;
 use kube::{
@@ -12,7 +15,10 @@ use kube::{
     runtime::wait::{await_condition, conditions},
 };
 use store_platform_proto::v1::{CreateStoreRequest, Engine};
-use store_platform_runtime::record::{self, StepState, StoreStatus};
+use store_platform_runtime::{
+    Shutdown,
+    record::{self, StepState, StoreStatus},
+};
 use store_platform_test_support::TestEnv;
 pub use store_platform_test_support::process::as_tenant;
 use tonic::Request;
@@ -37,12 +43,62 @@ pub fn unique_id(prefix: &str) -> String {
 }
 
 pub fn create_request(id: &str) -> CreateStoreRequest {
+    create_request_for(id, Engine::Woocommerce)
+}
+
+/// A request for store `id` of `engine`, named after its id, for owner@example.com.
+pub fn create_request_for(id: &str, engine: Engine) -> CreateStoreRequest {
     CreateStoreRequest {
         store_id: id.to_owned(),
         display_name: format!("Store {id}"),
-        engine: Engine::Woocommerce as i32,
+        engine: engine as i32,
         admin_email: "owner@example.com".to_owned(),
     }
+}
+
+/// Starts a provisioner against `env`'s cluster on a thread and a runtime of its own, so that it outlives each
+/// test's runtime: listening on loopback ports of its own, trusting `env`'s caller policy, with `flags` besides,
+/// and a Kubernetes client timed into its metrics as the binary makes it. Returns its gRPC and metrics addresses
+/// once it serves.
+pub fn spawn_provisioner(env: TestEnv, flags: Vec<String>) -> (SocketAddr, SocketAddr) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async move {
+            env.ensure_namespace("store-platform").await;
+            let mut argv = vec![
+                "provisioner".to_owned(),
+                "--grpc-addr=127.0.0.1:0".to_owned(),
+                format!("--caller-policy={}", env.caller_policy_path().display()),
+                "--metrics-addr=127.0.0.1:0".to_owned(),
+            ];
+            argv.extend(flags);
+            let args = store_platform_provisioner::Args::parse_from(argv);
+            let (metrics, registry) = store_platform_provisioner::metrics::Metrics::new();
+            let kubeconfig =
+                kube::config::Kubeconfig::read_from(env.kubeconfig_path()).expect("kubeconfig");
+            let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+                .await
+                .expect("config");
+            let client = store_platform_runtime::metrics::client_with_metrics(
+                config,
+                metrics.kube_requests.clone(),
+            )
+            .expect("client");
+            let running =
+                store_platform_provisioner::start(args, client, Shutdown::new(), metrics, registry)
+                    .await
+                    .expect("start the provisioner");
+            tx.send((running.addr, running.metrics_addr))
+                .expect("send address");
+            let _ = running.task.await;
+        });
+    });
+    rx.recv().expect("provisioner address")
 }
 
 /// Waits, through a watch on the store's namespace, until its phase label is `phase`.
