@@ -253,6 +253,33 @@ fn a_medusa_store_bootstraps_once_and_takes_orders_over_http_and_in_its_storefro
         csv.contains(&owners.title) && csv.contains(&owners.id),
         "{csv}"
     );
+    // And from CSV: a product imported (the file in the volume, read back to create it) is as sellable.
+    let channel = &http(
+        "GET",
+        &server.url("/admin/sales-channels"),
+        &[("authorization", &bearer)],
+        None,
+    )
+    .ok("sales channels")["sales_channels"][0]["id"];
+    let imported = import_products_via(
+        &[],
+        &server.url,
+        &token,
+        &format!(
+            "Product Handle,Product Title,Product Status,Product Description,Product Sales Channel 1,\
+             Variant Title,Variant Sku,Variant Manage Inventory,Variant Price {currency},Variant Option 1 Name,\
+             Variant Option 1 Value\n\
+             imported-cup,Imported Cup,published,\"Imported, from a CSV\",{channel},Default variant,IMPORTED-CUP,\
+             true,9.5,Default option,Default option value\n",
+            currency = settings.medusa.currency.to_ascii_uppercase(),
+            channel = channel.as_str().expect("a channel"),
+        ),
+        "imported-cup",
+    );
+    assert_eq!(
+        imported["shipping_profile"]["type"], "default",
+        "{imported}"
+    );
 
     // The worker processes the order's event; the server does not.
     let line = format!("order placed: {order_id}");

@@ -1147,6 +1147,74 @@ pub fn owner_adds_a_product_via(
     }
 }
 
+/// The owner imports products from `csv` (Medusa's import columns) as the dashboard does: the file uploaded into the
+/// store's files, an import started from it, confirmed; waits until the product with handle `handle` exists and
+/// returns it with its shipping profile.
+pub fn import_products_via(
+    via: &[&str],
+    base: &str,
+    token: &str,
+    csv: &str,
+    handle: &str,
+) -> Value {
+    let bearer = format!("Bearer {token}");
+    let admin = [("authorization", bearer.as_str())];
+    let file = tempfile::NamedTempFile::new().expect("a file");
+    std::fs::write(file.path(), csv).expect("the CSV");
+    let mut command = curl_via(via);
+    command
+        .args(["-sS", "--fail-with-body", "--max-time", "60", "-H"])
+        .arg(format!("authorization: {bearer}"))
+        .arg("-F")
+        .arg(format!("files=@{};type=text/csv", file.path().display()))
+        .arg(format!("{base}/admin/uploads"));
+    let output = command.output().expect("curl");
+    assert!(
+        output.status.success(),
+        "the CSV's upload failed: {}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    let uploaded: Value = serde_json::from_slice(&output.stdout).expect("json");
+    let key = uploaded["files"][0]["id"].clone();
+    let started = http_via(
+        via,
+        "POST",
+        &format!("{base}/admin/products/imports"),
+        &admin,
+        Some(&json!({
+            "file_key": key, "originalname": "products.csv", "extension": "csv",
+            "size": csv.len(), "mime_type": "text/csv",
+        })),
+    )
+    .ok("the import");
+    assert_eq!(started["summary"]["toCreate"], 1, "{started}");
+    let transaction = started["transaction_id"].as_str().expect("a transaction");
+    http_via(
+        via,
+        "POST",
+        &format!("{base}/admin/products/imports/{transaction}/confirm"),
+        &admin,
+        None,
+    )
+    .ok("the import's confirmation");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let found = http_via(
+            via,
+            "GET",
+            &format!("{base}/admin/products?handle={handle}&fields=id,title,shipping_profile.type"),
+            &admin,
+            None,
+        )
+        .ok("the imported product");
+        if let Some(product) = found["products"].as_array().and_then(|p| p.first()) {
+            return product.clone();
+        }
+        assert!(Instant::now() < deadline, "the import never made {handle}");
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
 /// The bytes at `url`, from `via` (curl's exit status must say HTTP 2xx).
 pub fn bytes_via(via: &[&str], url: &str, headers: &[(&str, &str)]) -> Vec<u8> {
     let mut command = curl_via(via);
