@@ -144,7 +144,7 @@ async fn a_provisioner_killed_mid_provisioning_finishes_the_store_when_it_return
         "the Job ran once"
     );
     assert_eq!(count::<PersistentVolumeClaim>(&namespace, "").await, 2);
-    assert_eq!(count::<NetworkPolicy>(&namespace, "").await, 6);
+    assert_eq!(count::<NetworkPolicy>(&namespace, "").await, 5);
     let secret = Api::<Secret>::namespaced(env.client().await, &namespace)
         .get("store-credentials")
         .await
