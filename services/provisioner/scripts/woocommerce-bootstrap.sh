@@ -33,6 +33,8 @@ fail() { printf 'bootstrap: FAILED: %s\n' "$*" >&2; exit 1; }
 wpcli() { wp --path="$WP_PATH" --url="$STORE_URL" "$@"; }
 # A WooCommerce command, as the store's administrator.
 wcli() { wpcli wc "$@" --user="$WP_ADMIN_USER"; }
+# The value of option $1, or nothing if it does not exist.
+option_value() { wpcli option get "$1" 2>/dev/null || true; }
 
 wait_for_database() {
   local host=${WORDPRESS_DB_HOST%:*} port=${WORDPRESS_DB_HOST##*:} waited=0
@@ -97,9 +99,9 @@ finish_woocommerce_install() {
   want=$(wpcli plugin get woocommerce --field=version)
   started=$(date +%s)
   while :; do
-    version=$(wpcli option get woocommerce_version 2>/dev/null || true)
+    version=$(option_value woocommerce_version)
     [[ $version == "$want" ]] && break
-    expires=$(wpcli option get _transient_timeout_wc_installing 2>/dev/null || true)
+    expires=$(option_value _transient_timeout_wc_installing)
     [[ $expires =~ ^[0-9]+$ ]] ||
       fail "WooCommerce $want did not install (woocommerce_version is ${version:-missing}, and no install is running)"
     # The lock was taken ten minutes before it expires.
@@ -121,7 +123,7 @@ finish_woocommerce_install() {
 # only if no order exists yet, and switches on the new e-mail designs. A store whose first customer came before its
 # owner would keep the old order storage for good; running the routine here makes every store the same.
 settle_new_shop() {
-  if [[ $(wpcli option get woocommerce_newly_installed 2>/dev/null || true) == yes ]]; then
+  if [[ $(option_value woocommerce_newly_installed) == yes ]]; then
     wpcli eval 'WC_Install::newly_installed();'
     log "WooCommerce's new-shop routine done"
   fi
@@ -130,7 +132,7 @@ settle_new_shop() {
 # Sets a plain option unless it already holds that value (an option that does not exist yet reads as empty).
 set_option() {
   local name=$1 value=$2
-  if [[ $(wpcli option get "$name" 2>/dev/null || true) != "$value" ]]; then
+  if [[ $(option_value "$name") != "$value" ]]; then
     wpcli option update "$name" "$value"
   fi
 }
@@ -177,9 +179,6 @@ create_sample_product() {
     --catalog_visibility=visible --description="A sample product: add it to the cart and check out." >/dev/null
   log "sample product created"
 }
-
-# The value of option $1, or nothing if it does not exist.
-option_value() { wpcli option get "$1" 2>/dev/null || true; }
 
 verify() {
   wpcli plugin is-active woocommerce || fail "WooCommerce is not active"
