@@ -450,16 +450,7 @@ fn the_stand_in_prints_yes_no_fields_byte_for_byte_as_recorded() {
     // bytes.txt: a yes/no field prints "1\n" or "\n" plainly, "true\n" or "false\n" as JSON.
     let bytes = std::fs::read_to_string(Path::new(FIXTURES).join("bytes.txt")).expect("bytes");
     let fixture = Fixture::new();
-    let html = fixture.path("html");
-    let wp = |args: &[&str]| {
-        Command::new(Path::new(FIXTURES).join("wp"))
-            .arg(format!("--path={}", html.display()))
-            .arg("--url=http://shop.localhost")
-            .args(args)
-            .env("WP_STAND_IN_STATE", fixture.path("state.json"))
-            .output()
-            .expect("run the stand-in")
-    };
+    let wp = |args: &[&str]| fixture.wp(args, None);
     assert!(
         wp(&[
             "core",

@@ -540,16 +540,21 @@ pub fn http(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&Val
 }
 
 /// The same, with curl run through `via` (e.g. `nsenter --net=… --` into a node's network namespace).
-/// curl, run through `via` if it is given.
-fn curl_via(via: &[&str]) -> Command {
+/// `program`, run through `via` (e.g. `nsenter --net=… --`) if it is given.
+fn command_via(via: &[&str], program: impl AsRef<std::ffi::OsStr>) -> Command {
     match via.split_first() {
-        Some((program, args)) => {
-            let mut command = Command::new(program);
-            command.args(args).arg(CURL);
+        Some((first, rest)) => {
+            let mut command = Command::new(first);
+            command.args(rest).arg(program);
             command
         }
-        None => Command::new(CURL),
+        None => Command::new(program),
     }
+}
+
+/// curl, run through `via` if it is given.
+fn curl_via(via: &[&str]) -> Command {
+    command_via(via, CURL)
 }
 
 pub fn http_via(
@@ -740,14 +745,7 @@ pub fn start_ingress(via: &[&str], listen: SocketAddr, routes: &str, dir: &Path)
         .join("store-ingress")
         .canonicalize()
         .expect("store-ingress is built (cargo build --bins)");
-    let mut command = match via.split_first() {
-        Some((first, rest)) => {
-            let mut command = Command::new(first);
-            command.args(rest).arg(program);
-            command
-        }
-        None => Command::new(program),
-    };
+    let mut command = command_via(via, program);
     command.arg(listen.to_string()).arg(&file);
     let daemon =
         Daemon::spawn("ingress", command, &dir.join("ingress.log")).expect("start the ingress");
@@ -776,14 +774,7 @@ pub fn buy_in_chromium(
     context: impl FnOnce() -> String,
 ) -> String {
     let shop_dir = storefront_dir();
-    let mut command = match via.split_first() {
-        Some((first, rest)) => {
-            let mut command = Command::new(first);
-            command.args(rest).arg("node");
-            command
-        }
-        None => Command::new("node"),
-    };
+    let mut command = command_via(via, "node");
     command
         .arg(shop_dir.join("e2e/order.mjs"))
         .current_dir(&shop_dir)
