@@ -7,6 +7,7 @@ use prost::Message;
 
 const PROTOS: &[&str] = &[
     "store_platform/v1/store.proto",
+    "store_platform/v1/backup.proto",
     "store_platform/v1/provisioner.proto",
     "store_platform/v1/status.proto",
 ];

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests run for real: WordPress (core), PHP under Apache's mod_php, MariaDB,
-# PostgreSQL and Redis (Medusa's database and queues), curl, Go with grpc-go (one of the independent gRPC clients the
-# tests hold the services to), and the real test node's runtime: Docker's engine, CNI plugins, iptables, conntrack,
+# PostgreSQL and Redis (Medusa's database and queues), restic (the backup repository tool), curl, Go with grpc-go
+# (one of the independent gRPC clients the tests hold the services to), and the real test node's runtime: Docker's engine, CNI plugins, iptables, conntrack,
 # dnsmasq and debootstrap (for its images).
 # Nothing is started or enabled: the tests run their own servers on loopback. Idempotent; needs root or sudo.
 set -euo pipefail
@@ -9,7 +9,7 @@ set -euo pipefail
 PACKAGES=(
   apache2 libapache2-mod-php8.2 php8.2-mysql
   mariadb-server mariadb-client
-  postgresql redis-server
+  postgresql redis-server restic
   wordpress curl
   golang-go golang-google-grpc-dev
   docker.io containerd runc containernetworking-plugins iptables conntrack dnsmasq-base debootstrap iproute2 procps

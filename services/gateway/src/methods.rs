@@ -26,13 +26,16 @@ impl Method {
     pub fn is_audited(&self) -> bool {
         matches!(
             self.name.as_str(),
-            "CreateStore" | "DeleteStore" | "RetryStore" | "GetStoreCredentials"
+            "CreateStore" | "DeleteStore" | "RetryStore" | "GetStoreCredentials" | "BackupStore"
         )
     }
 
     /// Calls counted against a tenant's rate limit.
     pub fn is_rate_limited(&self) -> bool {
-        matches!(self.name.as_str(), "CreateStore" | "DeleteStore")
+        matches!(
+            self.name.as_str(),
+            "CreateStore" | "DeleteStore" | "BackupStore"
+        )
     }
 
     /// The store a request names: every store-platform request that names one has `store_id` as field 1.

@@ -4,7 +4,7 @@ use std::{collections::BTreeMap, net::SocketAddr, time::Duration};
 
 use store_platform_runtime::{TelemetryArgs, auth::AuthArgs};
 
-use crate::settings::{Mail, MailSecurity, Medusa, Settings, Tls};
+use crate::settings::{Backup, Mail, MailSecurity, Medusa, Settings, Tls};
 
 #[derive(Clone, Debug, clap::Parser)]
 #[command(
@@ -182,6 +182,75 @@ pub struct Args {
     pub medusa_prices_include_tax: bool,
 
     /// The most stores one tenant may have.
+    /// The S3-compatible object store backups go to, e.g. `https://s3.eu-central-1.amazonaws.com`. Empty: backups
+    /// are off, and the backup calls say so.
+    #[arg(long, env = "BACKUP_S3_ENDPOINT", default_value = "")]
+    pub backup_s3_endpoint: String,
+
+    /// The bucket of every store's backup repository (required with --backup-s3-endpoint).
+    #[arg(long, env = "BACKUP_S3_BUCKET", default_value = "")]
+    pub backup_s3_bucket: String,
+
+    /// A prefix in the bucket under which the repositories live (`<prefix>/<tenant>/<store>`).
+    #[arg(long, env = "BACKUP_S3_PREFIX", default_value = "store-platform")]
+    pub backup_s3_prefix: String,
+
+    #[arg(long, env = "BACKUP_S3_REGION", default_value = "us-east-1")]
+    pub backup_s3_region: String,
+
+    /// Address the bucket in the path (MinIO, Garage, Ceph and most self-hosted stores) rather than as a subdomain.
+    #[arg(long, env = "BACKUP_S3_PATH_STYLE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub backup_s3_path_style: bool,
+
+    /// A file holding the object store's access key id (mount it from a Secret).
+    #[arg(long, env = "BACKUP_S3_ACCESS_KEY_FILE")]
+    pub backup_s3_access_key_file: Option<std::path::PathBuf>,
+
+    /// A file holding the object store's secret access key (mount it from a Secret).
+    #[arg(long, env = "BACKUP_S3_SECRET_KEY_FILE")]
+    pub backup_s3_secret_key_file: Option<std::path::PathBuf>,
+
+    /// The restic image backup and restore Jobs run.
+    #[arg(long, env = "BACKUP_IMAGE", default_value = "restic/restic:0.17.3")]
+    pub backup_image: String,
+
+    /// When every store's scheduled backup runs (cron syntax, in the controller manager's time zone).
+    #[arg(long, env = "BACKUP_SCHEDULE", default_value = "17 3 * * *")]
+    pub backup_schedule: String,
+
+    /// Scheduled backups kept: the newest of each of this many days...
+    #[arg(long, env = "BACKUP_KEEP_DAILY", default_value_t = 7)]
+    pub backup_keep_daily: u32,
+
+    /// ...weeks...
+    #[arg(long, env = "BACKUP_KEEP_WEEKLY", default_value_t = 4)]
+    pub backup_keep_weekly: u32,
+
+    /// ...and months.
+    #[arg(long, env = "BACKUP_KEEP_MONTHLY", default_value_t = 3)]
+    pub backup_keep_monthly: u32,
+
+    /// On-demand backups kept, newest first.
+    #[arg(long, env = "BACKUP_KEEP_ON_DEMAND", default_value_t = 10)]
+    pub backup_keep_on_demand: u32,
+
+    /// How long a deleted store's backups are kept.
+    #[arg(long, env = "BACKUP_DELETED_RETENTION", default_value = "30days", value_parser = humantime::parse_duration)]
+    pub backup_deleted_retention: Duration,
+
+    /// Addresses (CIDRs, comma-separated) backup Jobs may reach the object store at, for their NetworkPolicy.
+    #[arg(
+        long,
+        env = "BACKUP_EGRESS_CIDRS",
+        value_delimiter = ',',
+        default_value = "0.0.0.0/0"
+    )]
+    pub backup_egress_cidrs: Vec<String>,
+
+    /// The object store's port, for the same NetworkPolicy (0: the endpoint's own, or 443 / 80 by its scheme).
+    #[arg(long, env = "BACKUP_EGRESS_PORT", default_value_t = 0)]
+    pub backup_egress_port: u16,
+
     #[arg(long, env = "MAX_STORES_PER_TENANT", default_value_t = 20)]
     pub max_stores_per_tenant: usize,
 
@@ -242,6 +311,7 @@ impl Args {
             cron_schedule: self.cron_schedule.clone(),
             mail,
             medusa: self.medusa()?,
+            backup: self.backup()?,
         })
     }
 
@@ -312,6 +382,73 @@ impl Args {
             tax_rates,
             prices_include_tax: self.medusa_prices_include_tax,
         })
+    }
+
+    /// The object store, checked: an endpoint needs a bucket and both key files, and names a port.
+    fn backup(&self) -> Result<Option<Backup>, String> {
+        let endpoint = self.backup_s3_endpoint.trim().trim_end_matches('/');
+        if endpoint.is_empty() {
+            return Ok(None);
+        }
+        let Some((scheme, rest)) = endpoint.split_once("://") else {
+            return Err(format!(
+                "--backup-s3-endpoint {endpoint:?} is not a URL such as https://s3.example.com"
+            ));
+        };
+        if !matches!(scheme, "http" | "https") || rest.is_empty() || rest.contains('/') {
+            return Err(format!(
+                "--backup-s3-endpoint {endpoint:?} must be http:// or https:// and a host, without a path"
+            ));
+        }
+        let bucket = self.backup_s3_bucket.trim();
+        let bucket_ok = (3..=63).contains(&bucket.len())
+            && bucket
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+        if !bucket_ok {
+            return Err(format!(
+                "--backup-s3-bucket {bucket:?} is not a bucket name (3 to 63 lower-case letters, digits, dots, dashes)"
+            ));
+        }
+        let (Some(access_key_file), Some(secret_key_file)) = (
+            self.backup_s3_access_key_file.clone(),
+            self.backup_s3_secret_key_file.clone(),
+        ) else {
+            return Err(
+                "--backup-s3-endpoint needs --backup-s3-access-key-file and --backup-s3-secret-key-file".to_owned(),
+            );
+        };
+        for field in [&self.backup_schedule, &self.backup_image] {
+            if field.trim().is_empty() {
+                return Err("--backup-schedule and --backup-image must not be empty".to_owned());
+            }
+        }
+        let port_in_endpoint = rest
+            .rsplit_once(':')
+            .and_then(|(_, port)| port.parse::<u16>().ok());
+        let egress_port = match self.backup_egress_port {
+            0 => port_in_endpoint.unwrap_or(if scheme == "https" { 443 } else { 80 }),
+            port => port,
+        };
+        Ok(Some(Backup {
+            endpoint: endpoint.to_owned(),
+            bucket: bucket.to_owned(),
+            prefix: self.backup_s3_prefix.trim_matches('/').to_owned(),
+            region: self.backup_s3_region.clone(),
+            path_style: self.backup_s3_path_style,
+            access_key_file,
+            secret_key_file,
+            image: self.backup_image.clone(),
+            schedule: self.backup_schedule.clone(),
+            keep_daily: self.backup_keep_daily,
+            keep_weekly: self.backup_keep_weekly,
+            keep_monthly: self.backup_keep_monthly,
+            keep_on_demand: self.backup_keep_on_demand.max(1),
+            deleted_retention: self.backup_deleted_retention,
+            key_namespace: self.lease_namespace.clone(),
+            egress_cidrs: self.backup_egress_cidrs.clone(),
+            egress_port,
+        }))
     }
 
     /// The relay, checked: a sender is required, and a user name needs a readable password file.

@@ -59,6 +59,9 @@ pub trait Engine: Send + Sync + std::fmt::Debug + 'static {
     /// Clears what a failed `step` left behind so it can run again (RetryStore).
     async fn reset(&self, step: &str, store: &StoreRecord, kube: &Kube) -> Result<(), Error>;
 
+    /// What a backup of store `id` holds and how it is made: the engine's part of every backup.
+    fn backup_source(&self, id: &str) -> crate::backup::Source;
+
     /// The storefront and admin URLs of store `id`.
     fn urls(&self, id: &str) -> (String, String);
 

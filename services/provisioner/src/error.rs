@@ -26,6 +26,26 @@ pub enum Error {
     #[error("tenant {tenant:?} has other store creations in progress; try again in a moment")]
     Busy { tenant: String },
 
+    #[error(
+        "backups are off: the platform has no object store (set --backup-s3-endpoint, BACKUP_S3_ENDPOINT, or the \
+         chart's backup.s3.endpoint)"
+    )]
+    BackupsOff,
+
+    #[error("store {id:?} is {phase}; only a ready store can be backed up")]
+    NotReadyForBackup { id: String, phase: &'static str },
+
+    #[error("the backup repository of store {id:?}: {reason}")]
+    Repository { id: String, reason: String },
+
+    #[error("failed to read the object store's {what} from {}", path.display())]
+    ReadBackupCredentials {
+        what: &'static str,
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
     #[error("failed to {action}")]
     Kubernetes {
         /// What was being done, e.g. "apply Job woocommerce-bootstrap".
@@ -96,6 +116,8 @@ impl Error {
             Error::Kubernetes { .. } => "unreachable".to_owned(),
             Error::Record(_) => "record".to_owned(),
             Error::ReadMailPassword { .. } => "mail_password".to_owned(),
+            Error::ReadBackupCredentials { .. } => "backup_credentials".to_owned(),
+            Error::Repository { .. } => "backup_repository".to_owned(),
             _ => "other".to_owned(),
         }
     }
@@ -112,7 +134,10 @@ impl From<Error> for tonic::Status {
             Error::Busy { .. } => Code::Unavailable,
             Error::NotRetryable { .. }
             | Error::CredentialsNotReady { .. }
-            | Error::Deleting { .. } => Code::FailedPrecondition,
+            | Error::Deleting { .. }
+            | Error::BackupsOff
+            | Error::NotReadyForBackup { .. } => Code::FailedPrecondition,
+            Error::Repository { .. } => Code::Unavailable,
             Error::Kubernetes { source, .. } => match source {
                 kube::Error::Api(status) if status.code == 409 => Code::Aborted,
                 kube::Error::Api(status) if status.code == 403 => Code::Internal,
@@ -121,7 +146,9 @@ impl From<Error> for tonic::Status {
                 kube::Error::Api(_) => Code::Internal,
                 _ => Code::Unavailable,
             },
-            Error::Record(_) | Error::ReadMailPassword { .. } => Code::Internal,
+            Error::Record(_)
+            | Error::ReadMailPassword { .. }
+            | Error::ReadBackupCredentials { .. } => Code::Internal,
         };
         if matches!(code, Code::Internal | Code::Unavailable) {
             tracing::error!(error = %error, source = ?std::error::Error::source(&error), "request failed");

@@ -14,10 +14,11 @@ use kube::{
     runtime::reflector::Store,
 };
 use store_platform_proto::v1::{
-    CreateStoreRequest, CreateStoreResponse, DeleteStoreRequest, DeleteStoreResponse,
-    GetStoreCredentialsRequest, GetStoreCredentialsResponse, GetStoreRequest, GetStoreResponse,
-    ListStoresRequest, ListStoresResponse, RetryStoreRequest, RetryStoreResponse,
-    provisioner_service_server::ProvisionerService,
+    BackupStoreRequest, BackupStoreResponse, CreateStoreRequest, CreateStoreResponse,
+    DeleteStoreRequest, DeleteStoreResponse, GetStoreCredentialsRequest,
+    GetStoreCredentialsResponse, GetStoreRequest, GetStoreResponse, ListBackupsRequest,
+    ListBackupsResponse, ListStoresRequest, ListStoresResponse, RetryStoreRequest,
+    RetryStoreResponse, provisioner_service_server::ProvisionerService,
 };
 use store_platform_runtime::record::{
     self, Phase, StepState, StepStatus, StoreRecord, StoreStatus,
@@ -26,10 +27,12 @@ use store_platform_runtime::{auth::Authenticator, tenant::Caller};
 use tonic::{Request, Response, Status};
 
 use crate::{
+    backup,
     engine::Engines,
     error::Error,
     kube_ops::{FIELD_MANAGER, Kube},
     reconcile::{record_namespace, write_record},
+    settings::Settings,
     tenant_lock::TenantLocks,
     validation::{self, NewStore},
 };
@@ -47,6 +50,9 @@ pub struct Provisioner {
     auth: Authenticator,
     max_stores_per_tenant: usize,
     locks: TenantLocks,
+    settings: Arc<Settings>,
+    /// One on-demand backup starts at a time, so two requests at once find the first one's Job.
+    backup_start: Arc<tokio::sync::Mutex<()>>,
     /// Creates waiting for their tenant's batch, per tenant (see [`Provisioner::create`]).
     waiting: Arc<Mutex<HashMap<String, Waiting>>>,
 }
@@ -80,6 +86,7 @@ impl Provisioner {
         auth: Authenticator,
         max_stores_per_tenant: usize,
         locks: TenantLocks,
+        settings: Arc<Settings>,
     ) -> Self {
         Self {
             client,
@@ -88,6 +95,8 @@ impl Provisioner {
             auth,
             max_stores_per_tenant,
             locks,
+            settings,
+            backup_start: Arc::default(),
             waiting: Arc::default(),
         }
     }
@@ -570,5 +579,81 @@ impl ProvisionerService for Provisioner {
             username: credentials.username,
             password: credentials.password,
         }))
+    }
+
+    #[tracing::instrument(skip_all, fields(store = %request.get_ref().store_id))]
+    async fn backup_store(
+        &self,
+        request: Request<BackupStoreRequest>,
+    ) -> Result<Response<BackupStoreResponse>, Status> {
+        let caller = self.auth.caller(request.metadata(), "BackupStore").await?;
+        let id = validation::store_id("store_id", &request.get_ref().store_id)?;
+        if self.settings.backup.is_none() {
+            return Err(Error::BackupsOff.into());
+        }
+        let (store, namespace) = self.find(&caller, &id).await?;
+        if store.terminating || store.phase() != Phase::Ready {
+            return Err(Error::NotReadyForBackup {
+                id,
+                phase: store.phase().as_str(),
+            }
+            .into());
+        }
+        let kube = Kube::new(self.client.clone(), namespace.name_any());
+        let engine = self.engines.of_store(&store);
+        let source = engine.backup_source(&store.id);
+        let job = {
+            let _one_at_a_time = self.backup_start.lock().await;
+            backup::start(&store, &source, &self.settings, &kube).await?
+        };
+        tracing::info!(store = %id, tenant = %store.tenant, by = %caller.tenant, job = %job.name_any(), "backup started");
+        let backup = backup::job_to_proto(
+            &kube,
+            &job,
+            &store.id,
+            store.spec.engine.to_proto(),
+            &source,
+        )
+        .await;
+        Ok(Response::new(BackupStoreResponse {
+            backup: Some(backup),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(store = %request.get_ref().store_id))]
+    async fn list_backups(
+        &self,
+        request: Request<ListBackupsRequest>,
+    ) -> Result<Response<ListBackupsResponse>, Status> {
+        let caller = self.auth.caller(request.metadata(), "ListBackups").await?;
+        let id = validation::store_id("store_id", &request.get_ref().store_id)?;
+        let Some(settings) = self.settings.backup.as_ref() else {
+            return Err(Error::BackupsOff.into());
+        };
+        let backups = match self.find(&caller, &id).await {
+            Ok((store, namespace)) => {
+                let kube = Kube::new(self.client.clone(), namespace.name_any());
+                let source = self.engines.of_store(&store).backup_source(&store.id);
+                let engine = store.spec.engine.to_proto();
+                backup::list(
+                    &self.client,
+                    settings,
+                    &store.tenant,
+                    &id,
+                    Some((&kube, engine, &source)),
+                )
+                .await?
+            }
+            // A deleted store: its backups are there while its key is, and only its own tenant finds them.
+            Err(Error::NotFound { .. }) => {
+                let tenant =
+                    backup::repository::tenant_of_deleted(&self.client, settings, &caller, &id)
+                        .await?
+                        .ok_or_else(|| Error::NotFound { id: id.clone() })?;
+                backup::list(&self.client, settings, &tenant, &id, None).await?
+            }
+            Err(error) => return Err(error.into()),
+        };
+        Ok(Response::new(ListBackupsResponse { backups }))
     }
 }

@@ -2,6 +2,7 @@
 //! the replica holding the Lease, runs the reconcile loop that drives each store to READY.
 
 mod args;
+pub mod backup;
 pub mod engine;
 pub mod error;
 pub mod grpc;
@@ -73,7 +74,7 @@ pub async fn start(
     let settings = Arc::new(args.settings().map_err(anyhow::Error::msg)?);
     let engines = engine::Engines::new(
         Arc::new(woocommerce::WooCommerce::new(settings.clone())),
-        Arc::new(medusa::Medusa::new(settings)),
+        Arc::new(medusa::Medusa::new(settings.clone())),
     );
 
     // Every store namespace, for ListStores and the per-tenant limit.
@@ -113,6 +114,7 @@ pub async fn start(
         auth,
         args.max_stores_per_tenant,
         tenant_lock::TenantLocks::new(client.clone(), &args.lease_namespace),
+        settings.clone(),
     );
     let routes = routes.add_service(
         ProvisionerServiceServer::new(api).max_decoding_message_size(MAX_REQUEST_BYTES),

@@ -635,6 +635,21 @@ mod tests {
             Ok(())
         }
 
+        fn backup_source(&self, _: &str) -> crate::backup::Source {
+            crate::backup::Source {
+                database_image: "db".into(),
+                dump: "true",
+                dump_env: Vec::new(),
+                database_app: "database",
+                database_port: 1,
+                files_claim: "files",
+                files_sub_path: None,
+                uid: 1000,
+                next_to: "database",
+                version: "scripted".into(),
+            }
+        }
+
         fn urls(&self, id: &str) -> (String, String) {
             (
                 format!("http://{id}.localhost/"),

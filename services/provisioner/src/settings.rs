@@ -32,6 +32,41 @@ pub struct Settings {
     pub mail: Option<Mail>,
     /// How Medusa stores are built.
     pub medusa: Medusa,
+    /// Where and when stores are backed up; none: backups are off.
+    pub backup: Option<Backup>,
+}
+
+/// The platform's object store, the repository tool's image, the schedule and the retention of store backups.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Backup {
+    /// The S3-compatible endpoint, e.g. `https://s3.eu-central-1.amazonaws.com` or `http://minio.backup:9000`.
+    pub endpoint: String,
+    pub bucket: String,
+    /// Every store's repository lives under this prefix of the bucket (empty: at the top).
+    pub prefix: String,
+    pub region: String,
+    /// Address the bucket in the path (`endpoint/bucket`), as most self-hosted stores need, or as a subdomain.
+    pub path_style: bool,
+    /// Files holding the object store's access key id and secret (a mounted Secret); read at each use, never logged.
+    pub access_key_file: PathBuf,
+    pub secret_key_file: PathBuf,
+    /// The repository tool's image (restic), which runs the backup and restore Jobs.
+    pub image: String,
+    /// When each store's scheduled backup runs (cron syntax).
+    pub schedule: String,
+    /// How many scheduled backups are kept: the newest of each of this many days, weeks and months.
+    pub keep_daily: u32,
+    pub keep_weekly: u32,
+    pub keep_monthly: u32,
+    /// How many on-demand backups are kept, newest first.
+    pub keep_on_demand: u32,
+    /// How long a deleted store's backups are kept.
+    pub deleted_retention: Duration,
+    /// The platform's namespace, where each store's repository key is kept: it outlives the store.
+    pub key_namespace: String,
+    /// Where backup Jobs may open connections to the object store: CIDRs and port for their NetworkPolicy.
+    pub egress_cidrs: Vec<String>,
+    pub egress_port: u16,
 }
 
 /// Images, volumes and the selling region of Medusa stores.
@@ -175,6 +210,7 @@ impl Settings {
             cron_schedule: "*/5 * * * *".to_owned(),
             mail: None,
             medusa: Medusa::local(),
+            backup: None,
         }
     }
 

@@ -145,7 +145,7 @@ async fn a_store_goes_from_create_to_ready_and_is_deleted_cleanly() {
         .expect("store");
     assert_eq!(created.phase, Phase::Pending as i32);
     assert_eq!(created.tenant, "life");
-    assert_eq!(created.steps.len(), 8);
+    assert_eq!(created.steps.len(), 9);
 
     wait_for_phase(&id, "ready", Duration::from_secs(120)).await;
     let store = support::get_store(&mut api, "life", &id).await;
@@ -161,7 +161,8 @@ async fn a_store_goes_from_create_to_ready_and_is_deleted_cleanly() {
             "wordpress",
             "ingress",
             "bootstrap",
-            "cron"
+            "cron",
+            "backups"
         ]
     );
     assert!(
@@ -268,9 +269,9 @@ async fn a_store_goes_from_create_to_ready_and_is_deleted_cleanly() {
     cron_runs_are_admitted(&client, &namespace).await;
 
     // One event per step transition, in the store's namespace.
-    let succeeded = support::step_succeeded_events(&namespace, 8).await;
+    let succeeded = support::step_succeeded_events(&namespace, 9).await;
     let notes: Vec<String> = succeeded.iter().filter_map(|e| e.note.clone()).collect();
-    assert_eq!(succeeded.len(), 8, "{notes:?}");
+    assert_eq!(succeeded.len(), 9, "{notes:?}");
     for step in [
         "namespace",
         "policies",
@@ -280,6 +281,7 @@ async fn a_store_goes_from_create_to_ready_and_is_deleted_cleanly() {
         "ingress",
         "bootstrap",
         "cron",
+        "backups",
     ] {
         assert!(
             notes.iter().any(|n| n == &format!("step {step}")),
@@ -1037,6 +1039,7 @@ async fn a_medusa_store_goes_from_create_to_ready_with_its_storefront_keyed_and_
         "backend",
         "storefront",
         "ingress",
+        "backups",
     ];
     let names: Vec<&str> = created.steps.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, steps);

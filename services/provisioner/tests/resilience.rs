@@ -215,10 +215,10 @@ async fn only_the_lease_holder_reconciles_and_a_standby_takes_over_when_it_leave
             .collect()
     };
     let instances =
-        reporters(support::step_succeeded_events(&record::namespace_name(&first), 8).await);
+        reporters(support::step_succeeded_events(&record::namespace_name(&first), 9).await);
     assert_eq!(
         instances.len(),
-        8,
+        9,
         "replica-a:\n{}\nreplica-b:\n{}",
         a.logs(),
         b.logs()

@@ -134,6 +134,20 @@ impl ProvisionerService for Provisioner {
     ) -> Result<Response<GetStoreCredentialsResponse>, Status> {
         Err(Status::unimplemented("not in this test"))
     }
+
+    async fn backup_store(
+        &self,
+        _: Request<store_platform_proto::v1::BackupStoreRequest>,
+    ) -> Result<Response<store_platform_proto::v1::BackupStoreResponse>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
+
+    async fn list_backups(
+        &self,
+        _: Request<store_platform_proto::v1::ListBackupsRequest>,
+    ) -> Result<Response<store_platform_proto::v1::ListBackupsResponse>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
 }
 
 type StreamSender = mpsc::Sender<Result<WatchStoresResponse, Status>>;

@@ -22,6 +22,7 @@ use kube::api::ListParams;
 use store_platform_runtime::record::StoreRecord;
 
 use crate::{
+    backup,
     engine::{Credentials, Engine, Progress},
     error::Error,
     kube_ops::Kube,
@@ -44,6 +45,7 @@ pub const STEPS: &[&str] = &[
     "backend",
     "storefront",
     "ingress",
+    "backups",
 ];
 
 #[derive(Debug, Clone)]
@@ -150,6 +152,7 @@ impl Engine for Medusa {
             "ingress" => {
                 kube.apply(&ingress::ingress(id, settings)).await?;
             }
+            "backups" => backup::prepare(store, &self.backup_source(id), settings, kube).await?,
             _ => {}
         }
         Ok(())
@@ -227,6 +230,22 @@ impl Engine for Medusa {
             observe::remove_job(kube, BOOTSTRAP).await?;
         }
         Ok(())
+    }
+
+    fn backup_source(&self, _id: &str) -> backup::Source {
+        let medusa = &self.settings.medusa;
+        backup::Source {
+            database_image: medusa.postgres_image.clone(),
+            dump: postgres::DUMP,
+            dump_env: postgres::dump_env(),
+            database_app: POSTGRES,
+            database_port: meta::POSTGRES_PORT,
+            files_claim: meta::UPLOADS,
+            files_sub_path: None,
+            uid: meta::NODE_UID,
+            next_to: SERVER,
+            version: medusa.image.clone(),
+        }
     }
 
     fn urls(&self, id: &str) -> (String, String) {

@@ -20,6 +20,7 @@ use super::meta::{
     STOREFRONT_PORT, WORKER,
 };
 use crate::{
+    backup::{BACKUP, job::BACKUP_SIZE},
     settings::Settings,
     shared::{
         meta::selector,
@@ -64,7 +65,8 @@ pub const STOREFRONT_SIZE: Size = Size {
 pub const STORAGE_QUOTA_GI: u64 = 5;
 pub const PVC_MAX_GI: u64 = 4;
 
-/// Every pod the store runs at once, plus a second server pod while a rollout replaces the first.
+/// Every pod the store runs at once (a backup's among them), plus a second server pod while a rollout replaces the
+/// first.
 pub fn resource_quota(id: &str) -> ResourceQuota {
     size::resource_quota(
         id,
@@ -77,6 +79,7 @@ pub fn resource_quota(id: &str) -> ResourceQuota {
                 BOOTSTRAP_SIZE,
                 STOREFRONT_SIZE,
                 SERVER_SIZE,
+                BACKUP_SIZE,
             ],
             volume_claims: 3,
             storage_gi: STORAGE_QUOTA_GI,
@@ -129,7 +132,9 @@ pub fn network_policies(id: &str, settings: &Settings) -> Vec<NetworkPolicy> {
             "postgres-ingress",
             POSTGRES,
             NetworkPolicyIngressRule {
-                from: Some(vec![pod_peer(pods_of(&backends))]),
+                from: Some(vec![pod_peer(pods_of(&[
+                    SERVER, WORKER, BOOTSTRAP, BACKUP,
+                ]))]),
                 ports: Some(vec![tcp(POSTGRES_PORT)]),
             },
         ),

@@ -22,6 +22,29 @@ use crate::{
 /// The volume's root holds `lost+found` on many provisioners; initdb wants an empty directory.
 const DATA: &str = "/var/lib/postgresql/data";
 
+/// The backup's dump, in the store's own PostgreSQL image (pg_dump refuses a server newer than itself): plain SQL that
+/// drops and recreates each object, so it restores over the store's database, owned by whoever restores it. The
+/// password reaches pg_dump in PGPASSWORD. pg_dump since 17.6 and 15.14 guards a plain dump with a random
+/// `\restrict` key, which made every dump differ and defeated deduplication; the store's own secret key
+/// (DUMP_RESTRICT_KEY, from its backup Secret) keeps the guard and makes an unchanged store's dumps identical.
+pub const DUMP: &str = "set -eu
+umask 077
+set --
+if pg_dump --help | grep -q -- --restrict-key; then set -- --restrict-key=\"$DUMP_RESTRICT_KEY\"; fi
+pg_dump --host=\"$DATABASE_HOST\" --port=\"$DATABASE_PORT\" --username=medusa --dbname=medusa --no-owner --no-privileges \\
+    --clean --if-exists --file=\"$BACKUP_DIR/database.sql.partial\" \"$@\"
+mv \"$BACKUP_DIR/database.sql.partial\" \"$BACKUP_DIR/database.sql\"
+";
+
+/// What the dump reads.
+pub fn dump_env() -> Vec<k8s_openapi::api::core::v1::EnvVar> {
+    vec![
+        env("DATABASE_HOST", POSTGRES),
+        env("DATABASE_PORT", PORT.to_string()),
+        secret_env("PGPASSWORD", POSTGRES_PASSWORD),
+    ]
+}
+
 pub fn service(id: &str) -> Service {
     workload_service(id, POSTGRES, "postgres", PORT, PORT, true)
 }

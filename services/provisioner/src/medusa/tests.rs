@@ -58,6 +58,18 @@ fn pods(settings: &Settings) -> Vec<(&'static str, PodSpec)> {
                     .map(|s| s.template),
             ),
         ),
+        (
+            crate::backup::BACKUP,
+            crate::backup::example::pod(
+                ID,
+                store_platform_runtime::record::Engine::Medusa,
+                &crate::engine::Engine::backup_source(
+                    &super::Medusa::new(std::sync::Arc::new(settings.clone())),
+                    ID,
+                ),
+                settings,
+            ),
+        ),
     ]
 }
 

@@ -5,8 +5,9 @@ use k8s_openapi::{
     api::{
         apps::v1::{StatefulSet, StatefulSetSpec},
         core::v1::{
-            Affinity, Container, ExecAction, PersistentVolumeClaim, PodAffinity, PodAffinityTerm,
-            PodSpec, PodTemplateSpec, Probe, Service, ServicePort, ServiceSpec, VolumeMount,
+            Affinity, ConfigMapVolumeSource, Container, ExecAction, PersistentVolumeClaim,
+            PodAffinity, PodAffinityTerm, PodSpec, PodTemplateSpec, Probe, Service, ServicePort,
+            ServiceSpec, Volume, VolumeMount,
         },
     },
     apimachinery::pkg::{apis::meta::v1::ObjectMeta, util::intstr::IntOrString},
@@ -114,5 +115,18 @@ pub fn single_stateful_set(
             ..StatefulSetSpec::default()
         }),
         ..StatefulSet::default()
+    }
+}
+
+/// Volume `name` holding ConfigMap `config_map`'s keys as files of `mode`.
+pub fn config_map_volume(name: &str, config_map: &str, mode: i32) -> Volume {
+    Volume {
+        name: name.to_owned(),
+        config_map: Some(ConfigMapVolumeSource {
+            name: config_map.to_owned(),
+            default_mode: Some(mode),
+            ..ConfigMapVolumeSource::default()
+        }),
+        ..Volume::default()
     }
 }

@@ -23,6 +23,27 @@ use crate::settings::Settings;
 
 pub const PORT: i32 = 3306;
 
+/// The backup's dump, in the store's own MariaDB image: one consistent transaction of the store's database (InnoDB),
+/// with its routines, triggers and events, binary columns as hex. The root password reaches the client in MYSQL_PWD.
+/// Older images name the tool `mysqldump`.
+pub const DUMP: &str = "set -eu
+umask 077
+dump=$(command -v mariadb-dump || command -v mysqldump)
+MYSQL_PWD=\"$MARIADB_ROOT_PASSWORD\" \"$dump\" --host=\"$DATABASE_HOST\" --port=\"$DATABASE_PORT\" --user=root --single-transaction --quick \\
+    --routines --triggers --events --hex-blob --default-character-set=utf8mb4 \\
+    --result-file=\"$BACKUP_DIR/database.sql.partial\" wordpress
+mv \"$BACKUP_DIR/database.sql.partial\" \"$BACKUP_DIR/database.sql\"
+";
+
+/// What the dump reads.
+pub fn dump_env() -> Vec<k8s_openapi::api::core::v1::EnvVar> {
+    vec![
+        env("DATABASE_HOST", MARIADB),
+        env("DATABASE_PORT", PORT.to_string()),
+        secret_env("MARIADB_ROOT_PASSWORD", MARIADB_ROOT_PASSWORD),
+    ]
+}
+
 /// `mariadb-admin ping` through `sh -c`: the password comes from the environment, never the pod spec, and reaches
 /// the client in MYSQL_PWD rather than its command line, which every process on the node could read.
 fn ping_probe(initial_delay: i32, period: i32, failures: i32) -> Probe {

@@ -16,6 +16,7 @@ use k8s_openapi::api::{batch::v1::Job, core::v1::Secret};
 use store_platform_runtime::record::StoreRecord;
 
 use crate::{
+    backup,
     engine::{Credentials, Engine, Progress},
     error::Error,
     kube_ops::Kube,
@@ -33,6 +34,7 @@ pub const STEPS: &[&str] = &[
     "ingress",
     "bootstrap",
     "cron",
+    "backups",
 ];
 
 #[derive(Debug, Clone)]
@@ -128,6 +130,7 @@ impl Engine for WooCommerce {
                 kube.apply_cron_job(&cron::cron_job(id, settings), batch_v1)
                     .await?;
             }
+            "backups" => backup::prepare(store, &self.backup_source(id), settings, kube).await?,
             _ => {}
         }
         Ok(())
@@ -194,6 +197,21 @@ impl Engine for WooCommerce {
             username,
             password,
         }))
+    }
+
+    fn backup_source(&self, _id: &str) -> backup::Source {
+        backup::Source {
+            database_image: self.settings.mariadb_image.clone(),
+            dump: mariadb::DUMP,
+            dump_env: mariadb::dump_env(),
+            database_app: MARIADB,
+            database_port: mariadb::PORT,
+            files_claim: meta::WORDPRESS_DATA,
+            files_sub_path: Some("wp-content"),
+            uid: meta::WWW_DATA,
+            next_to: WORDPRESS,
+            version: self.settings.wordpress_image.clone(),
+        }
     }
 
     fn urls(&self, id: &str) -> (String, String) {

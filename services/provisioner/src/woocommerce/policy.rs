@@ -9,6 +9,7 @@ use k8s_openapi::api::{
 };
 
 use super::meta::{BOOTSTRAP, CRON, MARIADB, WORDPRESS, selector};
+use crate::backup::{BACKUP, job::BACKUP_SIZE};
 pub use crate::shared::size::Size;
 use crate::{
     settings::Settings,
@@ -60,7 +61,8 @@ pub const MAX_PODS: u64 = 5;
 pub const STORAGE_QUOTA_GI: u64 = 6;
 pub const PVC_MAX_GI: u64 = 4;
 
-/// The quota: every pod the store runs at once, its two volumes, and one spare pod of the largest size.
+/// The quota: every pod the store runs at once (a backup's among them), its two volumes, and one spare pod of the
+/// largest size.
 pub fn resource_quota(id: &str) -> ResourceQuota {
     size::resource_quota(
         id,
@@ -71,6 +73,7 @@ pub fn resource_quota(id: &str) -> ResourceQuota {
                 BOOTSTRAP_SIZE,
                 CRON_SIZE,
                 WORDPRESS_SIZE,
+                BACKUP_SIZE,
             ],
             volume_claims: 2,
             storage_gi: STORAGE_QUOTA_GI,
@@ -113,7 +116,9 @@ pub fn network_policies(id: &str, settings: &Settings) -> Vec<NetworkPolicy> {
                 pod_selector: Some(selector(MARIADB)),
                 policy_types: Some(vec!["Ingress".to_owned()]),
                 ingress: Some(vec![NetworkPolicyIngressRule {
-                    from: Some(vec![pod_peer(pods_of(&[WORDPRESS, BOOTSTRAP, CRON]))]),
+                    from: Some(vec![pod_peer(pods_of(&[
+                        WORDPRESS, BOOTSTRAP, CRON, BACKUP,
+                    ]))]),
                     ports: Some(vec![tcp(3306)]),
                 }]),
                 ..NetworkPolicySpec::default()

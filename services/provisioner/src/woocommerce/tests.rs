@@ -83,6 +83,18 @@ fn pod_specs(settings: &Settings) -> Vec<(&'static str, PodSpec)> {
                     .spec,
             ),
         ),
+        (
+            crate::backup::BACKUP,
+            crate::backup::example::pod(
+                ID,
+                store_platform_runtime::record::Engine::Woocommerce,
+                &crate::engine::Engine::backup_source(
+                    &super::WooCommerce::new(std::sync::Arc::new(settings.clone())),
+                    ID,
+                ),
+                settings,
+            ),
+        ),
     ]
 }
 

@@ -6,9 +6,9 @@ use k8s_openapi::{
     api::{
         apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy},
         core::v1::{
-            ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, HTTPGetAction,
-            PersistentVolumeClaim, PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec,
-            Probe, ResourceRequirements, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
+            ConfigMap, Container, ContainerPort, EnvVar, HTTPGetAction, PersistentVolumeClaim,
+            PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec, Probe,
+            ResourceRequirements, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
         },
     },
     apimachinery::pkg::{apis::meta::v1::ObjectMeta, util::intstr::IntOrString},
@@ -25,7 +25,10 @@ use super::{
     policy::{INIT_SIZE, WORDPRESS_SIZE},
     secret::{DATABASE, MAIL_SECRET, MARIADB_PASSWORD, MARIADB_USER, SMTP_PASSWORD},
 };
-use crate::{settings::Settings, shared::workload::on_the_node_of};
+use crate::{
+    settings::Settings,
+    shared::workload::{config_map_volume, on_the_node_of},
+};
 
 /// Apache listens here, unprivileged, in the Woo-ready image.
 pub const PORT: i32 = 8080;
@@ -173,18 +176,6 @@ pub fn data_volume() -> (Volume, VolumeMount) {
 }
 
 /// Volume `name`: the files of ConfigMap `config_map`, with file mode `mode`.
-fn config_map_volume(name: &str, config_map: &str, mode: i32) -> Volume {
-    Volume {
-        name: name.to_owned(),
-        config_map: Some(ConfigMapVolumeSource {
-            name: config_map.to_owned(),
-            default_mode: Some(mode),
-            ..ConfigMapVolumeSource::default()
-        }),
-        ..Volume::default()
-    }
-}
-
 /// Where the pods that run the platform's scripts mount them.
 pub const SCRIPTS_DIR: &str = "/opt/store-platform";
 

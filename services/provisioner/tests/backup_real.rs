@@ -1,0 +1,491 @@
+//! A Medusa store's backup with the real tools, outside Kubernetes: Debian's PostgreSQL holding a store's orders,
+//! the store's uploaded files, moto's S3 server (from PyPI) as the object store, and restic (Debian's). The backup
+//! Job's two containers run exactly as the provisioner writes them: the `dump` container's command and environment
+//! (PostgreSQL's own pg_dump), then `scripts/backup.sh` with the restic container's environment and the store's
+//! backup Secret, both as the pod's uid (1000) with the uploads volume mounted read-only where the pod mounts it.
+//! What differs from a pod: the Services' names point at loopback ports, the dump directory is one of the test's
+//! (BACKUP_DIR), and the repository tool is Debian's restic 0.14 rather than the restic image's.
+//!
+//! Then it does what an operator does without the platform: restores the snapshot with restic alone, checks the
+//! manifest's checksum, loads the dump into a fresh database and compares it with the store's.
+
+mod medusa_support;
+
+use std::{
+    collections::BTreeMap,
+    os::unix::fs::{PermissionsExt as _, chown},
+    path::{Path, PathBuf},
+    process::Command,
+    sync::Arc,
+    time::Duration,
+};
+
+use medusa_support::*;
+use store_platform_provisioner::{
+    backup::{self, Kind, job, repository},
+    engine::Engine as _,
+    medusa::{self, meta::NODE_UID},
+    settings::{Backup, Settings},
+};
+use store_platform_runtime::record::{Engine as EngineKind, StoreRecord, StoreSpec, StoreStatus};
+use store_platform_test_support::{
+    daemon::{Daemon, require_programs},
+    process::free_port,
+};
+
+const RESTIC: &str = "/usr/bin/restic";
+const TENANT: &str = "acme";
+const BUCKET: &str = "store-backups";
+
+fn moto_server() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tools/.venv/bin/moto_server")
+}
+
+/// moto's S3 server on a loopback port, with the platform's bucket.
+struct ObjectStore {
+    _daemon: Daemon,
+    endpoint: String,
+}
+
+impl ObjectStore {
+    fn start(dir: &Path) -> Self {
+        let server = moto_server();
+        assert!(
+            server.exists(),
+            "{} (scripts/tools.sh installs it)",
+            server.display()
+        );
+        let port = free_port();
+        let mut command = Command::new(server);
+        command.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+        let mut daemon =
+            Daemon::spawn("moto", command, &dir.join("moto.log")).expect("start moto's S3 server");
+        daemon.wait_for(([127, 0, 0, 1], port).into(), Duration::from_secs(60));
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let made = Command::new(CURL)
+            .args(["-sf", "-X", "PUT", &format!("{endpoint}/{BUCKET}")])
+            .output()
+            .expect("curl");
+        assert!(made.status.success(), "create the bucket: {}", text(&made));
+        Self {
+            _daemon: daemon,
+            endpoint,
+        }
+    }
+}
+
+fn backup_settings(endpoint: &str, dir: &Path) -> Backup {
+    let access = dir.join("access-key");
+    let secret = dir.join("secret-key");
+    std::fs::write(&access, "platform-access-key\n").expect("key file");
+    std::fs::write(&secret, "platform-secret-key\n").expect("key file");
+    Backup {
+        endpoint: endpoint.to_owned(),
+        bucket: BUCKET.to_owned(),
+        prefix: "store-platform".to_owned(),
+        region: "us-east-1".to_owned(),
+        path_style: true,
+        access_key_file: access,
+        secret_key_file: secret,
+        image: "restic/restic:0.17.3".to_owned(),
+        schedule: "17 3 * * *".to_owned(),
+        keep_daily: 7,
+        keep_weekly: 4,
+        keep_monthly: 3,
+        keep_on_demand: 10,
+        deleted_retention: Duration::from_secs(30 * 86_400),
+        key_namespace: "store-platform".to_owned(),
+        egress_cidrs: vec!["127.0.0.1/32".to_owned()],
+        egress_port: 9000,
+    }
+}
+
+fn store() -> StoreRecord {
+    StoreRecord {
+        id: STORE.to_owned(),
+        tenant: TENANT.to_owned(),
+        spec: StoreSpec {
+            display_name: "Shop".to_owned(),
+            engine: EngineKind::Medusa,
+            admin_email: OWNER.to_owned(),
+        },
+        status: StoreStatus::pending(&[], jiff::Timestamp::UNIX_EPOCH),
+        create_time: None,
+        terminating: false,
+        damage: None,
+    }
+}
+
+/// `argv` as the backup pod runs it: uid and gid 1000 with no other groups, only `env`, and the store's uploads
+/// mounted read-only at `$BACKUP_DIR/files` in a mount namespace of its own.
+fn as_the_backup_pod(
+    uploads: &Path,
+    backup_dir: &Path,
+    env: &[(String, String)],
+    argv: &[&str],
+) -> Command {
+    let script = format!(
+        r#"set -e
+mount --bind "$1" "$2/files"
+mount -o remount,bind,ro "$2/files"
+shift 2
+exec setpriv --reuid={NODE_UID} --regid={NODE_UID} --clear-groups -- "$@""#
+    );
+    let mut command = Command::new("unshare");
+    command
+        .args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+        .arg(script)
+        .arg("pod")
+        .arg(uploads)
+        .arg(backup_dir)
+        .args(argv)
+        .env_clear()
+        .envs(env.iter().map(|(n, v)| (n, v)));
+    command
+}
+
+/// What one run of the backup Job produced.
+struct Run {
+    ok: bool,
+    output: String,
+    termination: String,
+}
+
+/// A scratch directory the pod's user may write, as an emptyDir is.
+fn scratch(path: &Path) {
+    std::fs::create_dir_all(path).expect("mkdir");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+}
+
+/// Runs backup Job `name` of the store: its dump container, then its restic container, as the pod does.
+fn run_backup(
+    databases: &Databases,
+    settings: &Settings,
+    secret: &BTreeMap<String, String>,
+    repository_secret: &BTreeMap<String, String>,
+    work: &Path,
+) -> Run {
+    let backup = settings.backup.as_ref().expect("backups on");
+    let source = medusa::Medusa::new(Arc::new(settings.clone())).backup_source(STORE);
+    let job = job::job(
+        &store(),
+        &source,
+        settings,
+        backup,
+        Kind::OnDemand,
+        "backup-1",
+    );
+    let pod = pod_spec(job.spec.map(|s| s.template));
+    let backup_dir = work.join("backup");
+    let _ = std::fs::remove_dir_all(&backup_dir);
+    scratch(&backup_dir);
+    scratch(&backup_dir.join("files"));
+    let tmp = work.join("tmp");
+    scratch(&tmp);
+    let termination_log = work.join("termination-log");
+    std::fs::write(&termination_log, "").expect("termination log");
+    let node = u32::try_from(NODE_UID).expect("uid");
+    chown(&termination_log, Some(node), Some(node)).expect("chown");
+
+    let local = |env: Vec<(String, String)>| -> Vec<(String, String)> {
+        env.into_iter()
+            .map(|(name, value)| {
+                let value = match name.as_str() {
+                    "DATABASE_HOST" => "127.0.0.1".to_owned(),
+                    "DATABASE_PORT" => databases.postgres_port.to_string(),
+                    "BACKUP_DIR" => backup_dir.display().to_string(),
+                    "RESTIC_CACHE_DIR" => tmp.join("restic-cache").display().to_string(),
+                    "HOME" => tmp.display().to_string(),
+                    _ => value,
+                };
+                (name, value)
+            })
+            .collect()
+    };
+    let path = format!("{}:/usr/bin:/bin", postgres_bin().display());
+
+    let dump = &pod.init_containers.as_ref().expect("init containers")[0];
+    assert_eq!(dump.name, "dump");
+    // The dump's Secret references: the store's credentials, and the dump guard from its backup Secret.
+    let mut both = secret.clone();
+    both.extend(repository_secret.clone());
+    let mut env = local(environment(dump, &both));
+    env.push(("PATH".to_owned(), path.clone()));
+    let command = dump.command.clone().expect("the dump's command");
+    let argv: Vec<&str> = command.iter().map(String::as_str).collect();
+    let dumped = run(
+        as_the_backup_pod(&databases.uploads, &backup_dir, &env, &argv),
+        Duration::from_secs(120),
+    );
+    if !dumped.status.success() {
+        return Run {
+            ok: false,
+            output: text(&dumped),
+            termination: termination_message(&text(&dumped)),
+        };
+    }
+
+    let restic = &pod.containers[0];
+    assert_eq!(restic.name, "restic");
+    let script = work.join(job::SCRIPT_KEY);
+    std::fs::write(&script, job::SCRIPT).expect("the script, as the ConfigMap mounts it");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o555)).expect("chmod");
+    let mut env = local(environment(restic, secret));
+    // envFrom: the store's backup Secret.
+    env.extend(
+        repository_secret
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone())),
+    );
+    env.push(("PATH".to_owned(), path));
+    env.push(("TMPDIR".to_owned(), tmp.display().to_string()));
+    env.push((
+        "TERMINATION_LOG".to_owned(),
+        termination_log.display().to_string(),
+    ));
+    let script_path = script.display().to_string();
+    let ran = run(
+        as_the_backup_pod(&databases.uploads, &backup_dir, &env, &["sh", &script_path]),
+        Duration::from_secs(300),
+    );
+    let output = text(&ran);
+    Run {
+        ok: ran.status.success(),
+        termination: if ran.status.success() {
+            std::fs::read_to_string(&termination_log).expect("termination log")
+        } else {
+            termination_message(&output)
+        },
+        output,
+    }
+}
+
+fn field<'a>(termination: &'a str, name: &str) -> &'a str {
+    termination
+        .split_whitespace()
+        .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+        .unwrap_or_else(|| panic!("no {name} in {termination:?}"))
+}
+
+/// restic alone, as an operator without the platform runs it.
+fn restic(backup: &Backup, secret: &BTreeMap<String, String>, args: &[&str]) -> String {
+    let output = Command::new(RESTIC)
+        .args(["-o", "s3.bucket-lookup=path", "--no-cache"])
+        .args(args)
+        .env_clear()
+        .envs(secret)
+        .env("PATH", "/usr/bin:/bin")
+        .output()
+        .expect("restic");
+    assert!(
+        output.status.success(),
+        "restic {args:?} against {}: {}",
+        backup.endpoint,
+        text(&output)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_medusa_store_is_backed_up_with_pg_dump_and_restic_and_comes_back_with_restic_alone() {
+    require_programs(&[RESTIC, CURL, PSQL]);
+    let dir = tempfile::tempdir().expect("tmp");
+    let objects = ObjectStore::start(dir.path());
+    let mut settings = Settings::local();
+    settings.backup = Some(backup_settings(&objects.endpoint, dir.path()));
+    let backup = settings.backup.clone().expect("backups on");
+    let secret = values(&medusa::secret::credentials(STORE, OWNER));
+    let databases = Databases::start(&settings, &secret);
+
+    // A store with a thousand orders and an uploaded image.
+    databases.sql(
+        "medusa",
+        "CREATE TABLE store_order (id serial PRIMARY KEY, email text NOT NULL, total numeric(12, 2) NOT NULL, \
+         items jsonb NOT NULL); \
+         INSERT INTO store_order (email, total, items) \
+         SELECT 'customer' || n || '@example.com', n * 1.5, jsonb_build_array(jsonb_build_object('sku', 'SKU-' || n)) \
+         FROM generate_series(1, 1000) AS n",
+    );
+    let image = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/medusa/product-image.png"),
+    )
+    .expect("the fixture image");
+    let uploaded = databases.uploads.join("1733390000000-product-image.png");
+    std::fs::write(&uploaded, &image).expect("an upload");
+    let node = u32::try_from(NODE_UID).expect("uid");
+    chown(&uploaded, Some(node), Some(node)).expect("chown");
+    let before = databases.sql(
+        "medusa",
+        "SELECT count(*), sum(total), md5(string_agg(email || items::text, ',' ORDER BY id)) FROM store_order",
+    );
+
+    // The store's backup Secret, as `backups` writes it, with a key made as the platform makes one.
+    let key = values(&backup::secret::key_secret(
+        &backup.key_namespace,
+        TENANT,
+        STORE,
+    ))[backup::secret::PASSWORD_KEY]
+        .clone();
+    let credentials = repository::Credentials::read(&backup).expect("credentials");
+    let location = repository::location(&backup, TENANT, STORE);
+    assert_eq!(
+        location,
+        format!(
+            "s3:{}/{BUCKET}/store-platform/{TENANT}/{STORE}",
+            objects.endpoint
+        )
+    );
+    let repository_secret = values(&backup::secret::store_secret(
+        STORE,
+        &location,
+        &key,
+        &credentials,
+    ));
+
+    let work = dir.path().join("job");
+    scratch(&work);
+    let first = run_backup(&databases, &settings, &secret, &repository_secret, &work);
+    assert!(first.ok, "the first backup:\n{}", first.output);
+    let snapshot = field(&first.termination, "snapshot").to_owned();
+    let bytes: u64 = field(&first.termination, "bytes").parse().expect("bytes");
+    assert!(bytes > image.len() as u64, "{}", first.termination);
+    assert!(
+        !first.output.contains(&key) && !first.output.contains("platform-secret-key"),
+        "no secret in the Job's output"
+    );
+
+    // The provisioner's own listing (restic, as ListBackups runs it) sees it.
+    let listed = repository::snapshots(&backup, TENANT, STORE, &key)
+        .await
+        .expect("list the repository");
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert!(listed[0].id.starts_with(&snapshot), "{listed:?}");
+    assert_eq!(listed[0].kind, Some(Kind::OnDemand));
+    assert_eq!(listed[0].engine, "medusa");
+    assert_eq!(listed[0].version, settings.medusa.image);
+    assert_eq!(listed[0].bytes, bytes);
+
+    // A second, unchanged backup adds almost nothing: the repository deduplicates.
+    let second = run_backup(&databases, &settings, &secret, &repository_secret, &work);
+    assert!(second.ok, "the second backup:\n{}", second.output);
+    let added: u64 = field(&second.termination, "added").parse().expect("added");
+    assert!(
+        added * 10 < bytes,
+        "an unchanged store's second backup added {added} of {bytes} bytes"
+    );
+    let listed = repository::snapshots(&backup, TENANT, STORE, &key)
+        .await
+        .expect("list the repository");
+    assert_eq!(listed.len(), 2, "both kept: {listed:?}");
+    assert!(listed[0].time >= listed[1].time, "newest first");
+
+    // Without the platform: the repository is intact, and restic alone brings the data back.
+    restic(&backup, &repository_secret, &["check", "--read-data"]);
+    let restored = dir.path().join("restored");
+    restic(
+        &backup,
+        &repository_secret,
+        &[
+            "restore",
+            &snapshot,
+            "--target",
+            &restored.display().to_string(),
+        ],
+    );
+    let root = restored.join(work.join("backup").strip_prefix("/").expect("absolute"));
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join("manifest.json")).expect("the manifest"))
+            .expect("the manifest is JSON");
+    assert_eq!(manifest["engine"], "medusa");
+    assert_eq!(manifest["store"], STORE);
+    assert_eq!(manifest["tenant"], TENANT);
+    assert_eq!(manifest["spec"]["adminEmail"], OWNER);
+    let dump = std::fs::read(root.join("database.sql")).expect("the dump");
+    let sha = Command::new("sha256sum")
+        .arg(root.join("database.sql"))
+        .output()
+        .expect("sha256sum");
+    assert_eq!(
+        String::from_utf8_lossy(&sha.stdout)
+            .split_whitespace()
+            .next(),
+        manifest["database"]["sha256"].as_str(),
+        "the dump is what the manifest says"
+    );
+    assert!(
+        String::from_utf8_lossy(&dump).contains("PostgreSQL database dump"),
+        "pg_dump's own output"
+    );
+    assert_eq!(
+        std::fs::read(root.join("files/1733390000000-product-image.png")).expect("the upload"),
+        image,
+        "the uploaded image, byte for byte"
+    );
+
+    // The dump loads into a fresh database and holds exactly the store's orders.
+    databases.sql("postgres", "CREATE DATABASE restored");
+    let loaded = Command::new(PSQL)
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &databases.postgres_port.to_string(),
+            "-U",
+            &databases.user,
+            "-d",
+            "restored",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-q",
+            "-f",
+        ])
+        .arg(root.join("database.sql"))
+        .env("PGPASSWORD", &databases.password)
+        .output()
+        .expect("psql");
+    assert!(loaded.status.success(), "load the dump: {}", text(&loaded));
+    let after = databases.sql(
+        "restored",
+        "SELECT count(*), sum(total), md5(string_agg(email || items::text, ',' ORDER BY id)) FROM store_order",
+    );
+    assert_eq!(after, before, "the restored orders are the store's");
+    assert!(before.starts_with("1000|"), "{before}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backup_to_a_missing_bucket_fails_in_the_object_stores_words_and_lists_nothing() {
+    require_programs(&[RESTIC, CURL, PSQL]);
+    let dir = tempfile::tempdir().expect("tmp");
+    let objects = ObjectStore::start(dir.path());
+    let mut settings = Settings::local();
+    let mut backup = backup_settings(&objects.endpoint, dir.path());
+    backup.bucket = "no-such-bucket".to_owned();
+    settings.backup = Some(backup.clone());
+    let secret = values(&medusa::secret::credentials(STORE, OWNER));
+    let databases = Databases::start(&settings, &secret);
+    let key = "a-repository-key".to_owned();
+    let credentials = repository::Credentials::read(&backup).expect("credentials");
+    let repository_secret = values(&backup::secret::store_secret(
+        STORE,
+        &repository::location(&backup, TENANT, STORE),
+        &key,
+        &credentials,
+    ));
+    let work = dir.path().join("job");
+    scratch(&work);
+    let failed = run_backup(&databases, &settings, &secret, &repository_secret, &work);
+    assert!(!failed.ok, "{}", failed.output);
+    assert!(
+        failed.termination.contains("bucket does not exist"),
+        "the object store's words reach the termination message: {}",
+        failed.termination
+    );
+    let error = repository::snapshots(&backup, TENANT, STORE, &key)
+        .await
+        .expect_err("a missing bucket is an error, not an empty list");
+    assert!(
+        error.to_string().contains("bucket does not exist"),
+        "{error}"
+    );
+    assert_eq!(tonic::Status::from(error).code(), tonic::Code::Unavailable);
+}
