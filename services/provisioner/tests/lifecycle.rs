@@ -1282,3 +1282,33 @@ async fn a_medusa_store_deleted_while_it_migrates_leaves_nothing_behind() {
         "the namespace is gone"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_no_object_store_the_backup_calls_say_backups_are_off_and_name_the_setting() {
+    let mut api = api().await;
+    for status in [
+        api.backup_store(as_tenant(
+            "life",
+            store_platform_proto::v1::BackupStoreRequest {
+                store_id: "any-store".into(),
+            },
+        ))
+        .await
+        .expect_err("backups are off"),
+        api.list_backups(as_tenant(
+            "life",
+            store_platform_proto::v1::ListBackupsRequest {
+                store_id: "any-store".into(),
+            },
+        ))
+        .await
+        .expect_err("backups are off"),
+    ] {
+        assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+        assert!(
+            status.message().contains("--backup-s3-endpoint")
+                && status.message().contains("backup.s3.endpoint"),
+            "{status:?}"
+        );
+    }
+}

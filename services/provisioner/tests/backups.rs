@@ -1,0 +1,567 @@
+//! Backups on the local control plane: a provisioner with an object store (moto's S3 server, from PyPI, on
+//! loopback) and restic (Debian's), and stores whose pods the simulated kubelet runs. What is checked here is what
+//! the provisioner writes and answers: the repository key outside the store's namespace, the store's backup Secret,
+//! script, NetworkPolicy and CronJob, BackupStore's one-at-a-time rule, ListBackups' view of the repository (a real
+//! snapshot, written by the real backup script) and of running and failed Jobs, tenant scoping, and a deleted
+//! store's backups. The backup itself runs for real in backup_real.rs.
+
+mod support;
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::Command,
+    sync::OnceLock,
+    time::Duration,
+};
+
+use k8s_openapi::api::{
+    batch::v1::{Job, JobTemplateSpec},
+    core::v1::{ConfigMap, Secret},
+    networking::v1::NetworkPolicy,
+};
+use kube::{
+    Api,
+    api::{ApiResource, DynamicObject, ListParams},
+};
+use store_platform_proto::v1::{
+    BackupKind, BackupState, BackupStoreRequest, DeleteStoreRequest, Engine, GetStoreRequest,
+    ListBackupsRequest, provisioner_service_client::ProvisionerServiceClient,
+};
+use store_platform_runtime::record;
+use store_platform_test_support::{
+    Behaviour, Fate, TestEnv,
+    daemon::{Daemon, require_programs},
+    process::free_port,
+};
+use support::{as_tenant, create_request_for, unique_id, wait_for_phase, wait_until_gone};
+use tonic::{Code, transport::Channel};
+
+const BUCKET: &str = "platform-backups";
+const ACCESS_KEY: &str = "backup-access-key";
+const SECRET_KEY: &str = "backup-secret-key-never-shown";
+
+fn tools() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tools")
+}
+
+/// moto's S3 server with the platform's bucket, once for the binary.
+fn object_store() -> &'static str {
+    static ENDPOINT: OnceLock<String> = OnceLock::new();
+    ENDPOINT.get_or_init(|| {
+        require_programs(&["/usr/bin/restic", "/usr/bin/curl"]);
+        let dir = std::env::temp_dir().join(format!("backups-moto-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let port = free_port();
+        // Started from a thread that lives as long as the binary: the daemon ends with the thread that started it.
+        let (started, wait) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut command = Command::new(tools().join(".venv/bin/moto_server"));
+            command.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+            let mut daemon =
+                Daemon::spawn("moto", command, &dir.join("moto.log")).expect("start moto");
+            daemon.wait_for(([127, 0, 0, 1], port).into(), Duration::from_secs(60));
+            started.send(()).expect("started");
+            loop {
+                std::thread::park();
+            }
+        });
+        wait.recv().expect("moto's S3 server started");
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let made = Command::new("curl")
+            .args(["-sf", "-X", "PUT", &format!("{endpoint}/{BUCKET}")])
+            .output()
+            .expect("curl");
+        assert!(made.status.success(), "create the bucket");
+        endpoint
+    })
+}
+
+fn provisioner() -> SocketAddr {
+    static ADDR: OnceLock<SocketAddr> = OnceLock::new();
+    *ADDR.get_or_init(|| {
+        let endpoint = object_store();
+        let dir = std::env::temp_dir().join(format!("backups-keys-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        std::fs::write(dir.join("access"), format!("{ACCESS_KEY}\n")).expect("key file");
+        std::fs::write(dir.join("secret"), format!("{SECRET_KEY}\n")).expect("key file");
+        support::spawn_provisioner(
+            TestEnv::shared().clone(),
+            vec![
+                format!("--lease-name=provisioner-backups-{}", std::process::id()),
+                "--step-deadline=30s".to_owned(),
+                format!("--backup-s3-endpoint={endpoint}"),
+                format!("--backup-s3-bucket={BUCKET}"),
+                format!(
+                    "--backup-s3-access-key-file={}",
+                    dir.join("access").display()
+                ),
+                format!(
+                    "--backup-s3-secret-key-file={}",
+                    dir.join("secret").display()
+                ),
+                "--backup-schedule=30 2 * * *".to_owned(),
+                "--backup-egress-cidrs=127.0.0.1/32".to_owned(),
+            ],
+        )
+        .0
+    })
+}
+
+async fn api() -> ProvisionerServiceClient<Channel> {
+    ProvisionerServiceClient::connect(format!("http://{}", provisioner()))
+        .await
+        .expect("connect")
+}
+
+async fn ready_store(prefix: &str, tenant: &str, engine: Engine) -> String {
+    let id = unique_id(prefix);
+    api()
+        .await
+        .create_store(as_tenant(tenant, create_request_for(&id, engine)))
+        .await
+        .expect("create");
+    wait_for_phase(&id, "ready", Duration::from_secs(120)).await;
+    id
+}
+
+fn secret_text(secret: &Secret, key: &str) -> String {
+    String::from_utf8(secret.data.as_ref().expect("data")[key].0.clone()).expect("utf-8")
+}
+
+/// The store's backup Jobs.
+async fn backup_jobs(id: &str) -> Vec<Job> {
+    let client = TestEnv::shared().client().await;
+    Api::<Job>::namespaced(client, &record::namespace_name(id))
+        .list(&ListParams::default().labels("app.kubernetes.io/name=backup"))
+        .await
+        .expect("list Jobs")
+        .items
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_ready_store_is_prepared_for_backups_with_its_key_outside_its_namespace() {
+    let id = ready_store("prepared", "vault", Engine::Woocommerce).await;
+    let client = TestEnv::shared().client().await;
+    let namespace = record::namespace_name(&id);
+
+    // The repository key: in the platform's namespace, labelled with its store and tenant.
+    let keys = Api::<Secret>::namespaced(client.clone(), "store-platform")
+        .list(&ListParams::default().labels(&format!(
+            "app.kubernetes.io/name=backup-key,{}={id}",
+            record::STORE_ID_LABEL
+        )))
+        .await
+        .expect("list keys")
+        .items;
+    assert_eq!(keys.len(), 1, "one key per store");
+    let key = secret_text(&keys[0], "RESTIC_PASSWORD");
+    assert!(key.len() >= 64, "a long generated key");
+    assert_eq!(
+        keys[0].metadata.labels.as_ref().expect("labels")[record::TENANT_LABEL],
+        "vault"
+    );
+
+    // The store's copy, which only backup Jobs read: where its repository is, the key, the object store's keys.
+    let store_secret = Api::<Secret>::namespaced(client.clone(), &namespace)
+        .get("store-backup")
+        .await
+        .expect("the store's backup Secret");
+    assert_eq!(
+        secret_text(&store_secret, "RESTIC_REPOSITORY"),
+        format!("s3:{}/{BUCKET}/store-platform/vault/{id}", object_store())
+    );
+    assert_eq!(secret_text(&store_secret, "RESTIC_PASSWORD"), key);
+    assert_eq!(
+        secret_text(&store_secret, "AWS_SECRET_ACCESS_KEY"),
+        SECRET_KEY
+    );
+
+    // The script, the egress rule and the schedule.
+    let script = Api::<ConfigMap>::namespaced(client.clone(), &namespace)
+        .get("backup-script")
+        .await
+        .expect("the backup script");
+    assert!(script.data.expect("data")["backup.sh"].contains("repository backup --json"));
+    let policy = Api::<NetworkPolicy>::namespaced(client.clone(), &namespace)
+        .get("backup-egress")
+        .await
+        .expect("the backup pods' egress");
+    let egress = policy.spec.expect("spec").egress.expect("egress");
+    assert_eq!(
+        egress[1].to.as_ref().expect("to")[0]
+            .ip_block
+            .as_ref()
+            .expect("the object store's addresses")
+            .cidr,
+        "127.0.0.1/32"
+    );
+    let resource = ApiResource {
+        group: "batch".into(),
+        version: "v1beta1".into(),
+        api_version: "batch/v1beta1".into(),
+        kind: "CronJob".into(),
+        plural: "cronjobs".into(),
+    };
+    let cron_job = Api::<DynamicObject>::namespaced_with(client.clone(), &namespace, &resource)
+        .get("backup")
+        .await
+        .expect("the backup CronJob");
+    assert_eq!(cron_job.data["spec"]["schedule"], "30 2 * * *");
+    let template: JobTemplateSpec =
+        serde_json::from_value(cron_job.data["spec"]["jobTemplate"].clone()).expect("template");
+    let pod = template
+        .spec
+        .expect("job spec")
+        .template
+        .spec
+        .expect("pod spec");
+    assert_eq!(
+        pod.init_containers.expect("dump")[0].image.as_deref(),
+        Some("mariadb:11.4"),
+        "the dump runs in the store's own database image"
+    );
+    assert!(
+        template.metadata.expect("metadata").labels.expect("labels")["store-platform.io/backup-kind"]
+            == "scheduled"
+    );
+
+    // Nothing of it reaches the API's answers.
+    let store = api()
+        .await
+        .get_store(as_tenant(
+            "vault",
+            GetStoreRequest {
+                store_id: id.clone(),
+            },
+        ))
+        .await
+        .expect("get")
+        .into_inner();
+    let shown = format!("{store:?}");
+    assert!(!shown.contains(&key) && !shown.contains(SECRET_KEY));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn backup_store_starts_one_backup_at_a_time_and_list_backups_shows_it_running_then_failed() {
+    let env = TestEnv::shared();
+    let id = ready_store("ondemand", "vault", Engine::Woocommerce).await;
+    // From here on, the store's backup pods run for a while, then fail as restic does at a refusing object store.
+    env.set_kubelet_behaviour(
+        &record::namespace_name(&id),
+        &Behaviour::with_delay(Duration::from_secs(4)).pod(
+            "backup-",
+            Fate::Fail {
+                reason: "Error".into(),
+                message: "Fatal: unable to open config file: Stat: Access Denied.".into(),
+            },
+        ),
+    )
+    .await;
+
+    // Two requests at once: one backup.
+    let request = || {
+        as_tenant(
+            "vault",
+            BackupStoreRequest {
+                store_id: id.clone(),
+            },
+        )
+    };
+    let (mut first_api, mut second_api) = (api().await, api().await);
+    let (first, second) = tokio::join!(
+        first_api.backup_store(request()),
+        second_api.backup_store(request())
+    );
+    let first = first.expect("backup").into_inner().backup.expect("backup");
+    let second = second.expect("backup").into_inner().backup.expect("backup");
+    assert_eq!(
+        first.id, second.id,
+        "the second request gets the first's backup"
+    );
+    assert_eq!(first.state, BackupState::Running as i32);
+    assert_eq!(first.kind, BackupKind::OnDemand as i32);
+    assert_eq!(first.engine, Engine::Woocommerce as i32);
+    assert_eq!(backup_jobs(&id).await.len(), 1);
+
+    let listed = api()
+        .await
+        .list_backups(as_tenant(
+            "vault",
+            ListBackupsRequest {
+                store_id: id.clone(),
+            },
+        ))
+        .await
+        .expect("list")
+        .into_inner()
+        .backups;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0].id, first.id);
+    assert_eq!(listed[0].state, BackupState::Running as i32);
+
+    // Another tenant sees no such store.
+    for status in [
+        api()
+            .await
+            .backup_store(as_tenant(
+                "other",
+                BackupStoreRequest {
+                    store_id: id.clone(),
+                },
+            ))
+            .await
+            .expect_err("another tenant's store"),
+        api()
+            .await
+            .list_backups(as_tenant(
+                "other",
+                ListBackupsRequest {
+                    store_id: id.clone(),
+                },
+            ))
+            .await
+            .expect_err("another tenant's store"),
+    ] {
+        assert_eq!(status.code(), Code::NotFound, "{status:?}");
+    }
+
+    // It fails: the list says so in the tool's own words, and the store stays ready.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let failed = loop {
+        let listed = api()
+            .await
+            .list_backups(as_tenant(
+                "vault",
+                ListBackupsRequest {
+                    store_id: id.clone(),
+                },
+            ))
+            .await
+            .expect("list")
+            .into_inner()
+            .backups;
+        if listed[0].state == BackupState::Failed as i32 {
+            break listed[0].clone();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{listed:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert!(
+        failed.message.contains("Access Denied"),
+        "the failure in restic's words: {}",
+        failed.message
+    );
+    assert!(failed.finish_time.is_some());
+    let store = api()
+        .await
+        .get_store(as_tenant(
+            "vault",
+            GetStoreRequest {
+                store_id: id.clone(),
+            },
+        ))
+        .await
+        .expect("get")
+        .into_inner()
+        .store
+        .expect("store");
+    assert_eq!(
+        store.phase,
+        store_platform_proto::v1::Phase::Ready as i32,
+        "a failed backup leaves the store serving"
+    );
+
+    // A new request starts a new backup.
+    let next = api()
+        .await
+        .backup_store(request())
+        .await
+        .expect("backup")
+        .into_inner()
+        .backup
+        .expect("backup");
+    assert_ne!(next.id, first.id);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_store_that_is_not_ready_cannot_be_backed_up() {
+    let env = TestEnv::shared();
+    let id = unique_id("unready");
+    env.set_kubelet_behaviour(
+        &record::namespace_name(&id),
+        &Behaviour::default().pod(
+            "mariadb",
+            Fate::NeverReady {
+                reason: "ImagePullBackOff".into(),
+                message: "no such image".into(),
+            },
+        ),
+    )
+    .await;
+    api()
+        .await
+        .create_store(as_tenant(
+            "vault",
+            create_request_for(&id, Engine::Woocommerce),
+        ))
+        .await
+        .expect("create");
+    let status = api()
+        .await
+        .backup_store(as_tenant(
+            "vault",
+            BackupStoreRequest {
+                store_id: id.clone(),
+            },
+        ))
+        .await
+        .expect_err("not ready");
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    assert!(
+        status.message().contains("only a ready store"),
+        "{status:?}"
+    );
+    let status = api()
+        .await
+        .backup_store(as_tenant(
+            "vault",
+            BackupStoreRequest {
+                store_id: "Bad_Id".into(),
+            },
+        ))
+        .await
+        .expect_err("a bad id");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().starts_with("store_id"), "{status:?}");
+    api()
+        .await
+        .delete_store(as_tenant(
+            "vault",
+            DeleteStoreRequest {
+                store_id: id.clone(),
+            },
+        ))
+        .await
+        .expect("delete");
+}
+
+/// Runs the platform's backup script, as a backup Job's restic container would, against the store's repository
+/// with the store's backup Secret: a real snapshot of a tiny store.
+fn write_a_snapshot(store_secret: &Secret, id: &str) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let backup_dir = dir.path().join("backup");
+    std::fs::create_dir_all(backup_dir.join("files")).expect("mkdir");
+    std::fs::write(backup_dir.join("database.sql"), "-- a dump\n").expect("dump");
+    std::fs::write(backup_dir.join("files/upload.png"), b"not really a png").expect("file");
+    let script = dir.path().join("backup.sh");
+    std::fs::write(&script, store_platform_provisioner::backup::job::SCRIPT).expect("script");
+    let secrets = store_secret.data.clone().expect("data");
+    let output = Command::new("sh")
+        .arg(&script)
+        .env_clear()
+        .envs(
+            secrets
+                .iter()
+                .map(|(k, v)| (k.clone(), String::from_utf8_lossy(&v.0).into_owned())),
+        )
+        .envs([
+            ("PATH", "/usr/bin:/bin".to_owned()),
+            ("BACKUP_DIR", backup_dir.display().to_string()),
+            ("TMPDIR", dir.path().display().to_string()),
+            ("HOME", dir.path().display().to_string()),
+            (
+                "RESTIC_CACHE_DIR",
+                dir.path().join("cache").display().to_string(),
+            ),
+            (
+                "TERMINATION_LOG",
+                dir.path().join("termination").display().to_string(),
+            ),
+            ("S3_BUCKET_LOOKUP", "path".to_owned()),
+            ("S3_REGION", "us-east-1".to_owned()),
+            ("STORE_ID", id.to_owned()),
+            ("STORE_TENANT", "vault".to_owned()),
+            ("STORE_ENGINE", "woocommerce".to_owned()),
+            (
+                "ENGINE_VERSION",
+                "store-platform/wordpress:6.8-wc9.9".to_owned(),
+            ),
+            ("DATABASE_IMAGE", "mariadb:11.4".to_owned()),
+            ("STORE_SPEC", "{}".to_owned()),
+            ("BACKUP_KIND", "scheduled".to_owned()),
+            ("KEEP_DAILY", "7".to_owned()),
+            ("KEEP_WEEKLY", "4".to_owned()),
+            ("KEEP_MONTHLY", "3".to_owned()),
+            ("KEEP_ON_DEMAND", "10".to_owned()),
+        ])
+        .output()
+        .expect("sh");
+    assert!(
+        output.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deleted_stores_backups_are_listed_for_its_tenant_only() {
+    let id = ready_store("deleted", "vault", Engine::Woocommerce).await;
+    let client = TestEnv::shared().client().await;
+    let store_secret = Api::<Secret>::namespaced(client.clone(), &record::namespace_name(&id))
+        .get("store-backup")
+        .await
+        .expect("the store's backup Secret");
+    write_a_snapshot(&store_secret, &id);
+
+    let list = |tenant: &'static str, id: String| async move {
+        api()
+            .await
+            .list_backups(as_tenant(tenant, ListBackupsRequest { store_id: id }))
+            .await
+    };
+    let listed = list("vault", id.clone())
+        .await
+        .expect("list")
+        .into_inner()
+        .backups;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0].state, BackupState::Succeeded as i32);
+    assert_eq!(listed[0].kind, BackupKind::Scheduled as i32);
+    assert_eq!(listed[0].engine, Engine::Woocommerce as i32);
+    assert_eq!(
+        listed[0].engine_version,
+        "store-platform/wordpress:6.8-wc9.9"
+    );
+    assert!(listed[0].size_bytes > 0);
+    assert_eq!(listed[0].id.len(), 64, "restic's snapshot id");
+
+    api()
+        .await
+        .delete_store(as_tenant(
+            "vault",
+            DeleteStoreRequest {
+                store_id: id.clone(),
+            },
+        ))
+        .await
+        .expect("delete");
+    wait_until_gone(&id).await;
+    let after = list("vault", id.clone())
+        .await
+        .expect("list")
+        .into_inner()
+        .backups;
+    assert_eq!(
+        after.iter().map(|b| &b.id).collect::<Vec<_>>(),
+        listed.iter().map(|b| &b.id).collect::<Vec<_>>(),
+        "the deleted store's backups outlive it"
+    );
+    let status = list("other", id.clone()).await.expect_err("another tenant");
+    assert_eq!(status.code(), Code::NotFound);
+    let status = list("vault", unique_id("never"))
+        .await
+        .expect_err("no such store");
+    assert_eq!(status.code(), Code::NotFound);
+}
