@@ -354,9 +354,37 @@ pub async fn run(client: Client, shutdown: BoxFuture<'static, ()>) {
     }
 }
 
+/// Completes the deletion of `pod`, as a kubelet does once its containers have stopped.
+fn finish_deletion(client: &Client, pod: &Pod) {
+    let (Some(name), Some(namespace)) = (pod.metadata.name.clone(), pod.namespace()) else {
+        return;
+    };
+    let api: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+    tokio::spawn(async move {
+        let params = kube::api::DeleteParams {
+            grace_period_seconds: Some(0),
+            ..kube::api::DeleteParams::default()
+        };
+        match api.delete(&name, &params).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(error) => {
+                tracing::warn!(%error, %namespace, pod = %name, "failed to remove a deleted pod")
+            }
+        }
+    });
+}
+
 /// Starts the kubelet's work on `pod` unless it is already under way.
 fn schedule(client: &Client, in_flight: &Arc<Mutex<HashSet<String>>>, pod: &Pod) {
-    if pod.metadata.deletion_timestamp.is_some() || is_terminal(pod) {
+    if pod.metadata.deletion_timestamp.is_some() {
+        // A kubelet stops a deleted pod's containers and then removes the pod; these have no processes to stop.
+        if pod.metadata.deletion_grace_period_seconds != Some(0) {
+            finish_deletion(client, pod);
+        }
+        return;
+    }
+    if is_terminal(pod) {
         return;
     }
     let (Some(uid), Some(namespace)) = (pod.uid(), pod.namespace()) else {

@@ -249,6 +249,7 @@ const PHASES: Record<Phase, string> = {
   [Phase.READY]: "ready",
   [Phase.FAILED]: "failed",
   [Phase.DELETING]: "deleting",
+  [Phase.RESTORING]: "restoring",
 };
 
 const STEP_MARKS: Record<StepState, string> = {

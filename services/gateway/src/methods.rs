@@ -26,7 +26,12 @@ impl Method {
     pub fn is_audited(&self) -> bool {
         matches!(
             self.name.as_str(),
-            "CreateStore" | "DeleteStore" | "RetryStore" | "GetStoreCredentials" | "BackupStore"
+            "CreateStore"
+                | "DeleteStore"
+                | "RetryStore"
+                | "GetStoreCredentials"
+                | "BackupStore"
+                | "RestoreStore"
         )
     }
 
@@ -34,7 +39,7 @@ impl Method {
     pub fn is_rate_limited(&self) -> bool {
         matches!(
             self.name.as_str(),
-            "CreateStore" | "DeleteStore" | "BackupStore"
+            "CreateStore" | "DeleteStore" | "BackupStore" | "RestoreStore"
         )
     }
 

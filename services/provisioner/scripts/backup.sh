@@ -41,7 +41,8 @@ if ! repository cat config >/dev/null 2>"$work/config.err"; then
 fi
 
 database_bytes=$(wc -c <"$BACKUP_DIR/database.sql" | tr -d ' ')
-files_kib=$(du -sk "$BACKUP_DIR/files" | cut -f1)
+# du may not read lost+found; it still counts the rest.
+files_kib=$(du -sk "$BACKUP_DIR/files" 2>/dev/null | cut -f1)
 files_bytes=$((files_kib * 1024))
 bytes=$((database_bytes + files_bytes))
 database_sha256=$(sha256sum "$BACKUP_DIR/database.sql" | cut -d' ' -f1)
@@ -63,7 +64,8 @@ cat >"$BACKUP_DIR/manifest.json" <<MANIFEST
 }
 MANIFEST
 
-repository backup --json --host store \
+# A volume's lost+found is root's and no store data.
+repository backup --json --host store --exclude "$BACKUP_DIR/files/lost+found" \
     --tag "kind=$BACKUP_KIND" --tag "engine=$STORE_ENGINE" --tag "version=$ENGINE_VERSION" --tag "bytes=$bytes" \
     "$BACKUP_DIR" >"$work/backup.json"
 summary=$(grep '"message_type":"summary"' "$work/backup.json" | tail -n 1)
@@ -75,10 +77,11 @@ if [ -z "$snapshot" ]; then
 fi
 echo "backed up $bytes bytes as snapshot $snapshot (${added:-0} bytes new to the repository)"
 
-# Retention: scheduled backups by day, week and month; on-demand ones by count. A failure here leaves the new
+# Retention: scheduled backups by day, week and month; on-demand ones and those taken before a restore by count. A failure here leaves the new
 # snapshot in place, and the next backup applies the policy again.
 repository forget --host store --tag kind=scheduled --prune \
     --keep-daily "$KEEP_DAILY" --keep-weekly "$KEEP_WEEKLY" --keep-monthly "$KEEP_MONTHLY"
 repository forget --host store --tag kind=on-demand --prune --keep-last "$KEEP_ON_DEMAND"
+repository forget --host store --tag kind=pre-restore --prune --keep-last "$KEEP_ON_DEMAND"
 
 printf 'snapshot=%s bytes=%s added=%s\n' "$snapshot" "$bytes" "${added:-0}" >"${TERMINATION_LOG:-/dev/termination-log}"

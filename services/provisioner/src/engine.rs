@@ -59,8 +59,11 @@ pub trait Engine: Send + Sync + std::fmt::Debug + 'static {
     /// Clears what a failed `step` left behind so it can run again (RetryStore).
     async fn reset(&self, step: &str, store: &StoreRecord, kube: &Kube) -> Result<(), Error>;
 
-    /// What a backup of store `id` holds and how it is made: the engine's part of every backup.
+    /// What a backup of store `id` holds and how it is made and restored: the engine's part of every backup.
     fn backup_source(&self, id: &str) -> crate::backup::Source;
+
+    /// What every store of this engine is built with.
+    fn settings(&self) -> &crate::settings::Settings;
 
     /// The storefront and admin URLs of store `id`.
     fn urls(&self, id: &str) -> (String, String);
@@ -71,6 +74,55 @@ pub trait Engine: Send + Sync + std::fmt::Debug + 'static {
         store: &StoreRecord,
         kube: &Kube,
     ) -> Result<Option<Credentials>, Error>;
+}
+
+/// What a list of steps is to the reconciler: provisioning's (the engine's) and each operation's.
+#[tonic::async_trait]
+pub trait Steps: Send + Sync {
+    /// How long `step` may take.
+    fn deadline(&self, step: &str) -> Duration;
+
+    /// Applies `step`'s objects. Idempotent.
+    async fn apply(&self, step: &str, store: &StoreRecord, kube: &Kube) -> Result<(), Error>;
+
+    /// Reports whether `step` is done.
+    async fn observe(
+        &self,
+        step: &str,
+        store: &StoreRecord,
+        kube: &Kube,
+    ) -> Result<Progress, Error>;
+
+    /// Says why `step` is not done, when its deadline passes.
+    async fn diagnose(&self, step: &str, store: &StoreRecord, kube: &Kube) -> String;
+}
+
+/// An engine's provisioning steps.
+#[derive(Debug)]
+pub struct Provisioning<'a>(pub &'a dyn Engine);
+
+#[tonic::async_trait]
+impl Steps for Provisioning<'_> {
+    fn deadline(&self, step: &str) -> Duration {
+        self.0.deadline(step)
+    }
+
+    async fn apply(&self, step: &str, store: &StoreRecord, kube: &Kube) -> Result<(), Error> {
+        self.0.apply(step, store, kube).await
+    }
+
+    async fn observe(
+        &self,
+        step: &str,
+        store: &StoreRecord,
+        kube: &Kube,
+    ) -> Result<Progress, Error> {
+        self.0.observe(step, store, kube).await
+    }
+
+    async fn diagnose(&self, step: &str, store: &StoreRecord, kube: &Kube) -> String {
+        self.0.diagnose(step, store, kube).await
+    }
 }
 
 /// The engines a provisioner runs. Each store's engine is the one its record names.

@@ -35,6 +35,15 @@ pub enum Error {
     #[error("store {id:?} is {phase}; only a ready store can be backed up")]
     NotReadyForBackup { id: String, phase: &'static str },
 
+    #[error("store {id:?} is {phase}; only a ready store can be restored")]
+    NotReadyForRestore { id: String, phase: &'static str },
+
+    #[error("store {id:?} is busy with {what}; wait until it ends")]
+    OperationRunning { id: String, what: String },
+
+    #[error("backup_id: store {id:?} has no backup {backup:?}")]
+    BackupNotFound { id: String, backup: String },
+
     #[error("the backup repository of store {id:?}: {reason}")]
     Repository { id: String, reason: String },
 
@@ -136,7 +145,10 @@ impl From<Error> for tonic::Status {
             | Error::CredentialsNotReady { .. }
             | Error::Deleting { .. }
             | Error::BackupsOff
-            | Error::NotReadyForBackup { .. } => Code::FailedPrecondition,
+            | Error::NotReadyForBackup { .. }
+            | Error::NotReadyForRestore { .. }
+            | Error::OperationRunning { .. } => Code::FailedPrecondition,
+            Error::BackupNotFound { .. } => Code::NotFound,
             Error::Repository { .. } => Code::Unavailable,
             Error::Kubernetes { source, .. } => match source {
                 kube::Error::Api(status) if status.code == 409 => Code::Aborted,

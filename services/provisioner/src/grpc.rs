@@ -17,11 +17,12 @@ use store_platform_proto::v1::{
     BackupStoreRequest, BackupStoreResponse, CreateStoreRequest, CreateStoreResponse,
     DeleteStoreRequest, DeleteStoreResponse, GetStoreCredentialsRequest,
     GetStoreCredentialsResponse, GetStoreRequest, GetStoreResponse, ListBackupsRequest,
-    ListBackupsResponse, ListStoresRequest, ListStoresResponse, RetryStoreRequest,
-    RetryStoreResponse, provisioner_service_server::ProvisionerService,
+    ListBackupsResponse, ListStoresRequest, ListStoresResponse, RestoreStoreRequest,
+    RestoreStoreResponse, RetryStoreRequest, RetryStoreResponse,
+    provisioner_service_server::ProvisionerService,
 };
 use store_platform_runtime::record::{
-    self, Phase, StepState, StepStatus, StoreRecord, StoreStatus,
+    self, OperationState, Phase, StepState, StepStatus, StoreRecord, StoreStatus,
 };
 use store_platform_runtime::{auth::Authenticator, tenant::Caller};
 use tonic::{Request, Response, Status};
@@ -494,6 +495,34 @@ impl ProvisionerService for Provisioner {
         let caller = self.auth.caller(request.metadata(), "RetryStore").await?;
         let id = validation::store_id("store_id", &request.get_ref().store_id)?;
         let (mut store, namespace) = self.find(&caller, &id).await?;
+        if store.phase() == Phase::Failed
+            && store.damage.is_none()
+            && let Some(operation) = store
+                .status
+                .operation
+                .as_mut()
+                .filter(|op| op.state == OperationState::Failed)
+        {
+            // A restore that failed after it changed the store goes on from the step that failed.
+            for step in operation
+                .steps
+                .iter_mut()
+                .filter(|s| s.state == StepState::Failed)
+            {
+                *step = StepStatus::pending(&step.name);
+            }
+            operation.state = OperationState::Running;
+            operation.message.clear();
+            operation.finish_time = None;
+            store.status.phase = Phase::Restoring;
+            store.status.failure_reason.clear();
+            store.status.update_time = Some(Timestamp::now());
+            write_record(&self.client, &store, namespace.resource_version()).await?;
+            tracing::info!(store = %id, tenant = %store.tenant, by = %caller.tenant, "restore retried");
+            return Ok(Response::new(RetryStoreResponse {
+                store: Some(store.to_proto()),
+            }));
+        }
         if store.phase() != Phase::Failed {
             return Err(Error::NotRetryable {
                 id,
@@ -655,5 +684,104 @@ impl ProvisionerService for Provisioner {
             Err(error) => return Err(error.into()),
         };
         Ok(Response::new(ListBackupsResponse { backups }))
+    }
+
+    #[tracing::instrument(skip_all, fields(store = %request.get_ref().store_id))]
+    async fn restore_store(
+        &self,
+        request: Request<RestoreStoreRequest>,
+    ) -> Result<Response<RestoreStoreResponse>, Status> {
+        let caller = self.auth.caller(request.metadata(), "RestoreStore").await?;
+        let id = validation::store_id("store_id", &request.get_ref().store_id)?;
+        let wanted = request.get_ref().backup_id.trim().to_ascii_lowercase();
+        if wanted.len() < 8 || wanted.len() > 64 || !wanted.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Error::InvalidField {
+                field: "backup_id",
+                reason:
+                    "must be a backup's id as ListBackups gives it (8 to 64 hexadecimal characters)"
+                        .into(),
+            }
+            .into());
+        }
+        let Some(settings) = self.settings.backup.as_ref() else {
+            return Err(Error::BackupsOff.into());
+        };
+        let (mut store, namespace) = self.find(&caller, &id).await?;
+        if let Some(operation) = store
+            .status
+            .operation
+            .as_ref()
+            .filter(|op| op.state == OperationState::Running)
+        {
+            return Err(Error::OperationRunning {
+                id,
+                what: format!(
+                    "a restore of backup {}",
+                    backup::restore::short(&operation.backup)
+                ),
+            }
+            .into());
+        }
+        if store.terminating || store.phase() != Phase::Ready {
+            return Err(Error::NotReadyForRestore {
+                id,
+                phase: store.phase().as_str(),
+            }
+            .into());
+        }
+        // Only a backup in this store's own repository (its tenant's, under its key) can be found.
+        let key = backup::repository::existing_key_of(&self.client, settings, &store.tenant, &id)
+            .await?
+            .unwrap_or_default();
+        let snapshots = if key.is_empty() {
+            Vec::new()
+        } else {
+            backup::repository::snapshots(settings, &store.tenant, &id, &key).await?
+        };
+        let matching: Vec<&backup::repository::Snapshot> = snapshots
+            .iter()
+            .filter(|s| s.id.starts_with(&wanted))
+            .collect();
+        let snapshot = match matching.as_slice() {
+            [one] => *one,
+            [] => {
+                return Err(Error::BackupNotFound { id, backup: wanted }.into());
+            }
+            _ => {
+                return Err(Error::InvalidField {
+                    field: "backup_id",
+                    reason: format!(
+                        "{wanted:?} is the start of several backups' ids; give more of it"
+                    ),
+                }
+                .into());
+            }
+        };
+        if snapshot.engine != store.spec.engine.as_str() {
+            return Err(Error::InvalidField {
+                field: "backup_id",
+                reason: format!(
+                    "backup {} is of a {} store; store {id:?} runs {}",
+                    backup::restore::short(&snapshot.id),
+                    if snapshot.engine.is_empty() {
+                        "different"
+                    } else {
+                        &snapshot.engine
+                    },
+                    store.spec.engine.as_str()
+                ),
+            }
+            .into());
+        }
+        let now = Timestamp::now();
+        store.status.phase = Phase::Restoring;
+        store.status.operation = Some(backup::restore::operation(&snapshot.id, now));
+        store.status.update_time = Some(now);
+        // Guarded by the resource version: of two restores requested at once, one is recorded; the other fails.
+        write_record(&self.client, &store, namespace.resource_version()).await?;
+        tracing::info!(store = %id, tenant = %store.tenant, by = %caller.tenant, backup = %snapshot.id, "restore started");
+        Ok(Response::new(RestoreStoreResponse {
+            store: Some(store.to_proto()),
+        }))
     }
 }

@@ -266,6 +266,44 @@ impl Kube {
             .map_err(Error::kubernetes(format!("apply CronJob {name}")))
     }
 
+    /// Suspends (or resumes) CronJob `name`, as batch/v1 or, with `batch_v1` false, batch/v1beta1. A CronJob that
+    /// does not exist has nothing to suspend.
+    pub async fn suspend_cron_job(
+        &self,
+        name: &str,
+        suspend: bool,
+        batch_v1: bool,
+    ) -> Result<(), Error> {
+        let resource = ApiResource {
+            group: "batch".to_owned(),
+            version: if batch_v1 { "v1" } else { "v1beta1" }.to_owned(),
+            api_version: if batch_v1 {
+                "batch/v1"
+            } else {
+                "batch/v1beta1"
+            }
+            .to_owned(),
+            kind: "CronJob".to_owned(),
+            plural: "cronjobs".to_owned(),
+        };
+        self.count_write();
+        match Api::<DynamicObject>::namespaced_with(self.client.clone(), &self.namespace, &resource)
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({"spec": {"suspend": suspend}})),
+            )
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+            Err(source) => Err(Error::Kubernetes {
+                action: format!("suspend CronJob {name}").into(),
+                source,
+            }),
+        }
+    }
+
     pub async fn get<K>(&self, name: &str) -> Result<Option<K>, Error>
     where
         K: Resource<Scope = NamespaceResourceScope> + Clone + DeserializeOwned + std::fmt::Debug,

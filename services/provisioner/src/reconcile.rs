@@ -25,11 +25,11 @@ use kube::{
 };
 use store_platform_runtime::{
     Shutdown,
-    record::{self, Phase, StepState, StepStatus, StoreRecord, StoreStatus},
+    record::{self, OperationState, Phase, StepState, StepStatus, StoreRecord, StoreStatus},
 };
 
 use crate::{
-    engine::{Engine, Engines, Progress},
+    engine::{Engine, Engines, Progress, Provisioning, Steps},
     error::Error,
     kube_ops::{Cached, Caches, FIELD_MANAGER, Kube},
     metrics::{Metrics, ReasonLabel, StepLabel},
@@ -193,35 +193,37 @@ fn elapsed(since: Option<Timestamp>, now: Timestamp) -> Duration {
         .unwrap_or_default()
 }
 
-/// Advances `store` as far as Kubernetes allows right now.
-pub async fn advance(
+/// What running a list of steps decided.
+struct StepsOutcome {
+    transitions: Vec<(String, StepState, String)>,
+    wake_after: Option<Duration>,
+    /// The reason, when a step failed.
+    failed: Option<String>,
+}
+
+/// Advances `steps` as far as Kubernetes allows right now: the one loop of provisioning and of every operation.
+/// Succeeded steps are skipped; a pending step is applied and becomes running; a running step is observed; the first
+/// step that waits or fails ends the pass.
+async fn run_steps(
+    steps: &mut [StepStatus],
+    driver: &dyn Steps,
     store: &StoreRecord,
-    engine: &dyn Engine,
     kube: &Kube,
     now: Timestamp,
-) -> Result<Outcome, Error> {
-    let mut status = store.status.clone();
-    if status.steps.is_empty() {
-        status.steps = engine
-            .steps()
-            .iter()
-            .map(|name| StepStatus::pending(name))
-            .collect();
-    }
+) -> Result<StepsOutcome, Error> {
     let mut transitions = Vec::new();
     let mut wake_after = None;
-    let mut failed = false;
-    for index in 0..status.steps.len() {
-        let step = status.steps[index].clone();
+    let mut failed = None;
+    for entry in steps.iter_mut() {
+        let step = entry.clone();
         match step.state {
             StepState::Succeeded => continue,
             StepState::Failed => {
-                failed = true;
+                failed = Some(step.message.clone());
                 break;
             }
             StepState::Pending => {
-                let entry = &mut status.steps[index];
-                match engine.apply(&step.name, store, kube).await {
+                match driver.apply(&step.name, store, kube).await {
                     Ok(()) => {
                         entry.state = StepState::Running;
                         // A step whose objects were refused before keeps the time of its first attempt: its
@@ -237,7 +239,7 @@ pub async fn advance(
                     Err(error) if error.is_refusal() => {
                         let first = entry.start_time.get_or_insert(now);
                         let waited = elapsed(Some(*first), now);
-                        let deadline = engine.deadline(&entry.name);
+                        let deadline = driver.deadline(&entry.name);
                         let refused = error.chain();
                         if waited >= deadline {
                             let reason = format!(
@@ -248,9 +250,12 @@ pub async fn advance(
                             entry.state = StepState::Failed;
                             entry.finish_time = Some(now);
                             entry.message = reason.clone();
-                            status.failure_reason = reason.clone();
-                            transitions.push((entry.name.clone(), StepState::Failed, reason));
-                            failed = true;
+                            transitions.push((
+                                entry.name.clone(),
+                                StepState::Failed,
+                                reason.clone(),
+                            ));
+                            failed = Some(reason);
                         } else {
                             if entry.message != refused {
                                 tracing::warn!(step = %entry.name, error = %refused, "the API server refuses a step's object");
@@ -270,22 +275,18 @@ pub async fn advance(
             }
             StepState::Running => {}
         }
-        let entry = &mut status.steps[index];
-        match engine.observe(&entry.name, store, kube).await? {
+        match driver.observe(&entry.name, store, kube).await? {
             Progress::Done => {
                 entry.state = StepState::Succeeded;
                 entry.finish_time = Some(now);
                 entry.message.clear();
                 transitions.push((entry.name.clone(), StepState::Succeeded, String::new()));
-                if entry.name == "ingress" {
-                    (status.storefront_url, status.admin_url) = engine.urls(&store.id);
-                }
             }
             Progress::Waiting(message) => {
-                let deadline = engine.deadline(&entry.name);
+                let deadline = driver.deadline(&entry.name);
                 let waited = elapsed(entry.start_time, now);
                 if waited >= deadline {
-                    let why = engine.diagnose(&entry.name, store, kube).await;
+                    let why = driver.diagnose(&entry.name, store, kube).await;
                     let reason = format!(
                         "{} not done after {}s: {why}",
                         entry.name,
@@ -294,9 +295,8 @@ pub async fn advance(
                     entry.state = StepState::Failed;
                     entry.finish_time = Some(now);
                     entry.message = reason.clone();
-                    status.failure_reason = reason.clone();
-                    transitions.push((entry.name.clone(), StepState::Failed, reason));
-                    failed = true;
+                    transitions.push((entry.name.clone(), StepState::Failed, reason.clone()));
+                    failed = Some(reason);
                 } else {
                     entry.message = message;
                     wake_after = Some(deadline - waited);
@@ -307,14 +307,55 @@ pub async fn advance(
                 entry.state = StepState::Failed;
                 entry.finish_time = Some(now);
                 entry.message = reason.clone();
-                status.failure_reason = format!("{}: {reason}", entry.name);
-                transitions.push((entry.name.clone(), StepState::Failed, reason));
-                failed = true;
+                transitions.push((entry.name.clone(), StepState::Failed, reason.clone()));
+                failed = Some(format!("{}: {reason}", entry.name));
                 break;
             }
         }
     }
-    status.phase = if failed {
+    Ok(StepsOutcome {
+        transitions,
+        wake_after,
+        failed,
+    })
+}
+
+/// Advances `store` as far as Kubernetes allows right now: its provisioning, or the operation it is in.
+pub async fn advance(
+    store: &StoreRecord,
+    engine: &dyn Engine,
+    kube: &Kube,
+    now: Timestamp,
+) -> Result<Outcome, Error> {
+    if store.status.phase == Phase::Restoring {
+        return advance_operation(store, engine, kube, now).await;
+    }
+    let mut status = store.status.clone();
+    if status.steps.is_empty() {
+        status.steps = engine
+            .steps()
+            .iter()
+            .map(|name| StepStatus::pending(name))
+            .collect();
+    }
+    let outcome = run_steps(&mut status.steps, &Provisioning(engine), store, kube, now).await?;
+    if outcome
+        .transitions
+        .iter()
+        .any(|(step, state, _)| step == "ingress" && *state == StepState::Succeeded)
+    {
+        (status.storefront_url, status.admin_url) = engine.urls(&store.id);
+    }
+    let newly_failed = outcome
+        .transitions
+        .iter()
+        .any(|(_, state, _)| *state == StepState::Failed);
+    if let Some(reason) = &outcome.failed
+        && newly_failed
+    {
+        status.failure_reason = reason.clone();
+    }
+    status.phase = if outcome.failed.is_some() {
         Phase::Failed
     } else if status.steps.iter().all(|s| s.state == StepState::Succeeded) {
         Phase::Ready
@@ -326,8 +367,62 @@ pub async fn advance(
     }
     Ok(Outcome {
         status,
-        transitions,
-        wake_after,
+        transitions: outcome.transitions,
+        wake_after: outcome.wake_after,
+    })
+}
+
+/// Advances the store's running operation. When it ends: READY if it succeeded, or if it failed before it changed
+/// anything of the store; FAILED, with the reason, if it failed after.
+async fn advance_operation(
+    store: &StoreRecord,
+    engine: &dyn Engine,
+    kube: &Kube,
+    now: Timestamp,
+) -> Result<Outcome, Error> {
+    let mut status = store.status.clone();
+    let Some(mut operation) = status.operation.clone() else {
+        // A restoring store with no operation was written by hand: nothing to continue.
+        status.phase = Phase::Failed;
+        status.failure_reason =
+            "the store's record says it is restoring but names no restore".to_owned();
+        status.update_time = Some(now);
+        return Ok(Outcome {
+            status,
+            transitions: Vec::new(),
+            wake_after: None,
+        });
+    };
+    let before = operation.clone();
+    let driver = crate::backup::restore::Restore::new(engine, &before);
+    let outcome = run_steps(&mut operation.steps, &driver, store, kube, now).await?;
+    if let Some(reason) = &outcome.failed {
+        operation.state = OperationState::Failed;
+        operation.message = reason.clone();
+        operation.finish_time = Some(now);
+        if driver.changed_the_store(&operation.steps) {
+            status.phase = Phase::Failed;
+            status.failure_reason = driver.failure_reason(reason);
+        } else {
+            status.phase = Phase::Ready;
+        }
+    } else if operation
+        .steps
+        .iter()
+        .all(|s| s.state == StepState::Succeeded)
+    {
+        operation.state = OperationState::Succeeded;
+        operation.finish_time = Some(now);
+        status.phase = Phase::Ready;
+    }
+    status.operation = Some(operation);
+    if status != store.status {
+        status.update_time = Some(now);
+    }
+    Ok(Outcome {
+        status,
+        transitions: outcome.transitions,
+        wake_after: outcome.wake_after,
     })
 }
 
@@ -635,6 +730,12 @@ mod tests {
             Ok(())
         }
 
+        fn settings(&self) -> &crate::settings::Settings {
+            static LOCAL: std::sync::OnceLock<crate::settings::Settings> =
+                std::sync::OnceLock::new();
+            LOCAL.get_or_init(crate::settings::Settings::local)
+        }
+
         fn backup_source(&self, _: &str) -> crate::backup::Source {
             crate::backup::Source {
                 database_image: "db".into(),
@@ -647,6 +748,13 @@ mod tests {
                 uid: 1000,
                 next_to: "database",
                 version: "scripted".into(),
+                load: "true",
+                cache: None,
+                writers: &[],
+                cron_jobs: &[],
+                writer_steps: &[],
+                verify_step: "ingress",
+                verify_job: "verify",
             }
         }
 

@@ -61,15 +61,17 @@ pub enum Phase {
     Ready,
     Failed,
     Deleting,
+    Restoring,
 }
 
 impl Phase {
-    pub const ALL: [Phase; 5] = [
+    pub const ALL: [Phase; 6] = [
         Self::Pending,
         Self::Provisioning,
         Self::Ready,
         Self::Failed,
         Self::Deleting,
+        Self::Restoring,
     ];
 
     /// The value of the phase label.
@@ -80,6 +82,7 @@ impl Phase {
             Self::Ready => "ready",
             Self::Failed => "failed",
             Self::Deleting => "deleting",
+            Self::Restoring => "restoring",
         }
     }
 
@@ -90,6 +93,7 @@ impl Phase {
             Self::Ready => proto::Phase::Ready,
             Self::Failed => proto::Phase::Failed,
             Self::Deleting => proto::Phase::Deleting,
+            Self::Restoring => proto::Phase::Restoring,
         }
     }
 
@@ -101,6 +105,7 @@ impl Phase {
             proto::Phase::Ready => Some(Self::Ready),
             proto::Phase::Failed => Some(Self::Failed),
             proto::Phase::Deleting => Some(Self::Deleting),
+            proto::Phase::Restoring => Some(Self::Restoring),
         }
     }
 }
@@ -148,6 +153,16 @@ pub struct StepStatus {
 }
 
 impl StepStatus {
+    pub fn to_proto(&self) -> proto::Step {
+        proto::Step {
+            name: self.name.clone(),
+            state: self.state.to_proto() as i32,
+            start_time: self.start_time.map(timestamp),
+            finish_time: self.finish_time.map(timestamp),
+            message: self.message.clone(),
+        }
+    }
+
     pub fn pending(name: &str) -> Self {
         Self {
             name: name.to_owned(),
@@ -174,6 +189,60 @@ pub struct StoreStatus {
     pub admin_url: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub update_time: Option<Timestamp>,
+    /// The latest operation after provisioning, running or ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<OperationStatus>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OperationKind {
+    Restore,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OperationState {
+    Running,
+    Succeeded,
+    Failed,
+}
+
+/// An operation on a living store: its own ordered steps, advanced by the same reconcile loop as provisioning.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OperationStatus {
+    pub kind: OperationKind,
+    /// For a restore: the backup's full id.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub backup: String,
+    pub steps: Vec<StepStatus>,
+    pub state: OperationState,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    pub start_time: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finish_time: Option<Timestamp>,
+}
+
+impl OperationStatus {
+    pub fn to_proto(&self) -> proto::Operation {
+        proto::Operation {
+            kind: match self.kind {
+                OperationKind::Restore => proto::OperationKind::Restore,
+            } as i32,
+            backup_id: self.backup.clone(),
+            steps: self.steps.iter().map(StepStatus::to_proto).collect(),
+            state: match self.state {
+                OperationState::Running => proto::OperationState::Running,
+                OperationState::Succeeded => proto::OperationState::Succeeded,
+                OperationState::Failed => proto::OperationState::Failed,
+            } as i32,
+            message: self.message.clone(),
+            start_time: Some(timestamp(self.start_time)),
+            finish_time: self.finish_time.map(timestamp),
+        }
+    }
 }
 
 impl StoreStatus {
@@ -186,6 +255,7 @@ impl StoreStatus {
             storefront_url: String::new(),
             admin_url: String::new(),
             update_time: Some(now),
+            operation: None,
         }
     }
 }
@@ -371,24 +441,18 @@ impl StoreRecord {
             engine: self.spec.engine.to_proto() as i32,
             tenant: self.tenant.clone(),
             phase: self.phase().to_proto() as i32,
-            steps: self
-                .status
-                .steps
-                .iter()
-                .map(|step| proto::Step {
-                    name: step.name.clone(),
-                    state: step.state.to_proto() as i32,
-                    start_time: step.start_time.map(timestamp),
-                    finish_time: step.finish_time.map(timestamp),
-                    message: step.message.clone(),
-                })
-                .collect(),
+            steps: self.status.steps.iter().map(StepStatus::to_proto).collect(),
             storefront_url: self.status.storefront_url.clone(),
             admin_url: self.status.admin_url.clone(),
             create_time: self.create_time.map(timestamp),
             update_time: self.status.update_time.map(timestamp),
             failure_reason: self.status.failure_reason.clone(),
             admin_email: self.spec.admin_email.clone(),
+            operation: self
+                .status
+                .operation
+                .as_ref()
+                .map(OperationStatus::to_proto),
         }
     }
 }

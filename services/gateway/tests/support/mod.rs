@@ -148,6 +148,13 @@ impl ProvisionerService for Provisioner {
     ) -> Result<Response<store_platform_proto::v1::ListBackupsResponse>, Status> {
         Err(Status::unimplemented("not in this test"))
     }
+
+    async fn restore_store(
+        &self,
+        _: Request<store_platform_proto::v1::RestoreStoreRequest>,
+    ) -> Result<Response<store_platform_proto::v1::RestoreStoreResponse>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
 }
 
 type StreamSender = mpsc::Sender<Result<WatchStoresResponse, Status>>;

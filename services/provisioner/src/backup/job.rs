@@ -17,7 +17,7 @@ use k8s_openapi::{
 use store_platform_runtime::record::StoreRecord;
 
 use super::{
-    BACKUP, KIND_LABEL, Kind, SCHEDULE, Source,
+    BACKUP, KIND_LABEL, Kind, RESTORE_LABEL, SCHEDULE, Source,
     secret::{RESTRICT_KEY, STORE_SECRET},
 };
 use crate::{
@@ -32,6 +32,18 @@ use crate::{
 pub const SCRIPT: &str = include_str!("../../scripts/backup.sh");
 pub const SCRIPT_CONFIG: &str = "backup-script";
 pub const SCRIPT_KEY: &str = "backup.sh";
+pub const RESTORE_SCRIPT: &str = include_str!("../../scripts/restore.sh");
+pub const RESTORE_SCRIPT_KEY: &str = "restore.sh";
+/// Where a restore Job puts the fetched backup (an emptyDir); its content is at `data/`.
+pub const RESTORE_DIR: &str = "/restore";
+/// Where the restore Job mounts the store's files, to replace them.
+const FILES_DIR: &str = "/files";
+/// The `files` container's commands: the store's files replaced by the backup's, lost+found (root's) aside.
+const REPLACE_FILES: &str = "set -eu
+find \"$FILES_DIR\" -mindepth 1 -maxdepth 1 ! -name lost+found -exec rm -rf {} +
+cp -a \"$RESTORE_DIR/data/files/.\" \"$FILES_DIR/\"
+echo \"replaced the store's files: $(du -sk \"$FILES_DIR\" 2>/dev/null | cut -f1) KiB\"
+";
 const SCRIPTS_DIR: &str = "/opt/store-platform";
 /// Where the dump, the manifest and the store's files are put together: the paths every snapshot records.
 pub const BACKUP_DIR: &str = "/backup";
@@ -51,7 +63,13 @@ const RUN_DEADLINE_SECONDS: i64 = 3600;
 pub fn script_config_map(id: &str) -> ConfigMap {
     ConfigMap {
         metadata: object_meta(id, SCRIPT_CONFIG, BACKUP),
-        data: Some([(SCRIPT_KEY.to_owned(), SCRIPT.to_owned())].into()),
+        data: Some(
+            [
+                (SCRIPT_KEY.to_owned(), SCRIPT.to_owned()),
+                (RESTORE_SCRIPT_KEY.to_owned(), RESTORE_SCRIPT.to_owned()),
+            ]
+            .into(),
+        ),
         ..ConfigMap::default()
     }
 }
@@ -211,13 +229,7 @@ fn pod(
         image_pull_policy: Some(settings.image_pull_policy.clone()),
         command: Some(vec!["sh".to_owned(), format!("{SCRIPTS_DIR}/{SCRIPT_KEY}")]),
         env: Some(script_env(store, source, backup, kind)),
-        env_from: Some(vec![EnvFromSource {
-            secret_ref: Some(SecretEnvSource {
-                name: STORE_SECRET.to_owned(),
-                optional: Some(false),
-            }),
-            ..EnvFromSource::default()
-        }]),
+        env_from: from_store_secret(),
         resources,
         security_context: Some(container_security()),
         termination_message_policy: Some("FallbackToLogsOnError".to_owned()),
@@ -257,5 +269,137 @@ fn pod(
             enable_service_links: Some(false),
             ..PodSpec::default()
         }),
+    }
+}
+
+fn from_store_secret() -> Option<Vec<EnvFromSource>> {
+    Some(vec![EnvFromSource {
+        secret_ref: Some(SecretEnvSource {
+            name: STORE_SECRET.to_owned(),
+            optional: Some(false),
+        }),
+        ..EnvFromSource::default()
+    }])
+}
+
+/// Restore Job `name` of `store`: fetches `snapshot` from the store's repository (verifying it), loads its dump into
+/// the store's database with the database's own client, empties the engine's cache, and replaces the store's files.
+/// The store's writers are stopped first (the restore operation does that), so the files' volume is free to attach
+/// wherever the pod lands.
+pub fn restore_job(
+    store: &StoreRecord,
+    source: &Source,
+    settings: &Settings,
+    backup: &Backup,
+    name: &str,
+    snapshot: &str,
+) -> Job {
+    let resources = Some(BACKUP_SIZE.requirements());
+    let container = |name: &str, image: &str, command: Vec<String>, env: Vec<EnvVar>| Container {
+        name: name.to_owned(),
+        image: Some(image.to_owned()),
+        image_pull_policy: Some(settings.image_pull_policy.clone()),
+        command: Some(command),
+        env: Some(env),
+        resources: resources.clone(),
+        security_context: Some(container_security()),
+        termination_message_policy: Some("FallbackToLogsOnError".to_owned()),
+        volume_mounts: Some(vec![mount("restore", RESTORE_DIR, false)]),
+        ..Container::default()
+    };
+    let shell = |script: &str| vec!["sh".to_owned(), "-c".to_owned(), script.to_owned()];
+    let mut fetch = container(
+        "fetch",
+        &backup.image,
+        vec![
+            "sh".to_owned(),
+            format!("{SCRIPTS_DIR}/{RESTORE_SCRIPT_KEY}"),
+        ],
+        vec![
+            env("SNAPSHOT", snapshot),
+            env("RESTORE_DIR", RESTORE_DIR),
+            env("STORE_ENGINE", store.spec.engine.as_str()),
+            env(
+                "S3_BUCKET_LOOKUP",
+                if backup.path_style { "path" } else { "dns" },
+            ),
+            env("S3_REGION", backup.region.clone()),
+            env("RESTIC_CACHE_DIR", "/tmp/restic-cache"),
+            env("HOME", "/tmp"),
+        ],
+    );
+    fetch.env_from = from_store_secret();
+    fetch.volume_mounts.get_or_insert_default().extend([
+        mount("tmp", "/tmp", false),
+        mount("script", SCRIPTS_DIR, true),
+    ]);
+    let mut load_env = vec![env("RESTORE_DIR", RESTORE_DIR)];
+    load_env.extend(source.dump_env.iter().cloned());
+    let load = container("load", &source.database_image, shell(source.load), load_env);
+    let mut init_containers = vec![fetch, load];
+    if let Some(cache) = &source.cache {
+        init_containers.push(container(
+            "flush",
+            &cache.image,
+            shell(cache.flush),
+            vec![
+                env("CACHE_HOST", cache.app),
+                env("CACHE_PORT", cache.port.to_string()),
+            ],
+        ));
+    }
+    let mut files = container(
+        "files",
+        &backup.image,
+        shell(REPLACE_FILES),
+        vec![env("RESTORE_DIR", RESTORE_DIR), env("FILES_DIR", FILES_DIR)],
+    );
+    let mut files_mount = mount("files", FILES_DIR, false);
+    files_mount.sub_path = source.files_sub_path.map(str::to_owned);
+    files
+        .volume_mounts
+        .get_or_insert_default()
+        .push(files_mount);
+    let mut metadata = object_meta(&store.id, name, BACKUP);
+    metadata
+        .labels
+        .get_or_insert_default()
+        .insert(RESTORE_LABEL.to_owned(), snapshot.to_owned());
+    Job {
+        metadata,
+        spec: Some(JobSpec {
+            backoff_limit: Some(0),
+            active_deadline_seconds: Some(RUN_DEADLINE_SECONDS),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels(&store.id, BACKUP)),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    restart_policy: Some("Never".to_owned()),
+                    init_containers: Some(init_containers),
+                    containers: vec![files],
+                    volumes: Some(vec![
+                        empty_dir("restore"),
+                        empty_dir("tmp"),
+                        Volume {
+                            name: "files".to_owned(),
+                            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                                claim_name: source.files_claim.to_owned(),
+                                read_only: Some(false),
+                            }),
+                            ..Volume::default()
+                        },
+                        config_map_volume("script", SCRIPT_CONFIG, 0o555),
+                    ]),
+                    security_context: Some(pod_security(source.uid)),
+                    automount_service_account_token: Some(false),
+                    enable_service_links: Some(false),
+                    ..PodSpec::default()
+                }),
+            },
+            ..JobSpec::default()
+        }),
+        ..Job::default()
     }
 }

@@ -6,6 +6,7 @@
 pub mod job;
 pub mod policy;
 pub mod repository;
+pub mod restore;
 pub mod secret;
 
 use jiff::Timestamp;
@@ -31,8 +32,10 @@ use crate::{
 pub const BACKUP: &str = "backup";
 /// The CronJob of scheduled backups.
 pub const SCHEDULE: &str = "backup";
-/// The label saying whether a backup Job is `scheduled` or `on-demand`.
+/// The label saying whether a backup Job is `scheduled`, `on-demand` or `pre-restore`.
 pub const KIND_LABEL: &str = "store-platform.io/backup-kind";
+/// The label of a restore Job: the snapshot it restores. Restore Jobs are not backups, and lists leave them out.
+pub const RESTORE_LABEL: &str = "store-platform.io/restores";
 
 /// What an engine says about backing up one of its stores.
 #[derive(Clone, Debug, PartialEq)]
@@ -55,6 +58,29 @@ pub struct Source {
     pub next_to: &'static str,
     /// The image that runs the store, recorded in each backup.
     pub version: String,
+    /// Shell commands, run in the database image, replacing the store's database with the dump at
+    /// `$RESTORE_DIR/data/database.sql`.
+    pub load: &'static str,
+    /// A cache to empty after a restore (its image, commands, component and port), if the engine keeps one.
+    pub cache: Option<Cache>,
+    /// The Deployments that write the store's data, stopped while it is replaced.
+    pub writers: &'static [&'static str],
+    /// The engine's CronJobs, suspended meanwhile (the backup schedule's is suspended for every engine).
+    pub cron_jobs: &'static [&'static str],
+    /// The engine's steps that apply the writers again (with their replicas), and the one that verifies a customer
+    /// can order, rerun after a restore: its Job.
+    pub writer_steps: &'static [&'static str],
+    pub verify_step: &'static str,
+    pub verify_job: &'static str,
+}
+
+/// A cache an engine empties after a restore.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Cache {
+    pub image: String,
+    pub flush: &'static str,
+    pub app: &'static str,
+    pub port: i32,
 }
 
 /// Why a backup was made.
@@ -62,6 +88,8 @@ pub struct Source {
 pub enum Kind {
     Scheduled,
     OnDemand,
+    /// Taken by a restore before it replaces anything: the store as it was.
+    PreRestore,
 }
 
 impl Kind {
@@ -69,6 +97,7 @@ impl Kind {
         match self {
             Self::Scheduled => "scheduled",
             Self::OnDemand => "on-demand",
+            Self::PreRestore => "pre-restore",
         }
     }
 
@@ -76,6 +105,7 @@ impl Kind {
         match value {
             "scheduled" => Some(Self::Scheduled),
             "on-demand" => Some(Self::OnDemand),
+            "pre-restore" => Some(Self::PreRestore),
             _ => None,
         }
     }
@@ -122,9 +152,12 @@ pub async fn running(kube: &Kube) -> Result<Option<Job>, Error> {
     }))
 }
 
-/// Every backup Job in the store's namespace.
+/// Every backup Job in the store's namespace (not its restore Jobs).
 pub async fn jobs(kube: &Kube) -> Result<Vec<Job>, Error> {
-    let selector = format!("{}={BACKUP}", crate::shared::meta::APP_LABEL);
+    let selector = format!(
+        "{}={BACKUP},!{RESTORE_LABEL}",
+        crate::shared::meta::APP_LABEL
+    );
     Ok(kube
         .api::<Job>()
         .list(&kube::api::ListParams::default().labels(&selector))
@@ -201,6 +234,7 @@ fn proto_kind(kind: Option<Kind>) -> proto::BackupKind {
     match kind {
         Some(Kind::Scheduled) => proto::BackupKind::Scheduled,
         Some(Kind::OnDemand) => proto::BackupKind::OnDemand,
+        Some(Kind::PreRestore) => proto::BackupKind::PreRestore,
         None => proto::BackupKind::Unspecified,
     }
 }

@@ -1,5 +1,5 @@
-//! What backup pods may reach: the store's database and the object store, nothing else (DNS comes from the
-//! store's baseline).
+//! What backup and restore pods may reach: the store's database, its cache (a restore empties it) and the object
+//! store, nothing else (DNS comes from the store's baseline).
 
 use k8s_openapi::{
     api::networking::v1::{NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicySpec},
@@ -24,16 +24,25 @@ pub fn network_policy(id: &str, source: &Source, backup: &Backup) -> NetworkPoli
         NetworkPolicySpec {
             pod_selector: Some(selector(BACKUP)),
             policy_types: Some(vec!["Egress".to_owned()]),
-            egress: Some(vec![
-                NetworkPolicyEgressRule {
-                    to: Some(vec![pod_peer(selector(source.database_app))]),
-                    ports: Some(vec![tcp(source.database_port)]),
-                },
-                NetworkPolicyEgressRule {
-                    to: Some(cidr_peers(&backup.egress_cidrs)),
-                    ports: Some(vec![tcp(i32::from(backup.egress_port))]),
-                },
-            ]),
+            egress: Some(
+                [
+                    Some(NetworkPolicyEgressRule {
+                        to: Some(vec![pod_peer(selector(source.database_app))]),
+                        ports: Some(vec![tcp(source.database_port)]),
+                    }),
+                    source.cache.as_ref().map(|cache| NetworkPolicyEgressRule {
+                        to: Some(vec![pod_peer(selector(cache.app))]),
+                        ports: Some(vec![tcp(cache.port)]),
+                    }),
+                    Some(NetworkPolicyEgressRule {
+                        to: Some(cidr_peers(&backup.egress_cidrs)),
+                        ports: Some(vec![tcp(i32::from(backup.egress_port))]),
+                    }),
+                ]
+                .into_iter()
+                .flatten()
+                .collect(),
+            ),
             ..NetworkPolicySpec::default()
         },
     )

@@ -232,6 +232,10 @@ impl Engine for Medusa {
         Ok(())
     }
 
+    fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
     fn backup_source(&self, _id: &str) -> backup::Source {
         let medusa = &self.settings.medusa;
         backup::Source {
@@ -245,6 +249,18 @@ impl Engine for Medusa {
             uid: meta::NODE_UID,
             next_to: SERVER,
             version: medusa.image.clone(),
+            load: postgres::LOAD,
+            cache: Some(backup::Cache {
+                image: medusa.redis_image.clone(),
+                flush: redis::FLUSH,
+                app: REDIS,
+                port: meta::REDIS_PORT,
+            }),
+            writers: &[SERVER, WORKER],
+            cron_jobs: &[],
+            writer_steps: &["backend"],
+            verify_step: "bootstrap",
+            verify_job: BOOTSTRAP,
         }
     }
 

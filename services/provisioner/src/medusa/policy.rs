@@ -143,7 +143,10 @@ pub fn network_policies(id: &str, settings: &Settings) -> Vec<NetworkPolicy> {
             "redis-ingress",
             REDIS,
             NetworkPolicyIngressRule {
-                from: Some(vec![pod_peer(pods_of(&backends))]),
+                // Backup pods: a restore empties Redis.
+                from: Some(vec![pod_peer(pods_of(&[
+                    SERVER, WORKER, BOOTSTRAP, BACKUP,
+                ]))]),
                 ports: Some(vec![tcp(REDIS_PORT)]),
             },
         ),

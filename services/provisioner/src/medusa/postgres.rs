@@ -36,6 +36,14 @@ pg_dump --host=\"$DATABASE_HOST\" --port=\"$DATABASE_PORT\" --username=medusa --
 mv \"$BACKUP_DIR/database.sql.partial\" \"$BACKUP_DIR/database.sql\"
 ";
 
+/// A restore's load, in the same image: the schema dropped and the dump read, in one transaction, so a load that
+/// fails leaves the database as it was.
+pub const LOAD: &str = "set -eu
+psql --host=\"$DATABASE_HOST\" --port=\"$DATABASE_PORT\" --username=medusa --dbname=medusa \\
+    --no-psqlrc --quiet -v ON_ERROR_STOP=1 --single-transaction \\
+    -c 'DROP SCHEMA IF EXISTS public CASCADE' -c 'CREATE SCHEMA public' -f \"$RESTORE_DIR/data/database.sql\"
+";
+
 /// What the dump reads.
 pub fn dump_env() -> Vec<k8s_openapi::api::core::v1::EnvVar> {
     vec![

@@ -20,6 +20,12 @@ use crate::{
 
 const DATA: &str = "/data";
 
+/// A restore empties Redis: its queued events, workflow state and cached answers speak of the data the restore
+/// replaced.
+pub const FLUSH: &str = "set -eu
+redis-cli -h \"$CACHE_HOST\" -p \"$CACHE_PORT\" FLUSHALL
+";
+
 pub fn service(id: &str) -> Service {
     workload_service(id, REDIS, "redis", PORT, PORT, true)
 }

@@ -35,6 +35,18 @@ MYSQL_PWD=\"$MARIADB_ROOT_PASSWORD\" \"$dump\" --host=\"$DATABASE_HOST\" --port=
 mv \"$BACKUP_DIR/database.sql.partial\" \"$BACKUP_DIR/database.sql\"
 ";
 
+/// A restore's load, in the same image: the database emptied and recreated, then the dump read into it. MariaDB's
+/// DDL is not transactional: a load that fails leaves the store FAILED, its data before the restore in the backup
+/// the restore took first.
+pub const LOAD: &str = "set -eu
+client=$(command -v mariadb || command -v mysql)
+export MYSQL_PWD=\"$MARIADB_ROOT_PASSWORD\"
+\"$client\" --host=\"$DATABASE_HOST\" --port=\"$DATABASE_PORT\" --user=root -e \\
+    'DROP DATABASE IF EXISTS wordpress; CREATE DATABASE wordpress CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci'
+\"$client\" --host=\"$DATABASE_HOST\" --port=\"$DATABASE_PORT\" --user=root --default-character-set=utf8mb4 \\
+    wordpress <\"$RESTORE_DIR/data/database.sql\"
+";
+
 /// What the dump reads.
 pub fn dump_env() -> Vec<k8s_openapi::api::core::v1::EnvVar> {
     vec![

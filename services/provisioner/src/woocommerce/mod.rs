@@ -199,6 +199,10 @@ impl Engine for WooCommerce {
         }))
     }
 
+    fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
     fn backup_source(&self, _id: &str) -> backup::Source {
         backup::Source {
             database_image: self.settings.mariadb_image.clone(),
@@ -211,6 +215,13 @@ impl Engine for WooCommerce {
             uid: meta::WWW_DATA,
             next_to: WORDPRESS,
             version: self.settings.wordpress_image.clone(),
+            load: mariadb::LOAD,
+            cache: None,
+            writers: &[WORDPRESS],
+            cron_jobs: &[meta::CRON],
+            writer_steps: &["wordpress"],
+            verify_step: "bootstrap",
+            verify_job: BOOTSTRAP,
         }
     }
 
