@@ -13,7 +13,7 @@ restic -o "s3.bucket-lookup=$S3_BUCKET_LOOKUP" -o "s3.region=$S3_REGION" \
 
 # The snapshot holds the directory the backup was made from (/backup in a pod): wherever that was, its content
 # becomes RESTORE_DIR/data.
-manifest=$(find "$RESTORE_DIR/fetched" -maxdepth 4 -name manifest.json | head -n 1)
+manifest=$(find "$RESTORE_DIR/fetched" -maxdepth 8 -name manifest.json | head -n 1)
 if [ -z "$manifest" ]; then
     echo "snapshot $SNAPSHOT holds no manifest.json: it is not a store backup" >&2
     exit 1

@@ -260,6 +260,107 @@ fn run_backup(
     }
 }
 
+/// `argv` as the restore pod's containers run: uid and gid 1000 with no other groups, and only `env`.
+fn as_the_restore_pod(env: &[(String, String)], argv: &[&str]) -> Command {
+    let mut command = Command::new("setpriv");
+    command
+        .args([
+            &format!("--reuid={NODE_UID}"),
+            &format!("--regid={NODE_UID}"),
+            "--clear-groups",
+            "--",
+        ])
+        .args(argv)
+        .env_clear()
+        .envs(env.iter().map(|(n, v)| (n, v)));
+    command
+}
+
+/// Runs restore Job `snapshot` of the store as the pod does: `fetch` (restic), `load` (psql, in the database's
+/// image), `flush` (redis-cli, in Redis's image), then `files`; stops at the first container that fails, with its
+/// output.
+fn run_restore(
+    databases: &Databases,
+    settings: &Settings,
+    secret: &BTreeMap<String, String>,
+    repository_secret: &BTreeMap<String, String>,
+    work: &Path,
+    snapshot: &str,
+) -> Result<String, String> {
+    let backup = settings.backup.as_ref().expect("backups on");
+    let source = medusa::Medusa::new(Arc::new(settings.clone())).backup_source(STORE);
+    let job = job::restore_job(&store(), &source, settings, backup, "restore-1", snapshot);
+    let pod = pod_spec(job.spec.map(|s| s.template));
+    let restore_dir = work.join("restore");
+    let _ = std::fs::remove_dir_all(&restore_dir);
+    scratch(&restore_dir);
+    let tmp = work.join("restore-tmp");
+    scratch(&tmp);
+    let script = work.join(job::RESTORE_SCRIPT_KEY);
+    std::fs::write(&script, job::RESTORE_SCRIPT).expect("the script, as the ConfigMap mounts it");
+    let mut all = secret.clone();
+    all.extend(repository_secret.clone());
+    let path = format!("{}:/usr/bin:/bin", postgres_bin().display());
+    let mut transcript = String::new();
+    let containers = pod
+        .init_containers
+        .clone()
+        .expect("init containers")
+        .into_iter()
+        .chain(pod.containers.clone());
+    for container in containers {
+        let mut env: Vec<(String, String)> = environment(&container, &all)
+            .into_iter()
+            .map(|(name, value)| {
+                let value = match name.as_str() {
+                    "DATABASE_HOST" | "CACHE_HOST" => "127.0.0.1".to_owned(),
+                    "DATABASE_PORT" => databases.postgres_port.to_string(),
+                    "CACHE_PORT" => databases.redis_port.to_string(),
+                    "RESTORE_DIR" => restore_dir.display().to_string(),
+                    "FILES_DIR" => databases.uploads.display().to_string(),
+                    "RESTIC_CACHE_DIR" => tmp.join("cache").display().to_string(),
+                    "HOME" => tmp.display().to_string(),
+                    _ => value,
+                };
+                (name, value)
+            })
+            .collect();
+        if container.env_from.is_some() {
+            env.extend(
+                repository_secret
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone())),
+            );
+        }
+        env.push(("PATH".to_owned(), path.clone()));
+        env.push(("TMPDIR".to_owned(), tmp.display().to_string()));
+        let command = container.command.clone().expect("a command");
+        let script_path = script.display().to_string();
+        let argv: Vec<&str> = if command.len() == 2 && command[1].ends_with(job::RESTORE_SCRIPT_KEY)
+        {
+            vec!["sh", &script_path]
+        } else {
+            command.iter().map(String::as_str).collect()
+        };
+        let ran = run(as_the_restore_pod(&env, &argv), Duration::from_secs(300));
+        transcript.push_str(&format!("--- {}\n{}", container.name, text(&ran)));
+        if !ran.status.success() {
+            return Err(transcript);
+        }
+    }
+    Ok(transcript)
+}
+
+fn redis(databases: &Databases, args: &[&str]) -> String {
+    let output = Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &databases.redis_port.to_string()])
+        .args(args)
+        .output()
+        .expect("redis-cli");
+    assert!(output.status.success(), "{}", text(&output));
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
 fn field<'a>(termination: &'a str, name: &str) -> &'a str {
     termination
         .split_whitespace()
@@ -450,6 +551,97 @@ async fn a_medusa_store_is_backed_up_with_pg_dump_and_restic_and_comes_back_with
     );
     assert_eq!(after, before, "the restored orders are the store's");
     assert!(before.starts_with("1000|"), "{before}");
+
+    // The owner's day goes on after the backup: orders refunded and removed, the image replaced, queued work in
+    // Redis. Restoring the backup in place brings back exactly the store as it was.
+    databases.sql("medusa", "DELETE FROM store_order WHERE id <= 10");
+    std::fs::remove_file(&uploaded).expect("remove the upload");
+    let later = databases.uploads.join("1733400000000-new-image.png");
+    std::fs::write(&later, b"a newer image").expect("a later upload");
+    chown(&later, Some(node), Some(node)).expect("chown");
+    redis(
+        &databases,
+        &[
+            "SET",
+            "bull:queue:stale",
+            "an event about the replaced data",
+        ],
+    );
+    let transcript = run_restore(
+        &databases,
+        &settings,
+        &secret,
+        &repository_secret,
+        &work,
+        &listed[1].id,
+    )
+    .unwrap_or_else(|transcript| panic!("the restore failed:\n{transcript}"));
+    assert!(transcript.contains("fetched snapshot"), "{transcript}");
+    let restored_orders = databases.sql(
+        "medusa",
+        "SELECT count(*), sum(total), md5(string_agg(email || items::text, ',' ORDER BY id)) FROM store_order",
+    );
+    assert_eq!(restored_orders, before, "the orders are the backup's again");
+    assert_eq!(
+        std::fs::read(&uploaded).expect("the upload is back"),
+        image,
+        "the image, byte for byte"
+    );
+    assert!(!later.exists(), "a file uploaded after the backup is gone");
+    assert_eq!(redis(&databases, &["DBSIZE"]), "0", "the cache is empty");
+    let owner = std::fs::metadata(&uploaded).expect("metadata");
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::uid(&owner),
+        node,
+        "the restored files are the pods' user's"
+    );
+
+    // A tampered repository is refused before the store is touched: a byte flipped in each of its pack files, in
+    // the bucket, with boto3 (moto's own dependency).
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tools/.venv/bin/python");
+    let spoil = Command::new(python)
+        .arg("-c")
+        .arg(
+            r#"import sys, boto3
+s3 = boto3.client("s3", endpoint_url=sys.argv[1], region_name="us-east-1",
+                  aws_access_key_id="x", aws_secret_access_key="x")
+listed = s3.list_objects_v2(Bucket=sys.argv[2], Prefix=sys.argv[3])
+keys = [o["Key"] for o in listed.get("Contents", [])]
+assert keys, listed
+for key in keys:
+    body = bytearray(s3.get_object(Bucket=sys.argv[2], Key=key)["Body"].read())
+    body[len(body) // 2] ^= 0xff
+    s3.put_object(Bucket=sys.argv[2], Key=key, Body=bytes(body))
+"#,
+        )
+        .args([
+            objects.endpoint.as_str(),
+            BUCKET,
+            &format!("store-platform/{TENANT}/{STORE}/data/"),
+        ])
+        .output()
+        .expect("python");
+    assert!(spoil.status.success(), "{}", text(&spoil));
+    databases.sql("medusa", "DELETE FROM store_order WHERE id <= 5");
+    let refused = run_restore(
+        &databases,
+        &settings,
+        &secret,
+        &repository_secret,
+        &work,
+        &listed[1].id,
+    )
+    .expect_err("a tampered backup is refused");
+    assert!(
+        refused.contains("--- fetch") && !refused.contains("--- load"),
+        "refused while fetching, before the database was touched:\n{refused}"
+    );
+    assert!(
+        databases
+            .sql("medusa", "SELECT count(*) FROM store_order")
+            .starts_with("995"),
+        "the store is as it was before the refused restore"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
