@@ -495,15 +495,25 @@ impl ProvisionerService for Provisioner {
         let caller = self.auth.caller(request.metadata(), "RetryStore").await?;
         let id = validation::store_id("store_id", &request.get_ref().store_id)?;
         let (mut store, namespace) = self.find(&caller, &id).await?;
+        let failed_operation = store
+            .status
+            .operation
+            .clone()
+            .filter(|op| op.state == OperationState::Failed);
         if store.phase() == Phase::Failed
             && store.damage.is_none()
-            && let Some(operation) = store
-                .status
-                .operation
-                .as_mut()
-                .filter(|op| op.state == OperationState::Failed)
+            && let Some(mut operation) = failed_operation
         {
-            // A restore that failed after it changed the store goes on from the step that failed.
+            // A restore that failed after it changed the store goes on from the step that failed, its Job removed.
+            let kube = Kube::new(self.client.clone(), namespace.name_any());
+            let driver = backup::restore::Restore::new(self.engines.of_store(&store), &operation);
+            for step in operation
+                .steps
+                .iter()
+                .filter(|s| s.state == StepState::Failed)
+            {
+                driver.reset(&step.name, &store, &kube).await?;
+            }
             for step in operation
                 .steps
                 .iter_mut()
@@ -514,6 +524,7 @@ impl ProvisionerService for Provisioner {
             operation.state = OperationState::Running;
             operation.message.clear();
             operation.finish_time = None;
+            store.status.operation = Some(operation);
             store.status.phase = Phase::Restoring;
             store.status.failure_reason.clear();
             store.status.update_time = Some(Timestamp::now());

@@ -16,6 +16,7 @@ use std::{
 };
 
 use k8s_openapi::api::{
+    apps::v1::Deployment,
     batch::v1::{Job, JobTemplateSpec},
     core::v1::{ConfigMap, Secret},
     networking::v1::NetworkPolicy,
@@ -26,7 +27,8 @@ use kube::{
 };
 use store_platform_proto::v1::{
     BackupKind, BackupState, BackupStoreRequest, DeleteStoreRequest, Engine, GetStoreRequest,
-    ListBackupsRequest, provisioner_service_client::ProvisionerServiceClient,
+    ListBackupsRequest, OperationState, Phase, RestoreStoreRequest, RetryStoreRequest,
+    provisioner_service_client::ProvisionerServiceClient,
 };
 use store_platform_runtime::record;
 use store_platform_test_support::{
@@ -448,7 +450,7 @@ async fn a_store_that_is_not_ready_cannot_be_backed_up() {
 
 /// Runs the platform's backup script, as a backup Job's restic container would, against the store's repository
 /// with the store's backup Secret: a real snapshot of a tiny store.
-fn write_a_snapshot(store_secret: &Secret, id: &str) {
+fn write_a_snapshot(store_secret: &Secret, id: &str, engine: &str) {
     let dir = tempfile::tempdir().expect("tmp");
     let backup_dir = dir.path().join("backup");
     std::fs::create_dir_all(backup_dir.join("files")).expect("mkdir");
@@ -482,7 +484,7 @@ fn write_a_snapshot(store_secret: &Secret, id: &str) {
             ("S3_REGION", "us-east-1".to_owned()),
             ("STORE_ID", id.to_owned()),
             ("STORE_TENANT", "vault".to_owned()),
-            ("STORE_ENGINE", "woocommerce".to_owned()),
+            ("STORE_ENGINE", engine.to_owned()),
             (
                 "ENGINE_VERSION",
                 "store-platform/wordpress:6.8-wc9.9".to_owned(),
@@ -513,7 +515,7 @@ async fn a_deleted_stores_backups_are_listed_for_its_tenant_only() {
         .get("store-backup")
         .await
         .expect("the store's backup Secret");
-    write_a_snapshot(&store_secret, &id);
+    write_a_snapshot(&store_secret, &id, "woocommerce");
 
     let list = |tenant: &'static str, id: String| async move {
         api()
@@ -564,4 +566,340 @@ async fn a_deleted_stores_backups_are_listed_for_its_tenant_only() {
         .await
         .expect_err("no such store");
     assert_eq!(status.code(), Code::NotFound);
+}
+
+/// The store's backup Secret, and a real snapshot of `engine` written into its repository; returns the snapshot id.
+async fn a_backup_of(id: &str, engine: &str) -> String {
+    let client = TestEnv::shared().client().await;
+    let store_secret = Api::<Secret>::namespaced(client, &record::namespace_name(id))
+        .get("store-backup")
+        .await
+        .expect("the store's backup Secret");
+    write_a_snapshot(&store_secret, id, engine);
+    let listed = api()
+        .await
+        .list_backups(as_tenant(
+            "vault",
+            ListBackupsRequest {
+                store_id: id.to_owned(),
+            },
+        ))
+        .await
+        .expect("list")
+        .into_inner()
+        .backups;
+    listed
+        .iter()
+        .find(|b| b.state == BackupState::Succeeded as i32)
+        .expect("a snapshot")
+        .id
+        .clone()
+}
+
+fn restore(id: &str, backup: &str) -> tonic::Request<RestoreStoreRequest> {
+    as_tenant(
+        "vault",
+        RestoreStoreRequest {
+            store_id: id.to_owned(),
+            backup_id: backup.to_owned(),
+        },
+    )
+}
+
+async fn store_now(id: &str) -> store_platform_proto::v1::Store {
+    api()
+        .await
+        .get_store(as_tenant(
+            "vault",
+            GetStoreRequest {
+                store_id: id.to_owned(),
+            },
+        ))
+        .await
+        .expect("get")
+        .into_inner()
+        .store
+        .expect("store")
+}
+
+/// Waits until the store's restore has ended (succeeded or failed).
+async fn restore_ended(id: &str) -> record::StoreStatus {
+    support::wait_for_status(id, Duration::from_secs(120), |status| {
+        status
+            .operation
+            .as_ref()
+            .is_some_and(|op| op.state != record::OperationState::Running)
+    })
+    .await
+}
+
+async fn cron_suspended(id: &str, name: &str) -> bool {
+    let client = TestEnv::shared().client().await;
+    let resource = ApiResource {
+        group: "batch".into(),
+        version: "v1beta1".into(),
+        api_version: "batch/v1beta1".into(),
+        kind: "CronJob".into(),
+        plural: "cronjobs".into(),
+    };
+    let cron_job =
+        Api::<DynamicObject>::namespaced_with(client, &record::namespace_name(id), &resource)
+            .get(name)
+            .await
+            .expect("the CronJob");
+    cron_job.data["spec"]["suspend"].as_bool().unwrap_or(false)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restore_runs_its_steps_in_order_and_the_store_is_ready_on_the_backups_data() {
+    let id = ready_store("restored", "vault", Engine::Woocommerce).await;
+    let snapshot = a_backup_of(&id, "woocommerce").await;
+
+    // Bad requests change nothing.
+    for (backup, code) in [
+        ("xyz", Code::InvalidArgument),
+        ("deadbeefdeadbeef", Code::NotFound),
+    ] {
+        let status = api()
+            .await
+            .restore_store(restore(&id, backup))
+            .await
+            .expect_err(backup);
+        assert_eq!(status.code(), code, "{status:?}");
+        assert!(status.message().contains("backup_id"), "{status:?}");
+    }
+    let status = api()
+        .await
+        .restore_store(as_tenant(
+            "other",
+            RestoreStoreRequest {
+                store_id: id.clone(),
+                backup_id: snapshot.clone(),
+            },
+        ))
+        .await
+        .expect_err("another tenant's store");
+    assert_eq!(status.code(), Code::NotFound);
+    assert_eq!(store_now(&id).await.phase, Phase::Ready as i32);
+
+    let started = api()
+        .await
+        .restore_store(restore(&id, &snapshot[..8]))
+        .await
+        .expect("restore")
+        .into_inner()
+        .store
+        .expect("store");
+    assert_eq!(started.phase, Phase::Restoring as i32);
+    let operation = started.operation.expect("the operation");
+    assert_eq!(operation.backup_id, snapshot, "the full id is recorded");
+    let names: Vec<&str> = operation.steps.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "safety-backup",
+            "stop-writers",
+            "restore-data",
+            "start-writers",
+            "verify"
+        ]
+    );
+
+    // While it runs, nothing else may start.
+    let again = api()
+        .await
+        .restore_store(restore(&id, &snapshot))
+        .await
+        .expect_err("one restore at a time");
+    assert_eq!(again.code(), Code::FailedPrecondition);
+    assert!(again.message().contains("restore of backup"), "{again:?}");
+    let backup = api()
+        .await
+        .backup_store(as_tenant(
+            "vault",
+            BackupStoreRequest {
+                store_id: id.clone(),
+            },
+        ))
+        .await
+        .expect_err("no backup during a restore");
+    assert_eq!(backup.code(), Code::FailedPrecondition);
+
+    let ended = restore_ended(&id).await;
+    let operation = ended.operation.expect("operation");
+    assert_eq!(
+        operation.state,
+        record::OperationState::Succeeded,
+        "{:?}",
+        operation
+    );
+    assert_eq!(ended.phase, record::Phase::Ready);
+    assert!(
+        operation
+            .steps
+            .iter()
+            .all(|s| s.state == record::StepState::Succeeded && s.finish_time.is_some())
+    );
+
+    // What it did: a backup of the store as it was, the restore of the named snapshot, the writers back, the
+    // schedules running again, and the bootstrap's verification run afresh.
+    let jobs = backup_jobs(&id).await;
+    let safety = jobs
+        .iter()
+        .find(|j| {
+            j.metadata
+                .name
+                .as_deref()
+                .is_some_and(|n| n.ends_with("-pre-restore"))
+        })
+        .expect("the backup taken first");
+    assert_eq!(
+        safety.metadata.labels.as_ref().expect("labels")["store-platform.io/backup-kind"],
+        "pre-restore"
+    );
+    let client = TestEnv::shared().client().await;
+    let namespace = record::namespace_name(&id);
+    let restores = Api::<Job>::namespaced(client.clone(), &namespace)
+        .list(
+            &ListParams::default()
+                .labels(&format!("store-platform.io/restores={}", &snapshot[..16])),
+        )
+        .await
+        .expect("list")
+        .items;
+    assert_eq!(restores.len(), 1);
+    let wordpress = Api::<Deployment>::namespaced(client.clone(), &namespace)
+        .get("wordpress")
+        .await
+        .expect("wordpress");
+    assert_eq!(wordpress.spec.expect("spec").replicas, Some(1));
+    assert!(!cron_suspended(&id, "wp-cron").await);
+    assert!(!cron_suspended(&id, "backup").await);
+    let bootstrap = Api::<Job>::namespaced(client.clone(), &namespace)
+        .get("woocommerce-bootstrap")
+        .await
+        .expect("the bootstrap Job");
+    assert!(
+        bootstrap.metadata.creation_timestamp.expect("created").0 >= operation.start_time,
+        "the verification ran again after the restore"
+    );
+    let shown = store_now(&id).await;
+    assert_eq!(
+        shown.operation.expect("operation").state,
+        OperationState::Succeeded as i32
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restore_whose_first_backup_fails_leaves_the_store_ready_and_untouched() {
+    let env = TestEnv::shared();
+    let id = ready_store("unsafe", "vault", Engine::Woocommerce).await;
+    let snapshot = a_backup_of(&id, "woocommerce").await;
+    env.set_kubelet_behaviour(
+        &record::namespace_name(&id),
+        &Behaviour::default().pod(
+            "backup-",
+            Fate::Fail {
+                reason: "Error".into(),
+                message: "Fatal: unable to save snapshot: connection refused".into(),
+            },
+        ),
+    )
+    .await;
+    api()
+        .await
+        .restore_store(restore(&id, &snapshot))
+        .await
+        .expect("restore");
+    let ended = restore_ended(&id).await;
+    assert_eq!(ended.phase, record::Phase::Ready, "nothing was replaced");
+    let operation = ended.operation.expect("operation");
+    assert_eq!(operation.state, record::OperationState::Failed);
+    assert!(
+        operation.message.contains("connection refused"),
+        "{}",
+        operation.message
+    );
+    assert!(
+        !cron_suspended(&id, "wp-cron").await,
+        "the shop's cron runs on"
+    );
+    let client = TestEnv::shared().client().await;
+    let wordpress = Api::<Deployment>::namespaced(client, &record::namespace_name(&id))
+        .get("wordpress")
+        .await
+        .expect("wordpress");
+    assert_eq!(wordpress.spec.expect("spec").replicas, Some(1));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restore_that_fails_after_stopping_the_store_is_failed_and_retry_finishes_it() {
+    let env = TestEnv::shared();
+    let id = ready_store("retried", "vault", Engine::Woocommerce).await;
+    let snapshot = a_backup_of(&id, "woocommerce").await;
+    let namespace = record::namespace_name(&id);
+    env.set_kubelet_behaviour(
+        &namespace,
+        &Behaviour::default().pod(
+            "restore-",
+            Fate::Fail {
+                reason: "Error".into(),
+                message: "ERROR 2013 (HY000): Lost connection to server during query".into(),
+            },
+        ),
+    )
+    .await;
+    api()
+        .await
+        .restore_store(restore(&id, &snapshot))
+        .await
+        .expect("restore");
+    let ended = restore_ended(&id).await;
+    assert_eq!(ended.phase, record::Phase::Failed);
+    assert!(
+        ended.failure_reason.contains("Lost connection")
+            && ended.failure_reason.contains("pre-restore"),
+        "the reason, and where the store as it was is kept: {}",
+        ended.failure_reason
+    );
+
+    env.set_kubelet_behaviour(&namespace, &Behaviour::default())
+        .await;
+    let retried = api()
+        .await
+        .retry_store(as_tenant(
+            "vault",
+            RetryStoreRequest {
+                store_id: id.clone(),
+            },
+        ))
+        .await
+        .expect("retry")
+        .into_inner()
+        .store
+        .expect("store");
+    assert_eq!(retried.phase, Phase::Restoring as i32);
+    let ended = restore_ended(&id).await;
+    assert_eq!(ended.phase, record::Phase::Ready, "{ended:?}");
+    assert_eq!(
+        ended.operation.expect("operation").state,
+        record::OperationState::Succeeded
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backup_of_the_other_engine_is_refused_by_name() {
+    let id = ready_store("mismatch", "vault", Engine::Woocommerce).await;
+    let medusa = a_backup_of(&id, "medusa").await;
+    let status = api()
+        .await
+        .restore_store(restore(&id, &medusa))
+        .await
+        .expect_err("another engine's backup");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(
+        status.message().contains("medusa") && status.message().contains("woocommerce"),
+        "{status:?}"
+    );
+    assert_eq!(store_now(&id).await.phase, Phase::Ready as i32);
 }

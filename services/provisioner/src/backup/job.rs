@@ -361,8 +361,13 @@ pub fn restore_job(
         .get_or_insert_default()
         .push(files_mount);
     let mut metadata = object_meta(&store.id, name, BACKUP);
+    // A label value holds at most 63 characters: the label names the snapshot by its first 16, the annotation whole.
+    metadata.labels.get_or_insert_default().insert(
+        RESTORE_LABEL.to_owned(),
+        snapshot.chars().take(16).collect(),
+    );
     metadata
-        .labels
+        .annotations
         .get_or_insert_default()
         .insert(RESTORE_LABEL.to_owned(), snapshot.to_owned());
     Job {

@@ -34,7 +34,8 @@ pub const BACKUP: &str = "backup";
 pub const SCHEDULE: &str = "backup";
 /// The label saying whether a backup Job is `scheduled`, `on-demand` or `pre-restore`.
 pub const KIND_LABEL: &str = "store-platform.io/backup-kind";
-/// The label of a restore Job: the snapshot it restores. Restore Jobs are not backups, and lists leave them out.
+/// The label of a restore Job: the snapshot it restores (the first 16 characters of its id; its annotation of the
+/// same name holds all of it). Restore Jobs are not backups, and lists leave them out.
 pub const RESTORE_LABEL: &str = "store-platform.io/restores";
 
 /// What an engine says about backing up one of its stores.

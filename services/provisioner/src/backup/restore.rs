@@ -67,14 +67,20 @@ pub fn operation(snapshot: &str, now: Timestamp) -> OperationStatus {
     }
 }
 
-/// Where Job `name` stands: done, failed (why, in the failing container's words), or running.
-async fn job_progress(kube: &Kube, name: &str, busy: &str) -> Result<Progress, Error> {
+/// Where Job `name` stands: done, failed (why, in the failing container's words), or running; None when it does
+/// not exist (a retry removed the failed one), so the step makes it afresh.
+async fn job_progress(kube: &Kube, name: &str, busy: &str) -> Result<Option<Progress>, Error> {
     let Some(job) = kube.get::<Job>(name).await? else {
-        return Ok(Progress::Waiting(format!("creating Job {name}")));
+        return Ok(None);
     };
+    if job.metadata.deletion_timestamp.is_some() {
+        return Ok(Some(Progress::Waiting(format!(
+            "removing the failed Job {name}"
+        ))));
+    }
     let status = job.status.clone().unwrap_or_default();
     if status.succeeded.unwrap_or(0) > 0 {
-        return Ok(Progress::Done);
+        return Ok(Some(Progress::Done));
     }
     let failed = status.failed.unwrap_or(0) > 0
         || status
@@ -83,9 +89,9 @@ async fn job_progress(kube: &Kube, name: &str, busy: &str) -> Result<Progress, E
             .flatten()
             .any(|c| c.type_ == "Failed" && c.status == "True");
     if failed {
-        return Ok(Progress::Failed(super::failure(kube, &job).await));
+        return Ok(Some(Progress::Failed(super::failure(kube, &job).await)));
     }
-    Ok(Progress::Waiting(busy.to_owned()))
+    Ok(Some(Progress::Waiting(busy.to_owned())))
 }
 
 impl<'a> Restore<'a> {
@@ -127,6 +133,20 @@ impl<'a> Restore<'a> {
             kube.suspend_cron_job(name, suspend, batch_v1).await?;
         }
         Ok(())
+    }
+
+    /// Clears what failed `step` left behind so it runs again (RetryStore): its Job.
+    pub async fn reset(&self, step: &str, store: &StoreRecord, kube: &Kube) -> Result<(), Error> {
+        let (safety, restore) = job_names(self.operation.start_time);
+        match step {
+            "safety-backup" => crate::shared::observe::remove_job(kube, &safety).await,
+            "restore-data" => crate::shared::observe::remove_job(kube, &restore).await,
+            "verify" => {
+                let source = self.source(store);
+                self.engine.reset(source.verify_step, store, kube).await
+            }
+            _ => Ok(()),
+        }
     }
 
     /// The pods still running of the store's writers.
@@ -226,7 +246,23 @@ impl Steps for Restore<'_> {
         let source = self.source(store);
         let (safety, restore) = job_names(self.operation.start_time);
         Ok(match step {
-            "safety-backup" => job_progress(kube, &safety, "backing the store up as it is").await?,
+            "safety-backup" | "restore-data" => {
+                let (name, busy) = if step == "safety-backup" {
+                    (safety, "backing the store up as it is")
+                } else {
+                    (
+                        restore,
+                        "replacing the database and the files with the backup's",
+                    )
+                };
+                match job_progress(kube, &name, busy).await? {
+                    Some(progress) => progress,
+                    None => {
+                        self.apply(step, store, kube).await?;
+                        Progress::Waiting(busy.to_owned())
+                    }
+                }
+            }
             "stop-writers" => {
                 let pods = self.writer_pods(&source, kube).await?;
                 let backups = super::running(kube).await?;
@@ -240,14 +276,6 @@ impl Steps for Restore<'_> {
                 } else {
                     Progress::Done
                 }
-            }
-            "restore-data" => {
-                job_progress(
-                    kube,
-                    &restore,
-                    "replacing the database and the files with the backup's",
-                )
-                .await?
             }
             "start-writers" => {
                 for writer_step in source.writer_steps {
