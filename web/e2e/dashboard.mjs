@@ -121,6 +121,12 @@ try {
     writeFileSync(passwordFile, shown);
   });
 
+  await step("backups-say-when-the-platform-has-no-object-store", async () => {
+    await card.getByText("Backups").click();
+    await expectVisible(card.getByRole("alert").filter({ hasText: "backups are off" }));
+    await expectVisible(card.getByRole("button", { name: "Back up now" }));
+  });
+
   const askHarness = async (request) => {
     writeFileSync(restartRequest, request);
     const deadline = Date.now() + 60_000;

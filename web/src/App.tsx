@@ -1,7 +1,8 @@
 import { useCallback, useEffect, useMemo, useState, type FormEvent } from "react";
 import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { clients, describe, saveToken, savedToken, type Clients, type Field } from "./api";
-import { Engine, Phase, StepState, type Store } from "./gen/store_platform/v1/store_pb";
+import { Engine, OperationState, Phase, StepState, type Store } from "./gen/store_platform/v1/store_pb";
+import { BackupKind, BackupState, type Backup } from "./gen/store_platform/v1/backup_pb";
 import { useStores, type Connection } from "./useStores";
 
 export function App() {
@@ -304,6 +305,170 @@ function RunningYourShop({ engine }: { engine: Engine }) {
   );
 }
 
+const BACKUP_KINDS: Record<BackupKind, string> = {
+  [BackupKind.UNSPECIFIED]: "backup",
+  [BackupKind.SCHEDULED]: "scheduled",
+  [BackupKind.ON_DEMAND]: "on demand",
+  [BackupKind.PRE_RESTORE]: "before a restore",
+};
+
+const BACKUP_STATES: Record<BackupState, string> = {
+  [BackupState.UNSPECIFIED]: "unknown",
+  [BackupState.RUNNING]: "running",
+  [BackupState.SUCCEEDED]: "done",
+  [BackupState.FAILED]: "failed",
+};
+
+/** Bytes for people: 1.2 MB. */
+function size(bytes: bigint): string {
+  const value = Number(bytes);
+  if (value < 1000) return `${value} B`;
+  const units = ["kB", "MB", "GB", "TB"];
+  let scaled = value / 1000;
+  let unit = 0;
+  while (scaled >= 1000 && unit < units.length - 1) {
+    scaled /= 1000;
+    unit += 1;
+  }
+  return `${scaled.toFixed(1)} ${units[unit]}`;
+}
+
+function when(backup: Backup): string {
+  return backup.createTime ? timestampDate(backup.createTime).toLocaleString() : "—";
+}
+
+/** The store's backups: back up now, the list (newest first), and restoring one in place after a confirmation. */
+function Backups({ store, api }: { store: Store; api: Clients }) {
+  const [backups, setBackups] = useState<Backup[] | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  const [restoring, setRestoring] = useState<Backup | null>(null);
+  const [busy, setBusy] = useState(false);
+
+  const load = useCallback(async () => {
+    try {
+      const reply = await api.provisioner.listBackups({ storeId: store.id });
+      setBackups(reply.backups);
+      setError(null);
+    } catch (e) {
+      setError(describe(e).message);
+    }
+  }, [api, store.id]);
+
+  async function act(action: () => Promise<unknown>) {
+    setBusy(true);
+    setError(null);
+    try {
+      await action();
+      await load();
+    } catch (e) {
+      setError(describe(e).message);
+    } finally {
+      setBusy(false);
+    }
+  }
+
+  const ready = store.phase === Phase.READY;
+  return (
+    <details
+      className="backups"
+      onToggle={(event) => {
+        if ((event.currentTarget as HTMLDetailsElement).open) void load();
+      }}
+    >
+      <summary>Backups</summary>
+      {error && (
+        <p className="error" role="alert">
+          {error}
+        </p>
+      )}
+      {ready && (
+        <button
+          type="button"
+          className="secondary"
+          disabled={busy}
+          onClick={() => act(() => api.provisioner.backupStore({ storeId: store.id }))}
+        >
+          Back up now
+        </button>
+      )}{" "}
+      <button type="button" className="secondary" disabled={busy} onClick={() => void load()}>
+        Refresh
+      </button>
+      {backups && backups.length === 0 && <p className="muted small">No backups yet.</p>}
+      {backups && backups.length > 0 && (
+        <ul className="backup-list" aria-label="Backups">
+          {backups.map((backup) => (
+            <li key={backup.id} className={`backup backup-${BACKUP_STATES[backup.state]}`}>
+              {when(backup)} · {BACKUP_KINDS[backup.kind]} · {BACKUP_STATES[backup.state]}
+              {backup.state === BackupState.SUCCEEDED && <> · {size(backup.sizeBytes)}</>}
+              {backup.message && <span className="muted small"> — {backup.message}</span>}
+              {ready && backup.state === BackupState.SUCCEEDED && (
+                <>
+                  {" "}
+                  <button type="button" className="secondary" onClick={() => setRestoring(backup)}>
+                    Restore…
+                  </button>
+                </>
+              )}
+            </li>
+          ))}
+        </ul>
+      )}
+      {restoring && (
+        <p role="group" aria-label="Confirm restore">
+          <span>
+            Replace {store.id}&apos;s database and files (orders, customers, products, uploads) with the backup of{" "}
+            {when(restoring)}? Everything since then is replaced; the store is backed up as it is first, and is
+            offline while it is restored.
+          </span>{" "}
+          <button
+            type="button"
+            className="danger"
+            autoFocus
+            onClick={() =>
+              act(async () => {
+                await api.provisioner.restoreStore({ storeId: store.id, backupId: restoring.id });
+                setRestoring(null);
+              })
+            }
+          >
+            Yes, restore
+          </button>{" "}
+          <button type="button" className="secondary" onClick={() => setRestoring(null)}>
+            Cancel
+          </button>
+        </p>
+      )}
+    </details>
+  );
+}
+
+/** The store's latest operation (a restore): its steps, live, and how it ended. */
+function OperationView({ store }: { store: Store }) {
+  const operation = store.operation;
+  if (!operation) return null;
+  const running = operation.state === OperationState.RUNNING;
+  const failed = operation.state === OperationState.FAILED;
+  if (!running && !failed) return null;
+  return (
+    <div className="operation" aria-label="Restore">
+      <p className="small">
+        Restore of backup <code>{operation.backupId.slice(0, 8)}</code>
+        {failed ? " failed" : ""}
+      </p>
+      <ol className="steps" aria-label="Restore steps">
+        {operation.steps.map((step) => (
+          <li key={step.name} className={`step step-${STEP_STATES[step.state]}`}>
+            <span aria-hidden="true">{STEP_MARKS[step.state]}</span> {step.name}{" "}
+            <span className="visually-hidden">{STEP_STATES[step.state]}</span>
+            {step.message && <span className="muted small"> — {step.message}</span>}
+          </li>
+        ))}
+      </ol>
+    </div>
+  );
+}
+
 function StoreCard({ store, api }: { store: Store; api: Clients }) {
   const [credentials, setCredentials] = useState<{ username: string; password: string } | null>(null);
   const [confirming, setConfirming] = useState(false);
@@ -369,6 +534,8 @@ function StoreCard({ store, api }: { store: Store; api: Clients }) {
         </p>
       )}
       {store.phase === Phase.READY && <RunningYourShop engine={store.engine} />}
+      <OperationView store={store} />
+      {(store.phase === Phase.READY || store.phase === Phase.RESTORING) && <Backups store={store} api={api} />}
       {credentials && (
         <dl className="credentials" aria-label="Admin credentials">
           <dt>Username</dt>
