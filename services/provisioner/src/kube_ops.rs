@@ -140,6 +140,20 @@ impl Kube {
         self.get(name).await
     }
 
+    /// Every cached object of kind `K` in the namespace; None without caches.
+    pub fn cached<K: Cached>(&self) -> Option<Vec<std::sync::Arc<K>>> {
+        let caches = self.caches.as_ref()?;
+        Some(
+            K::store(caches)
+                .state()
+                .into_iter()
+                .filter(|object| {
+                    object.meta().namespace.as_deref() == Some(self.namespace.as_str())
+                })
+                .collect(),
+        )
+    }
+
     /// Counts every write into `metrics`.
     pub fn with_metrics(mut self, metrics: std::sync::Arc<Metrics>) -> Self {
         self.metrics = Some(metrics);

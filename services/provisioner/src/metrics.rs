@@ -19,6 +19,13 @@ pub struct PhaseLabel {
     pub phase: String,
 }
 
+/// One store, for the metrics an operator alerts on per store.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StoreLabel {
+    pub store: String,
+    pub tenant: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StepLabel {
     pub step: String,
@@ -46,6 +53,18 @@ pub struct Metrics {
     pub reconcile_errors: Family<ReasonLabel, Counter>,
     pub writes: Family<WriteLabel, Counter>,
     pub kube_requests: KubeRequestMetrics,
+    /// When each store's newest successful backup finished (Unix seconds), as its backup Jobs report it.
+    pub backup_last_success: Family<StoreLabel, Gauge>,
+    pub backup_failures: Family<StoreLabel, Counter>,
+    pub backup_duration: Histogram,
+    pub restore_duration: Histogram,
+    pub restore_failures: Counter,
+}
+
+fn long_histogram() -> Histogram {
+    Histogram::new([
+        1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
+    ])
 }
 
 fn duration_histogram() -> Histogram {
@@ -65,6 +84,11 @@ impl Metrics {
             reconcile_errors: Family::default(),
             writes: Family::default(),
             kube_requests: kube_request_family(),
+            backup_last_success: Family::default(),
+            backup_failures: Family::default(),
+            backup_duration: long_histogram(),
+            restore_duration: long_histogram(),
+            restore_failures: Counter::default(),
         };
         let mut registry = Registry::with_prefix("store_platform");
         registry.register("stores", "Stores by phase", metrics.stores.clone());
@@ -97,6 +121,31 @@ impl Metrics {
             "kubernetes_request_duration_seconds",
             "API server request latency (watches excluded)",
             metrics.kube_requests.clone(),
+        );
+        registry.register(
+            "backup_last_success_timestamp_seconds",
+            "When each store's newest successful backup finished; alert on a store whose value is over 26 hours old",
+            metrics.backup_last_success.clone(),
+        );
+        registry.register(
+            "backup_failures",
+            "Backups that failed, per store",
+            metrics.backup_failures.clone(),
+        );
+        registry.register(
+            "backup_duration_seconds",
+            "How long each successful backup Job ran",
+            metrics.backup_duration.clone(),
+        );
+        registry.register(
+            "restore_duration_seconds",
+            "From RestoreStore to the end of the restore",
+            metrics.restore_duration.clone(),
+        );
+        registry.register(
+            "restore_failures",
+            "Restores that failed",
+            metrics.restore_failures.clone(),
         );
         (Arc::new(metrics), registry)
     }

@@ -58,6 +58,8 @@ pub struct Context {
     /// Passes in a row that failed, per store: each waits twice as long as the one before (1 s to 5 minutes), so a
     /// store that keeps failing does not cost the API server several requests a second.
     failures: std::sync::Mutex<std::collections::HashMap<String, u32>>,
+    /// The backup Jobs whose end this process has counted and reported (by uid).
+    reported_backups: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -102,11 +104,18 @@ impl Context {
             events,
             written: Default::default(),
             failures: Default::default(),
+            reported_backups: Default::default(),
         }
     }
 
     fn failures(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, u32>> {
         self.failures
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn reported_backups(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+        self.reported_backups
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -516,10 +525,99 @@ async fn reconcile(namespace: Arc<Namespace>, pass: Arc<Term>) -> Result<Action,
             tracing::info!(phase = outcome.status.phase.as_str(), "store phase changed");
         }
     }
+    if matches!(outcome.status.phase, Phase::Ready | Phase::Restoring) {
+        observe_backups(ctx, &kube, &store, &namespace).await;
+    }
     Ok(match outcome.wake_after {
         Some(after) => Action::requeue(after + Duration::from_millis(100)),
         None => Action::await_change(),
     })
+}
+
+/// The store's backup Jobs, from the watch cache: the time of its newest successful backup, and, once per Job, its
+/// duration or its failure, as metrics and as an event on the store's namespace.
+async fn observe_backups(ctx: &Context, kube: &Kube, store: &StoreRecord, namespace: &Namespace) {
+    let Some(jobs) = kube.cached::<Job>() else {
+        return;
+    };
+    let label = crate::metrics::StoreLabel {
+        store: store.id.clone(),
+        tenant: store.tenant.clone(),
+    };
+    let backups: Vec<&Job> = jobs
+        .iter()
+        .map(AsRef::as_ref)
+        .filter(|job| {
+            let labels = job.metadata.labels.as_ref();
+            labels
+                .and_then(|l| l.get(crate::shared::meta::APP_LABEL))
+                .map(String::as_str)
+                == Some(crate::backup::BACKUP)
+                && !labels.is_some_and(|l| l.contains_key(crate::backup::RESTORE_LABEL))
+        })
+        .collect();
+    if let Some(newest) = backups
+        .iter()
+        .filter_map(|job| job.status.as_ref()?.completion_time.as_ref())
+        .map(|time| time.0.as_second())
+        .max()
+    {
+        ctx.metrics
+            .backup_last_success
+            .get_or_create(&label)
+            .set(newest);
+    }
+    for job in backups {
+        let status = job.status.clone().unwrap_or_default();
+        let succeeded = status.succeeded.unwrap_or(0) > 0;
+        let failed = status
+            .conditions
+            .iter()
+            .flatten()
+            .any(|c| c.type_ == "Failed" && c.status == "True");
+        let Some(uid) = job.metadata.uid.clone() else {
+            continue;
+        };
+        if !(succeeded || failed) || !ctx.reported_backups().insert(uid) {
+            continue;
+        }
+        let name = job.metadata.name.clone().unwrap_or_default();
+        let (type_, reason, note) = if succeeded {
+            let took = match (&status.start_time, &status.completion_time) {
+                (Some(start), Some(end)) => end.0.duration_since(start.0).as_secs_f64(),
+                _ => 0.0,
+            };
+            ctx.metrics.backup_duration.observe(took);
+            (
+                EventType::Normal,
+                "BackupSucceeded",
+                format!("backup {name} succeeded in {took:.0}s"),
+            )
+        } else {
+            ctx.metrics.backup_failures.get_or_create(&label).inc();
+            let why = crate::backup::failure(kube, job).await;
+            (
+                EventType::Warning,
+                "BackupFailed",
+                format!("backup {name} failed: {why}"),
+            )
+        };
+        tracing::info!(store = %store.id, job = %name, reason, "backup ended");
+        let event = Event {
+            type_,
+            reason: reason.to_owned(),
+            note: Some(note.chars().take(1000).collect()),
+            action: "backup".to_owned(),
+            secondary: None,
+        };
+        if ctx
+            .events
+            .try_send((event, namespace_reference(namespace)))
+            .is_err()
+        {
+            tracing::warn!("event queue full; dropping a backup event");
+        }
+    }
 }
 
 /// Step durations for steps that just succeeded, and the whole provisioning time when the store became ready.
@@ -536,6 +634,20 @@ fn observe_durations(metrics: &Metrics, before: &StoreRecord, after: &StoreStatu
                 })
                 .observe(finish.duration_since(start).as_secs_f64());
         }
+    }
+    if before.status.phase == Phase::Restoring
+        && after.phase != Phase::Restoring
+        && let Some(operation) = &after.operation
+    {
+        if let Some(finish) = operation.finish_time {
+            metrics
+                .restore_duration
+                .observe(finish.duration_since(operation.start_time).as_secs_f64());
+        }
+        if operation.state == OperationState::Failed {
+            metrics.restore_failures.inc();
+        }
+        return;
     }
     if before.status.phase != Phase::Ready
         && after.phase == Phase::Ready

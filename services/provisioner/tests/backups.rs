@@ -80,7 +80,12 @@ fn object_store() -> &'static str {
 }
 
 fn provisioner() -> SocketAddr {
-    static ADDR: OnceLock<SocketAddr> = OnceLock::new();
+    provisioner_addrs().0
+}
+
+/// The provisioner's gRPC and metrics addresses.
+fn provisioner_addrs() -> (SocketAddr, SocketAddr) {
+    static ADDR: OnceLock<(SocketAddr, SocketAddr)> = OnceLock::new();
     *ADDR.get_or_init(|| {
         let endpoint = object_store();
         let dir = std::env::temp_dir().join(format!("backups-keys-{}", std::process::id()));
@@ -106,8 +111,27 @@ fn provisioner() -> SocketAddr {
                 "--backup-egress-cidrs=127.0.0.1/32".to_owned(),
             ],
         )
-        .0
     })
+}
+
+/// The provisioner's metrics, as Prometheus scrapes them.
+async fn metrics() -> String {
+    store_platform_test_support::process::http_get(provisioner_addrs().1, "/metrics")
+        .await
+        .expect("scrape the metrics")
+}
+
+/// The reasons of the events on the store's namespace.
+async fn event_reasons(id: &str) -> Vec<String> {
+    let client = TestEnv::shared().client().await;
+    Api::<k8s_openapi::api::events::v1::Event>::namespaced(client, &record::namespace_name(id))
+        .list(&ListParams::default())
+        .await
+        .expect("events")
+        .items
+        .into_iter()
+        .filter_map(|event| event.reason)
+        .collect()
 }
 
 async fn api() -> ProvisionerServiceClient<Channel> {
@@ -355,6 +379,23 @@ async fn backup_store_starts_one_backup_at_a_time_and_list_backups_shows_it_runn
         failed.message
     );
     assert!(failed.finish_time.is_some());
+    // An operator sees it: a metric per store, and an event on the store's namespace.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let scraped = metrics().await;
+        let reasons = event_reasons(&id).await;
+        if scraped.contains(&format!(
+            "store_platform_backup_failures_total{{store=\"{id}\",tenant=\"vault\"}} 1"
+        )) && reasons.iter().any(|r| r == "BackupFailed")
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{reasons:?}\n{scraped}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     let store = api()
         .await
         .get_store(as_tenant(
@@ -787,6 +828,23 @@ async fn a_restore_runs_its_steps_in_order_and_the_store_is_ready_on_the_backups
     assert_eq!(
         shown.operation.expect("operation").state,
         OperationState::Succeeded as i32
+    );
+    // The backup the restore took is the store's newest successful one; the restore's steps are events.
+    let scraped = metrics().await;
+    assert!(
+        scraped.contains(&format!(
+            "store_platform_backup_last_success_timestamp_seconds{{store=\"{id}\",tenant=\"vault\"}}"
+        )),
+        "{scraped}"
+    );
+    assert!(
+        scraped.contains("store_platform_restore_duration_seconds_count"),
+        "{scraped}"
+    );
+    let reasons = event_reasons(&id).await;
+    assert!(
+        reasons.iter().any(|r| r == "BackupSucceeded"),
+        "{reasons:?}"
     );
 }
 
