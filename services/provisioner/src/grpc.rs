@@ -482,8 +482,22 @@ impl ProvisionerService for Provisioner {
             tracing::info!(store = %id, tenant = %store.tenant, by = %caller.tenant, "store deleting");
         }
         store.terminating = true;
+        // Its backups outlive it for the retention window.
+        let backups_kept_until = match self.settings.backup.as_ref() {
+            Some(settings) => backup::sweep::mark_deleted(
+                &self.client,
+                settings,
+                &store.tenant,
+                &id,
+                Timestamp::now(),
+            )
+            .await?
+            .map(record::timestamp),
+            None => None,
+        };
         Ok(Response::new(DeleteStoreResponse {
             store: Some(store.to_proto()),
+            backups_kept_until,
         }))
     }
 

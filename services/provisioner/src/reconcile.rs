@@ -710,6 +710,20 @@ fn to_store<K: Resource>(object: K) -> Option<ObjectRef<Namespace>> {
 /// Runs the controller until `shutdown`, over the stores whose namespace also matches `selector` (if not empty).
 pub async fn run(ctx: Arc<Context>, selector: String, shutdown: Shutdown) {
     let client = ctx.client.clone();
+    // While leading, the leader also removes deleted stores' backups at the end of their window.
+    if let Some(backup) = ctx
+        .engines
+        .of(record::Engine::Woocommerce)
+        .settings()
+        .backup
+        .clone()
+    {
+        tokio::spawn(crate::backup::sweep::run(
+            client.clone(),
+            backup,
+            shutdown.clone(),
+        ));
+    }
     let managed = watcher::Config::default().labels(&record::managed_selector());
     let stores = match selector.trim() {
         "" => managed.clone(),

@@ -87,31 +87,51 @@ fn provisioner() -> SocketAddr {
 fn provisioner_addrs() -> (SocketAddr, SocketAddr) {
     static ADDR: OnceLock<(SocketAddr, SocketAddr)> = OnceLock::new();
     *ADDR.get_or_init(|| {
-        let endpoint = object_store();
-        let dir = std::env::temp_dir().join(format!("backups-keys-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
-        std::fs::write(dir.join("access"), format!("{ACCESS_KEY}\n")).expect("key file");
-        std::fs::write(dir.join("secret"), format!("{SECRET_KEY}\n")).expect("key file");
-        support::spawn_provisioner(
-            TestEnv::shared().clone(),
-            vec![
-                format!("--lease-name=provisioner-backups-{}", std::process::id()),
-                "--step-deadline=30s".to_owned(),
-                format!("--backup-s3-endpoint={endpoint}"),
-                format!("--backup-s3-bucket={BUCKET}"),
-                format!(
-                    "--backup-s3-access-key-file={}",
-                    dir.join("access").display()
-                ),
-                format!(
-                    "--backup-s3-secret-key-file={}",
-                    dir.join("secret").display()
-                ),
-                "--backup-schedule=30 2 * * *".to_owned(),
-                "--backup-egress-cidrs=127.0.0.1/32".to_owned(),
-            ],
-        )
+        let mut flags = vec![
+            format!("--lease-name=provisioner-backups-{}", std::process::id()),
+            "--step-deadline=30s".to_owned(),
+        ];
+        flags.extend(backup_flags());
+        support::spawn_provisioner(TestEnv::shared().clone(), flags)
     })
+}
+
+/// The platform's backup settings here: the object store, its key files, a schedule and the egress rule.
+fn backup_flags() -> Vec<String> {
+    let endpoint = object_store();
+    let dir = std::env::temp_dir().join(format!("backups-keys-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(dir.join("access"), format!("{ACCESS_KEY}\n")).expect("key file");
+    std::fs::write(dir.join("secret"), format!("{SECRET_KEY}\n")).expect("key file");
+    vec![
+        format!("--backup-s3-endpoint={endpoint}"),
+        format!("--backup-s3-bucket={BUCKET}"),
+        format!(
+            "--backup-s3-access-key-file={}",
+            dir.join("access").display()
+        ),
+        format!(
+            "--backup-s3-secret-key-file={}",
+            dir.join("secret").display()
+        ),
+        "--backup-schedule=30 2 * * *".to_owned(),
+        "--backup-egress-cidrs=127.0.0.1/32".to_owned(),
+    ]
+}
+
+/// The same settings as the provisioner's, for calling the sweep directly.
+fn backup_settings() -> store_platform_provisioner::settings::Backup {
+    use clap::Parser as _;
+    let mut argv = vec![
+        "provisioner".to_owned(),
+        "--caller-policy=/dev/null".to_owned(),
+    ];
+    argv.extend(backup_flags());
+    store_platform_provisioner::Args::parse_from(argv)
+        .settings()
+        .expect("settings")
+        .backup
+        .expect("backups on")
 }
 
 /// The provisioner's metrics, as Prometheus scrapes them.
@@ -580,7 +600,7 @@ async fn a_deleted_stores_backups_are_listed_for_its_tenant_only() {
     assert!(listed[0].size_bytes > 0);
     assert_eq!(listed[0].id.len(), 64, "restic's snapshot id");
 
-    api()
+    let deleted = api()
         .await
         .delete_store(as_tenant(
             "vault",
@@ -589,7 +609,13 @@ async fn a_deleted_stores_backups_are_listed_for_its_tenant_only() {
             },
         ))
         .await
-        .expect("delete");
+        .expect("delete")
+        .into_inner();
+    let kept_until = deleted
+        .backups_kept_until
+        .expect("how long its backups remain");
+    let days = (kept_until.seconds - jiff::Timestamp::now().as_second()) as f64 / 86_400.0;
+    assert!((29.9..=30.0).contains(&days), "kept {days} days");
     wait_until_gone(&id).await;
     let after = list("vault", id.clone())
         .await
@@ -606,6 +632,24 @@ async fn a_deleted_stores_backups_are_listed_for_its_tenant_only() {
     let status = list("vault", unique_id("never"))
         .await
         .expect_err("no such store");
+    assert_eq!(status.code(), Code::NotFound);
+
+    // At the end of the window they are removed: the snapshots forgotten and pruned, the key deleted.
+    let settings = backup_settings();
+    let tomorrow = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24);
+    let kept = store_platform_provisioner::backup::sweep::once(&client, &settings, tomorrow)
+        .await
+        .expect("sweep");
+    assert!(
+        !kept.contains(&format!("vault/{id}")),
+        "still in its window: {kept:?}"
+    );
+    let later = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(31 * 24);
+    let removed = store_platform_provisioner::backup::sweep::once(&client, &settings, later)
+        .await
+        .expect("sweep");
+    assert!(removed.contains(&format!("vault/{id}")), "{removed:?}");
+    let status = list("vault", id.clone()).await.expect_err("gone for good");
     assert_eq!(status.code(), Code::NotFound);
 }
 

@@ -8,6 +8,7 @@ pub mod policy;
 pub mod repository;
 pub mod restore;
 pub mod secret;
+pub mod sweep;
 
 use jiff::Timestamp;
 use k8s_openapi::{
@@ -125,6 +126,8 @@ pub async fn prepare(
         return Ok(());
     };
     let key = repository::key(&kube.client, backup, &store.tenant, &store.id).await?;
+    // A store made again with a deleted one's id keeps its backups.
+    sweep::unmark(&kube.client, backup, &store.tenant, &store.id).await?;
     let credentials = repository::Credentials::read(backup)?;
     kube.apply(&secret::store_secret(
         &store.id,

@@ -228,7 +228,7 @@ fn restic(
     if region {
         command.args(["-o", &format!("s3.region={}", backup.region)]);
     }
-    command.args(["--no-cache", "--no-lock"]);
+    command.arg("--no-cache");
     command
 }
 
@@ -269,16 +269,21 @@ pub async fn snapshots(
                 .map_err(|error| format!("cannot run restic: {error}"))
         }
     };
-    let output = run(true, &["snapshots", "--json", "--host", "store"])
-        .await
-        .map_err(fail)?;
+    let output = run(
+        true,
+        &["--no-lock", "snapshots", "--json", "--host", "store"],
+    )
+    .await
+    .map_err(fail)?;
     if !output.status.success() {
         let words = String::from_utf8_lossy(&output.stderr);
         if words.contains("The specified key does not exist")
             || words.contains("repository does not exist")
         {
             // No repository yet, or no bucket: asked without a region, the object store tells which.
-            let again = run(false, &["cat", "config"]).await.map_err(fail)?;
+            let again = run(false, &["--no-lock", "cat", "config"])
+                .await
+                .map_err(fail)?;
             let words = String::from_utf8_lossy(&again.stderr);
             if !words.contains("bucket does not exist") {
                 return Ok(Vec::new());
@@ -292,4 +297,40 @@ pub async fn snapshots(
             "restic's listing is not what it should be: {error}"
         ))
     })
+}
+
+/// Forgets every snapshot of store `id`'s repository and prunes their data: what a deleted store's backups come to
+/// at the end of their window.
+pub async fn forget_everything(
+    backup: &Backup,
+    tenant: &str,
+    id: &str,
+    key: &str,
+) -> Result<(), Error> {
+    let snapshots = snapshots(backup, tenant, id, key).await?;
+    if snapshots.is_empty() {
+        return Ok(());
+    }
+    let credentials = Credentials::read(backup)?;
+    let mut command = restic(backup, tenant, id, key, &credentials, true);
+    command
+        .args(["forget", "--prune"])
+        .args(snapshots.iter().map(|s| s.id.as_str()));
+    let output = tokio::time::timeout(Duration::from_secs(600), command.output())
+        .await
+        .map_err(|_| Error::Repository {
+            id: id.to_owned(),
+            reason: "forgetting its snapshots took longer than 10 minutes".to_owned(),
+        })?
+        .map_err(|error| Error::Repository {
+            id: id.to_owned(),
+            reason: format!("cannot run restic: {error}"),
+        })?;
+    if !output.status.success() {
+        return Err(Error::Repository {
+            id: id.to_owned(),
+            reason: first_words(&output.stderr),
+        });
+    }
+    Ok(())
 }

@@ -1,0 +1,146 @@
+//! A deleted store's backups are kept for the retention window (`--backup-deleted-retention`), then removed: every
+//! snapshot of its repository forgotten and pruned with restic, then its key deleted, after which nothing of the
+//! repository can be read by anyone. DeleteStore marks the key with the time of deletion; a store made again with
+//! the same id by the same tenant takes its key and its backups back (the mark is removed when it is prepared).
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Secret;
+use kube::{
+    Api, Client,
+    api::{DeleteParams, ListParams, Patch, PatchParams},
+};
+use store_platform_runtime::{
+    Shutdown,
+    record::{STORE_ID_LABEL, TENANT_LABEL},
+};
+
+use super::{
+    repository,
+    secret::{DELETED_ANNOTATION, PASSWORD_KEY, key_secret_name},
+};
+use crate::{error::Error, settings::Backup, shared::meta::secret_value};
+
+/// How often the sweep looks for expired keys.
+const EVERY: Duration = Duration::from_secs(600);
+
+/// Marks the key of store `id` of `tenant` as its store's deletion (at `now`); returns until when its backups are
+/// kept, or None when the store has no key (it was never backed up).
+pub async fn mark_deleted(
+    client: &Client,
+    backup: &Backup,
+    tenant: &str,
+    id: &str,
+    now: Timestamp,
+) -> Result<Option<Timestamp>, Error> {
+    let secrets = Api::<Secret>::namespaced(client.clone(), &backup.key_namespace);
+    let name = key_secret_name(tenant, id);
+    let patch =
+        serde_json::json!({"metadata": {"annotations": {DELETED_ANNOTATION: now.to_string()}}});
+    match secrets
+        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => Ok(Some(kept_until(backup, now))),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(None),
+        Err(source) => Err(Error::Kubernetes {
+            action: "mark the store's backups for removal".into(),
+            source,
+        }),
+    }
+}
+
+/// Removes the mark: the store exists again.
+pub async fn unmark(client: &Client, backup: &Backup, tenant: &str, id: &str) -> Result<(), Error> {
+    let secrets = Api::<Secret>::namespaced(client.clone(), &backup.key_namespace);
+    let patch = serde_json::json!({"metadata": {"annotations": {DELETED_ANNOTATION: null}}});
+    match secrets
+        .patch(
+            &key_secret_name(tenant, id),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(source) => Err(Error::Kubernetes {
+            action: "keep the store's backups".into(),
+            source,
+        }),
+    }
+}
+
+/// Until when backups of a store deleted at `deleted` are kept.
+pub fn kept_until(backup: &Backup, deleted: Timestamp) -> Timestamp {
+    let window = jiff::SignedDuration::try_from(backup.deleted_retention)
+        .unwrap_or(jiff::SignedDuration::MAX);
+    deleted.checked_add(window).unwrap_or(Timestamp::MAX)
+}
+
+/// When `secret`'s store was deleted, if it was.
+fn deleted_at(secret: &Secret) -> Option<Timestamp> {
+    secret
+        .metadata
+        .annotations
+        .as_ref()?
+        .get(DELETED_ANNOTATION)?
+        .parse()
+        .ok()
+}
+
+/// One sweep at `now`: removes the backups of every store deleted longer ago than the window. Returns the stores
+/// whose backups it removed, as `tenant/id`.
+pub async fn once(client: &Client, backup: &Backup, now: Timestamp) -> Result<Vec<String>, Error> {
+    let secrets = Api::<Secret>::namespaced(client.clone(), &backup.key_namespace);
+    let keys = secrets
+        .list(&ListParams::default().labels("app.kubernetes.io/name=backup-key"))
+        .await
+        .map_err(Error::kubernetes("list backup keys"))?;
+    let mut removed = Vec::new();
+    for secret in keys.items {
+        let Some(deleted) = deleted_at(&secret) else {
+            continue;
+        };
+        if kept_until(backup, deleted) > now {
+            continue;
+        }
+        let labels = secret.metadata.labels.clone().unwrap_or_default();
+        let (Some(tenant), Some(id), Some(key)) = (
+            labels.get(TENANT_LABEL),
+            labels.get(STORE_ID_LABEL),
+            secret_value(&secret, PASSWORD_KEY),
+        ) else {
+            continue;
+        };
+        repository::forget_everything(backup, tenant, id, &key).await?;
+        let name = secret.metadata.name.clone().unwrap_or_default();
+        match secrets.delete(&name, &DeleteParams::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(source) => {
+                return Err(Error::Kubernetes {
+                    action: "delete an expired backup key".into(),
+                    source,
+                });
+            }
+        }
+        tracing::info!(%tenant, store = %id, "a deleted store's backups were removed after their retention window");
+        removed.push(format!("{tenant}/{id}"));
+    }
+    Ok(removed)
+}
+
+/// Sweeps every [`EVERY`] until `shutdown`.
+pub async fn run(client: Client, backup: Backup, shutdown: Shutdown) {
+    loop {
+        if let Err(error) = once(&client, &backup, Timestamp::now()).await {
+            tracing::warn!(error = %error.chain(), "removing expired backups failed; trying again later");
+        }
+        tokio::select! {
+            () = tokio::time::sleep(EVERY) => {}
+            () = shutdown.wait() => return,
+        }
+    }
+}
