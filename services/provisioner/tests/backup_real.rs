@@ -9,6 +9,7 @@
 //! Then it does what an operator does without the platform: restores the snapshot with restic alone, checks the
 //! manifest's checksum, loads the dump into a fresh database and compares it with the store's.
 
+mod mariadb_support;
 mod medusa_support;
 
 use std::{
@@ -20,12 +21,14 @@ use std::{
     time::Duration,
 };
 
+use k8s_openapi::api::core::v1::Container;
 use medusa_support::*;
 use store_platform_provisioner::{
-    backup::{self, Kind, job, repository},
+    backup::{self, Kind, Source, job, repository},
     engine::Engine as _,
     medusa::{self, meta::NODE_UID},
     settings::{Backup, Settings},
+    woocommerce::{self, meta::WWW_DATA},
 };
 use store_platform_runtime::record::{Engine as EngineKind, StoreRecord, StoreSpec, StoreStatus};
 use store_platform_test_support::{
@@ -100,13 +103,13 @@ fn backup_settings(endpoint: &str, dir: &Path) -> Backup {
     }
 }
 
-fn store() -> StoreRecord {
+fn store(engine: EngineKind) -> StoreRecord {
     StoreRecord {
         id: STORE.to_owned(),
         tenant: TENANT.to_owned(),
         spec: StoreSpec {
             display_name: "Shop".to_owned(),
-            engine: EngineKind::Medusa,
+            engine,
             admin_email: OWNER.to_owned(),
         },
         status: StoreStatus::pending(&[], jiff::Timestamp::UNIX_EPOCH),
@@ -116,32 +119,232 @@ fn store() -> StoreRecord {
     }
 }
 
-/// `argv` as the backup pod runs it: uid and gid 1000 with no other groups, only `env`, and the store's uploads
-/// mounted read-only at `$BACKUP_DIR/files` in a mount namespace of its own.
-fn as_the_backup_pod(
-    uploads: &Path,
-    backup_dir: &Path,
-    env: &[(String, String)],
-    argv: &[&str],
-) -> Command {
-    let script = format!(
-        r#"set -e
+/// The store whose backup and restore Jobs a test runs: its record, its engine's part, its generated secrets, where
+/// its files are, the loopback ports standing in for its Services, the uid its pods run as, and PATH with its
+/// database's client tools.
+struct Target<'a> {
+    store: StoreRecord,
+    source: Source,
+    secret: &'a BTreeMap<String, String>,
+    files: &'a Path,
+    database_port: u16,
+    cache_port: Option<u16>,
+    uid: u32,
+    path: String,
+}
+
+impl Target<'_> {
+    /// A container's environment as the kubelet gives it (its Secret references resolved from the store's
+    /// Secrets, `envFrom` the backup Secret), with the Services' names and the pod's paths replaced by the test's.
+    fn environment(
+        &self,
+        container: &Container,
+        repository_secret: &BTreeMap<String, String>,
+        paths: &[(&str, &Path)],
+    ) -> Vec<(String, String)> {
+        let mut secrets = self.secret.clone();
+        secrets.extend(repository_secret.clone());
+        let mut env: Vec<(String, String)> = environment(container, &secrets)
+            .into_iter()
+            .map(|(name, value)| {
+                let local = match name.as_str() {
+                    "DATABASE_HOST" | "CACHE_HOST" => Some("127.0.0.1".to_owned()),
+                    "DATABASE_PORT" => Some(self.database_port.to_string()),
+                    "CACHE_PORT" => self.cache_port.map(|port| port.to_string()),
+                    _ => paths
+                        .iter()
+                        .find(|(variable, _)| *variable == name)
+                        .map(|(_, path)| path.display().to_string()),
+                };
+                (name, local.unwrap_or(value))
+            })
+            .collect();
+        if container.env_from.is_some() {
+            env.extend(
+                repository_secret
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone())),
+            );
+        }
+        env.push(("PATH".to_owned(), self.path.clone()));
+        env
+    }
+
+    /// `argv` as the pod runs it: the pod's uid and gid with no other groups, only `env`; with `files`, the store's
+    /// files mounted read-only at `$BACKUP_DIR/files` in a mount namespace of its own.
+    fn as_the_pod(&self, files: Option<&Path>, env: &[(String, String)], argv: &[&str]) -> Command {
+        let uid = self.uid;
+        let mut command = Command::new("unshare");
+        command.args(["--mount", "--propagation", "private", "--", "sh", "-c"]);
+        match files {
+            Some(backup_dir) => {
+                command
+                    .arg(format!(
+                        r#"set -e
 mount --bind "$1" "$2/files"
 mount -o remount,bind,ro "$2/files"
 shift 2
-exec setpriv --reuid={NODE_UID} --regid={NODE_UID} --clear-groups -- "$@""#
-    );
-    let mut command = Command::new("unshare");
-    command
-        .args(["--mount", "--propagation", "private", "--", "sh", "-c"])
-        .arg(script)
-        .arg("pod")
-        .arg(uploads)
-        .arg(backup_dir)
-        .args(argv)
-        .env_clear()
-        .envs(env.iter().map(|(n, v)| (n, v)));
-    command
+exec setpriv --reuid={uid} --regid={uid} --clear-groups -- "$@""#
+                    ))
+                    .arg("pod")
+                    .arg(self.files)
+                    .arg(backup_dir);
+            }
+            None => {
+                command
+                    .arg(format!(
+                        r#"exec setpriv --reuid={uid} --regid={uid} --clear-groups -- "$@""#
+                    ))
+                    .arg("pod");
+            }
+        }
+        command
+            .args(argv)
+            .env_clear()
+            .envs(env.iter().map(|(n, v)| (n, v)));
+        command
+    }
+
+    /// Runs an on-demand backup Job of the store: its dump container, then its restic container, as the pod does.
+    fn backup(
+        &self,
+        settings: &Settings,
+        repository_secret: &BTreeMap<String, String>,
+        work: &Path,
+    ) -> Run {
+        let backup = settings.backup.as_ref().expect("backups on");
+        let job = job::job(
+            &self.store,
+            &self.source,
+            settings,
+            backup,
+            Kind::OnDemand,
+            "backup-1",
+        );
+        let pod = pod_spec(job.spec.map(|s| s.template));
+        let backup_dir = work.join("backup");
+        let _ = std::fs::remove_dir_all(&backup_dir);
+        scratch(&backup_dir);
+        scratch(&backup_dir.join("files"));
+        let tmp = work.join("tmp");
+        scratch(&tmp);
+        let termination_log = work.join("termination-log");
+        std::fs::write(&termination_log, "").expect("termination log");
+        chown(&termination_log, Some(self.uid), Some(self.uid)).expect("chown");
+        let paths = [
+            ("BACKUP_DIR", backup_dir.as_path()),
+            ("HOME", tmp.as_path()),
+        ];
+        let cache = tmp.join("restic-cache");
+
+        let dump = &pod.init_containers.as_ref().expect("init containers")[0];
+        assert_eq!(dump.name, "dump");
+        let env = self.environment(dump, repository_secret, &paths);
+        let command = dump.command.clone().expect("the dump's command");
+        let argv: Vec<&str> = command.iter().map(String::as_str).collect();
+        let dumped = run(
+            self.as_the_pod(Some(&backup_dir), &env, &argv),
+            Duration::from_secs(120),
+        );
+        if !dumped.status.success() {
+            return Run {
+                ok: false,
+                output: text(&dumped),
+                termination: termination_message(&text(&dumped)),
+            };
+        }
+
+        let restic = &pod.containers[0];
+        assert_eq!(restic.name, "restic");
+        let script = work.join(job::SCRIPT_KEY);
+        std::fs::write(&script, job::SCRIPT).expect("the script, as the ConfigMap mounts it");
+        let mut env = self.environment(restic, repository_secret, &paths);
+        env.extend([
+            ("RESTIC_CACHE_DIR".to_owned(), cache.display().to_string()),
+            ("TMPDIR".to_owned(), tmp.display().to_string()),
+            (
+                "TERMINATION_LOG".to_owned(),
+                termination_log.display().to_string(),
+            ),
+        ]);
+        let script_path = script.display().to_string();
+        let ran = run(
+            self.as_the_pod(Some(&backup_dir), &env, &["sh", &script_path]),
+            Duration::from_secs(300),
+        );
+        let output = text(&ran);
+        Run {
+            ok: ran.status.success(),
+            termination: if ran.status.success() {
+                std::fs::read_to_string(&termination_log).expect("termination log")
+            } else {
+                termination_message(&output)
+            },
+            output,
+        }
+    }
+
+    /// Runs the restore Job of `snapshot` as the pod does: `fetch` (restic), `load` (the database's client),
+    /// `flush` (the cache's, if the engine has one), then `files`; stops at the first container that fails, with its
+    /// output.
+    fn restore(
+        &self,
+        settings: &Settings,
+        repository_secret: &BTreeMap<String, String>,
+        work: &Path,
+        snapshot: &str,
+    ) -> Result<String, String> {
+        let backup = settings.backup.as_ref().expect("backups on");
+        let job = job::restore_job(
+            &self.store,
+            &self.source,
+            settings,
+            backup,
+            "restore-1",
+            snapshot,
+        );
+        let pod = pod_spec(job.spec.map(|s| s.template));
+        let restore_dir = work.join("restore");
+        let _ = std::fs::remove_dir_all(&restore_dir);
+        scratch(&restore_dir);
+        let tmp = work.join("restore-tmp");
+        scratch(&tmp);
+        let script = work.join(job::RESTORE_SCRIPT_KEY);
+        std::fs::write(&script, job::RESTORE_SCRIPT)
+            .expect("the script, as the ConfigMap mounts it");
+        let cache = tmp.join("cache");
+        let paths = [
+            ("RESTORE_DIR", restore_dir.as_path()),
+            ("FILES_DIR", self.files),
+            ("RESTIC_CACHE_DIR", cache.as_path()),
+            ("HOME", tmp.as_path()),
+        ];
+        let mut transcript = String::new();
+        let containers = pod
+            .init_containers
+            .clone()
+            .expect("init containers")
+            .into_iter()
+            .chain(pod.containers.clone());
+        for container in containers {
+            let mut env = self.environment(&container, repository_secret, &paths);
+            env.push(("TMPDIR".to_owned(), tmp.display().to_string()));
+            let command = container.command.clone().expect("a command");
+            let script_path = script.display().to_string();
+            let argv: Vec<&str> =
+                if command.len() == 2 && command[1].ends_with(job::RESTORE_SCRIPT_KEY) {
+                    vec!["sh", &script_path]
+                } else {
+                    command.iter().map(String::as_str).collect()
+                };
+            let ran = run(self.as_the_pod(None, &env, &argv), Duration::from_secs(300));
+            transcript.push_str(&format!("--- {}\n{}", container.name, text(&ran)));
+            if !ran.status.success() {
+                return Err(transcript);
+            }
+        }
+        Ok(transcript)
+    }
 }
 
 /// What one run of the backup Job produced.
@@ -157,198 +360,22 @@ fn scratch(path: &Path) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o777)).expect("chmod");
 }
 
-/// Runs backup Job `name` of the store: its dump container, then its restic container, as the pod does.
-fn run_backup(
-    databases: &Databases,
+/// A Medusa store on `databases`.
+fn medusa_target<'a>(
+    databases: &'a Databases,
     settings: &Settings,
-    secret: &BTreeMap<String, String>,
-    repository_secret: &BTreeMap<String, String>,
-    work: &Path,
-) -> Run {
-    let backup = settings.backup.as_ref().expect("backups on");
-    let source = medusa::Medusa::new(Arc::new(settings.clone())).backup_source(STORE);
-    let job = job::job(
-        &store(),
-        &source,
-        settings,
-        backup,
-        Kind::OnDemand,
-        "backup-1",
-    );
-    let pod = pod_spec(job.spec.map(|s| s.template));
-    let backup_dir = work.join("backup");
-    let _ = std::fs::remove_dir_all(&backup_dir);
-    scratch(&backup_dir);
-    scratch(&backup_dir.join("files"));
-    let tmp = work.join("tmp");
-    scratch(&tmp);
-    let termination_log = work.join("termination-log");
-    std::fs::write(&termination_log, "").expect("termination log");
-    let node = u32::try_from(NODE_UID).expect("uid");
-    chown(&termination_log, Some(node), Some(node)).expect("chown");
-
-    let local = |env: Vec<(String, String)>| -> Vec<(String, String)> {
-        env.into_iter()
-            .map(|(name, value)| {
-                let value = match name.as_str() {
-                    "DATABASE_HOST" => "127.0.0.1".to_owned(),
-                    "DATABASE_PORT" => databases.postgres_port.to_string(),
-                    "BACKUP_DIR" => backup_dir.display().to_string(),
-                    "RESTIC_CACHE_DIR" => tmp.join("restic-cache").display().to_string(),
-                    "HOME" => tmp.display().to_string(),
-                    _ => value,
-                };
-                (name, value)
-            })
-            .collect()
-    };
-    let path = format!("{}:/usr/bin:/bin", postgres_bin().display());
-
-    let dump = &pod.init_containers.as_ref().expect("init containers")[0];
-    assert_eq!(dump.name, "dump");
-    // The dump's Secret references: the store's credentials, and the dump guard from its backup Secret.
-    let mut both = secret.clone();
-    both.extend(repository_secret.clone());
-    let mut env = local(environment(dump, &both));
-    env.push(("PATH".to_owned(), path.clone()));
-    let command = dump.command.clone().expect("the dump's command");
-    let argv: Vec<&str> = command.iter().map(String::as_str).collect();
-    let dumped = run(
-        as_the_backup_pod(&databases.uploads, &backup_dir, &env, &argv),
-        Duration::from_secs(120),
-    );
-    if !dumped.status.success() {
-        return Run {
-            ok: false,
-            output: text(&dumped),
-            termination: termination_message(&text(&dumped)),
-        };
+    secret: &'a BTreeMap<String, String>,
+) -> Target<'a> {
+    Target {
+        store: store(EngineKind::Medusa),
+        source: medusa::Medusa::new(Arc::new(settings.clone())).backup_source(STORE),
+        secret,
+        files: &databases.uploads,
+        database_port: databases.postgres_port,
+        cache_port: Some(databases.redis_port),
+        uid: u32::try_from(NODE_UID).expect("uid"),
+        path: format!("{}:/usr/bin:/bin", postgres_bin().display()),
     }
-
-    let restic = &pod.containers[0];
-    assert_eq!(restic.name, "restic");
-    let script = work.join(job::SCRIPT_KEY);
-    std::fs::write(&script, job::SCRIPT).expect("the script, as the ConfigMap mounts it");
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o555)).expect("chmod");
-    let mut env = local(environment(restic, secret));
-    // envFrom: the store's backup Secret.
-    env.extend(
-        repository_secret
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone())),
-    );
-    env.push(("PATH".to_owned(), path));
-    env.push(("TMPDIR".to_owned(), tmp.display().to_string()));
-    env.push((
-        "TERMINATION_LOG".to_owned(),
-        termination_log.display().to_string(),
-    ));
-    let script_path = script.display().to_string();
-    let ran = run(
-        as_the_backup_pod(&databases.uploads, &backup_dir, &env, &["sh", &script_path]),
-        Duration::from_secs(300),
-    );
-    let output = text(&ran);
-    Run {
-        ok: ran.status.success(),
-        termination: if ran.status.success() {
-            std::fs::read_to_string(&termination_log).expect("termination log")
-        } else {
-            termination_message(&output)
-        },
-        output,
-    }
-}
-
-/// `argv` as the restore pod's containers run: uid and gid 1000 with no other groups, and only `env`.
-fn as_the_restore_pod(env: &[(String, String)], argv: &[&str]) -> Command {
-    let mut command = Command::new("setpriv");
-    command
-        .args([
-            &format!("--reuid={NODE_UID}"),
-            &format!("--regid={NODE_UID}"),
-            "--clear-groups",
-            "--",
-        ])
-        .args(argv)
-        .env_clear()
-        .envs(env.iter().map(|(n, v)| (n, v)));
-    command
-}
-
-/// Runs restore Job `snapshot` of the store as the pod does: `fetch` (restic), `load` (psql, in the database's
-/// image), `flush` (redis-cli, in Redis's image), then `files`; stops at the first container that fails, with its
-/// output.
-fn run_restore(
-    databases: &Databases,
-    settings: &Settings,
-    secret: &BTreeMap<String, String>,
-    repository_secret: &BTreeMap<String, String>,
-    work: &Path,
-    snapshot: &str,
-) -> Result<String, String> {
-    let backup = settings.backup.as_ref().expect("backups on");
-    let source = medusa::Medusa::new(Arc::new(settings.clone())).backup_source(STORE);
-    let job = job::restore_job(&store(), &source, settings, backup, "restore-1", snapshot);
-    let pod = pod_spec(job.spec.map(|s| s.template));
-    let restore_dir = work.join("restore");
-    let _ = std::fs::remove_dir_all(&restore_dir);
-    scratch(&restore_dir);
-    let tmp = work.join("restore-tmp");
-    scratch(&tmp);
-    let script = work.join(job::RESTORE_SCRIPT_KEY);
-    std::fs::write(&script, job::RESTORE_SCRIPT).expect("the script, as the ConfigMap mounts it");
-    let mut all = secret.clone();
-    all.extend(repository_secret.clone());
-    let path = format!("{}:/usr/bin:/bin", postgres_bin().display());
-    let mut transcript = String::new();
-    let containers = pod
-        .init_containers
-        .clone()
-        .expect("init containers")
-        .into_iter()
-        .chain(pod.containers.clone());
-    for container in containers {
-        let mut env: Vec<(String, String)> = environment(&container, &all)
-            .into_iter()
-            .map(|(name, value)| {
-                let value = match name.as_str() {
-                    "DATABASE_HOST" | "CACHE_HOST" => "127.0.0.1".to_owned(),
-                    "DATABASE_PORT" => databases.postgres_port.to_string(),
-                    "CACHE_PORT" => databases.redis_port.to_string(),
-                    "RESTORE_DIR" => restore_dir.display().to_string(),
-                    "FILES_DIR" => databases.uploads.display().to_string(),
-                    "RESTIC_CACHE_DIR" => tmp.join("cache").display().to_string(),
-                    "HOME" => tmp.display().to_string(),
-                    _ => value,
-                };
-                (name, value)
-            })
-            .collect();
-        if container.env_from.is_some() {
-            env.extend(
-                repository_secret
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone())),
-            );
-        }
-        env.push(("PATH".to_owned(), path.clone()));
-        env.push(("TMPDIR".to_owned(), tmp.display().to_string()));
-        let command = container.command.clone().expect("a command");
-        let script_path = script.display().to_string();
-        let argv: Vec<&str> = if command.len() == 2 && command[1].ends_with(job::RESTORE_SCRIPT_KEY)
-        {
-            vec!["sh", &script_path]
-        } else {
-            command.iter().map(String::as_str).collect()
-        };
-        let ran = run(as_the_restore_pod(&env, &argv), Duration::from_secs(300));
-        transcript.push_str(&format!("--- {}\n{}", container.name, text(&ran)));
-        if !ran.status.success() {
-            return Err(transcript);
-        }
-    }
-    Ok(transcript)
 }
 
 fn redis(databases: &Databases, args: &[&str]) -> String {
@@ -397,6 +424,7 @@ async fn a_medusa_store_is_backed_up_with_pg_dump_and_restic_and_comes_back_with
     let backup = settings.backup.clone().expect("backups on");
     let secret = values(&medusa::secret::credentials(STORE, OWNER));
     let databases = Databases::start(&settings, &secret);
+    let target = medusa_target(&databases, &settings, &secret);
 
     // A store with a thousand orders and an uploaded image.
     databases.sql(
@@ -445,7 +473,7 @@ async fn a_medusa_store_is_backed_up_with_pg_dump_and_restic_and_comes_back_with
 
     let work = dir.path().join("job");
     scratch(&work);
-    let first = run_backup(&databases, &settings, &secret, &repository_secret, &work);
+    let first = target.backup(&settings, &repository_secret, &work);
     assert!(first.ok, "the first backup:\n{}", first.output);
     let snapshot = field(&first.termination, "snapshot").to_owned();
     let bytes: u64 = field(&first.termination, "bytes").parse().expect("bytes");
@@ -467,7 +495,7 @@ async fn a_medusa_store_is_backed_up_with_pg_dump_and_restic_and_comes_back_with
     assert_eq!(listed[0].bytes, bytes);
 
     // A second, unchanged backup adds almost nothing: the repository deduplicates.
-    let second = run_backup(&databases, &settings, &secret, &repository_secret, &work);
+    let second = target.backup(&settings, &repository_secret, &work);
     assert!(second.ok, "the second backup:\n{}", second.output);
     let added: u64 = field(&second.termination, "added").parse().expect("added");
     assert!(
@@ -567,15 +595,9 @@ async fn a_medusa_store_is_backed_up_with_pg_dump_and_restic_and_comes_back_with
             "an event about the replaced data",
         ],
     );
-    let transcript = run_restore(
-        &databases,
-        &settings,
-        &secret,
-        &repository_secret,
-        &work,
-        &listed[1].id,
-    )
-    .unwrap_or_else(|transcript| panic!("the restore failed:\n{transcript}"));
+    let transcript = target
+        .restore(&settings, &repository_secret, &work, &listed[1].id)
+        .unwrap_or_else(|transcript| panic!("the restore failed:\n{transcript}"));
     assert!(transcript.contains("fetched snapshot"), "{transcript}");
     let restored_orders = databases.sql(
         "medusa",
@@ -623,15 +645,9 @@ for key in keys:
         .expect("python");
     assert!(spoil.status.success(), "{}", text(&spoil));
     databases.sql("medusa", "DELETE FROM store_order WHERE id <= 5");
-    let refused = run_restore(
-        &databases,
-        &settings,
-        &secret,
-        &repository_secret,
-        &work,
-        &listed[1].id,
-    )
-    .expect_err("a tampered backup is refused");
+    let refused = target
+        .restore(&settings, &repository_secret, &work, &listed[1].id)
+        .expect_err("a tampered backup is refused");
     assert!(
         refused.contains("--- fetch") && !refused.contains("--- load"),
         "refused while fetching, before the database was touched:\n{refused}"
@@ -655,6 +671,7 @@ async fn a_backup_to_a_missing_bucket_fails_in_the_object_stores_words_and_lists
     settings.backup = Some(backup.clone());
     let secret = values(&medusa::secret::credentials(STORE, OWNER));
     let databases = Databases::start(&settings, &secret);
+    let target = medusa_target(&databases, &settings, &secret);
     let key = "a-repository-key".to_owned();
     let credentials = repository::Credentials::read(&backup).expect("credentials");
     let repository_secret = values(&backup::secret::store_secret(
@@ -665,7 +682,7 @@ async fn a_backup_to_a_missing_bucket_fails_in_the_object_stores_words_and_lists
     ));
     let work = dir.path().join("job");
     scratch(&work);
-    let failed = run_backup(&databases, &settings, &secret, &repository_secret, &work);
+    let failed = target.backup(&settings, &repository_secret, &work);
     assert!(!failed.ok, "{}", failed.output);
     assert!(
         failed.termination.contains("bucket does not exist"),
@@ -680,4 +697,162 @@ async fn a_backup_to_a_missing_bucket_fails_in_the_object_stores_words_and_lists
         "{error}"
     );
     assert_eq!(tonic::Status::from(error).code(), tonic::Code::Unavailable);
+}
+
+/// The orders of the WordPress database: count, total and a digest of every row.
+fn woo_orders(db: &mariadb_support::MariaDb) -> String {
+    db.sql(
+        "SELECT COUNT(*), SUM(total_amount), MD5(GROUP_CONCAT(CONCAT_WS('|', id, billing_email, total_amount, \
+         HEX(note)) ORDER BY id SEPARATOR ',')) FROM wordpress.wp_wc_orders",
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_woocommerce_store_is_backed_up_with_mariadb_dump_and_restored_in_place() {
+    require_programs(&[
+        RESTIC,
+        CURL,
+        mariadb_support::MARIADBD,
+        "/usr/bin/mariadb-dump",
+    ]);
+    let dir = tempfile::tempdir().expect("tmp");
+    let objects = ObjectStore::start(dir.path());
+    let mut settings = Settings::local();
+    settings.backup = Some(backup_settings(&objects.endpoint, dir.path()));
+    let secret = values(&woocommerce::secret::credentials(STORE));
+    let db = mariadb_support::start(&dir.path().join("db"));
+    // The official image's root has the Secret's password; Debian's gets it here, for TCP from loopback.
+    db.root_password(&secret[woocommerce::secret::MARIADB_ROOT_PASSWORD]);
+
+    // A shop: a thousand orders with binary notes, an option holding a PHP-serialized value with the store's
+    // address, a trigger; and its wp-content with an uploaded image and a plugin, owned by www-data as WordPress
+    // leaves them.
+    db.sql(
+        "USE wordpress; \
+         CREATE TABLE wp_options (option_id BIGINT UNSIGNED AUTO_INCREMENT PRIMARY KEY, \
+           option_name VARCHAR(191) NOT NULL UNIQUE, option_value LONGTEXT NOT NULL) \
+           ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci; \
+         CREATE TABLE wp_wc_orders (id BIGINT UNSIGNED PRIMARY KEY, billing_email VARCHAR(320) NOT NULL, \
+           total_amount DECIMAL(26, 8) NOT NULL, note VARBINARY(64) NOT NULL) \
+           ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci; \
+         CREATE TABLE wp_order_count (n BIGINT NOT NULL) ENGINE=InnoDB; \
+         INSERT INTO wp_order_count VALUES (0); \
+         CREATE TRIGGER count_orders AFTER INSERT ON wp_wc_orders FOR EACH ROW \
+           UPDATE wp_order_count SET n = n + 1; \
+         INSERT INTO wp_options (option_name, option_value) VALUES \
+           ('siteurl', 'http://shop.localhost'), \
+           ('widget_text', 'a:1:{s:4:\"home\";s:21:\"http://shop.localhost\";}'); \
+         INSERT INTO wp_wc_orders SELECT seq, CONCAT('customer', seq, '@example.com'), seq * 1.5, \
+           UNHEX(SHA2(seq, 256)) FROM seq_1_to_1000;",
+    );
+    let wp_content = dir.path().join("wp-content");
+    let image = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/medusa/product-image.png"),
+    )
+    .expect("the fixture image");
+    let uploaded = wp_content.join("uploads/2026/12/product.png");
+    std::fs::create_dir_all(uploaded.parent().expect("dir")).expect("uploads");
+    std::fs::write(&uploaded, &image).expect("an upload");
+    std::fs::create_dir_all(wp_content.join("plugins/shop-extras")).expect("plugins");
+    std::fs::write(
+        wp_content.join("plugins/shop-extras/shop-extras.php"),
+        "<?php\n/* Plugin Name: Shop extras */\n",
+    )
+    .expect("a plugin");
+    let www = u32::try_from(WWW_DATA).expect("uid");
+    let chowned = Command::new("chown")
+        .args(["-R", &format!("{www}:{www}")])
+        .arg(&wp_content)
+        .status()
+        .expect("chown");
+    assert!(chowned.success());
+    let before = woo_orders(&db);
+    let options = db.sql("SELECT option_value FROM wordpress.wp_options ORDER BY option_id");
+
+    let key = values(&backup::secret::key_secret("store-platform", TENANT, STORE))
+        [backup::secret::PASSWORD_KEY]
+        .clone();
+    let backup = settings.backup.clone().expect("backups on");
+    let credentials = repository::Credentials::read(&backup).expect("credentials");
+    let repository_secret = values(&backup::secret::store_secret(
+        STORE,
+        &repository::location(&backup, TENANT, STORE),
+        &key,
+        &credentials,
+    ));
+    let target = Target {
+        store: store(EngineKind::Woocommerce),
+        source: woocommerce::WooCommerce::new(Arc::new(settings.clone())).backup_source(STORE),
+        secret: &secret,
+        files: &wp_content,
+        database_port: db.port,
+        cache_port: None,
+        uid: www,
+        path: "/usr/bin:/bin".to_owned(),
+    };
+    let work = dir.path().join("job");
+    scratch(&work);
+    let first = target.backup(&settings, &repository_secret, &work);
+    assert!(first.ok, "the backup:\n{}", first.output);
+    let bytes: u64 = field(&first.termination, "bytes").parse().expect("bytes");
+    let second = target.backup(&settings, &repository_secret, &work);
+    assert!(second.ok, "the second backup:\n{}", second.output);
+    let added: u64 = field(&second.termination, "added").parse().expect("added");
+    assert!(
+        added * 10 < bytes,
+        "an unchanged store's second backup added {added} of {bytes} bytes"
+    );
+    let listed = repository::snapshots(&backup, TENANT, STORE, &key)
+        .await
+        .expect("list");
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[0].engine, "woocommerce");
+
+    // Then the shop changes, and the backup is restored in place.
+    db.sql(
+        "DELETE FROM wordpress.wp_wc_orders WHERE id <= 10; \
+         UPDATE wordpress.wp_options SET option_value = 'changed' WHERE option_name = 'widget_text'; \
+         CREATE TABLE wordpress.wp_added_later (id INT);",
+    );
+    std::fs::remove_file(&uploaded).expect("remove the upload");
+    let later = wp_content.join("uploads/2026/12/later.png");
+    std::fs::write(&later, b"later").expect("a later upload");
+    let transcript = target
+        .restore(&settings, &repository_secret, &work, &listed[1].id)
+        .unwrap_or_else(|transcript| panic!("the restore failed:\n{transcript}"));
+    assert!(
+        transcript.contains("--- load") && transcript.contains("--- files"),
+        "{transcript}"
+    );
+    assert_eq!(woo_orders(&db), before, "the orders are the backup's");
+    assert!(before.starts_with("1000\t"), "{before}");
+    assert_eq!(
+        db.sql("SELECT option_value FROM wordpress.wp_options ORDER BY option_id"),
+        options,
+        "the serialized option, byte for byte"
+    );
+    assert_eq!(
+        db.sql("SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = 'wordpress' AND table_name = 'wp_added_later'"),
+        "0",
+        "the database is the backup's, not the backup's added to today's"
+    );
+    assert_eq!(
+        db.sql(
+            "SELECT COUNT(*) FROM information_schema.triggers WHERE trigger_schema = 'wordpress'"
+        ),
+        "1",
+        "the trigger came back"
+    );
+    assert_eq!(std::fs::read(&uploaded).expect("the upload is back"), image);
+    assert!(!later.exists(), "a file uploaded after the backup is gone");
+    assert!(
+        wp_content
+            .join("plugins/shop-extras/shop-extras.php")
+            .exists()
+    );
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&uploaded).expect("metadata")),
+        www,
+        "the restored files are www-data's"
+    );
 }

@@ -34,6 +34,8 @@ use store_platform_test_support::{
     process::free_port,
 };
 
+mod mariadb_support;
+
 const STORE: &str = "shop";
 const HOST: &str = "shop.localhost";
 const RELAY_USER: &str = "relay-user";
@@ -390,7 +392,11 @@ impl Store {
             path("html").display()
         ));
 
-        let (database, socket) = start_mariadb(&path("db"));
+        let mariadb_support::MariaDb {
+            daemon: database,
+            socket,
+            ..
+        } = mariadb_support::start(&path("db"));
         let settings = Settings {
             mail,
             ..Settings::local()
@@ -593,66 +599,6 @@ impl Store {
             ],
         )
     }
-}
-
-/// A fresh MariaDB on a socket of its own with the store's database and user.
-fn start_mariadb(data: &Path) -> (Daemon, PathBuf) {
-    // Temporary tables go to $TMPDIR: one of its own, or servers started at the same moment trip over each other's.
-    let tmp = data.with_file_name("db-tmp");
-    for dir in [data, tmp.as_path()] {
-        std::fs::create_dir_all(dir).expect("mkdir");
-        sh(&format!("chown mysql:mysql {}", dir.display()));
-    }
-    let install = Command::new("mariadb-install-db")
-        .env("TMPDIR", &tmp)
-        .args([
-            "--no-defaults",
-            "--user=mysql",
-            "--auth-root-authentication-method=socket",
-            "--skip-test-db",
-        ])
-        .arg(format!("--datadir={}", data.display()))
-        .output()
-        .expect("mariadb-install-db");
-    assert!(install.status.success(), "{}", text(&install));
-    let socket = data.join("mysqld.sock");
-    let port = free_port();
-    let mut command = Command::new(MARIADBD);
-    command
-        .env("TMPDIR", &tmp)
-        .args([
-            "--no-defaults",
-            "--user=mysql",
-            "--bind-address=127.0.0.1",
-            "--skip-log-bin",
-        ])
-        .arg(format!("--port={port}"))
-        .arg(format!("--datadir={}", data.display()))
-        .arg(format!("--socket={}", socket.display()))
-        .arg(format!("--pid-file={}", data.join("mysqld.pid").display()))
-        // The hard limit: raising it further needs CAP_SYS_RESOURCE, which root lacks here.
-        .arg("--open-files-limit=4096");
-    let mut database =
-        Daemon::spawn("mariadb", command, &data.join("mariadb.log")).expect("start mariadb");
-    database.wait_for(
-        SocketAddr::from(([127, 0, 0, 1], port)),
-        Duration::from_secs(60),
-    );
-    let setup = Command::new("mariadb")
-        .args(["--no-defaults", "-uroot", "-S"])
-        .arg(&socket)
-        .arg("-e")
-        .arg(
-            "CREATE DATABASE wordpress; \
-             CREATE USER 'wordpress'@'localhost' IDENTIFIED BY 'wordpress-db-password'; \
-             GRANT ALL ON wordpress.* TO 'wordpress'@'localhost';",
-        )
-        .output()
-        .expect("mariadb");
-    assert!(setup.status.success(), "{}", text(&setup));
-    // The socket's directory must be reachable for uid 33.
-    sh(&format!("chmod 0755 {}", data.display()));
-    (database, socket)
 }
 
 fn relay(port: u16) -> Mail {

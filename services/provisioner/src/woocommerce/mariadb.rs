@@ -24,13 +24,14 @@ use crate::settings::Settings;
 pub const PORT: i32 = 3306;
 
 /// The backup's dump, in the store's own MariaDB image: one consistent transaction of the store's database (InnoDB),
-/// with its routines, triggers and events, binary columns as hex. The root password reaches the client in MYSQL_PWD.
+/// with its routines, triggers and events, binary columns as hex, and no date in it (an unchanged database dumps to
+/// the same bytes, which the repository stores once). The root password reaches the client in MYSQL_PWD.
 /// Older images name the tool `mysqldump`.
 pub const DUMP: &str = "set -eu
 umask 077
 dump=$(command -v mariadb-dump || command -v mysqldump)
 MYSQL_PWD=\"$MARIADB_ROOT_PASSWORD\" \"$dump\" --host=\"$DATABASE_HOST\" --port=\"$DATABASE_PORT\" --user=root --single-transaction --quick \\
-    --routines --triggers --events --hex-blob --default-character-set=utf8mb4 \\
+    --routines --triggers --events --hex-blob --default-character-set=utf8mb4 --skip-dump-date \\
     --result-file=\"$BACKUP_DIR/database.sql.partial\" wordpress
 mv \"$BACKUP_DIR/database.sql.partial\" \"$BACKUP_DIR/database.sql\"
 ";
