@@ -1,6 +1,6 @@
 # The two commands of the README are `make dev` (run it) and `make test` (test it); `make up` / `make down` run the
 # platform on kind (Docker needed).
-.PHONY: dev up down test lint fmt bench bench-status bench-gateway bench-medusa kube-assets tools clean
+.PHONY: dev up down test lint fmt bench bench-status bench-gateway bench-medusa bench-backup kube-assets tools clean
 
 dev:
 	scripts/dev.sh
@@ -47,6 +47,11 @@ bench-medusa:
 	scripts/debian-packages.sh
 	scripts/storefront.sh
 	STORE_PLATFORM_MEDUSA=$$(scripts/medusa.sh) cargo bench --locked -p store-platform-provisioner --bench medusa
+
+bench-backup:
+	scripts/debian-packages.sh
+	scripts/tools.sh
+	cargo bench --locked -p store-platform-provisioner --bench backup
 
 kube-assets:
 	scripts/kube-assets.sh
