@@ -94,8 +94,9 @@ impl Error {
         text
     }
 
-    /// Whether the API server refused a write for good (invalid, forbidden, over quota): retrying the same object
-    /// gives the same answer until someone changes something. Conflicts, throttling and server errors pass.
+    /// Whether the API server refused a write for good (invalid, forbidden, over quota), or the platform's own
+    /// configuration is missing (the object store's key files): retrying gives the same answer until someone changes
+    /// something, so the step says why and fails at its deadline. Conflicts, throttling and server errors pass.
     pub fn is_refusal(&self) -> bool {
         matches!(
             self,
@@ -103,7 +104,7 @@ impl Error {
                 source: kube::Error::Api(status),
                 ..
             } if matches!(status.code, 400 | 403 | 404 | 422)
-        )
+        ) || matches!(self, Error::ReadBackupCredentials { .. })
     }
 }
 
@@ -185,6 +186,21 @@ mod tests {
         });
         assert_eq!(status.code(), tonic::Code::InvalidArgument);
         assert!(status.message().starts_with("store_id: "));
+    }
+
+    #[test]
+    fn missing_backup_credentials_fail_the_step_at_its_deadline_rather_than_retry_forever() {
+        let missing = Error::ReadBackupCredentials {
+            what: "access key id",
+            path: "/etc/store-platform/backup/access-key".into(),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        };
+        assert!(missing.is_refusal());
+        assert_eq!(tonic::Status::from(missing).code(), tonic::Code::Internal);
+        assert_eq!(
+            tonic::Status::from(Error::BackupsOff).code(),
+            tonic::Code::FailedPrecondition
+        );
     }
 
     #[test]
