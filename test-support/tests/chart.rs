@@ -477,6 +477,8 @@ fn provisioner_rules() -> BTreeSet<String> {
         ("authentication.k8s.io/tokenreviews", "create"),
         ("/secrets", "get"),
         ("/secrets", "create"),
+        // The store's backup Secret is applied.
+        ("/secrets", "patch"),
         ("/pods", "list"),
         ("events.k8s.io/events", "create"),
         ("events.k8s.io/events", "patch"),
@@ -569,14 +571,16 @@ async fn installed_on_kubernetes_1_20_with_least_privilege_proven_by_impersonati
         "coordination.k8s.io/leases get store-platform-provisioner",
         "coordination.k8s.io/leases update store-platform-provisioner",
         "/configmaps delete",
+        // Stores' backup keys are kept here; a deleted store's are found by listing them.
+        "/secrets list",
     ]));
     assert_eq!(provisioner_home, expected);
 
-    // Denied is denied.
+    // Denied is denied: the provisioner lists Secrets only where the backup keys are.
     for (account, namespace) in [
         ("gateway", release_ns.as_str()),
         ("status", release_ns.as_str()),
-        ("provisioner", release_ns.as_str()),
+        ("provisioner", store_ns),
     ] {
         let error = Api::<Secret>::namespaced(env.client_as(&release_ns, account).await, namespace)
             .list(&ListParams::default())

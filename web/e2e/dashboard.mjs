@@ -122,7 +122,7 @@ try {
   });
 
   await step("backups-say-when-the-platform-has-no-object-store", async () => {
-    await card.getByText("Backups").click();
+    await card.getByText("Backups", { exact: true }).click();
     await expectVisible(card.getByRole("alert").filter({ hasText: "backups are off" }));
     await expectVisible(card.getByRole("button", { name: "Back up now" }));
   });

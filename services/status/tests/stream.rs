@@ -249,7 +249,7 @@ async fn a_stream_follows_a_store_through_its_whole_life_with_the_provisioner() 
         kinds.first(),
         Some(&(ChangeType::Added as i32, Phase::Pending as i32))
     );
-    assert_eq!(succeeded_before, 8);
+    assert_eq!(succeeded_before, 9);
 
     api.delete_store(as_tenant(
         "stream",
