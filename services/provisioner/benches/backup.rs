@@ -14,7 +14,6 @@
 use std::{os::unix::fs::chown, process::Command, time::Instant};
 
 use store_platform_provisioner::{
-    backup::{self, repository},
     medusa::{self, meta::NODE_UID},
     settings::Settings,
 };
@@ -89,16 +88,7 @@ fn main() {
         chown(&path, Some(node), Some(node)).expect("chown");
     }
 
-    let key = values(&backup::secret::key_secret("store-platform", TENANT, STORE))
-        [backup::secret::PASSWORD_KEY]
-        .clone();
-    let credentials = repository::Credentials::read(&backup).expect("credentials");
-    let repository_secret = values(&backup::secret::store_secret(
-        STORE,
-        &repository::location(&backup, TENANT, STORE),
-        &key,
-        &credentials,
-    ));
+    let repository_secret = repository_secret(&backup, &new_key(&backup));
     let work = dir.path().join("job");
     scratch(&work);
 

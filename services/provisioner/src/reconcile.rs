@@ -569,18 +569,14 @@ async fn observe_backups(ctx: &Context, kube: &Kube, store: &StoreRecord, namesp
     }
     for job in backups {
         let status = job.status.clone().unwrap_or_default();
-        let succeeded = status.succeeded.unwrap_or(0) > 0;
-        let failed = status
-            .conditions
-            .iter()
-            .flatten()
-            .any(|c| c.type_ == "Failed" && c.status == "True");
+        let state = crate::backup::job_state(job);
         let Some(uid) = job.metadata.uid.clone() else {
             continue;
         };
-        if !(succeeded || failed) || !ctx.reported_backups().insert(uid) {
+        if state == crate::backup::JobState::Running || !ctx.reported_backups().insert(uid) {
             continue;
         }
+        let succeeded = state == crate::backup::JobState::Succeeded;
         let name = job.metadata.name.clone().unwrap_or_default();
         let (type_, reason, note) = if succeeded {
             let took = match (&status.start_time, &status.completion_time) {

@@ -19,7 +19,7 @@ use std::{os::unix::fs::chown, path::Path, process::Command, sync::Arc};
 use backup_support::*;
 use medusa_support::*;
 use store_platform_provisioner::{
-    backup::{self, Kind, repository},
+    backup::{Kind, repository},
     engine::Engine as _,
     medusa::{self, meta::NODE_UID},
     settings::Settings,
@@ -63,27 +63,15 @@ async fn a_medusa_store_is_backed_up_with_pg_dump_and_restic_and_comes_back_with
     );
 
     // The store's backup Secret, as `backups` writes it, with a key made as the platform makes one.
-    let key = values(&backup::secret::key_secret(
-        &backup.key_namespace,
-        TENANT,
-        STORE,
-    ))[backup::secret::PASSWORD_KEY]
-        .clone();
-    let credentials = repository::Credentials::read(&backup).expect("credentials");
-    let location = repository::location(&backup, TENANT, STORE);
+    let key = new_key(&backup);
     assert_eq!(
-        location,
+        repository::location(&backup, TENANT, STORE),
         format!(
             "s3:{}/{BUCKET}/store-platform/{TENANT}/{STORE}",
             objects.endpoint
         )
     );
-    let repository_secret = values(&backup::secret::store_secret(
-        STORE,
-        &location,
-        &key,
-        &credentials,
-    ));
+    let repository_secret = repository_secret(&backup, &key);
 
     let work = dir.path().join("job");
     scratch(&work);
@@ -287,13 +275,7 @@ async fn a_backup_to_a_missing_bucket_fails_in_the_object_stores_words_and_lists
     let databases = Databases::start(&settings, &secret);
     let target = medusa_target(&databases, &settings, &secret);
     let key = "a-repository-key".to_owned();
-    let credentials = repository::Credentials::read(&backup).expect("credentials");
-    let repository_secret = values(&backup::secret::store_secret(
-        STORE,
-        &repository::location(&backup, TENANT, STORE),
-        &key,
-        &credentials,
-    ));
+    let repository_secret = repository_secret(&backup, &key);
     let work = dir.path().join("job");
     scratch(&work);
     let failed = target.backup(&settings, &repository_secret, &work);
@@ -383,17 +365,9 @@ async fn a_woocommerce_store_is_backed_up_with_mariadb_dump_and_restored_in_plac
     let before = woo_orders(&db);
     let options = db.sql("SELECT option_value FROM wordpress.wp_options ORDER BY option_id");
 
-    let key = values(&backup::secret::key_secret("store-platform", TENANT, STORE))
-        [backup::secret::PASSWORD_KEY]
-        .clone();
     let backup = settings.backup.clone().expect("backups on");
-    let credentials = repository::Credentials::read(&backup).expect("credentials");
-    let repository_secret = values(&backup::secret::store_secret(
-        STORE,
-        &repository::location(&backup, TENANT, STORE),
-        &key,
-        &credentials,
-    ));
+    let key = new_key(&backup);
+    let repository_secret = repository_secret(&backup, &key);
     let target = Target {
         store: store(EngineKind::Woocommerce),
         source: woocommerce::WooCommerce::new(Arc::new(settings.clone())).backup_source(STORE),

@@ -175,6 +175,23 @@ fn secret_text(secret: &Secret, key: &str) -> String {
     String::from_utf8(secret.data.as_ref().expect("data")[key].0.clone()).expect("utf-8")
 }
 
+/// From now on, the store's pods whose names start with `prefix` take `delay`, then fail: a container exits 1 with
+/// `message` as its last words.
+async fn pods_fail(id: &str, delay: Duration, prefix: &str, message: &str) {
+    TestEnv::shared()
+        .set_kubelet_behaviour(
+            &record::namespace_name(id),
+            &Behaviour::with_delay(delay).pod(
+                prefix,
+                Fate::Fail {
+                    reason: "Error".into(),
+                    message: message.into(),
+                },
+            ),
+        )
+        .await;
+}
+
 /// The store's backup Jobs.
 async fn backup_jobs(id: &str) -> Vec<Job> {
     let client = TestEnv::shared().client().await;
@@ -290,18 +307,13 @@ async fn a_ready_store_is_prepared_for_backups_with_its_key_outside_its_namespac
 
 #[tokio::test(flavor = "multi_thread")]
 async fn backup_store_starts_one_backup_at_a_time_and_list_backups_shows_it_running_then_failed() {
-    let env = TestEnv::shared();
     let id = ready_store("ondemand", "vault", Engine::Woocommerce).await;
     // From here on, the store's backup pods run for a while, then fail as restic does at a refusing object store.
-    env.set_kubelet_behaviour(
-        &record::namespace_name(&id),
-        &Behaviour::with_delay(Duration::from_secs(4)).pod(
-            "backup-",
-            Fate::Fail {
-                reason: "Error".into(),
-                message: "Fatal: unable to open config file: Stat: Access Denied.".into(),
-            },
-        ),
+    pods_fail(
+        &id,
+        Duration::from_secs(4),
+        "backup-",
+        "Fatal: unable to open config file: Stat: Access Denied.",
     )
     .await;
 
@@ -894,18 +906,13 @@ async fn a_restore_runs_its_steps_in_order_and_the_store_is_ready_on_the_backups
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_restore_whose_first_backup_fails_leaves_the_store_ready_and_untouched() {
-    let env = TestEnv::shared();
     let id = ready_store("unsafe", "vault", Engine::Woocommerce).await;
     let snapshot = a_backup_of(&id, "woocommerce").await;
-    env.set_kubelet_behaviour(
-        &record::namespace_name(&id),
-        &Behaviour::default().pod(
-            "backup-",
-            Fate::Fail {
-                reason: "Error".into(),
-                message: "Fatal: unable to save snapshot: connection refused".into(),
-            },
-        ),
+    pods_fail(
+        &id,
+        Duration::ZERO,
+        "backup-",
+        "Fatal: unable to save snapshot: connection refused",
     )
     .await;
     api()
@@ -940,15 +947,11 @@ async fn a_restore_that_fails_after_stopping_the_store_is_failed_and_retry_finis
     let id = ready_store("retried", "vault", Engine::Woocommerce).await;
     let snapshot = a_backup_of(&id, "woocommerce").await;
     let namespace = record::namespace_name(&id);
-    env.set_kubelet_behaviour(
-        &namespace,
-        &Behaviour::default().pod(
-            "restore-",
-            Fate::Fail {
-                reason: "Error".into(),
-                message: "ERROR 2013 (HY000): Lost connection to server during query".into(),
-            },
-        ),
+    pods_fail(
+        &id,
+        Duration::ZERO,
+        "restore-",
+        "ERROR 2013 (HY000): Lost connection to server during query",
     )
     .await;
     api()

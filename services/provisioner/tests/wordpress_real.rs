@@ -20,7 +20,7 @@ use std::{
     net::{SocketAddr, TcpListener, TcpStream},
     os::unix::fs::PermissionsExt as _,
     path::{Path, PathBuf},
-    process::{Command, Output},
+    process::Command,
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -35,6 +35,7 @@ use store_platform_test_support::{
 };
 
 mod mariadb_support;
+use mariadb_support::{sh, text};
 
 const STORE: &str = "shop";
 const HOST: &str = "shop.localhost";
@@ -222,23 +223,6 @@ fn decode(text: &str) -> String {
         }
     }
     String::from_utf8_lossy(&bytes).into_owned()
-}
-
-fn sh(command: &str) {
-    let status = Command::new("sh")
-        .arg("-c")
-        .arg(command)
-        .status()
-        .expect("sh");
-    assert!(status.success(), "{command}");
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
 }
 
 /// The internet as a store sees it: closed. It takes connections and never answers, and keeps the first line of

@@ -189,76 +189,61 @@ fn script_env(store: &StoreRecord, source: &Source, backup: &Backup, kind: Kind)
     ]
 }
 
-fn pod(
-    store: &StoreRecord,
-    source: &Source,
+/// A container of a backup or restore Job: restricted, its last output its termination message, with `mounts`.
+fn container(
     settings: &Settings,
-    backup: &Backup,
-    kind: Kind,
+    (name, image): (&str, &str),
+    command: Vec<String>,
+    env: Vec<EnvVar>,
+    mounts: Vec<VolumeMount>,
+) -> Container {
+    Container {
+        name: name.to_owned(),
+        image: Some(image.to_owned()),
+        image_pull_policy: Some(settings.image_pull_policy.clone()),
+        command: Some(command),
+        env: Some(env),
+        resources: Some(BACKUP_SIZE.requirements()),
+        security_context: Some(container_security()),
+        termination_message_policy: Some("FallbackToLogsOnError".to_owned()),
+        volume_mounts: Some(mounts),
+        ..Container::default()
+    }
+}
+
+/// `sh -c script`.
+fn shell(script: &str) -> Vec<String> {
+    vec!["sh".to_owned(), "-c".to_owned(), script.to_owned()]
+}
+
+/// The pod of a backup or restore Job: `init` in order, then `main`, as the files' owner, with no API token. Its
+/// volumes: the working directory `work` and `/tmp` (emptyDirs), the store's files (read-only for a backup) and
+/// the scripts.
+fn job_pod(
+    source: &Source,
+    labels: std::collections::BTreeMap<String, String>,
+    (work, files_read_only): (&str, bool),
+    affinity: Option<k8s_openapi::api::core::v1::Affinity>,
+    (init, main): (Vec<Container>, Container),
 ) -> PodTemplateSpec {
-    let resources = Some(BACKUP_SIZE.requirements());
-    let dump = Container {
-        name: "dump".to_owned(),
-        image: Some(source.database_image.clone()),
-        image_pull_policy: Some(settings.image_pull_policy.clone()),
-        command: Some(vec![
-            "sh".to_owned(),
-            "-c".to_owned(),
-            source.dump.to_owned(),
-        ]),
-        env: Some(
-            [
-                env("BACKUP_DIR", BACKUP_DIR),
-                secret_key_env(RESTRICT_KEY, STORE_SECRET, RESTRICT_KEY),
-            ]
-            .into_iter()
-            .chain(source.dump_env.iter().cloned())
-            .collect(),
-        ),
-        resources: resources.clone(),
-        security_context: Some(container_security()),
-        termination_message_policy: Some("FallbackToLogsOnError".to_owned()),
-        volume_mounts: Some(vec![mount("backup", BACKUP_DIR, false)]),
-        ..Container::default()
-    };
-    let mut files = mount("files", &format!("{BACKUP_DIR}/files"), true);
-    files.sub_path = source.files_sub_path.map(str::to_owned);
-    let restic = Container {
-        name: "restic".to_owned(),
-        image: Some(backup.image.clone()),
-        image_pull_policy: Some(settings.image_pull_policy.clone()),
-        command: Some(vec!["sh".to_owned(), format!("{SCRIPTS_DIR}/{SCRIPT_KEY}")]),
-        env: Some(script_env(store, source, backup, kind)),
-        env_from: from_store_secret(),
-        resources,
-        security_context: Some(container_security()),
-        termination_message_policy: Some("FallbackToLogsOnError".to_owned()),
-        volume_mounts: Some(vec![
-            mount("backup", BACKUP_DIR, false),
-            files,
-            mount("tmp", "/tmp", false),
-            mount("script", SCRIPTS_DIR, true),
-        ]),
-        ..Container::default()
-    };
     PodTemplateSpec {
         metadata: Some(ObjectMeta {
-            labels: Some(job_labels(&store.id, kind)),
+            labels: Some(labels),
             ..ObjectMeta::default()
         }),
         spec: Some(PodSpec {
-            affinity: Some(on_the_node_of(source.next_to)),
+            affinity,
             restart_policy: Some("Never".to_owned()),
-            init_containers: Some(vec![dump]),
-            containers: vec![restic],
+            init_containers: Some(init),
+            containers: vec![main],
             volumes: Some(vec![
-                empty_dir("backup"),
+                empty_dir(work),
                 empty_dir("tmp"),
                 Volume {
                     name: "files".to_owned(),
                     persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
                         claim_name: source.files_claim.to_owned(),
-                        read_only: Some(true),
+                        read_only: Some(files_read_only),
                     }),
                     ..Volume::default()
                 },
@@ -270,6 +255,50 @@ fn pod(
             ..PodSpec::default()
         }),
     }
+}
+
+fn pod(
+    store: &StoreRecord,
+    source: &Source,
+    settings: &Settings,
+    backup: &Backup,
+    kind: Kind,
+) -> PodTemplateSpec {
+    let dump = container(
+        settings,
+        ("dump", &source.database_image),
+        shell(source.dump),
+        [
+            env("BACKUP_DIR", BACKUP_DIR),
+            secret_key_env(RESTRICT_KEY, STORE_SECRET, RESTRICT_KEY),
+        ]
+        .into_iter()
+        .chain(source.dump_env.iter().cloned())
+        .collect(),
+        vec![mount("backup", BACKUP_DIR, false)],
+    );
+    let mut files = mount("files", &format!("{BACKUP_DIR}/files"), true);
+    files.sub_path = source.files_sub_path.map(str::to_owned);
+    let mut restic = container(
+        settings,
+        ("restic", &backup.image),
+        vec!["sh".to_owned(), format!("{SCRIPTS_DIR}/{SCRIPT_KEY}")],
+        script_env(store, source, backup, kind),
+        vec![
+            mount("backup", BACKUP_DIR, false),
+            files,
+            mount("tmp", "/tmp", false),
+            mount("script", SCRIPTS_DIR, true),
+        ],
+    );
+    restic.env_from = from_store_secret();
+    job_pod(
+        source,
+        job_labels(&store.id, kind),
+        ("backup", true),
+        Some(on_the_node_of(source.next_to)),
+        (vec![dump], restic),
+    )
 }
 
 fn from_store_secret() -> Option<Vec<EnvFromSource>> {
@@ -294,23 +323,10 @@ pub fn restore_job(
     name: &str,
     snapshot: &str,
 ) -> Job {
-    let resources = Some(BACKUP_SIZE.requirements());
-    let container = |name: &str, image: &str, command: Vec<String>, env: Vec<EnvVar>| Container {
-        name: name.to_owned(),
-        image: Some(image.to_owned()),
-        image_pull_policy: Some(settings.image_pull_policy.clone()),
-        command: Some(command),
-        env: Some(env),
-        resources: resources.clone(),
-        security_context: Some(container_security()),
-        termination_message_policy: Some("FallbackToLogsOnError".to_owned()),
-        volume_mounts: Some(vec![mount("restore", RESTORE_DIR, false)]),
-        ..Container::default()
-    };
-    let shell = |script: &str| vec!["sh".to_owned(), "-c".to_owned(), script.to_owned()];
+    let work = || mount("restore", RESTORE_DIR, false);
     let mut fetch = container(
-        "fetch",
-        &backup.image,
+        settings,
+        ("fetch", &backup.image),
         vec![
             "sh".to_owned(),
             format!("{SCRIPTS_DIR}/{RESTORE_SCRIPT_KEY}"),
@@ -327,39 +343,44 @@ pub fn restore_job(
             env("RESTIC_CACHE_DIR", "/tmp/restic-cache"),
             env("HOME", "/tmp"),
         ],
+        vec![
+            work(),
+            mount("tmp", "/tmp", false),
+            mount("script", SCRIPTS_DIR, true),
+        ],
     );
     fetch.env_from = from_store_secret();
-    fetch.volume_mounts.get_or_insert_default().extend([
-        mount("tmp", "/tmp", false),
-        mount("script", SCRIPTS_DIR, true),
-    ]);
     let mut load_env = vec![env("RESTORE_DIR", RESTORE_DIR)];
     load_env.extend(source.dump_env.iter().cloned());
-    let load = container("load", &source.database_image, shell(source.load), load_env);
+    let load = container(
+        settings,
+        ("load", &source.database_image),
+        shell(source.load),
+        load_env,
+        vec![work()],
+    );
     let mut init_containers = vec![fetch, load];
     if let Some(cache) = &source.cache {
         init_containers.push(container(
-            "flush",
-            &cache.image,
+            settings,
+            ("flush", &cache.image),
             shell(cache.flush),
             vec![
                 env("CACHE_HOST", cache.app),
                 env("CACHE_PORT", cache.port.to_string()),
             ],
+            vec![work()],
         ));
     }
-    let mut files = container(
-        "files",
-        &backup.image,
-        shell(REPLACE_FILES),
-        vec![env("RESTORE_DIR", RESTORE_DIR), env("FILES_DIR", FILES_DIR)],
-    );
     let mut files_mount = mount("files", FILES_DIR, false);
     files_mount.sub_path = source.files_sub_path.map(str::to_owned);
-    files
-        .volume_mounts
-        .get_or_insert_default()
-        .push(files_mount);
+    let files = container(
+        settings,
+        ("files", &backup.image),
+        shell(REPLACE_FILES),
+        vec![env("RESTORE_DIR", RESTORE_DIR), env("FILES_DIR", FILES_DIR)],
+        vec![work(), files_mount],
+    );
     let mut metadata = object_meta(&store.id, name, BACKUP);
     // A label value holds at most 63 characters: the label names the snapshot by its first 16, the annotation whole.
     metadata.labels.get_or_insert_default().insert(
@@ -375,34 +396,13 @@ pub fn restore_job(
         spec: Some(JobSpec {
             backoff_limit: Some(0),
             active_deadline_seconds: Some(RUN_DEADLINE_SECONDS),
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(labels(&store.id, BACKUP)),
-                    ..ObjectMeta::default()
-                }),
-                spec: Some(PodSpec {
-                    restart_policy: Some("Never".to_owned()),
-                    init_containers: Some(init_containers),
-                    containers: vec![files],
-                    volumes: Some(vec![
-                        empty_dir("restore"),
-                        empty_dir("tmp"),
-                        Volume {
-                            name: "files".to_owned(),
-                            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                                claim_name: source.files_claim.to_owned(),
-                                read_only: Some(false),
-                            }),
-                            ..Volume::default()
-                        },
-                        config_map_volume("script", SCRIPT_CONFIG, 0o555),
-                    ]),
-                    security_context: Some(pod_security(source.uid)),
-                    automount_service_account_token: Some(false),
-                    enable_service_links: Some(false),
-                    ..PodSpec::default()
-                }),
-            },
+            template: job_pod(
+                source,
+                labels(&store.id, BACKUP),
+                ("restore", false),
+                None,
+                (init_containers, files),
+            ),
             ..JobSpec::default()
         }),
         ..Job::default()

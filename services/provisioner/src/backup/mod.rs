@@ -146,13 +146,36 @@ pub async fn prepare(
     Ok(())
 }
 
+/// Where a backup or restore Job stands, from its status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobState {
+    Running,
+    Succeeded,
+    /// A pod failed, or Kubernetes gave up on it (its deadline passed).
+    Failed,
+}
+
+pub fn job_state(job: &Job) -> JobState {
+    let status = job.status.as_ref();
+    if status.and_then(|s| s.succeeded).unwrap_or(0) > 0 {
+        JobState::Succeeded
+    } else if status.and_then(|s| s.failed).unwrap_or(0) > 0
+        || status
+            .and_then(|s| s.conditions.as_ref())
+            .into_iter()
+            .flatten()
+            .any(|c| c.type_ == "Failed" && c.status == "True")
+    {
+        JobState::Failed
+    } else {
+        JobState::Running
+    }
+}
+
 /// The store's backup Job that is running, if any (scheduled or on demand).
 pub async fn running(kube: &Kube) -> Result<Option<Job>, Error> {
     Ok(jobs(kube).await?.into_iter().find(|job| {
-        let status = job.status.clone().unwrap_or_default();
-        status.succeeded.unwrap_or(0) == 0
-            && status.failed.unwrap_or(0) == 0
-            && job.metadata.deletion_timestamp.is_none()
+        job_state(job) == JobState::Running && job.metadata.deletion_timestamp.is_none()
     }))
 }
 
@@ -252,33 +275,26 @@ pub async fn job_to_proto(
     source: &Source,
 ) -> proto::Backup {
     let status = job.status.clone().unwrap_or_default();
-    let failed = status.failed.unwrap_or(0) > 0
-        || status
-            .conditions
-            .iter()
-            .flatten()
-            .any(|c| c.type_ == "Failed" && c.status == "True");
-    let succeeded = status.succeeded.unwrap_or(0) > 0;
-    let (state, message, finish) = if succeeded {
-        (
+    let (state, message, finish) = match job_state(job) {
+        JobState::Succeeded => (
             proto::BackupState::Succeeded,
             String::new(),
             status.completion_time.clone(),
-        )
-    } else if failed {
-        let finished = status
-            .conditions
-            .iter()
-            .flatten()
-            .find(|c| c.type_ == "Failed")
-            .and_then(|c| c.last_transition_time.clone());
-        (
-            proto::BackupState::Failed,
-            failure(kube, job).await,
-            finished,
-        )
-    } else {
-        (proto::BackupState::Running, String::new(), None)
+        ),
+        JobState::Failed => {
+            let finished = status
+                .conditions
+                .iter()
+                .flatten()
+                .find(|c| c.type_ == "Failed")
+                .and_then(|c| c.last_transition_time.clone());
+            (
+                proto::BackupState::Failed,
+                failure(kube, job).await,
+                finished,
+            )
+        }
+        JobState::Running => (proto::BackupState::Running, String::new(), None),
     };
     let kind = job
         .metadata
@@ -346,8 +362,8 @@ pub async fn list(
     }
     if let Some((kube, engine, source)) = store {
         for job in jobs(kube).await? {
-            let done = job.status.as_ref().and_then(|s| s.succeeded).unwrap_or(0) > 0;
-            if !done {
+            // A succeeded Job is its snapshot, listed above (or forgotten by retention).
+            if job_state(&job) != JobState::Succeeded {
                 backups.push(job_to_proto(kube, &job, id, engine, source).await);
             }
         }

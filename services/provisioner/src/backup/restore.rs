@@ -11,7 +11,7 @@ use k8s_openapi::api::{apps::v1::Deployment, batch::v1::Job, core::v1::Pod};
 use kube::api::{ListParams, Patch, PatchParams};
 use store_platform_runtime::record::{OperationStatus, StepState, StepStatus, StoreRecord};
 
-use super::{Kind, SCHEDULE, Source, job};
+use super::{JobState, Kind, SCHEDULE, Source, job};
 use crate::{
     engine::{Engine, Progress, Steps},
     error::Error,
@@ -78,20 +78,11 @@ async fn job_progress(kube: &Kube, name: &str, busy: &str) -> Result<Option<Prog
             "removing the failed Job {name}"
         ))));
     }
-    let status = job.status.clone().unwrap_or_default();
-    if status.succeeded.unwrap_or(0) > 0 {
-        return Ok(Some(Progress::Done));
-    }
-    let failed = status.failed.unwrap_or(0) > 0
-        || status
-            .conditions
-            .iter()
-            .flatten()
-            .any(|c| c.type_ == "Failed" && c.status == "True");
-    if failed {
-        return Ok(Some(Progress::Failed(super::failure(kube, &job).await)));
-    }
-    Ok(Some(Progress::Waiting(busy.to_owned())))
+    Ok(Some(match super::job_state(&job) {
+        JobState::Succeeded => Progress::Done,
+        JobState::Failed => Progress::Failed(super::failure(kube, &job).await),
+        JobState::Running => Progress::Waiting(busy.to_owned()),
+    }))
 }
 
 impl<'a> Restore<'a> {

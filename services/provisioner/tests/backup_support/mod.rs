@@ -16,7 +16,7 @@ use std::{
 
 use k8s_openapi::api::core::v1::Container;
 use store_platform_provisioner::{
-    backup::{Kind, Source, job},
+    backup::{self, Kind, Source, job, repository},
     engine::Engine as _,
     medusa::{self, meta::NODE_UID},
     settings::{Backup, Settings},
@@ -26,7 +26,7 @@ use store_platform_test_support::{daemon::Daemon, process::free_port};
 
 use crate::medusa_support::{
     CURL, Databases, OWNER, STORE, environment, pod_spec, postgres_bin, run, termination_message,
-    text,
+    text, values,
 };
 
 pub const RESTIC: &str = "/usr/bin/restic";
@@ -405,4 +405,25 @@ pub fn restic(backup: &Backup, secret: &BTreeMap<String, String>, args: &[&str])
         text(&output)
     );
     String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// A repository key made as the platform makes one.
+pub fn new_key(backup: &Backup) -> String {
+    values(&backup::secret::key_secret(
+        &backup.key_namespace,
+        TENANT,
+        STORE,
+    ))[backup::secret::PASSWORD_KEY]
+        .clone()
+}
+
+/// The store's backup Secret, as its `backups` step writes it, with `key`: what the Jobs read.
+pub fn repository_secret(backup: &Backup, key: &str) -> BTreeMap<String, String> {
+    let credentials = repository::Credentials::read(backup).expect("credentials");
+    values(&backup::secret::store_secret(
+        STORE,
+        &repository::location(backup, TENANT, STORE),
+        key,
+        &credentials,
+    ))
 }

@@ -22,7 +22,8 @@ pub struct MariaDb {
     pub port: u16,
 }
 
-fn sh(command: &str) {
+/// Runs `command` with `sh -c`; it must succeed.
+pub fn sh(command: &str) {
     let status = Command::new("sh")
         .arg("-c")
         .arg(command)
@@ -31,7 +32,8 @@ fn sh(command: &str) {
     assert!(status.success(), "{command}");
 }
 
-fn text(output: &Output) -> String {
+/// What a command printed, standard output then standard error.
+pub fn text(output: &Output) -> String {
     format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),
