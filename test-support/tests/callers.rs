@@ -78,6 +78,7 @@ async fn every_rpc(
                 display_name: "Intruder".into(),
                 engine: Engine::Woocommerce as i32,
                 admin_email: "owner@example.com".into(),
+                source: None,
             }))
             .await
             .map(drop),
@@ -273,6 +274,7 @@ async fn only_callers_the_policy_names_act_and_only_for_the_tenants_it_grants() 
                 display_name: format!("Store {id}"),
                 engine: Engine::Woocommerce as i32,
                 admin_email: "owner@example.com".into(),
+                source: None,
             },
         ))
         .await

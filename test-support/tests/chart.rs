@@ -632,6 +632,7 @@ async fn installed_on_kubernetes_1_20_with_least_privilege_proven_by_impersonati
             display_name: "Least privilege".into(),
             engine: Engine::Woocommerce as i32,
             admin_email: "owner@example.com".into(),
+            source: None,
         },
     ))
     .await

@@ -240,6 +240,7 @@ fn create(id: &str, name: &str) -> Vec<u8> {
         display_name: name.into(),
         engine: Engine::Woocommerce as i32,
         admin_email: "owner@example.com".into(),
+        source: None,
     }
     .encode_to_vec()
 }

@@ -248,6 +248,7 @@ async fn the_three_services_serve_health_and_reflection_and_stop_on_sigterm() {
             display_name: "Shoes".into(),
             engine: Engine::Woocommerce as i32,
             admin_email: "owner@example.com".into(),
+            source: None,
         })
         .await
         .expect_err("no token");

@@ -6,9 +6,11 @@
 //      end, so two bootstraps of one store never run at once (the second waits, then finds nothing to do);
 //   2. `medusa db:migrate --execute-safe-links --execute-safe-search` (migrations, link tables, search indexes;
 //      never an unsafe drop, never a prompt);
-//   3. `medusa exec ./src/scripts/ensure-admin.js`: the admin user from ADMIN_EMAIL / ADMIN_PASSWORD, unless it
+//   3. for a clone (CLONED_FROM_FILE_URL set), the uploaded files' URLs moved from the store it was made from to
+//      MEDUSA_FILE_URL, in every text column named `url` or `thumbnail` (images, thumbnails, line items');
+//   4. `medusa exec ./src/scripts/ensure-admin.js`: the admin user from ADMIN_EMAIL / ADMIN_PASSWORD, unless it
 //      exists (the password goes through the environment, never argv);
-//   4. `medusa exec ./src/scripts/seed.js`: region, shipping, sample product, publishable key (printed as
+//   5. `medusa exec ./src/scripts/seed.js`: region, shipping, sample product, publishable key (printed as
 //      `publishable-key: pk_...`, and written to PUBLISHABLE_KEY_FILE if set).
 //
 // Every step is idempotent, so running the whole bootstrap twice succeeds and the second run changes nothing.
@@ -56,6 +58,36 @@ async function connect(pg, url, deadline) {
 }
 
 let child = null
+
+/** A PostgreSQL identifier, quoted. */
+function ident(name) {
+  return `"${name.replaceAll('"', '""')}"`
+}
+
+// A clone's database is another store's, and the URLs Medusa keeps of uploaded files begin with that store's file
+// address. They are moved to this store's, wherever Medusa keeps one (a text column named url or thumbnail). Each
+// update is idempotent: a second run finds nothing left to move.
+async function moveFileUrls(client) {
+  const from = process.env.CLONED_FROM_FILE_URL
+  const to = process.env.MEDUSA_FILE_URL
+  if (!from || !to || from === to) return
+  const { rows } = await client.query(
+    `SELECT table_name, column_name FROM information_schema.columns
+      WHERE table_schema = current_schema() AND column_name IN ('url', 'thumbnail')
+        AND data_type IN ('text', 'character varying')
+      ORDER BY table_name, column_name`,
+  )
+  let moved = 0
+  for (const { table_name: table, column_name: column } of rows) {
+    const result = await client.query(
+      `UPDATE ${ident(table)} SET ${ident(column)} = $2 || substr(${ident(column)}, length($1) + 1)
+        WHERE left(${ident(column)}, length($1)) = $1`,
+      [`${from}/`, `${to}/`],
+    )
+    moved += result.rowCount
+  }
+  log(`moved ${moved} uploaded file URL(s) from ${from} to ${to}`)
+}
 
 // Medusa's last words worth reporting: the last line of its output that names an error, else its last line.
 // They end the bootstrap's own last line, which the store's failure reason quotes.
@@ -148,6 +180,7 @@ async function main() {
     const started = Date.now()
     await medusa(cli, dir, ["db:migrate", "--execute-safe-links", "--execute-safe-search"], envWithoutPassword)
     log(`migrations done in ${((Date.now() - started) / 1000).toFixed(1)}s`)
+    await moveFileUrls(client)
     await medusa(cli, dir, ["exec", "./src/scripts/ensure-admin.js"], env)
     await medusa(cli, dir, ["exec", "./src/scripts/seed.js"], envWithoutPassword)
 

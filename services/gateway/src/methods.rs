@@ -145,6 +145,7 @@ mod tests {
             display_name: "Shoes".into(),
             engine: 1,
             admin_email: "a@example.com".into(),
+            source: None,
         };
         assert_eq!(
             delete.store_id(&request.encode_to_vec()),

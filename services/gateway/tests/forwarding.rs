@@ -44,6 +44,7 @@ fn create(id: &str) -> CreateStoreRequest {
         display_name: "Shop".into(),
         engine: 1,
         admin_email: "a@example.com".into(),
+        source: None,
     }
 }
 

@@ -148,6 +148,7 @@ async fn apply_directly(client: Client, id: String, settings: Arc<Settings>) -> 
         display_name: id.clone(),
         engine: record::Engine::Woocommerce,
         admin_email: "bench@example.com".into(),
+        source: None,
     };
     kube.apply(&policy::resource_quota(&id)).await?;
     kube.apply(&policy::limit_range(&id)).await?;
@@ -281,6 +282,7 @@ async fn platform(assets: &Assets, stores: usize, bin_dir: PathBuf) -> anyhow::R
                     display_name: format!("Shop {i}"),
                     engine: Engine::Woocommerce as i32,
                     admin_email: "bench@example.com".into(),
+                    source: None,
                 },
             );
             let sent = Instant::now();

@@ -5,7 +5,8 @@
 # reads before it writes, so a retried Job, or a second run, converges on the same shop and changes nothing.
 #
 # Environment: WORDPRESS_DB_HOST (host:port), STORE_URL, STORE_HOST, STORE_TITLE, WP_ADMIN_USER,
-# WP_ADMIN_PASSWORD, WP_ADMIN_EMAIL, WORDPRESS_SERVICE_URL; the WORDPRESS_DB_* variables for wp-config.php.
+# WP_ADMIN_PASSWORD, WP_ADMIN_EMAIL, WORDPRESS_SERVICE_URL; the WORDPRESS_DB_* variables for wp-config.php;
+# CLONED_FROM (the store a clone was made from) while a clone is provisioned.
 #
 # What WP-CLI prints is taken as it really is (tests/fixtures/wp-cli-2.12.0 holds recordings): a yes/no field prints
 # PHP's echo of a boolean ("1" or an empty line) unless asked for JSON, so every yes/no read here uses
@@ -76,6 +77,48 @@ install_wordpress() {
   fi
   rm -f "$config"
   log "WordPress installed"
+}
+
+# Sets the administrator's password from this store's Secret (creating the administrator if the database has none
+# of that name). Like `core install`, the password travels in a config file only this user can read.
+set_admin_password() {
+  local config
+  config=$(mktemp)
+  if wpcli user get "$WP_ADMIN_USER" --field=ID >/dev/null 2>&1; then
+    printf "user update:\n  user_pass: '%s'\n" "${WP_ADMIN_PASSWORD//\'/\'\'}" >"$config"
+    WP_CLI_CONFIG_PATH=$config wpcli user update "$WP_ADMIN_USER" --skip-email >/dev/null ||
+      { rm -f "$config"; fail "setting the password of $WP_ADMIN_USER failed"; }
+  else
+    printf "user create:\n  user_pass: '%s'\n" "${WP_ADMIN_PASSWORD//\'/\'\'}" >"$config"
+    WP_CLI_CONFIG_PATH=$config wpcli user create "$WP_ADMIN_USER" "$WP_ADMIN_EMAIL" --role=administrator >/dev/null ||
+      { rm -f "$config"; fail "creating the administrator $WP_ADMIN_USER failed"; }
+  fi
+  rm -f "$config"
+}
+
+# A clone's database is another store's: it names that store's address everywhere, and its administrator has that
+# store's password. The address WordPress keeps is read from the options table itself (`option get home` answers
+# wp-config.php's WP_HOME, which is already this store's). When it is another, the password is set from this store's
+# Secret, and WP-CLI's search-replace, which keeps PHP-serialized values whole (never a text substitution on the
+# dump), moves every table to this store's address: plain and JSON-escaped, guids left alone (they are ids, not
+# links), the options table last, so that a run killed half-way is finished by the next.
+adopt_clone() {
+  local recorded moved escaped
+  recorded=$(wpcli option list --search=home --field=option_value)
+  if [[ -z $recorded || $recorded == "$STORE_URL" ]]; then
+    log "the database's address is this store's"
+    return
+  fi
+  log "this database is a copy of store ${CLONED_FROM}'s, at $recorded: moving it to $STORE_URL"
+  set_admin_password
+  moved=$(wpcli search-replace "$recorded" "$STORE_URL" --all-tables-with-prefix --skip-tables='*options' \
+    --skip-columns=guid --format=count) || fail "moving the store's address failed"
+  escaped=$(wpcli search-replace "${recorded//\//\\/}" "${STORE_URL//\//\\/}" --all-tables-with-prefix \
+    --skip-tables='*options' --skip-columns=guid --format=count) || fail "moving the store's address failed"
+  moved=$((moved + escaped))
+  escaped=$(wpcli search-replace "$recorded" "$STORE_URL" '*options' --all-tables-with-prefix --format=count) ||
+    fail "moving the store's address failed"
+  log "moved to $STORE_URL ($((moved + escaped)) values), the administrator's password set from this store's Secret"
 }
 
 activate_woocommerce() {
@@ -220,6 +263,9 @@ verify() {
 wait_for_database
 wait_for_wordpress_files
 install_wordpress
+if [[ -n ${CLONED_FROM:-} ]]; then
+  adopt_clone
+fi
 activate_woocommerce
 finish_woocommerce_install
 settle_new_shop

@@ -3,9 +3,9 @@
 
 use std::{sync::Arc, time::Duration};
 
-use store_platform_runtime::record::{Engine as Kind, StoreRecord};
+use store_platform_runtime::record::{Engine as Kind, StoreRecord, StoreSpec};
 
-use crate::{error::Error, kube_ops::Kube};
+use crate::{backup::clone, error::Error, kube_ops::Kube};
 
 /// Where and as whom a store's owner signs in to its administration.
 #[derive(Clone, PartialEq, Eq)]
@@ -97,17 +97,47 @@ pub trait Steps: Send + Sync {
     async fn diagnose(&self, step: &str, store: &StoreRecord, kube: &Kube) -> String;
 }
 
-/// An engine's provisioning steps.
+/// A store's provisioning steps: its engine's and, for a clone, the restore of the backup it is made from (before
+/// the engine's bootstrap, which then finds the backup's data and makes it the new store's).
 #[derive(Debug)]
 pub struct Provisioning<'a>(pub &'a dyn Engine);
+
+impl Provisioning<'_> {
+    /// The steps of a store of `spec`, in order.
+    pub fn steps(&self, spec: &StoreSpec) -> Vec<&'static str> {
+        let mut steps = self.0.steps().to_vec();
+        if spec.source.is_some() {
+            let at = steps
+                .iter()
+                .position(|step| *step == clone::BEFORE)
+                .unwrap_or(steps.len());
+            steps.insert(at, clone::STEP);
+        }
+        steps
+    }
+
+    /// Clears what a failed `step` left behind so it can run again (RetryStore).
+    pub async fn reset(&self, step: &str, store: &StoreRecord, kube: &Kube) -> Result<(), Error> {
+        if step == clone::STEP {
+            return clone::reset(kube).await;
+        }
+        self.0.reset(step, store, kube).await
+    }
+}
 
 #[tonic::async_trait]
 impl Steps for Provisioning<'_> {
     fn deadline(&self, step: &str) -> Duration {
+        if step == clone::STEP {
+            return clone::DEADLINE;
+        }
         self.0.deadline(step)
     }
 
     async fn apply(&self, step: &str, store: &StoreRecord, kube: &Kube) -> Result<(), Error> {
+        if step == clone::STEP {
+            return clone::apply(self.0, store, kube).await;
+        }
         self.0.apply(step, store, kube).await
     }
 
@@ -117,10 +147,16 @@ impl Steps for Provisioning<'_> {
         store: &StoreRecord,
         kube: &Kube,
     ) -> Result<Progress, Error> {
+        if step == clone::STEP {
+            return clone::observe(self.0, store, kube).await;
+        }
         self.0.observe(step, store, kube).await
     }
 
     async fn diagnose(&self, step: &str, store: &StoreRecord, kube: &Kube) -> String {
+        if step == clone::STEP {
+            return clone::diagnose(kube).await;
+        }
         self.0.diagnose(step, store, kube).await
     }
 }

@@ -41,8 +41,18 @@ pub enum Error {
     #[error("store {id:?} is busy with {what}; wait until it ends")]
     OperationRunning { id: String, what: String },
 
-    #[error("backup_id: store {id:?} has no backup {backup:?}")]
-    BackupNotFound { id: String, backup: String },
+    #[error("{field}: store {id:?} has no backup {backup:?}")]
+    BackupNotFound {
+        field: &'static str,
+        id: String,
+        backup: String,
+    },
+
+    #[error(
+        "source.store_id: this tenant has no store {id:?} with backups (a living one, or a deleted one within its \
+         backups' retention window)"
+    )]
+    CloneSourceNotFound { id: String },
 
     #[error("the backup repository of store {id:?}: {reason}")]
     Repository { id: String, reason: String },
@@ -149,7 +159,7 @@ impl From<Error> for tonic::Status {
             | Error::NotReadyForBackup { .. }
             | Error::NotReadyForRestore { .. }
             | Error::OperationRunning { .. } => Code::FailedPrecondition,
-            Error::BackupNotFound { .. } => Code::NotFound,
+            Error::BackupNotFound { .. } | Error::CloneSourceNotFound { .. } => Code::NotFound,
             Error::Repository { .. } => Code::Unavailable,
             Error::Kubernetes { source, .. } => match source {
                 kube::Error::Api(status) if status.code == 409 => Code::Aborted,

@@ -22,14 +22,14 @@ use store_platform_proto::v1::{
     provisioner_service_server::ProvisionerService,
 };
 use store_platform_runtime::record::{
-    self, OperationState, Phase, StepState, StepStatus, StoreRecord, StoreStatus,
+    self, CloneSource, OperationState, Phase, StepState, StepStatus, StoreRecord, StoreStatus,
 };
 use store_platform_runtime::{auth::Authenticator, tenant::Caller};
 use tonic::{Request, Response, Status};
 
 use crate::{
     backup,
-    engine::Engines,
+    engine::{Engines, Provisioning},
     error::Error,
     kube_ops::{FIELD_MANAGER, Kube},
     reconcile::{record_namespace, write_record},
@@ -177,6 +177,35 @@ impl Provisioner {
         })
     }
 
+    /// The backup a clone is made from, checked: a backup of a store of `tenant` (living, or deleted within its
+    /// window), of the new store's engine; its full id.
+    async fn clone_source(
+        &self,
+        tenant: &str,
+        new: &NewStore,
+        clone: validation::CloneRequest,
+    ) -> Result<CloneSource, Error> {
+        let settings = self.settings.backup.as_ref().ok_or(Error::BackupsOff)?;
+        let key =
+            backup::repository::existing_key_of(&self.client, settings, tenant, &clone.store_id)
+                .await?;
+        if key.is_none() {
+            return Err(Error::CloneSourceNotFound { id: clone.store_id });
+        }
+        let snapshot = backup::repository::find_snapshot(
+            &self.client,
+            settings,
+            (tenant, &clone.store_id),
+            ("source.backup_id", &clone.backup_id),
+        )
+        .await?;
+        snapshot.require_engine("engine", new.spec.engine)?;
+        Ok(CloneSource {
+            store_id: clone.store_id,
+            backup_id: snapshot.id,
+        })
+    }
+
     /// Runs `tenant`'s batches until none is waiting.
     async fn run_batches(&self, tenant: String) {
         loop {
@@ -266,7 +295,7 @@ impl Provisioner {
             tenant: tenant.to_owned(),
             spec: new.spec.clone(),
             status: StoreStatus::pending(
-                self.engines.of(new.spec.engine).steps(),
+                &Provisioning(self.engines.of(new.spec.engine)).steps(&new.spec),
                 Timestamp::now(),
             ),
             create_time: None,
@@ -395,7 +424,10 @@ impl ProvisionerService for Provisioner {
         request: Request<CreateStoreRequest>,
     ) -> Result<Response<CreateStoreResponse>, Status> {
         let caller = self.auth.caller(request.metadata(), "CreateStore").await?;
-        let new = NewStore::try_from(request.into_inner())?;
+        let mut new = NewStore::try_from(request.into_inner())?;
+        if let Some(clone) = new.clone.take() {
+            new.spec.source = Some(self.clone_source(&caller.tenant, &new, clone).await?);
+        }
         let store = self.create(caller.tenant, new).await?;
         Ok(Response::new(CreateStoreResponse {
             store: Some(store.to_proto()),
@@ -558,8 +590,10 @@ impl ProvisionerService for Provisioner {
         if let Some(damage) = store.damage.take() {
             // A hand-edited record: its status (and, if the spec was lost, the spec rebuilt from the labels) is
             // written afresh, and every step runs again; each finds what it made before and goes on from there.
-            store.status =
-                StoreStatus::pending(self.engines.of_store(&store).steps(), Timestamp::now());
+            store.status = StoreStatus::pending(
+                &Provisioning(self.engines.of_store(&store)).steps(&store.spec),
+                Timestamp::now(),
+            );
             store.status.phase = Phase::Provisioning;
             write_record(&self.client, &store, namespace.resource_version()).await?;
             tracing::warn!(
@@ -582,8 +616,7 @@ impl ProvisionerService for Provisioner {
             .map(|s| s.name.clone())
             .collect();
         for step in &failed {
-            self.engines
-                .of_store(&store)
+            Provisioning(self.engines.of_store(&store))
                 .reset(step, &store, &kube)
                 .await?;
         }
@@ -718,16 +751,7 @@ impl ProvisionerService for Provisioner {
     ) -> Result<Response<RestoreStoreResponse>, Status> {
         let caller = self.auth.caller(request.metadata(), "RestoreStore").await?;
         let id = validation::store_id("store_id", &request.get_ref().store_id)?;
-        let wanted = request.get_ref().backup_id.trim().to_ascii_lowercase();
-        if wanted.len() < 8 || wanted.len() > 64 || !wanted.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(Error::InvalidField {
-                field: "backup_id",
-                reason:
-                    "must be a backup's id as ListBackups gives it (8 to 64 hexadecimal characters)"
-                        .into(),
-            }
-            .into());
-        }
+        let wanted = validation::backup_id("backup_id", &request.get_ref().backup_id)?;
         let Some(settings) = self.settings.backup.as_ref() else {
             return Err(Error::BackupsOff.into());
         };
@@ -755,49 +779,14 @@ impl ProvisionerService for Provisioner {
             .into());
         }
         // Only a backup in this store's own repository (its tenant's, under its key) can be found.
-        let key = backup::repository::existing_key_of(&self.client, settings, &store.tenant, &id)
-            .await?
-            .unwrap_or_default();
-        let snapshots = if key.is_empty() {
-            Vec::new()
-        } else {
-            backup::repository::snapshots(settings, &store.tenant, &id, &key).await?
-        };
-        let matching: Vec<&backup::repository::Snapshot> = snapshots
-            .iter()
-            .filter(|s| s.id.starts_with(&wanted))
-            .collect();
-        let snapshot = match matching.as_slice() {
-            [one] => *one,
-            [] => {
-                return Err(Error::BackupNotFound { id, backup: wanted }.into());
-            }
-            _ => {
-                return Err(Error::InvalidField {
-                    field: "backup_id",
-                    reason: format!(
-                        "{wanted:?} is the start of several backups' ids; give more of it"
-                    ),
-                }
-                .into());
-            }
-        };
-        if snapshot.engine != store.spec.engine.as_str() {
-            return Err(Error::InvalidField {
-                field: "backup_id",
-                reason: format!(
-                    "backup {} is of a {} store; store {id:?} runs {}",
-                    backup::restore::short(&snapshot.id),
-                    if snapshot.engine.is_empty() {
-                        "different"
-                    } else {
-                        &snapshot.engine
-                    },
-                    store.spec.engine.as_str()
-                ),
-            }
-            .into());
-        }
+        let snapshot = backup::repository::find_snapshot(
+            &self.client,
+            settings,
+            (&store.tenant, &id),
+            ("backup_id", &wanted),
+        )
+        .await?;
+        snapshot.require_engine("backup_id", store.spec.engine)?;
         let now = Timestamp::now();
         store.status.phase = Phase::Restoring;
         store.status.operation = Some(backup::restore::operation(&snapshot.id, now));

@@ -341,8 +341,8 @@ pub async fn advance(
     }
     let mut status = store.status.clone();
     if status.steps.is_empty() {
-        status.steps = engine
-            .steps()
+        status.steps = Provisioning(engine)
+            .steps(&store.spec)
             .iter()
             .map(|name| StepStatus::pending(name))
             .collect();
@@ -904,6 +904,7 @@ mod tests {
                 display_name: "Shoes".into(),
                 engine: EngineKind::Woocommerce,
                 admin_email: "owner@example.com".into(),
+                source: None,
             },
             status: StoreStatus::pending(engine.steps(), Timestamp::UNIX_EPOCH),
             create_time: None,

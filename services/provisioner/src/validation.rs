@@ -173,6 +173,28 @@ pub fn admin_email(email: &str) -> Result<String, Error> {
 pub struct NewStore {
     pub id: String,
     pub spec: StoreSpec,
+    /// For a clone, what the request named; resolved into `spec.source` (the backup's full id) before the store is
+    /// made.
+    pub clone: Option<CloneRequest>,
+}
+
+/// A clone's source as requested: a store id and the start of a backup's id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CloneRequest {
+    pub store_id: String,
+    pub backup_id: String,
+}
+
+/// A backup's id, or its first 8 or more characters, lower-cased.
+pub fn backup_id(field: &'static str, id: &str) -> Result<String, Error> {
+    let id = id.trim().to_ascii_lowercase();
+    if id.len() < 8 || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(invalid(
+            field,
+            "must be a backup's id as ListBackups gives it (8 to 64 hexadecimal characters)",
+        ));
+    }
+    Ok(id)
 }
 
 impl TryFrom<proto::CreateStoreRequest> for NewStore {
@@ -185,7 +207,17 @@ impl TryFrom<proto::CreateStoreRequest> for NewStore {
                 display_name: display_name(&request.display_name)?,
                 engine: engine(request.engine)?,
                 admin_email: admin_email(&request.admin_email)?,
+                source: None,
             },
+            clone: request
+                .source
+                .map(|source| -> Result<CloneRequest, Error> {
+                    Ok(CloneRequest {
+                        store_id: store_id("source.store_id", &source.store_id)?,
+                        backup_id: backup_id("source.backup_id", &source.backup_id)?,
+                    })
+                })
+                .transpose()?,
         })
     }
 }
@@ -200,6 +232,7 @@ mod tests {
             display_name: name.into(),
             engine,
             admin_email: email.into(),
+            source: None,
         }
     }
 

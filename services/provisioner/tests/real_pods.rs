@@ -558,6 +558,7 @@ async fn a_pod_in_another_namespace_acts_only_as_its_own_service_account() {
             display_name: "Victim".into(),
             engine: Engine::Woocommerce as i32,
             admin_email: "owner@example.com".into(),
+            source: None,
         },
     ))
     .await

@@ -197,6 +197,8 @@ fn shop() -> Storefront {
 #[derive(Debug)]
 struct Recording {
     heading: String,
+    /// The config file's content (WP_CLI_CONFIG_PATH), if one was used: `section: key: 'value'`.
+    config: Option<String>,
     exit: i32,
     stdout: String,
     stderr: String,
@@ -204,14 +206,22 @@ struct Recording {
 
 /// Reads `transcripts.md`: `### \`command\``, `exit: N`, then fenced `stdout:` and optional `stderr:` blocks.
 fn recordings() -> Vec<Recording> {
-    let text =
-        std::fs::read_to_string(Path::new(FIXTURES).join("transcripts.md")).expect("transcripts");
+    recordings_in("transcripts.md")
+}
+
+/// Reads a file of recordings: `### \`command\``, an optional `config: …` line, `exit: N`, then fenced `stdout:`
+/// and optional `stderr:` blocks.
+fn recordings_in(file: &str) -> Vec<Recording> {
+    let text = std::fs::read_to_string(Path::new(FIXTURES).join(file)).expect("transcripts");
     let mut recordings = Vec::new();
     let mut lines = text.lines().peekable();
     while let Some(line) = lines.next() {
         let Some(heading) = line.strip_prefix("### `").and_then(|l| l.strip_suffix('`')) else {
             continue;
         };
+        let config = lines
+            .next_if(|l| l.starts_with("config: "))
+            .map(|l| l["config: ".len()..].to_owned());
         let exit = lines
             .next()
             .and_then(|l| l.strip_prefix("exit: "))
@@ -233,6 +243,7 @@ fn recordings() -> Vec<Recording> {
         }
         recordings.push(Recording {
             heading: heading.to_owned(),
+            config,
             exit,
             stdout: blocks.remove("stdout").unwrap_or_default(),
             stderr: blocks.remove("stderr").unwrap_or_default(),
@@ -1279,4 +1290,418 @@ fn a_store_rebuilt_without_its_admin_email_finishes_if_wordpress_was_installed_a
     assert!(installed.run(&shop(), &[]).status.success());
     let output = installed.run(&shop(), &[("WP_ADMIN_EMAIL", "")]);
     assert!(output.status.success(), "{}", text(&output));
+}
+
+/// A document root and database as a clone finds them: a store's database from `http://shop.localhost` (as in
+/// clone-transcripts.md: the address in posts, plainly and JSON-escaped, in serialized values, in the
+/// administrator's profile, in guids and in a table WordPress does not register), under a wp-config.php that
+/// defines `new_url` as the address.
+fn cloned_database(fixture: &Fixture, new_url: &str) {
+    std::fs::write(
+        fixture.path("html/wp-config.php"),
+        format!("<?php\ndefine('WP_HOME', '{new_url}');\ndefine('WP_SITEURL', '{new_url}');\n"),
+    )
+    .expect("wp-config.php");
+    let old = "http://shop.localhost";
+    let state = serde_json::json!({
+        "installed": true,
+        "options": {
+            "home": old,
+            "siteurl": old,
+            "blogname": "Ada&#039;s Test Shop",
+            "store_platform_test": {"logo": format!("{old}/logo.png")},
+        },
+        "users": {"admin": {
+            "password": "Transcript-Pass-0001",
+            "email": "owner@example.com",
+            "role": "administrator",
+            "url": old,
+        }},
+        "active_plugins": [],
+        "posts": [
+            {"id": 1, "type": "post", "name": "hello-world", "status": "publish", "guid": format!("{old}/?p=1")},
+            {"id": 2, "type": "page", "name": "sample-page", "status": "publish",
+             "guid": format!("{old}/?page_id=2"), "content": format!("<a href=\"{old}/wp-admin/\">your dashboard</a>")},
+            {"id": 3, "type": "page", "name": "privacy-policy", "status": "draft",
+             "guid": format!("{old}/?page_id=3"), "content": format!("Our website address is: {old}.")},
+            {"id": 4, "type": "post", "name": "shoe", "status": "publish", "guid": format!("{old}/?p=4"),
+             "content": format!(
+                 "<img src=\"{old}/wp-content/uploads/2026/12/shoe.png\" alt=\"shoe\"/>\n{{\"href\":\"http:\\/\\/shop.localhost\\/shop\\/\"}}"
+             )},
+        ],
+        "next_id": 5,
+        "cron": [],
+        "actions": [],
+        "tables": {
+            "wp_postmeta": [{"id": 1, "meta_value": {"link": format!("{old}/shop/")}}],
+            "wp_wc_orders_meta": [
+                {"id": 1, "meta_value": format!("{old}/checkout/order-received/1/")},
+                {"id": 2, "meta_value": {"return_url": format!("{old}/my-account/")}},
+            ],
+        },
+    });
+    std::fs::write(fixture.path("state.json"), state.to_string()).expect("state");
+}
+
+/// A recording's config line (`user update: user_pass: 'x'`) as the YAML file it stood for.
+fn config_file(fixture: &Fixture, line: &str) -> PathBuf {
+    let (section, setting) = line.split_once(": ").expect("section: setting");
+    let path = fixture.path("wp-cli.yml");
+    std::fs::write(&path, format!("{section}:\n  {setting}\n")).expect("config");
+    path
+}
+
+#[test]
+fn the_stand_in_moves_a_clones_address_as_real_wp_cli_did() {
+    // The calls of clone-transcripts.md a clone's bootstrap makes (or that show what they did), in recorded order:
+    // (heading, argv, the address of --url).
+    let count = "--format=count";
+    let skip = [
+        "--all-tables-with-prefix",
+        "--skip-tables=*options",
+        "--skip-columns=guid",
+        count,
+    ];
+    let (old, copy, longer) = (
+        "http://shop.localhost",
+        "http://copy.localhost",
+        "http://spring-sale.localhost",
+    );
+    let escaped = |url: &str| url.replace('/', "\\/");
+    let replace = |from: &str, to: &str, rest: &[&str]| -> Vec<String> {
+        ["search-replace", from, to]
+            .iter()
+            .chain(rest)
+            .map(|s| (*s).to_owned())
+            .collect()
+    };
+    let plain = |args: &[&str]| -> Vec<String> { args.iter().map(|s| (*s).to_owned()).collect() };
+    let calls: Vec<(Vec<String>, &str)> = vec![
+        (plain(&["option", "get", "home"]), copy),
+        (
+            plain(&["option", "list", "--search=home", "--field=option_value"]),
+            copy,
+        ),
+        (
+            plain(&["option", "list", "--search=siteurl", "--field=option_value"]),
+            copy,
+        ),
+        (plain(&["user", "get", "admin", "--field=ID"]), copy),
+        (plain(&["user", "get", "nobody", "--field=ID"]), copy),
+        (plain(&["user", "update", "admin", "--skip-email"]), copy),
+        (
+            plain(&["user", "check-password", "admin", "Clone-Pass-0002"]),
+            copy,
+        ),
+        (
+            plain(&["user", "check-password", "admin", "Transcript-Pass-0001"]),
+            copy,
+        ),
+        (plain(&["user", "update", "nobody", "--skip-email"]), copy),
+        (
+            plain(&[
+                "user",
+                "create",
+                "admin2",
+                "admin2@example.com",
+                "--role=administrator",
+            ]),
+            copy,
+        ),
+        (
+            plain(&["user", "check-password", "admin2", "Clone-Pass-0003"]),
+            copy,
+        ),
+        (replace(old, copy, &skip), copy),
+        (replace(old, copy, &skip), copy),
+        (replace(&escaped(old), &escaped(copy), &skip), copy),
+        (
+            replace(old, copy, &["*options", "--all-tables-with-prefix", count]),
+            copy,
+        ),
+        (
+            replace(
+                copy,
+                copy,
+                &["--all-tables-with-prefix", "--skip-columns=guid"],
+            ),
+            copy,
+        ),
+        (replace(old, copy, &["no_such_table", count]), copy),
+        (
+            plain(&["option", "list", "--search=home", "--field=option_value"]),
+            copy,
+        ),
+        (
+            plain(&["option", "list", "--search=siteurl", "--field=option_value"]),
+            copy,
+        ),
+        (replace(copy, longer, &skip), longer),
+        (replace(&escaped(copy), &escaped(longer), &skip), longer),
+        (
+            replace(
+                copy,
+                longer,
+                &["*options", "--all-tables-with-prefix", count],
+            ),
+            longer,
+        ),
+        (
+            plain(&["option", "list", "--search=home", "--field=option_value"]),
+            longer,
+        ),
+    ];
+    let recordings = recordings_in("clone-transcripts.md");
+    let heading = |argv: &[String]| {
+        let words: Vec<String> = argv
+            .iter()
+            .map(|a| {
+                if a.contains('*') && !a.starts_with("--") || a.contains('\\') {
+                    format!("'{a}'")
+                } else {
+                    a.replace("--skip-tables=*options", "--skip-tables='*options'")
+                }
+            })
+            .collect();
+        format!("wp {}", words.join(" "))
+    };
+    let fixture = Fixture::new();
+    cloned_database(&fixture, copy);
+    let mut from = 0;
+    for (argv, url) in &calls {
+        let wanted = heading(argv);
+        if *url == longer {
+            std::fs::write(
+                fixture.path("html/wp-config.php"),
+                format!(
+                    "<?php\ndefine('WP_HOME', '{longer}');\ndefine('WP_SITEURL', '{longer}');\n"
+                ),
+            )
+            .expect("wp-config.php");
+        }
+        let at = recordings[from..]
+            .iter()
+            .position(|r| r.heading == wanted)
+            .unwrap_or_else(|| panic!("no recording of {wanted} after #{from}"));
+        let recording = &recordings[from + at];
+        from += at + 1;
+        let mut command = Command::new(Path::new(FIXTURES).join("wp"));
+        command
+            .arg(format!("--path={}", fixture.path("html").display()))
+            .arg(format!("--url={url}"))
+            .args(argv)
+            .env("WP_STAND_IN_STATE", fixture.path("state.json"));
+        if let Some(config) = &recording.config {
+            command.env("WP_CLI_CONFIG_PATH", config_file(&fixture, config));
+        }
+        let output = command.output().expect("run the stand-in");
+        assert_eq!(
+            (
+                output.status.code(),
+                shown(&output.stdout),
+                shown(&output.stderr)
+            ),
+            (
+                Some(recording.exit),
+                recording.stdout.clone(),
+                recording.stderr.clone()
+            ),
+            "{wanted}"
+        );
+    }
+    // What the database held afterwards, as recorded: every address moved but the guids'; serialized values whole.
+    let state = fixture.state();
+    assert_eq!(
+        state["options"]["store_platform_test"]["logo"],
+        format!("{longer}/logo.png")
+    );
+    assert_eq!(
+        state["tables"]["wp_wc_orders_meta"][1]["meta_value"]["return_url"],
+        format!("{longer}/my-account/")
+    );
+    assert_eq!(state["posts"][3]["guid"], format!("{old}/?p=4"));
+    assert!(
+        state["posts"][3]["content"]
+            .as_str()
+            .is_some_and(|c| c.contains("http:\\/\\/spring-sale.localhost\\/shop\\/")
+                && !c.contains("shop.localhost/")),
+        "{state}"
+    );
+}
+
+/// A clone's run: the database of store `shop`, at http://shop.localhost, in the store at http://shoes.localhost.
+fn clone_run(fixture: &Fixture, storefront: &Storefront) -> Output {
+    fixture.run(storefront, &[("CLONED_FROM", "shop")])
+}
+
+#[test]
+fn a_clones_first_run_moves_its_address_and_sets_its_own_admin_password() {
+    let fixture = Fixture::new();
+    let storefront = shop();
+    // The shop as its own bootstrap left it, then its database as a backup brings it: another address, another
+    // password, and content naming the old address.
+    let first = fixture.run(
+        &storefront,
+        &[
+            ("STORE_URL", "http://shop.localhost"),
+            ("WP_ADMIN_PASSWORD", "the-old-stores-password"),
+        ],
+    );
+    assert!(first.status.success(), "{}", text(&first));
+    std::fs::write(
+        fixture.path("html/wp-config.php"),
+        "<?php\ndefine('WP_HOME', 'http://shoes.localhost');\ndefine('WP_SITEURL', 'http://shoes.localhost');\n",
+    )
+    .expect("wp-config.php");
+    fixture.edit_state(|state| {
+        state["posts"][0]["content"] = Value::from(
+            "See http://shop.localhost/shop/ and {\"u\":\"http:\\/\\/shop.localhost\\/\"}",
+        );
+        state["posts"][0]["guid"] = Value::from("http://shop.localhost/?p=1");
+        state["options"]["widget_text"] =
+            serde_json::json!({"2": {"text": "http://shop.localhost/sale/"}});
+    });
+    let before = fixture.calls().len();
+
+    let output = clone_run(&fixture, &storefront);
+    assert!(output.status.success(), "{}", text(&output));
+    let state = fixture.state();
+    assert_eq!(state["options"]["home"], "http://shoes.localhost");
+    assert_eq!(state["options"]["siteurl"], "http://shoes.localhost");
+    assert_eq!(
+        state["options"]["widget_text"]["2"]["text"],
+        "http://shoes.localhost/sale/"
+    );
+    assert_eq!(
+        state["posts"][0]["content"],
+        "See http://shoes.localhost/shop/ and {\"u\":\"http:\\/\\/shoes.localhost\\/\"}"
+    );
+    assert_eq!(
+        state["posts"][0]["guid"], "http://shop.localhost/?p=1",
+        "guids are ids: left alone"
+    );
+    assert_eq!(
+        state["users"]["admin"]["password"], PASSWORD,
+        "the clone's own password"
+    );
+    assert!(
+        text(&output).contains("moving it to http://shoes.localhost"),
+        "{}",
+        text(&output)
+    );
+
+    // What it asked WP-CLI: the recorded forms (clone-transcripts.md), the password never on a command line.
+    let asked: Vec<Vec<String>> = fixture.calls()[before..].to_vec();
+    let docroot = fixture.path("html").display().to_string();
+    let globals = [
+        format!("--path={docroot}"),
+        "--url=http://shoes.localhost".to_owned(),
+    ];
+    let adoption: Vec<Vec<String>> = asked
+        .iter()
+        .filter(|call| {
+            let words: Vec<&str> = call[2..].iter().map(String::as_str).collect();
+            matches!(
+                words.as_slice(),
+                ["search-replace" | "user", ..] | ["option", "list", ..]
+            )
+        })
+        .cloned()
+        .collect();
+    let with_globals = |args: &[&str]| -> Vec<String> {
+        globals
+            .iter()
+            .cloned()
+            .chain(args.iter().map(|a| (*a).to_owned()))
+            .collect()
+    };
+    let skip = [
+        "--all-tables-with-prefix",
+        "--skip-tables=*options",
+        "--skip-columns=guid",
+        "--format=count",
+    ];
+    assert_eq!(
+        adoption,
+        vec![
+            with_globals(&["option", "list", "--search=home", "--field=option_value"]),
+            with_globals(&["user", "get", "admin", "--field=ID"]),
+            with_globals(&["user", "update", "admin", "--skip-email"]),
+            with_globals(
+                &[
+                    &[
+                        "search-replace",
+                        "http://shop.localhost",
+                        "http://shoes.localhost"
+                    ][..],
+                    &skip
+                ]
+                .concat()
+            ),
+            with_globals(
+                &[
+                    &[
+                        "search-replace",
+                        "http:\\/\\/shop.localhost",
+                        "http:\\/\\/shoes.localhost"
+                    ][..],
+                    &skip
+                ]
+                .concat()
+            ),
+            with_globals(&[
+                "search-replace",
+                "http://shop.localhost",
+                "http://shoes.localhost",
+                "*options",
+                "--all-tables-with-prefix",
+                "--format=count"
+            ]),
+        ]
+    );
+    assert!(!asked.iter().flatten().any(|a| a.contains(PASSWORD)));
+    assert!(!text(&output).contains(PASSWORD));
+
+    // Run again (a retried Job): the address is the store's, nothing is moved or reset.
+    let before = fixture.calls().len();
+    let again = clone_run(&fixture, &storefront);
+    assert!(again.status.success(), "{}", text(&again));
+    assert!(
+        text(&again).contains("the database's address is this store's"),
+        "{}",
+        text(&again)
+    );
+    assert!(
+        !fixture.calls()[before..].iter().any(|call| call
+            .iter()
+            .any(|a| a == "search-replace" || a == "update" && call.contains(&"user".to_owned()))),
+        "the second run moved or reset something"
+    );
+}
+
+#[test]
+fn a_clone_whose_database_has_no_such_administrator_gets_one() {
+    let fixture = Fixture::new();
+    let storefront = shop();
+    assert!(
+        fixture
+            .run(
+                &storefront,
+                &[
+                    ("STORE_URL", "http://shop.localhost"),
+                    ("WP_ADMIN_USER", "ada")
+                ]
+            )
+            .status
+            .success()
+    );
+    let output = clone_run(&fixture, &storefront);
+    assert!(output.status.success(), "{}", text(&output));
+    let state = fixture.state();
+    assert_eq!(state["users"]["admin"]["password"], PASSWORD);
+    assert_eq!(state["users"]["admin"]["role"], "administrator");
+    assert!(
+        state["users"]["ada"].is_object(),
+        "the old store's administrator stays"
+    );
 }

@@ -137,6 +137,26 @@ pub struct StoreSpec {
     pub display_name: String,
     pub engine: Engine,
     pub admin_email: String,
+    /// For a clone: the backup it is made from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<CloneSource>,
+}
+
+/// The backup a clone is made from: a store of the same tenant (possibly deleted) and one of its backups' full id.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CloneSource {
+    pub store_id: String,
+    pub backup_id: String,
+}
+
+impl CloneSource {
+    pub fn to_proto(&self) -> proto::CloneSource {
+        proto::CloneSource {
+            store_id: self.store_id.clone(),
+            backup_id: self.backup_id.clone(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -358,6 +378,7 @@ impl StoreRecord {
                 display_name: id.clone(),
                 engine,
                 admin_email: String::new(),
+                source: None,
             }
         });
         let mut status = match annotations.get(STATUS_ANNOTATION) {
@@ -453,6 +474,7 @@ impl StoreRecord {
                 .operation
                 .as_ref()
                 .map(OperationStatus::to_proto),
+            source: self.spec.source.as_ref().map(CloneSource::to_proto),
         }
     }
 }
@@ -477,6 +499,7 @@ mod tests {
                 display_name: "Shoes & Socks".into(),
                 engine: Engine::Woocommerce,
                 admin_email: "owner@example.com".into(),
+                source: None,
             },
             status: StoreStatus::pending(&["namespace", "mariadb"], Timestamp::UNIX_EPOCH),
             create_time: None,

@@ -49,6 +49,7 @@ async fn write(client: &Client, id: &str, sequence: usize) -> anyhow::Result<()>
             display_name: format!("Bench {id}"),
             engine: record::Engine::Woocommerce,
             admin_email: "bench@example.com".into(),
+            source: None,
         },
         status,
         create_time: None,

@@ -146,6 +146,7 @@ pub(crate) mod tests {
                 display_name: id.into(),
                 engine: Engine::Woocommerce,
                 admin_email: "a@example.com".into(),
+                source: None,
             },
             status,
             create_time: None,

@@ -142,6 +142,7 @@ async fn write_record_with_reason(
             display_name: id.into(),
             engine: EngineKind::Woocommerce,
             admin_email: "a@example.com".into(),
+            source: None,
         },
         status,
         create_time: None,
@@ -211,6 +212,7 @@ async fn a_stream_follows_a_store_through_its_whole_life_with_the_provisioner() 
             display_name: "Life".into(),
             engine: Engine::Woocommerce as i32,
             admin_email: "owner@example.com".into(),
+            source: None,
         },
     ))
     .await

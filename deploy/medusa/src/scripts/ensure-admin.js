@@ -3,8 +3,9 @@
 // (`medusa user -e … -p …` would put it in argv, and it fails on a second run because the user exists).
 //
 // Idempotent: a user that already exists with an email/password identity is left alone (its password is NOT
-// reset to ADMIN_PASSWORD). A half-finished earlier run (identity without user, or user without identity) is
-// completed.
+// reset to ADMIN_PASSWORD), unless ADMIN_PASSWORD_RESET is "true": a clone's first bootstrap sets it, since the
+// clone's database holds the password of the store it was made from. A half-finished earlier run (identity without
+// user, or user without identity) is completed.
 const { ContainerRegistrationKeys, Modules } = require("@medusajs/framework/utils")
 const { createUserAccountWorkflow } = require("@medusajs/medusa/core-flows")
 
@@ -24,6 +25,11 @@ async function ensureAdmin({ container }) {
   const [providerIdentity] = await authModule.listProviderIdentities({ provider: PROVIDER, entity_id: email })
 
   let authIdentityId = providerIdentity?.auth_identity_id
+  if (authIdentityId && process.env.ADMIN_PASSWORD_RESET === "true") {
+    const { success, error } = await authModule.updateProvider(PROVIDER, { entity_id: email, password })
+    if (!success) throw new Error(`setting the password of ${email} failed: ${error ?? "no reason given"}`)
+    logger.info(`ensure-admin: set the password of ${email} from this store's Secret`)
+  }
   if (!authIdentityId) {
     const { success, authIdentity, error } = await authModule.register(PROVIDER, { body: { email, password } })
     if (!success || !authIdentity) throw new Error(`registering ${email} failed: ${error ?? "no identity returned"}`)

@@ -291,7 +291,7 @@ fn pod(
             mount("script", SCRIPTS_DIR, true),
         ],
     );
-    restic.env_from = from_store_secret();
+    restic.env_from = from_secret(STORE_SECRET);
     job_pod(
         source,
         job_labels(&store.id, kind),
@@ -301,28 +301,41 @@ fn pod(
     )
 }
 
-fn from_store_secret() -> Option<Vec<EnvFromSource>> {
+/// Every key of Secret `name` as environment variables: where the repository is, its key, the object store's
+/// credentials.
+fn from_secret(name: &str) -> Option<Vec<EnvFromSource>> {
     Some(vec![EnvFromSource {
         secret_ref: Some(SecretEnvSource {
-            name: STORE_SECRET.to_owned(),
+            name: name.to_owned(),
             optional: Some(false),
         }),
         ..EnvFromSource::default()
     }])
 }
 
-/// Restore Job `name` of `store`: fetches `snapshot` from the store's repository (verifying it), loads its dump into
-/// the store's database with the database's own client, empties the engine's cache, and replaces the store's files.
-/// The store's writers are stopped first (the restore operation does that), so the files' volume is free to attach
-/// wherever the pod lands.
+/// The backup a restore Job fetches, from which repository, and where its pod runs.
+#[derive(Clone, Debug)]
+pub struct RestoreFrom<'a> {
+    /// The full id of the snapshot.
+    pub snapshot: &'a str,
+    /// The Secret naming the repository and holding its key: the store's own, or a clone's source's.
+    pub secret: &'a str,
+    /// None: anywhere the files' volume can attach (the store's writers are stopped). A clone's restore runs
+    /// beside the writer already using the volume, if one is.
+    pub affinity: Option<k8s_openapi::api::core::v1::Affinity>,
+}
+
+/// Restore Job `name` of `store`: fetches the snapshot (verifying it), loads its dump into the store's database with
+/// the database's own client, empties the engine's cache, and replaces the store's files.
 pub fn restore_job(
     store: &StoreRecord,
     source: &Source,
     settings: &Settings,
     backup: &Backup,
     name: &str,
-    snapshot: &str,
+    from: RestoreFrom,
 ) -> Job {
+    let snapshot = from.snapshot;
     let work = || mount("restore", RESTORE_DIR, false);
     let mut fetch = container(
         settings,
@@ -349,7 +362,7 @@ pub fn restore_job(
             mount("script", SCRIPTS_DIR, true),
         ],
     );
-    fetch.env_from = from_store_secret();
+    fetch.env_from = from_secret(from.secret);
     let mut load_env = vec![env("RESTORE_DIR", RESTORE_DIR)];
     load_env.extend(source.dump_env.iter().cloned());
     let load = container(
@@ -400,7 +413,7 @@ pub fn restore_job(
                 source,
                 labels(&store.id, BACKUP),
                 ("restore", false),
-                None,
+                from.affinity,
                 (init_containers, files),
             ),
             ..JobSpec::default()

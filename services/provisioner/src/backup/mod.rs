@@ -3,6 +3,7 @@
 //! what is its own (which database image dumps what, which files, whose uid) in a [`Source`]; everything else is
 //! written once, here.
 
+pub mod clone;
 pub mod job;
 pub mod policy;
 pub mod repository;
@@ -416,6 +417,7 @@ pub(crate) mod example {
                 display_name: "Shoes".to_owned(),
                 engine,
                 admin_email: "owner@example.com".to_owned(),
+                source: None,
             },
             status: StoreStatus::pending(&[], jiff::Timestamp::UNIX_EPOCH),
             create_time: None,

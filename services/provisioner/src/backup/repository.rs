@@ -12,7 +12,7 @@ use kube::{
 use serde::Deserialize;
 
 use store_platform_runtime::{
-    record::{STORE_ID_LABEL, TENANT_LABEL},
+    record::{Engine, STORE_ID_LABEL, TENANT_LABEL},
     tenant::Caller,
 };
 
@@ -169,6 +169,28 @@ pub struct Snapshot {
     pub bytes: u64,
 }
 
+impl Snapshot {
+    /// INVALID_ARGUMENT naming `field` unless this is a backup of an `engine` store.
+    pub fn require_engine(&self, field: &'static str, engine: Engine) -> Result<(), Error> {
+        if self.engine == engine.as_str() {
+            return Ok(());
+        }
+        Err(Error::InvalidField {
+            field,
+            reason: format!(
+                "backup {} is of a {} store, not a {} one",
+                super::restore::short(&self.id),
+                if self.engine.is_empty() {
+                    "different"
+                } else {
+                    &self.engine
+                },
+                engine.as_str()
+            ),
+        })
+    }
+}
+
 impl From<ResticSnapshot> for Snapshot {
     fn from(snapshot: ResticSnapshot) -> Self {
         let tag = |name: &str| {
@@ -240,6 +262,34 @@ fn first_words(stderr: &[u8]) -> String {
         .unwrap_or("restic failed")
         .trim_start_matches("Fatal: ")
         .to_owned()
+}
+
+/// The one backup of store `id` (of `tenant`) whose id starts with `wanted` (a valid id's start, lower-cased):
+/// NOT_FOUND naming `field` when the store has no backups, or none such (which is how another tenant's backup
+/// looks); INVALID_ARGUMENT when several ids start so.
+pub async fn find_snapshot(
+    client: &Client,
+    backup: &Backup,
+    (tenant, id): (&str, &str),
+    (field, wanted): (&'static str, &str),
+) -> Result<Snapshot, Error> {
+    let snapshots = match existing_key_of(client, backup, tenant, id).await? {
+        Some(key) => snapshots(backup, tenant, id, &key).await?,
+        None => Vec::new(),
+    };
+    let mut matching = snapshots.into_iter().filter(|s| s.id.starts_with(wanted));
+    match (matching.next(), matching.next()) {
+        (Some(one), None) => Ok(one),
+        (None, _) => Err(Error::BackupNotFound {
+            field,
+            id: id.to_owned(),
+            backup: wanted.to_owned(),
+        }),
+        (Some(_), Some(_)) => Err(Error::InvalidField {
+            field,
+            reason: format!("{wanted:?} is the start of several backups' ids; give more of it"),
+        }),
+    }
 }
 
 /// The snapshots of store `id`'s repository, newest first; none when it has no repository yet.

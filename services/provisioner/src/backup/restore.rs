@@ -69,7 +69,11 @@ pub fn operation(snapshot: &str, now: Timestamp) -> OperationStatus {
 
 /// Where Job `name` stands: done, failed (why, in the failing container's words), or running; None when it does
 /// not exist (a retry removed the failed one), so the step makes it afresh.
-async fn job_progress(kube: &Kube, name: &str, busy: &str) -> Result<Option<Progress>, Error> {
+pub(super) async fn job_progress(
+    kube: &Kube,
+    name: &str,
+    busy: &str,
+) -> Result<Option<Progress>, Error> {
     let Some(job) = kube.get::<Job>(name).await? else {
         return Ok(None);
     };
@@ -212,7 +216,11 @@ impl Steps for Restore<'_> {
                     settings,
                     backup,
                     &restore,
-                    &self.operation.backup,
+                    job::RestoreFrom {
+                        snapshot: &self.operation.backup,
+                        secret: super::secret::STORE_SECRET,
+                        affinity: None,
+                    },
                 ))
                 .await?;
             }

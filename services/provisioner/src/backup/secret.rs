@@ -68,11 +68,29 @@ pub fn restrict_key(repository_key: &str) -> String {
     digest.iter().take(24).map(|b| format!("{b:02x}")).collect()
 }
 
+/// The Secret a clone's restore Job reads, in the clone's namespace: the repository of the store it is made from.
+pub const CLONE_SECRET: &str = "clone-source";
+
 /// What the store's backup Jobs read: where the repository is, its key, and the object store's credentials.
 pub fn store_secret(id: &str, location: &str, key: &str, credentials: &Credentials) -> Secret {
+    repository_secret(id, STORE_SECRET, (location, key), credentials)
+}
+
+/// What a clone's restore Job reads: the repository of the store it is made from (of the same tenant), its key,
+/// and the object store's credentials.
+pub fn clone_secret(id: &str, location: &str, key: &str, credentials: &Credentials) -> Secret {
+    repository_secret(id, CLONE_SECRET, (location, key), credentials)
+}
+
+fn repository_secret(
+    id: &str,
+    name: &str,
+    (location, key): (&str, &str),
+    credentials: &Credentials,
+) -> Secret {
     let mut secret = opaque(
         id,
-        STORE_SECRET,
+        name,
         vec![
             ("RESTIC_REPOSITORY", location.to_owned()),
             (PASSWORD_KEY, key.to_owned()),

@@ -57,12 +57,17 @@ pub fn backend_env(id: &str, settings: &Settings) -> Vec<EnvVar> {
         env("STORE_CORS", origin.clone()),
         env("ADMIN_CORS", origin.clone()),
         // Uploaded files' URLs are built on the store's own address (the Ingress routes /static to the server).
-        env("MEDUSA_FILE_URL", format!("{origin}{UPLOADS_PATH}")),
+        env("MEDUSA_FILE_URL", file_url(id, settings)),
         env("AUTH_CORS", origin),
         // Plain http on `*.localhost`: a `secure` session cookie would never be set; behind TLS it must be.
         env("COOKIE_SECURE", (settings.scheme == "https").to_string()),
         env("NODE_ENV", "production"),
     ]
+}
+
+/// Where store `id`'s uploaded files are served: the address every uploaded file's URL begins with.
+pub fn file_url(id: &str, settings: &Settings) -> String {
+    format!("{}{UPLOADS_PATH}", settings.origin(id))
 }
 
 fn deployment(id: &str, app: &str, mode: &str, settings: &Settings) -> Deployment {

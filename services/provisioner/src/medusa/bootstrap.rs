@@ -8,8 +8,10 @@ use k8s_openapi::api::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
+use store_platform_runtime::record::{Phase, StoreRecord};
+
 use super::{
-    backend::backend_env,
+    backend::{backend_env, file_url},
     meta::{BOOTSTRAP, NODE_UID},
     policy::BOOTSTRAP_SIZE,
     secret::{ADMIN_EMAIL, ADMIN_PASSWORD},
@@ -22,8 +24,27 @@ use crate::{
 /// Where the Job leaves the publishable key (a container's termination message).
 pub const KEY_FILE: &str = "/dev/termination-log";
 
-pub fn job(id: &str, settings: &Settings) -> Job {
+/// The store a clone's first bootstrap takes over from: set while the clone is provisioned, and only then (a later
+/// restore's verification must not reset a password its owner has changed since).
+pub fn cloned_from(store: &StoreRecord) -> Option<&str> {
+    store
+        .spec
+        .source
+        .as_ref()
+        .filter(|_| matches!(store.status.phase, Phase::Pending | Phase::Provisioning))
+        .map(|source| source.store_id.as_str())
+}
+
+/// The bootstrap Job of store `id`; of a clone of store `cloned_from`, it also moves the uploaded files' URLs from
+/// that store's address to this one's and sets the administrator's password from this store's Secret.
+pub fn job(id: &str, settings: &Settings, cloned_from: Option<&str>) -> Job {
     let mut environment = backend_env(id, settings);
+    if let Some(source) = cloned_from {
+        environment.extend([
+            env("CLONED_FROM_FILE_URL", file_url(source, settings)),
+            env("ADMIN_PASSWORD_RESET", "true"),
+        ]);
+    }
     environment.extend([
         secret_env("ADMIN_EMAIL", ADMIN_EMAIL),
         secret_env("ADMIN_PASSWORD", ADMIN_PASSWORD),

@@ -123,9 +123,12 @@ impl Engine for Medusa {
                 kube.create_once(&secret::credentials(id, &store.spec.admin_email))
                     .await?;
             }
+            // The store's data: its database, and the volume of its uploaded files (which a clone's restore fills
+            // before the backend starts).
             "postgres" => {
                 kube.apply(&postgres::service(id)).await?;
                 kube.apply(&postgres::stateful_set(id, settings)).await?;
+                kube.apply(&backend::uploads_claim(id, settings)).await?;
             }
             "redis" => {
                 kube.apply(&redis::service(id)).await?;
@@ -135,11 +138,11 @@ impl Engine for Medusa {
                 // A Job's pod template cannot change once it exists; a retry removes a failed one first.
                 let exists = kube.get::<Job>(BOOTSTRAP).await?.is_some();
                 if !exists {
-                    kube.apply(&bootstrap::job(id, settings)).await?;
+                    kube.apply(&bootstrap::job(id, settings, bootstrap::cloned_from(store)))
+                        .await?;
                 }
             }
             "backend" => {
-                kube.apply(&backend::uploads_claim(id, settings)).await?;
                 kube.apply(&backend::service(id)).await?;
                 kube.apply(&backend::server(id, settings)).await?;
                 kube.apply(&backend::worker(id, settings)).await?;

@@ -48,7 +48,7 @@ fn pods(settings: &Settings) -> Vec<(&'static str, PodSpec)> {
         ),
         (
             meta::BOOTSTRAP,
-            template(bootstrap::job(ID, settings).spec.map(|s| s.template)),
+            template(bootstrap::job(ID, settings, None).spec.map(|s| s.template)),
         ),
         (
             meta::STOREFRONT,
@@ -225,7 +225,7 @@ fn the_server_and_worker_run_one_image_in_their_own_modes() {
 
 #[test]
 fn the_bootstrap_job_never_runs_twice_at_once_and_reports_in_its_termination_message() {
-    let job = bootstrap::job(ID, &Settings::local());
+    let job = bootstrap::job(ID, &Settings::local(), None);
     let spec = job.spec.expect("spec");
     assert_eq!(spec.parallelism, Some(1));
     assert_eq!(spec.completions, Some(1));

@@ -28,8 +28,10 @@ pub fn script_config_map(id: &str) -> ConfigMap {
     }
 }
 
+/// The bootstrap Job of store `id`. A clone's also says which store it was made from: the script then moves the
+/// database's address to this store's, if it is still another's, and sets the administrator's password.
 pub fn job(id: &str, spec: &StoreSpec, settings: &Settings) -> Job {
-    let extra = vec![
+    let mut extra = vec![
         env("STORE_HOST", settings.host(id)),
         env("STORE_TITLE", spec.display_name.clone()),
         env("WP_ADMIN_EMAIL", spec.admin_email.clone()),
@@ -37,6 +39,9 @@ pub fn job(id: &str, spec: &StoreSpec, settings: &Settings) -> Job {
         secret_env("WP_ADMIN_PASSWORD", WORDPRESS_ADMIN_PASSWORD),
         env("WORDPRESS_SERVICE_URL", format!("http://{WORDPRESS}")),
     ];
+    if let Some(source) = &spec.source {
+        extra.push(env("CLONED_FROM", source.store_id.clone()));
+    }
     Job {
         metadata: object_meta(id, BOOTSTRAP, BOOTSTRAP),
         spec: Some(JobSpec {

@@ -17,6 +17,7 @@ fn spec() -> StoreSpec {
         display_name: "Shoes".into(),
         engine: Engine::Woocommerce,
         admin_email: "owner@example.com".into(),
+        source: None,
     }
 }
 

@@ -104,6 +104,7 @@ pub fn store(engine: EngineKind) -> StoreRecord {
             display_name: "Shop".to_owned(),
             engine,
             admin_email: OWNER.to_owned(),
+            source: None,
         },
         status: StoreStatus::pending(&[], jiff::Timestamp::UNIX_EPOCH),
         create_time: None,
@@ -294,7 +295,11 @@ exec setpriv --reuid={uid} --regid={uid} --clear-groups -- "$@""#
             settings,
             backup,
             "restore-1",
-            snapshot,
+            job::RestoreFrom {
+                snapshot,
+                secret: store_platform_provisioner::backup::secret::STORE_SECRET,
+                affinity: None,
+            },
         );
         let pod = pod_spec(job.spec.map(|s| s.template));
         let restore_dir = work.join("restore");

@@ -432,7 +432,7 @@ pub fn bootstrap_command(
     key_file: &Path,
 ) -> Command {
     let settings = Settings::local();
-    let job = bootstrap::job(STORE, &settings);
+    let job = bootstrap::job(STORE, &settings, None);
     let container = pod_spec(job.spec.map(|s| s.template)).containers[0].clone();
     let env = databases
         .localise(environment(&container, secret))

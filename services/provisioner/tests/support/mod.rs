@@ -53,6 +53,7 @@ pub fn create_request_for(id: &str, engine: Engine) -> CreateStoreRequest {
         display_name: format!("Store {id}"),
         engine: engine as i32,
         admin_email: "owner@example.com".to_owned(),
+        source: None,
     }
 }
 
