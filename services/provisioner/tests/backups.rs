@@ -1008,3 +1008,238 @@ async fn a_backup_of_the_other_engine_is_refused_by_name() {
     );
     assert_eq!(store_now(&id).await.phase, Phase::Ready as i32);
 }
+
+/// CreateStore of `id` (a WooCommerce store, for tenant `tenant`) as a clone of `store`'s backup `backup`.
+fn clone_request(
+    tenant: &str,
+    id: &str,
+    engine: Engine,
+    (store, backup): (&str, &str),
+) -> tonic::Request<store_platform_proto::v1::CreateStoreRequest> {
+    as_tenant(
+        tenant,
+        store_platform_proto::v1::CreateStoreRequest {
+            source: Some(store_platform_proto::v1::CloneSource {
+                store_id: store.to_owned(),
+                backup_id: backup.to_owned(),
+            }),
+            ..create_request_for(id, engine)
+        },
+    )
+}
+
+async fn namespace_exists(id: &str) -> bool {
+    let client = TestEnv::shared().client().await;
+    Api::<k8s_openapi::api::core::v1::Namespace>::all(client)
+        .get_opt(&record::namespace_name(id))
+        .await
+        .expect("namespace lookup")
+        .is_some()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_clone_is_made_from_a_backup_before_its_bootstrap_and_a_deleted_store_comes_back_as_one()
+{
+    let source = ready_store("original", "vault", Engine::Woocommerce).await;
+    let snapshot = a_backup_of(&source, "woocommerce").await;
+
+    // Bad requests make nothing, and say which field is wrong.
+    let copy = unique_id("copy");
+    for (request, code, field) in [
+        (
+            clone_request("other", &copy, Engine::Woocommerce, (&source, &snapshot)),
+            Code::NotFound,
+            "source.store_id",
+        ),
+        (
+            clone_request(
+                "vault",
+                &copy,
+                Engine::Woocommerce,
+                ("no-such-store", &snapshot),
+            ),
+            Code::NotFound,
+            "source.store_id",
+        ),
+        (
+            clone_request(
+                "vault",
+                &copy,
+                Engine::Woocommerce,
+                (&source, "deadbeefdeadbeef"),
+            ),
+            Code::NotFound,
+            "source.backup_id",
+        ),
+        (
+            clone_request("vault", &copy, Engine::Woocommerce, (&source, "not-an-id")),
+            Code::InvalidArgument,
+            "source.backup_id",
+        ),
+        (
+            clone_request("vault", &copy, Engine::Woocommerce, ("Bad_Id", &snapshot)),
+            Code::InvalidArgument,
+            "source.store_id",
+        ),
+        (
+            clone_request("vault", &copy, Engine::Medusa, (&source, &snapshot)),
+            Code::InvalidArgument,
+            "engine",
+        ),
+    ] {
+        let status = api()
+            .await
+            .create_store(request)
+            .await
+            .expect_err("a bad clone");
+        assert_eq!(status.code(), code, "{status:?}");
+        assert!(status.message().contains(field), "{field}: {status:?}");
+        assert!(
+            !namespace_exists(&copy).await,
+            "a refused clone left its namespace"
+        );
+    }
+
+    // A clone, from the start of the backup's id.
+    let created = api()
+        .await
+        .create_store(clone_request(
+            "vault",
+            &copy,
+            Engine::Woocommerce,
+            (&source, &snapshot[..8]),
+        ))
+        .await
+        .expect("clone")
+        .into_inner()
+        .store
+        .expect("store");
+    let recorded = created.source.clone().expect("the source");
+    assert_eq!(
+        (recorded.store_id.as_str(), recorded.backup_id.as_str()),
+        (source.as_str(), snapshot.as_str()),
+        "the backup's full id is recorded"
+    );
+    let names: Vec<&str> = created.steps.iter().map(|s| s.name.as_str()).collect();
+    let restore_at = names
+        .iter()
+        .position(|n| *n == "restore-backup")
+        .expect("a restore step");
+    assert_eq!(names[restore_at + 1], "bootstrap", "{names:?}");
+    // Asked again, the same clone is the answer.
+    let again = api()
+        .await
+        .create_store(clone_request(
+            "vault",
+            &copy,
+            Engine::Woocommerce,
+            (&source, &snapshot),
+        ))
+        .await
+        .expect("the same clone again")
+        .into_inner()
+        .store
+        .expect("store");
+    assert_eq!(again.source, created.source);
+    wait_for_phase_with_reason(&copy).await;
+
+    // What it made: the source's repository named in a Secret of its own, read by a restore Job of the backup,
+    // and a bootstrap told whose database it finds.
+    let client = TestEnv::shared().client().await;
+    let namespace = record::namespace_name(&copy);
+    let secret = Api::<Secret>::namespaced(client.clone(), &namespace)
+        .get("clone-source")
+        .await
+        .expect("the clone's source Secret");
+    assert!(
+        secret_text(&secret, "RESTIC_REPOSITORY").ends_with(&format!("/vault/{source}")),
+        "{:?}",
+        secret_text(&secret, "RESTIC_REPOSITORY")
+    );
+    let job = Api::<Job>::namespaced(client.clone(), &namespace)
+        .get("restore-clone")
+        .await
+        .expect("the restore Job");
+    let pod = job.spec.expect("spec").template.spec.expect("pod");
+    let fetch = &pod.init_containers.as_ref().expect("init")[0];
+    assert_eq!(
+        fetch.env_from.as_ref().expect("env from")[0]
+            .secret_ref
+            .as_ref()
+            .expect("secret")
+            .name,
+        "clone-source"
+    );
+    assert!(
+        fetch
+            .env
+            .iter()
+            .flatten()
+            .any(|e| e.name == "SNAPSHOT" && e.value.as_deref() == Some(snapshot.as_str()))
+    );
+    let bootstrap = Api::<Job>::namespaced(client.clone(), &namespace)
+        .get("woocommerce-bootstrap")
+        .await
+        .expect("bootstrap");
+    let container = &bootstrap
+        .spec
+        .expect("spec")
+        .template
+        .spec
+        .expect("pod")
+        .containers[0];
+    assert!(
+        container
+            .env
+            .iter()
+            .flatten()
+            .any(|e| e.name == "CLONED_FROM" && e.value.as_deref() == Some(source.as_str()))
+    );
+    // The store it was made from is untouched.
+    assert_eq!(store_now(&source).await.phase, Phase::Ready as i32);
+    let restores_there = Api::<Job>::namespaced(client.clone(), &record::namespace_name(&source))
+        .list(&ListParams::default().labels("store-platform.io/restores"))
+        .await
+        .expect("list")
+        .items;
+    assert!(restores_there.is_empty());
+
+    // A deleted store comes back as a clone of its backup, within its window.
+    api()
+        .await
+        .delete_store(as_tenant(
+            "vault",
+            DeleteStoreRequest {
+                store_id: source.clone(),
+            },
+        ))
+        .await
+        .expect("delete");
+    wait_until_gone(&source).await;
+    let back = unique_id("back");
+    api()
+        .await
+        .create_store(clone_request(
+            "vault",
+            &back,
+            Engine::Woocommerce,
+            (&source, &snapshot),
+        ))
+        .await
+        .expect("a deleted store's backup, cloned");
+    wait_for_phase_with_reason(&back).await;
+}
+
+/// Waits until store `id` is ready, failing with its reason if it fails.
+async fn wait_for_phase_with_reason(id: &str) {
+    let status = support::wait_for_status(id, Duration::from_secs(180), |status| {
+        matches!(status.phase, record::Phase::Ready | record::Phase::Failed)
+    })
+    .await;
+    assert_eq!(
+        status.phase,
+        record::Phase::Ready,
+        "{}",
+        status.failure_reason
+    );
+}

@@ -1303,6 +1303,18 @@ async fn with_no_object_store_the_backup_calls_say_backups_are_off_and_name_the_
         ))
         .await
         .expect_err("backups are off"),
+        api.create_store(as_tenant(
+            "life",
+            CreateStoreRequest {
+                source: Some(store_platform_proto::v1::CloneSource {
+                    store_id: "any-store".into(),
+                    backup_id: "0123456789abcdef".into(),
+                }),
+                ..create_request("a-clone-of-nothing")
+            },
+        ))
+        .await
+        .expect_err("backups are off"),
     ] {
         assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
         assert!(
@@ -1311,4 +1323,15 @@ async fn with_no_object_store_the_backup_calls_say_backups_are_off_and_name_the_
             "{status:?}"
         );
     }
+    let client = TestEnv::shared().client().await;
+    assert!(
+        Api::<Namespace>::all(client)
+            .get_opt(&store_platform_runtime::record::namespace_name(
+                "a-clone-of-nothing"
+            ))
+            .await
+            .expect("namespace lookup")
+            .is_none(),
+        "a refused clone leaves nothing"
+    );
 }
