@@ -14,19 +14,22 @@ mod backup_support;
 mod mariadb_support;
 mod medusa_support;
 
-use std::{os::unix::fs::chown, path::Path, process::Command, sync::Arc};
+use std::{os::unix::fs::chown, path::Path, process::Command, sync::Arc, time::Duration};
 
 use backup_support::*;
 use medusa_support::*;
 use store_platform_provisioner::{
     backup::{Kind, repository},
     engine::Engine as _,
-    medusa::{self, meta::NODE_UID},
+    medusa::{
+        self, backend,
+        meta::{NODE_UID, UPLOADS_PATH},
+    },
     settings::Settings,
     woocommerce::{self, meta::WWW_DATA},
 };
 use store_platform_runtime::record::Engine as EngineKind;
-use store_platform_test_support::daemon::require_programs;
+use store_platform_test_support::{daemon::require_programs, process::free_port};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_medusa_store_is_backed_up_with_pg_dump_and_restic_and_comes_back_with_restic_alone() {
@@ -442,5 +445,221 @@ async fn a_woocommerce_store_is_backed_up_with_mariadb_dump_and_restored_in_plac
         std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&uploaded).expect("metadata")),
         www,
         "the restored files are www-data's"
+    );
+}
+
+/// The store's pod `container` at the public address `public` (the stand-in Ingress's port is part of a store's
+/// address here), as `MEDUSA_FILE_URL` builds uploaded files' URLs on it.
+fn at_address(
+    mut container: k8s_openapi::api::core::v1::Container,
+    public: &str,
+) -> k8s_openapi::api::core::v1::Container {
+    for var in container.env.iter_mut().flatten() {
+        if var.name == "MEDUSA_FILE_URL" {
+            var.value = Some(format!("{public}{UPLOADS_PATH}"));
+        }
+    }
+    container
+}
+
+/// The publishable key a bootstrap left in `file`.
+fn key_in(file: &Path) -> String {
+    let message = std::fs::read_to_string(file).expect("the termination log");
+    medusa::parse_publishable_key(&message)
+        .unwrap_or_else(|| panic!("no publishable key in {message:?}"))
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_medusa_store_cloned_from_its_backup_is_a_store_of_its_own_with_the_orders_and_images() {
+    require_programs(&[RESTIC, CURL, PSQL]);
+    let app = medusa_app();
+    let dir = tempfile::tempdir().expect("tmp");
+    let objects = ObjectStore::start(dir.path());
+    let mut settings = Settings::local();
+    settings.backup = Some(backup_settings(&objects.endpoint, dir.path()));
+    let backup = settings.backup.clone().expect("backups on");
+
+    // The store the clone is made from, as a customer and its owner left it: real Medusa, an order, the owner's
+    // product with its uploaded image.
+    let secret = values(&medusa::secret::credentials(STORE, OWNER));
+    let databases = Databases::start(&settings, &secret);
+    let key_file = databases.dir.path().join("termination-log");
+    let booted = run(
+        bootstrap_command(&app, &databases, &secret, &key_file),
+        Duration::from_secs(900),
+    );
+    assert!(booted.status.success(), "bootstrap:\n{}", text(&booted));
+    let key = key_in(&key_file);
+    let source_public = format!("http://{STORE}.localhost:{}", free_port());
+    let server = Backend::start(
+        &app,
+        &databases,
+        &secret,
+        &at_address(
+            container_of(backend::server(STORE, &settings)),
+            &source_public,
+        ),
+        "server",
+    );
+    let _worker = Backend::start(
+        &app,
+        &databases,
+        &secret,
+        &at_address(
+            container_of(backend::worker(STORE, &settings)),
+            &source_public,
+        ),
+        "worker",
+    );
+    let password = &secret[medusa::secret::ADMIN_PASSWORD];
+    let token = admin_token_via(&[], &server.url, OWNER, password);
+    let image_file =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/medusa/product-image.png");
+    let product = owner_adds_a_product_via(&[], &server.url, &token, &settings, &image_file);
+    assert!(
+        product
+            .image_url
+            .starts_with(&format!("{source_public}{UPLOADS_PATH}/")),
+        "{}",
+        product.image_url
+    );
+    let order = place_order(&server, &key, &settings, "first-customer@example.com");
+
+    // Its backup, as its Job makes it.
+    let repository_key = new_key(&backup);
+    let repository_secret = repository_secret(&backup, &repository_key);
+    let work = dir.path().join("job");
+    scratch(&work);
+    let made =
+        medusa_target(&databases, &settings, &secret).backup(&settings, &repository_secret, &work);
+    assert!(made.ok, "the backup:\n{}", made.output);
+    let snapshot = field(&made.termination, "snapshot").to_owned();
+
+    // The clone: a new store (its own database, Redis, uploads volume, address and Secret), its restore Job
+    // reading the source's repository as the clone's `clone-source` Secret names it, then its bootstrap as the
+    // provisioner writes a clone's.
+    let clone_secret = values(&medusa::secret::credentials(STORE, OWNER));
+    let clone_password = &clone_secret[medusa::secret::ADMIN_PASSWORD];
+    assert_ne!(clone_password, password, "a clone has passwords of its own");
+    let clone = Databases::start(&settings, &clone_secret);
+    let clone_work = dir.path().join("clone-job");
+    scratch(&clone_work);
+    let restored = medusa_target(&clone, &settings, &clone_secret)
+        .restore(&settings, &repository_secret, &clone_work, &snapshot)
+        .unwrap_or_else(|transcript| panic!("the clone's restore failed:\n{transcript}"));
+    assert!(restored.contains("fetched snapshot"), "{restored}");
+    let clone_public = format!("http://{STORE}.localhost:{}", free_port());
+    let job = medusa::bootstrap::job(STORE, &settings, Some("the-original"));
+    let written: Vec<(String, String)> = pod_spec(job.spec.clone().map(|s| s.template)).containers
+        [0]
+    .env
+    .iter()
+    .flatten()
+    .map(|e| (e.name.clone(), e.value.clone().unwrap_or_default()))
+    .collect();
+    assert_eq!(
+        env_value(&written, "CLONED_FROM_FILE_URL"),
+        format!("{}{UPLOADS_PATH}", settings.origin("the-original"))
+    );
+    assert_eq!(env_value(&written, "ADMIN_PASSWORD_RESET"), "true");
+    let clone_key_file = clone.dir.path().join("termination-log");
+    let mut command = bootstrap_command_of(&app, &clone, &clone_secret, &clone_key_file, job);
+    // Here the two stores' addresses are the stand-in Ingress's: the source's and the clone's ports.
+    command
+        .env(
+            "CLONED_FROM_FILE_URL",
+            format!("{source_public}{UPLOADS_PATH}"),
+        )
+        .env("MEDUSA_FILE_URL", format!("{clone_public}{UPLOADS_PATH}"));
+    let cloned = run(command, Duration::from_secs(900));
+    let cloned_output = text(&cloned);
+    assert!(
+        cloned.status.success(),
+        "the clone's bootstrap:\n{cloned_output}"
+    );
+    assert!(
+        cloned_output.contains("uploaded file URL(s) from") && !cloned_output.contains("moved 0 "),
+        "{cloned_output}"
+    );
+    assert!(!cloned_output.contains(clone_password.as_str()));
+    let old_urls = clone.sql(
+        "medusa",
+        &format!("SELECT count(*) FROM image WHERE url LIKE '{source_public}%'"),
+    );
+    assert_eq!(old_urls, "0", "no image names the old store's address");
+    let image_url = clone.sql(
+        "medusa",
+        &format!(
+            "SELECT url FROM image WHERE url LIKE '{clone_public}%' ORDER BY created_at DESC LIMIT 1"
+        ),
+    );
+    assert_eq!(
+        image_url,
+        product.image_url.replace(&source_public, &clone_public),
+        "the owner's image, at the clone's address"
+    );
+
+    // The clone runs as a store of its own: the owner signs in with the clone's password (not the source's), sees
+    // the order and the image, and a customer orders again.
+    let clone_server = Backend::start(
+        &app,
+        &clone,
+        &clone_secret,
+        &at_address(
+            container_of(backend::server(STORE, &settings)),
+            &clone_public,
+        ),
+        "server",
+    );
+    let _clone_worker = Backend::start(
+        &app,
+        &clone,
+        &clone_secret,
+        &at_address(
+            container_of(backend::worker(STORE, &settings)),
+            &clone_public,
+        ),
+        "worker",
+    );
+    let refused = http(
+        "POST",
+        &clone_server.url("/auth/user/emailpass"),
+        &[],
+        Some(&serde_json::json!({"email": OWNER, "password": password})),
+    );
+    assert_eq!(
+        refused.status, 401,
+        "the source's password: {}",
+        refused.body
+    );
+    let clone_token = admin_token_via(&[], &clone_server.url, OWNER, clone_password);
+    let orders = admin_orders_via(&[], &clone_server.url, &clone_token);
+    assert!(
+        orders["orders"]
+            .as_array()
+            .expect("orders")
+            .iter()
+            .any(|o| o["id"] == order.as_str()),
+        "the source's order is in the clone: {orders}"
+    );
+    let path = &image_url[image_url.find("/static/").expect("a /static URL")..];
+    assert_eq!(
+        bytes_via(&[], &clone_server.url(path), &[]),
+        std::fs::read(&image_file).expect("the image"),
+        "the clone serves the owner's image"
+    );
+    let clone_key = key_in(&clone_key_file);
+    let second = place_order(
+        &clone_server,
+        &clone_key,
+        &settings,
+        "second-customer@example.com",
+    );
+    assert_ne!(second, order);
+    // And the store it was made from is as it was: one order, its own image address.
+    assert_eq!(
+        databases.sql("medusa", "SELECT count(*) FROM \"order\""),
+        "1"
     );
 }

@@ -431,8 +431,18 @@ pub fn bootstrap_command(
     secret: &BTreeMap<String, String>,
     key_file: &Path,
 ) -> Command {
-    let settings = Settings::local();
-    let job = bootstrap::job(STORE, &settings, None);
+    let job = bootstrap::job(STORE, &Settings::local(), None);
+    bootstrap_command_of(app, databases, secret, key_file, job)
+}
+
+/// Job `job`'s container, as [`bootstrap_command`] runs the bootstrap Job's.
+pub fn bootstrap_command_of(
+    app: &Path,
+    databases: &Databases,
+    secret: &BTreeMap<String, String>,
+    key_file: &Path,
+    job: k8s_openapi::api::batch::v1::Job,
+) -> Command {
     let container = pod_spec(job.spec.map(|s| s.template)).containers[0].clone();
     let env = databases
         .localise(environment(&container, secret))
