@@ -34,7 +34,7 @@ use store_platform_runtime::record;
 use store_platform_test_support::{
     Behaviour, Fate, TestEnv,
     daemon::{Daemon, require_programs},
-    process::free_port,
+    process::{ServiceProcess, free_port},
 };
 use support::{as_tenant, create_request_for, unique_id, wait_for_phase, wait_until_gone};
 use tonic::{Code, transport::Channel};
@@ -42,6 +42,8 @@ use tonic::{Code, transport::Channel};
 const BUCKET: &str = "platform-backups";
 const ACCESS_KEY: &str = "backup-access-key";
 const SECRET_KEY: &str = "backup-secret-key-never-shown";
+/// The tenant whose stores only the provisioner process of the kill test reconciles.
+const CRASH_TENANT: &str = "crash-vault";
 
 fn tools() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tools")
@@ -90,6 +92,11 @@ fn provisioner_addrs() -> (SocketAddr, SocketAddr) {
         let mut flags = vec![
             format!("--lease-name=provisioner-backups-{}", std::process::id()),
             "--step-deadline=30s".to_owned(),
+            // The killed provisioner's stores are its own (see the kill test).
+            format!(
+                "--reconcile-selector={}!={CRASH_TENANT}",
+                record::TENANT_LABEL
+            ),
         ];
         flags.extend(backup_flags());
         support::spawn_provisioner(TestEnv::shared().clone(), flags)
@@ -524,6 +531,10 @@ async fn a_store_that_is_not_ready_cannot_be_backed_up() {
 /// Runs the platform's backup script, as a backup Job's restic container would, against the store's repository
 /// with the store's backup Secret: a real snapshot of a tiny store.
 fn write_a_snapshot(store_secret: &Secret, id: &str, engine: &str) {
+    write_a_snapshot_of(store_secret, ("vault", id), engine);
+}
+
+fn write_a_snapshot_of(store_secret: &Secret, (tenant, id): (&str, &str), engine: &str) {
     let dir = tempfile::tempdir().expect("tmp");
     let backup_dir = dir.path().join("backup");
     std::fs::create_dir_all(backup_dir.join("files")).expect("mkdir");
@@ -556,7 +567,7 @@ fn write_a_snapshot(store_secret: &Secret, id: &str, engine: &str) {
             ("S3_BUCKET_LOOKUP", "path".to_owned()),
             ("S3_REGION", "us-east-1".to_owned()),
             ("STORE_ID", id.to_owned()),
-            ("STORE_TENANT", "vault".to_owned()),
+            ("STORE_TENANT", tenant.to_owned()),
             ("STORE_ENGINE", engine.to_owned()),
             (
                 "ENGINE_VERSION",
@@ -1242,4 +1253,204 @@ async fn wait_for_phase_with_reason(id: &str) {
         "{}",
         status.failure_reason
     );
+}
+
+/// A provisioner process that reconciles only [`CRASH_TENANT`]'s stores, with the platform's backup settings in its
+/// environment (each flag's `env =`), as the chart gives them.
+fn crash_provisioner(port: u16, lease: &str, logs: &Path) -> ServiceProcess {
+    let env = TestEnv::shared();
+    let mut vars: Vec<(String, String)> = vec![
+        (
+            "KUBECONFIG".into(),
+            env.kubeconfig_path().display().to_string(),
+        ),
+        ("GRPC_ADDR".into(), format!("127.0.0.1:{port}")),
+        ("METRICS_ADDR".into(), "127.0.0.1:0".into()),
+        ("LEASE_NAME".into(), lease.to_owned()),
+        ("POD_NAME".into(), "crash-replica".into()),
+        ("STEP_DEADLINE".into(), "120s".into()),
+        (
+            "RECONCILE_SELECTOR".into(),
+            format!("{}={CRASH_TENANT}", record::TENANT_LABEL),
+        ),
+    ];
+    for flag in backup_flags() {
+        let (name, value) = flag
+            .trim_start_matches("--")
+            .split_once('=')
+            .expect("--name=value");
+        vars.push((
+            name.to_ascii_uppercase().replace('-', "_"),
+            value.to_owned(),
+        ));
+    }
+    let vars: Vec<(&str, String)> = vars.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+    ServiceProcess::start("provisioner", &vars, logs)
+}
+
+/// Whether the store's operation has started step `step`.
+fn operation_started(status: &record::StoreStatus, step: &str) -> bool {
+    status.operation.as_ref().is_some_and(|op| {
+        op.steps
+            .iter()
+            .any(|s| s.name == step && s.state != record::StepState::Pending)
+    })
+}
+
+async fn count_jobs(id: &str, labels: &str) -> usize {
+    let client = TestEnv::shared().client().await;
+    Api::<Job>::namespaced(client, &record::namespace_name(id))
+        .list(&ListParams::default().labels(labels))
+        .await
+        .expect("list Jobs")
+        .items
+        .len()
+}
+
+async fn count_pods(id: &str, labels: &str) -> usize {
+    let client = TestEnv::shared().client().await;
+    Api::<k8s_openapi::api::core::v1::Pod>::namespaced(client, &record::namespace_name(id))
+        .list(&ListParams::default().labels(labels))
+        .await
+        .expect("list pods")
+        .items
+        .len()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_provisioner_killed_at_each_step_of_a_restore_and_of_a_clone_converges_with_nothing_duplicated()
+ {
+    let env = TestEnv::shared();
+    env.ensure_namespace("store-platform").await;
+    let logs = tempfile::tempdir().expect("logs");
+    let lease = unique_id("crash-backups");
+    let port = free_port();
+    let mut provisioner = crash_provisioner(port, &lease, logs.path());
+    let mut api = ProvisionerServiceClient::new(provisioner.channel(port).await);
+    let id = unique_id("kill");
+    api.create_store(as_tenant(
+        CRASH_TENANT,
+        create_request_for(&id, Engine::Woocommerce),
+    ))
+    .await
+    .expect("create");
+    wait_for_phase(&id, "ready", Duration::from_secs(180)).await;
+    let secret = Api::<Secret>::namespaced(env.client().await, &record::namespace_name(&id))
+        .get("store-backup")
+        .await
+        .expect("the store's backup Secret");
+    write_a_snapshot_of(&secret, (CRASH_TENANT, &id), "woocommerce");
+    let snapshot = api
+        .list_backups(as_tenant(
+            CRASH_TENANT,
+            ListBackupsRequest {
+                store_id: id.clone(),
+            },
+        ))
+        .await
+        .expect("list")
+        .into_inner()
+        .backups
+        .into_iter()
+        .find(|b| b.state == BackupState::Succeeded as i32)
+        .expect("the snapshot")
+        .id;
+
+    // Every pod takes a while, so each kill lands while its step runs.
+    for store in [id.clone(), format!("{id}-copy")] {
+        env.set_kubelet_behaviour(
+            &record::namespace_name(&store),
+            &Behaviour::with_delay(Duration::from_millis(1500)),
+        )
+        .await;
+    }
+    api.restore_store(as_tenant(
+        CRASH_TENANT,
+        RestoreStoreRequest {
+            store_id: id.clone(),
+            backup_id: snapshot.clone(),
+        },
+    ))
+    .await
+    .expect("restore");
+    for step in [
+        "safety-backup",
+        "stop-writers",
+        "restore-data",
+        "start-writers",
+        "verify",
+    ] {
+        support::wait_for_status(&id, Duration::from_secs(120), |s| {
+            operation_started(s, step)
+        })
+        .await;
+        provisioner.kill();
+        provisioner = crash_provisioner(port, &lease, logs.path());
+    }
+    let ended = restore_ended(&id).await;
+    let operation = ended.operation.expect("the operation");
+    assert_eq!(
+        (operation.state, ended.phase),
+        (record::OperationState::Succeeded, record::Phase::Ready),
+        "{}",
+        operation.message
+    );
+    // One of each: the backup taken first, the restore, the verification; each Job's pod once.
+    assert_eq!(
+        count_jobs(&id, "store-platform.io/backup-kind=pre-restore").await,
+        1
+    );
+    let restores = format!("store-platform.io/restores={}", &snapshot[..16]);
+    assert_eq!(count_jobs(&id, &restores).await, 1);
+    assert_eq!(
+        count_pods(
+            &id,
+            &format!("job-name=restore-{}", {
+                operation.start_time.strftime("%Y%m%d-%H%M%S")
+            })
+        )
+        .await,
+        1,
+        "the restore ran once"
+    );
+    assert_eq!(
+        count_jobs(&id, "app.kubernetes.io/name=woocommerce-bootstrap").await,
+        1
+    );
+
+    // A clone, killed as it restores and as it bootstraps.
+    let copy = format!("{id}-copy");
+    let mut api = ProvisionerServiceClient::new(provisioner.channel(port).await);
+    api.create_store(as_tenant(
+        CRASH_TENANT,
+        store_platform_proto::v1::CreateStoreRequest {
+            source: Some(store_platform_proto::v1::CloneSource {
+                store_id: id.clone(),
+                backup_id: snapshot.clone(),
+            }),
+            ..create_request_for(&copy, Engine::Woocommerce)
+        },
+    ))
+    .await
+    .expect("clone");
+    for step in ["restore-backup", "bootstrap"] {
+        support::wait_for_status(&copy, Duration::from_secs(120), |s| {
+            support::started(s, step)
+        })
+        .await;
+        provisioner.kill();
+        provisioner = crash_provisioner(port, &lease, logs.path());
+    }
+    wait_for_phase_with_reason(&copy).await;
+    assert_eq!(
+        count_pods(&copy, "job-name=restore-clone").await,
+        1,
+        "the clone's restore ran once"
+    );
+    assert_eq!(
+        count_pods(&copy, "job-name=woocommerce-bootstrap").await,
+        1,
+        "its bootstrap ran once"
+    );
+    assert!(provisioner.terminate(Duration::from_secs(20)), "clean exit");
 }
