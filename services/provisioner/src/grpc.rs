@@ -15,11 +15,11 @@ use kube::{
 };
 use store_platform_proto::v1::{
     BackupStoreRequest, BackupStoreResponse, CreateStoreRequest, CreateStoreResponse,
-    DeleteStoreRequest, DeleteStoreResponse, GetStoreCredentialsRequest,
+    DeleteStoreRequest, DeleteStoreResponse, DeletedStore, GetStoreCredentialsRequest,
     GetStoreCredentialsResponse, GetStoreRequest, GetStoreResponse, ListBackupsRequest,
-    ListBackupsResponse, ListStoresRequest, ListStoresResponse, RestoreStoreRequest,
-    RestoreStoreResponse, RetryStoreRequest, RetryStoreResponse,
-    provisioner_service_server::ProvisionerService,
+    ListBackupsResponse, ListDeletedStoresRequest, ListDeletedStoresResponse, ListStoresRequest,
+    ListStoresResponse, RestoreStoreRequest, RestoreStoreResponse, RetryStoreRequest,
+    RetryStoreResponse, provisioner_service_server::ProvisionerService,
 };
 use store_platform_runtime::record::{
     self, CloneSource, OperationState, Phase, StepState, StepStatus, StoreRecord, StoreStatus,
@@ -516,15 +516,11 @@ impl ProvisionerService for Provisioner {
         store.terminating = true;
         // Its backups outlive it for the retention window.
         let backups_kept_until = match self.settings.backup.as_ref() {
-            Some(settings) => backup::sweep::mark_deleted(
-                &self.client,
-                settings,
-                &store.tenant,
-                &id,
-                Timestamp::now(),
-            )
-            .await?
-            .map(record::timestamp),
+            Some(settings) => {
+                backup::sweep::mark_deleted(&self.client, settings, &store, Timestamp::now())
+                    .await?
+                    .map(record::timestamp)
+            }
             None => None,
         };
         Ok(Response::new(DeleteStoreResponse {
@@ -742,6 +738,39 @@ impl ProvisionerService for Provisioner {
             Err(error) => return Err(error.into()),
         };
         Ok(Response::new(ListBackupsResponse { backups }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_deleted_stores(
+        &self,
+        request: Request<ListDeletedStoresRequest>,
+    ) -> Result<Response<ListDeletedStoresResponse>, Status> {
+        let caller = self
+            .auth
+            .caller(request.metadata(), "ListDeletedStores")
+            .await?;
+        let settings = self.settings.backup.as_ref().ok_or(Error::BackupsOff)?;
+        let stores = backup::sweep::deleted_stores(&self.client, settings, &caller)
+            .await?
+            .into_iter()
+            .map(|deleted| DeletedStore {
+                store_id: deleted.id,
+                display_name: deleted
+                    .spec
+                    .as_ref()
+                    .map(|spec| spec.display_name.clone())
+                    .unwrap_or_default(),
+                engine: deleted
+                    .spec
+                    .as_ref()
+                    .map_or(store_platform_proto::v1::Engine::Unspecified, |spec| {
+                        spec.engine.to_proto()
+                    }) as i32,
+                delete_time: Some(record::timestamp(deleted.deleted)),
+                backups_kept_until: Some(record::timestamp(deleted.kept_until)),
+            })
+            .collect();
+        Ok(Response::new(ListDeletedStoresResponse { stores }))
     }
 
     #[tracing::instrument(skip_all, fields(store = %request.get_ref().store_id))]

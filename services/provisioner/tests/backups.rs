@@ -1227,18 +1227,65 @@ async fn a_clone_is_made_from_a_backup_before_its_bootstrap_and_a_deleted_store_
         .await
         .expect("delete");
     wait_until_gone(&source).await;
-    let back = unique_id("back");
+    let deleted = |tenant: &'static str| async move {
+        api()
+            .await
+            .list_deleted_stores(as_tenant(
+                tenant,
+                store_platform_proto::v1::ListDeletedStoresRequest {},
+            ))
+            .await
+            .expect("list deleted stores")
+            .into_inner()
+            .stores
+    };
+    let listed = deleted("vault").await;
+    let gone = listed
+        .iter()
+        .find(|s| s.store_id == source)
+        .expect("the deleted store is listed");
+    assert_eq!(gone.engine, Engine::Woocommerce as i32);
+    assert_eq!(gone.display_name, format!("Store {source}"));
+    assert!(
+        gone.backups_kept_until.expect("kept until").seconds
+            > gone.delete_time.expect("deleted").seconds
+    );
+    assert!(
+        deleted("other").await.iter().all(|s| s.store_id != source),
+        "another tenant's deleted stores are not listed"
+    );
+    // Brought back under its own id: its backups are its own again.
     api()
         .await
         .create_store(clone_request(
             "vault",
-            &back,
+            &source,
             Engine::Woocommerce,
             (&source, &snapshot),
         ))
         .await
         .expect("a deleted store's backup, cloned");
-    wait_for_phase_with_reason(&back).await;
+    wait_for_phase_with_reason(&source).await;
+    assert!(
+        deleted("vault").await.iter().all(|s| s.store_id != source),
+        "a store brought back is not deleted any more"
+    );
+    let backups = api()
+        .await
+        .list_backups(as_tenant(
+            "vault",
+            ListBackupsRequest {
+                store_id: source.clone(),
+            },
+        ))
+        .await
+        .expect("list")
+        .into_inner()
+        .backups;
+    assert!(
+        backups.iter().any(|b| b.id == snapshot),
+        "its backups came back with it"
+    );
 }
 
 /// Waits until store `id` is ready, failing with its reason if it fails.

@@ -1303,6 +1303,12 @@ async fn with_no_object_store_the_backup_calls_say_backups_are_off_and_name_the_
         ))
         .await
         .expect_err("backups are off"),
+        api.list_deleted_stores(as_tenant(
+            "life",
+            store_platform_proto::v1::ListDeletedStoresRequest {},
+        ))
+        .await
+        .expect_err("backups are off"),
         api.create_store(as_tenant(
             "life",
             CreateStoreRequest {

@@ -155,6 +155,13 @@ impl ProvisionerService for Provisioner {
     ) -> Result<Response<store_platform_proto::v1::RestoreStoreResponse>, Status> {
         Err(Status::unimplemented("not in this test"))
     }
+
+    async fn list_deleted_stores(
+        &self,
+        _: Request<store_platform_proto::v1::ListDeletedStoresRequest>,
+    ) -> Result<Response<store_platform_proto::v1::ListDeletedStoresResponse>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
 }
 
 type StreamSender = mpsc::Sender<Result<WatchStoresResponse, Status>>;

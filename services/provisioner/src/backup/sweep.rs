@@ -13,7 +13,8 @@ use kube::{
 };
 use store_platform_runtime::{
     Shutdown,
-    record::{STORE_ID_LABEL, TENANT_LABEL},
+    record::{STORE_ID_LABEL, StoreRecord, StoreSpec, TENANT_LABEL},
+    tenant::Caller,
 };
 
 use super::{
@@ -25,19 +26,25 @@ use crate::{error::Error, settings::Backup, shared::meta::secret_value};
 /// How often the sweep looks for expired keys.
 const EVERY: Duration = Duration::from_secs(600);
 
-/// Marks the key of store `id` of `tenant` as its store's deletion (at `now`); returns until when its backups are
-/// kept, or None when the store has no key (it was never backed up).
+/// The annotation of a deleted store's key Secret holding what the store was (its spec), for the list of deleted
+/// stores.
+pub const DELETED_SPEC_ANNOTATION: &str = "store-platform.io/deleted-store-spec";
+
+/// Marks the key of store `store` as its deletion (at `now`), with what the store was; returns until when its
+/// backups are kept, or None when the store has no key (it was never backed up).
 pub async fn mark_deleted(
     client: &Client,
     backup: &Backup,
-    tenant: &str,
-    id: &str,
+    store: &StoreRecord,
     now: Timestamp,
 ) -> Result<Option<Timestamp>, Error> {
     let secrets = Api::<Secret>::namespaced(client.clone(), &backup.key_namespace);
-    let name = key_secret_name(tenant, id);
-    let patch =
-        serde_json::json!({"metadata": {"annotations": {DELETED_ANNOTATION: now.to_string()}}});
+    let name = key_secret_name(&store.tenant, &store.id);
+    let spec = serde_json::to_string(&store.spec).unwrap_or_default();
+    let patch = serde_json::json!({"metadata": {"annotations": {
+        DELETED_ANNOTATION: now.to_string(),
+        DELETED_SPEC_ANNOTATION: spec,
+    }}});
     match secrets
         .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
@@ -54,7 +61,10 @@ pub async fn mark_deleted(
 /// Removes the mark: the store exists again.
 pub async fn unmark(client: &Client, backup: &Backup, tenant: &str, id: &str) -> Result<(), Error> {
     let secrets = Api::<Secret>::namespaced(client.clone(), &backup.key_namespace);
-    let patch = serde_json::json!({"metadata": {"annotations": {DELETED_ANNOTATION: null}}});
+    let patch = serde_json::json!({"metadata": {"annotations": {
+        DELETED_ANNOTATION: null,
+        DELETED_SPEC_ANNOTATION: null,
+    }}});
     match secrets
         .patch(
             &key_secret_name(tenant, id),
@@ -70,6 +80,50 @@ pub async fn unmark(client: &Client, backup: &Backup, tenant: &str, id: &str) ->
             source,
         }),
     }
+}
+
+/// A deleted store whose backups are kept.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Deleted {
+    pub tenant: String,
+    pub id: String,
+    /// What the store was; None for a store deleted before this was recorded.
+    pub spec: Option<StoreSpec>,
+    pub deleted: Timestamp,
+    pub kept_until: Timestamp,
+}
+
+/// The deleted stores whose backups are kept, of the tenants `caller` may see, most recently deleted first.
+pub async fn deleted_stores(
+    client: &Client,
+    backup: &Backup,
+    caller: &Caller,
+) -> Result<Vec<Deleted>, Error> {
+    let keys = Api::<Secret>::namespaced(client.clone(), &backup.key_namespace)
+        .list(&ListParams::default().labels("app.kubernetes.io/name=backup-key"))
+        .await
+        .map_err(Error::kubernetes("list backup keys"))?;
+    let mut deleted: Vec<Deleted> = keys
+        .items
+        .iter()
+        .filter_map(|secret| {
+            let labels = secret.metadata.labels.as_ref()?;
+            let annotations = secret.metadata.annotations.as_ref()?;
+            let tenant = labels.get(TENANT_LABEL)?;
+            let when: Timestamp = annotations.get(DELETED_ANNOTATION)?.parse().ok()?;
+            caller.may_see(tenant).then(|| Deleted {
+                tenant: tenant.clone(),
+                id: labels.get(STORE_ID_LABEL).cloned().unwrap_or_default(),
+                spec: annotations
+                    .get(DELETED_SPEC_ANNOTATION)
+                    .and_then(|spec| serde_json::from_str(spec).ok()),
+                deleted: when,
+                kept_until: kept_until(backup, when),
+            })
+        })
+        .collect();
+    deleted.sort_by(|a, b| b.deleted.cmp(&a.deleted).then_with(|| a.id.cmp(&b.id)));
+    Ok(deleted)
 }
 
 /// Until when backups of a store deleted at `deleted` are kept.
