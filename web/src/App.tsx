@@ -1,6 +1,7 @@
 import { useCallback, useEffect, useMemo, useState, type FormEvent } from "react";
 import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
-import { clients, describe, saveToken, savedToken, type Clients, type Field } from "./api";
+import { clients, Code, describe, saveToken, savedToken, type Clients, type Field } from "./api";
+import type { DeletedStore } from "./gen/store_platform/v1/provisioner_pb";
 import { Engine, OperationState, Phase, StepState, type Store } from "./gen/store_platform/v1/store_pb";
 import { BackupKind, BackupState, type Backup } from "./gen/store_platform/v1/backup_pb";
 import { useStores, type Connection } from "./useStores";
@@ -92,6 +93,7 @@ function Dashboard({ token, onSignOut }: { token: string; onSignOut: () => void 
         </button>
       </header>
       <CreateStore api={api} />
+      <DeletedStores api={api} stores={stores} />
       <section aria-labelledby="stores-title">
         <h2 id="stores-title">Stores</h2>
         {sorted.length === 0 ? (
@@ -342,6 +344,7 @@ function Backups({ store, api }: { store: Store; api: Clients }) {
   const [backups, setBackups] = useState<Backup[] | null>(null);
   const [error, setError] = useState<string | null>(null);
   const [restoring, setRestoring] = useState<Backup | null>(null);
+  const [cloning, setCloning] = useState<Backup | null>(null);
   const [busy, setBusy] = useState(false);
 
   const load = useCallback(async () => {
@@ -410,6 +413,14 @@ function Backups({ store, api }: { store: Store; api: Clients }) {
                   </button>
                 </>
               )}
+              {backup.state === BackupState.SUCCEEDED && (
+                <>
+                  {" "}
+                  <button type="button" className="secondary" onClick={() => setCloning(backup)}>
+                    Clone to a new store…
+                  </button>
+                </>
+              )}
             </li>
           ))}
         </ul>
@@ -439,7 +450,150 @@ function Backups({ store, api }: { store: Store; api: Clients }) {
           </button>
         </p>
       )}
+      {cloning && (
+        <CloneForm
+          api={api}
+          from={{
+            storeId: store.id,
+            displayName: store.displayName,
+            engine: store.engine,
+            adminEmail: store.adminEmail,
+          }}
+          backup={cloning}
+          onDone={() => setCloning(null)}
+        />
+      )}
     </details>
+  );
+}
+
+/** What a clone is made from: a store (living or deleted) and one of its backups. */
+type CloneFrom = { storeId: string; displayName: string; engine: Engine; adminEmail: string };
+
+/** A new store made from `backup`: its data, under a new id (its own address and passwords). */
+function CloneForm(props: { api: Clients; from: CloneFrom; backup: Backup; onDone: () => void }) {
+  const { api, from, backup, onDone } = props;
+  const [storeId, setStoreId] = useState("");
+  const [error, setError] = useState<string | null>(null);
+  const [busy, setBusy] = useState(false);
+  const inputId = `clone-${from.storeId}-${backup.id.slice(0, 8)}`;
+
+  async function submit(event: FormEvent) {
+    event.preventDefault();
+    setBusy(true);
+    setError(null);
+    try {
+      await api.provisioner.createStore({
+        storeId,
+        displayName: from.displayName,
+        engine: from.engine,
+        adminEmail: from.adminEmail,
+        source: { storeId: from.storeId, backupId: backup.id },
+      });
+      onDone();
+    } catch (e) {
+      const { field, message } = describe(e);
+      setError(field ? `${field === "store_id" ? "New store id" : field}: ${message}` : message);
+    } finally {
+      setBusy(false);
+    }
+  }
+
+  return (
+    <form className="clone" aria-label="Clone to a new store" onSubmit={submit} noValidate>
+      <p className="small">
+        A new store with {from.storeId}&apos;s orders, customers, products and uploads as of {when(backup)}, at its
+        own address and with its own passwords. {from.storeId} itself is not changed.
+      </p>
+      <label htmlFor={inputId}>New store id</label>{" "}
+      <input id={inputId} value={storeId} onChange={(e) => setStoreId(e.target.value)} autoFocus />{" "}
+      <button type="submit" disabled={busy}>
+        {busy ? "Cloning…" : "Clone"}
+      </button>{" "}
+      <button type="button" className="secondary" onClick={onDone}>
+        Cancel
+      </button>
+      {error && (
+        <p className="error" role="alert">
+          {error}
+        </p>
+      )}
+    </form>
+  );
+}
+
+/** The tenant's deleted stores whose backups are kept, each of which can be brought back until then. */
+function DeletedStores({ api, stores }: { api: Clients; stores: Map<string, Store> }) {
+  const [deleted, setDeleted] = useState<DeletedStore[]>([]);
+  const [error, setError] = useState<string | null>(null);
+  const [busy, setBusy] = useState<string | null>(null);
+
+  const load = useCallback(async () => {
+    try {
+      setDeleted((await api.provisioner.listDeletedStores({})).stores);
+      setError(null);
+    } catch (e) {
+      const { code, message } = describe(e);
+      // Backups off: nothing can be brought back, and there is nothing to show.
+      if (code === Code.FailedPrecondition) setDeleted([]);
+      else setError(message);
+    }
+  }, [api]);
+  // Asked again whenever a store appears or goes (one brought back leaves the list; one deleted joins it).
+  const ids = [...stores.keys()].sort().join(",");
+  useEffect(() => {
+    void load();
+  }, [load, ids]);
+
+  async function bringBack(store: DeletedStore) {
+    setBusy(store.storeId);
+    setError(null);
+    try {
+      const { backups } = await api.provisioner.listBackups({ storeId: store.storeId });
+      const newest = backups.find((b) => b.state === BackupState.SUCCEEDED);
+      if (!newest) throw new Error(`${store.storeId} has no backup to bring back`);
+      await api.provisioner.createStore({
+        storeId: store.storeId,
+        displayName: store.displayName,
+        engine: store.engine,
+        adminEmail: store.adminEmail,
+        source: { storeId: store.storeId, backupId: newest.id },
+      });
+      await load();
+    } catch (e) {
+      setError(e instanceof Error && !("code" in e) ? e.message : describe(e).message);
+    } finally {
+      setBusy(null);
+    }
+  }
+
+  if (deleted.length === 0 && !error) return null;
+  return (
+    <section aria-labelledby="deleted-title">
+      <h2 id="deleted-title">Deleted stores</h2>
+      {error && (
+        <p className="error" role="alert">
+          {error}
+        </p>
+      )}
+      <ul className="deleted" aria-label="Deleted stores">
+        {deleted.map((store) => (
+          <li key={store.storeId}>
+            <strong>{store.displayName || store.storeId}</strong> <code>{store.storeId}</code> · deleted{" "}
+            {store.deleteTime ? timestampDate(store.deleteTime).toLocaleString() : "—"} · backups kept until{" "}
+            {store.backupsKeptUntil ? timestampDate(store.backupsKeptUntil).toLocaleDateString() : "—"}{" "}
+            <button
+              type="button"
+              className="secondary"
+              disabled={busy !== null || stores.has(store.storeId)}
+              onClick={() => void bringBack(store)}
+            >
+              {busy === store.storeId ? "Bringing back…" : "Bring back"}
+            </button>
+          </li>
+        ))}
+      </ul>
+    </section>
   );
 }
 

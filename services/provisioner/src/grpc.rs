@@ -766,6 +766,11 @@ impl ProvisionerService for Provisioner {
                     .map_or(store_platform_proto::v1::Engine::Unspecified, |spec| {
                         spec.engine.to_proto()
                     }) as i32,
+                admin_email: deleted
+                    .spec
+                    .as_ref()
+                    .map(|spec| spec.admin_email.clone())
+                    .unwrap_or_default(),
                 delete_time: Some(record::timestamp(deleted.deleted)),
                 backups_kept_until: Some(record::timestamp(deleted.kept_until)),
             })
