@@ -7,7 +7,7 @@
 set -euo pipefail
 
 PACKAGES=(
-  apache2 libapache2-mod-php8.2 php8.2-mysql
+  apache2 libapache2-mod-php8.2 php8.2-cli php8.2-mysql
   mariadb-server mariadb-client
   postgresql redis-server restic
   wordpress curl

@@ -877,6 +877,7 @@ mod tests {
                 writer_steps: &[],
                 verify_step: "ingress",
                 verify_job: "verify",
+                maintenance: None,
             }
         }
 

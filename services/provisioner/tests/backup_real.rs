@@ -663,3 +663,116 @@ async fn a_medusa_store_cloned_from_its_backup_is_a_store_of_its_own_with_the_or
         "1"
     );
 }
+
+/// Serves the maintenance page of `source` as its Deployment's pod would (its command, with the page's files where
+/// the ConfigMap is mounted and loopback for every address), on the ports the pod listens on; returns each port's
+/// answer to `GET /any/path`: (status line, headers, body).
+fn maintenance_answers(
+    source: &store_platform_provisioner::backup::Source,
+    path: &str,
+    dir: &Path,
+) -> Vec<String> {
+    use std::os::unix::process::CommandExt as _;
+    use store_platform_provisioner::backup::maintenance;
+    let maintenance = source.maintenance.clone().expect("a maintenance page");
+    let mut record = store(EngineKind::Woocommerce);
+    record.spec.display_name = "Ada's <Shoes> & Socks".to_owned();
+    let files = dir.join("maintenance");
+    std::fs::create_dir_all(&files).expect("mkdir");
+    for (name, text) in maintenance::config_map(&record).data.expect("data") {
+        std::fs::write(files.join(name), text).expect("a page file");
+    }
+    let pod = maintenance::deployment(&record, &maintenance, &Settings::local());
+    let container = pod_spec(pod.spec.map(|s| s.template)).containers[0].clone();
+    let ports: Vec<(i32, u16)> = container
+        .ports
+        .iter()
+        .flatten()
+        .map(|p| (p.container_port, free_port()))
+        .collect();
+    let local = |text: &str| {
+        let mut text = text.replace(maintenance::DIR, &files.display().to_string());
+        for (pod_port, port) in &ports {
+            text = text.replace(&format!("0.0.0.0:{pod_port}"), &format!("127.0.0.1:{port}"));
+            text = text.replace(&pod_port.to_string(), &port.to_string());
+        }
+        text
+    };
+    let command: Vec<String> = container
+        .command
+        .expect("command")
+        .iter()
+        .map(|a| local(a))
+        .collect();
+    let mut process = Command::new(&command[0]);
+    process
+        .args(&command[1..])
+        .env_clear()
+        .env("PATH", path)
+        .uid(u32::try_from(maintenance.uid).expect("uid"))
+        .gid(u32::try_from(maintenance.uid).expect("gid"));
+    for var in container.env.iter().flatten() {
+        process.env(&var.name, local(var.value.as_deref().unwrap_or_default()));
+    }
+    let mut daemon = store_platform_test_support::daemon::Daemon::spawn(
+        "maintenance",
+        process,
+        &dir.join("maintenance.log"),
+    )
+    .expect("start the page's server");
+    ports
+        .iter()
+        .map(|(_, port)| {
+            daemon.wait_for(([127, 0, 0, 1], *port).into(), Duration::from_secs(30));
+            let answer = Command::new(CURL)
+                .args(["-sS", "-i", "--max-time", "10"])
+                .arg(format!("http://127.0.0.1:{port}/shop/cart?x=1"))
+                .output()
+                .expect("curl");
+            assert!(answer.status.success(), "{}", text(&answer));
+            String::from_utf8_lossy(&answer.stdout).into_owned()
+        })
+        .collect()
+}
+
+#[test]
+fn the_maintenance_page_answers_every_request_with_503_in_php_and_in_node_as_the_pods_run_it() {
+    let dir = tempfile::tempdir().expect("tmp");
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    let settings = Arc::new(Settings::local());
+    let woocommerce = woocommerce::WooCommerce::new(settings.clone()).backup_source(STORE);
+    let app = medusa_app();
+    let medusa = medusa::Medusa::new(settings).backup_source(STORE);
+    for (source, path, ports) in [
+        (&woocommerce, "/usr/bin:/bin".to_owned(), 1),
+        (&medusa, medusa_support::path(&app), 2),
+    ] {
+        let engine_dir = dir.path().join(format!("{}", ports));
+        std::fs::create_dir_all(&engine_dir).expect("mkdir");
+        std::fs::set_permissions(
+            &engine_dir,
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .expect("chmod");
+        let answers = maintenance_answers(source, &path, &engine_dir);
+        assert_eq!(
+            answers.len(),
+            ports,
+            "one answer per port the Services target"
+        );
+        for answer in answers {
+            let lower = answer.to_ascii_lowercase();
+            assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+            assert!(lower.contains("retry-after: 60"), "{answer}");
+            assert!(lower.contains("content-type: text/html"), "{answer}");
+            assert!(
+                answer.contains("Ada&#39;s &lt;Shoes&gt; &amp; Socks is being restored"),
+                "the store's name, escaped: {answer}"
+            );
+        }
+    }
+}

@@ -790,6 +790,13 @@ async fn a_restore_runs_its_steps_in_order_and_the_store_is_ready_on_the_backups
     assert_eq!(status.code(), Code::NotFound);
     assert_eq!(store_now(&id).await.phase, Phase::Ready as i32);
 
+    // Pods take a while from here, so the restore can be watched half-way.
+    TestEnv::shared()
+        .set_kubelet_behaviour(
+            &record::namespace_name(&id),
+            &Behaviour::with_delay(Duration::from_millis(1500)),
+        )
+        .await;
     let started = api()
         .await
         .restore_store(restore(&id, &snapshot[..8]))
@@ -833,6 +840,48 @@ async fn a_restore_runs_its_steps_in_order_and_the_store_is_ready_on_the_backups
         .expect_err("no backup during a restore");
     assert_eq!(backup.code(), Code::FailedPrecondition);
 
+    // While its data is replaced, customers get the maintenance page: the storefront's Service selects its pod.
+    support::wait_for_status(&id, Duration::from_secs(120), |s| {
+        operation_started(s, "restore-data")
+    })
+    .await;
+    let client = TestEnv::shared().client().await;
+    let namespace = record::namespace_name(&id);
+    let selector_of = |name: &'static str| {
+        let services =
+            Api::<k8s_openapi::api::core::v1::Service>::namespaced(client.clone(), &namespace);
+        async move {
+            services
+                .get(name)
+                .await
+                .expect("the Service")
+                .spec
+                .expect("spec")
+                .selector
+        }
+    };
+    assert_eq!(
+        selector_of("wordpress").await,
+        Some(
+            [(
+                "app.kubernetes.io/name".to_owned(),
+                "maintenance".to_owned()
+            )]
+            .into()
+        )
+    );
+    let page = Api::<ConfigMap>::namespaced(client.clone(), &namespace)
+        .get("maintenance")
+        .await
+        .expect("the page");
+    assert!(
+        page.data.expect("data")["index.html"].contains(&format!("Store {id} is being restored"))
+    );
+    Api::<Deployment>::namespaced(client.clone(), &namespace)
+        .get("maintenance")
+        .await
+        .expect("the page's server");
+
     let ended = restore_ended(&id).await;
     let operation = ended.operation.expect("operation");
     assert_eq!(
@@ -840,6 +889,19 @@ async fn a_restore_runs_its_steps_in_order_and_the_store_is_ready_on_the_backups
         record::OperationState::Succeeded,
         "{:?}",
         operation
+    );
+    // Then the shop again, and no page.
+    assert_eq!(
+        selector_of("wordpress").await,
+        Some([("app.kubernetes.io/name".to_owned(), "wordpress".to_owned())].into())
+    );
+    assert!(
+        Api::<Deployment>::namespaced(client.clone(), &namespace)
+            .get_opt("maintenance")
+            .await
+            .expect("get")
+            .is_none(),
+        "the page is gone"
     );
     assert_eq!(ended.phase, record::Phase::Ready);
     assert!(

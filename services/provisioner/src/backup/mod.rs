@@ -5,6 +5,7 @@
 
 pub mod clone;
 pub mod job;
+pub mod maintenance;
 pub mod policy;
 pub mod repository;
 pub mod restore;
@@ -75,6 +76,8 @@ pub struct Source {
     pub writer_steps: &'static [&'static str],
     pub verify_step: &'static str,
     pub verify_job: &'static str,
+    /// How the store shows that it is being restored, if it can.
+    pub maintenance: Option<maintenance::Maintenance>,
 }
 
 /// A cache an engine empties after a restore.

@@ -197,6 +197,8 @@ impl Steps for Restore<'_> {
                 .await?;
             }
             "stop-writers" => {
+                // Customers see that the shop is being restored rather than an error.
+                super::maintenance::show(store, &source, settings, kube).await?;
                 self.suspend_cron_jobs(&source, kube, true).await?;
                 for name in source.writers {
                     kube.api::<Deployment>()
@@ -283,6 +285,8 @@ impl Steps for Restore<'_> {
                         other => return Ok(other),
                     }
                 }
+                // The writers serve again: the Services point back at them, and the page goes.
+                super::maintenance::hide(&source, kube).await?;
                 Progress::Done
             }
             "verify" => {

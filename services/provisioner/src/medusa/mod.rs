@@ -264,6 +264,22 @@ impl Engine for Medusa {
             writer_steps: &["backend"],
             verify_step: "bootstrap",
             verify_job: BOOTSTRAP,
+            maintenance: Some(backup::maintenance::Maintenance::node(
+                medusa.image.clone(),
+                meta::NODE_UID,
+                &[
+                    backup::maintenance::Public {
+                        service: STOREFRONT,
+                        app: STOREFRONT,
+                        port: meta::STOREFRONT_PORT,
+                    },
+                    backup::maintenance::Public {
+                        service: SERVER,
+                        app: SERVER,
+                        port: meta::SERVER_PORT,
+                    },
+                ],
+            )),
         }
     }
 

@@ -222,6 +222,15 @@ impl Engine for WooCommerce {
             writer_steps: &["wordpress"],
             verify_step: "bootstrap",
             verify_job: BOOTSTRAP,
+            maintenance: Some(backup::maintenance::Maintenance::php(
+                self.settings.wordpress_image.clone(),
+                meta::WWW_DATA,
+                &[backup::maintenance::Public {
+                    service: WORDPRESS,
+                    app: WORDPRESS,
+                    port: wordpress::PORT,
+                }],
+            )),
         }
     }
 
