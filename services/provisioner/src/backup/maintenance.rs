@@ -245,7 +245,6 @@ pub fn network_policy(
             }]),
             ..NetworkPolicySpec::default()
         }),
-        ..NetworkPolicy::default()
     }
 }
 
