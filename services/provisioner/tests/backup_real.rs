@@ -462,6 +462,31 @@ fn at_address(
     container
 }
 
+/// The store's server and worker, as their Deployments' pods run, at the public address `public`.
+fn backends_at(
+    app: &Path,
+    databases: &Databases,
+    secret: &std::collections::BTreeMap<String, String>,
+    settings: &Settings,
+    public: &str,
+) -> (Backend, Backend) {
+    let server = Backend::start(
+        app,
+        databases,
+        secret,
+        &at_address(container_of(backend::server(STORE, settings)), public),
+        "server",
+    );
+    let worker = Backend::start(
+        app,
+        databases,
+        secret,
+        &at_address(container_of(backend::worker(STORE, settings)), public),
+        "worker",
+    );
+    (server, worker)
+}
+
 /// The publishable key a bootstrap left in `file`.
 fn key_in(file: &Path) -> String {
     let message = std::fs::read_to_string(file).expect("the termination log");
@@ -492,26 +517,7 @@ async fn a_medusa_store_cloned_from_its_backup_is_a_store_of_its_own_with_the_or
     assert!(booted.status.success(), "bootstrap:\n{}", text(&booted));
     let key = key_in(&key_file);
     let source_public = format!("http://{STORE}.localhost:{}", free_port());
-    let server = Backend::start(
-        &app,
-        &databases,
-        &secret,
-        &at_address(
-            container_of(backend::server(STORE, &settings)),
-            &source_public,
-        ),
-        "server",
-    );
-    let _worker = Backend::start(
-        &app,
-        &databases,
-        &secret,
-        &at_address(
-            container_of(backend::worker(STORE, &settings)),
-            &source_public,
-        ),
-        "worker",
-    );
+    let (server, _worker) = backends_at(&app, &databases, &secret, &settings, &source_public);
     let password = &secret[medusa::secret::ADMIN_PASSWORD];
     let token = admin_token_via(&[], &server.url, OWNER, password);
     let image_file =
@@ -602,26 +608,8 @@ async fn a_medusa_store_cloned_from_its_backup_is_a_store_of_its_own_with_the_or
 
     // The clone runs as a store of its own: the owner signs in with the clone's password (not the source's), sees
     // the order and the image, and a customer orders again.
-    let clone_server = Backend::start(
-        &app,
-        &clone,
-        &clone_secret,
-        &at_address(
-            container_of(backend::server(STORE, &settings)),
-            &clone_public,
-        ),
-        "server",
-    );
-    let _clone_worker = Backend::start(
-        &app,
-        &clone,
-        &clone_secret,
-        &at_address(
-            container_of(backend::worker(STORE, &settings)),
-            &clone_public,
-        ),
-        "worker",
-    );
+    let (clone_server, _clone_worker) =
+        backends_at(&app, &clone, &clone_secret, &settings, &clone_public);
     let refused = http(
         "POST",
         &clone_server.url("/auth/user/emailpass"),

@@ -291,34 +291,30 @@ pub async fn hide(source: &Source, kube: &Kube) -> Result<(), Error> {
     for public in maintenance.services {
         select(kube, public.service, public.app).await?;
     }
-    let gone = |result: Result<(), kube::Error>, what: &str| match result {
-        Ok(()) => Ok(()),
+    remove_object::<Deployment>(kube, "Deployment").await?;
+    remove_object::<NetworkPolicy>(kube, "NetworkPolicy").await?;
+    remove_object::<ConfigMap>(kube, "ConfigMap").await
+}
+
+/// Deletes the page's object of kind `K`, if it is there.
+async fn remove_object<K>(kube: &Kube, kind: &str) -> Result<(), Error>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    match kube
+        .api::<K>()
+        .delete(MAINTENANCE, &DeleteParams::default())
+        .await
+    {
+        Ok(_) => Ok(()),
         Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
         Err(source) => Err(Error::Kubernetes {
-            action: format!("remove the maintenance {what}").into(),
+            action: format!("remove the maintenance {kind}").into(),
             source,
         }),
-    };
-    let params = DeleteParams::default();
-    gone(
-        kube.api::<Deployment>()
-            .delete(MAINTENANCE, &params)
-            .await
-            .map(|_| ()),
-        "Deployment",
-    )?;
-    gone(
-        kube.api::<NetworkPolicy>()
-            .delete(MAINTENANCE, &params)
-            .await
-            .map(|_| ()),
-        "NetworkPolicy",
-    )?;
-    gone(
-        kube.api::<ConfigMap>()
-            .delete(MAINTENANCE, &params)
-            .await
-            .map(|_| ()),
-        "ConfigMap",
-    )
+    }
 }
