@@ -1563,3 +1563,62 @@ async fn a_provisioner_killed_at_each_step_of_a_restore_and_of_a_clone_converges
     );
     assert!(provisioner.terminate(Duration::from_secs(20)), "clean exit");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_clone_whose_restore_fails_is_failed_in_the_tools_words_and_retry_finishes_it() {
+    let source = ready_store("unlucky", "vault", Engine::Woocommerce).await;
+    let snapshot = a_backup_of(&source, "woocommerce").await;
+    let copy = unique_id("unlucky-copy");
+    pods_fail(
+        &copy,
+        Duration::ZERO,
+        "restore-clone",
+        "Fatal: unable to open repository: connection refused",
+    )
+    .await;
+    api()
+        .await
+        .create_store(clone_request(
+            "vault",
+            &copy,
+            Engine::Woocommerce,
+            (&source, &snapshot),
+        ))
+        .await
+        .expect("clone");
+    let failed = support::wait_for_status(&copy, Duration::from_secs(120), |status| {
+        matches!(status.phase, record::Phase::Ready | record::Phase::Failed)
+    })
+    .await;
+    assert_eq!(failed.phase, record::Phase::Failed);
+    assert!(
+        failed.failure_reason.contains("unable to open repository"),
+        "{}",
+        failed.failure_reason
+    );
+    let bootstrap = failed
+        .steps
+        .iter()
+        .find(|s| s.name == "bootstrap")
+        .expect("bootstrap");
+    assert_eq!(
+        bootstrap.state,
+        record::StepState::Pending,
+        "the bootstrap never ran on a store without its data"
+    );
+
+    TestEnv::shared()
+        .set_kubelet_behaviour(&record::namespace_name(&copy), &Behaviour::default())
+        .await;
+    api()
+        .await
+        .retry_store(as_tenant(
+            "vault",
+            RetryStoreRequest {
+                store_id: copy.clone(),
+            },
+        ))
+        .await
+        .expect("retry");
+    wait_for_phase_with_reason(&copy).await;
+}
