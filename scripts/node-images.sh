@@ -4,8 +4,9 @@
 # Apache+PHP WordPress image with the contract of the images stores run (environment variables, ports, uids, data
 # paths), and for Medusa stores PostgreSQL and Redis images with the official images' contract, and the Medusa
 # backend and storefront images as their Dockerfiles lay them out (the application scripts/medusa.sh built, the
-# storefront scripts/storefront.sh built, the images' Node.js). Prints the directory holding <name>.tar (a root
-# filesystem for `docker import`) and <name>.changes (its Dockerfile instructions, one per line).
+# storefront scripts/storefront.sh built, the images' Node.js), and a restic image for backup and restore Jobs.
+# Prints the directory holding <name>.tar (a root filesystem for `docker import`) and <name>.changes (its Dockerfile
+# instructions, one per line).
 # Packages are installed here on the host, so no container ever needs the network. Needs root and debootstrap.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -117,10 +118,11 @@ ENTRYPOINT ["/usr/local/bin/docker-entrypoint.sh"]
 CMD ["apache2-foreground"]
 CHANGES
 
-# --- Medusa stores: one Debian with PostgreSQL, Redis and what Node.js needs, as four images ---
+# --- Medusa stores: one Debian with PostgreSQL, Redis and what Node.js needs, as four images; and restic (Debian's),
+# as the backup Jobs' fifth ---
 # postgres and redis are uid and gid 999 in the official images (the store's pods run them as 999), node is 1000.
 dir="$work/medusa-base"
-rootfs "$dir" postgresql redis-server libstdc++6 ca-certificates
+rootfs "$dir" postgresql redis-server libstdc++6 ca-certificates restic
 chroot "$dir" sh -ec '
   groupmod -g 999 postgres && usermod -u 999 -g 999 postgres
   mkdir -p /var/run/postgresql /var/lib/postgresql/data /data
@@ -133,7 +135,7 @@ install -m 0755 "$root/test-support/node/postgres-entrypoint.sh" "$dir/usr/local
 install -m 0755 "$root/test-support/node/redis-entrypoint.sh" "$dir/usr/local/bin/redis-entrypoint.sh"
 tar --numeric-owner -C "$dir" -cf "$work/medusa-base.tar" .
 rm -rf "$dir" "$dir.log"
-for name in postgres redis medusa medusa-storefront; do
+for name in postgres redis medusa medusa-storefront restic; do
   cp "$work/medusa-base.tar" "$work/$name.tar"
 done
 rm "$work/medusa-base.tar"
@@ -144,6 +146,10 @@ VOLUME /var/lib/postgresql/data
 EXPOSE 5432
 ENTRYPOINT ["/usr/local/bin/postgres-entrypoint.sh"]
 CMD ["postgres"]
+CHANGES
+cat >"$work/restic.changes" <<'CHANGES'
+ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+ENTRYPOINT ["/usr/bin/restic"]
 CHANGES
 cat >"$work/redis.changes" <<'CHANGES'
 ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin

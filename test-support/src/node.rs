@@ -68,6 +68,8 @@ pub const POSTGRES_IMAGE: &str = "store-platform-test/postgres:1";
 pub const REDIS_IMAGE: &str = "store-platform-test/redis:1";
 pub const MEDUSA_IMAGE: &str = "store-platform-test/medusa:1";
 pub const MEDUSA_STOREFRONT_IMAGE: &str = "store-platform-test/medusa-storefront:1";
+/// Debian's restic, for backup and restore Jobs (`--backup-image`).
+pub const RESTIC_IMAGE: &str = "store-platform-test/restic:1";
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -333,6 +335,7 @@ impl Node {
             ("redis", REDIS_IMAGE),
             ("medusa", MEDUSA_IMAGE),
             ("medusa-storefront", MEDUSA_STOREFRONT_IMAGE),
+            ("restic", RESTIC_IMAGE),
         ] {
             import_image(&docker_host, images, name, image)?;
         }

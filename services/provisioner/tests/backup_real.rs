@@ -549,6 +549,14 @@ async fn a_medusa_store_cloned_from_its_backup_is_a_store_of_its_own_with_the_or
     let clone_password = &clone_secret[medusa::secret::ADMIN_PASSWORD];
     assert_ne!(clone_password, password, "a clone has passwords of its own");
     let clone = Databases::start(&settings, &clone_secret);
+    // A new volume's own directory is root's, writable by all (as the node's volume provisioner makes it): the
+    // restore fills it without touching the directory itself.
+    chown(&clone.uploads, Some(0), Some(0)).expect("chown");
+    std::fs::set_permissions(
+        &clone.uploads,
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .expect("chmod");
     let clone_work = dir.path().join("clone-job");
     scratch(&clone_work);
     let restored = medusa_target(&clone, &settings, &clone_secret)

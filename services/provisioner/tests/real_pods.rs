@@ -14,7 +14,11 @@
 //! the admin and stocked; the server pod is replaced and the image is still served; a customer buys the product in
 //! Chromium at the store's own address (`http://<store>.localhost/`, the store's Ingress applied by the tests'
 //! stand-in for the ingress controller in the node's network namespace), seeing its image, and pays the region's
-//! tax.
+//! tax. Then backups, as pods: the owner backs the store up (pg_dump in the store's PostgreSQL image, Debian's restic
+//! in an image of its own, to moto's S3 server on the node's address), cancels the first order,
+//! restores the backup (the storefront's Service answers the maintenance page meanwhile) and finds the order as it
+//! was, the image served and new orders taken; a clone of the backup is a store of its own, with the order, the
+//! image at its own address and its own administrator's password.
 
 use std::{net::SocketAddr, process::Command, sync::OnceLock, time::Duration};
 
@@ -36,7 +40,7 @@ use store_platform_test_support::{
     TestEnv,
     node::{
         MARIADB_IMAGE, MEDUSA_IMAGE, MEDUSA_STOREFRONT_IMAGE, MEMORY_HOG_IMAGE, POSTGRES_IMAGE,
-        REDIS_IMAGE, WORDPRESS_IMAGE,
+        REDIS_IMAGE, RESTIC_IMAGE, WORDPRESS_IMAGE,
     },
 };
 use tonic::transport::Channel;
@@ -78,30 +82,112 @@ fn provisioner(tenant: &'static str) -> SocketAddr {
     *cell.get_or_init(|| start_provisioner(tenant, wordpress, mariadb, deadline))
 }
 
+/// moto's S3 server (from PyPI) with the platform's bucket, in the node's network namespace on the node's address:
+/// the node's pods reach it there, and so does this process through the node's link (the provisioner lists
+/// repositories with restic). Once per binary.
+fn object_store() -> &'static str {
+    static ENDPOINT: OnceLock<String> = OnceLock::new();
+    ENDPOINT.get_or_init(|| {
+        let port = store_platform_test_support::process::free_port();
+        let host = store_platform_test_support::node::NODE_ADDRESS;
+        let netns = format!("--net=/run/netns/{}", node_netns());
+        let dir = std::env::temp_dir().join(format!("real-node-moto-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let (started, wait) = std::sync::mpsc::channel();
+        // The daemon ends with the thread that started it: this one lives as long as the binary.
+        std::thread::spawn(move || {
+            let mut command = Command::new("nsenter");
+            command
+                .args([netns.as_str(), "--"])
+                .arg(
+                    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                        .join("../../tools/.venv/bin/moto_server"),
+                )
+                .args(["-H", &host.to_string(), "-p", &port.to_string()]);
+            let mut daemon = store_platform_test_support::daemon::Daemon::spawn(
+                "moto",
+                command,
+                &dir.join("moto.log"),
+            )
+            .expect("start moto");
+            daemon.wait_for((host, port).into(), Duration::from_secs(60));
+            started.send(()).expect("started");
+            loop {
+                std::thread::park();
+            }
+        });
+        wait.recv().expect("moto's S3 server started");
+        let endpoint = format!("http://{host}:{port}");
+        let made = Command::new("curl")
+            .args(["-sf", "-X", "PUT", &format!("{endpoint}/{BACKUP_BUCKET}")])
+            .output()
+            .expect("curl");
+        assert!(made.status.success(), "create the bucket");
+        endpoint
+    })
+}
+
+const BACKUP_BUCKET: &str = "real-node-backups";
+
+/// The platform's backup settings for the Medusa tenant: the object store above, its key files, restic's image on
+/// the node, egress to the object store only.
+fn backup_flags() -> Vec<String> {
+    let endpoint = object_store();
+    let dir = std::env::temp_dir().join(format!("real-node-keys-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(dir.join("access"), "real-node-access\n").expect("key file");
+    std::fs::write(dir.join("secret"), "real-node-secret-never-shown\n").expect("key file");
+    vec![
+        format!("--backup-s3-endpoint={endpoint}"),
+        format!("--backup-s3-bucket={BACKUP_BUCKET}"),
+        format!(
+            "--backup-s3-access-key-file={}",
+            dir.join("access").display()
+        ),
+        format!(
+            "--backup-s3-secret-key-file={}",
+            dir.join("secret").display()
+        ),
+        format!("--backup-image={RESTIC_IMAGE}"),
+        format!(
+            "--backup-egress-cidrs={}/32",
+            store_platform_test_support::node::NODE_ADDRESS
+        ),
+    ]
+}
+
 fn start_provisioner(
     tenant: &'static str,
     wordpress: &'static str,
     mariadb: &'static str,
     deadline: &'static str,
 ) -> SocketAddr {
+    let backups = if tenant == MEDUSA_TENANT {
+        backup_flags()
+    } else {
+        Vec::new()
+    };
     support::spawn_provisioner(
         TestEnv::real_node(),
-        vec![
-            format!("--lease-name=provisioner-{tenant}-{}", std::process::id()),
-            format!("--reconcile-selector={}={tenant}", record::TENANT_LABEL),
-            format!("--wordpress-image={wordpress}"),
-            format!("--mariadb-image={mariadb}"),
-            format!("--medusa-image={MEDUSA_IMAGE}"),
-            format!("--medusa-storefront-image={MEDUSA_STOREFRONT_IMAGE}"),
-            format!("--postgres-image={POSTGRES_IMAGE}"),
-            format!("--redis-image={REDIS_IMAGE}"),
-            // The images exist only on the node: a pull would be a bug.
-            "--image-pull-policy=Never".to_owned(),
-            format!("--step-deadline={deadline}"),
-            // Medusa's bootstrap loads the whole application three times, on a node that runs the other tests'
-            // pods too.
-            "--bootstrap-deadline=600s".to_owned(),
-        ],
+        backups
+            .into_iter()
+            .chain([
+                format!("--lease-name=provisioner-{tenant}-{}", std::process::id()),
+                format!("--reconcile-selector={}={tenant}", record::TENANT_LABEL),
+                format!("--wordpress-image={wordpress}"),
+                format!("--mariadb-image={mariadb}"),
+                format!("--medusa-image={MEDUSA_IMAGE}"),
+                format!("--medusa-storefront-image={MEDUSA_STOREFRONT_IMAGE}"),
+                format!("--postgres-image={POSTGRES_IMAGE}"),
+                format!("--redis-image={REDIS_IMAGE}"),
+                // The images exist only on the node: a pull would be a bug.
+                "--image-pull-policy=Never".to_owned(),
+                format!("--step-deadline={deadline}"),
+                // Medusa's bootstrap loads the whole application three times, on a node that runs the other tests'
+                // pods too.
+                "--bootstrap-deadline=600s".to_owned(),
+            ])
+            .collect(),
     )
     .0
 }
@@ -889,12 +975,250 @@ async fn a_medusa_store_runs_as_real_pods_and_takes_an_order() {
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
 
-    api.delete_store(TestEnv::real_node().as_tenant(
+    // Backups, as pods: the owner backs the store up (pg_dump in the store's PostgreSQL image, restic in Debian's,
+    // to the object store on the host's end of the node's link, through the store's egress policy).
+    let bearer = format!("Bearer {token}");
+    let snapshot = backed_up(&mut api, &id).await;
+    // The owner cancels the first order in the admin, then restores the backup: the maintenance page meanwhile, then
+    // the order as it was, the image, and orders again.
+    medusa_support::http_via(
+        &via,
+        "POST",
+        &format!("{base}/admin/orders/{order}/cancel"),
+        &[("authorization", &bearer)],
+        Some(&serde_json::json!({})),
+    )
+    .ok("cancel the order");
+    assert_eq!(order_status(&via, &base, &token, &order), "canceled");
+    api.restore_store(TestEnv::real_node().as_tenant(
         MEDUSA_TENANT,
-        store_platform_proto::v1::DeleteStoreRequest {
+        store_platform_proto::v1::RestoreStoreRequest {
             store_id: id.clone(),
+            backup_id: snapshot.clone(),
         },
     ))
     .await
-    .expect("delete");
+    .expect("restore");
+    let maintenance = in_store_while_restoring(&mut api, &id, || {
+        let page = in_node(
+            &node_netns(),
+            &[
+                "curl",
+                "-sS",
+                "-i",
+                "--max-time",
+                "5",
+                &format!("http://{storefront_ip}/"),
+            ],
+        );
+        String::from_utf8_lossy(&page.stdout).into_owned()
+    })
+    .await;
+    assert!(
+        maintenance.starts_with("HTTP/1.1 503") && maintenance.contains("is being restored"),
+        "the storefront during the restore:\n{maintenance}"
+    );
+    let restored = get(&mut api, MEDUSA_TENANT, &id).await;
+    assert_eq!(restored.phase, Phase::Ready as i32, "{restored:#?}");
+    let token =
+        medusa_support::admin_token_via(&via, &base, &credentials.username, &credentials.password);
+    assert_ne!(
+        order_status(&via, &base, &token, &order),
+        "canceled",
+        "the order is as it was in the backup"
+    );
+    assert_eq!(
+        medusa_support::bytes_via(&via, &format!("{base}{static_path}"), &[]),
+        image_bytes,
+        "the image after the restore"
+    );
+    medusa_support::place_order_via(&via, &base, &key, &settings, "after-restore@example.com");
+
+    // A clone of the backup: a store of its own, with the order and the image at its own address, and its own
+    // administrator's password.
+    let copy = format!("{id}-copy");
+    api.create_store(TestEnv::real_node().as_tenant(
+        MEDUSA_TENANT,
+        CreateStoreRequest {
+            source: Some(store_platform_proto::v1::CloneSource {
+                store_id: id.clone(),
+                backup_id: snapshot.clone(),
+            }),
+            ..support::create_request_for(&copy, Engine::Medusa)
+        },
+    ))
+    .await
+    .expect("clone");
+    let cloned = wait_for(
+        &mut api,
+        MEDUSA_TENANT,
+        &copy,
+        Duration::from_secs(900),
+        "READY",
+        |s| s.phase == Phase::Ready as i32 || s.phase == Phase::Failed as i32,
+    )
+    .await;
+    assert_eq!(cloned.phase, Phase::Ready as i32, "{cloned:#?}");
+    let copy_namespace = record::namespace_name(&copy);
+    let copy_base = format!(
+        "http://{}",
+        cluster_ip(
+            Api::namespaced(client.clone(), &copy_namespace)
+                .get("medusa-server")
+                .await
+                .expect("the clone's server Service"),
+        )
+    );
+    let copy_credentials = api
+        .get_store_credentials(TestEnv::real_node().as_tenant(
+            MEDUSA_TENANT,
+            store_platform_proto::v1::GetStoreCredentialsRequest {
+                store_id: copy.clone(),
+            },
+        ))
+        .await
+        .expect("the clone's credentials")
+        .into_inner();
+    assert_ne!(copy_credentials.password, credentials.password);
+    let copy_token = medusa_support::admin_token_via(
+        &via,
+        &copy_base,
+        &copy_credentials.username,
+        &copy_credentials.password,
+    );
+    assert_ne!(
+        order_status(&via, &copy_base, &copy_token, &order),
+        "canceled"
+    );
+    let product = medusa_support::http_via(
+        &via,
+        "GET",
+        &format!("{copy_base}/admin/products/{}?fields=thumbnail", owners.id),
+        &[("authorization", &format!("Bearer {copy_token}"))],
+        None,
+    )
+    .ok("the owner's product in the clone");
+    let thumbnail = product["product"]["thumbnail"]
+        .as_str()
+        .expect("a thumbnail");
+    assert!(
+        thumbnail.starts_with(&format!("{}/static/", settings.origin(&copy))),
+        "the image's address is the clone's: {thumbnail}"
+    );
+    assert_eq!(
+        medusa_support::bytes_via(&via, &format!("{copy_base}{static_path}"), &[]),
+        image_bytes,
+        "the clone serves the image"
+    );
+
+    for store in [&id, &copy] {
+        api.delete_store(TestEnv::real_node().as_tenant(
+            MEDUSA_TENANT,
+            store_platform_proto::v1::DeleteStoreRequest {
+                store_id: store.clone(),
+            },
+        ))
+        .await
+        .expect("delete");
+    }
+}
+
+/// Starts a backup of store `id` and waits until it is in the repository; returns its id.
+async fn backed_up(api: &mut ProvisionerServiceClient<Channel>, id: &str) -> String {
+    api.backup_store(TestEnv::real_node().as_tenant(
+        MEDUSA_TENANT,
+        store_platform_proto::v1::BackupStoreRequest {
+            store_id: id.to_owned(),
+        },
+    ))
+    .await
+    .expect("BackupStore");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
+    loop {
+        let backups = api
+            .list_backups(TestEnv::real_node().as_tenant(
+                MEDUSA_TENANT,
+                store_platform_proto::v1::ListBackupsRequest {
+                    store_id: id.to_owned(),
+                },
+            ))
+            .await
+            .expect("ListBackups")
+            .into_inner()
+            .backups;
+        use store_platform_proto::v1::BackupState;
+        if let Some(failed) = backups
+            .iter()
+            .find(|b| b.state == BackupState::Failed as i32)
+        {
+            panic!("the backup failed: {}", failed.message);
+        }
+        if let Some(done) = backups
+            .iter()
+            .find(|b| b.state == BackupState::Succeeded as i32)
+        {
+            return done.id.clone();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no backup after 10 minutes: {backups:?}"
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+/// The status of order `order`, as the admin API says.
+fn order_status(via: &[&str], base: &str, token: &str, order: &str) -> String {
+    medusa_support::http_via(
+        via,
+        "GET",
+        &format!("{base}/admin/orders/{order}?fields=id,status"),
+        &[("authorization", &format!("Bearer {token}"))],
+        None,
+    )
+    .ok("the order")["order"]["status"]
+        .as_str()
+        .expect("a status")
+        .to_owned()
+}
+
+/// Waits for store `id`'s restore to end (READY or FAILED), asking `look` once while its data is being replaced;
+/// returns what `look` saw.
+async fn in_store_while_restoring(
+    api: &mut ProvisionerServiceClient<Channel>,
+    id: &str,
+    look: impl Fn() -> String,
+) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(1200);
+    let mut seen = String::new();
+    loop {
+        let store = get(api, MEDUSA_TENANT, id).await;
+        let replacing = store.operation.as_ref().is_some_and(|op| {
+            op.steps.iter().any(|s| {
+                s.name == "restore-data"
+                    && (s.state == StepState::Running as i32
+                        || s.state == StepState::Pending as i32)
+            }) && op
+                .steps
+                .iter()
+                .any(|s| s.name == "stop-writers" && s.state == StepState::Succeeded as i32)
+        });
+        if replacing && seen.is_empty() {
+            seen = look();
+        }
+        if store.phase != Phase::Restoring as i32 {
+            assert!(
+                store.operation.as_ref().is_some_and(
+                    |op| op.state == store_platform_proto::v1::OperationState::Succeeded as i32
+                ),
+                "the restore did not succeed: {store:#?}"
+            );
+            return seen;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the restore did not end: {store:#?}"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }

@@ -38,10 +38,12 @@ pub const RESTORE_SCRIPT_KEY: &str = "restore.sh";
 pub const RESTORE_DIR: &str = "/restore";
 /// Where the restore Job mounts the store's files, to replace them.
 const FILES_DIR: &str = "/files";
-/// The `files` container's commands: the store's files replaced by the backup's, lost+found (root's) aside.
+/// The `files` container's commands: the store's files replaced by the backup's, lost+found (root's) aside. Each
+/// entry is copied by itself: the volume's own directory is usually root's (a real volume's root is), and copying `.`
+/// would try to give it the backup's times and mode, which only its owner may.
 const REPLACE_FILES: &str = "set -eu
 find \"$FILES_DIR\" -mindepth 1 -maxdepth 1 ! -name lost+found -exec rm -rf {} +
-cp -a \"$RESTORE_DIR/data/files/.\" \"$FILES_DIR/\"
+find \"$RESTORE_DIR/data/files\" -mindepth 1 -maxdepth 1 -exec cp -a {} \"$FILES_DIR/\" \\;
 echo \"replaced the store's files: $(du -sk \"$FILES_DIR\" 2>/dev/null | cut -f1) KiB\"
 ";
 const SCRIPTS_DIR: &str = "/opt/store-platform";
