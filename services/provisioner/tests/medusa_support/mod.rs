@@ -271,10 +271,40 @@ impl Databases {
             user,
             password,
         };
+        databases.wait_until_accepting();
         if database != "postgres" {
             databases.sql("postgres", &format!("CREATE DATABASE {database}"));
         }
         databases
+    }
+
+    /// Waits until PostgreSQL accepts connections: it listens a moment before it does ("the database system is
+    /// starting up").
+    fn wait_until_accepting(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let ready = Command::new(postgres_bin().join("pg_isready"))
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &self.postgres_port.to_string(),
+                    "-U",
+                    &self.user,
+                ])
+                .output()
+                .expect("pg_isready");
+            if ready.status.success() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "PostgreSQL does not accept connections: {}\n{}",
+                String::from_utf8_lossy(&ready.stdout),
+                self.postgres.log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 
     /// Runs `sql` as the superuser in `database`; returns what psql printed (unaligned, tuples only).
