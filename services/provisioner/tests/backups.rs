@@ -7,13 +7,7 @@
 
 mod support;
 
-use std::{
-    net::SocketAddr,
-    path::{Path, PathBuf},
-    process::Command,
-    sync::OnceLock,
-    time::Duration,
-};
+use std::{net::SocketAddr, path::Path, process::Command, sync::OnceLock, time::Duration};
 
 use k8s_openapi::api::{
     apps::v1::Deployment,
@@ -33,7 +27,7 @@ use store_platform_proto::v1::{
 use store_platform_runtime::record;
 use store_platform_test_support::{
     Behaviour, Fate, TestEnv,
-    daemon::{Daemon, require_programs},
+    daemon::require_programs,
     process::{ServiceProcess, free_port},
 };
 use support::{as_tenant, create_request_for, unique_id, wait_for_phase, wait_until_gone};
@@ -45,39 +39,12 @@ const SECRET_KEY: &str = "backup-secret-key-never-shown";
 /// The tenant whose stores only the provisioner process of the kill test reconciles.
 const CRASH_TENANT: &str = "crash-vault";
 
-fn tools() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tools")
-}
-
-/// moto's S3 server with the platform's bucket, once for the binary.
+/// moto's S3 server with the platform's bucket, on loopback, once for the binary.
 fn object_store() -> &'static str {
     static ENDPOINT: OnceLock<String> = OnceLock::new();
     ENDPOINT.get_or_init(|| {
         require_programs(&["/usr/bin/restic", "/usr/bin/curl"]);
-        let dir = std::env::temp_dir().join(format!("backups-moto-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
-        let port = free_port();
-        // Started from a thread that lives as long as the binary: the daemon ends with the thread that started it.
-        let (started, wait) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut command = Command::new(tools().join(".venv/bin/moto_server"));
-            command.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
-            let mut daemon =
-                Daemon::spawn("moto", command, &dir.join("moto.log")).expect("start moto");
-            daemon.wait_for(([127, 0, 0, 1], port).into(), Duration::from_secs(60));
-            started.send(()).expect("started");
-            loop {
-                std::thread::park();
-            }
-        });
-        wait.recv().expect("moto's S3 server started");
-        let endpoint = format!("http://127.0.0.1:{port}");
-        let made = Command::new("curl")
-            .args(["-sf", "-X", "PUT", &format!("{endpoint}/{BUCKET}")])
-            .output()
-            .expect("curl");
-        assert!(made.status.success(), "create the bucket");
-        endpoint
+        support::start_object_store(&[], std::net::Ipv4Addr::LOCALHOST, BUCKET)
     })
 }
 

@@ -88,42 +88,16 @@ fn provisioner(tenant: &'static str) -> SocketAddr {
 fn object_store() -> &'static str {
     static ENDPOINT: OnceLock<String> = OnceLock::new();
     ENDPOINT.get_or_init(|| {
-        let port = store_platform_test_support::process::free_port();
-        let host = store_platform_test_support::node::NODE_ADDRESS;
-        let netns = format!("--net=/run/netns/{}", node_netns());
-        let dir = std::env::temp_dir().join(format!("real-node-moto-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
-        let (started, wait) = std::sync::mpsc::channel();
-        // The daemon ends with the thread that started it: this one lives as long as the binary.
-        std::thread::spawn(move || {
-            let mut command = Command::new("nsenter");
-            command
-                .args([netns.as_str(), "--"])
-                .arg(
-                    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                        .join("../../tools/.venv/bin/moto_server"),
-                )
-                .args(["-H", &host.to_string(), "-p", &port.to_string()]);
-            let mut daemon = store_platform_test_support::daemon::Daemon::spawn(
-                "moto",
-                command,
-                &dir.join("moto.log"),
-            )
-            .expect("start moto");
-            daemon.wait_for((host, port).into(), Duration::from_secs(60));
-            started.send(()).expect("started");
-            loop {
-                std::thread::park();
-            }
-        });
-        wait.recv().expect("moto's S3 server started");
-        let endpoint = format!("http://{host}:{port}");
-        let made = Command::new("curl")
-            .args(["-sf", "-X", "PUT", &format!("{endpoint}/{BACKUP_BUCKET}")])
-            .output()
-            .expect("curl");
-        assert!(made.status.success(), "create the bucket");
-        endpoint
+        let launcher = [
+            "nsenter".to_owned(),
+            format!("--net=/run/netns/{}", node_netns()),
+            "--".to_owned(),
+        ];
+        support::start_object_store(
+            &launcher,
+            store_platform_test_support::node::NODE_ADDRESS,
+            BACKUP_BUCKET,
+        )
     })
 }
 
