@@ -13,6 +13,7 @@ pub mod kubeconfig;
 pub mod kubelet;
 pub mod measure;
 pub mod node;
+pub mod object_store;
 pub mod pki;
 pub mod process;
 

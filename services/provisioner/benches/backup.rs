@@ -57,7 +57,7 @@ fn repository_bytes(secret: &std::collections::BTreeMap<String, String>) -> Stri
 
 fn main() {
     let dir = tempfile::tempdir().expect("tmp");
-    let objects = ObjectStore::start(dir.path());
+    let objects = object_store(dir.path());
     let mut settings = Settings::local();
     settings.backup = Some(backup_settings(&objects.endpoint, dir.path()));
     let backup = settings.backup.clone().expect("backups on");

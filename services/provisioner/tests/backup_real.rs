@@ -35,7 +35,7 @@ use store_platform_test_support::{daemon::require_programs, process::free_port};
 async fn a_medusa_store_is_backed_up_with_pg_dump_and_restic_and_comes_back_with_restic_alone() {
     require_programs(&[RESTIC, CURL, PSQL]);
     let dir = tempfile::tempdir().expect("tmp");
-    let objects = ObjectStore::start(dir.path());
+    let objects = object_store(dir.path());
     let mut settings = Settings::local();
     settings.backup = Some(backup_settings(&objects.endpoint, dir.path()));
     let backup = settings.backup.clone().expect("backups on");
@@ -269,7 +269,7 @@ for key in keys:
 async fn a_backup_to_a_missing_bucket_fails_in_the_object_stores_words_and_lists_nothing() {
     require_programs(&[RESTIC, CURL, PSQL]);
     let dir = tempfile::tempdir().expect("tmp");
-    let objects = ObjectStore::start(dir.path());
+    let objects = object_store(dir.path());
     let mut settings = Settings::local();
     let mut backup = backup_settings(&objects.endpoint, dir.path());
     backup.bucket = "no-such-bucket".to_owned();
@@ -315,7 +315,7 @@ async fn a_woocommerce_store_is_backed_up_with_mariadb_dump_and_restored_in_plac
         "/usr/bin/mariadb-dump",
     ]);
     let dir = tempfile::tempdir().expect("tmp");
-    let objects = ObjectStore::start(dir.path());
+    let objects = object_store(dir.path());
     let mut settings = Settings::local();
     settings.backup = Some(backup_settings(&objects.endpoint, dir.path()));
     let secret = values(&woocommerce::secret::credentials(STORE));
@@ -500,7 +500,7 @@ async fn a_medusa_store_cloned_from_its_backup_is_a_store_of_its_own_with_the_or
     require_programs(&[RESTIC, CURL, PSQL]);
     let app = medusa_app();
     let dir = tempfile::tempdir().expect("tmp");
-    let objects = ObjectStore::start(dir.path());
+    let objects = object_store(dir.path());
     let mut settings = Settings::local();
     settings.backup = Some(backup_settings(&objects.endpoint, dir.path()));
     let backup = settings.backup.clone().expect("backups on");

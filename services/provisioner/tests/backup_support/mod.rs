@@ -8,7 +8,7 @@
 use std::{
     collections::BTreeMap,
     os::unix::fs::{PermissionsExt as _, chown},
-    path::{Path, PathBuf},
+    path::Path,
     process::Command,
     sync::Arc,
     time::Duration,
@@ -22,52 +22,21 @@ use store_platform_provisioner::{
     settings::{Backup, Settings},
 };
 use store_platform_runtime::record::{Engine as EngineKind, StoreRecord, StoreSpec, StoreStatus};
-use store_platform_test_support::{daemon::Daemon, process::free_port};
 
 use crate::medusa_support::{
-    CURL, Databases, OWNER, STORE, environment, pod_spec, postgres_bin, run, termination_message,
-    text, values,
+    Databases, OWNER, STORE, environment, pod_spec, postgres_bin, run, termination_message, text,
+    values,
 };
 
 pub const RESTIC: &str = "/usr/bin/restic";
 pub const TENANT: &str = "acme";
 pub const BUCKET: &str = "store-backups";
 
-fn moto_server() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tools/.venv/bin/moto_server")
-}
+pub use store_platform_test_support::object_store::ObjectStore;
 
-/// moto's S3 server on a loopback port, with the platform's bucket.
-pub struct ObjectStore {
-    _daemon: Daemon,
-    pub endpoint: String,
-}
-
-impl ObjectStore {
-    pub fn start(dir: &Path) -> Self {
-        let server = moto_server();
-        assert!(
-            server.exists(),
-            "{} (scripts/tools.sh installs it)",
-            server.display()
-        );
-        let port = free_port();
-        let mut command = Command::new(server);
-        command.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
-        let mut daemon =
-            Daemon::spawn("moto", command, &dir.join("moto.log")).expect("start moto's S3 server");
-        daemon.wait_for(([127, 0, 0, 1], port).into(), Duration::from_secs(60));
-        let endpoint = format!("http://127.0.0.1:{port}");
-        let made = Command::new(CURL)
-            .args(["-sf", "-X", "PUT", &format!("{endpoint}/{BUCKET}")])
-            .output()
-            .expect("curl");
-        assert!(made.status.success(), "create the bucket: {}", text(&made));
-        Self {
-            _daemon: daemon,
-            endpoint,
-        }
-    }
+/// moto's S3 server on a loopback port, with the platform's bucket, for one test.
+pub fn object_store(dir: &Path) -> ObjectStore {
+    ObjectStore::start(&[], std::net::Ipv4Addr::LOCALHOST, BUCKET, dir)
 }
 
 pub fn backup_settings(endpoint: &str, dir: &Path) -> Backup {

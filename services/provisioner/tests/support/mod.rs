@@ -230,46 +230,24 @@ pub async fn get_store(
         .expect("store")
 }
 
-/// moto's S3 server (from PyPI, in tools/.venv) with bucket `bucket`, listening on `host`, started through
-/// `launcher` (empty, or e.g. `nsenter --net=…` to run it in the real node's network namespace); it lives as long as
-/// the test binary. Returns its endpoint.
+/// moto's S3 server with bucket `bucket`, listening on `host`, started through `launcher` (see
+/// [`ObjectStore::start`](store_platform_test_support::object_store::ObjectStore::start)); it lives as long as the
+/// test binary. Returns its endpoint.
 pub fn start_object_store(launcher: &[String], host: std::net::Ipv4Addr, bucket: &str) -> String {
-    let port = store_platform_test_support::process::free_port();
-    let dir = std::env::temp_dir().join(format!("moto-{}-{port}", std::process::id()));
+    let launcher = launcher.to_vec();
+    let bucket = bucket.to_owned();
+    let dir = std::env::temp_dir().join(format!("moto-{}-{host}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
-    let moto =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tools/.venv/bin/moto_server");
-    let mut argv: Vec<std::ffi::OsString> = launcher.iter().map(Into::into).collect();
-    argv.push(moto.into());
-    argv.extend([
-        "-H".into(),
-        host.to_string().into(),
-        "-p".into(),
-        port.to_string().into(),
-    ]);
     // Started from a thread that lives as long as the binary: the daemon ends with the thread that started it.
     let (started, wait) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let mut command = std::process::Command::new(&argv[0]);
-        command.args(&argv[1..]);
-        let mut daemon = store_platform_test_support::daemon::Daemon::spawn(
-            "moto",
-            command,
-            &dir.join("moto.log"),
-        )
-        .expect("start moto");
-        daemon.wait_for((host, port).into(), Duration::from_secs(60));
-        started.send(()).expect("started");
+        let store = store_platform_test_support::object_store::ObjectStore::start(
+            &launcher, host, &bucket, &dir,
+        );
+        started.send(store.endpoint.clone()).expect("started");
         loop {
             std::thread::park();
         }
     });
-    wait.recv().expect("moto's S3 server started");
-    let endpoint = format!("http://{host}:{port}");
-    let made = std::process::Command::new("curl")
-        .args(["-sf", "-X", "PUT", &format!("{endpoint}/{bucket}")])
-        .output()
-        .expect("curl");
-    assert!(made.status.success(), "create the bucket");
-    endpoint
+    wait.recv().expect("moto's S3 server started")
 }
