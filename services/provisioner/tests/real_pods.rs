@@ -5,6 +5,10 @@
 //! contract. WordPress reaches MariaDB by its Service name; the data survives the database pod's deletion. The
 //! bootstrap needs WooCommerce and WP-CLI, which no reachable registry has, so the test image has no
 //! `store-bootstrap`: the store stops at that step, FAILED with a reason that says so, which this test checks too.
+//! From there a second WooCommerce store is backed up and restored by the provisioner's own code, as pods: real
+//! WordPress installed through its installer, an image uploaded and a post published through its REST API, the
+//! backup, both deleted, the restore's steps (the verification excepted), and the database and `wp-content`
+//! compared with the backup's.
 //!
 //! Medusa, whole: PostgreSQL and Redis images with the official images' contract, and the Medusa backend and
 //! storefront images laid out as their Dockerfiles lay them out, with the application `make test` built
@@ -18,12 +22,14 @@
 //! in an image of its own, to moto's S3 server on the node's address), cancels the first order,
 //! restores the backup (the storefront's Service answers the maintenance page meanwhile) and finds the order as it
 //! was, the image served and new orders taken; a clone of the backup is a store of its own, with the order, the
-//! image at its own address and its own administrator's password.
+//! image at its own address and its own administrator's password. Meanwhile the owner deletes the whole store and
+//! brings it back from its backup under its own id: the order, the image, a new password, and orders again.
 
 use std::{net::SocketAddr, process::Command, sync::OnceLock, time::Duration};
 
+use clap::Parser as _;
 use k8s_openapi::api::{
-    core::v1::{Pod, Service},
+    core::v1::{Namespace, Pod, Secret, Service},
     networking::v1::Ingress,
 };
 use kube::{
@@ -35,7 +41,17 @@ use store_platform_proto::v1::{
     provisioner_service_client::ProvisionerServiceClient,
 };
 
-use store_platform_runtime::record;
+use store_platform_provisioner::{
+    backup::{
+        JobState,
+        restore::{self, Restore},
+    },
+    engine::{Engine as _, Progress, Steps as _},
+    kube_ops::Kube,
+    settings::Settings,
+    woocommerce::WooCommerce,
+};
+use store_platform_runtime::record::{self, StoreRecord};
 use store_platform_test_support::{
     TestEnv,
     node::{
@@ -66,20 +82,75 @@ fn provisioner(tenant: &'static str) -> SocketAddr {
     static CRASHING: OnceLock<SocketAddr> = OnceLock::new();
     static MEMORY_HOG: OnceLock<SocketAddr> = OnceLock::new();
     static MEDUSA: OnceLock<SocketAddr> = OnceLock::new();
-    let (cell, wordpress, mariadb, deadline) = match tenant {
-        MEDUSA_TENANT => (&MEDUSA, WORDPRESS_IMAGE, MARIADB_IMAGE, "300s"),
-        TENANT => (&HEALTHY, WORDPRESS_IMAGE, MARIADB_IMAGE, "180s"),
+    let cell = match tenant {
+        MEDUSA_TENANT => &MEDUSA,
+        TENANT => &HEALTHY,
+        ABSENT_IMAGE_TENANT => &ABSENT_IMAGE,
+        CRASHING_TENANT => &CRASHING,
+        MEMORY_HOG_TENANT => &MEMORY_HOG,
+        other => panic!("no provisioner for {other}"),
+    };
+    *cell.get_or_init(|| {
+        support::spawn_provisioner(TestEnv::real_node(), provisioner_flags(tenant)).0
+    })
+}
+
+/// The flags of `tenant`'s provisioner: the images its scenario runs (WordPress's and MariaDB's), its step
+/// deadline, and backups for the tenants that back up.
+fn provisioner_flags(tenant: &'static str) -> Vec<String> {
+    let (wordpress, mariadb, deadline) = match tenant {
+        MEDUSA_TENANT => (WORDPRESS_IMAGE, MARIADB_IMAGE, "300s"),
+        TENANT => (WORDPRESS_IMAGE, MARIADB_IMAGE, "180s"),
         ABSENT_IMAGE_TENANT => (
-            &ABSENT_IMAGE,
             WORDPRESS_IMAGE,
             "store-platform-test/no-such-image:1",
             "45s",
         ),
-        CRASHING_TENANT => (&CRASHING, MARIADB_IMAGE, MARIADB_IMAGE, "60s"),
-        MEMORY_HOG_TENANT => (&MEMORY_HOG, WORDPRESS_IMAGE, MEMORY_HOG_IMAGE, "45s"),
+        CRASHING_TENANT => (MARIADB_IMAGE, MARIADB_IMAGE, "60s"),
+        MEMORY_HOG_TENANT => (WORDPRESS_IMAGE, MEMORY_HOG_IMAGE, "45s"),
         other => panic!("no provisioner for {other}"),
     };
-    *cell.get_or_init(|| start_provisioner(tenant, wordpress, mariadb, deadline))
+    let backups = if tenant == MEDUSA_TENANT || tenant == TENANT {
+        backup_flags()
+    } else {
+        Vec::new()
+    };
+    backups
+        .into_iter()
+        .chain([
+            format!("--lease-name=provisioner-{tenant}-{}", std::process::id()),
+            format!("--reconcile-selector={}={tenant}", record::TENANT_LABEL),
+            format!("--wordpress-image={wordpress}"),
+            format!("--mariadb-image={mariadb}"),
+            format!("--medusa-image={MEDUSA_IMAGE}"),
+            format!("--medusa-storefront-image={MEDUSA_STOREFRONT_IMAGE}"),
+            format!("--postgres-image={POSTGRES_IMAGE}"),
+            format!("--redis-image={REDIS_IMAGE}"),
+            // The images exist only on the node: a pull would be a bug.
+            "--image-pull-policy=Never".to_owned(),
+            format!("--step-deadline={deadline}"),
+            // Medusa's bootstrap loads the whole application three times, on a node that runs the other tests'
+            // pods too.
+            "--bootstrap-deadline=600s".to_owned(),
+        ])
+        .collect()
+}
+
+/// The settings `tenant`'s provisioner runs with, parsed from the same flags.
+fn settings_of(tenant: &'static str) -> Settings {
+    let policy = TestEnv::real_node()
+        .caller_policy_path()
+        .display()
+        .to_string();
+    let argv = [
+        "provisioner".to_owned(),
+        format!("--caller-policy={policy}"),
+    ]
+    .into_iter()
+    .chain(provisioner_flags(tenant));
+    store_platform_provisioner::Args::parse_from(argv)
+        .settings()
+        .expect("settings")
 }
 
 /// moto's S3 server (from PyPI) with the platform's bucket, in the node's network namespace on the node's address:
@@ -103,7 +174,7 @@ fn object_store() -> &'static str {
 
 const BACKUP_BUCKET: &str = "real-node-backups";
 
-/// The platform's backup settings for the Medusa tenant: the object store above, its key files, restic's image on
+/// The platform's backup settings for the tenants that back up: the object store above, its key files, restic's image on
 /// the node, egress to the object store only.
 fn backup_flags() -> Vec<String> {
     let endpoint = object_store();
@@ -128,42 +199,6 @@ fn backup_flags() -> Vec<String> {
             store_platform_test_support::node::NODE_ADDRESS
         ),
     ]
-}
-
-fn start_provisioner(
-    tenant: &'static str,
-    wordpress: &'static str,
-    mariadb: &'static str,
-    deadline: &'static str,
-) -> SocketAddr {
-    let backups = if tenant == MEDUSA_TENANT {
-        backup_flags()
-    } else {
-        Vec::new()
-    };
-    support::spawn_provisioner(
-        TestEnv::real_node(),
-        backups
-            .into_iter()
-            .chain([
-                format!("--lease-name=provisioner-{tenant}-{}", std::process::id()),
-                format!("--reconcile-selector={}={tenant}", record::TENANT_LABEL),
-                format!("--wordpress-image={wordpress}"),
-                format!("--mariadb-image={mariadb}"),
-                format!("--medusa-image={MEDUSA_IMAGE}"),
-                format!("--medusa-storefront-image={MEDUSA_STOREFRONT_IMAGE}"),
-                format!("--postgres-image={POSTGRES_IMAGE}"),
-                format!("--redis-image={REDIS_IMAGE}"),
-                // The images exist only on the node: a pull would be a bug.
-                "--image-pull-policy=Never".to_owned(),
-                format!("--step-deadline={deadline}"),
-                // Medusa's bootstrap loads the whole application three times, on a node that runs the other tests'
-                // pods too.
-                "--bootstrap-deadline=600s".to_owned(),
-            ])
-            .collect(),
-    )
-    .0
 }
 
 async fn api(tenant: &'static str) -> ProvisionerServiceClient<Channel> {
@@ -1023,6 +1058,57 @@ async fn a_medusa_store_runs_as_real_pods_and_takes_an_order() {
     ))
     .await
     .expect("clone");
+
+    // Meanwhile the owner deletes the whole store. Its backups stay: the store is among the deleted ones, and is
+    // brought back under its own id from the backup (a clone of it, as the dashboard's "Bring back" makes).
+    let deleted = api
+        .delete_store(TestEnv::real_node().as_tenant(
+            MEDUSA_TENANT,
+            store_platform_proto::v1::DeleteStoreRequest {
+                store_id: id.clone(),
+            },
+        ))
+        .await
+        .expect("delete the store")
+        .into_inner();
+    assert!(deleted.backups_kept_until.is_some(), "{deleted:?}");
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
+    while namespaces
+        .get_opt(&namespace)
+        .await
+        .expect("get the namespace")
+        .is_some()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{namespace} not removed"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let gone = api
+        .list_deleted_stores(TestEnv::real_node().as_tenant(
+            MEDUSA_TENANT,
+            store_platform_proto::v1::ListDeletedStoresRequest {},
+        ))
+        .await
+        .expect("ListDeletedStores")
+        .into_inner()
+        .stores;
+    assert!(gone.iter().any(|s| s.store_id == id), "{gone:?}");
+    api.create_store(TestEnv::real_node().as_tenant(
+        MEDUSA_TENANT,
+        CreateStoreRequest {
+            source: Some(store_platform_proto::v1::CloneSource {
+                store_id: id.clone(),
+                backup_id: snapshot.clone(),
+            }),
+            ..support::create_request_for(&id, Engine::Medusa)
+        },
+    ))
+    .await
+    .expect("bring the store back");
+
     let cloned = wait_for(
         &mut api,
         MEDUSA_TENANT,
@@ -1084,6 +1170,59 @@ async fn a_medusa_store_runs_as_real_pods_and_takes_an_order() {
         image_bytes,
         "the clone serves the image"
     );
+
+    // The store brought back: at its own address, with the order, the image and the owner's product, a new
+    // administrator's password, and orders again.
+    let back = wait_for(
+        &mut api,
+        MEDUSA_TENANT,
+        &id,
+        Duration::from_secs(900),
+        "READY",
+        |s| s.phase == Phase::Ready as i32 || s.phase == Phase::Failed as i32,
+    )
+    .await;
+    assert_eq!(back.phase, Phase::Ready as i32, "{back:#?}");
+    let base = format!(
+        "http://{}",
+        cluster_ip(
+            Api::namespaced(client.clone(), &namespace)
+                .get("medusa-server")
+                .await
+                .expect("the server's Service"),
+        )
+    );
+    let back_credentials = api
+        .get_store_credentials(TestEnv::real_node().as_tenant(
+            MEDUSA_TENANT,
+            store_platform_proto::v1::GetStoreCredentialsRequest {
+                store_id: id.clone(),
+            },
+        ))
+        .await
+        .expect("the store's credentials")
+        .into_inner();
+    assert_ne!(back_credentials.password, credentials.password);
+    let token = medusa_support::admin_token_via(
+        &via,
+        &base,
+        &back_credentials.username,
+        &back_credentials.password,
+    );
+    assert_ne!(order_status(&via, &base, &token, &order), "canceled");
+    assert_eq!(
+        medusa_support::bytes_via(&via, &format!("{base}{static_path}"), &[]),
+        image_bytes,
+        "the store brought back serves the image"
+    );
+    let key = Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(client.clone(), &namespace)
+        .get("storefront-config")
+        .await
+        .expect("the storefront's ConfigMap")
+        .data
+        .expect("data")["publishable-key"]
+        .clone();
+    medusa_support::place_order_via(&via, &base, &key, &settings, "brought-back@example.com");
 
     for store in [&id, &copy] {
         api.delete_store(TestEnv::real_node().as_tenant(
@@ -1193,6 +1332,491 @@ async fn in_store_while_restoring(
             tokio::time::Instant::now() < deadline,
             "the restore did not end: {store:#?}"
         );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// A WordPress store's backup and restore, as the node's pods run them: the store stops at its bootstrap here (no
+/// registry has WP-CLI or WooCommerce), so this test takes the platform's part from there with the provisioner's own
+/// code on the store's real objects — BackupStore's backup, then the restore operation's steps but the last (its
+/// verification is the bootstrap). Real WordPress installs itself through its installer, and its owner uploads an
+/// image (WordPress writes it and its sizes into `wp-content`, and its serialized metadata into the database) and
+/// publishes a post with it, through WordPress's REST API. The backup is taken (mariadb-dump in the store's MariaDB
+/// image, restic in its own, to moto's S3 server); the owner deletes the post and the image; the restore brings
+/// back the database byte for byte as the backup holds it and `wp-content` file for file (owner, mode, content),
+/// and WordPress serves the post and the image again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wordpress_store_is_backed_up_and_restored_by_real_pods() {
+    let (mut api, id) = create(TENANT, "wpbackup").await;
+    let namespace = record::namespace_name(&id);
+    let store = wait_for(
+        &mut api,
+        TENANT,
+        &id,
+        Duration::from_secs(600),
+        "FAILED at the bootstrap",
+        |s| s.phase == Phase::Failed as i32,
+    )
+    .await;
+    assert_eq!(
+        step_state(&store, "bootstrap"),
+        Some(StepState::Failed),
+        "{store:#?}"
+    );
+
+    let client = TestEnv::real_node().client().await;
+    let kube = Kube::new(client.clone(), namespace.clone());
+    let engine = WooCommerce::new(std::sync::Arc::new(settings_of(TENANT)));
+    let record = StoreRecord::from_namespace(
+        &Api::<Namespace>::all(client.clone())
+            .get(&namespace)
+            .await
+            .expect("the store's namespace"),
+    )
+    .expect("the store's record");
+    let source = engine.backup_source(&id);
+    let wordpress: Service = Api::namespaced(client.clone(), &namespace)
+        .get("wordpress")
+        .await
+        .expect("wordpress Service");
+    let scratch = tempfile::tempdir().expect("a directory");
+    let site = Site {
+        netns: node_netns(),
+        host: engine.settings().host(&id),
+        address: wordpress
+            .spec
+            .and_then(|s| s.cluster_ip)
+            .expect("a ClusterIP"),
+        dir: scratch.path().to_owned(),
+    };
+
+    // Real WordPress: its installer, its sign-in, its REST API.
+    let password = format!("owner-{}-Pass!", std::process::id());
+    site.install(&password);
+    let nonce = site.sign_in(&password);
+    let image = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/medusa/product-image.png"),
+    )
+    .expect("the fixture image");
+    let media = site.rest(
+        &nonce,
+        "POST",
+        "/wp/v2/media",
+        &[
+            "-H",
+            "content-type: image/png",
+            "-H",
+            "content-disposition: attachment; filename=shop-window.png",
+        ],
+        Some(&image),
+        201,
+    );
+    let media_id = media["id"].as_i64().expect("the image's id");
+    let image_path = media["source_url"]
+        .as_str()
+        .and_then(|url| url.strip_prefix(&format!("http://{}", site.host)))
+        .expect("the image's address")
+        .to_owned();
+    let title = "Our shop window, before the backup";
+    let post = site.rest(
+        &nonce,
+        "POST",
+        "/wp/v2/posts",
+        &["-H", "content-type: application/json"],
+        Some(
+            serde_json::json!({
+                "title": title,
+                "content": format!("<img src=\"{image_path}\">"),
+                "status": "publish",
+                "featured_media": media_id,
+            })
+            .to_string()
+            .as_bytes(),
+        ),
+        201,
+    );
+    let post_id = post["id"].as_i64().expect("the post's id");
+    assert_eq!(site.get(&image_path), (200, image.clone()));
+    let web = running_wordpress(&namespace).await;
+    let uploaded = docker(&[
+        "exec",
+        &web,
+        "stat",
+        "-c",
+        "%u",
+        &format!("/var/www/html{image_path}"),
+    ]);
+    assert_eq!(uploaded, "33", "WordPress wrote the upload as www-data");
+
+    // The backup, as BackupStore makes it.
+    let job = store_platform_provisioner::backup::start(&record, &source, engine.settings(), &kube)
+        .await
+        .expect("start the backup");
+    job_succeeded(&kube, job.metadata.name.as_deref().expect("a name")).await;
+    let backups = api
+        .list_backups(TestEnv::real_node().as_tenant(
+            TENANT,
+            store_platform_proto::v1::ListBackupsRequest {
+                store_id: id.clone(),
+            },
+        ))
+        .await
+        .expect("ListBackups")
+        .into_inner()
+        .backups;
+    let snapshot = backups
+        .iter()
+        .find(|b| b.state == store_platform_proto::v1::BackupState::Succeeded as i32)
+        .unwrap_or_else(|| panic!("no backup listed: {backups:?}"))
+        .id
+        .clone();
+    let repository: Secret = Api::namespaced(client.clone(), &namespace)
+        .get(store_platform_provisioner::backup::secret::STORE_SECRET)
+        .await
+        .expect("the store's backup Secret");
+    let held = scratch.path().join("snapshot");
+    restic_on_host(
+        &repository,
+        &[
+            "restore",
+            &snapshot,
+            "--target",
+            &held.display().to_string(),
+        ],
+    );
+    let held = held.join("backup");
+    let dump = std::fs::read_to_string(held.join("database.sql")).expect("the backup's dump");
+    assert!(dump.contains(title), "the backup's dump holds the post");
+    assert!(
+        dump.contains("_wp_attachment_metadata"),
+        "the backup's dump holds WordPress's serialized image metadata"
+    );
+
+    // The owner's mistake: the post and the image deleted in WordPress, which removes the image's files too.
+    site.rest(
+        &nonce,
+        "DELETE",
+        &format!("/wp/v2/posts/{post_id}&force=true"),
+        &[],
+        None,
+        200,
+    );
+    site.rest(
+        &nonce,
+        "DELETE",
+        &format!("/wp/v2/media/{media_id}&force=true"),
+        &[],
+        None,
+        200,
+    );
+    assert_eq!(site.get(&image_path).0, 404);
+    assert_ne!(database_dump(&namespace), normalized(&dump));
+
+    // The restore operation's steps, as the reconciler runs them.
+    let operation = restore::operation(&snapshot, jiff::Timestamp::now());
+    let restoring = Restore::new(&engine, &operation);
+    for step in ["safety-backup", "stop-writers"] {
+        run_step(&restoring, step, &record, &kube).await;
+    }
+    // The writers are stopped: the store's Service answers with the maintenance page.
+    let (status, page) = site.get("/");
+    let page = String::from_utf8_lossy(&page);
+    assert!(
+        status == 503 && page.contains("is being restored"),
+        "the storefront while the data is replaced: {status} {page}"
+    );
+    run_step(&restoring, "restore-data", &record, &kube).await;
+    // The database is the backup's, byte for byte, before WordPress runs again.
+    assert!(
+        database_dump(&namespace) == normalized(&dump),
+        "the restored database differs from the backup's dump"
+    );
+    run_step(&restoring, "start-writers", &record, &kube).await;
+
+    // wp-content is the backup's, file for file, as the running WordPress sees it.
+    let web = running_wordpress(&namespace).await;
+    let live = docker(&["exec", &web, "sh", "-c", &tree("/var/www/html/wp-content")]);
+    let backed_up = Command::new("sh")
+        .args(["-c", &tree(&held.join("files").display().to_string())])
+        .output()
+        .expect("sh");
+    assert_eq!(live, String::from_utf8_lossy(&backed_up.stdout).trim());
+    assert!(live.contains("shop-window.png"), "{live}");
+    // And WordPress serves the post and its image again.
+    assert_eq!(site.get(&image_path), (200, image));
+    // (Through its REST API: the node's WordPress image has no theme, Debian packages them apart.)
+    let (status, page) = site.get(&format!("/?rest_route=/wp/v2/posts/{post_id}"));
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&page));
+    let restored: serde_json::Value = serde_json::from_slice(&page).expect("JSON");
+    assert_eq!(restored["title"]["rendered"], title);
+    assert_eq!(restored["featured_media"], media_id);
+
+    api.delete_store(TestEnv::real_node().as_tenant(
+        TENANT,
+        store_platform_proto::v1::DeleteStoreRequest {
+            store_id: id.clone(),
+        },
+    ))
+    .await
+    .expect("delete");
+}
+
+/// The store's WordPress site, reached as the store's address through its Service from the node's network
+/// namespace, with a cookie jar of its own.
+struct Site {
+    netns: String,
+    host: String,
+    address: String,
+    dir: std::path::PathBuf,
+}
+
+impl Site {
+    /// curl in the node's network namespace: the status and the body.
+    fn curl(&self, method: &str, path: &str, args: &[&str], body: Option<&[u8]>) -> (u16, Vec<u8>) {
+        let jar = self.dir.join("cookies");
+        let out = self.dir.join("body");
+        let sent = self.dir.join("request");
+        if !jar.exists() {
+            // WordPress's sign-in asks for its test cookie first, as a browser's first visit gets it.
+            std::fs::write(
+                &jar,
+                format!(
+                    "{}\tFALSE\t/\tFALSE\t0\twordpress_test_cookie\tWP%20Cookie%20check\n",
+                    self.host
+                ),
+            )
+            .expect("cookie jar");
+        }
+        let mut command = Command::new("nsenter");
+        command
+            .arg(format!("--net=/run/netns/{}", self.netns))
+            .args(["--", "curl", "-sS", "--max-time", "120", "-X", method])
+            .arg("--resolve")
+            .arg(format!("{}:80:{}", self.host, self.address))
+            .arg("-b")
+            .arg(&jar)
+            .arg("-c")
+            .arg(&jar)
+            .arg("-o")
+            .arg(&out)
+            .args(["-w", "%{http_code}"])
+            .args(args);
+        if let Some(body) = body {
+            std::fs::write(&sent, body).expect("request body");
+            command
+                .arg("--data-binary")
+                .arg(format!("@{}", sent.display()));
+        }
+        let output = command
+            .arg(format!("http://{}{path}", self.host))
+            .output()
+            .expect("curl");
+        assert!(
+            output.status.success(),
+            "{method} {path}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let status = String::from_utf8_lossy(&output.stdout)
+            .trim()
+            .parse()
+            .expect("a status");
+        (status, std::fs::read(&out).unwrap_or_default())
+    }
+
+    fn get(&self, path: &str) -> (u16, Vec<u8>) {
+        self.curl("GET", path, &[], None)
+    }
+
+    /// WordPress's installer, as its form posts it.
+    fn install(&self, password: &str) {
+        let form = [
+            "weblog_title=Backed-up shop".to_owned(),
+            "user_name=owner".to_owned(),
+            format!("admin_password={password}"),
+            format!("admin_password2={password}"),
+            "admin_email=owner@example.com".to_owned(),
+            "blog_public=0".to_owned(),
+            "Submit=Install WordPress".to_owned(),
+        ];
+        let mut args = Vec::new();
+        for field in &form {
+            args.push("--data-urlencode");
+            args.push(field.as_str());
+        }
+        let (status, page) = self.curl("POST", "/wp-admin/install.php?step=2", &args, None);
+        let page = String::from_utf8_lossy(&page);
+        assert!(
+            status == 200 && page.contains("Success!"),
+            "WordPress's installer answered {status}: {page}"
+        );
+    }
+
+    /// Signs the owner in; returns the REST API's nonce for the session.
+    fn sign_in(&self, password: &str) -> String {
+        let pwd = format!("pwd={password}");
+        let (status, page) = self.curl(
+            "POST",
+            "/wp-login.php",
+            &[
+                "--data-urlencode",
+                "log=owner",
+                "--data-urlencode",
+                &pwd,
+                "--data-urlencode",
+                "testcookie=1",
+            ],
+            None,
+        );
+        assert_eq!(
+            status,
+            302,
+            "WordPress's sign-in: {}",
+            String::from_utf8_lossy(&page)
+        );
+        let (status, nonce) = self.get("/wp-admin/admin-ajax.php?action=rest-nonce");
+        let nonce = String::from_utf8_lossy(&nonce).trim().to_owned();
+        assert!(
+            status == 200 && !nonce.is_empty() && nonce != "0",
+            "no nonce: {status} {nonce}"
+        );
+        nonce
+    }
+
+    /// A REST API call as the signed-in owner; the reply's JSON, after checking its status.
+    fn rest(
+        &self,
+        nonce: &str,
+        method: &str,
+        route: &str,
+        args: &[&str],
+        body: Option<&[u8]>,
+        expected: u16,
+    ) -> serde_json::Value {
+        let header = format!("x-wp-nonce: {nonce}");
+        let mut all = vec!["-H", header.as_str()];
+        all.extend_from_slice(args);
+        let (status, reply) = self.curl(method, &format!("/?rest_route={route}"), &all, body);
+        assert_eq!(
+            status,
+            expected,
+            "{method} {route}: {}",
+            String::from_utf8_lossy(&reply)
+        );
+        serde_json::from_slice(&reply).expect("JSON")
+    }
+}
+
+/// The running WordPress container of the store in `namespace`, once there is one.
+async fn running_wordpress(namespace: &str) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
+    loop {
+        let id = container_named(namespace, "wordpress");
+        if !id.is_empty() && !id.contains('\n') {
+            return id;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no running wordpress container"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// The store's database as the backup dumps it (the same mariadb-dump options), in its MariaDB container, without
+/// the line naming the host it was dumped from.
+fn database_dump(namespace: &str) -> String {
+    let database = container_id(namespace, "mariadb-0", "mariadb");
+    let dump = docker(&[
+        "exec",
+        &database,
+        "sh",
+        "-c",
+        "MYSQL_PWD=\"$MARIADB_ROOT_PASSWORD\" mariadb-dump --user=root --single-transaction --quick --routines \
+         --triggers --events --hex-blob --default-character-set=utf8mb4 --skip-dump-date wordpress",
+    ]);
+    normalized(&dump)
+}
+
+fn normalized(dump: &str) -> String {
+    dump.lines()
+        .filter(|line| !line.starts_with("-- Host:"))
+        .collect::<Vec<_>>()
+        .join("\n")
+        .trim()
+        .to_owned()
+}
+
+/// A shell command listing the tree under `dir`: each entry's path, owner, group, mode and type, and each file's
+/// sha256.
+fn tree(dir: &str) -> String {
+    format!(
+        "cd '{dir}' && find . -mindepth 1 ! -path './lost+found*' -printf '%P %U %G %m %y\\n' | LC_ALL=C sort && \
+         find . -type f ! -path './lost+found*' -exec sha256sum {{}} + | LC_ALL=C sort -k2"
+    )
+}
+
+/// restic on this host, against the store's repository, with its backup Secret (as an operator without the
+/// platform runs it).
+fn restic_on_host(secret: &Secret, args: &[&str]) -> String {
+    let output =
+        Command::new("restic")
+            .args(["-o", "s3.bucket-lookup=path", "--no-cache"])
+            .args(args)
+            .env_clear()
+            .envs(secret.data.iter().flatten().map(|(name, value)| {
+                (name.clone(), String::from_utf8_lossy(&value.0).into_owned())
+            }))
+            .env("PATH", "/usr/bin:/bin")
+            .output()
+            .expect("restic");
+    assert!(
+        output.status.success(),
+        "restic {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Waits until Job `name` succeeded; its failure, in its container's words, fails the test.
+async fn job_succeeded(kube: &Kube, name: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
+    loop {
+        let job = kube
+            .get::<k8s_openapi::api::batch::v1::Job>(name)
+            .await
+            .expect("get the Job")
+            .expect("the Job");
+        match store_platform_provisioner::backup::job_state(&job) {
+            JobState::Succeeded => return,
+            JobState::Failed => panic!(
+                "Job {name} failed: {}",
+                store_platform_provisioner::backup::failure(kube, &job).await
+            ),
+            JobState::Running => {}
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "Job {name} still runs"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Runs one of the restore's steps to its end, as the reconciler does: apply, then observe until done.
+async fn run_step(restoring: &Restore<'_>, step: &str, store: &StoreRecord, kube: &Kube) {
+    restoring.apply(step, store, kube).await.expect(step);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
+    loop {
+        match restoring.observe(step, store, kube).await.expect(step) {
+            Progress::Done => return,
+            Progress::Failed(why) => panic!("{step} failed: {why}"),
+            Progress::Waiting(what) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "{step} did not end: {what}; {}",
+                restoring.diagnose(step, store, kube).await
+            ),
+        }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
