@@ -640,7 +640,11 @@ function StoreCard({ store, api }: { store: Store; api: Clients }) {
   }
 
   return (
-    <li className={`store phase-${phase}`} aria-label={`Store ${store.displayName || store.id}`}>
+    // Named as its heading reads, name and id: a clone has its source's name.
+    <li
+      className={`store phase-${phase}`}
+      aria-label={`Store ${store.displayName ? `${store.displayName} (${store.id})` : store.id}`}
+    >
       <div className="store-head">
         <h3>
           {store.displayName || store.id} <span className="muted small">{store.id}</span>
