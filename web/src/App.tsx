@@ -567,7 +567,10 @@ function DeletedStores({ api, stores }: { api: Clients; stores: Map<string, Stor
     }
   }
 
-  if (deleted.length === 0 && !error) return null;
+  // A store of the same id exists again (brought back, or on its way back): it is no longer deleted, although the
+  // platform lists it until the store is prepared again, and nothing reloads the list then.
+  const kept = deleted.filter((store) => !stores.has(store.storeId));
+  if (kept.length === 0 && !error) return null;
   return (
     <section aria-labelledby="deleted-title">
       <h2 id="deleted-title">Deleted stores</h2>
@@ -577,7 +580,7 @@ function DeletedStores({ api, stores }: { api: Clients; stores: Map<string, Stor
         </p>
       )}
       <ul className="deleted" aria-label="Deleted stores">
-        {deleted.map((store) => (
+        {kept.map((store) => (
           <li key={store.storeId}>
             <strong>{store.displayName || store.storeId}</strong> <code>{store.storeId}</code> · deleted{" "}
             {store.deleteTime ? timestampDate(store.deleteTime).toLocaleString() : "—"} · backups kept until{" "}
@@ -585,7 +588,7 @@ function DeletedStores({ api, stores }: { api: Clients; stores: Map<string, Stor
             <button
               type="button"
               className="secondary"
-              disabled={busy !== null || stores.has(store.storeId)}
+              disabled={busy !== null}
               onClick={() => void bringBack(store)}
             >
               {busy === store.storeId ? "Bringing back…" : "Bring back"}
