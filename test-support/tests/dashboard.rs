@@ -1,22 +1,41 @@
 //! The dashboard in a real browser against the whole stack: the provisioner, the status service and the gateway
-//! (serving the built `web/dist`) as processes, on the local control plane with the simulated kubelet. The browser
-//! steps are in `web/e2e/dashboard.mjs` (Debian's Chromium driven by playwright-core); this test starts the stack,
-//! runs the script, and restarts the status service, then the gateway, when the script asks, to prove the live
-//! stream reconnects by itself. Afterwards the gateway's audit log must name every mutating call, and no log may
-//! hold the API token or the store password the browser was shown.
+//! (serving the built `web/dist`) as processes, on the local control plane with the simulated kubelet, and backups
+//! on, to moto's S3 server (from PyPI) on loopback. The browser steps are in `web/e2e/dashboard.mjs` (Debian's
+//! Chromium driven by playwright-core); this test starts the stack, runs the script, and answers what the script
+//! asks for: restarting the status service, then the gateway, to prove the live stream reconnects by itself; healing
+//! a failing store; the work of a backup Job's restic container, which the simulated kubelet does not run (the
+//! platform's backup script, with Debian's restic, writes a real snapshot into the store's repository); and, at the
+//! end, a provisioner without an object store. Afterwards the gateway's audit log must name every mutating call, and
+//! no log may hold the API token, the store password the browser was shown, the object store's secret key or a
+//! store's repository key.
 //!
 //! Screenshots land in `test-output/dashboard/`.
 
 use std::{
+    collections::BTreeMap,
+    net::Ipv4Addr,
     path::{Path, PathBuf},
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
+use k8s_openapi::api::{batch::v1::Job, core::v1::Secret};
+use kube::{
+    Api,
+    api::{DeleteParams, ListParams},
+};
 use store_platform_test_support::{
     Behaviour, Fate, TestEnv,
+    daemon::require_programs,
+    object_store::ObjectStore,
     process::{ServiceProcess, free_port, tokens_file},
 };
+
+/// The tenant of the test's API token, and the only one its provisioner reconciles.
+const TENANT: &str = "browser";
+const BUCKET: &str = "dashboard-backups";
+const ACCESS_KEY: &str = "dashboard-access-key";
+const SECRET_KEY: &str = "dashboard-secret-key-never-logged";
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -36,6 +55,196 @@ fn start_status(env: &TestEnv, port: u16, logs: &Path) -> ServiceProcess {
         ],
         logs,
     )
+}
+
+/// The provisioner, reconciling only the test's tenant; `backups`: the object store's settings, if any.
+fn start_provisioner(
+    env: &TestEnv,
+    port: u16,
+    backups: Option<&[(&'static str, String)]>,
+    logs: &Path,
+) -> ServiceProcess {
+    let mut settings = vec![
+        ("KUBECONFIG", env.kubeconfig_path().display().to_string()),
+        ("GRPC_ADDR", format!("127.0.0.1:{port}")),
+        ("METRICS_ADDR", "127.0.0.1:0".to_owned()),
+        (
+            "LEASE_NAME",
+            format!("dashboard-test-{}", std::process::id()),
+        ),
+        (
+            "RECONCILE_SELECTOR",
+            format!("store-platform.io/tenant={TENANT}"),
+        ),
+    ];
+    settings.extend(backups.unwrap_or_default().iter().cloned());
+    ServiceProcess::start("provisioner", &settings, logs)
+}
+
+/// The platform's backup settings (each flag's environment variable): moto at `endpoint`, the object store's keys
+/// in files, a schedule that does not fire during a test (1 January, 02:30), and egress to loopback only.
+fn backup_settings(endpoint: &str, dir: &Path) -> Vec<(&'static str, String)> {
+    let (access, secret) = (dir.join("s3-access-key"), dir.join("s3-secret-key"));
+    std::fs::write(&access, format!("{ACCESS_KEY}\n")).expect("the access key file");
+    std::fs::write(&secret, format!("{SECRET_KEY}\n")).expect("the secret key file");
+    vec![
+        ("BACKUP_S3_ENDPOINT", endpoint.to_owned()),
+        ("BACKUP_S3_BUCKET", BUCKET.to_owned()),
+        ("BACKUP_S3_ACCESS_KEY_FILE", access.display().to_string()),
+        ("BACKUP_S3_SECRET_KEY_FILE", secret.display().to_string()),
+        ("BACKUP_SCHEDULE", "30 2 1 1 *".to_owned()),
+        ("BACKUP_EGRESS_CIDRS", "127.0.0.1/32".to_owned()),
+    ]
+}
+
+/// What the restic container of store `id`'s on-demand backup Job (the one the browser asked for) would have done,
+/// had a kubelet run it: the platform's backup script, with Debian's restic, the store's backup Secret and the
+/// container's own environment, writes a real snapshot into the store's repository. Only the places differ: a
+/// directory of the test's for `/backup` (holding a small dump and an upload, for what the `dump` container and the
+/// store's volume would give) and for `/tmp`. Returns `id=<snapshot> bytes=<its size tag> time=<its time, in ms since
+/// the epoch>`, read back from the repository with restic.
+async fn write_the_snapshot_of_the_backup_job(env: &TestEnv, id: &str) -> String {
+    let client = env.client().await;
+    let namespace = format!("store-{id}");
+    // The click's BackupStore may still be on its way.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let jobs = loop {
+        let jobs =
+            Api::<Job>::namespaced(client.clone(), &namespace)
+                .list(&ListParams::default().labels(
+                    "app.kubernetes.io/name=backup,store-platform.io/backup-kind=on-demand",
+                ))
+                .await
+                .expect("list the store's backup Jobs")
+                .items;
+        if !jobs.is_empty() || Instant::now() > deadline {
+            break jobs;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(jobs.len(), 1, "one on-demand backup Job: {jobs:?}");
+    let pod = jobs[0]
+        .spec
+        .as_ref()
+        .and_then(|spec| spec.template.spec.as_ref())
+        .expect("the Job's pod");
+    let restic = pod
+        .containers
+        .iter()
+        .find(|container| container.name == "restic")
+        .expect("the restic container");
+    let mut environment = BTreeMap::new();
+    for source in restic.env_from.iter().flatten() {
+        let name = &source.secret_ref.as_ref().expect("a Secret").name;
+        let secret = Api::<Secret>::namespaced(client.clone(), &namespace)
+            .get(name)
+            .await
+            .expect("the store's backup Secret");
+        for (key, value) in secret.data.unwrap_or_default() {
+            environment.insert(key, String::from_utf8(value.0).expect("utf-8"));
+        }
+    }
+    for variable in restic.env.iter().flatten() {
+        let value = variable
+            .value
+            .clone()
+            .unwrap_or_else(|| panic!("{} is not a plain value: {variable:?}", variable.name));
+        environment.insert(variable.name.clone(), value);
+    }
+    assert_eq!(environment["BACKUP_KIND"], "on-demand");
+
+    let dir = tempfile::tempdir().expect("the pod's directories");
+    let backup_dir = dir.path().join("backup");
+    std::fs::create_dir_all(backup_dir.join("files/uploads")).expect("mkdir");
+    std::fs::write(
+        backup_dir.join("database.sql"),
+        format!("-- the database of {id}, as the dump container would leave it\n"),
+    )
+    .expect("the dump");
+    std::fs::write(
+        backup_dir.join("files/uploads/logo.png"),
+        b"an upload of the store's owner",
+    )
+    .expect("an upload");
+    let termination = dir.path().join("termination-log");
+    for (key, value) in [
+        ("BACKUP_DIR", backup_dir.display().to_string()),
+        ("HOME", dir.path().display().to_string()),
+        ("TMPDIR", dir.path().display().to_string()),
+        (
+            "RESTIC_CACHE_DIR",
+            dir.path().join("restic-cache").display().to_string(),
+        ),
+        ("TERMINATION_LOG", termination.display().to_string()),
+        ("PATH", "/usr/bin:/bin".to_owned()),
+    ] {
+        environment.insert(key.to_owned(), value);
+    }
+    let script = workspace().join("services/provisioner/scripts/backup.sh");
+    let output = tokio::process::Command::new("sh")
+        .arg(&script)
+        .env_clear()
+        .envs(&environment)
+        .output()
+        .await
+        .expect("run the backup script");
+    assert!(
+        output.status.success(),
+        "the backup script failed:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // `snapshot=<id> bytes=<n> added=<n>`, as the Job's termination message.
+    let message = std::fs::read_to_string(&termination).expect("the termination message");
+    let field = |name: &str| {
+        message
+            .split_whitespace()
+            .find_map(|pair| pair.strip_prefix(&format!("{name}=")))
+            .unwrap_or_else(|| panic!("no {name} in {message:?}"))
+            .to_owned()
+    };
+    let (snapshot, bytes) = (field("snapshot"), field("bytes"));
+
+    // The snapshot, as anyone with the key reads it from the object store.
+    let listed = tokio::process::Command::new("restic")
+        .args([
+            "-o",
+            &format!("s3.bucket-lookup={}", environment["S3_BUCKET_LOOKUP"]),
+            "--no-cache",
+            "snapshots",
+            "--json",
+            &snapshot,
+        ])
+        .env_clear()
+        .envs(&environment)
+        .output()
+        .await
+        .expect("run restic");
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    let snapshots: Vec<serde_json::Value> =
+        serde_json::from_slice(&listed.stdout).expect("restic's JSON");
+    assert_eq!(snapshots.len(), 1, "{snapshots:?}");
+    // The script reports restic's short id; the repository lists the full one, as the platform shows it.
+    let full_id = snapshots[0]["id"].as_str().expect("the snapshot's id");
+    assert!(
+        full_id.starts_with(&snapshot),
+        "{full_id} is not {snapshot}"
+    );
+    let tags = snapshots[0]["tags"].to_string();
+    assert!(
+        tags.contains("kind=on-demand") && tags.contains(&format!("bytes={bytes}")),
+        "{tags}"
+    );
+    let time: jiff::Timestamp = snapshots[0]["time"]
+        .as_str()
+        .expect("the snapshot's time")
+        .parse()
+        .expect("an RFC 3339 time");
+    format!("id={full_id} bytes={bytes} time={}", time.as_millisecond())
 }
 
 fn start_gateway(
@@ -63,7 +272,7 @@ fn start_gateway(
 }
 
 #[tokio::test]
-async fn the_dashboard_creates_watches_reveals_and_deletes_a_store_in_chromium() {
+async fn the_dashboard_creates_watches_backs_up_restores_clones_and_deletes_stores_in_chromium() {
     let root = workspace();
     let web_root = root.join("web/dist");
     let script = root.join("web/e2e/dashboard.mjs");
@@ -81,12 +290,14 @@ async fn the_dashboard_creates_watches_reveals_and_deletes_a_store_in_chromium()
         Path::new(&chromium).is_file(),
         "{chromium} is missing: apt-get install chromium (make test does)"
     );
+    require_programs(&["/usr/bin/restic", "/usr/bin/curl"]);
 
     let env = TestEnv::shared();
     env.ensure_namespace("store-platform").await;
     let store_id = format!("browser{}", std::process::id());
     let broken_id = format!("broken{}", std::process::id());
-    // Slow pods a little, so the steps visibly progress one by one.
+    let clone_id = format!("copy{}", std::process::id());
+    // Slow pods a little, so the steps (and a restore's) visibly progress one by one.
     env.set_kubelet_behaviour(
         &format!("store-{store_id}"),
         &Behaviour::with_delay(Duration::from_millis(500)),
@@ -123,27 +334,19 @@ async fn the_dashboard_creates_watches_reveals_and_deletes_a_store_in_chromium()
 
     let scratch = tempfile::tempdir().expect("scratch");
     let logs = scratch.path();
+    // The object store: a real S3 endpoint on loopback, which stops with the test.
+    let object_store = ObjectStore::start(&[], Ipv4Addr::LOCALHOST, BUCKET, logs);
+    let backups = backup_settings(&object_store.endpoint, logs);
     let (provisioner_port, status_port, gateway_port) = (free_port(), free_port(), free_port());
-    let provisioner = ServiceProcess::start(
-        "provisioner",
-        &[
-            ("KUBECONFIG", env.kubeconfig_path().display().to_string()),
-            ("GRPC_ADDR", format!("127.0.0.1:{provisioner_port}")),
-            ("METRICS_ADDR", "127.0.0.1:0".to_owned()),
-            (
-                "LEASE_NAME",
-                format!("dashboard-test-{}", std::process::id()),
-            ),
-            (
-                "RECONCILE_SELECTOR",
-                "store-platform.io/tenant=browser".to_owned(),
-            ),
-        ],
+    let mut provisioner = Some(start_provisioner(
+        env,
+        provisioner_port,
+        Some(&backups),
         logs,
-    );
+    ));
     let mut status = Some(start_status(env, status_port, logs));
     let token = format!("browser-token-{}", std::process::id());
-    let tokens = tokens_file(logs, "browser-test", "browser", &token, false);
+    let tokens = tokens_file(logs, "browser-test", TENANT, &token, false);
     let backends = (provisioner_port, status_port);
     let mut gateway = Some(start_gateway(
         gateway_port,
@@ -158,6 +361,7 @@ async fn the_dashboard_creates_watches_reveals_and_deletes_a_store_in_chromium()
 
     let screenshots = root.join("test-output/dashboard");
     let restart_request = scratch.path().join("restart-request");
+    let harness_reply = scratch.path().join("harness-reply");
     let password_file = scratch.path().join("password-shown");
     let mut browser = Command::new("node")
         .arg(&script)
@@ -167,8 +371,10 @@ async fn the_dashboard_creates_watches_reveals_and_deletes_a_store_in_chromium()
         .env("STORE_ID", &store_id)
         .env("BROKEN_STORE_ID", &broken_id)
         .env("MEDUSA_STORE_ID", &medusa_id)
+        .env("CLONE_STORE_ID", &clone_id)
         .env("SCREENSHOTS", &screenshots)
         .env("RESTART_REQUEST", &restart_request)
+        .env("HARNESS_REPLY", &harness_reply)
         .env("PASSWORD_FILE", &password_file)
         .env("CHROMIUM", &chromium)
         .stdout(Stdio::inherit())
@@ -181,37 +387,60 @@ async fn the_dashboard_creates_watches_reveals_and_deletes_a_store_in_chromium()
         if let Some(outcome) = browser.try_wait().expect("poll the browser script") {
             break outcome;
         }
-        if let Ok(which) = std::fs::read_to_string(&restart_request) {
-            // The script watches its connection badge while the service goes away and comes back.
-            let which = which.trim();
-            if which == "heal" {
-                env.set_kubelet_behaviour(&broken_namespace, &Behaviour::default())
-                    .await;
-                std::fs::remove_file(&restart_request).expect("clear the request");
-                continue;
+        if let Ok(request) = std::fs::read_to_string(&restart_request) {
+            let request = request.trim();
+            match request.split_once(' ') {
+                Some(("snapshot", id)) => {
+                    let reply = write_the_snapshot_of_the_backup_job(env, id).await;
+                    std::fs::write(&harness_reply, reply).expect("answer");
+                }
+                _ if request == "heal" => {
+                    env.set_kubelet_behaviour(&broken_namespace, &Behaviour::default())
+                        .await;
+                }
+                _ if request == "provisioner-without-backups" => {
+                    let old = provisioner.take().expect("the provisioner");
+                    assert!(
+                        old.terminate(Duration::from_secs(15)),
+                        "the provisioner did not stop"
+                    );
+                    let mut fresh = start_provisioner(env, provisioner_port, None, logs);
+                    fresh.channel(provisioner_port).await;
+                    provisioner = Some(fresh);
+                }
+                // The script watches its connection badge while the service goes away and comes back.
+                _ if request == "status" || request == "gateway" => {
+                    let old = if request == "gateway" {
+                        gateway.take()
+                    } else {
+                        status.take()
+                    };
+                    if let Some(old) = old {
+                        assert!(
+                            old.terminate(Duration::from_secs(15)),
+                            "{request} did not stop"
+                        );
+                    }
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    if request == "gateway" {
+                        let mut fresh =
+                            start_gateway(gateway_port, backends, &web_root, &tokens, logs);
+                        fresh.channel(gateway_port).await;
+                        gateway = Some(fresh);
+                    } else {
+                        let mut fresh = start_status(env, status_port, logs);
+                        fresh.channel(status_port).await;
+                        status = Some(fresh);
+                    }
+                }
+                _ => {
+                    let _ = browser.kill();
+                    panic!(
+                        "the browser script asked for {request:?}, which the harness does not know"
+                    );
+                }
             }
-            let old = if which == "gateway" {
-                gateway.take()
-            } else {
-                status.take()
-            };
-            if let Some(old) = old {
-                assert!(
-                    old.terminate(Duration::from_secs(15)),
-                    "{which} did not stop"
-                );
-            }
-            tokio::time::sleep(Duration::from_secs(2)).await;
-            if which == "gateway" {
-                let mut fresh = start_gateway(gateway_port, backends, &web_root, &tokens, logs);
-                fresh.channel(gateway_port).await;
-                gateway = Some(fresh);
-            } else {
-                let mut fresh = start_status(env, status_port, logs);
-                fresh.channel(status_port).await;
-                status = Some(fresh);
-            }
-            std::fs::remove_file(&restart_request).expect("clear the restart request");
+            std::fs::remove_file(&restart_request).expect("clear the request");
         }
         if Instant::now() > deadline {
             let _ = browser.kill();
@@ -219,6 +448,36 @@ async fn the_dashboard_creates_watches_reveals_and_deletes_a_store_in_chromium()
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
+
+    // The repository keys of the stores, read before they are removed: the deleted stores' backups would be kept for
+    // 30 days, which a test must not leave behind.
+    let keys = Api::<Secret>::namespaced(env.client().await, "store-platform");
+    let mut repository_keys = Vec::new();
+    for id in [&store_id, &clone_id, &broken_id, &medusa_id] {
+        let selector = format!(
+            "app.kubernetes.io/name=backup-key,store-platform.io/store-id={id},store-platform.io/tenant={TENANT}"
+        );
+        for key in keys
+            .list(&ListParams::default().labels(&selector))
+            .await
+            .expect("list the repository keys")
+            .items
+        {
+            let value = key
+                .data
+                .as_ref()
+                .and_then(|data| data.get("RESTIC_PASSWORD"))
+                .expect("the repository key");
+            repository_keys.push(String::from_utf8(value.0.clone()).expect("utf-8"));
+            keys.delete(
+                key.metadata.name.as_deref().expect("named"),
+                &DeleteParams::default(),
+            )
+            .await
+            .expect("remove the repository key");
+        }
+    }
+
     let gateway_log = gateway
         .as_ref()
         .map(ServiceProcess::logs)
@@ -232,43 +491,77 @@ async fn the_dashboard_creates_watches_reveals_and_deletes_a_store_in_chromium()
         "the browser script failed ({outcome}); screenshots in {}\ngateway log:\n{gateway_log}\nstatus log:\n{status_log}",
         screenshots.display(),
     );
+    assert!(
+        repository_keys.len() >= 2,
+        "the backed-up store and its clone have repository keys"
+    );
 
     // One audit line per mutating call, naming the caller, the store and the result.
     let audit: Vec<&str> = gateway_log
         .lines()
         .filter(|line| line.contains(r#""target":"audit""#))
         .collect();
-    for (method, store, result) in [
-        ("CreateStore", "Bad_Id", "INVALID_ARGUMENT"),
-        ("CreateStore", store_id.as_str(), "OK"),
-        ("GetStoreCredentials", store_id.as_str(), "OK"),
-        ("DeleteStore", store_id.as_str(), "OK"),
-        ("RetryStore", broken_id.as_str(), "OK"),
-        ("DeleteStore", broken_id.as_str(), "OK"),
-        ("CreateStore", medusa_id.as_str(), "OK"),
-        ("DeleteStore", medusa_id.as_str(), "OK"),
+    let audited = |method: &str, store: &str, result: &str| {
+        audit
+            .iter()
+            .filter(|line| {
+                line.contains(&format!(r#""method":"{method}""#))
+                    && line.contains(&format!(r#""store":"{store}""#))
+                    && line.contains(&format!(r#""result":"{result}""#))
+                    && line.contains(r#""who":"browser-test""#)
+            })
+            .count()
+    };
+    for (method, store, result, times) in [
+        ("CreateStore", "Bad_Id", "INVALID_ARGUMENT", 1),
+        // Created, then brought back under its own id after its deletion.
+        ("CreateStore", store_id.as_str(), "OK", 2),
+        ("GetStoreCredentials", store_id.as_str(), "OK", 1),
+        ("BackupStore", store_id.as_str(), "OK", 1),
+        ("RestoreStore", store_id.as_str(), "OK", 1),
+        ("CreateStore", clone_id.as_str(), "OK", 1),
+        ("DeleteStore", store_id.as_str(), "OK", 2),
+        ("DeleteStore", clone_id.as_str(), "OK", 1),
+        ("RetryStore", broken_id.as_str(), "OK", 1),
+        ("DeleteStore", broken_id.as_str(), "OK", 1),
+        ("CreateStore", medusa_id.as_str(), "OK", 1),
+        ("DeleteStore", medusa_id.as_str(), "OK", 1),
     ] {
-        assert!(
-            audit.iter().any(|line| line.contains(method)
-                && line.contains(&format!(r#""store":"{store}""#))
-                && line.contains(&format!(r#""result":"{result}""#))
-                && line.contains(r#""who":"browser-test""#)),
-            "no audit line for {method} {store} {result}:\n{}",
+        assert_eq!(
+            audited(method, store, result),
+            times,
+            "audit lines for {method} {store} {result}:\n{}",
             audit.join("\n")
         );
     }
     // Secrets stay out of every log.
     let password =
         std::fs::read_to_string(&password_file).expect("the password the browser was shown");
+    let moto_log = std::fs::read_to_string(logs.join("moto.log")).unwrap_or_default();
+    let provisioner_log = provisioner
+        .as_ref()
+        .map(ServiceProcess::logs)
+        .unwrap_or_default();
     for (name, log) in [
         ("gateway", &gateway_log),
         ("status", &status_log),
-        ("provisioner", &provisioner.logs()),
+        ("provisioner", &provisioner_log),
+        ("object store", &moto_log),
     ] {
         assert!(!log.contains(&token), "the API token is in the {name} log");
         assert!(
             !log.contains(password.trim()),
             "the store password is in the {name} log"
         );
+        assert!(
+            !log.contains(SECRET_KEY),
+            "the object store's secret key is in the {name} log"
+        );
+        for key in &repository_keys {
+            assert!(
+                !log.contains(key.as_str()),
+                "a repository key is in the {name} log"
+            );
+        }
     }
 }

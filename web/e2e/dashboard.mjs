@@ -1,15 +1,24 @@
 // The dashboard end to end, in Debian's Chromium driven by playwright-core, against the whole stack (gateway,
-// provisioner, status service, local control plane with the simulated kubelet). Run by
-// test-support/tests/dashboard.rs, which starts the stack and sets:
+// provisioner with backups on, status service, local control plane with the simulated kubelet, moto's S3 server as
+// the object store). Run by test-support/tests/dashboard.rs, which starts the stack and sets:
 //   GATEWAY_URL, DASHBOARD_TOKEN, STORE_ID, BROKEN_STORE_ID (a store whose bootstrap the simulated kubelet fails),
 //   MEDUSA_STORE_ID (a Medusa store, whose bootstrap the simulated kubelet has report a publishable key),
-//   SCREENSHOTS (a directory), RESTART_REQUEST (a file path: the script writes "status" or "gateway" there when it
-//   wants that service restarted, or "heal" when the broken store's cause should be fixed, and waits for the
-//   harness to remove it), PASSWORD_FILE (where the script leaves the password it was shown, so the harness can check that no log
-//   holds it).
+//   CLONE_STORE_ID (the id the script gives the clone of STORE_ID's backup), SCREENSHOTS (a directory),
+//   PASSWORD_FILE (where the script leaves the password it was shown, so the harness can check that no log holds it),
+//   RESTART_REQUEST and HARNESS_REPLY (file paths): the script asks the harness for something by writing one line
+//   into RESTART_REQUEST and waits until the harness removes the file, having written its answer, if any, into
+//   HARNESS_REPLY first. The requests:
+//     "status" or "gateway"           restart that service (the script watches its connection badge meanwhile);
+//     "heal"                          fix the cause of the broken store's failure;
+//     "snapshot <store id>"           do what the restic container of the store's on-demand backup Job would have
+//                                     done (the simulated kubelet runs no container): run the platform's backup
+//                                     script with Debian's restic, the store's Secret `store-backup` and the Job's
+//                                     environment, writing a real snapshot into the store's repository; answers
+//                                     "id=<snapshot id> bytes=<its size> time=<its time, ms since the epoch>";
+//     "provisioner-without-backups"   restart the provisioner with no object store.
 // Exits non-zero with a message at the first step that fails.
 
-import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
 
@@ -23,8 +32,10 @@ const token = env("DASHBOARD_TOKEN");
 const storeId = env("STORE_ID");
 const brokenStoreId = env("BROKEN_STORE_ID");
 const medusaStoreId = env("MEDUSA_STORE_ID");
+const cloneStoreId = env("CLONE_STORE_ID");
 const shots = env("SCREENSHOTS");
 const restartRequest = env("RESTART_REQUEST");
+const harnessReply = env("HARNESS_REPLY");
 const passwordFile = env("PASSWORD_FILE");
 mkdirSync(shots, { recursive: true });
 
@@ -56,6 +67,38 @@ async function step(name, action) {
   console.log(`ok  ${name} (${Date.now() - started} ms)`);
 }
 const expectVisible = (locator, timeout = 10_000) => locator.waitFor({ state: "visible", timeout });
+// A store card's step.
+const stepNamed = (store, name) =>
+  store.getByRole("list", { name: "Steps" }).getByRole("listitem").filter({ hasText: name });
+
+// Asks the harness for `request` (see the top of this file) and returns its answer ("" if none).
+async function askHarness(request) {
+  rmSync(harnessReply, { force: true });
+  writeFileSync(restartRequest, request);
+  const deadline = Date.now() + 120_000;
+  while (existsSync(restartRequest)) {
+    if (Date.now() > deadline) throw new Error(`the harness did not answer "${request}"`);
+    await page.waitForTimeout(100);
+  }
+  return existsSync(harnessReply) ? readFileSync(harnessReply, "utf8").trim() : "";
+}
+
+// Sizes as the dashboard writes them (App.tsx's size()): 4.1 kB.
+function size(bytes) {
+  if (bytes < 1000) return `${bytes} B`;
+  const units = ["kB", "MB", "GB", "TB"];
+  let scaled = bytes / 1000;
+  let unit = 0;
+  while (scaled >= 1000 && unit < units.length - 1) {
+    scaled /= 1000;
+    unit += 1;
+  }
+  return `${scaled.toFixed(1)} ${units[unit]}`;
+}
+
+// Times and dates as the browser shows them (its locale and time zone).
+const localTime = (ms) => page.evaluate((t) => new Date(t).toLocaleString(), ms);
+const localDate = (ms) => page.evaluate((t) => new Date(t).toLocaleDateString(), ms);
 
 try {
   await step("sign-in-refuses-a-wrong-token", async () => {
@@ -84,7 +127,8 @@ try {
     if (invalid !== "true") throw new Error("the field is not marked invalid");
   });
 
-  const card = page.getByRole("listitem", { name: `Store Browser shop` });
+  // A store's card is named by its name and id: a clone has its source's name.
+  const card = page.getByRole("listitem", { name: `Store Browser shop (${storeId})` });
   const phase = card.getByTestId("phase");
   await step("create", async () => {
     await page.getByLabel("Store id").fill(storeId);
@@ -121,21 +165,6 @@ try {
     writeFileSync(passwordFile, shown);
   });
 
-  await step("backups-say-when-the-platform-has-no-object-store", async () => {
-    await card.getByText("Backups", { exact: true }).click();
-    await expectVisible(card.getByRole("alert").filter({ hasText: "backups are off" }));
-    await expectVisible(card.getByRole("button", { name: "Back up now" }));
-  });
-
-  const askHarness = async (request) => {
-    writeFileSync(restartRequest, request);
-    const deadline = Date.now() + 60_000;
-    while (existsSync(restartRequest)) {
-      if (Date.now() > deadline) throw new Error(`the harness did not answer "${request}"`);
-      await page.waitForTimeout(100);
-    }
-  };
-
   for (const service of ["status", "gateway"]) {
     await step(`the-stream-reconnects-after-the-${service}-restarts`, async () => {
       writeFileSync(restartRequest, service);
@@ -149,6 +178,136 @@ try {
       await expectVisible(phase.filter({ hasText: "ready" }));
     });
   }
+
+  // The store's backups: its Backups panel lists the repository's snapshots and its running or failed backups.
+  const backups = card.getByRole("list", { name: "Backups" });
+  const onDemand = backups.getByRole("listitem").filter({ hasText: "on demand · done" });
+  let snapshot; // { id, bytes, time }, as the harness wrote and read it back from the object store
+  let snapshotTime; // its time, as the browser shows it
+  await step("back-up-now-lists-the-backup-with-its-time-size-kind-and-state", async () => {
+    await card.getByText("Backups", { exact: true }).click();
+    await expectVisible(card.getByText("No backups yet."), 30_000);
+    await card.getByRole("button", { name: "Back up now" }).click();
+    // The backup Job is there now; the simulated kubelet runs none of its containers, so the harness does what its
+    // restic container would: a real snapshot in the store's repository.
+    const reply = await askHarness(`snapshot ${storeId}`);
+    snapshot = Object.fromEntries(reply.split(" ").map((pair) => pair.split("=")));
+    if (!/^[0-9a-f]{64}$/.test(snapshot.id ?? "")) throw new Error(`the harness answered "${reply}"`);
+    snapshotTime = await localTime(Number(snapshot.time));
+    const expected = `${snapshotTime} · on demand · done · ${size(Number(snapshot.bytes))}`;
+    // Listed once its Job has finished (a running Job is listed as running until then).
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      await card.getByRole("button", { name: "Refresh" }).click();
+      await page.waitForTimeout(500);
+      const listed = (await backups.getByRole("listitem").allTextContents()).map((text) => text.trim());
+      if (listed.length === 1 && listed[0].startsWith(expected)) break;
+      if (Date.now() > deadline) {
+        throw new Error(`expected one backup "${expected}…", listed: ${JSON.stringify(listed)}`);
+      }
+    }
+    console.log(`    listed: ${expected}`);
+  });
+
+  await step("restore-names-what-it-replaces-and-shows-its-steps-live", async () => {
+    await onDemand.getByRole("button", { name: "Restore…" }).click();
+    const confirm = card.getByRole("group", { name: "Confirm restore" });
+    await expectVisible(confirm);
+    const question = (await confirm.textContent()) ?? "";
+    for (const words of [
+      `Replace ${storeId}'s database and files (orders, customers, products, uploads) with the backup of ` +
+        `${snapshotTime}?`,
+      "Everything since then is replaced",
+      "offline while it is restored",
+    ]) {
+      if (!question.includes(words)) throw new Error(`the confirmation does not say "${words}": ${question}`);
+    }
+    await page.screenshot({ path: join(shots, "restore-confirmation.png"), fullPage: true });
+    await confirm.getByRole("button", { name: "Yes, restore" }).click();
+    // Sample the phase and the restore's steps as they change, without reloading the page.
+    const phases = [];
+    const progress = new Set();
+    const restoreSteps = card.getByRole("list", { name: "Restore steps" });
+    let named = "";
+    const deadline = Date.now() + 180_000;
+    for (;;) {
+      const now = (await phase.textContent())?.trim();
+      if (phases.at(-1) !== now) phases.push(now);
+      if (now === "restoring" && (await restoreSteps.isVisible())) {
+        const states = await restoreSteps.getByRole("listitem").allTextContents();
+        if (progress.size === 0) await page.screenshot({ path: join(shots, "restoring.png"), fullPage: true });
+        progress.add(states.map((text) => text.replace(/\s+/g, " ").trim()).join(", "));
+        named = (await card.getByText(/^Restore of backup [0-9a-f]{8}$/).textContent().catch(() => named)) ?? named;
+      }
+      if (now === "ready" && phases.includes("restoring")) break;
+      if (now === "failed") throw new Error(`the restore failed: ${await card.textContent()}`);
+      if (Date.now() > deadline) throw new Error(`not restored in time; phases seen ${[...phases]}`);
+      await page.waitForTimeout(50);
+    }
+    if (!named.includes(`Restore of backup ${snapshot.id.slice(0, 8)}`)) {
+      throw new Error(`the restore does not name the backup ${snapshot.id.slice(0, 8)}: "${named}"`);
+    }
+    const seen = [...progress].join(" | ");
+    for (const name of ["safety-backup", "stop-writers", "restore-data", "start-writers", "verify"]) {
+      if (!seen.includes(name)) throw new Error(`the restore's step ${name} was not shown: ${seen}`);
+    }
+    if (progress.size < 2) throw new Error(`the restore's steps did not move live: ${seen}`);
+    console.log(`    phases seen: ${phases.join(" → ")}; the restore's steps seen in ${progress.size} states`);
+    await expectVisible(card.getByRole("link", { name: "Storefront" }));
+  });
+
+  const clone = page.getByRole("listitem", { name: `Store Browser shop (${cloneStoreId})` });
+  await step("clone-to-a-new-store", async () => {
+    await onDemand.getByRole("button", { name: "Clone to a new store…" }).click();
+    const form = card.getByRole("form", { name: "Clone to a new store" });
+    await expectVisible(form);
+    const says = (await form.textContent()) ?? "";
+    const words = `A new store with ${storeId}'s orders, customers, products and uploads as of ${snapshotTime}`;
+    if (!says.includes(words)) throw new Error(`the form does not say "${words}": ${says}`);
+    await form.getByLabel("New store id").fill(cloneStoreId);
+    await form.getByRole("button", { name: "Clone", exact: true }).click();
+    await expectVisible(clone, 30_000);
+    await form.waitFor({ state: "detached" });
+    // Its own steps: the backup restored into it before its bootstrap.
+    await expectVisible(stepNamed(clone, "restore-backup"));
+    await expectVisible(clone.getByTestId("phase").filter({ hasText: "ready" }), 180_000);
+    const storefront = await clone.getByRole("link", { name: "Storefront" }).getAttribute("href");
+    if (storefront !== `http://${cloneStoreId}.localhost/`) {
+      throw new Error(`the clone's storefront link ${storefront}`);
+    }
+    // The source is not changed.
+    await expectVisible(phase.filter({ hasText: "ready" }));
+  });
+
+  await step("a-deleted-store-is-listed-with-its-backups-and-brought-back", async () => {
+    const before = Date.now();
+    await card.getByRole("button", { name: "Delete" }).click();
+    await card.getByRole("button", { name: "Yes, delete" }).click();
+    await card.waitFor({ state: "detached", timeout: 180_000 });
+    const deleted = page
+      .getByRole("list", { name: "Deleted stores" })
+      .getByRole("listitem")
+      .filter({ hasText: storeId });
+    await expectVisible(deleted, 30_000);
+    const after = Date.now();
+    const text = (await deleted.textContent()) ?? "";
+    // Kept for the platform's 30 days from the deletion.
+    const month = 30 * 86_400_000;
+    const until = [await localDate(before + month), await localDate(after + month)];
+    if (!until.some((date) => text.includes(`backups kept until ${date}`))) {
+      throw new Error(`expected its backups kept until ${until[0]}: ${text}`);
+    }
+    if (!text.includes("Browser shop")) throw new Error(`the deleted store is not named: ${text}`);
+    await page.screenshot({ path: join(shots, "deleted-store-with-its-backups-kept.png"), fullPage: true });
+    await deleted.getByRole("button", { name: "Bring back" }).click();
+    await expectVisible(card, 30_000);
+    await deleted.waitFor({ state: "detached", timeout: 30_000 });
+    // Brought back from its backup, under its own id.
+    await expectVisible(stepNamed(card, "restore-backup"));
+    await expectVisible(phase.filter({ hasText: "ready" }), 180_000);
+    const storefront = await card.getByRole("link", { name: "Storefront" }).getAttribute("href");
+    if (storefront !== `http://${storeId}.localhost/`) throw new Error(`the storefront link ${storefront}`);
+  });
 
   const broken = page.getByRole("listitem", { name: "Store Broken shop" });
   await step("a-failed-store-shows-its-reason-and-retry-finishes-it", async () => {
@@ -195,9 +354,21 @@ try {
     // DELETING shows live while the namespace is torn down, then the store is gone.
     await expectVisible(card.getByTestId("phase").filter({ hasText: "deleting" }), 30_000);
     await card.waitFor({ state: "detached", timeout: 180_000 });
-    await broken.getByRole("button", { name: "Delete" }).click();
-    await broken.getByRole("button", { name: "Yes, delete" }).click();
-    await broken.waitFor({ state: "detached", timeout: 180_000 });
+    for (const other of [broken, clone]) {
+      await other.getByRole("button", { name: "Delete" }).click();
+      await other.getByRole("button", { name: "Yes, delete" }).click();
+      await other.waitFor({ state: "detached", timeout: 180_000 });
+    }
+  });
+
+  await step("backups-say-when-the-platform-has-no-object-store", async () => {
+    await askHarness("provisioner-without-backups");
+    await medusa.getByText("Backups", { exact: true }).click();
+    await expectVisible(medusa.getByRole("alert").filter({ hasText: "backups are off" }), 30_000);
+    await expectVisible(medusa.getByRole("button", { name: "Back up now" }));
+  });
+
+  await step("delete-the-last-store", async () => {
     await medusa.getByRole("button", { name: "Delete" }).click();
     await medusa.getByRole("button", { name: "Yes, delete" }).click();
     await medusa.waitFor({ state: "detached", timeout: 180_000 });
