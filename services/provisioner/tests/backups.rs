@@ -561,6 +561,8 @@ fn write_a_snapshot_of(store_secret: &Secret, (tenant, id): (&str, &str), engine
 #[tokio::test(flavor = "multi_thread")]
 async fn a_deleted_stores_backups_are_listed_for_its_tenant_only() {
     let id = ready_store("deleted", "vault", Engine::Woocommerce).await;
+    // A store deleted before its first backup: it has a key, and nothing to bring back.
+    let never = ready_store("unsaved", "vault", Engine::Woocommerce).await;
     let client = TestEnv::shared().client().await;
     let store_secret = Api::<Secret>::namespaced(client.clone(), &record::namespace_name(&id))
         .get("store-backup")
@@ -607,6 +609,35 @@ async fn a_deleted_stores_backups_are_listed_for_its_tenant_only() {
     let days = (kept_until.seconds - jiff::Timestamp::now().as_second()) as f64 / 86_400.0;
     assert!((29.9..=30.0).contains(&days), "kept {days} days");
     wait_until_gone(&id).await;
+    api()
+        .await
+        .delete_store(as_tenant(
+            "vault",
+            DeleteStoreRequest {
+                store_id: never.clone(),
+            },
+        ))
+        .await
+        .expect("delete");
+    wait_until_gone(&never).await;
+    let gone: Vec<String> = api()
+        .await
+        .list_deleted_stores(as_tenant(
+            "vault",
+            store_platform_proto::v1::ListDeletedStoresRequest {},
+        ))
+        .await
+        .expect("ListDeletedStores")
+        .into_inner()
+        .stores
+        .into_iter()
+        .map(|s| s.store_id)
+        .collect();
+    assert!(gone.contains(&id), "{gone:?}");
+    assert!(
+        !gone.contains(&never),
+        "a store with no backup has nothing to bring back: {gone:?}"
+    );
     let after = list("vault", id.clone())
         .await
         .expect("list")

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use futures::StreamExt as _;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
 use kube::{
@@ -93,7 +94,9 @@ pub struct Deleted {
     pub kept_until: Timestamp,
 }
 
-/// The deleted stores whose backups are kept, of the tenants `caller` may see, most recently deleted first.
+/// The deleted stores whose backups are kept, of the tenants `caller` may see, most recently deleted first: those
+/// with at least one backup to bring back (a store deleted before its first backup keeps a key and nothing else).
+/// A repository that cannot be read now (the object store away) keeps its store listed: its backups may be there.
 pub async fn deleted_stores(
     client: &Client,
     backup: &Backup,
@@ -103,7 +106,7 @@ pub async fn deleted_stores(
         .list(&ListParams::default().labels("app.kubernetes.io/name=backup-key"))
         .await
         .map_err(Error::kubernetes("list backup keys"))?;
-    let mut deleted: Vec<Deleted> = keys
+    let candidates: Vec<(Deleted, String)> = keys
         .items
         .iter()
         .filter_map(|secret| {
@@ -111,17 +114,33 @@ pub async fn deleted_stores(
             let annotations = secret.metadata.annotations.as_ref()?;
             let tenant = labels.get(TENANT_LABEL)?;
             let when: Timestamp = annotations.get(DELETED_ANNOTATION)?.parse().ok()?;
-            caller.may_see(tenant).then(|| Deleted {
-                tenant: tenant.clone(),
-                id: labels.get(STORE_ID_LABEL).cloned().unwrap_or_default(),
-                spec: annotations
-                    .get(DELETED_SPEC_ANNOTATION)
-                    .and_then(|spec| serde_json::from_str(spec).ok()),
-                deleted: when,
-                kept_until: kept_until(backup, when),
+            let key = secret_value(secret, PASSWORD_KEY)?;
+            caller.may_see(tenant).then(|| {
+                let deleted = Deleted {
+                    tenant: tenant.clone(),
+                    id: labels.get(STORE_ID_LABEL).cloned().unwrap_or_default(),
+                    spec: annotations
+                        .get(DELETED_SPEC_ANNOTATION)
+                        .and_then(|spec| serde_json::from_str(spec).ok()),
+                    deleted: when,
+                    kept_until: kept_until(backup, when),
+                };
+                (deleted, key)
             })
         })
         .collect();
+    // A few repositories at a time: each look is a restic process.
+    let mut deleted: Vec<Deleted> = futures::stream::iter(candidates)
+        .map(|(deleted, key)| async move {
+            let backed_up = repository::snapshots(backup, &deleted.tenant, &deleted.id, &key)
+                .await
+                .map_or(true, |snapshots| !snapshots.is_empty());
+            backed_up.then_some(deleted)
+        })
+        .buffer_unordered(4)
+        .filter_map(std::future::ready)
+        .collect()
+        .await;
     deleted.sort_by(|a, b| b.deleted.cmp(&a.deleted).then_with(|| a.id.cmp(&b.id)));
     Ok(deleted)
 }
