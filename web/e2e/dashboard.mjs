@@ -127,7 +127,7 @@ try {
     if (invalid !== "true") throw new Error("the field is not marked invalid");
   });
 
-  // A store's card is named by its name and id: a clone has its source's name.
+  // A store's card is named by its name and id: two stores may share a name.
   const card = page.getByRole("listitem", { name: `Store Browser shop (${storeId})` });
   const phase = card.getByTestId("phase");
   await step("create", async () => {
@@ -254,9 +254,11 @@ try {
     if (progress.size < 2) throw new Error(`the restore's steps did not move live: ${seen}`);
     console.log(`    phases seen: ${phases.join(" → ")}; the restore's steps seen in ${progress.size} states`);
     await expectVisible(card.getByRole("link", { name: "Storefront" }));
+    // The open panel follows the store by itself: the backup the restore took first is not left "running".
+    await backups.getByRole("listitem").filter({ hasText: "running" }).first().waitFor({ state: "detached", timeout: 30_000 });
   });
 
-  const clone = page.getByRole("listitem", { name: `Store Browser shop (${cloneStoreId})` });
+  const clone = page.getByRole("listitem", { name: `Store Browser shop (copy) (${cloneStoreId})` });
   await step("clone-to-a-new-store", async () => {
     await onDemand.getByRole("button", { name: "Clone to a new store…" }).click();
     const form = card.getByRole("form", { name: "Clone to a new store" });
@@ -265,6 +267,9 @@ try {
     const words = `A new store with ${storeId}'s orders, customers, products and uploads as of ${snapshotTime}`;
     if (!says.includes(words)) throw new Error(`the form does not say "${words}": ${says}`);
     await form.getByLabel("New store id").fill(cloneStoreId);
+    // Named after its source unless the owner names it.
+    const name = await form.getByLabel("New name").inputValue();
+    if (name !== "Browser shop (copy)") throw new Error(`the clone's name is offered as "${name}"`);
     await form.getByRole("button", { name: "Clone", exact: true }).click();
     await expectVisible(clone, 30_000);
     await form.waitFor({ state: "detached" });

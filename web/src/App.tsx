@@ -357,6 +357,19 @@ function Backups({ store, api }: { store: Store; api: Clients }) {
     }
   }, [api, store.id]);
 
+  // Once shown, the list follows the store: a restore's end changes it, and a running backup ends on its own.
+  const shown = backups !== null;
+  const running = backups?.some((b) => b.state === BackupState.RUNNING) ?? false;
+  useEffect(() => {
+    if (shown) void load();
+    // Only the phase's changes reload it (not the first showing, which its toggle loads).
+  }, [store.phase]);
+  useEffect(() => {
+    if (!running) return;
+    const timer = setInterval(() => void load(), 5000);
+    return () => clearInterval(timer);
+  }, [running, load]);
+
   async function act(action: () => Promise<unknown>) {
     setBusy(true);
     setError(null);
@@ -474,6 +487,7 @@ type CloneFrom = { storeId: string; displayName: string; engine: Engine; adminEm
 function CloneForm(props: { api: Clients; from: CloneFrom; backup: Backup; onDone: () => void }) {
   const { api, from, backup, onDone } = props;
   const [storeId, setStoreId] = useState("");
+  const [displayName, setDisplayName] = useState(`${from.displayName} (copy)`);
   const [error, setError] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
   const inputId = `clone-${from.storeId}-${backup.id.slice(0, 8)}`;
@@ -485,7 +499,7 @@ function CloneForm(props: { api: Clients; from: CloneFrom; backup: Backup; onDon
     try {
       await api.provisioner.createStore({
         storeId,
-        displayName: from.displayName,
+        displayName,
         engine: from.engine,
         adminEmail: from.adminEmail,
         source: { storeId: from.storeId, backupId: backup.id },
@@ -493,7 +507,8 @@ function CloneForm(props: { api: Clients; from: CloneFrom; backup: Backup; onDon
       onDone();
     } catch (e) {
       const { field, message } = describe(e);
-      setError(field ? `${field === "store_id" ? "New store id" : field}: ${message}` : message);
+      const label = field === "store_id" ? "New store id" : field === "display_name" ? "New name" : field;
+      setError(field ? `${label}: ${message}` : message);
     } finally {
       setBusy(false);
     }
@@ -507,6 +522,8 @@ function CloneForm(props: { api: Clients; from: CloneFrom; backup: Backup; onDon
       </p>
       <label htmlFor={inputId}>New store id</label>{" "}
       <input id={inputId} value={storeId} onChange={(e) => setStoreId(e.target.value)} autoFocus />{" "}
+      <label htmlFor={`${inputId}-name`}>New name</label>{" "}
+      <input id={`${inputId}-name`} value={displayName} onChange={(e) => setDisplayName(e.target.value)} />{" "}
       <button type="submit" disabled={busy}>
         {busy ? "Cloning…" : "Clone"}
       </button>{" "}
