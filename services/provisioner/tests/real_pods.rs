@@ -1109,43 +1109,8 @@ async fn a_medusa_store_runs_as_real_pods_and_takes_an_order() {
     .await
     .expect("bring the store back");
 
-    let cloned = wait_for(
-        &mut api,
-        MEDUSA_TENANT,
-        &copy,
-        Duration::from_secs(900),
-        "READY",
-        |s| s.phase == Phase::Ready as i32 || s.phase == Phase::Failed as i32,
-    )
-    .await;
-    assert_eq!(cloned.phase, Phase::Ready as i32, "{cloned:#?}");
-    let copy_namespace = record::namespace_name(&copy);
-    let copy_base = format!(
-        "http://{}",
-        cluster_ip(
-            Api::namespaced(client.clone(), &copy_namespace)
-                .get("medusa-server")
-                .await
-                .expect("the clone's server Service"),
-        )
-    );
-    let copy_credentials = api
-        .get_store_credentials(TestEnv::real_node().as_tenant(
-            MEDUSA_TENANT,
-            store_platform_proto::v1::GetStoreCredentialsRequest {
-                store_id: copy.clone(),
-            },
-        ))
-        .await
-        .expect("the clone's credentials")
-        .into_inner();
-    assert_ne!(copy_credentials.password, credentials.password);
-    let copy_token = medusa_support::admin_token_via(
-        &via,
-        &copy_base,
-        &copy_credentials.username,
-        &copy_credentials.password,
-    );
+    let (copy_base, copy_token) =
+        restored_store(&mut api, &copy, &credentials.password, &via).await;
     assert_ne!(
         order_status(&via, &copy_base, &copy_token, &order),
         "canceled"
@@ -1173,42 +1138,7 @@ async fn a_medusa_store_runs_as_real_pods_and_takes_an_order() {
 
     // The store brought back: at its own address, with the order, the image and the owner's product, a new
     // administrator's password, and orders again.
-    let back = wait_for(
-        &mut api,
-        MEDUSA_TENANT,
-        &id,
-        Duration::from_secs(900),
-        "READY",
-        |s| s.phase == Phase::Ready as i32 || s.phase == Phase::Failed as i32,
-    )
-    .await;
-    assert_eq!(back.phase, Phase::Ready as i32, "{back:#?}");
-    let base = format!(
-        "http://{}",
-        cluster_ip(
-            Api::namespaced(client.clone(), &namespace)
-                .get("medusa-server")
-                .await
-                .expect("the server's Service"),
-        )
-    );
-    let back_credentials = api
-        .get_store_credentials(TestEnv::real_node().as_tenant(
-            MEDUSA_TENANT,
-            store_platform_proto::v1::GetStoreCredentialsRequest {
-                store_id: id.clone(),
-            },
-        ))
-        .await
-        .expect("the store's credentials")
-        .into_inner();
-    assert_ne!(back_credentials.password, credentials.password);
-    let token = medusa_support::admin_token_via(
-        &via,
-        &base,
-        &back_credentials.username,
-        &back_credentials.password,
-    );
+    let (base, token) = restored_store(&mut api, &id, &credentials.password, &via).await;
     assert_ne!(order_status(&via, &base, &token, &order), "canceled");
     assert_eq!(
         medusa_support::bytes_via(&via, &format!("{base}{static_path}"), &[]),
@@ -1234,6 +1164,55 @@ async fn a_medusa_store_runs_as_real_pods_and_takes_an_order() {
         .await
         .expect("delete");
     }
+}
+
+/// Waits until store `id`, made from a backup, is READY; checks that its administrator's password is its own (not
+/// `before`, the backed-up store's) and signs in with it. Returns the address of its server's Service and the admin
+/// token.
+async fn restored_store(
+    api: &mut ProvisionerServiceClient<Channel>,
+    id: &str,
+    before: &str,
+    via: &[&str],
+) -> (String, String) {
+    let store = wait_for(
+        api,
+        MEDUSA_TENANT,
+        id,
+        Duration::from_secs(900),
+        "READY",
+        |s| s.phase == Phase::Ready as i32 || s.phase == Phase::Failed as i32,
+    )
+    .await;
+    assert_eq!(store.phase, Phase::Ready as i32, "{store:#?}");
+    let server: Service = Api::namespaced(
+        TestEnv::real_node().client().await,
+        &record::namespace_name(id),
+    )
+    .get("medusa-server")
+    .await
+    .expect("the server's Service");
+    let base = format!(
+        "http://{}",
+        server.spec.and_then(|s| s.cluster_ip).expect("a ClusterIP")
+    );
+    let credentials = api
+        .get_store_credentials(TestEnv::real_node().as_tenant(
+            MEDUSA_TENANT,
+            store_platform_proto::v1::GetStoreCredentialsRequest {
+                store_id: id.to_owned(),
+            },
+        ))
+        .await
+        .expect("the store's credentials")
+        .into_inner();
+    assert_ne!(
+        credentials.password, before,
+        "{id} has a password of its own"
+    );
+    let token =
+        medusa_support::admin_token_via(via, &base, &credentials.username, &credentials.password);
+    (base, token)
 }
 
 /// Starts a backup of store `id` and waits until it is in the repository; returns its id.
