@@ -18,7 +18,7 @@ lint: tools
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 	cd proto && ../tools/node_modules/.bin/buf lint
-	tools/.venv/bin/shellcheck scripts/*.sh services/provisioner/scripts/*.sh deploy/kind/*.sh test-support/node/*.sh test-support/node/apache2-foreground deploy/medusa/bin/entrypoint.sh .ci/run
+	tools/.venv/bin/shellcheck scripts/*.sh services/provisioner/scripts/*.sh deploy/install.sh deploy/kind/*.sh test-support/node/*.sh test-support/node/apache2-foreground deploy/medusa/bin/entrypoint.sh .ci/run
 	tools/.venv/bin/hadolint deploy/docker/Dockerfile deploy/docker/wordpress/Dockerfile deploy/docker/medusa/Dockerfile \
 	  deploy/docker/medusa-storefront/Dockerfile
 	tools/bin/helm lint --strict deploy/helm/store-platform -f deploy/helm/store-platform/values-local.yaml

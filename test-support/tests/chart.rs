@@ -1,6 +1,7 @@
 //! The Helm chart (`deploy/helm/store-platform`) on the real local control plane (Kubernetes 1.20):
 //! - `helm lint` and `helm template` for both values files, with the probe each Kubernetes version accepts;
-//! - the chart agrees with the Dockerfiles and `make up` (image names, ports, the Medusa images' Node.js);
+//! - the chart agrees with the Dockerfiles and `make up`'s `deploy/install.sh` (image names, ports, the Medusa
+//!   images' Node.js);
 //! - `helm install`, `helm upgrade` and `helm rollback`, with every Deployment available (simulated kubelet);
 //! - least privilege proven by impersonation: each service account's rules, as the API server reports them
 //!   (SelfSubjectRulesReview, what `kubectl auth can-i --list` shows), are exactly the intended ones; denied actions
@@ -281,6 +282,26 @@ fn values_after<'a>(text: &'a str, key: &str) -> Vec<&'a str> {
         .collect()
 }
 
+/// The base images of a Dockerfile's stages: each `FROM` image, a `${NAME}` in it replaced by its build argument's
+/// default (`ARG NAME=default` before the first stage); an earlier stage's name stays as it is.
+fn base_images(dockerfile: &str) -> Vec<String> {
+    let defaults: Vec<(&str, &str)> = dockerfile
+        .lines()
+        .filter_map(|l| l.strip_prefix("ARG ")?.split_once('='))
+        .collect();
+    values_after(dockerfile, "FROM")
+        .into_iter()
+        .map(|from| {
+            let image = from.split_whitespace().next().expect("an image");
+            defaults
+                .iter()
+                .fold(image.to_owned(), |image, (name, default)| {
+                    image.replace(&format!("${{{name}}}"), default)
+                })
+        })
+        .collect()
+}
+
 #[test]
 fn the_chart_agrees_with_the_dockerfiles_and_make_up() {
     let env = TestEnv::shared();
@@ -289,7 +310,7 @@ fn the_chart_agrees_with_the_dockerfiles_and_make_up() {
         std::fs::read_to_string(root().join("deploy/docker/Dockerfile")).expect("Dockerfile");
     let wordpress = std::fs::read_to_string(root().join("deploy/docker/wordpress/Dockerfile"))
         .expect("WordPress Dockerfile");
-    let up = std::fs::read_to_string(root().join("deploy/kind/up.sh")).expect("up.sh");
+    let up = std::fs::read_to_string(root().join("deploy/install.sh")).expect("install.sh");
     // Each service's port: what its image exposes is what the chart's container declares.
     for (service, port) in [("provisioner", 50051), ("status", 50052), ("gateway", 8080)] {
         let target = dockerfile
@@ -344,7 +365,7 @@ fn the_chart_agrees_with_the_dockerfiles_and_make_up() {
     let node = values_after(&medusa_script, "node_version");
     assert_eq!(node.len(), 1, "scripts/medusa.sh pins one Node.js");
     for file in [&medusa, &storefront] {
-        for base in values_after(file, "FROM") {
+        for base in base_images(file) {
             assert!(
                 base.starts_with(&format!("node:{}-", node[0])),
                 "{base} is not Node.js {}",
@@ -352,10 +373,16 @@ fn the_chart_agrees_with_the_dockerfiles_and_make_up() {
             );
         }
     }
-    // Every base image is pinned by tag.
+    // Every base image is pinned by tag (a stage named earlier is no image).
     for file in [&dockerfile, &wordpress, &medusa, &storefront] {
-        for base in values_after(file, "FROM") {
-            let image = base.split_whitespace().next().expect("image");
+        let stages: Vec<&str> = values_after(file, "FROM")
+            .into_iter()
+            .filter_map(|from| from.split_once(" AS ").map(|(_, name)| name.trim()))
+            .collect();
+        for image in base_images(file) {
+            if stages.contains(&image.as_str()) {
+                continue;
+            }
             assert!(
                 image.contains(':') && !image.ends_with(":latest"),
                 "unpinned base image {image}"

@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# Installs store-platform on the cluster of the current kubeconfig, whatever made it: builds the platform's images
+# from deploy/docker, puts them where the cluster's nodes find them, installs (or upgrades) the chart, waits until
+# every Deployment is available, and prints the dashboard's address and a login token. `make up` runs it after making
+# a kind cluster; the real-node test runs it against its own cluster. Running it again changes nothing that is already
+# so: images are rebuilt from cache, the chart is upgraded in place, the token is kept.
+#
+# Usage: deploy/install.sh [options]
+#   --kubeconfig FILE     the cluster (default: $KUBECONFIG, then ~/.kube/config)
+#   --values FILE         chart values, repeatable (default: deploy/helm/store-platform/values-local.yaml)
+#   --set KEY=VALUE       a chart value, repeatable
+#   --load HOW            how the cluster gets the images built here:
+#                           kind=NAME      kind load docker-image into kind cluster NAME (make up)
+#                           docker=HOST    docker save here | docker load on the node's engine at HOST (unix://…)
+#                           none           a registry the chart's images.registry names has them already
+#   --build-arg NAME=VALUE  passed to every image build, repeatable (e.g. stand-ins for the Dockerfiles' bases)
+#   --third-party pull|skip  pull the database images the chart names and load them too (default: pull)
+#   --state DIR           where the login token is kept (default: .dev/install)
+#   --dashboard URL       the dashboard's address to print (default: http://dashboard.localhost)
+# DOCKER_HOST chooses the engine images are built on (default: the local one).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+namespace=store-platform
+version=0.1.0
+chart=deploy/helm/store-platform
+values=()
+sets=()
+build_args=()
+load=""
+third_party=pull
+state="$root/.dev/install"
+dashboard=http://dashboard.localhost
+while (($#)); do
+  case $1 in
+    --kubeconfig) export KUBECONFIG=$2; shift 2 ;;
+    --values) values+=(-f "$2"); shift 2 ;;
+    --set) sets+=(--set "$2"); shift 2 ;;
+    --load) load=$2; shift 2 ;;
+    --build-arg) build_args+=(--build-arg "$2"); shift 2 ;;
+    --third-party) third_party=$2; shift 2 ;;
+    --state) state=$2; shift 2 ;;
+    --dashboard) dashboard=$2; shift 2 ;;
+    *) echo "install.sh: unknown option $1 (see the comment at its top)" >&2; exit 2 ;;
+  esac
+done
+((${#values[@]})) || values=(-f "$chart/values-local.yaml")
+case $load in
+  kind=?* | docker=?* | none) ;;
+  *) echo "install.sh: --load kind=NAME, docker=HOST or none" >&2; exit 2 ;;
+esac
+for tool in docker helm kubectl; do
+  command -v "$tool" >/dev/null || { echo "install.sh needs $tool" >&2; exit 1; }
+done
+mkdir -p "$state"
+
+echo "==> images" >&2
+# BuildKit builds them (the Dockerfiles' cache mounts need it); Docker 23 and later use it by default.
+export DOCKER_BUILDKIT=1
+built=()
+build() { # build TAG DOCKERFILE [TARGET]
+  local tag=$1 file=$2 target=${3:-}
+  docker build "${build_args[@]}" ${target:+--target "$target"} -f "$file" -t "$tag" .
+  built+=("$tag")
+}
+for service in provisioner status gateway; do
+  build "store-platform/$service:$version" deploy/docker/Dockerfile "$service"
+done
+build store-platform/medusa:2.21.2 deploy/docker/medusa/Dockerfile
+build store-platform/medusa-storefront:2.21.2 deploy/docker/medusa-storefront/Dockerfile
+# The WordPress image downloads WordPress, WooCommerce and WP-CLI, and the database images come from Docker Hub; a
+# cluster whose nodes have images of their own for them names those (--set images.wordpress=…, images.mariadb=…,
+# images.postgres=…, images.redis=…) with --third-party skip.
+if [[ $third_party == pull ]]; then
+  build store-platform/wordpress:6.8-wc9.9 deploy/docker/wordpress/Dockerfile
+  for image in mariadb:11.4 postgres:17.6-bookworm redis:7.4-bookworm; do
+    docker pull "$image"
+    built+=("$image")
+  done
+fi
+
+echo "==> images into the cluster ($load)" >&2
+case $load in
+  kind=*)
+    for image in "${built[@]}"; do
+      kind load docker-image --name "${load#kind=}" "$image"
+    done
+    ;;
+  docker=*)
+    docker save "${built[@]}" | docker --host "${load#docker=}" load
+    ;;
+esac
+
+echo "==> login token" >&2
+token_file="$state/token"
+if [[ ! -s $token_file ]]; then
+  (umask 077; head -c 24 /dev/urandom | base64 | tr -d '/+=' > "$token_file")
+fi
+token=$(cat "$token_file")
+hash=$(printf %s "$token" | sha256sum | cut -d' ' -f1)
+kubectl create namespace "$namespace" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+kubectl -n "$namespace" create secret generic store-platform-tokens \
+  --from-literal=tokens="admin local $hash admin" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+
+echo "==> chart" >&2
+helm upgrade --install store-platform "$chart" --namespace "$namespace" "${values[@]}" "${sets[@]}" \
+  --wait --timeout 300s
+for deployment in provisioner status gateway; do
+  kubectl -n "$namespace" rollout status "deployment/$deployment" --timeout=300s
+done
+
+cat <<MSG
+
+store-platform is installed and healthy.
+
+  Dashboard:  $dashboard
+  Token:      $token   (an administrator of tenant "local"; kept in $token_file)
+MSG
