@@ -17,14 +17,14 @@ use futures::{StreamExt as _, future::BoxFuture};
 use k8s_openapi::{
     api::core::v1::{
         ConfigMap, ContainerState, ContainerStateRunning, ContainerStateTerminated,
-        ContainerStateWaiting, ContainerStatus, Pod, PodCondition, PodStatus,
+        ContainerStateWaiting, ContainerStatus, Node, Pod, PodCondition, PodStatus,
     },
     apimachinery::pkg::apis::meta::v1::Time,
     jiff::Timestamp,
 };
 use kube::{
     Api, Client, ResourceExt as _,
-    api::{ObjectMeta, Patch, PatchParams},
+    api::{ObjectMeta, Patch, PatchParams, PostParams},
     runtime::{WatchStreamExt as _, reflector, watcher},
 };
 use serde::{Deserialize, Serialize};
@@ -32,6 +32,9 @@ use serde::{Deserialize, Serialize};
 pub const CONFIG_NAMESPACE: &str = "kube-system";
 pub const CONFIG_NAME: &str = "simulated-kubelet";
 const FIELD_MANAGER: &str = "simulated-kubelet";
+/// The node every pod runs on, as far as the API server knows: pods are bound to it as a scheduler would bind them
+/// (a pod with no node is no endpoint of its Services, and a running pod always has one).
+pub const NODE_NAME: &str = "simulated-node";
 
 /// What the kubelet does with the pods of one namespace.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -323,6 +326,7 @@ pub fn pod_status(pod: &Pod, fate: &Fate, now: Timestamp) -> PodStatus {
 
 /// Runs until `shutdown` completes.
 pub async fn run(client: Client, shutdown: BoxFuture<'static, ()>) {
+    register_node(&client).await;
     let (pods, writer) = reflector::store::<Pod>();
     let pod_events = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
         .default_backoff()
@@ -351,6 +355,57 @@ pub async fn run(client: Client, shutdown: BoxFuture<'static, ()>) {
                 Err(error) => tracing::warn!(%error, "kubelet configuration watch failed; retrying"),
             },
         }
+    }
+}
+
+/// The Node object the pods are bound to (without it, the pod garbage collector deletes them as orphans).
+async fn register_node(client: &Client) {
+    let node = Node {
+        metadata: ObjectMeta {
+            name: Some(NODE_NAME.to_owned()),
+            ..ObjectMeta::default()
+        },
+        ..Node::default()
+    };
+    match Api::<Node>::all(client.clone())
+        .create(&PostParams::default(), &node)
+        .await
+    {
+        Ok(_) => {}
+        Err(kube::Error::Api(status)) if status.code == 409 => {}
+        Err(error) => tracing::warn!(%error, "the simulated node was not registered"),
+    }
+}
+
+/// Binds `name` to the simulated node, as the scheduler would, unless it is bound already.
+async fn bind(api: &Api<Pod>, pod: &Pod, name: &str) -> Result<(), kube::Error> {
+    if pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.node_name.as_ref())
+        .is_some()
+    {
+        return Ok(());
+    }
+    let binding = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Binding",
+        "metadata": {"name": name},
+        "target": {"apiVersion": "v1", "kind": "Node", "name": NODE_NAME},
+    });
+    match api
+        .create_subresource::<_, serde_json::Value>(
+            "binding",
+            name,
+            &PostParams::default(),
+            &binding,
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        // Bound meanwhile.
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
+        Err(error) => Err(error),
     }
 }
 
@@ -441,6 +496,7 @@ async fn advance(client: &Client, namespace: &str, name: &str) -> Result<(), kub
     if settled(&pod, &fate) || pod.metadata.deletion_timestamp.is_some() {
         return Ok(());
     }
+    bind(&api, &pod, name).await?;
     let patch = Pod {
         status: Some(pod_status(&pod, &fate, Timestamp::now())),
         ..Pod::default()
