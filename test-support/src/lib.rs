@@ -6,6 +6,7 @@
 //! isolate themselves by namespace ([`TestEnv::namespace`]) and clean up after themselves.
 
 pub mod assets;
+pub mod backup_job;
 pub mod caller;
 pub mod control_plane;
 pub mod daemon;
