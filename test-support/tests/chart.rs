@@ -27,11 +27,13 @@ use kube::{
     api::{ListParams, PostParams},
 };
 use store_platform_proto::v1::{
-    CreateStoreRequest, DeleteStoreRequest, Engine, GetStoreRequest, Phase,
+    BackupStoreRequest, CreateStoreRequest, DeleteStoreRequest, Engine, GetStoreRequest,
+    ListDeletedStoresRequest, OperationState, Phase, RestoreStoreRequest,
     provisioner_service_client::ProvisionerServiceClient,
 };
 use store_platform_test_support::{
     TestEnv,
+    object_store::ObjectStore,
     process::{ServiceProcess, as_tenant, free_port},
 };
 
@@ -141,6 +143,53 @@ fn the_chart_lints_and_renders_for_kind_and_for_a_vps_with_the_probes_each_versi
     let local = template(env, "values-local.yaml", "1.20.2");
     assert!(local.contains("nginx.ingress.kubernetes.io/proxy-read-timeout"));
     assert!(local.contains("imagePullPolicy: Never"));
+}
+
+#[test]
+fn the_gateway_is_a_node_port_on_request_and_its_policy_admits_it() {
+    let env = TestEnv::shared();
+    let render = |extra: &[&str]| {
+        let chart = chart().display().to_string();
+        let values = values("values-local.yaml");
+        let mut args = vec![
+            "template",
+            "sp",
+            chart.as_str(),
+            "--namespace",
+            "store-platform",
+            "-f",
+            values.as_str(),
+        ];
+        args.extend_from_slice(extra);
+        helm(env, &args)
+    };
+    let gateway_service = |rendered: &str| {
+        rendered
+            .split("\n---")
+            .find(|doc| doc.contains("kind: Service\n") && doc.contains("name: gateway\n"))
+            .expect("the gateway's Service")
+            .to_owned()
+    };
+    let policy = |rendered: &str| {
+        rendered
+            .split("\n---")
+            .find(|doc| doc.contains("kind: NetworkPolicy") && doc.contains("name: gateway\n"))
+            .expect("the gateway's NetworkPolicy")
+            .to_owned()
+    };
+    let default = render(&[]);
+    assert!(!gateway_service(&default).contains("NodePort"));
+    assert!(!policy(&default).contains("- ports:"));
+    let node_port = render(&["--set", "gateway.service.nodePort=30080"]);
+    let service = gateway_service(&node_port);
+    assert!(service.contains("type: NodePort"), "{service}");
+    assert!(service.contains("nodePort: 30080"), "{service}");
+    // Traffic through a node port comes from anywhere the node is reached from, not from the ingress controller.
+    let policy = policy(&node_port);
+    assert!(
+        policy.contains("    - ports:\n        - port: 8080"),
+        "{policy}"
+    );
 }
 
 #[test]
@@ -501,6 +550,11 @@ fn provisioner_rules() -> BTreeSet<String> {
         rules.push(("batch/cronjobs", verb));
     }
     rules.extend([
+        // A restore's maintenance page, removed once the store's Services reach its pods again.
+        ("/configmaps", "delete"),
+        ("apps/deployments", "delete"),
+        ("networking.k8s.io/networkpolicies", "delete"),
+        ("/endpoints", "get"),
         ("authentication.k8s.io/tokenreviews", "create"),
         ("/secrets", "get"),
         ("/secrets", "create"),
@@ -597,9 +651,10 @@ async fn installed_on_kubernetes_1_20_with_least_privilege_proven_by_impersonati
         "coordination.k8s.io/leases create",
         "coordination.k8s.io/leases get store-platform-provisioner",
         "coordination.k8s.io/leases update store-platform-provisioner",
-        "/configmaps delete",
-        // Stores' backup keys are kept here; a deleted store's are found by listing them.
+        // Stores' backup keys are kept here; a deleted store's are found by listing them, and deleted at the end of
+        // its window.
         "/secrets list",
+        "/secrets delete",
     ]));
     assert_eq!(provisioner_home, expected);
 
@@ -631,9 +686,29 @@ async fn installed_on_kubernetes_1_20_with_least_privilege_proven_by_impersonati
     std::fs::write(&kubeconfig, env.kubeconfig_as(&release_ns, "provisioner")).expect("kubeconfig");
     let port = free_port();
     let tenant = format!("chart-{}", std::process::id());
+    // Backups on (moto's S3 server on loopback); the keys are kept in the release's namespace (the Lease's).
+    let objects = ObjectStore::start(
+        &[],
+        std::net::Ipv4Addr::LOCALHOST,
+        "chart-backups",
+        scratch.path(),
+    );
+    std::fs::write(scratch.path().join("s3-access"), "chart-access\n").expect("key file");
+    std::fs::write(scratch.path().join("s3-secret"), "chart-secret\n").expect("key file");
     let mut process = ServiceProcess::start(
         "provisioner",
         &[
+            ("BACKUP_S3_ENDPOINT", objects.endpoint.clone()),
+            ("BACKUP_S3_BUCKET", "chart-backups".to_owned()),
+            (
+                "BACKUP_S3_ACCESS_KEY_FILE",
+                scratch.path().join("s3-access").display().to_string(),
+            ),
+            (
+                "BACKUP_S3_SECRET_KEY_FILE",
+                scratch.path().join("s3-secret").display().to_string(),
+            ),
+            ("BACKUP_EGRESS_CIDRS", "127.0.0.1/32".to_owned()),
             ("KUBECONFIG", kubeconfig.display().to_string()),
             ("GRPC_ADDR", format!("127.0.0.1:{port}")),
             ("METRICS_ADDR", "127.0.0.1:0".to_owned()),
@@ -688,6 +763,63 @@ async fn installed_on_kubernetes_1_20_with_least_privilege_proven_by_impersonati
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+    // A backup and a restore in place (its maintenance page put up and taken down), as the service account.
+    api.backup_store(as_tenant(
+        &tenant,
+        BackupStoreRequest {
+            store_id: id.clone(),
+        },
+    ))
+    .await
+    .expect("back up as the provisioner's service account");
+    let written = store_platform_test_support::backup_job::run_the_restic_container(
+        &env.client().await,
+        &id,
+        &root().join("services/provisioner/scripts/backup.sh"),
+    )
+    .await;
+    let snapshot = written
+        .split_whitespace()
+        .find_map(|pair| pair.strip_prefix("id="))
+        .expect("the snapshot's id")
+        .to_owned();
+    api.restore_store(as_tenant(
+        &tenant,
+        RestoreStoreRequest {
+            store_id: id.clone(),
+            backup_id: snapshot,
+        },
+    ))
+    .await
+    .expect("restore as the provisioner's service account");
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let store = api
+            .get_store(as_tenant(
+                &tenant,
+                GetStoreRequest {
+                    store_id: id.clone(),
+                },
+            ))
+            .await
+            .expect("get")
+            .into_inner()
+            .store
+            .expect("store");
+        let restored = store
+            .operation
+            .as_ref()
+            .is_some_and(|op| op.state == OperationState::Succeeded as i32);
+        if store.phase == Phase::Ready as i32 && restored {
+            break;
+        }
+        assert!(
+            store.phase != Phase::Failed as i32 && Instant::now() < deadline,
+            "not restored as the provisioner's service account: {store:?}\n{}",
+            process.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
     api.delete_store(as_tenant(
         &tenant,
         DeleteStoreRequest {
@@ -696,6 +828,21 @@ async fn installed_on_kubernetes_1_20_with_least_privilege_proven_by_impersonati
     ))
     .await
     .expect("delete as the provisioner's service account");
+    // Its backups are kept, and listed from its key in the release's namespace.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let deleted = api
+            .list_deleted_stores(as_tenant(&tenant, ListDeletedStoresRequest {}))
+            .await
+            .expect("list deleted stores as the provisioner's service account")
+            .into_inner()
+            .stores;
+        if deleted.iter().any(|s| s.store_id == id) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{id} is not listed: {deleted:?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
     let logs = process.logs();
     assert!(
         !logs.contains("forbidden"),

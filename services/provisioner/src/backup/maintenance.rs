@@ -7,8 +7,8 @@ use k8s_openapi::{
     api::{
         apps::v1::{Deployment, DeploymentSpec},
         core::v1::{
-            ConfigMap, Container, ContainerPort, PodSpec, PodTemplateSpec, Probe, Service,
-            TCPSocketAction,
+            ConfigMap, Container, ContainerPort, Endpoints, PodSpec, PodTemplateSpec, Probe,
+            Service, TCPSocketAction,
         },
         networking::v1::{NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicySpec},
     },
@@ -283,17 +283,52 @@ async fn select(kube: &Kube, service: &str, app: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// Takes the page down once the store serves again: its Services point at its own pods, and the page's objects go.
-pub async fn hide(source: &Source, kube: &Kube) -> Result<(), Error> {
+/// Takes the page down once the store serves again: its Services point back at its own pods, and once their
+/// endpoints are those pods (never none: a Service with no endpoints refuses connections), the page's objects go.
+/// Some: what it still waits for.
+pub async fn hide(source: &Source, kube: &Kube) -> Result<Option<String>, Error> {
     let Some(maintenance) = &source.maintenance else {
-        return Ok(());
+        return Ok(None);
     };
     for public in maintenance.services {
         select(kube, public.service, public.app).await?;
     }
+    for public in maintenance.services {
+        if !reaches_its_pods(kube, public.service).await? {
+            return Ok(Some(format!(
+                "waiting for Service {} to reach the store's pods again",
+                public.service
+            )));
+        }
+    }
     remove_object::<Deployment>(kube, "Deployment").await?;
     remove_object::<NetworkPolicy>(kube, "NetworkPolicy").await?;
-    remove_object::<ConfigMap>(kube, "ConfigMap").await
+    remove_object::<ConfigMap>(kube, "ConfigMap").await?;
+    Ok(None)
+}
+
+/// Whether Service `service`'s ready endpoints are pods, none of them the page's.
+async fn reaches_its_pods(kube: &Kube, service: &str) -> Result<bool, Error> {
+    let Some(endpoints) = kube.get::<Endpoints>(service).await? else {
+        return Ok(false);
+    };
+    let pods: Vec<&str> = endpoints
+        .subsets
+        .iter()
+        .flatten()
+        .flat_map(|subset| subset.addresses.iter().flatten())
+        .map(|address| {
+            address
+                .target_ref
+                .as_ref()
+                .and_then(|pod| pod.name.as_deref())
+                .unwrap_or_default()
+        })
+        .collect();
+    Ok(!pods.is_empty()
+        && pods
+            .iter()
+            .all(|pod| !pod.is_empty() && !pod.starts_with(&format!("{MAINTENANCE}-"))))
 }
 
 /// Deletes the page's object of kind `K`, if it is there.

@@ -286,8 +286,10 @@ impl Steps for Restore<'_> {
                     }
                 }
                 // The writers serve again: the Services point back at them, and the page goes.
-                super::maintenance::hide(&source, kube).await?;
-                Progress::Done
+                match super::maintenance::hide(&source, kube).await? {
+                    Some(waiting) => Progress::Waiting(waiting),
+                    None => Progress::Done,
+                }
             }
             "verify" => {
                 let started = self.operation.start_time;
