@@ -67,9 +67,9 @@ build() { # build TAG DOCKERFILE [TARGET]
   docker build "${build_args[@]}" ${target:+--target "$target"} -f "$file" -t "$tag" .
   built+=("$tag")
 }
-for service in provisioner status gateway; do
-  build "store-platform/$service:$version" deploy/docker/Dockerfile "$service"
-done
+build "store-platform/provisioner:$version" deploy/docker/Dockerfile provisioner
+build "store-platform/status:$version" deploy/docker/Dockerfile status
+build "store-platform/gateway:$version" deploy/docker/Dockerfile gateway
 build store-platform/medusa:2.21.2 deploy/docker/medusa/Dockerfile
 build store-platform/medusa-storefront:2.21.2 deploy/docker/medusa-storefront/Dockerfile
 # The WordPress image downloads WordPress, WooCommerce and WP-CLI, and the database images come from Docker Hub; a
