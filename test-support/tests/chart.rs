@@ -440,6 +440,46 @@ fn the_chart_agrees_with_the_dockerfiles_and_make_up() {
     }
 }
 
+/// Waits until store `id` is READY (and, with `restored`, its restore succeeded), failing with the provisioner's log
+/// if it fails.
+async fn ready_as_the_service_account(
+    api: &mut ProvisionerServiceClient<tonic::transport::Channel>,
+    tenant: &str,
+    id: &str,
+    process: &ServiceProcess,
+    restored: bool,
+) {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let store = api
+            .get_store(as_tenant(
+                tenant,
+                GetStoreRequest {
+                    store_id: id.to_owned(),
+                },
+            ))
+            .await
+            .expect("get")
+            .into_inner()
+            .store
+            .expect("store");
+        let operation_done = !restored
+            || store
+                .operation
+                .as_ref()
+                .is_some_and(|op| op.state == OperationState::Succeeded as i32);
+        if store.phase == Phase::Ready as i32 && operation_done {
+            return;
+        }
+        assert!(
+            store.phase != Phase::Failed as i32 && Instant::now() < deadline,
+            "not READY as the provisioner's service account: {store:?}\n{}",
+            process.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
 async fn wait_available(env: &TestEnv, namespace: &str, replicas: i32) {
     let deployments: Api<Deployment> = Api::namespaced(env.client().await, namespace);
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -739,30 +779,7 @@ async fn installed_on_kubernetes_1_20_with_least_privilege_proven_by_impersonati
     ))
     .await
     .expect("create as the provisioner's service account");
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        let store = api
-            .get_store(as_tenant(
-                &tenant,
-                GetStoreRequest {
-                    store_id: id.clone(),
-                },
-            ))
-            .await
-            .expect("get")
-            .into_inner()
-            .store
-            .expect("store");
-        if store.phase == Phase::Ready as i32 {
-            break;
-        }
-        assert!(
-            store.phase != Phase::Failed as i32 && Instant::now() < deadline,
-            "not READY as the provisioner's service account: {store:?}\n{}",
-            process.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    ready_as_the_service_account(&mut api, &tenant, &id, &process, false).await;
     // A backup and a restore in place (its maintenance page put up and taken down), as the service account.
     api.backup_store(as_tenant(
         &tenant,
@@ -792,34 +809,7 @@ async fn installed_on_kubernetes_1_20_with_least_privilege_proven_by_impersonati
     ))
     .await
     .expect("restore as the provisioner's service account");
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        let store = api
-            .get_store(as_tenant(
-                &tenant,
-                GetStoreRequest {
-                    store_id: id.clone(),
-                },
-            ))
-            .await
-            .expect("get")
-            .into_inner()
-            .store
-            .expect("store");
-        let restored = store
-            .operation
-            .as_ref()
-            .is_some_and(|op| op.state == OperationState::Succeeded as i32);
-        if store.phase == Phase::Ready as i32 && restored {
-            break;
-        }
-        assert!(
-            store.phase != Phase::Failed as i32 && Instant::now() < deadline,
-            "not restored as the provisioner's service account: {store:?}\n{}",
-            process.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    ready_as_the_service_account(&mut api, &tenant, &id, &process, true).await;
     api.delete_store(as_tenant(
         &tenant,
         DeleteStoreRequest {

@@ -471,20 +471,7 @@ async fn a_store_runs_mariadb_and_wordpress_in_real_containers_and_stops_honestl
     );
 
     // No reachable registry has WooCommerce or WP-CLI: the bootstrap Job fails, and the store says why.
-    let store = wait_for(
-        &mut api,
-        TENANT,
-        &id,
-        Duration::from_secs(300),
-        "FAILED at the bootstrap",
-        |s| s.phase == Phase::Failed as i32,
-    )
-    .await;
-    assert_eq!(
-        step_state(&store, "bootstrap"),
-        Some(StepState::Failed),
-        "{store:#?}"
-    );
+    let store = stopped_at_the_bootstrap(&mut api, &id, Duration::from_secs(300)).await;
     assert!(
         store.failure_reason.contains("bootstrap"),
         "the reason names the step: {}",
@@ -495,6 +482,24 @@ async fn a_store_runs_mariadb_and_wordpress_in_real_containers_and_stops_honestl
         "the reason is WP-CLI's absence from the test image, nothing else: {}",
         store.failure_reason
     );
+}
+
+/// Waits until WooCommerce store `id` of the healthy tenant is FAILED at its bootstrap (WP-CLI is in no image here).
+async fn stopped_at_the_bootstrap(
+    api: &mut ProvisionerServiceClient<Channel>,
+    id: &str,
+    within: Duration,
+) -> Store {
+    let store = wait_for(api, TENANT, id, within, "FAILED at the bootstrap", |s| {
+        s.phase == Phase::Failed as i32
+    })
+    .await;
+    assert_eq!(
+        step_state(&store, "bootstrap"),
+        Some(StepState::Failed),
+        "{store:#?}"
+    );
+    store
 }
 
 /// Creates a store of `tenant`, waits until it is FAILED with `step` failed, and returns the reason.
@@ -1328,20 +1333,7 @@ async fn in_store_while_restoring(
 async fn a_wordpress_store_is_backed_up_and_restored_by_real_pods() {
     let (mut api, id) = create(TENANT, "wpbackup").await;
     let namespace = record::namespace_name(&id);
-    let store = wait_for(
-        &mut api,
-        TENANT,
-        &id,
-        Duration::from_secs(600),
-        "FAILED at the bootstrap",
-        |s| s.phase == Phase::Failed as i32,
-    )
-    .await;
-    assert_eq!(
-        step_state(&store, "bootstrap"),
-        Some(StepState::Failed),
-        "{store:#?}"
-    );
+    stopped_at_the_bootstrap(&mut api, &id, Duration::from_secs(600)).await;
 
     let client = TestEnv::real_node().client().await;
     let kube = Kube::new(client.clone(), namespace.clone());
