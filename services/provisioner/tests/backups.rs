@@ -1089,13 +1089,7 @@ fn clone_request(
 ) -> tonic::Request<store_platform_proto::v1::CreateStoreRequest> {
     as_tenant(
         tenant,
-        store_platform_proto::v1::CreateStoreRequest {
-            source: Some(store_platform_proto::v1::CloneSource {
-                store_id: store.to_owned(),
-                backup_id: backup.to_owned(),
-            }),
-            ..create_request_for(id, engine)
-        },
+        support::clone_request_for(id, engine, (store, backup)),
     )
 }
 

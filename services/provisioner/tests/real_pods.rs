@@ -1053,13 +1053,7 @@ async fn a_medusa_store_runs_as_real_pods_and_takes_an_order() {
     let copy = format!("{id}-copy");
     api.create_store(TestEnv::real_node().as_tenant(
         MEDUSA_TENANT,
-        CreateStoreRequest {
-            source: Some(store_platform_proto::v1::CloneSource {
-                store_id: id.clone(),
-                backup_id: snapshot.clone(),
-            }),
-            ..support::create_request_for(&copy, Engine::Medusa)
-        },
+        support::clone_request_for(&copy, Engine::Medusa, (&id, &snapshot)),
     ))
     .await
     .expect("clone");
@@ -1103,13 +1097,7 @@ async fn a_medusa_store_runs_as_real_pods_and_takes_an_order() {
     assert!(gone.iter().any(|s| s.store_id == id), "{gone:?}");
     api.create_store(TestEnv::real_node().as_tenant(
         MEDUSA_TENANT,
-        CreateStoreRequest {
-            source: Some(store_platform_proto::v1::CloneSource {
-                store_id: id.clone(),
-                backup_id: snapshot.clone(),
-            }),
-            ..support::create_request_for(&id, Engine::Medusa)
-        },
+        support::clone_request_for(&id, Engine::Medusa, (&id, &snapshot)),
     ))
     .await
     .expect("bring the store back");

@@ -47,6 +47,22 @@ pub fn create_request(id: &str) -> CreateStoreRequest {
 }
 
 /// A request for store `id` of `engine`, named after its id, for owner@example.com.
+/// CreateStore for store `id` of `engine` made from backup `backup` of store `source` (a clone, or a deleted store
+/// brought back under its own id).
+pub fn clone_request_for(
+    id: &str,
+    engine: Engine,
+    (source, backup): (&str, &str),
+) -> CreateStoreRequest {
+    CreateStoreRequest {
+        source: Some(store_platform_proto::v1::CloneSource {
+            store_id: source.to_owned(),
+            backup_id: backup.to_owned(),
+        }),
+        ..create_request_for(id, engine)
+    }
+}
+
 pub fn create_request_for(id: &str, engine: Engine) -> CreateStoreRequest {
     CreateStoreRequest {
         store_id: id.to_owned(),
