@@ -15,9 +15,9 @@ use kube::{Api, Client, api::ListParams};
 /// had a kubelet run it: the platform's backup script, with Debian's restic, the store's backup Secret and the
 /// container's own environment, writes a real snapshot into the store's repository. Only the places differ: a
 /// directory of the test's for `/backup` (holding a small dump and an upload, for what the `dump` container and the
-/// store's volume would give) and for `/tmp`. Returns `id=<snapshot> bytes=<its size tag> time=<its time, in ms since
-/// the epoch>`, read back from the repository with restic.
-pub async fn run_the_restic_container(client: &Client, id: &str, script: &Path) -> String {
+/// store's volume would give) and for `/tmp`. Returns the snapshot as the repository lists
+/// it, read back with restic.
+pub async fn run_the_restic_container(client: &Client, id: &str, script: &Path) -> Written {
     let namespace = format!("store-{id}");
     // The click's BackupStore may still be on its way.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -156,5 +156,19 @@ pub async fn run_the_restic_container(client: &Client, id: &str, script: &Path) 
         .expect("the snapshot's time")
         .parse()
         .expect("an RFC 3339 time");
-    format!("id={full_id} bytes={bytes} time={}", time.as_millisecond())
+    Written {
+        id: full_id.to_owned(),
+        bytes,
+        time,
+    }
+}
+
+/// A snapshot as the repository lists it.
+#[derive(Debug, Clone)]
+pub struct Written {
+    /// Its full id.
+    pub id: String,
+    /// Its size tag, as the script wrote it.
+    pub bytes: String,
+    pub time: jiff::Timestamp,
 }

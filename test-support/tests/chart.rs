@@ -789,17 +789,13 @@ async fn installed_on_kubernetes_1_20_with_least_privilege_proven_by_impersonati
     ))
     .await
     .expect("back up as the provisioner's service account");
-    let written = store_platform_test_support::backup_job::run_the_restic_container(
+    let snapshot = store_platform_test_support::backup_job::run_the_restic_container(
         &env.client().await,
         &id,
         &root().join("services/provisioner/scripts/backup.sh"),
     )
-    .await;
-    let snapshot = written
-        .split_whitespace()
-        .find_map(|pair| pair.strip_prefix("id="))
-        .expect("the snapshot's id")
-        .to_owned();
+    .await
+    .id;
     api.restore_store(as_tenant(
         &tenant,
         RestoreStoreRequest {

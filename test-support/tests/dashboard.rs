@@ -240,12 +240,19 @@ async fn the_dashboard_creates_watches_backs_up_restores_clones_and_deletes_stor
             let request = request.trim();
             match request.split_once(' ') {
                 Some(("snapshot", id)) => {
-                    let reply = backup_job::run_the_restic_container(
+                    let written = backup_job::run_the_restic_container(
                         &env.client().await,
                         id,
                         &workspace().join("services/provisioner/scripts/backup.sh"),
                     )
                     .await;
+                    // As the script reads it: `id=<snapshot> bytes=<size tag> time=<ms since the epoch>`.
+                    let reply = format!(
+                        "id={} bytes={} time={}",
+                        written.id,
+                        written.bytes,
+                        written.time.as_millisecond()
+                    );
                     std::fs::write(&harness_reply, reply).expect("answer");
                 }
                 _ if request == "heal" => {
