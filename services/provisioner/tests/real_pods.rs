@@ -928,6 +928,16 @@ async fn a_medusa_store_runs_as_real_pods_and_takes_an_order() {
         );
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+    // A pod's Ready reaches the Service's endpoints and then kube-proxy's rules a moment later; until then the
+    // Service refuses connections (curl's exit 7), which is the only failure waited out.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while medusa_support::refused_via(&via, &format!("{base}/health")) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the Service refused connections a minute after its new pod was ready"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     assert_eq!(
         medusa_support::bytes_via(&via, &format!("{base}{static_path}"), &[]),
         image_bytes,

@@ -1262,6 +1262,17 @@ pub fn bytes_via(via: &[&str], url: &str, headers: &[(&str, &str)]) -> Vec<u8> {
     output.stdout
 }
 
+/// Whether connecting to `url` from `via` is refused (curl's exit code 7), as a Service with no ready endpoint in
+/// kube-proxy's rules does.
+pub fn refused_via(via: &[&str], url: &str) -> bool {
+    let status = curl_via(via)
+        .args(["-sS", "--max-time", "10", "-o", "/dev/null", url])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("curl");
+    status.code() == Some(7)
+}
+
 /// The owner exports the products to CSV (the worker writes the file into the uploads volume, and the admin's
 /// notification links to it); returns the CSV as the link serves it, fetched from `via` at `base`'s host.
 pub fn export_products_via(via: &[&str], base: &str, token: &str) -> String {
