@@ -17,7 +17,9 @@
 #                         scripts/image-bases.sh, docs/images.md)
 #   --build-network MODE  the network of the builds' RUN steps (e.g. host, for an engine with no bridge)
 #   --third-party pull|skip  pull the database images the chart names and load them too (default: pull)
+#   --tag TAG             the tag of the platform's own images (default: the chart's version); a new tag rolls them
 #   --state DIR           where the login token is kept (default: .dev/install)
+#   --images-only         build the images and stop (e.g. to build ahead of time; the next install finds them cached)
 #   --dashboard URL       the dashboard's address to print (default: http://dashboard.localhost)
 # DOCKER_HOST chooses the engine images are built on (default: the local one).
 set -euo pipefail
@@ -34,6 +36,7 @@ load=""
 third_party=pull
 state="$root/.dev/install"
 dashboard=http://dashboard.localhost
+images_only=false
 while (($#)); do
   case $1 in
     --kubeconfig) export KUBECONFIG=$2; shift 2 ;;
@@ -43,20 +46,23 @@ while (($#)); do
     --build-arg) build_args+=(--build-arg "$2"); shift 2 ;;
     --build-network) build_args+=(--network "$2"); shift 2 ;;
     --third-party) third_party=$2; shift 2 ;;
+    --tag) version=$2; shift 2 ;;
+    --images-only) images_only=true; shift ;;
     --state) state=$2; shift 2 ;;
     --dashboard) dashboard=$2; shift 2 ;;
     *) echo "install.sh: unknown option $1 (see the comment at its top)" >&2; exit 2 ;;
   esac
 done
 ((${#values[@]})) || values=(-f "$chart/values-local.yaml")
-case $load in
-  kind=?* | docker=?* | none) ;;
+case $images_only:$load in
+  true:* | false:kind=?* | false:docker=?* | false:none) ;;
   *) echo "install.sh: --load kind=NAME, docker=HOST or none" >&2; exit 2 ;;
 esac
-for tool in docker helm kubectl; do
+tools=(docker)
+$images_only || tools+=(helm kubectl)
+for tool in "${tools[@]}"; do
   command -v "$tool" >/dev/null || { echo "install.sh needs $tool" >&2; exit 1; }
 done
-mkdir -p "$state"
 
 echo "==> images" >&2
 # BuildKit builds them (the Dockerfiles' cache mounts need it); Docker 23 and later use it by default.
@@ -83,6 +89,8 @@ if [[ $third_party == pull ]]; then
   done
 fi
 
+$images_only && exit 0
+
 echo "==> images into the cluster ($load)" >&2
 case $load in
   kind=*)
@@ -91,24 +99,46 @@ case $load in
     done
     ;;
   docker=*)
-    docker save "${built[@]}" | docker --host "${load#docker=}" load
+    # Only what the node's engine lacks, or has in another build.
+    host=${load#docker=}
+    missing=()
+    for image in "${built[@]}"; do
+      [[ $(docker --host "$host" image inspect --format '{{.Id}}' "$image" 2>/dev/null) == \
+         "$(docker image inspect --format '{{.Id}}' "$image")" ]] || missing+=("$image")
+    done
+    if ((${#missing[@]})); then
+      docker save "${missing[@]}" | docker --host "$host" load
+    fi
     ;;
 esac
 
 echo "==> login token" >&2
+mkdir -p "$state"
 token_file="$state/token"
 if [[ ! -s $token_file ]]; then
   (umask 077; head -c 24 /dev/urandom | base64 | tr -d '/+=' > "$token_file")
 fi
 token=$(cat "$token_file")
 hash=$(printf %s "$token" | sha256sum | cut -d' ' -f1)
-kubectl create namespace "$namespace" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
-kubectl -n "$namespace" create secret generic store-platform-tokens \
-  --from-literal=tokens="admin local $hash admin" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+kubectl get namespace "$namespace" >/dev/null 2>&1 || kubectl create namespace "$namespace" >/dev/null
+tokens="admin local $hash admin"
+before=$(kubectl -n "$namespace" get secret store-platform-tokens -o jsonpath='{.data.tokens}' 2>/dev/null || true)
+token_changed=false
+if [[ $before != "$(printf %s "$tokens" | base64 -w0)" ]]; then
+  kubectl -n "$namespace" create secret generic store-platform-tokens --from-literal=tokens="$tokens" \
+    --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+  [[ -n $before ]] && token_changed=true
+fi
 
 echo "==> chart" >&2
-helm upgrade --install store-platform "$chart" --namespace "$namespace" "${values[@]}" "${sets[@]}" \
+helm upgrade --install store-platform "$chart" --namespace "$namespace" "${values[@]}" --set "images.tag=$version" \
+  "${sets[@]}" \
   --wait --timeout 300s
+# A running gateway sees a changed token only when the kubelet next refreshes its mounted Secret (a minute or more):
+# it is restarted instead, so the token printed below works as soon as this ends.
+if $token_changed; then
+  kubectl -n "$namespace" rollout restart deployment/gateway >/dev/null
+fi
 for deployment in provisioner status gateway; do
   kubectl -n "$namespace" rollout status "deployment/$deployment" --timeout=300s
 done
