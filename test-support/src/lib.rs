@@ -7,6 +7,7 @@
 
 pub mod assets;
 pub mod backup_job;
+pub mod buf;
 pub mod caller;
 pub mod control_plane;
 pub mod daemon;

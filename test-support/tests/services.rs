@@ -4,11 +4,7 @@
 //!
 //! The binaries come from `$STORE_PLATFORM_BIN_DIR` or the workspace's `target/debug` (`make test` builds them).
 
-use std::{
-    path::{Path, PathBuf},
-    process::Command,
-    time::Duration,
-};
+use std::{path::Path, process::Command, time::Duration};
 
 use futures::StreamExt as _;
 use store_platform_proto::v1::{
@@ -17,7 +13,7 @@ use store_platform_proto::v1::{
     status_service_client::StatusServiceClient,
 };
 use store_platform_test_support::{
-    TestEnv, caller,
+    TestEnv, buf, caller,
     process::{ServiceProcess as Service, free_port, http_get, tokens_file},
 };
 use tonic::transport::Channel;
@@ -107,34 +103,7 @@ async fn services_v1alpha(channel: Channel) -> Vec<String> {
 
 /// Runs `buf curl` (from the npm package `@bufbuild/buf`, installed by `scripts/tools.sh`) over plaintext HTTP/2.
 fn buf_curl(args: &[&str]) -> String {
-    let output = buf_curl_output(&["--protocol", "grpc"], args);
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "buf curl {args:?} failed:\n{stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
-}
-
-fn buf_curl_output(protocol: &[&str], args: &[&str]) -> std::process::Output {
-    let buf = std::env::var_os("STORE_PLATFORM_BUF")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/node_modules/.bin/buf")
-        });
-    assert!(
-        buf.is_file(),
-        "{} is missing: run scripts/tools.sh (make test does)",
-        buf.display()
-    );
-    Command::new(&buf)
-        .arg("curl")
-        .args(protocol)
-        .arg("--http2-prior-knowledge")
-        .args(args)
-        .output()
-        .expect("run buf curl")
+    buf::curl_ok(&["--protocol", "grpc"], args)
 }
 
 #[tokio::test]
@@ -298,7 +267,7 @@ async fn the_three_services_serve_health_and_reflection_and_stop_on_sigterm() {
         &format!("{provisioner_url}/store_platform.v1.ProvisionerService/ListStores"),
     ]);
     assert!(listed.trim_start().starts_with('{'), "{listed}");
-    let refused = buf_curl_output(
+    let refused = buf::curl(
         &["--protocol", "grpc"],
         &[
             "-H",
@@ -315,7 +284,7 @@ async fn the_three_services_serve_health_and_reflection_and_stop_on_sigterm() {
     // Through the gateway, as gRPC-web: reflection lists the platform's services, and WatchStores streams (its
     // snapshot, then a heartbeat a second later) until buf curl's own timeout ends the call.
     let gateway_url = format!("http://127.0.0.1:{gateway_port}");
-    let listed = buf_curl_output(
+    let listed = buf::curl(
         &["--protocol", "grpcweb"],
         &["--list-services", &gateway_url],
     );
@@ -325,7 +294,7 @@ async fn the_three_services_serve_health_and_reflection_and_stop_on_sigterm() {
         "{listed}"
     );
     let authorization = format!("authorization: Bearer {token}");
-    let watched = buf_curl_output(
+    let watched = buf::curl(
         &["--protocol", "grpcweb", "--timeout", "4s"],
         &[
             "-H",
@@ -338,7 +307,7 @@ async fn the_three_services_serve_health_and_reflection_and_stop_on_sigterm() {
     let watched = String::from_utf8_lossy(&watched.stdout);
     assert!(watched.contains("\"snapshot\""), "{watched}");
     assert!(watched.contains("\"heartbeat\""), "{watched}");
-    let refused = buf_curl_output(
+    let refused = buf::curl(
         &["--protocol", "grpcweb"],
         &[
             "-d",
