@@ -7,6 +7,36 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
+echo "==> Debian packages run for real (WordPress, PHP, Apache, MariaDB, PostgreSQL, Redis, Docker's engine)" >&2
+scripts/debian-packages.sh
+
+# The platform's own images, as users build them (deploy/install.sh, from deploy/docker), in a Docker engine of this
+# machine's that keeps its layers between runs, from stand-ins for their Docker Hub bases (docs/images.md). They build
+# in the background while the rest is prepared; the platform test installs them on the real node.
+echo "==> the platform's images, in the background (scripts/build-engine.sh, image-bases.sh, deploy/install.sh)" >&2
+engine_dir="${TMPDIR:-/tmp}/store-platform-build-engine-$$"
+# shellcheck disable=SC2329 # invoked by the EXIT trap
+stop_engine() {
+  local pid
+  pid=$(cat "$engine_dir.pid" 2>/dev/null) || return 0
+  kill "$pid" 2>/dev/null || true
+  while kill -0 "$pid" 2>/dev/null; do sleep 0.2; done
+  rm -rf "$engine_dir" "$engine_dir".{pid,log,bases,images.log}
+}
+trap stop_engine EXIT
+STORE_PLATFORM_BUILD_ENGINE=$(scripts/build-engine.sh "$engine_dir")
+STORE_PLATFORM_IMAGE_BASES="$engine_dir.bases"
+export STORE_PLATFORM_BUILD_ENGINE STORE_PLATFORM_IMAGE_BASES
+(
+  # Debian's Docker CLI (scripts/debian-packages.sh): BuildKit is built into it.
+  export DOCKER_HOST=$STORE_PLATFORM_BUILD_ENGINE PATH="/usr/bin:$PATH"
+  scripts/image-bases.sh >"$STORE_PLATFORM_IMAGE_BASES"
+  build_args=()
+  while IFS= read -r line; do build_args+=(--build-arg "${line#--build-arg=}"); done <"$STORE_PLATFORM_IMAGE_BASES"
+  deploy/install.sh --images-only --build-network host "${build_args[@]}"
+) >"$engine_dir.images.log" 2>&1 &
+images=$!
+
 echo "==> control-plane binaries" >&2
 KUBEBUILDER_ASSETS=$(scripts/kube-assets.sh)
 export KUBEBUILDER_ASSETS
@@ -14,8 +44,6 @@ echo "==> npm tools" >&2
 scripts/tools.sh
 echo "==> dashboard and Chromium" >&2
 scripts/web.sh --browser
-echo "==> Debian packages run for real (WordPress, PHP, Apache, MariaDB, PostgreSQL, Redis)" >&2
-scripts/debian-packages.sh
 
 echo "==> the Medusa backend (deploy/medusa: npm ci, medusa build)" >&2
 STORE_PLATFORM_MEDUSA=$(scripts/medusa.sh)
@@ -50,6 +78,7 @@ stop_clusters() {
     fi
   fi
   rm -f "$cluster_dir".{pid,ready,log} "$node_dir".{pid,ready,log}
+  stop_engine
   exit "$status"
 }
 trap stop_clusters EXIT
@@ -59,6 +88,13 @@ echo "==> real node (Docker's engine, kubelet, kube-proxy, CNI, DNS in a network
 STORE_PLATFORM_TEST_REAL_NODE=$(scripts/real-node.sh "$node_dir")
 export STORE_PLATFORM_TEST_REAL_NODE
 export STORE_PLATFORM_BUF="$root/tools/node_modules/.bin/buf"
+
+echo "==> the platform's images (waiting for the background build)" >&2
+if ! wait "$images"; then
+  tail -n 60 "$engine_dir.images.log" >&2
+  echo "building the platform's images failed (above)" >&2
+  exit 1
+fi
 
 echo "==> tests" >&2
 log="$cluster_dir.test.log"
