@@ -163,12 +163,11 @@ fn the_gateway_is_a_node_port_on_request_and_its_policy_admits_it() {
         args.extend_from_slice(extra);
         helm(env, &args)
     };
-    let gateway_service = |rendered: &str| {
+    let service_named = |rendered: &str, name: &str| {
         rendered
             .split("\n---")
-            .find(|doc| doc.contains("kind: Service\n") && doc.contains("name: gateway\n"))
-            .expect("the gateway's Service")
-            .to_owned()
+            .find(|doc| doc.contains("kind: Service\n") && doc.contains(&format!("name: {name}\n")))
+            .map(str::to_owned)
     };
     let policy = |rendered: &str| {
         rendered
@@ -178,12 +177,20 @@ fn the_gateway_is_a_node_port_on_request_and_its_policy_admits_it() {
             .to_owned()
     };
     let default = render(&[]);
-    assert!(!gateway_service(&default).contains("NodePort"));
+    assert!(!default.contains("NodePort"));
+    assert!(service_named(&default, "gateway-node").is_none());
     assert!(!policy(&default).contains("- ports:"));
     let node_port = render(&["--set", "gateway.service.nodePort=30080"]);
-    let service = gateway_service(&node_port);
+    let gateway = service_named(&node_port, "gateway").expect("the gateway's Service");
+    assert!(
+        !gateway.contains("NodePort"),
+        "the Ingress's Service stays inside: {gateway}"
+    );
+    // Its own Service, with the HTTP port only: metrics are not opened on every node.
+    let service = service_named(&node_port, "gateway-node").expect("the gateway's node Service");
     assert!(service.contains("type: NodePort"), "{service}");
     assert!(service.contains("nodePort: 30080"), "{service}");
+    assert!(!service.contains("9090"), "{service}");
     // Traffic through a node port comes from anywhere the node is reached from, not from the ingress controller.
     let policy = policy(&node_port);
     assert!(
