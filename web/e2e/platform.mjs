@@ -14,42 +14,17 @@
 //                        admin; answers the order's id.
 // Exits non-zero with a message at the first step that fails.
 
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
-import { chromium } from "playwright-core";
+import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { env, expectVisible, open } from "./browser.mjs";
 
-const env = (name) => {
-  const value = process.env[name];
-  if (!value) throw new Error(`${name} is not set`);
-  return value;
-};
 const url = env("GATEWAY_URL");
 const token = env("DASHBOARD_TOKEN");
 const storeId = env("STORE_ID");
 const shots = env("SCREENSHOTS");
 const harnessRequest = env("HARNESS_REQUEST");
 const harnessReply = env("HARNESS_REPLY");
-mkdirSync(shots, { recursive: true });
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking"],
-});
-const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
-let shot = 0;
-async function step(name, action) {
-  const started = Date.now();
-  try {
-    await action();
-  } catch (error) {
-    await page.screenshot({ path: join(shots, `failed-${name}.png`), fullPage: true }).catch(() => {});
-    throw new Error(`step "${name}" failed: ${error.message}`);
-  }
-  shot += 1;
-  await page.screenshot({ path: join(shots, `${String(shot).padStart(2, "0")}-${name}.png`), fullPage: true });
-  console.log(`ok  ${name} (${Date.now() - started} ms)`);
-}
-const expectVisible = (locator, timeout = 10_000) => locator.waitFor({ state: "visible", timeout });
+const { browser, page, step } = await open({ width: 1280, height: 900 }, shots);
 
 // What the card shows, sampled without reloading the page: phases and step progress, in order of first sight.
 const phasesSeen = new Set();

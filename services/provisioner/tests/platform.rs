@@ -28,7 +28,7 @@ use kube::{
 use serde_json::{Value, json};
 use store_platform_test_support::{
     TestEnv, buf,
-    node::{MARIADB_IMAGE, NODE_ADDRESS, POSTGRES_IMAGE, REDIS_IMAGE, WORDPRESS_IMAGE},
+    node::{self, MARIADB_IMAGE, NODE_ADDRESS, POSTGRES_IMAGE, REDIS_IMAGE, WORDPRESS_IMAGE},
 };
 
 mod medusa_support;
@@ -438,7 +438,7 @@ async fn meanwhile(client: &Client, installer: &Installer, token: &str, more: &[
 /// the credentials the gateway gives, finds the order. Returns its id.
 async fn order(client: &Client, token: &str, id: &str, scratch: &Path) -> String {
     let namespace = format!("store-{id}");
-    let netns = format!("--net=/run/netns/{}", node_netns());
+    let netns = format!("--net=/run/netns/{}", node::running_netns());
     let via = ["nsenter", netns.as_str(), "--"];
     let ingress: Ingress = Api::namespaced(client.clone(), &namespace)
         .get("storefront")
@@ -488,27 +488,39 @@ async fn order(client: &Client, token: &str, id: &str, scratch: &Path) -> String
     );
     let orders = medusa_support::admin_orders_via(&via, &public, &admin);
     assert!(
-        orders["orders"]
-            .as_array()
-            .expect("orders")
-            .iter()
-            .any(|o| o["id"] == order.as_str()),
+        medusa_support::lists_order(&orders, &order),
         "the admin does not list {order}: {orders}"
     );
+    // And as the owner sees it: the store's admin in Chromium.
+    let root = workspace();
+    let shots = root.join("test-output/platform/admin");
+    let mut owner = Command::new(via[0]);
+    owner
+        .args(&via[1..])
+        .arg("node")
+        .arg(root.join("web/e2e/medusa-admin.mjs"))
+        .current_dir(root.join("web"))
+        .env("ADMIN_URL", format!("{public}/app"))
+        .env(
+            "ADMIN_EMAIL",
+            credentials["username"].as_str().expect("a username"),
+        )
+        .env(
+            "ADMIN_PASSWORD",
+            credentials["password"].as_str().expect("a password"),
+        )
+        .env("ORDER_ID", &order)
+        .env("CUSTOMER_EMAIL", "shopper@example.com")
+        .env("SCREENSHOTS", &shots);
+    let seen = medusa_support::run(owner, Duration::from_secs(300));
+    assert!(
+        seen.status.success(),
+        "the owner did not find the order in the store's admin (screenshots in {}):\n{}\ningress:\n{}",
+        shots.display(),
+        medusa_support::text(&seen),
+        ingress_daemon.log()
+    );
     order
-}
-
-fn node_netns() -> String {
-    let list = Command::new("ip")
-        .args(["netns", "list"])
-        .output()
-        .expect("ip netns list");
-    String::from_utf8_lossy(&list.stdout)
-        .lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .find(|name| name.starts_with("sp-node-"))
-        .expect("the real node's network namespace")
-        .to_owned()
 }
 
 /// Nothing the platform made for store `id` is left: its namespace is gone.
@@ -540,7 +552,7 @@ async fn made_once(client: &Client, token: &str, id: &str) {
         .filter_map(|j| j.metadata.name.clone())
         .collect();
     assert_eq!(names.len(), 1, "store {id} has Jobs {names:?}");
-    let netns = format!("--net=/run/netns/{}", node_netns());
+    let netns = format!("--net=/run/netns/{}", node::running_netns());
     let via = ["nsenter", netns.as_str(), "--"];
     let server = Api::<k8s_openapi::api::core::v1::Service>::namespaced(client.clone(), &namespace)
         .get("medusa-server")
