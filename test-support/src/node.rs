@@ -216,6 +216,21 @@ fn remove_stale_namespaces() {
     }
 }
 
+/// The network namespace of the run's real node (`sp-node-<pid>`; one node runs at a time), for commands that must
+/// run beside its pods (`nsenter --net=/run/netns/<name>`).
+pub fn running_netns() -> String {
+    let list = std::process::Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .expect("ip netns list");
+    String::from_utf8_lossy(&list.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .find(|name| name.starts_with("sp-node-"))
+        .expect("the real node's network namespace")
+        .to_owned()
+}
+
 /// The node's processes and the tasks that stand in for cluster add-ons (DNS records, volume provisioning).
 #[derive(Debug)]
 pub struct Node {

@@ -632,11 +632,7 @@ async fn a_medusa_store_cloned_from_its_backup_is_a_store_of_its_own_with_the_or
     let clone_token = admin_token_via(&[], &clone_server.url, OWNER, clone_password);
     let orders = admin_orders_via(&[], &clone_server.url, &clone_token);
     assert!(
-        orders["orders"]
-            .as_array()
-            .expect("orders")
-            .iter()
-            .any(|o| o["id"] == order.as_str()),
+        lists_order(&orders, &order),
         "the source's order is in the clone: {orders}"
     );
     let path = &image_url[image_url.find("/static/").expect("a /static URL")..];

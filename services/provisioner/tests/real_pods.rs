@@ -55,8 +55,8 @@ use store_platform_runtime::record::{self, StoreRecord};
 use store_platform_test_support::{
     TestEnv,
     node::{
-        MARIADB_IMAGE, MEDUSA_IMAGE, MEDUSA_STOREFRONT_IMAGE, MEMORY_HOG_IMAGE, POSTGRES_IMAGE,
-        REDIS_IMAGE, RESTIC_IMAGE, WORDPRESS_IMAGE,
+        self, MARIADB_IMAGE, MEDUSA_IMAGE, MEDUSA_STOREFRONT_IMAGE, MEMORY_HOG_IMAGE,
+        POSTGRES_IMAGE, REDIS_IMAGE, RESTIC_IMAGE, WORDPRESS_IMAGE,
     },
 };
 use tonic::transport::Channel;
@@ -161,7 +161,7 @@ fn object_store() -> &'static str {
     ENDPOINT.get_or_init(|| {
         let launcher = [
             "nsenter".to_owned(),
-            format!("--net=/run/netns/{}", node_netns()),
+            format!("--net=/run/netns/{}", node::running_netns()),
             "--".to_owned(),
         ];
         support::start_object_store(
@@ -285,19 +285,6 @@ fn in_node(netns: &str, command: &[&str]) -> std::process::Output {
         .expect("nsenter")
 }
 
-fn node_netns() -> String {
-    let list = Command::new("ip")
-        .args(["netns", "list"])
-        .output()
-        .expect("ip netns list");
-    String::from_utf8_lossy(&list.stdout)
-        .lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .find(|name| name.starts_with("sp-node-"))
-        .expect("the real node's network namespace")
-        .to_owned()
-}
-
 /// The `docker` command, against the node's engine.
 fn docker_command() -> Command {
     let socket = TestEnv::real_node().dir().join("node/docker.sock");
@@ -368,7 +355,7 @@ async fn a_store_runs_mariadb_and_wordpress_in_real_containers_and_stops_honestl
     assert_ne!(store.phase, Phase::Failed as i32, "{store:#?}");
 
     let client = TestEnv::real_node().client().await;
-    let netns = node_netns();
+    let netns = node::running_netns();
 
     // WordPress through its Service's ClusterIP (kube-proxy's rules) talks to MariaDB by its Service's DNS name: the
     // installer page renders only with a working database connection ("Error establishing a database connection"
@@ -630,7 +617,7 @@ async fn a_pod_in_another_namespace_acts_only_as_its_own_service_account() {
     let port = store_platform_test_support::process::free_port();
     let address = format!("{}:{port}", store_platform_test_support::node::NODE_ADDRESS);
     let mut provisioner = store_platform_test_support::process::ServiceProcess::start_in_netns(
-        &node_netns(),
+        &node::running_netns(),
         "provisioner",
         &[
             ("KUBECONFIG", env.kubeconfig_path().display().to_string()),
@@ -833,7 +820,7 @@ async fn a_medusa_store_runs_as_real_pods_and_takes_an_order() {
             .await
             .expect("the storefront's Service"),
     );
-    let netns = format!("--net=/run/netns/{}", node_netns());
+    let netns = format!("--net=/run/netns/{}", node::running_netns());
     let via = ["nsenter", netns.as_str(), "--"];
 
     // A customer's order through the server's Service (kube-proxy), the server reaching PostgreSQL and Redis by
@@ -855,11 +842,7 @@ async fn a_medusa_store_runs_as_real_pods_and_takes_an_order() {
         medusa_support::admin_token_via(&via, &base, &credentials.username, &credentials.password);
     let orders = medusa_support::admin_orders_via(&via, &base, &token);
     assert!(
-        orders["orders"]
-            .as_array()
-            .expect("orders")
-            .iter()
-            .any(|o| o["id"] == order.as_str()),
+        medusa_support::lists_order(&orders, &order),
         "the admin does not list {order}: {orders}"
     );
     // The storefront pod serves the store's key.
@@ -1025,7 +1008,7 @@ async fn a_medusa_store_runs_as_real_pods_and_takes_an_order() {
     .expect("restore");
     let maintenance = in_store_while_restoring(&mut api, &id, || {
         let page = in_node(
-            &node_netns(),
+            &node::running_netns(),
             &[
                 "curl",
                 "-sS",
@@ -1350,7 +1333,7 @@ async fn a_wordpress_store_is_backed_up_and_restored_by_real_pods() {
         .expect("wordpress Service");
     let scratch = tempfile::tempdir().expect("a directory");
     let site = Site {
-        netns: node_netns(),
+        netns: node::running_netns(),
         host: engine.settings().host(&id),
         address: wordpress
             .spec

@@ -1331,6 +1331,15 @@ pub fn admin_token_via(via: &[&str], base: &str, email: &str, password: &str) ->
         .to_owned()
 }
 
+/// Whether `orders` (as [`admin_orders_via`] returns them) has order `id`.
+pub fn lists_order(orders: &Value, id: &str) -> bool {
+    orders["orders"]
+        .as_array()
+        .expect("orders")
+        .iter()
+        .any(|o| o["id"] == id)
+}
+
 /// The orders the admin API lists, as `{"orders": [{id, email, total}, ...]}`.
 pub fn admin_orders_via(via: &[&str], base: &str, token: &str) -> Value {
     http_via(
