@@ -33,7 +33,8 @@ export STORE_PLATFORM_BUILD_ENGINE STORE_PLATFORM_IMAGE_BASES
   scripts/image-bases.sh >"$STORE_PLATFORM_IMAGE_BASES"
   build_args=()
   while IFS= read -r line; do build_args+=(--build-arg "${line#--build-arg=}"); done <"$STORE_PLATFORM_IMAGE_BASES"
-  deploy/install.sh --images-only --build-network host "${build_args[@]}"
+  # Not the WordPress image nor the databases' (out of reach here: the node has its own, docs/testing.md).
+  deploy/install.sh --images-only --third-party skip --build-network host "${build_args[@]}"
 ) >"$engine_dir.images.log" 2>&1 &
 images=$!
 
