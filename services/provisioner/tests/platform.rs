@@ -360,44 +360,31 @@ fn create(token: &str, id: &str, engine: &str) -> Value {
     )
 }
 
-/// What the harness does while the person's store provisions: two more Medusa stores through the gateway, `helm
-/// upgrade` (the install script) to images rebuilt under a new tag, the leading provisioner's pod deleted, then the
-/// status pod the dashboard streams from.
-async fn meanwhile(client: &Client, installer: &Installer, token: &str, more: &[String]) {
+/// What the harness does while the person's store provisions: two more Medusa stores through the gateway, the
+/// leading provisioner's pod deleted, `helm upgrade` (the install script) to images rebuilt under a new tag, then the
+/// status pod the dashboard streams from deleted.
+async fn meanwhile(
+    client: &Client,
+    installer: &Installer,
+    token: &str,
+    (store, more): (&str, &[String]),
+) {
     let started = Instant::now();
     for id in more {
         create(token, id, "ENGINE_MEDUSA");
     }
-    let upgraded = installer.run("0.1.0-rebuilt");
-    let phases: Vec<String> = more
-        .iter()
-        .map(|id| phase_of(&store_of(token, id)).to_owned())
-        .collect();
-    println!(
-        "helm upgrade to rebuilt images while stores provision: {:.0} s; the stores after it: {phases:?}",
-        upgraded.took.as_secs_f64()
-    );
-    assert!(
-        phases.iter().any(|p| p == "PHASE_PROVISIONING"),
-        "every store was ready before the upgrade had finished: nothing was proven ({phases:?})"
-    );
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), NAMESPACE);
-    for name in COMPONENTS {
-        let image = deployments
-            .get(name)
-            .await
-            .expect("a Deployment")
-            .spec
-            .and_then(|s| {
-                s.template
-                    .spec
-                    .and_then(|p| p.containers.first().and_then(|c| c.image.clone()))
-            });
-        assert_eq!(
-            image.as_deref(),
-            Some(format!("store-platform/{name}:0.1.0-rebuilt").as_str())
+    // Each step must happen while stores still provision, or it proves nothing.
+    let provisioning = |after: &str| {
+        let phases: Vec<String> = std::iter::once(store)
+            .chain(more.iter().map(String::as_str))
+            .map(|id| phase_of(&store_of(token, id)).to_owned())
+            .collect();
+        println!("the three stores after {after}: {phases:?}");
+        assert!(
+            phases.iter().any(|p| p == "PHASE_PROVISIONING"),
+            "every store was ready before {after} had finished: nothing was proven ({phases:?})"
         );
-    }
+    };
 
     // The leading provisioner's pod goes; the other replica takes the Lease.
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -424,7 +411,34 @@ async fn meanwhile(client: &Client, installer: &Installer, token: &str, more: &[
         tokio::time::sleep(Duration::from_secs(1)).await;
     };
     println!("the leading provisioner {leading} was deleted; {next} leads");
+    provisioning("the leader's death");
 
+    // `helm upgrade` (the install script again) to the images rebuilt under a new tag: every service rolls.
+    let upgraded = installer.run("0.1.0-rebuilt");
+    println!(
+        "helm upgrade to rebuilt images while stores provision: {:.0} s",
+        upgraded.took.as_secs_f64()
+    );
+    provisioning("the upgrade");
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), NAMESPACE);
+    for name in COMPONENTS {
+        let image = deployments
+            .get(name)
+            .await
+            .expect("a Deployment")
+            .spec
+            .and_then(|s| {
+                s.template
+                    .spec
+                    .and_then(|p| p.containers.first().and_then(|c| c.image.clone()))
+            });
+        assert_eq!(
+            image.as_deref(),
+            Some(format!("store-platform/{name}:0.1.0-rebuilt").as_str())
+        );
+    }
+
+    // The status pod the dashboard streams from goes.
     let status = ListParams::default().labels("app.kubernetes.io/name=status");
     pods.delete_collection(&DeleteParams::default(), &status)
         .await
@@ -661,7 +675,7 @@ async fn the_platform_installed_by_its_script_serves_a_person_and_survives_its_o
         if let Ok(asked) = std::fs::read_to_string(&request) {
             let answer = match asked.trim() {
                 "meanwhile" => {
-                    meanwhile(&client, &installer, &installed.token, &more).await;
+                    meanwhile(&client, &installer, &installed.token, (&store, &more)).await;
                     String::new()
                 }
                 "order" => {
