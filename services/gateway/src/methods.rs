@@ -32,6 +32,9 @@ impl Method {
                 | "GetStoreCredentials"
                 | "BackupStore"
                 | "RestoreStore"
+                | "UpgradeStore"
+                | "SuspendStore"
+                | "ResumeStore"
         )
     }
 
@@ -39,7 +42,13 @@ impl Method {
     pub fn is_rate_limited(&self) -> bool {
         matches!(
             self.name.as_str(),
-            "CreateStore" | "DeleteStore" | "BackupStore" | "RestoreStore"
+            "CreateStore"
+                | "DeleteStore"
+                | "BackupStore"
+                | "RestoreStore"
+                | "UpgradeStore"
+                | "SuspendStore"
+                | "ResumeStore"
         )
     }
 

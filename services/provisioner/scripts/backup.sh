@@ -7,7 +7,7 @@
 #
 # The Secret `store-backup` gives RESTIC_REPOSITORY, RESTIC_PASSWORD, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY;
 # the Job gives BACKUP_DIR, S3_BUCKET_LOOKUP (path or dns), S3_REGION, STORE_ID, STORE_TENANT, STORE_ENGINE,
-# ENGINE_VERSION, DATABASE_IMAGE, STORE_SPEC (JSON), BACKUP_KIND (scheduled or on-demand), KEEP_DAILY,
+# ENGINE_VERSION, DATABASE_IMAGE, STORE_SPEC (JSON), BACKUP_KIND (scheduled, on-demand, pre-restore or pre-upgrade), KEEP_DAILY,
 # KEEP_WEEKLY, KEEP_MONTHLY, KEEP_ON_DEMAND and RESTIC_CACHE_DIR. Secrets stay in the environment: no command line carries one.
 #
 # It writes `snapshot=<id> bytes=<n> added=<n>` as its termination message (TERMINATION_LOG, /dev/termination-log
@@ -77,11 +77,12 @@ if [ -z "$snapshot" ]; then
 fi
 echo "backed up $bytes bytes as snapshot $snapshot (${added:-0} bytes new to the repository)"
 
-# Retention: scheduled backups by day, week and month; on-demand ones and those taken before a restore by count. A failure here leaves the new
-# snapshot in place, and the next backup applies the policy again.
+# Retention: scheduled backups by day, week and month; on-demand ones and those taken before a restore or an upgrade
+# by count. A failure here leaves the new snapshot in place, and the next backup applies the policy again.
 repository forget --host store --tag kind=scheduled --prune \
     --keep-daily "$KEEP_DAILY" --keep-weekly "$KEEP_WEEKLY" --keep-monthly "$KEEP_MONTHLY"
 repository forget --host store --tag kind=on-demand --prune --keep-last "$KEEP_ON_DEMAND"
 repository forget --host store --tag kind=pre-restore --prune --keep-last "$KEEP_ON_DEMAND"
+repository forget --host store --tag kind=pre-upgrade --prune --keep-last "$KEEP_ON_DEMAND"
 
 printf 'snapshot=%s bytes=%s added=%s\n' "$snapshot" "$bytes" "${added:-0}" >"${TERMINATION_LOG:-/dev/termination-log}"

@@ -53,20 +53,49 @@ version() {
   sed -n "s/^\$wp_version = '\(.*\)';/\1/p" "$1/wp-includes/version.php"
 }
 
-if [[ -f $MARKER ]]; then
+# The version of the WooCommerce bundled in $1, if any.
+woocommerce_version() {
+  sed -n 's/^[ *]*Version: *\([^ ]*\).*/\1/p' "$1/wp-content/plugins/woocommerce/woocommerce.php" 2>/dev/null | head -n 1 || true
+}
+
+# What the marker records: the WordPress and bundled WooCommerce versions of the core that was copied.
+build() { printf '%s wc %s\n' "$(version "$1")" "$(woocommerce_version "$1")"; }
+
+copy() {
+  copy_core
+  verify_core
+  build "$SOURCE" >"$MARKER.tmp"
+  mv -f "$MARKER.tmp" "$MARKER"
+  log "WordPress $(version "$SOURCE") copied and verified: $(find "$SOURCE" -type f | wc -l) files"
+}
+
+image=$(build "$SOURCE")
+if [[ -f $MARKER && $(<"$MARKER") == "$image" ]]; then
   log "WordPress $(version "$TARGET") already in place"
+elif [[ -f $MARKER && $(<"$MARKER") == "$(version "$SOURCE")" ]]; then
+  # A marker from before it recorded WooCommerce's version, of this image's WordPress: the core in place is this
+  # image's. Recorded in the current form, nothing copied.
+  printf '%s\n' "$image" >"$MARKER"
+  log "WordPress $(version "$TARGET") already in place"
+elif [[ -f $MARKER ]]; then
+  # The store moves to another version (an upgrade, or its rollback): the image's core replaces the one in place.
+  # The store's own files (wp-config.php, uploads, the plugins and themes it added) are left as they are.
+  log "replacing WordPress $(<"$MARKER") with $image"
+  copy
 elif [[ -f $TARGET/wp-config.php ]]; then
   # A store whose core the image's entrypoint copied (before this init step existed): it is complete, and its
-  # owner may have changed or removed bundled plugins and themes since, so nothing is copied over it.
-  printf '%s\n' "$(version "$TARGET")" >"$MARKER"
+  # owner may have changed or removed bundled plugins and themes since, so nothing is copied over it. It is this
+  # image's core if its WordPress is this image's; if not, the marker names only its WordPress, and the next start
+  # puts the image's core in place as for any store moving to another version.
+  if [[ $(version "$TARGET") == "$(version "$SOURCE")" ]]; then
+    printf '%s\n' "$image" >"$MARKER"
+  else
+    version "$TARGET" >"$MARKER"
+  fi
   log "WordPress $(version "$TARGET") was installed by an earlier start; left as it is"
 else
   log "copying WordPress $(version "$SOURCE") into $TARGET"
-  copy_core
-  verify_core
-  printf '%s\n' "$(version "$SOURCE")" >"$MARKER.tmp"
-  mv -f "$MARKER.tmp" "$MARKER"
-  log "WordPress $(version "$SOURCE") copied and verified: $(find "$SOURCE" -type f | wc -l) files"
+  copy
 fi
 
 # The platform's must-use plugin is the platform's: replaced on every start, atomically (PHP never reads half).

@@ -4,7 +4,10 @@ use std::{collections::BTreeMap, net::SocketAddr, time::Duration};
 
 use store_platform_runtime::{TelemetryArgs, auth::AuthArgs};
 
-use crate::settings::{Backup, Mail, MailSecurity, Medusa, Settings, Tls};
+use crate::settings::{
+    Backup, MEDUSA, Mail, MailSecurity, Medusa, STOREFRONT, Settings, Tls, Versions, WORDPRESS,
+    version,
+};
 
 #[derive(Clone, Debug, clap::Parser)]
 #[command(
@@ -60,6 +63,20 @@ pub struct Args {
         default_value = "store-platform/wordpress:6.8-wc9.9"
     )]
     pub wordpress_image: String,
+
+    /// The name of the WooCommerce version that --wordpress-image is: new stores get it.
+    #[arg(long, env = "WOOCOMMERCE_VERSION", default_value = "6.8-wc9.9")]
+    pub woocommerce_version: String,
+
+    /// Other WooCommerce versions stores may be upgraded to (or stay on), comma-separated: `NAME=WORDPRESS_IMAGE`.
+    /// Versions are ordered by name, numbers compared as numbers (6.8-wc9.9 < 6.8-wc9.10 < 6.9-wc9.10).
+    #[arg(
+        long,
+        env = "WOOCOMMERCE_VERSIONS",
+        value_delimiter = ',',
+        default_value = ""
+    )]
+    pub woocommerce_versions: Vec<String>,
 
     #[arg(long, env = "MARIADB_IMAGE", default_value = "mariadb:11.4")]
     pub mariadb_image: String,
@@ -137,6 +154,20 @@ pub struct Args {
     )]
     pub medusa_storefront_image: String,
 
+    /// The name of the Medusa version that --medusa-image and --medusa-storefront-image are: new stores get it.
+    #[arg(long, env = "MEDUSA_VERSION", default_value = "2.21.2")]
+    pub medusa_version: String,
+
+    /// Other Medusa versions stores may be upgraded to (or stay on), comma-separated:
+    /// `NAME=BACKEND_IMAGE+STOREFRONT_IMAGE`. Ordered by name like --woocommerce-versions.
+    #[arg(
+        long,
+        env = "MEDUSA_VERSIONS",
+        value_delimiter = ',',
+        default_value = ""
+    )]
+    pub medusa_versions: Vec<String>,
+
     #[arg(long, env = "POSTGRES_IMAGE", default_value = "postgres:17.6-bookworm")]
     pub postgres_image: String,
 
@@ -181,7 +212,6 @@ pub struct Args {
     #[arg(long, env = "MEDUSA_PRICES_INCLUDE_TAX", default_value_t = true, action = clap::ArgAction::Set)]
     pub medusa_prices_include_tax: bool,
 
-    /// The most stores one tenant may have.
     /// The S3-compatible object store backups go to, e.g. `https://s3.eu-central-1.amazonaws.com`. Empty: backups
     /// are off, and the backup calls say so.
     #[arg(long, env = "BACKUP_S3_ENDPOINT", default_value = "")]
@@ -251,6 +281,7 @@ pub struct Args {
     #[arg(long, env = "BACKUP_EGRESS_PORT", default_value_t = 0)]
     pub backup_egress_port: u16,
 
+    /// The most stores one tenant may have.
     #[arg(long, env = "MAX_STORES_PER_TENANT", default_value_t = 20)]
     pub max_stores_per_tenant: usize,
 
@@ -312,6 +343,21 @@ impl Args {
             mail,
             medusa: self.medusa()?,
             backup: self.backup()?,
+            woocommerce_versions: versions(
+                "--woocommerce-versions",
+                &self.woocommerce_version,
+                &[(WORDPRESS, &self.wordpress_image)],
+                &self.woocommerce_versions,
+            )?,
+            medusa_versions: versions(
+                "--medusa-versions",
+                &self.medusa_version,
+                &[
+                    (MEDUSA, &self.medusa_image),
+                    (STOREFRONT, &self.medusa_storefront_image),
+                ],
+                &self.medusa_versions,
+            )?,
         })
     }
 
@@ -492,6 +538,63 @@ impl Args {
     }
 }
 
+/// An engine's versions: the default (`default`, whose images are the engine's image flags) and the others `flag`
+/// lists as `NAME=IMAGE+IMAGE...`, with the components in the order of `components`.
+fn versions(
+    flag: &str,
+    default: &str,
+    components: &[(&str, &String)],
+    others: &[String],
+) -> Result<Versions, String> {
+    let valid_name = |name: &str| {
+        !name.is_empty()
+            && name.len() <= 63
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+    };
+    if !valid_name(default) {
+        return Err(format!(
+            "version name {default:?} must be 1 to 63 letters, digits, dots, dashes or underscores"
+        ));
+    }
+    let mut offered = vec![version(
+        default,
+        &components
+            .iter()
+            .map(|(component, image)| (*component, image.as_str()))
+            .collect::<Vec<_>>(),
+    )];
+    for entry in others.iter().map(|e| e.trim()).filter(|e| !e.is_empty()) {
+        let names: Vec<&str> = components.iter().map(|(c, _)| *c).collect();
+        let usage = || {
+            format!(
+                "{flag}: {entry:?} is not NAME={}",
+                names
+                    .iter()
+                    .map(|c| format!("{}_IMAGE", c.to_ascii_uppercase()))
+                    .collect::<Vec<_>>()
+                    .join("+")
+            )
+        };
+        let (name, images) = entry.split_once('=').ok_or_else(usage)?;
+        let images: Vec<&str> = images.split('+').map(str::trim).collect();
+        if !valid_name(name.trim())
+            || images.len() != names.len()
+            || images
+                .iter()
+                .any(|image| image.is_empty() || image.contains(char::is_whitespace))
+        {
+            return Err(usage());
+        }
+        offered.push(version(
+            name.trim(),
+            &names.iter().copied().zip(images).collect::<Vec<_>>(),
+        ));
+    }
+    Versions::new(offered, default).map_err(|error| format!("{flag}: {error}"))
+}
+
 #[cfg(test)]
 mod tests {
     use clap::Parser as _;
@@ -531,6 +634,39 @@ mod tests {
         .medusa;
         assert_eq!(medusa.tax_rates_env(), "us=0");
         assert!(!medusa.prices_include_tax);
+    }
+
+    #[test]
+    fn versions_are_the_default_and_those_listed_oldest_first() {
+        let settings = parse(&[
+            "--medusa-version=2.21.2",
+            "--medusa-versions=2.21.10=m:10+s:10, 2.21.2-r2=m:r2+s:r2",
+        ])
+        .expect("settings");
+        let medusa = &settings.medusa_versions;
+        let names: Vec<&str> = medusa.offered().iter().map(|v| v.name.as_str()).collect();
+        assert_eq!(names, ["2.21.2", "2.21.2-r2", "2.21.10"]);
+        assert_eq!(medusa.default_version().name, "2.21.2");
+        assert_eq!(
+            medusa.default_version().images[MEDUSA],
+            "store-platform/medusa:2.21.2"
+        );
+        assert_eq!(
+            medusa.find("2.21.10").expect("offered").images[STOREFRONT],
+            "s:10"
+        );
+        assert_eq!(settings.woocommerce_versions.offered().len(), 1);
+        for bad in [
+            "2.22",
+            "2.22=m",
+            "2.22=m+s+x",
+            "=m+s",
+            "a b=m+s",
+            "2.21.2=m+s",
+        ] {
+            let error = parse(&[&format!("--medusa-versions={bad}")]).expect_err(bad);
+            assert!(error.contains("--medusa-versions"), "{bad}: {error}");
+        }
     }
 
     #[test]

@@ -59,11 +59,18 @@ pub trait Engine: Send + Sync + std::fmt::Debug + 'static {
     /// Clears what a failed `step` left behind so it can run again (RetryStore).
     async fn reset(&self, step: &str, store: &StoreRecord, kube: &Kube) -> Result<(), Error>;
 
-    /// What a backup of store `id` holds and how it is made and restored: the engine's part of every backup.
-    fn backup_source(&self, id: &str) -> crate::backup::Source;
+    /// What a backup of `store` holds and how it is made and restored: the engine's part of every backup.
+    fn backup_source(&self, store: &StoreRecord) -> crate::backup::Source;
 
     /// What every store of this engine is built with.
     fn settings(&self) -> &crate::settings::Settings;
+
+    /// Starts the Job `name` that migrates `store`'s database to its version (the images `store` records), with
+    /// the store's writers stopped. Idempotent: an existing Job of that name stands.
+    async fn migrate(&self, store: &StoreRecord, name: &str, kube: &Kube) -> Result<(), Error>;
+
+    /// The component label of the migration Job's pods.
+    fn migration_app(&self) -> &'static str;
 
     /// The storefront and admin URLs of store `id`.
     fn urls(&self, id: &str) -> (String, String);

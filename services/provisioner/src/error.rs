@@ -32,11 +32,23 @@ pub enum Error {
     )]
     BackupsOff,
 
-    #[error("store {id:?} is {phase}; only a ready store can be backed up")]
+    #[error("store {id:?} is {phase}; only a ready or suspended store can be backed up")]
     NotReadyForBackup { id: String, phase: &'static str },
 
-    #[error("store {id:?} is {phase}; only a ready store can be restored")]
+    #[error("store {id:?} is {phase}; only a ready or suspended store can be restored")]
     NotReadyForRestore { id: String, phase: &'static str },
+
+    #[error("store {id:?} is {phase}; only a ready store can be upgraded")]
+    NotReadyForUpgrade { id: String, phase: &'static str },
+
+    #[error("store {id:?} is {phase}; only a ready store can be paused")]
+    NotReadyForSuspend { id: String, phase: &'static str },
+
+    #[error("store {id:?} is {phase}; only a suspended store can be resumed")]
+    NotSuspended { id: String, phase: &'static str },
+
+    #[error("store {id:?} already runs version {version}")]
+    AlreadyOnVersion { id: String, version: String },
 
     #[error("store {id:?} is busy with {what}; wait until it ends")]
     OperationRunning { id: String, what: String },
@@ -158,6 +170,10 @@ impl From<Error> for tonic::Status {
             | Error::BackupsOff
             | Error::NotReadyForBackup { .. }
             | Error::NotReadyForRestore { .. }
+            | Error::NotReadyForUpgrade { .. }
+            | Error::AlreadyOnVersion { .. }
+            | Error::NotReadyForSuspend { .. }
+            | Error::NotSuspended { .. }
             | Error::OperationRunning { .. } => Code::FailedPrecondition,
             Error::BackupNotFound { .. } | Error::CloneSourceNotFound { .. } => Code::NotFound,
             Error::Repository { .. } => Code::Unavailable,

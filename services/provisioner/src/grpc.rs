@@ -15,14 +15,16 @@ use kube::{
 };
 use store_platform_proto::v1::{
     BackupStoreRequest, BackupStoreResponse, CreateStoreRequest, CreateStoreResponse,
-    DeleteStoreRequest, DeleteStoreResponse, DeletedStore, GetStoreCredentialsRequest,
-    GetStoreCredentialsResponse, GetStoreRequest, GetStoreResponse, ListBackupsRequest,
-    ListBackupsResponse, ListDeletedStoresRequest, ListDeletedStoresResponse, ListStoresRequest,
-    ListStoresResponse, RestoreStoreRequest, RestoreStoreResponse, RetryStoreRequest,
-    RetryStoreResponse, provisioner_service_server::ProvisionerService,
+    DeleteStoreRequest, DeleteStoreResponse, DeletedStore, EngineVersions,
+    GetStoreCredentialsRequest, GetStoreCredentialsResponse, GetStoreRequest, GetStoreResponse,
+    ListBackupsRequest, ListBackupsResponse, ListDeletedStoresRequest, ListDeletedStoresResponse,
+    ListStoresRequest, ListStoresResponse, ListVersionsRequest, ListVersionsResponse,
+    RestoreStoreRequest, RestoreStoreResponse, ResumeStoreRequest, ResumeStoreResponse,
+    RetryStoreRequest, RetryStoreResponse, SuspendStoreRequest, SuspendStoreResponse,
+    UpgradeStoreRequest, UpgradeStoreResponse, provisioner_service_server::ProvisionerService,
 };
 use store_platform_runtime::record::{
-    self, CloneSource, OperationState, Phase, StepState, StepStatus, StoreRecord, StoreStatus,
+    self, CloneSource, Phase, StepState, StepStatus, StoreRecord, StoreStatus,
 };
 use store_platform_runtime::{auth::Authenticator, tenant::Caller};
 use tonic::{Request, Response, Status};
@@ -32,6 +34,7 @@ use crate::{
     engine::{Engines, Provisioning},
     error::Error,
     kube_ops::{FIELD_MANAGER, Kube},
+    operation,
     reconcile::{record_namespace, write_record},
     settings::Settings,
     tenant_lock::TenantLocks,
@@ -294,10 +297,19 @@ impl Provisioner {
             id: new.id.clone(),
             tenant: tenant.to_owned(),
             spec: new.spec.clone(),
-            status: StoreStatus::pending(
-                &Provisioning(self.engines.of(new.spec.engine)).steps(&new.spec),
-                Timestamp::now(),
-            ),
+            status: StoreStatus {
+                // A new store runs the platform's default version of its engine, and keeps it until upgraded.
+                version: Some(
+                    self.settings
+                        .versions(new.spec.engine)
+                        .default_version()
+                        .clone(),
+                ),
+                ..StoreStatus::pending(
+                    &Provisioning(self.engines.of(new.spec.engine)).steps(&new.spec),
+                    Timestamp::now(),
+                )
+            },
             create_time: None,
             terminating: false,
             damage: None,
@@ -537,44 +549,18 @@ impl ProvisionerService for Provisioner {
         let caller = self.auth.caller(request.metadata(), "RetryStore").await?;
         let id = validation::store_id("store_id", &request.get_ref().store_id)?;
         let (mut store, namespace) = self.find(&caller, &id).await?;
-        let failed_operation = store
-            .status
-            .operation
-            .clone()
-            .filter(|op| op.state == OperationState::Failed);
-        if store.phase() == Phase::Failed
-            && store.damage.is_none()
-            && let Some(mut operation) = failed_operation
-        {
-            // A restore that failed after it changed the store goes on from the step that failed, its Job removed.
+        if store.phase() == Phase::Failed && store.damage.is_none() {
+            // An operation that failed after it changed the store goes on from the step that failed, its Job
+            // removed.
             let kube = Kube::new(self.client.clone(), namespace.name_any());
-            let driver = backup::restore::Restore::new(self.engines.of_store(&store), &operation);
-            for step in operation
-                .steps
-                .iter()
-                .filter(|s| s.state == StepState::Failed)
-            {
-                driver.reset(&step.name, &store, &kube).await?;
+            let engine = self.engines.of(store.spec.engine);
+            if operation::retry(&mut store, engine, &kube).await? {
+                write_record(&self.client, &store, namespace.resource_version()).await?;
+                tracing::info!(store = %id, tenant = %store.tenant, by = %caller.tenant, phase = store.status.phase.as_str(), "operation retried");
+                return Ok(Response::new(RetryStoreResponse {
+                    store: Some(store.to_proto()),
+                }));
             }
-            for step in operation
-                .steps
-                .iter_mut()
-                .filter(|s| s.state == StepState::Failed)
-            {
-                *step = StepStatus::pending(&step.name);
-            }
-            operation.state = OperationState::Running;
-            operation.message.clear();
-            operation.finish_time = None;
-            store.status.operation = Some(operation);
-            store.status.phase = Phase::Restoring;
-            store.status.failure_reason.clear();
-            store.status.update_time = Some(Timestamp::now());
-            write_record(&self.client, &store, namespace.resource_version()).await?;
-            tracing::info!(store = %id, tenant = %store.tenant, by = %caller.tenant, "restore retried");
-            return Ok(Response::new(RetryStoreResponse {
-                store: Some(store.to_proto()),
-            }));
         }
         if store.phase() != Phase::Failed {
             return Err(Error::NotRetryable {
@@ -675,7 +661,11 @@ impl ProvisionerService for Provisioner {
             return Err(Error::BackupsOff.into());
         }
         let (store, namespace) = self.find(&caller, &id).await?;
-        if store.terminating || store.phase() != Phase::Ready {
+        if let Some(what) = operation::running(&store) {
+            return Err(Error::OperationRunning { id, what }.into());
+        }
+        // A suspended store is backed up too: its databases run for the backup (see operation::suspend::hold).
+        if store.terminating || !matches!(store.phase(), Phase::Ready | Phase::Suspended) {
             return Err(Error::NotReadyForBackup {
                 id,
                 phase: store.phase().as_str(),
@@ -684,7 +674,7 @@ impl ProvisionerService for Provisioner {
         }
         let kube = Kube::new(self.client.clone(), namespace.name_any());
         let engine = self.engines.of_store(&store);
-        let source = engine.backup_source(&store.id);
+        let source = engine.backup_source(&store);
         let job = {
             let _one_at_a_time = self.backup_start.lock().await;
             backup::start(&store, &source, &self.settings, &kube).await?
@@ -716,7 +706,7 @@ impl ProvisionerService for Provisioner {
         let backups = match self.find(&caller, &id).await {
             Ok((store, namespace)) => {
                 let kube = Kube::new(self.client.clone(), namespace.name_any());
-                let source = self.engines.of_store(&store).backup_source(&store.id);
+                let source = self.engines.of_store(&store).backup_source(&store);
                 let engine = store.spec.engine.to_proto();
                 backup::list(
                     &self.client,
@@ -790,22 +780,10 @@ impl ProvisionerService for Provisioner {
             return Err(Error::BackupsOff.into());
         };
         let (mut store, namespace) = self.find(&caller, &id).await?;
-        if let Some(operation) = store
-            .status
-            .operation
-            .as_ref()
-            .filter(|op| op.state == OperationState::Running)
-        {
-            return Err(Error::OperationRunning {
-                id,
-                what: format!(
-                    "a restore of backup {}",
-                    backup::restore::short(&operation.backup)
-                ),
-            }
-            .into());
+        if let Some(what) = operation::running(&store) {
+            return Err(Error::OperationRunning { id, what }.into());
         }
-        if store.terminating || store.phase() != Phase::Ready {
+        if store.terminating || !matches!(store.phase(), Phase::Ready | Phase::Suspended) {
             return Err(Error::NotReadyForRestore {
                 id,
                 phase: store.phase().as_str(),
@@ -822,13 +800,181 @@ impl ProvisionerService for Provisioner {
         .await?;
         snapshot.require_engine("backup_id", store.spec.engine)?;
         let now = Timestamp::now();
+        let suspended = store.phase() == Phase::Suspended;
         store.status.phase = Phase::Restoring;
-        store.status.operation = Some(backup::restore::operation(&snapshot.id, now));
+        store.status.operation = Some(backup::restore::operation(&snapshot.id, suspended, now));
         store.status.update_time = Some(now);
         // Guarded by the resource version: of two restores requested at once, one is recorded; the other fails.
         write_record(&self.client, &store, namespace.resource_version()).await?;
         tracing::info!(store = %id, tenant = %store.tenant, by = %caller.tenant, backup = %snapshot.id, "restore started");
         Ok(Response::new(RestoreStoreResponse {
+            store: Some(store.to_proto()),
+        }))
+    }
+
+    async fn list_versions(
+        &self,
+        request: Request<ListVersionsRequest>,
+    ) -> Result<Response<ListVersionsResponse>, Status> {
+        self.auth.caller(request.metadata(), "ListVersions").await?;
+        let engines = [record::Engine::Woocommerce, record::Engine::Medusa]
+            .into_iter()
+            .map(|engine| {
+                let versions = self.settings.versions(engine);
+                EngineVersions {
+                    engine: engine.to_proto() as i32,
+                    versions: versions.offered().iter().map(|v| v.name.clone()).collect(),
+                    default_version: versions.default_version().name.clone(),
+                }
+            })
+            .collect();
+        Ok(Response::new(ListVersionsResponse { engines }))
+    }
+
+    #[tracing::instrument(skip_all, fields(store = %request.get_ref().store_id))]
+    async fn upgrade_store(
+        &self,
+        request: Request<UpgradeStoreRequest>,
+    ) -> Result<Response<UpgradeStoreResponse>, Status> {
+        let caller = self.auth.caller(request.metadata(), "UpgradeStore").await?;
+        let id = validation::store_id("store_id", &request.get_ref().store_id)?;
+        let wanted = request.get_ref().version.trim();
+        let (mut store, namespace) = self.find(&caller, &id).await?;
+        let versions = self.settings.versions(store.spec.engine);
+        let target = if wanted.is_empty() {
+            versions.default_version()
+        } else {
+            versions.find(wanted).ok_or_else(|| Error::InvalidField {
+                field: "version",
+                reason: format!(
+                    "the platform offers no {} version {wanted:?} (it offers {})",
+                    store.spec.engine.as_str(),
+                    versions
+                        .offered()
+                        .iter()
+                        .map(|v| v.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            })?
+        };
+        if let Some(what) = operation::running(&store) {
+            return Err(Error::OperationRunning { id, what }.into());
+        }
+        if store.terminating || store.phase() != Phase::Ready {
+            return Err(Error::NotReadyForUpgrade {
+                id,
+                phase: store.phase().as_str(),
+            }
+            .into());
+        }
+        if let Some(current) = &store.status.version {
+            if current.name == target.name {
+                return Err(Error::AlreadyOnVersion {
+                    id,
+                    version: current.name.clone(),
+                }
+                .into());
+            }
+            if crate::settings::compare_versions(&target.name, &current.name).is_lt() {
+                return Err(Error::InvalidField {
+                    field: "version",
+                    reason: format!(
+                        "{} is older than version {} the store runs; migrations cannot be undone, so a store goes \
+                         back only by restoring a backup from before its upgrade",
+                        target.name, current.name
+                    ),
+                }
+                .into());
+            }
+        }
+        if self.settings.backup.is_none() {
+            return Err(Error::BackupsOff.into());
+        }
+        let now = Timestamp::now();
+        store.status.phase = Phase::Upgrading;
+        store.status.operation = Some(operation::upgrade::operation(
+            store.status.version.clone(),
+            target.clone(),
+            now,
+        ));
+        store.status.update_time = Some(now);
+        // Guarded by the resource version: of two operations requested at once, one is recorded; the other fails.
+        write_record(&self.client, &store, namespace.resource_version()).await?;
+        tracing::info!(store = %id, tenant = %store.tenant, by = %caller.tenant, version = %target.name, "upgrade started");
+        Ok(Response::new(UpgradeStoreResponse {
+            store: Some(store.to_proto()),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(store = %request.get_ref().store_id))]
+    async fn suspend_store(
+        &self,
+        request: Request<SuspendStoreRequest>,
+    ) -> Result<Response<SuspendStoreResponse>, Status> {
+        let caller = self.auth.caller(request.metadata(), "SuspendStore").await?;
+        let id = validation::store_id("store_id", &request.get_ref().store_id)?;
+        let (mut store, namespace) = self.find(&caller, &id).await?;
+        if !store.terminating && store.phase() == Phase::Suspended {
+            return Ok(Response::new(SuspendStoreResponse {
+                store: Some(store.to_proto()),
+            }));
+        }
+        if let Some(what) = operation::running(&store) {
+            return Err(Error::OperationRunning { id, what }.into());
+        }
+        if store.terminating || store.phase() != Phase::Ready {
+            return Err(Error::NotReadyForSuspend {
+                id,
+                phase: store.phase().as_str(),
+            }
+            .into());
+        }
+        let now = Timestamp::now();
+        store.status.phase = Phase::Suspended;
+        store.status.operation = Some(operation::suspend::operation(
+            record::OperationKind::Suspend,
+            now,
+        ));
+        store.status.update_time = Some(now);
+        write_record(&self.client, &store, namespace.resource_version()).await?;
+        tracing::info!(store = %id, tenant = %store.tenant, by = %caller.tenant, "suspend started");
+        Ok(Response::new(SuspendStoreResponse {
+            store: Some(store.to_proto()),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(store = %request.get_ref().store_id))]
+    async fn resume_store(
+        &self,
+        request: Request<ResumeStoreRequest>,
+    ) -> Result<Response<ResumeStoreResponse>, Status> {
+        let caller = self.auth.caller(request.metadata(), "ResumeStore").await?;
+        let id = validation::store_id("store_id", &request.get_ref().store_id)?;
+        let (mut store, namespace) = self.find(&caller, &id).await?;
+        if !store.terminating && matches!(store.phase(), Phase::Ready | Phase::Resuming) {
+            return Ok(Response::new(ResumeStoreResponse {
+                store: Some(store.to_proto()),
+            }));
+        }
+        if store.terminating || store.phase() != Phase::Suspended {
+            return Err(Error::NotSuspended {
+                id,
+                phase: store.phase().as_str(),
+            }
+            .into());
+        }
+        // Resuming a store that is still pausing: the pause is cut short, and the resume starts what it stopped.
+        let now = Timestamp::now();
+        store.status.phase = Phase::Resuming;
+        store.status.operation = Some(operation::suspend::operation(
+            record::OperationKind::Resume,
+            now,
+        ));
+        store.status.update_time = Some(now);
+        write_record(&self.client, &store, namespace.resource_version()).await?;
+        tracing::info!(store = %id, tenant = %store.tenant, by = %caller.tenant, "resume started");
+        Ok(Response::new(ResumeStoreResponse {
             store: Some(store.to_proto()),
         }))
     }

@@ -10,6 +10,7 @@ pub mod kube_ops;
 pub mod leader;
 pub mod medusa;
 pub mod metrics;
+pub mod operation;
 pub mod reconcile;
 pub mod settings;
 pub mod shared;

@@ -59,6 +59,14 @@ pub struct Metrics {
     pub backup_duration: Histogram,
     pub restore_duration: Histogram,
     pub restore_failures: Counter,
+    pub upgrade_duration: Histogram,
+    /// Upgrades that ended, by how: `succeeded`, `rolled_back` or `failed`.
+    pub upgrades: Family<OutcomeLabel, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    pub outcome: &'static str,
 }
 
 fn long_histogram() -> Histogram {
@@ -89,6 +97,8 @@ impl Metrics {
             backup_duration: long_histogram(),
             restore_duration: long_histogram(),
             restore_failures: Counter::default(),
+            upgrade_duration: long_histogram(),
+            upgrades: Family::default(),
         };
         let mut registry = Registry::with_prefix("store_platform");
         registry.register("stores", "Stores by phase", metrics.stores.clone());
@@ -146,6 +156,16 @@ impl Metrics {
             "restore_failures",
             "Restores that failed",
             metrics.restore_failures.clone(),
+        );
+        registry.register(
+            "upgrade_duration_seconds",
+            "From UpgradeStore to the end of the upgrade (or of its rollback)",
+            metrics.upgrade_duration.clone(),
+        );
+        registry.register(
+            "upgrades",
+            "Upgrades that ended, by outcome: succeeded, rolled_back or failed",
+            metrics.upgrades.clone(),
         );
         (Arc::new(metrics), registry)
     }

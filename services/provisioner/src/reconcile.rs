@@ -203,17 +203,18 @@ fn elapsed(since: Option<Timestamp>, now: Timestamp) -> Duration {
 }
 
 /// What running a list of steps decided.
-struct StepsOutcome {
-    transitions: Vec<(String, StepState, String)>,
-    wake_after: Option<Duration>,
+#[derive(Debug)]
+pub struct StepsOutcome {
+    pub transitions: Vec<(String, StepState, String)>,
+    pub wake_after: Option<Duration>,
     /// The reason, when a step failed.
-    failed: Option<String>,
+    pub failed: Option<String>,
 }
 
 /// Advances `steps` as far as Kubernetes allows right now: the one loop of provisioning and of every operation.
 /// Succeeded steps are skipped; a pending step is applied and becomes running; a running step is observed; the first
 /// step that waits or fails ends the pass.
-async fn run_steps(
+pub async fn run_steps(
     steps: &mut [StepStatus],
     driver: &dyn Steps,
     store: &StoreRecord,
@@ -336,8 +337,27 @@ pub async fn advance(
     kube: &Kube,
     now: Timestamp,
 ) -> Result<Outcome, Error> {
-    if store.status.phase == Phase::Restoring {
-        return advance_operation(store, engine, kube, now).await;
+    let operation_running = store
+        .status
+        .operation
+        .as_ref()
+        .is_some_and(|op| op.state == OperationState::Running);
+    match store.status.phase {
+        Phase::Restoring | Phase::Upgrading | Phase::Resuming => {
+            return crate::operation::advance(store, engine, kube, now).await;
+        }
+        Phase::Suspended if operation_running => {
+            return crate::operation::advance(store, engine, kube, now).await;
+        }
+        Phase::Suspended => {
+            crate::operation::suspend::hold(store, engine, kube).await?;
+            return Ok(Outcome {
+                status: store.status.clone(),
+                transitions: Vec::new(),
+                wake_after: None,
+            });
+        }
+        _ => {}
     }
     let mut status = store.status.clone();
     if status.steps.is_empty() {
@@ -371,60 +391,6 @@ pub async fn advance(
     } else {
         Phase::Provisioning
     };
-    if status != store.status {
-        status.update_time = Some(now);
-    }
-    Ok(Outcome {
-        status,
-        transitions: outcome.transitions,
-        wake_after: outcome.wake_after,
-    })
-}
-
-/// Advances the store's running operation. When it ends: READY if it succeeded, or if it failed before it changed
-/// anything of the store; FAILED, with the reason, if it failed after.
-async fn advance_operation(
-    store: &StoreRecord,
-    engine: &dyn Engine,
-    kube: &Kube,
-    now: Timestamp,
-) -> Result<Outcome, Error> {
-    let mut status = store.status.clone();
-    let Some(mut operation) = status.operation.clone() else {
-        // A restoring store with no operation was written by hand: nothing to continue.
-        status.phase = Phase::Failed;
-        status.failure_reason =
-            "the store's record says it is restoring but names no restore".to_owned();
-        status.update_time = Some(now);
-        return Ok(Outcome {
-            status,
-            transitions: Vec::new(),
-            wake_after: None,
-        });
-    };
-    let before = operation.clone();
-    let driver = crate::backup::restore::Restore::new(engine, &before);
-    let outcome = run_steps(&mut operation.steps, &driver, store, kube, now).await?;
-    if let Some(reason) = &outcome.failed {
-        operation.state = OperationState::Failed;
-        operation.message = reason.clone();
-        operation.finish_time = Some(now);
-        if driver.changed_the_store(&operation.steps) {
-            status.phase = Phase::Failed;
-            status.failure_reason = driver.failure_reason(reason);
-        } else {
-            status.phase = Phase::Ready;
-        }
-    } else if operation
-        .steps
-        .iter()
-        .all(|s| s.state == StepState::Succeeded)
-    {
-        operation.state = OperationState::Succeeded;
-        operation.finish_time = Some(now);
-        status.phase = Phase::Ready;
-    }
-    status.operation = Some(operation);
     if status != store.status {
         status.update_time = Some(now);
     }
@@ -525,7 +491,10 @@ async fn reconcile(namespace: Arc<Namespace>, pass: Arc<Term>) -> Result<Action,
             tracing::info!(phase = outcome.status.phase.as_str(), "store phase changed");
         }
     }
-    if matches!(outcome.status.phase, Phase::Ready | Phase::Restoring) {
+    if matches!(
+        outcome.status.phase,
+        Phase::Ready | Phase::Restoring | Phase::Upgrading | Phase::Suspended | Phase::Resuming
+    ) {
         observe_backups(ctx, &kube, &store, &namespace).await;
     }
     Ok(match outcome.wake_after {
@@ -643,6 +612,26 @@ fn observe_durations(metrics: &Metrics, before: &StoreRecord, after: &StoreStatu
         if operation.state == OperationState::Failed {
             metrics.restore_failures.inc();
         }
+        return;
+    }
+    if before.status.phase == Phase::Upgrading
+        && after.phase != Phase::Upgrading
+        && let Some(operation) = &after.operation
+    {
+        if let Some(finish) = operation.finish_time {
+            metrics
+                .upgrade_duration
+                .observe(finish.duration_since(operation.start_time).as_secs_f64());
+        }
+        let outcome = match operation.state {
+            OperationState::Succeeded => "succeeded",
+            OperationState::RolledBack => "rolled_back",
+            _ => "failed",
+        };
+        metrics
+            .upgrades
+            .get_or_create(&crate::metrics::OutcomeLabel { outcome })
+            .inc();
         return;
     }
     if before.status.phase != Phase::Ready
@@ -858,7 +847,15 @@ mod tests {
             LOCAL.get_or_init(crate::settings::Settings::local)
         }
 
-        fn backup_source(&self, _: &str) -> crate::backup::Source {
+        async fn migrate(&self, _: &StoreRecord, _: &str, _: &Kube) -> Result<(), Error> {
+            Ok(())
+        }
+
+        fn migration_app(&self) -> &'static str {
+            "migrate"
+        }
+
+        fn backup_source(&self, _: &StoreRecord) -> crate::backup::Source {
             crate::backup::Source {
                 database_image: "db".into(),
                 dump: "true",
@@ -875,6 +872,10 @@ mod tests {
                 writers: &[],
                 cron_jobs: &[],
                 writer_steps: &[],
+                image_steps: &[],
+                idle: &[],
+                databases: &[],
+                database_steps: &[],
                 verify_step: "ingress",
                 verify_job: "verify",
                 maintenance: None,

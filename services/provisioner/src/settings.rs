@@ -1,6 +1,14 @@
 //! What every store is built with: domain, ingress, images, sizes, deadlines, cron and mail. Filled from the flags.
 
-use std::{collections::BTreeMap, path::PathBuf, time::Duration};
+use std::{borrow::Cow, cmp::Ordering, collections::BTreeMap, path::PathBuf, time::Duration};
+
+use store_platform_runtime::record::{Engine, StoreRecord, Version};
+
+/// The component of a version's images that runs WordPress (server, cron and bootstrap Jobs).
+pub const WORDPRESS: &str = "wordpress";
+/// The components of a Medusa version: the backend (server, worker, bootstrap Job) and the storefront.
+pub const MEDUSA: &str = "medusa";
+pub const STOREFRONT: &str = "storefront";
 
 /// How stores are exposed and built.
 #[derive(Clone, Debug)]
@@ -34,6 +42,86 @@ pub struct Settings {
     pub medusa: Medusa,
     /// Where and when stores are backed up; none: backups are off.
     pub backup: Option<Backup>,
+    /// The versions of each engine the platform offers.
+    pub woocommerce_versions: Versions,
+    pub medusa_versions: Versions,
+}
+
+/// The versions of one engine the platform offers, oldest first, and the one new stores get.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Versions {
+    offered: Vec<Version>,
+    default: usize,
+}
+
+impl Versions {
+    /// `offered` (in any order, names unique) with `default` among them.
+    pub fn new(mut offered: Vec<Version>, default: &str) -> Result<Self, String> {
+        offered.sort_by(|a, b| compare_versions(&a.name, &b.name));
+        if let Some(twice) = offered.windows(2).find(|pair| pair[0].name == pair[1].name) {
+            return Err(format!("version {} is offered twice", twice[0].name));
+        }
+        let default = offered
+            .iter()
+            .position(|version| version.name == default)
+            .ok_or_else(|| format!("the default version {default} is not offered"))?;
+        Ok(Self { offered, default })
+    }
+
+    /// Oldest first.
+    pub fn offered(&self) -> &[Version] {
+        &self.offered
+    }
+
+    /// The version new stores get.
+    pub fn default_version(&self) -> &Version {
+        &self.offered[self.default]
+    }
+
+    pub fn find(&self, name: &str) -> Option<&Version> {
+        self.offered.iter().find(|version| version.name == name)
+    }
+}
+
+/// A version with `images`, by component.
+pub fn version(name: &str, images: &[(&str, &str)]) -> Version {
+    Version {
+        name: name.to_owned(),
+        images: images
+            .iter()
+            .map(|(component, image)| ((*component).to_owned(), (*image).to_owned()))
+            .collect(),
+    }
+}
+
+/// Orders version names as people read them: runs of digits compare as numbers, everything else as text, and a
+/// name that continues another is the later one (`2.9` < `2.10`, `2.21.2` < `2.21.2-r2` < `2.21.3`).
+pub fn compare_versions(a: &str, b: &str) -> Ordering {
+    fn runs(name: &str) -> Vec<(bool, &str)> {
+        let mut runs = Vec::new();
+        let mut start = 0;
+        let bytes = name.as_bytes();
+        for i in 1..=bytes.len() {
+            if i == bytes.len() || bytes[i].is_ascii_digit() != bytes[start].is_ascii_digit() {
+                runs.push((bytes[start].is_ascii_digit(), &name[start..i]));
+                start = i;
+            }
+        }
+        runs
+    }
+    let (a_runs, b_runs) = (runs(a), runs(b));
+    for ((a_digits, a_run), (b_digits, b_run)) in a_runs.iter().zip(&b_runs) {
+        let order = if *a_digits && *b_digits {
+            let (a_num, b_num) = (a_run.trim_start_matches('0'), b_run.trim_start_matches('0'));
+            a_num.len().cmp(&b_num.len()).then_with(|| a_num.cmp(b_num))
+        } else {
+            a_run.cmp(b_run)
+        };
+        if order != Ordering::Equal {
+            return order;
+        }
+    }
+    a_runs.len().cmp(&b_runs.len())
 }
 
 /// The platform's object store, the repository tool's image, the schedule and the retention of store backups.
@@ -211,6 +299,71 @@ impl Settings {
             mail: None,
             medusa: Medusa::local(),
             backup: None,
+            woocommerce_versions: Versions::new(
+                vec![version(
+                    "6.8-wc9.9",
+                    &[(WORDPRESS, "store-platform/wordpress:6.8-wc9.9")],
+                )],
+                "6.8-wc9.9",
+            )
+            .expect("one version"),
+            medusa_versions: Versions::new(
+                vec![version(
+                    "2.21.2",
+                    &[
+                        (MEDUSA, "store-platform/medusa:2.21.2"),
+                        (STOREFRONT, "store-platform/medusa-storefront:2.21.2"),
+                    ],
+                )],
+                "2.21.2",
+            )
+            .expect("one version"),
+        }
+    }
+
+    pub fn versions(&self, engine: Engine) -> &Versions {
+        match engine {
+            Engine::Woocommerce => &self.woocommerce_versions,
+            Engine::Medusa => &self.medusa_versions,
+        }
+    }
+
+    /// These settings with `version`'s images: what a store of that version is built with.
+    pub fn with_version(&self, version: &Version) -> Cow<'_, Settings> {
+        let image = |component: &str, current: &String| {
+            version
+                .images
+                .get(component)
+                .filter(|image| *image != current)
+                .cloned()
+        };
+        let (wordpress, medusa, storefront) = (
+            image(WORDPRESS, &self.wordpress_image),
+            image(MEDUSA, &self.medusa.image),
+            image(STOREFRONT, &self.medusa.storefront_image),
+        );
+        if wordpress.is_none() && medusa.is_none() && storefront.is_none() {
+            return Cow::Borrowed(self);
+        }
+        let mut settings = self.clone();
+        if let Some(image) = wordpress {
+            settings.wordpress_image = image;
+        }
+        if let Some(image) = medusa {
+            settings.medusa.image = image;
+        }
+        if let Some(image) = storefront {
+            settings.medusa.storefront_image = image;
+        }
+        Cow::Owned(settings)
+    }
+
+    /// What `store` is built with: these settings with its version's images (a store that recorded none: the
+    /// platform's default version's, the images of every store made before versions were recorded).
+    pub fn for_store(&self, store: &StoreRecord) -> Cow<'_, Settings> {
+        match &store.status.version {
+            Some(version) => self.with_version(version),
+            None => Cow::Borrowed(self),
         }
     }
 
@@ -231,5 +384,59 @@ impl Settings {
 
     pub fn admin_url(&self, id: &str) -> String {
         format!("{}wp-admin/", self.storefront_url(id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_are_ordered_as_people_read_them() {
+        let mut names = vec![
+            "2.21.10",
+            "2.21.2-r2",
+            "6.8-wc9.10",
+            "2.21.2",
+            "2.9",
+            "6.8-wc9.9",
+            "2.21.3",
+        ];
+        names.sort_by(|a, b| compare_versions(a, b));
+        assert_eq!(
+            names,
+            [
+                "2.9",
+                "2.21.2",
+                "2.21.2-r2",
+                "2.21.3",
+                "2.21.10",
+                "6.8-wc9.9",
+                "6.8-wc9.10"
+            ]
+        );
+        assert_eq!(compare_versions("2.021", "2.21"), Ordering::Equal);
+    }
+
+    #[test]
+    fn a_store_is_built_with_its_own_versions_images() {
+        let settings = Settings::local();
+        let old = version(
+            "2.21.1",
+            &[(MEDUSA, "medusa:old"), (STOREFRONT, "storefront:old")],
+        );
+        let mut store = crate::backup::example::store("shoes", Engine::Medusa);
+        assert!(matches!(settings.for_store(&store), Cow::Borrowed(_)));
+        store.status.version = Some(old);
+        let built = settings.for_store(&store);
+        assert_eq!(built.medusa.image, "medusa:old");
+        assert_eq!(built.medusa.storefront_image, "storefront:old");
+        assert_eq!(built.wordpress_image, settings.wordpress_image);
+        let default = settings.medusa_versions.default_version().clone();
+        store.status.version = Some(default);
+        assert!(
+            matches!(settings.for_store(&store), Cow::Borrowed(_)),
+            "the default's images are the settings' own"
+        );
     }
 }

@@ -373,7 +373,8 @@ async fn a_woocommerce_store_is_backed_up_with_mariadb_dump_and_restored_in_plac
     let repository_secret = repository_secret(&backup, &key);
     let target = Target {
         store: store(EngineKind::Woocommerce),
-        source: woocommerce::WooCommerce::new(Arc::new(settings.clone())).backup_source(STORE),
+        source: woocommerce::WooCommerce::new(Arc::new(settings.clone()))
+            .backup_source(&store(EngineKind::Woocommerce)),
         secret: &secret,
         files: &wp_content,
         database_port: db.port,
@@ -671,7 +672,10 @@ fn maintenance_answers(
     record.spec.display_name = "Ada's <Shoes> & Socks".to_owned();
     let files = dir.join("maintenance");
     std::fs::create_dir_all(&files).expect("mkdir");
-    for (name, text) in maintenance::config_map(&record).data.expect("data") {
+    for (name, text) in maintenance::config_map(&record, maintenance::Why::Restoring)
+        .data
+        .expect("data")
+    {
         std::fs::write(files.join(name), text).expect("a page file");
     }
     let pod = maintenance::deployment(&record, &maintenance, &Settings::local());
@@ -736,9 +740,10 @@ fn the_maintenance_page_answers_every_request_with_503_in_php_and_in_node_as_the
     )
     .expect("chmod");
     let settings = Arc::new(Settings::local());
-    let woocommerce = woocommerce::WooCommerce::new(settings.clone()).backup_source(STORE);
+    let woocommerce = woocommerce::WooCommerce::new(settings.clone())
+        .backup_source(&store(EngineKind::Woocommerce));
     let app = medusa_app();
-    let medusa = medusa::Medusa::new(settings).backup_source(STORE);
+    let medusa = medusa::Medusa::new(settings).backup_source(&store(EngineKind::Medusa));
     for (source, path, ports) in [
         (&woocommerce, "/usr/bin:/bin".to_owned(), 1),
         (&medusa, medusa_support::path(&app), 2),

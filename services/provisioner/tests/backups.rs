@@ -21,7 +21,8 @@ use kube::{
 };
 use store_platform_proto::v1::{
     BackupKind, BackupState, BackupStoreRequest, DeleteStoreRequest, Engine, GetStoreRequest,
-    ListBackupsRequest, OperationState, Phase, RestoreStoreRequest, RetryStoreRequest,
+    ListBackupsRequest, ListVersionsRequest, OperationState, Phase, RestoreStoreRequest,
+    ResumeStoreRequest, RetryStoreRequest, SuspendStoreRequest, UpgradeStoreRequest,
     provisioner_service_client::ProvisionerServiceClient,
 };
 use store_platform_runtime::record;
@@ -66,6 +67,7 @@ fn provisioner_addrs() -> (SocketAddr, SocketAddr) {
             ),
         ];
         flags.extend(backup_flags());
+        flags.extend(version_flags());
         support::spawn_provisioner(TestEnv::shared().clone(), flags)
     })
 }
@@ -90,6 +92,19 @@ fn backup_flags() -> Vec<String> {
         ),
         "--backup-schedule=30 2 * * *".to_owned(),
         "--backup-egress-cidrs=127.0.0.1/32".to_owned(),
+    ]
+}
+
+/// The WooCommerce version stores are made with here, and a later one they can be upgraded to.
+const WOO_OLD: &str = "6.8-wc9.9";
+const WOO_NEW: &str = "6.8-wc9.10";
+const WOO_NEW_IMAGE: &str = "store-platform/wordpress:6.8-wc9.10";
+
+/// The platform offers a second WooCommerce version besides its default.
+fn version_flags() -> Vec<String> {
+    vec![
+        format!("--woocommerce-version={WOO_OLD}"),
+        format!("--woocommerce-versions={WOO_NEW}={WOO_NEW_IMAGE}"),
     ]
 }
 
@@ -136,6 +151,14 @@ async fn api() -> ProvisionerServiceClient<Channel> {
 
 async fn ready_store(prefix: &str, tenant: &str, engine: Engine) -> String {
     let id = unique_id(prefix);
+    if engine == Engine::Medusa {
+        TestEnv::shared()
+            .set_kubelet_behaviour(
+                &record::namespace_name(&id),
+                &support::medusa_behaviour(Duration::ZERO),
+            )
+            .await;
+    }
     api()
         .await
         .create_store(as_tenant(tenant, create_request_for(&id, engine)))
@@ -713,19 +736,7 @@ fn restore(id: &str, backup: &str) -> tonic::Request<RestoreStoreRequest> {
 }
 
 async fn store_now(id: &str) -> store_platform_proto::v1::Store {
-    api()
-        .await
-        .get_store(as_tenant(
-            "vault",
-            GetStoreRequest {
-                store_id: id.to_owned(),
-            },
-        ))
-        .await
-        .expect("get")
-        .into_inner()
-        .store
-        .expect("store")
+    store_as("vault", id).await
 }
 
 /// Waits until the store's restore has ended (succeeded or failed).
@@ -1613,4 +1624,690 @@ async fn a_clone_whose_restore_fails_is_failed_in_the_tools_words_and_retry_fini
         .await
         .expect("retry");
     wait_for_phase_with_reason(&copy).await;
+}
+
+/// The tenant of the upgrade and pause tests, which have a store limit of their own.
+const OPS: &str = "ops";
+
+async fn store_as(tenant: &str, id: &str) -> store_platform_proto::v1::Store {
+    api()
+        .await
+        .get_store(as_tenant(
+            tenant,
+            GetStoreRequest {
+                store_id: id.to_owned(),
+            },
+        ))
+        .await
+        .expect("get")
+        .into_inner()
+        .store
+        .expect("store")
+}
+
+fn upgrade(id: &str, version: &str) -> tonic::Request<UpgradeStoreRequest> {
+    as_tenant(
+        OPS,
+        UpgradeStoreRequest {
+            store_id: id.to_owned(),
+            version: version.to_owned(),
+        },
+    )
+}
+
+/// The image of the first container of Deployment `name`, of CronJob `wp-cron` and of Job `name`.
+async fn image_of(id: &str, kind: &str, name: &str) -> String {
+    let client = TestEnv::shared().client().await;
+    let namespace = record::namespace_name(id);
+    let spec = match kind {
+        "Deployment" => {
+            Api::<Deployment>::namespaced(client, &namespace)
+                .get(name)
+                .await
+                .expect("the Deployment")
+                .spec
+                .expect("spec")
+                .template
+                .spec
+        }
+        _ => {
+            Api::<Job>::namespaced(client, &namespace)
+                .get(name)
+                .await
+                .expect("the Job")
+                .spec
+                .expect("spec")
+                .template
+                .spec
+        }
+    };
+    spec.expect("pod").containers[0]
+        .image
+        .clone()
+        .expect("an image")
+}
+
+/// Waits until the store's upgrade has ended (succeeded, rolled back or failed).
+async fn upgrade_ended(id: &str) -> record::StoreStatus {
+    support::wait_for_status(id, Duration::from_secs(180), |status| {
+        status.phase != record::Phase::Upgrading
+            && status
+                .operation
+                .as_ref()
+                .is_some_and(|op| op.state != record::OperationState::Running)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upgrade_backs_up_migrates_rolls_and_verifies_and_the_store_records_its_new_version() {
+    let id = ready_store("upgraded", OPS, Engine::Woocommerce).await;
+    let versions = api()
+        .await
+        .list_versions(as_tenant(OPS, ListVersionsRequest {}))
+        .await
+        .expect("versions")
+        .into_inner();
+    let woo = versions
+        .engines
+        .iter()
+        .find(|e| e.engine == Engine::Woocommerce as i32)
+        .expect("WooCommerce's versions");
+    assert_eq!(woo.versions, [WOO_OLD, WOO_NEW], "oldest first");
+    assert_eq!(woo.default_version, WOO_OLD);
+    let before = store_as(OPS, &id).await;
+    assert_eq!(
+        before.version, WOO_OLD,
+        "a new store runs the default version"
+    );
+    let old_image = image_of(&id, "Deployment", "wordpress").await;
+
+    // Bad requests change nothing.
+    for (store, version, code, field) in [
+        (id.as_str(), "9.9", Code::InvalidArgument, "version"),
+        (
+            id.as_str(),
+            WOO_OLD,
+            Code::FailedPrecondition,
+            "already runs",
+        ),
+        ("no-such-store", WOO_NEW, Code::NotFound, "no-such-store"),
+    ] {
+        let status = api()
+            .await
+            .upgrade_store(upgrade(store, version))
+            .await
+            .expect_err(version);
+        assert_eq!(status.code(), code, "{status:?}");
+        assert!(status.message().contains(field), "{status:?}");
+    }
+    let status = api()
+        .await
+        .upgrade_store(as_tenant(
+            "other",
+            UpgradeStoreRequest {
+                store_id: id.clone(),
+                version: WOO_NEW.to_owned(),
+            },
+        ))
+        .await
+        .expect_err("another tenant's store");
+    assert_eq!(status.code(), Code::NotFound);
+    assert_eq!(store_as(OPS, &id).await.phase, Phase::Ready as i32);
+
+    TestEnv::shared()
+        .set_kubelet_behaviour(
+            &record::namespace_name(&id),
+            &Behaviour::with_delay(Duration::from_millis(1500)),
+        )
+        .await;
+    let started = api()
+        .await
+        .upgrade_store(upgrade(&id, WOO_NEW))
+        .await
+        .expect("upgrade")
+        .into_inner()
+        .store
+        .expect("store");
+    assert_eq!(started.phase, Phase::Upgrading as i32);
+    let operation = started.operation.expect("the operation");
+    assert_eq!(
+        (
+            operation.from_version.as_str(),
+            operation.to_version.as_str()
+        ),
+        (WOO_OLD, WOO_NEW)
+    );
+    let names: Vec<&str> = operation.steps.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "safety-backup",
+            "stop-writers",
+            "migrate",
+            "start-writers",
+            "verify"
+        ]
+    );
+    // While it runs, nothing else may start.
+    for status in [
+        api()
+            .await
+            .upgrade_store(upgrade(&id, WOO_NEW))
+            .await
+            .expect_err("one upgrade at a time"),
+        api()
+            .await
+            .restore_store(as_tenant(
+                OPS,
+                RestoreStoreRequest {
+                    store_id: id.clone(),
+                    backup_id: "deadbeef".to_owned(),
+                },
+            ))
+            .await
+            .expect_err("no restore during an upgrade"),
+    ] {
+        assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+        assert!(
+            status
+                .message()
+                .contains(&format!("an upgrade to version {WOO_NEW}")),
+            "{status:?}"
+        );
+    }
+    // Customers see the page while the migrations run.
+    support::wait_for_status(&id, Duration::from_secs(120), |s| {
+        operation_started(s, "migrate")
+    })
+    .await;
+    let client = TestEnv::shared().client().await;
+    let namespace = record::namespace_name(&id);
+    let page = Api::<ConfigMap>::namespaced(client.clone(), &namespace)
+        .get("maintenance")
+        .await
+        .expect("the page");
+    assert!(page.data.expect("data")["index.html"].contains("is being upgraded"));
+
+    let ended = upgrade_ended(&id).await;
+    let operation = ended.operation.clone().expect("operation");
+    assert_eq!(
+        operation.state,
+        record::OperationState::Succeeded,
+        "{operation:?}"
+    );
+    assert_eq!(ended.phase, record::Phase::Ready);
+    assert_eq!(
+        ended.version.as_ref().map(|v| v.name.as_str()),
+        Some(WOO_NEW)
+    );
+    assert_eq!(store_as(OPS, &id).await.version, WOO_NEW);
+
+    // What it did: a backup first, the migrations in the new image, WordPress and its cron on the new image, and
+    // the verification run afresh in it.
+    let (safety, migration, _) =
+        store_platform_provisioner::operation::upgrade::job_names(operation.start_time);
+    let jobs = backup_jobs(&id).await;
+    let taken = jobs
+        .iter()
+        .find(|j| j.metadata.name.as_deref() == Some(safety.as_str()))
+        .expect("the backup taken first");
+    assert_eq!(
+        taken.metadata.labels.as_ref().expect("labels")["store-platform.io/backup-kind"],
+        "pre-upgrade"
+    );
+    assert_ne!(old_image, WOO_NEW_IMAGE);
+    assert_eq!(image_of(&id, "Job", &migration).await, WOO_NEW_IMAGE);
+    assert_eq!(
+        image_of(&id, "Deployment", "wordpress").await,
+        WOO_NEW_IMAGE
+    );
+    assert_eq!(
+        image_of(&id, "Job", "woocommerce-bootstrap").await,
+        WOO_NEW_IMAGE
+    );
+    let bootstrap = Api::<Job>::namespaced(client.clone(), &namespace)
+        .get("woocommerce-bootstrap")
+        .await
+        .expect("the bootstrap Job");
+    assert!(bootstrap.metadata.creation_timestamp.expect("created").0 >= operation.start_time);
+    assert!(!cron_suspended(&id, "wp-cron").await);
+    assert!(
+        Api::<Deployment>::namespaced(client.clone(), &namespace)
+            .get_opt("maintenance")
+            .await
+            .expect("get")
+            .is_none(),
+        "the page is gone"
+    );
+
+    // Back is not a way an upgrade goes.
+    let status = api()
+        .await
+        .upgrade_store(upgrade(&id, WOO_OLD))
+        .await
+        .expect_err("a downgrade");
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(
+        status.message().contains("version") && status.message().contains("older"),
+        "{status:?}"
+    );
+    let scraped = metrics().await;
+    assert!(
+        scraped.contains("store_platform_upgrades_total{outcome=\"succeeded\"}"),
+        "{scraped}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_migration_rolls_back_to_the_backup_taken_first_and_the_old_version() {
+    let id = ready_store("rolled", OPS, Engine::Woocommerce).await;
+    let old_image = image_of(&id, "Deployment", "wordpress").await;
+    let snapshot = "5f3a9c1e2b7d4a6f8e0c1b2a3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f6a";
+    TestEnv::shared()
+        .set_kubelet_behaviour(
+            &record::namespace_name(&id),
+            &Behaviour::default()
+                .pod(
+                    "backup-",
+                    Fate::SucceedSaying {
+                        message: format!("snapshot={snapshot} bytes=2048 added=2048"),
+                    },
+                )
+                .pod(
+                    "upgrade-",
+                    Fate::Fail {
+                        reason: "Error".into(),
+                        message: "upgrade: FAILED: wp core update-db failed".into(),
+                    },
+                ),
+        )
+        .await;
+    api()
+        .await
+        .upgrade_store(upgrade(&id, WOO_NEW))
+        .await
+        .expect("upgrade");
+    let ended = upgrade_ended(&id).await;
+    let operation = ended.operation.clone().expect("operation");
+    assert_eq!(
+        operation.state,
+        record::OperationState::RolledBack,
+        "{operation:?}"
+    );
+    assert_eq!(ended.phase, record::Phase::Ready, "READY, not stuck");
+    assert_eq!(
+        ended.version.as_ref().map(|v| v.name.as_str()),
+        Some(WOO_OLD)
+    );
+    assert!(
+        operation.message.contains("update-db failed") && operation.message.contains("rolled back"),
+        "{}",
+        operation.message
+    );
+    let names: Vec<(&str, record::StepState)> = operation
+        .steps
+        .iter()
+        .map(|s| (s.name.as_str(), s.state))
+        .collect();
+    use record::StepState::{Failed, Pending, Succeeded};
+    assert_eq!(
+        names,
+        [
+            ("safety-backup", Succeeded),
+            ("stop-writers", Succeeded),
+            ("migrate", Failed),
+            ("start-writers", Pending),
+            ("verify", Pending),
+            ("rollback-stop-writers", Succeeded),
+            ("rollback-restore", Succeeded),
+            ("rollback-start-writers", Succeeded),
+            ("rollback-verify", Succeeded),
+        ]
+    );
+    // The database and files came back from the backup the upgrade took, and the store runs its old images.
+    let (_, _, rollback) =
+        store_platform_provisioner::operation::upgrade::job_names(operation.start_time);
+    let client = TestEnv::shared().client().await;
+    let restore_job = Api::<Job>::namespaced(client, &record::namespace_name(&id))
+        .get(&rollback)
+        .await
+        .expect("the rollback's restore Job");
+    assert_eq!(
+        restore_job.metadata.labels.expect("labels")["store-platform.io/restores"],
+        &snapshot[..16]
+    );
+    assert_eq!(image_of(&id, "Deployment", "wordpress").await, old_image);
+    assert_eq!(
+        image_of(&id, "Job", "woocommerce-bootstrap").await,
+        old_image
+    );
+    assert_eq!(store_as(OPS, &id).await.version, WOO_OLD);
+    let scraped = metrics().await;
+    assert!(
+        scraped.contains("store_platform_upgrades_total{outcome=\"rolled_back\"}"),
+        "{scraped}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upgrade_whose_first_backup_fails_leaves_the_store_ready_on_its_version() {
+    let id = ready_store("unbacked", OPS, Engine::Woocommerce).await;
+    pods_fail(
+        &id,
+        Duration::ZERO,
+        "backup-",
+        "Fatal: unable to save snapshot: connection refused",
+    )
+    .await;
+    api()
+        .await
+        .upgrade_store(upgrade(&id, ""))
+        .await
+        .expect_err("the default is the version it runs");
+    api()
+        .await
+        .upgrade_store(upgrade(&id, WOO_NEW))
+        .await
+        .expect("upgrade");
+    let ended = upgrade_ended(&id).await;
+    assert_eq!(ended.phase, record::Phase::Ready, "nothing was changed");
+    let operation = ended.operation.expect("operation");
+    assert_eq!(operation.state, record::OperationState::Failed);
+    assert!(
+        operation.message.contains("connection refused"),
+        "{}",
+        operation.message
+    );
+    assert_eq!(ended.version.map(|v| v.name), Some(WOO_OLD.to_owned()));
+    assert!(
+        !cron_suspended(&id, "wp-cron").await,
+        "the shop's cron runs on"
+    );
+}
+
+/// The replicas of the store's Deployment or StatefulSet `name`.
+async fn replicas(id: &str, kind: &str, name: &str) -> i32 {
+    let client = TestEnv::shared().client().await;
+    let namespace = record::namespace_name(id);
+    let replicas = if kind == "Deployment" {
+        Api::<Deployment>::namespaced(client, &namespace)
+            .get(name)
+            .await
+            .expect("the Deployment")
+            .spec
+            .and_then(|s| s.replicas)
+    } else {
+        Api::<k8s_openapi::api::apps::v1::StatefulSet>::namespaced(client, &namespace)
+            .get(name)
+            .await
+            .expect("the StatefulSet")
+            .spec
+            .and_then(|s| s.replicas)
+    };
+    replicas.unwrap_or(1)
+}
+
+async fn wait_for_replicas(id: &str, kind: &str, name: &str, wanted: i32) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while replicas(id, kind, name).await != wanted {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{kind} {name} of {id} never had {wanted} replicas"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn suspend(tenant: &str, id: &str) -> tonic::Request<SuspendStoreRequest> {
+    as_tenant(
+        tenant,
+        SuspendStoreRequest {
+            store_id: id.to_owned(),
+        },
+    )
+}
+
+fn resume(tenant: &str, id: &str) -> tonic::Request<ResumeStoreRequest> {
+    as_tenant(
+        tenant,
+        ResumeStoreRequest {
+            store_id: id.to_owned(),
+        },
+    )
+}
+
+/// Waits until the store's running operation (a suspend or resume) has ended.
+async fn operation_ended(id: &str) -> record::StoreStatus {
+    support::wait_for_status(id, Duration::from_secs(120), |status| {
+        status
+            .operation
+            .as_ref()
+            .is_some_and(|op| op.state != record::OperationState::Running)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_paused_store_stops_its_pods_shows_a_paused_page_keeps_its_backups_and_resumes_to_ready()
+{
+    let id = ready_store("paused", OPS, Engine::Medusa).await;
+    let client = TestEnv::shared().client().await;
+    let namespace = record::namespace_name(&id);
+
+    // Bad requests change nothing.
+    let status = api()
+        .await
+        .suspend_store(suspend("other", &id))
+        .await
+        .expect_err("another tenant's store");
+    assert_eq!(status.code(), Code::NotFound);
+    let status = api()
+        .await
+        .resume_store(resume(OPS, "no-such-store"))
+        .await
+        .expect_err("no such store");
+    assert_eq!(status.code(), Code::NotFound);
+    let ready = api()
+        .await
+        .resume_store(resume(OPS, &id))
+        .await
+        .expect("resuming a ready store is harmless")
+        .into_inner()
+        .store
+        .expect("store");
+    assert_eq!(ready.phase, Phase::Ready as i32);
+
+    let paused = api()
+        .await
+        .suspend_store(suspend(OPS, &id))
+        .await
+        .expect("suspend")
+        .into_inner()
+        .store
+        .expect("store");
+    assert_eq!(paused.phase, Phase::Suspended as i32);
+    let ended = operation_ended(&id).await;
+    let operation = ended.operation.clone().expect("operation");
+    assert_eq!(operation.kind, record::OperationKind::Suspend);
+    assert_eq!(
+        operation.state,
+        record::OperationState::Succeeded,
+        "{operation:?}"
+    );
+    assert_eq!(ended.phase, record::Phase::Suspended);
+    for (kind, name) in [
+        ("Deployment", "medusa-server"),
+        ("Deployment", "medusa-worker"),
+        ("Deployment", "storefront"),
+        ("StatefulSet", "postgres"),
+        ("StatefulSet", "redis"),
+    ] {
+        assert_eq!(
+            replicas(&id, kind, name).await,
+            0,
+            "{kind} {name} is stopped"
+        );
+    }
+    // Its address answers with the paused page: the public Services select the page's pod.
+    for service in ["storefront", "medusa-server"] {
+        let selector =
+            Api::<k8s_openapi::api::core::v1::Service>::namespaced(client.clone(), &namespace)
+                .get(service)
+                .await
+                .expect("the Service")
+                .spec
+                .expect("spec")
+                .selector
+                .expect("selector");
+        assert_eq!(
+            selector["app.kubernetes.io/name"], "maintenance",
+            "{service}"
+        );
+    }
+    let page = Api::<ConfigMap>::namespaced(client.clone(), &namespace)
+        .get("maintenance")
+        .await
+        .expect("the page");
+    assert!(page.data.expect("data")["index.html"].contains("is paused"));
+    assert!(!cron_suspended(&id, "backup").await, "backups go on");
+    // Suspending again is harmless; what needs a running store is refused, saying why.
+    let again = api()
+        .await
+        .suspend_store(suspend(OPS, &id))
+        .await
+        .expect("again")
+        .into_inner()
+        .store
+        .expect("store");
+    assert_eq!(again.phase, Phase::Suspended as i32);
+    let status = api()
+        .await
+        .upgrade_store(as_tenant(
+            OPS,
+            UpgradeStoreRequest {
+                store_id: id.clone(),
+                version: String::new(),
+            },
+        ))
+        .await
+        .expect_err("no upgrade of a paused store");
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    assert!(status.message().contains("suspended"), "{status:?}");
+
+    // A backup of the paused store: its databases run while the backup does, and stop again after.
+    TestEnv::shared()
+        .set_kubelet_behaviour(
+            &namespace,
+            &support::medusa_behaviour(Duration::from_secs(3)),
+        )
+        .await;
+    api()
+        .await
+        .backup_store(as_tenant(
+            OPS,
+            BackupStoreRequest {
+                store_id: id.clone(),
+            },
+        ))
+        .await
+        .expect("a paused store is backed up");
+    wait_for_replicas(&id, "StatefulSet", "postgres", 1).await;
+    assert_eq!(
+        replicas(&id, "Deployment", "medusa-server").await,
+        0,
+        "the shop stays paused"
+    );
+    wait_for_replicas(&id, "StatefulSet", "postgres", 0).await;
+    assert!(
+        backup_jobs(&id)
+            .await
+            .iter()
+            .all(|job| job.status.as_ref().and_then(|s| s.succeeded) == Some(1)),
+        "the backup finished"
+    );
+    TestEnv::shared()
+        .set_kubelet_behaviour(&namespace, &support::medusa_behaviour(Duration::ZERO))
+        .await;
+
+    let resuming = api()
+        .await
+        .resume_store(resume(OPS, &id))
+        .await
+        .expect("resume")
+        .into_inner()
+        .store
+        .expect("store");
+    assert_eq!(resuming.phase, Phase::Resuming as i32);
+    let ended = operation_ended(&id).await;
+    let operation = ended.operation.clone().expect("operation");
+    assert_eq!(operation.kind, record::OperationKind::Resume);
+    assert_eq!(
+        operation.state,
+        record::OperationState::Succeeded,
+        "{operation:?}"
+    );
+    assert_eq!(ended.phase, record::Phase::Ready);
+    for (kind, name) in [
+        ("Deployment", "medusa-server"),
+        ("Deployment", "storefront"),
+        ("StatefulSet", "postgres"),
+        ("StatefulSet", "redis"),
+    ] {
+        assert_eq!(
+            replicas(&id, kind, name).await,
+            1,
+            "{kind} {name} runs again"
+        );
+    }
+    assert!(
+        Api::<Deployment>::namespaced(client.clone(), &namespace)
+            .get_opt("maintenance")
+            .await
+            .expect("get")
+            .is_none(),
+        "the page is gone"
+    );
+    let bootstrap = Api::<Job>::namespaced(client.clone(), &namespace)
+        .get("medusa-bootstrap")
+        .await
+        .expect("the bootstrap Job");
+    assert!(
+        bootstrap.metadata.creation_timestamp.expect("created").0 >= operation.start_time,
+        "the order check ran again"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_store_that_is_provisioning_cannot_be_paused() {
+    let id = unique_id("early");
+    TestEnv::shared()
+        .set_kubelet_behaviour(
+            &record::namespace_name(&id),
+            &Behaviour::with_delay(Duration::from_secs(30)),
+        )
+        .await;
+    api()
+        .await
+        .create_store(as_tenant(OPS, create_request_for(&id, Engine::Woocommerce)))
+        .await
+        .expect("create");
+    let status = api()
+        .await
+        .suspend_store(suspend(OPS, &id))
+        .await
+        .expect_err("provisioning");
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    assert!(
+        status.message().contains("only a ready store"),
+        "{status:?}"
+    );
+    let status = api()
+        .await
+        .resume_store(resume(OPS, &id))
+        .await
+        .expect_err("not suspended");
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    let shown = store_as(OPS, &id).await;
+    assert!(shown.operation.is_none(), "nothing changed");
 }

@@ -83,6 +83,11 @@ impl Scratch {
         )
         .expect("version");
         std::fs::write(
+            src.join("wp-content/plugins/woocommerce/woocommerce.php"),
+            "<?php\n/**\n * Plugin Name: WooCommerce\n * Version: 9.9.5\n */\n",
+        )
+        .expect("plugin header");
+        std::fs::write(
             src.join("index.php"),
             "<?php require 'wp-blog-header.php';\n",
         )
@@ -216,7 +221,7 @@ fn the_init_script_copies_a_complete_core_as_uid_33_on_either_volume_root() {
         );
         assert_eq!(
             std::fs::read_to_string(root.join(MARKER)).expect("marker"),
-            "6.8.3\n"
+            "6.8.3 wc 9.9.5\n"
         );
         let plugin = root.join("wp-content/mu-plugins/store-platform-mail.php");
         assert_eq!(
@@ -330,6 +335,84 @@ fn a_store_from_before_the_init_step_gets_nothing_copied_over_it() {
     assert!(!root.join("wp-content/plugins/woocommerce").exists());
     assert_eq!(
         std::fs::read_to_string(root.join(MARKER)).expect("marker"),
-        "6.8.3\n"
+        "6.8.3 wc 9.9.5\n"
+    );
+}
+
+#[test]
+fn a_store_moving_to_another_version_gets_its_core_and_keeps_its_own_files() {
+    require_root!();
+    let scratch = Scratch::new();
+    let root = scratch.volume("volume", "0:0", 0o777);
+    assert!(scratch.install_core(&root).status.success());
+    // The store's own files: its configuration, an upload, a plugin its owner added.
+    sh(&format!(
+        "cd {} && echo '<?php' > wp-config.php && mkdir -p wp-content/uploads wp-content/plugins/owners && \
+         echo photo > wp-content/uploads/shoe.jpg && echo '<?php' > wp-content/plugins/owners/owners.php",
+        root.display()
+    ));
+    // The upgrade's image: WooCommerce 9.10.0, with a file the old one had not.
+    let src = scratch.path("src");
+    sh(&format!(
+        "cd {} && sed -i 's/Version: 9.9.5/Version: 9.10.0/' wp-content/plugins/woocommerce/woocommerce.php && \
+         echo '<?php // new' > wp-content/plugins/woocommerce/includes/new-in-9.10.php && chown -R 33:33 .",
+        src.display()
+    ));
+    let output = scratch.install_core(&root);
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(
+        text(&output).contains("replacing WordPress 6.8.3 wc 9.9.5 with 6.8.3 wc 9.10.0"),
+        "{}",
+        text(&output)
+    );
+    assert!(
+        root.join("wp-content/plugins/woocommerce/includes/new-in-9.10.php")
+            .exists()
+    );
+    assert_eq!(differences(&src, &root), Vec::<String>::new());
+    for own in [
+        "wp-config.php",
+        "wp-content/uploads/shoe.jpg",
+        "wp-content/plugins/owners/owners.php",
+    ] {
+        assert!(root.join(own).exists(), "{own} is the store's and stays");
+    }
+    assert_eq!(
+        std::fs::read_to_string(root.join(MARKER)).expect("marker"),
+        "6.8.3 wc 9.10.0\n"
+    );
+    // Started again on the same image: nothing to do.
+    let again = scratch.install_core(&root);
+    assert!(
+        text(&again).contains("already in place"),
+        "{}",
+        text(&again)
+    );
+}
+
+#[test]
+fn a_marker_from_before_woocommerce_was_recorded_is_taken_as_this_images_core() {
+    require_root!();
+    let scratch = Scratch::new();
+    let root = scratch.volume("volume", "0:0", 0o777);
+    assert!(scratch.install_core(&root).status.success());
+    std::fs::write(root.join(MARKER), "6.8.3\n").expect("an old marker");
+    std::fs::remove_file(root.join("wp-content/plugins/woocommerce/includes/file-2.php"))
+        .expect("rm");
+    let output = scratch.install_core(&root);
+    assert!(
+        text(&output).contains("already in place"),
+        "{}",
+        text(&output)
+    );
+    assert!(
+        !root
+            .join("wp-content/plugins/woocommerce/includes/file-2.php")
+            .exists(),
+        "nothing copied"
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join(MARKER)).expect("marker"),
+        "6.8.3 wc 9.9.5\n"
     );
 }

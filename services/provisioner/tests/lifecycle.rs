@@ -23,7 +23,10 @@ use store_platform_proto::v1::{
 
 use store_platform_runtime::record;
 use store_platform_test_support::{Behaviour, Fate, TestEnv, process::http_get};
-use support::{as_admin, as_tenant, create_request, unique_id, wait_for_phase, wait_until_gone};
+use support::{
+    PUBLISHABLE_KEY, as_admin, as_tenant, create_request, unique_id, wait_for_phase,
+    wait_until_gone,
+};
 
 mod support;
 use tonic::{Code, Request, transport::Channel};
@@ -994,11 +997,6 @@ async fn an_object_the_api_server_keeps_refusing_fails_the_store_with_its_words_
     .expect("retry");
     wait_for_phase(&id, "ready", Duration::from_secs(120)).await;
 }
-
-/// What a real bootstrap leaves in its termination message (`deploy/medusa/bin/bootstrap.mjs`, run for real by
-/// medusa_real.rs): the store's publishable key and a newline.
-const PUBLISHABLE_KEY: &str =
-    "pk_4f0c2a9e8b7d6c5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e0d9c8b7a6f5e4d3c2b1a\n";
 
 #[tokio::test]
 async fn a_medusa_store_goes_from_create_to_ready_with_its_storefront_keyed_and_is_deleted_cleanly()

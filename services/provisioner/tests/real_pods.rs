@@ -1326,7 +1326,7 @@ async fn a_wordpress_store_is_backed_up_and_restored_by_real_pods() {
             .expect("the store's namespace"),
     )
     .expect("the store's record");
-    let source = engine.backup_source(&id);
+    let source = engine.backup_source(&record);
     let wordpress: Service = Api::namespaced(client.clone(), &namespace)
         .get("wordpress")
         .await
@@ -1466,7 +1466,7 @@ async fn a_wordpress_store_is_backed_up_and_restored_by_real_pods() {
     assert_ne!(database_dump(&namespace), normalized(&dump));
 
     // The restore operation's steps, as the reconciler runs them.
-    let operation = restore::operation(&snapshot, jiff::Timestamp::now());
+    let operation = restore::operation(&snapshot, false, jiff::Timestamp::now());
     let restoring = Restore::new(&engine, &operation);
     for step in ["safety-backup", "stop-writers"] {
         run_step(&restoring, step, &record, &kube).await;

@@ -62,16 +62,22 @@ pub enum Phase {
     Failed,
     Deleting,
     Restoring,
+    Upgrading,
+    Suspended,
+    Resuming,
 }
 
 impl Phase {
-    pub const ALL: [Phase; 6] = [
+    pub const ALL: [Phase; 9] = [
         Self::Pending,
         Self::Provisioning,
         Self::Ready,
         Self::Failed,
         Self::Deleting,
         Self::Restoring,
+        Self::Upgrading,
+        Self::Suspended,
+        Self::Resuming,
     ];
 
     /// The value of the phase label.
@@ -83,6 +89,9 @@ impl Phase {
             Self::Failed => "failed",
             Self::Deleting => "deleting",
             Self::Restoring => "restoring",
+            Self::Upgrading => "upgrading",
+            Self::Suspended => "suspended",
+            Self::Resuming => "resuming",
         }
     }
 
@@ -94,6 +103,9 @@ impl Phase {
             Self::Failed => proto::Phase::Failed,
             Self::Deleting => proto::Phase::Deleting,
             Self::Restoring => proto::Phase::Restoring,
+            Self::Upgrading => proto::Phase::Upgrading,
+            Self::Suspended => proto::Phase::Suspended,
+            Self::Resuming => proto::Phase::Resuming,
         }
     }
 
@@ -106,6 +118,9 @@ impl Phase {
             proto::Phase::Failed => Some(Self::Failed),
             proto::Phase::Deleting => Some(Self::Deleting),
             proto::Phase::Restoring => Some(Self::Restoring),
+            proto::Phase::Upgrading => Some(Self::Upgrading),
+            proto::Phase::Suspended => Some(Self::Suspended),
+            proto::Phase::Resuming => Some(Self::Resuming),
         }
     }
 }
@@ -212,20 +227,50 @@ pub struct StoreStatus {
     /// The latest operation after provisioning, running or ended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operation: Option<OperationStatus>,
+    /// The version of its engine the store's objects are built with; None for a store made before versions were
+    /// recorded (it runs what the platform's default was then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<Version>,
+}
+
+/// A version of an engine: its name and the images its stores run, by component (`wordpress`; `medusa`,
+/// `storefront`). A store records the images themselves, so it keeps running them when the platform stops offering
+/// its version.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Version {
+    pub name: String,
+    pub images: BTreeMap<String, String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OperationKind {
     Restore,
+    Upgrade,
+    Suspend,
+    Resume,
+}
+
+impl OperationKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Restore => "restore",
+            Self::Upgrade => "upgrade",
+            Self::Suspend => "suspend",
+            Self::Resume => "resume",
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "camelCase")]
 pub enum OperationState {
     Running,
     Succeeded,
     Failed,
+    /// An upgrade that failed and was undone.
+    RolledBack,
 }
 
 /// An operation on a living store: its own ordered steps, advanced by the same reconcile loop as provisioning.
@@ -243,13 +288,39 @@ pub struct OperationStatus {
     pub start_time: Timestamp,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finish_time: Option<Timestamp>,
+    /// For an upgrade: the version the store ran, and the one it moves to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_version: Option<Version>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_version: Option<Version>,
 }
 
 impl OperationStatus {
+    /// A new operation of `kind` with `steps`, all pending.
+    pub fn start(kind: OperationKind, steps: &[&str], now: Timestamp) -> Self {
+        Self {
+            kind,
+            backup: String::new(),
+            steps: steps.iter().map(|name| StepStatus::pending(name)).collect(),
+            state: OperationState::Running,
+            message: String::new(),
+            start_time: now,
+            finish_time: None,
+            from_version: None,
+            to_version: None,
+        }
+    }
+
     pub fn to_proto(&self) -> proto::Operation {
+        let name = |version: &Option<Version>| {
+            version.as_ref().map(|v| v.name.clone()).unwrap_or_default()
+        };
         proto::Operation {
             kind: match self.kind {
                 OperationKind::Restore => proto::OperationKind::Restore,
+                OperationKind::Upgrade => proto::OperationKind::Upgrade,
+                OperationKind::Suspend => proto::OperationKind::Suspend,
+                OperationKind::Resume => proto::OperationKind::Resume,
             } as i32,
             backup_id: self.backup.clone(),
             steps: self.steps.iter().map(StepStatus::to_proto).collect(),
@@ -257,10 +328,13 @@ impl OperationStatus {
                 OperationState::Running => proto::OperationState::Running,
                 OperationState::Succeeded => proto::OperationState::Succeeded,
                 OperationState::Failed => proto::OperationState::Failed,
+                OperationState::RolledBack => proto::OperationState::RolledBack,
             } as i32,
             message: self.message.clone(),
             start_time: Some(timestamp(self.start_time)),
             finish_time: self.finish_time.map(timestamp),
+            from_version: name(&self.from_version),
+            to_version: name(&self.to_version),
         }
     }
 }
@@ -276,6 +350,7 @@ impl StoreStatus {
             admin_url: String::new(),
             update_time: Some(now),
             operation: None,
+            version: None,
         }
     }
 }
@@ -475,6 +550,12 @@ impl StoreRecord {
                 .as_ref()
                 .map(OperationStatus::to_proto),
             source: self.spec.source.as_ref().map(CloneSource::to_proto),
+            version: self
+                .status
+                .version
+                .as_ref()
+                .map(|v| v.name.clone())
+                .unwrap_or_default(),
         }
     }
 }

@@ -162,6 +162,34 @@ impl ProvisionerService for Provisioner {
     ) -> Result<Response<store_platform_proto::v1::ListDeletedStoresResponse>, Status> {
         Err(Status::unimplemented("not in this test"))
     }
+
+    async fn list_versions(
+        &self,
+        _: Request<store_platform_proto::v1::ListVersionsRequest>,
+    ) -> Result<Response<store_platform_proto::v1::ListVersionsResponse>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
+
+    async fn upgrade_store(
+        &self,
+        _: Request<store_platform_proto::v1::UpgradeStoreRequest>,
+    ) -> Result<Response<store_platform_proto::v1::UpgradeStoreResponse>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
+
+    async fn suspend_store(
+        &self,
+        _: Request<store_platform_proto::v1::SuspendStoreRequest>,
+    ) -> Result<Response<store_platform_proto::v1::SuspendStoreResponse>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
+
+    async fn resume_store(
+        &self,
+        _: Request<store_platform_proto::v1::ResumeStoreRequest>,
+    ) -> Result<Response<store_platform_proto::v1::ResumeStoreResponse>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
 }
 
 type StreamSender = mpsc::Sender<Result<WatchStoresResponse, Status>>;

@@ -50,7 +50,7 @@ pub async fn apply(engine: &dyn Engine, store: &StoreRecord, kube: &Kube) -> Res
     else {
         return Ok(());
     };
-    let source = engine.backup_source(&store.id);
+    let source = engine.backup_source(store);
     kube.apply(&clone_secret(
         &store.id,
         &repository::location(backup, &store.tenant, &clone.store_id),

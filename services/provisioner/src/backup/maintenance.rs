@@ -95,8 +95,16 @@ const SIZE: Size = Size {
     memory_limit_mi: 128,
 };
 
+/// Why a store shows the page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Why {
+    Restoring,
+    Upgrading,
+    Paused,
+}
+
 /// The page, for the store named `name` (HTML-escaped here).
-pub fn page(name: &str) -> String {
+pub fn page(name: &str, why: Why) -> String {
     let name = name
         .replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -107,8 +115,26 @@ pub fn page(name: &str) -> String {
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" \
          content=\"width=device-width, initial-scale=1\"><title>{name}: back soon</title></head>\n<body \
          style=\"font-family: system-ui, sans-serif; max-width: 36rem; margin: 4rem auto; padding: 0 1rem\">\n\
-         <h1>{name} is being restored</h1>\n<p>The shop is offline for a few minutes while its data is brought back \
-         from a backup. Please come back shortly; nothing you ordered before is lost.</p>\n</body></html>\n"
+         <h1>{name} {headline}</h1>\n<p>{text}</p>\n</body></html>\n",
+        headline = match why {
+            Why::Restoring => "is being restored",
+            Why::Upgrading => "is being upgraded",
+            Why::Paused => "is paused",
+        },
+        text = match why {
+            Why::Restoring => {
+                "The shop is offline for a few minutes while its data is brought back from a backup. Please come \
+                 back shortly; nothing you ordered before is lost."
+            }
+            Why::Upgrading => {
+                "The shop is offline for a few minutes while it moves to a new version of its software. Please \
+                 come back shortly; nothing you ordered before is lost."
+            }
+            Why::Paused => {
+                "The shop's owner has paused it for now: it takes no orders until they open it again. Nothing you \
+                 ordered before is lost."
+            }
+        },
     )
 }
 
@@ -140,12 +166,12 @@ for (const port of (process.env.PORTS || "8080").split(",")) {
 for (const signal of ["SIGTERM", "SIGINT"]) process.on(signal, () => process.exit(0))
 "#;
 
-pub fn config_map(store: &StoreRecord) -> ConfigMap {
+pub fn config_map(store: &StoreRecord, why: Why) -> ConfigMap {
     ConfigMap {
         metadata: object_meta(&store.id, MAINTENANCE, MAINTENANCE),
         data: Some(
             [
-                ("index.html", page(&store.spec.display_name)),
+                ("index.html", page(&store.spec.display_name, why)),
                 ("router.php", ROUTER.to_owned()),
                 ("server.js", SERVER.to_owned()),
             ]
@@ -254,11 +280,12 @@ pub async fn show(
     source: &Source,
     settings: &Settings,
     kube: &Kube,
+    why: Why,
 ) -> Result<(), Error> {
     let Some(maintenance) = &source.maintenance else {
         return Ok(());
     };
-    kube.apply(&config_map(store)).await?;
+    kube.apply(&config_map(store, why)).await?;
     kube.apply(&network_policy(store, maintenance, settings))
         .await?;
     kube.apply(&deployment(store, maintenance, settings))

@@ -35,7 +35,7 @@ use crate::{
 pub const BACKUP: &str = "backup";
 /// The CronJob of scheduled backups.
 pub const SCHEDULE: &str = "backup";
-/// The label saying whether a backup Job is `scheduled`, `on-demand` or `pre-restore`.
+/// The label saying whether a backup Job is `scheduled`, `on-demand`, `pre-restore` or `pre-upgrade`.
 pub const KIND_LABEL: &str = "store-platform.io/backup-kind";
 /// The label of a restore Job: the snapshot it restores (the first 16 characters of its id; its annotation of the
 /// same name holds all of it). Restore Jobs are not backups, and lists leave them out.
@@ -74,6 +74,14 @@ pub struct Source {
     /// The engine's steps that apply the writers again (with their replicas), and the one that verifies a customer
     /// can order, rerun after a restore: its Job.
     pub writer_steps: &'static [&'static str],
+    /// The engine's steps whose objects run the version's images, applied again when the store's version changes
+    /// and when a suspended store resumes.
+    pub image_steps: &'static [&'static str],
+    /// The Deployments besides the writers, and the StatefulSets of the store's databases, stopped while the store
+    /// is suspended; and the engine's steps that apply the databases again.
+    pub idle: &'static [&'static str],
+    pub databases: &'static [&'static str],
+    pub database_steps: &'static [&'static str],
     pub verify_step: &'static str,
     pub verify_job: &'static str,
     /// How the store shows that it is being restored, if it can.
@@ -96,6 +104,8 @@ pub enum Kind {
     OnDemand,
     /// Taken by a restore before it replaces anything: the store as it was.
     PreRestore,
+    /// Taken by an upgrade before it changes anything: what a failed upgrade rolls back to.
+    PreUpgrade,
 }
 
 impl Kind {
@@ -104,6 +114,7 @@ impl Kind {
             Self::Scheduled => "scheduled",
             Self::OnDemand => "on-demand",
             Self::PreRestore => "pre-restore",
+            Self::PreUpgrade => "pre-upgrade",
         }
     }
 
@@ -112,6 +123,7 @@ impl Kind {
             "scheduled" => Some(Self::Scheduled),
             "on-demand" => Some(Self::OnDemand),
             "pre-restore" => Some(Self::PreRestore),
+            "pre-upgrade" => Some(Self::PreUpgrade),
             _ => None,
         }
     }
@@ -266,6 +278,7 @@ fn proto_kind(kind: Option<Kind>) -> proto::BackupKind {
         Some(Kind::Scheduled) => proto::BackupKind::Scheduled,
         Some(Kind::OnDemand) => proto::BackupKind::OnDemand,
         Some(Kind::PreRestore) => proto::BackupKind::PreRestore,
+        Some(Kind::PreUpgrade) => proto::BackupKind::PreUpgrade,
         None => proto::BackupKind::Unspecified,
     }
 }

@@ -7,16 +7,18 @@
 use std::time::Duration;
 
 use jiff::Timestamp;
-use k8s_openapi::api::{apps::v1::Deployment, batch::v1::Job, core::v1::Pod};
-use kube::api::{ListParams, Patch, PatchParams};
-use store_platform_runtime::record::{OperationStatus, StepState, StepStatus, StoreRecord};
+use k8s_openapi::api::batch::v1::Job;
+use store_platform_runtime::record::{
+    OperationKind, OperationStatus, Phase, StepState, StepStatus, StoreRecord,
+};
 
-use super::{JobState, Kind, SCHEDULE, Source, job};
+use super::{JobState, Kind, Source, job, maintenance::Why};
 use crate::{
     engine::{Engine, Progress, Steps},
     error::Error,
     kube_ops::Kube,
-    shared::{diagnose::pod_trouble, meta::APP_LABEL},
+    operation::{Operation, writers},
+    shared::diagnose::pod_trouble,
 };
 
 /// A restore's steps, in order.
@@ -54,26 +56,25 @@ pub fn job_names(start: Timestamp) -> (String, String) {
     )
 }
 
-/// A new restore of backup `snapshot`, every step pending.
-pub fn operation(snapshot: &str, now: Timestamp) -> OperationStatus {
+/// The step a restore of a suspended store begins with: the backup and the restore need its databases.
+const START_DATABASES: &str = "start-databases";
+
+/// A new restore of backup `snapshot`, every step pending; of a suspended store, its databases start first (and it
+/// is READY, running again, when the restore succeeds).
+pub fn operation(snapshot: &str, suspended: bool, now: Timestamp) -> OperationStatus {
+    let mut steps = STEPS.to_vec();
+    if suspended {
+        steps.insert(0, START_DATABASES);
+    }
     OperationStatus {
-        kind: store_platform_runtime::record::OperationKind::Restore,
         backup: snapshot.to_owned(),
-        steps: STEPS.iter().map(|name| StepStatus::pending(name)).collect(),
-        state: store_platform_runtime::record::OperationState::Running,
-        message: String::new(),
-        start_time: now,
-        finish_time: None,
+        ..OperationStatus::start(OperationKind::Restore, &steps, now)
     }
 }
 
 /// Where Job `name` stands: done, failed (why, in the failing container's words), or running; None when it does
 /// not exist (a retry removed the failed one), so the step makes it afresh.
-pub(super) async fn job_progress(
-    kube: &Kube,
-    name: &str,
-    busy: &str,
-) -> Result<Option<Progress>, Error> {
+pub async fn job_progress(kube: &Kube, name: &str, busy: &str) -> Result<Option<Progress>, Error> {
     let Some(job) = kube.get::<Job>(name).await? else {
         return Ok(None);
     };
@@ -95,68 +96,15 @@ impl<'a> Restore<'a> {
     }
 
     fn source(&self, store: &StoreRecord) -> Source {
-        self.engine.backup_source(&store.id)
+        self.engine.backup_source(store)
     }
 
-    /// Whether the restore got as far as changing the store (its writers stopped, or more).
-    pub fn changed_the_store(&self, steps: &[StepStatus]) -> bool {
-        steps
+    /// Whether the store was suspended when the restore began.
+    fn suspended(&self) -> bool {
+        self.operation
+            .steps
             .iter()
-            .skip_while(|s| s.name != FIRST_CHANGE)
-            .any(|s| s.state != StepState::Pending)
-    }
-
-    /// The store's failure reason when the restore failed after changing it.
-    pub fn failure_reason(&self, reason: &str) -> String {
-        let (safety, _) = job_names(self.operation.start_time);
-        format!(
-            "the restore of backup {} failed at {reason}. The store as it was before the restore is in the backup \
-             its Job {safety} took; RetryStore goes on from the step that failed",
-            short(&self.operation.backup)
-        )
-    }
-
-    /// Suspends (or resumes) the store's CronJobs: the engine's and the backup schedule.
-    async fn suspend_cron_jobs(
-        &self,
-        source: &Source,
-        kube: &Kube,
-        suspend: bool,
-    ) -> Result<(), Error> {
-        let batch_v1 = kube.serves_batch_v1_cron_jobs().await?;
-        for name in source.cron_jobs.iter().chain([&SCHEDULE]) {
-            kube.suspend_cron_job(name, suspend, batch_v1).await?;
-        }
-        Ok(())
-    }
-
-    /// Clears what failed `step` left behind so it runs again (RetryStore): its Job.
-    pub async fn reset(&self, step: &str, store: &StoreRecord, kube: &Kube) -> Result<(), Error> {
-        let (safety, restore) = job_names(self.operation.start_time);
-        match step {
-            "safety-backup" => crate::shared::observe::remove_job(kube, &safety).await,
-            "restore-data" => crate::shared::observe::remove_job(kube, &restore).await,
-            "verify" => {
-                let source = self.source(store);
-                self.engine.reset(source.verify_step, store, kube).await
-            }
-            _ => Ok(()),
-        }
-    }
-
-    /// The pods still running of the store's writers.
-    async fn writer_pods(&self, source: &Source, kube: &Kube) -> Result<Vec<String>, Error> {
-        let selector = format!("{APP_LABEL} in ({})", source.writers.join(","));
-        let pods = kube
-            .api::<Pod>()
-            .list(&ListParams::default().labels(&selector))
-            .await
-            .map_err(Error::kubernetes("list the store's writers"))?;
-        Ok(pods
-            .items
-            .into_iter()
-            .filter_map(|pod| pod.metadata.name)
-            .collect())
+            .any(|s| s.name == START_DATABASES)
     }
 }
 
@@ -197,19 +145,7 @@ impl Steps for Restore<'_> {
                 .await?;
             }
             "stop-writers" => {
-                // Customers see that the shop is being restored rather than an error.
-                super::maintenance::show(store, &source, settings, kube).await?;
-                self.suspend_cron_jobs(&source, kube, true).await?;
-                for name in source.writers {
-                    kube.api::<Deployment>()
-                        .patch(
-                            name,
-                            &PatchParams::default(),
-                            &Patch::Merge(serde_json::json!({"spec": {"replicas": 0}})),
-                        )
-                        .await
-                        .map_err(Error::kubernetes(format!("stop Deployment {name}")))?;
-                }
+                writers::stop(store, &source, settings, kube, Why::Restoring).await?;
             }
             "restore-data" => {
                 kube.create_once(&job::restore_job(
@@ -227,10 +163,16 @@ impl Steps for Restore<'_> {
                 .await?;
             }
             "start-writers" => {
-                for writer_step in source.writer_steps {
-                    self.engine.apply(writer_step, store, kube).await?;
-                }
-                self.suspend_cron_jobs(&source, kube, false).await?;
+                // A suspended store's other workloads start too.
+                let steps = if self.suspended() {
+                    source.image_steps
+                } else {
+                    source.writer_steps
+                };
+                writers::start(self.engine, store, steps, &source, kube).await?;
+            }
+            START_DATABASES => {
+                writers::start_databases(self.engine, store, &source, kube).await?;
             }
             // The verification's Job runs afresh: observe removes the one from before and makes a new one.
             _ => {}
@@ -264,59 +206,21 @@ impl Steps for Restore<'_> {
                     }
                 }
             }
-            "stop-writers" => {
-                let pods = self.writer_pods(&source, kube).await?;
-                let backups = super::running(kube).await?;
-                if !pods.is_empty() {
-                    Progress::Waiting(format!("waiting for {} to stop", pods.join(", ")))
-                } else if let Some(job) = backups {
-                    Progress::Waiting(format!(
-                        "waiting for backup {} to finish",
-                        job.metadata.name.unwrap_or_default()
-                    ))
-                } else {
-                    Progress::Done
-                }
-            }
+            "stop-writers" => writers::stopped(&source, kube).await?,
             "start-writers" => {
-                for writer_step in source.writer_steps {
-                    match self.engine.observe(writer_step, store, kube).await? {
-                        Progress::Done => {}
-                        other => return Ok(other),
-                    }
-                }
-                // The writers serve again: the Services point back at them, and the page goes.
-                match super::maintenance::hide(&source, kube).await? {
-                    Some(waiting) => Progress::Waiting(waiting),
-                    None => Progress::Done,
-                }
+                let steps = if self.suspended() {
+                    source.image_steps
+                } else {
+                    source.writer_steps
+                };
+                writers::started(self.engine, store, steps, &source, kube).await?
+            }
+            START_DATABASES => {
+                writers::databases_started(self.engine, store, &source, kube).await?
             }
             "verify" => {
-                let started = self.operation.start_time;
-                match kube.get::<Job>(source.verify_job).await? {
-                    Some(job) if job.metadata.deletion_timestamp.is_some() => Progress::Waiting(
-                        format!("removing the {} Job from before", source.verify_job),
-                    ),
-                    // The Job of the store's provisioning (or of an earlier restore): removed, so a fresh one runs.
-                    Some(job)
-                        if job
-                            .metadata
-                            .creation_timestamp
-                            .as_ref()
-                            .is_none_or(|created| created.0 < started) =>
-                    {
-                        self.engine.reset(source.verify_step, store, kube).await?;
-                        Progress::Waiting(format!(
-                            "removing the {} Job from before",
-                            source.verify_job
-                        ))
-                    }
-                    Some(_) => self.engine.observe(source.verify_step, store, kube).await?,
-                    None => {
-                        self.engine.apply(source.verify_step, store, kube).await?;
-                        Progress::Waiting("checking that a customer can order".to_owned())
-                    }
-                }
+                writers::verify(self.engine, store, &source, kube, self.operation.start_time)
+                    .await?
             }
             _ => Progress::Done,
         })
@@ -325,19 +229,59 @@ impl Steps for Restore<'_> {
     async fn diagnose(&self, step: &str, store: &StoreRecord, kube: &Kube) -> String {
         let source = self.source(store);
         match step {
-            "stop-writers" => match self.writer_pods(&source, kube).await {
-                Ok(pods) if !pods.is_empty() => format!("{} did not stop", pods.join(", ")),
-                _ => "a backup was still running".to_owned(),
-            },
+            "stop-writers" => writers::diagnose_stopped(&source, kube).await,
             "start-writers" => {
-                let mut why = Vec::new();
-                for writer_step in source.writer_steps {
-                    why.push(self.engine.diagnose(writer_step, store, kube).await);
-                }
-                why.join("; ")
+                writers::diagnose_started(self.engine, store, source.writer_steps, kube).await
             }
             "verify" => self.engine.diagnose(source.verify_step, store, kube).await,
             _ => pod_trouble(kube, super::BACKUP).await,
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Operation for Restore<'_> {
+    fn phase(&self) -> Phase {
+        Phase::Restoring
+    }
+
+    fn unchanged_phase(&self) -> Phase {
+        if self.suspended() {
+            Phase::Suspended
+        } else {
+            Phase::Ready
+        }
+    }
+
+    /// Whether the restore got as far as changing the store (its writers stopped, or more).
+    fn changed_the_store(&self, steps: &[StepStatus]) -> bool {
+        steps
+            .iter()
+            .skip_while(|s| s.name != FIRST_CHANGE)
+            .any(|s| s.state != StepState::Pending)
+    }
+
+    /// The store's failure reason when the restore failed after changing it.
+    fn failure_reason(&self, reason: &str) -> String {
+        let (safety, _) = job_names(self.operation.start_time);
+        format!(
+            "the restore of backup {} failed at {reason}. The store as it was before the restore is in the backup \
+             its Job {safety} took; RetryStore goes on from the step that failed",
+            short(&self.operation.backup)
+        )
+    }
+
+    /// Clears what failed `step` left behind so it runs again (RetryStore): its Job.
+    async fn reset(&self, step: &str, store: &StoreRecord, kube: &Kube) -> Result<(), Error> {
+        let (safety, restore) = job_names(self.operation.start_time);
+        match step {
+            "safety-backup" => crate::shared::observe::remove_job(kube, &safety).await,
+            "restore-data" => crate::shared::observe::remove_job(kube, &restore).await,
+            "verify" => {
+                let source = self.source(store);
+                self.engine.reset(source.verify_step, store, kube).await
+            }
+            _ => Ok(()),
         }
     }
 }

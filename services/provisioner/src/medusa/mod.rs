@@ -110,7 +110,9 @@ impl Engine for Medusa {
     }
 
     async fn apply(&self, step: &str, store: &StoreRecord, kube: &Kube) -> Result<(), Error> {
-        let (id, settings) = (store.id.as_str(), self.settings.as_ref());
+        // The store's own version's images, which may not be the platform's default.
+        let settings = self.settings.for_store(store);
+        let (id, settings) = (store.id.as_str(), settings.as_ref());
         match step {
             "policies" => {
                 kube.apply(&policy::resource_quota(id)).await?;
@@ -155,7 +157,7 @@ impl Engine for Medusa {
             "ingress" => {
                 kube.apply(&ingress::ingress(id, settings)).await?;
             }
-            "backups" => backup::prepare(store, &self.backup_source(id), settings, kube).await?,
+            "backups" => backup::prepare(store, &self.backup_source(store), settings, kube).await?,
             _ => {}
         }
         Ok(())
@@ -239,8 +241,22 @@ impl Engine for Medusa {
         &self.settings
     }
 
-    fn backup_source(&self, _id: &str) -> backup::Source {
-        let medusa = &self.settings.medusa;
+    /// Medusa's migrations are its bootstrap's first part (the rest is idempotent and finds nothing to do): the
+    /// bootstrap, in the new version's image, under the upgrade's Job name.
+    async fn migrate(&self, store: &StoreRecord, name: &str, kube: &Kube) -> Result<(), Error> {
+        let settings = self.settings.for_store(store);
+        let mut job = bootstrap::job(&store.id, &settings, None);
+        job.metadata.name = Some(name.to_owned());
+        kube.create_once(&job).await
+    }
+
+    fn migration_app(&self) -> &'static str {
+        BOOTSTRAP
+    }
+
+    fn backup_source(&self, store: &StoreRecord) -> backup::Source {
+        let settings = self.settings.for_store(store);
+        let medusa = &settings.medusa;
         backup::Source {
             database_image: medusa.postgres_image.clone(),
             dump: postgres::DUMP,
@@ -262,6 +278,10 @@ impl Engine for Medusa {
             writers: &[SERVER, WORKER],
             cron_jobs: &[],
             writer_steps: &["backend"],
+            image_steps: &["backend", "storefront"],
+            idle: &[STOREFRONT],
+            databases: &[POSTGRES, REDIS],
+            database_steps: &["postgres", "redis"],
             verify_step: "bootstrap",
             verify_job: BOOTSTRAP,
             maintenance: Some(backup::maintenance::Maintenance::node(

@@ -65,7 +65,10 @@ fn pods(settings: &Settings) -> Vec<(&'static str, PodSpec)> {
                 store_platform_runtime::record::Engine::Medusa,
                 &crate::engine::Engine::backup_source(
                     &super::Medusa::new(std::sync::Arc::new(settings.clone())),
-                    ID,
+                    &crate::backup::example::store(
+                        ID,
+                        store_platform_runtime::record::Engine::Medusa,
+                    ),
                 ),
                 settings,
             ),

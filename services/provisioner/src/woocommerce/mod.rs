@@ -8,6 +8,7 @@ pub mod mariadb;
 pub mod meta;
 pub mod policy;
 pub mod secret;
+pub mod upgrade;
 pub mod wordpress;
 
 use std::{sync::Arc, time::Duration};
@@ -82,7 +83,9 @@ impl Engine for WooCommerce {
     }
 
     async fn apply(&self, step: &str, store: &StoreRecord, kube: &Kube) -> Result<(), Error> {
-        let (id, settings) = (store.id.as_str(), self.settings.as_ref());
+        // The store's own version's images, which may not be the platform's default.
+        let settings = self.settings.for_store(store);
+        let (id, settings) = (store.id.as_str(), settings.as_ref());
         match step {
             // The namespace is the record; the reconciler writes it.
             "namespace" => {}
@@ -130,7 +133,7 @@ impl Engine for WooCommerce {
                 kube.apply_cron_job(&cron::cron_job(id, settings), batch_v1)
                     .await?;
             }
-            "backups" => backup::prepare(store, &self.backup_source(id), settings, kube).await?,
+            "backups" => backup::prepare(store, &self.backup_source(store), settings, kube).await?,
             _ => {}
         }
         Ok(())
@@ -203,9 +206,21 @@ impl Engine for WooCommerce {
         &self.settings
     }
 
-    fn backup_source(&self, _id: &str) -> backup::Source {
+    async fn migrate(&self, store: &StoreRecord, name: &str, kube: &Kube) -> Result<(), Error> {
+        let settings = self.settings.for_store(store);
+        kube.apply(&upgrade::script_config_map(&store.id)).await?;
+        kube.create_once(&upgrade::job(&store.id, &settings, name))
+            .await
+    }
+
+    fn migration_app(&self) -> &'static str {
+        BOOTSTRAP
+    }
+
+    fn backup_source(&self, store: &StoreRecord) -> backup::Source {
+        let settings = self.settings.for_store(store);
         backup::Source {
-            database_image: self.settings.mariadb_image.clone(),
+            database_image: settings.mariadb_image.clone(),
             dump: mariadb::DUMP,
             dump_env: mariadb::dump_env(),
             database_app: MARIADB,
@@ -214,16 +229,20 @@ impl Engine for WooCommerce {
             files_sub_path: Some("wp-content"),
             uid: meta::WWW_DATA,
             next_to: WORDPRESS,
-            version: self.settings.wordpress_image.clone(),
+            version: settings.wordpress_image.clone(),
             load: mariadb::LOAD,
             cache: None,
             writers: &[WORDPRESS],
             cron_jobs: &[meta::CRON],
             writer_steps: &["wordpress"],
+            image_steps: &["wordpress", "cron"],
+            idle: &[],
+            databases: &[MARIADB],
+            database_steps: &["mariadb"],
             verify_step: "bootstrap",
             verify_job: BOOTSTRAP,
             maintenance: Some(backup::maintenance::Maintenance::php(
-                self.settings.wordpress_image.clone(),
+                settings.wordpress_image.clone(),
                 meta::WWW_DATA,
                 &[backup::maintenance::Public {
                     service: WORDPRESS,

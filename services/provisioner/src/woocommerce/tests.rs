@@ -91,7 +91,10 @@ fn pod_specs(settings: &Settings) -> Vec<(&'static str, PodSpec)> {
                 store_platform_runtime::record::Engine::Woocommerce,
                 &crate::engine::Engine::backup_source(
                     &super::WooCommerce::new(std::sync::Arc::new(settings.clone())),
-                    ID,
+                    &crate::backup::example::store(
+                        ID,
+                        store_platform_runtime::record::Engine::Woocommerce,
+                    ),
                 ),
                 settings,
             ),

@@ -242,7 +242,7 @@ pub fn script_pod(
 
 /// Runs before Apache on every start: copies the image's core into the volume until a verified copy is there
 /// (`scripts/wordpress-install-core.sh`), and installs the mail plugin.
-fn install_core_container(settings: &Settings, data: VolumeMount) -> Container {
+pub(super) fn install_core_container(settings: &Settings, data: VolumeMount) -> Container {
     Container {
         name: "install-core".to_owned(),
         image: Some(settings.wordpress_image.clone()),

@@ -335,7 +335,8 @@ pub fn medusa_target<'a>(
 ) -> Target<'a> {
     Target {
         store: store(EngineKind::Medusa),
-        source: medusa::Medusa::new(Arc::new(settings.clone())).backup_source(STORE),
+        source: medusa::Medusa::new(Arc::new(settings.clone()))
+            .backup_source(&store(EngineKind::Medusa)),
         secret,
         files: &databases.uploads,
         database_port: databases.postgres_port,

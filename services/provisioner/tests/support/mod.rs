@@ -23,6 +23,22 @@ use store_platform_test_support::TestEnv;
 pub use store_platform_test_support::process::as_tenant;
 use tonic::Request;
 
+/// What a real Medusa bootstrap leaves in its termination message (`deploy/medusa/bin/bootstrap.mjs`, run for real
+/// by medusa_real.rs): the store's publishable key and a newline.
+pub const PUBLISHABLE_KEY: &str =
+    "pk_4f0c2a9e8b7d6c5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e0d9c8b7a6f5e4d3c2b1a\n";
+
+/// The simulated kubelet's behaviour for a Medusa store: pods take `delay`, and the bootstrap's pods end as a real
+/// one does, with the publishable key.
+pub fn medusa_behaviour(delay: Duration) -> store_platform_test_support::Behaviour {
+    store_platform_test_support::Behaviour::with_delay(delay).pod(
+        "medusa-bootstrap",
+        store_platform_test_support::Fate::SucceedSaying {
+            message: PUBLISHABLE_KEY.into(),
+        },
+    )
+}
+
 /// A request from an administrator of `tenant`: the all-tenants scope the gateway sets for admin tokens.
 pub fn as_admin<T>(tenant: &str, message: T) -> Request<T> {
     let mut request = as_tenant(tenant, message);
