@@ -1,8 +1,15 @@
 import { useCallback, useEffect, useMemo, useState, type FormEvent } from "react";
 import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { clients, Code, describe, saveToken, savedToken, type Clients, type Field } from "./api";
-import type { DeletedStore } from "./gen/store_platform/v1/provisioner_pb";
-import { Engine, OperationState, Phase, StepState, type Store } from "./gen/store_platform/v1/store_pb";
+import type { DeletedStore, EngineVersions } from "./gen/store_platform/v1/provisioner_pb";
+import {
+  Engine,
+  OperationKind,
+  OperationState,
+  Phase,
+  StepState,
+  type Store,
+} from "./gen/store_platform/v1/store_pb";
 import { BackupKind, BackupState, type Backup } from "./gen/store_platform/v1/backup_pb";
 import { useStores, type Connection } from "./useStores";
 
@@ -80,6 +87,14 @@ function Dashboard({ token, onSignOut }: { token: string; onSignOut: () => void 
   useEffect(() => {
     if (unauthenticated) onSignOut();
   }, [unauthenticated, onSignOut]);
+  // The versions the platform offers, asked once: which stores are behind its default.
+  const [versions, setVersions] = useState<EngineVersions[]>([]);
+  useEffect(() => {
+    api.provisioner
+      .listVersions({})
+      .then((reply) => setVersions(reply.engines))
+      .catch(() => setVersions([]));
+  }, [api]);
   const sorted = [...stores.values()].sort(
     (a, b) => seconds(b.createTime) - seconds(a.createTime) || a.id.localeCompare(b.id),
   );
@@ -101,7 +116,12 @@ function Dashboard({ token, onSignOut }: { token: string; onSignOut: () => void 
         ) : (
           <ul className="stores" aria-label="Stores">
             {sorted.map((store) => (
-              <StoreCard key={store.id} store={store} api={api} />
+              <StoreCard
+                key={store.id}
+                store={store}
+                api={api}
+                latest={versions.find((v) => v.engine === store.engine)?.defaultVersion}
+              />
             ))}
           </ul>
         )}
@@ -253,6 +273,9 @@ const PHASES: Record<Phase, string> = {
   [Phase.FAILED]: "failed",
   [Phase.DELETING]: "deleting",
   [Phase.RESTORING]: "restoring",
+  [Phase.UPGRADING]: "upgrading",
+  [Phase.SUSPENDED]: "paused",
+  [Phase.RESUMING]: "resuming",
 };
 
 const STEP_MARKS: Record<StepState, string> = {
@@ -312,6 +335,7 @@ const BACKUP_KINDS: Record<BackupKind, string> = {
   [BackupKind.SCHEDULED]: "scheduled",
   [BackupKind.ON_DEMAND]: "on demand",
   [BackupKind.PRE_RESTORE]: "before a restore",
+  [BackupKind.PRE_UPGRADE]: "before an upgrade",
 };
 
 const BACKUP_STATES: Record<BackupState, string> = {
@@ -617,20 +641,43 @@ function DeletedStores({ api, stores }: { api: Clients; stores: Map<string, Stor
   );
 }
 
-/** The store's latest operation (a restore): its steps, live, and how it ended. */
+/** What the store's latest operation is, in a few words. */
+function operationTitle(store: Store): string {
+  const operation = store.operation!;
+  switch (operation.kind) {
+    case OperationKind.RESTORE:
+      return `Restore of backup ${operation.backupId.slice(0, 8)}`;
+    case OperationKind.UPGRADE:
+      return `Upgrade from ${operation.fromVersion || "an unrecorded version"} to ${operation.toVersion}`;
+    case OperationKind.SUSPEND:
+      return "Pause";
+    case OperationKind.RESUME:
+      return "Resume";
+    default:
+      return "Operation";
+  }
+}
+
+const OPERATION_ENDS: Partial<Record<OperationState, string>> = {
+  [OperationState.FAILED]: " failed",
+  [OperationState.ROLLED_BACK]: " failed and was rolled back",
+};
+
+/** The store's latest operation: its steps, live, and how it ended if it did not succeed. */
 function OperationView({ store }: { store: Store }) {
   const operation = store.operation;
   if (!operation) return null;
-  const running = operation.state === OperationState.RUNNING;
-  const failed = operation.state === OperationState.FAILED;
-  if (!running && !failed) return null;
+  const ended = OPERATION_ENDS[operation.state];
+  if (operation.state !== OperationState.RUNNING && !ended) return null;
+  const title = operationTitle(store);
   return (
-    <div className="operation" aria-label="Restore">
+    <div className="operation" aria-label={title}>
       <p className="small">
-        Restore of backup <code>{operation.backupId.slice(0, 8)}</code>
-        {failed ? " failed" : ""}
+        {title}
+        {ended ?? ""}
       </p>
-      <ol className="steps" aria-label="Restore steps">
+      {ended && operation.message && <p className="muted small">{operation.message}</p>}
+      <ol className="steps" aria-label={`${title} steps`}>
         {operation.steps.map((step) => (
           <li key={step.name} className={`step step-${STEP_STATES[step.state]}`}>
             <span aria-hidden="true">{STEP_MARKS[step.state]}</span> {step.name}{" "}
@@ -643,12 +690,14 @@ function OperationView({ store }: { store: Store }) {
   );
 }
 
-function StoreCard({ store, api }: { store: Store; api: Clients }) {
+function StoreCard({ store, api, latest }: { store: Store; api: Clients; latest?: string }) {
   const [credentials, setCredentials] = useState<{ username: string; password: string } | null>(null);
   const [confirming, setConfirming] = useState(false);
   const [error, setError] = useState<string | null>(null);
   const phase = PHASES[store.phase];
   const done = store.steps.filter((s) => s.state === StepState.SUCCEEDED).length;
+  // Behind the platform's default version (a store with no recorded version is too: it predates versions).
+  const behind = latest !== undefined && latest !== store.version;
 
   async function act(action: () => Promise<unknown>) {
     setError(null);
@@ -677,6 +726,15 @@ function StoreCard({ store, api }: { store: Store; api: Clients }) {
         {store.engine === Engine.MEDUSA ? "Medusa" : "WooCommerce"}
         {store.createTime && <> · created {timestampDate(store.createTime).toLocaleString()}</>}
         {store.tenant && <> · tenant {store.tenant}</>}
+        {store.version && <> · version {store.version}</>}
+        {behind && (
+          <>
+            {" "}
+            <span className="badge" data-testid="behind">
+              {latest} available
+            </span>
+          </>
+        )}
       </p>
       <div>
         <progress
@@ -713,7 +771,9 @@ function StoreCard({ store, api }: { store: Store; api: Clients }) {
       )}
       {store.phase === Phase.READY && <RunningYourShop engine={store.engine} />}
       <OperationView store={store} />
-      {(store.phase === Phase.READY || store.phase === Phase.RESTORING) && <Backups store={store} api={api} />}
+      {[Phase.READY, Phase.RESTORING, Phase.SUSPENDED].includes(store.phase) && (
+        <Backups store={store} api={api} />
+      )}
       {credentials && (
         <dl className="credentials" aria-label="Admin credentials">
           <dt>Username</dt>
@@ -735,6 +795,29 @@ function StoreCard({ store, api }: { store: Store; api: Clients }) {
         {store.phase === Phase.FAILED && (
           <button type="button" onClick={() => act(() => api.provisioner.retryStore({ storeId: store.id }))}>
             Retry
+          </button>
+        )}
+        {store.phase === Phase.READY && behind && (
+          <button
+            type="button"
+            className="secondary"
+            onClick={() => act(() => api.provisioner.upgradeStore({ storeId: store.id, version: latest }))}
+          >
+            Upgrade to {latest}
+          </button>
+        )}
+        {store.phase === Phase.READY && (
+          <button
+            type="button"
+            className="secondary"
+            onClick={() => act(() => api.provisioner.suspendStore({ storeId: store.id }))}
+          >
+            Pause
+          </button>
+        )}
+        {store.phase === Phase.SUSPENDED && (
+          <button type="button" onClick={() => act(() => api.provisioner.resumeStore({ storeId: store.id }))}>
+            Resume
           </button>
         )}
         {store.phase !== Phase.DELETING &&
