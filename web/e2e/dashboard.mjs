@@ -226,6 +226,30 @@ try {
     await backups.getByRole("listitem").filter({ hasText: "running" }).first().waitFor({ state: "detached", timeout: 30_000 });
   });
 
+  await step("pause-shows-the-store-paused-and-resume-brings-it-back", async () => {
+    await card.getByRole("button", { name: "Pause" }).click();
+    await card.getByTestId("phase").filter({ hasText: /^paused$/ }).waitFor({ timeout: 60_000 });
+    // Paused, it offers Resume, no links to a shop that is closed, and its backups still.
+    await expectVisible(card.getByRole("button", { name: "Resume" }));
+    if (await card.getByRole("link", { name: "Storefront" }).isVisible()) {
+      throw new Error("a paused store links its storefront");
+    }
+    await page.screenshot({ path: join(shots, "paused.png"), fullPage: true });
+    await card.getByRole("button", { name: "Resume" }).click();
+    const phases = [];
+    const deadline = Date.now() + 120_000;
+    for (;;) {
+      const now = (await phase.textContent())?.trim();
+      if (phases.at(-1) !== now) phases.push(now);
+      if (now === "ready") break;
+      if (now === "failed") throw new Error(`the resume failed: ${await card.textContent()}`);
+      if (Date.now() > deadline) throw new Error(`not resumed in time; phases seen ${phases}`);
+      await page.waitForTimeout(50);
+    }
+    console.log(`    phases seen: paused → ${phases.join(" → ")}`);
+    await expectVisible(card.getByRole("link", { name: "Storefront" }));
+  });
+
   const clone = page.getByRole("listitem", { name: `Store Browser shop (copy) (${cloneStoreId})` });
   await step("clone-to-a-new-store", async () => {
     await onDemand.getByRole("button", { name: "Clone to a new store…" }).click();

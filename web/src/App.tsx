@@ -658,6 +658,14 @@ function operationTitle(store: Store): string {
   }
 }
 
+const OPERATION_KINDS: Record<OperationKind, string> = {
+  [OperationKind.UNSPECIFIED]: "Operation",
+  [OperationKind.RESTORE]: "Restore",
+  [OperationKind.UPGRADE]: "Upgrade",
+  [OperationKind.SUSPEND]: "Pause",
+  [OperationKind.RESUME]: "Resume",
+};
+
 const OPERATION_ENDS: Partial<Record<OperationState, string>> = {
   [OperationState.FAILED]: " failed",
   [OperationState.ROLLED_BACK]: " failed and was rolled back",
@@ -670,14 +678,15 @@ function OperationView({ store }: { store: Store }) {
   const ended = OPERATION_ENDS[operation.state];
   if (operation.state !== OperationState.RUNNING && !ended) return null;
   const title = operationTitle(store);
+  const kind = OPERATION_KINDS[operation.kind];
   return (
-    <div className="operation" aria-label={title}>
+    <div className="operation" aria-label={kind}>
       <p className="small">
         {title}
         {ended ?? ""}
       </p>
       {ended && operation.message && <p className="muted small">{operation.message}</p>}
-      <ol className="steps" aria-label={`${title} steps`}>
+      <ol className="steps" aria-label={`${kind} steps`}>
         {operation.steps.map((step) => (
           <li key={step.name} className={`step step-${STEP_STATES[step.state]}`}>
             <span aria-hidden="true">{STEP_MARKS[step.state]}</span> {step.name}{" "}
