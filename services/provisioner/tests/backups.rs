@@ -1386,7 +1386,7 @@ fn crash_provisioner(port: u16, lease: &str, logs: &Path) -> ServiceProcess {
             format!("{}={CRASH_TENANT}", record::TENANT_LABEL),
         ),
     ];
-    for flag in backup_flags() {
+    for flag in backup_flags().into_iter().chain(version_flags()) {
         let (name, value) = flag
             .trim_start_matches("--")
             .split_once('=')
@@ -1430,7 +1430,7 @@ async fn count_pods(id: &str, labels: &str) -> usize {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_provisioner_killed_at_each_step_of_a_restore_and_of_a_clone_converges_with_nothing_duplicated()
+async fn a_provisioner_killed_at_each_step_of_every_operation_and_of_a_clone_converges_with_nothing_duplicated()
  {
     let env = TestEnv::shared();
     env.ensure_namespace("store-platform").await;
@@ -1529,6 +1529,91 @@ async fn a_provisioner_killed_at_each_step_of_a_restore_and_of_a_clone_converges
         count_jobs(&id, "app.kubernetes.io/name=woocommerce-bootstrap").await,
         1
     );
+
+    // An upgrade, killed as each of its steps runs: its migrations ran once, and the store is on its new version.
+    let mut api = ProvisionerServiceClient::new(provisioner.channel(port).await);
+    api.upgrade_store(as_tenant(
+        CRASH_TENANT,
+        UpgradeStoreRequest {
+            store_id: id.clone(),
+            version: WOO_NEW.to_owned(),
+        },
+    ))
+    .await
+    .expect("upgrade");
+    for step in store_platform_provisioner::operation::upgrade::STEPS {
+        support::wait_for_status(&id, Duration::from_secs(120), |s| {
+            operation_started(s, step)
+        })
+        .await;
+        provisioner.kill();
+        provisioner = crash_provisioner(port, &lease, logs.path());
+    }
+    let ended = upgrade_ended(&id).await;
+    let operation = ended.operation.clone().expect("the upgrade");
+    assert_eq!(
+        (operation.state, ended.phase),
+        (record::OperationState::Succeeded, record::Phase::Ready),
+        "{}",
+        operation.message
+    );
+    assert_eq!(ended.version.map(|v| v.name), Some(WOO_NEW.to_owned()));
+    let (_, migration, _) =
+        store_platform_provisioner::operation::upgrade::job_names(operation.start_time);
+    assert_eq!(
+        count_jobs(&id, "store-platform.io/backup-kind=pre-upgrade").await,
+        1
+    );
+    assert_eq!(
+        count_pods(&id, &format!("job-name={migration}")).await,
+        1,
+        "the migrations ran once"
+    );
+
+    // A pause and a resume, each killed as each of its steps runs.
+    for (call, steps) in [
+        (
+            "suspend",
+            store_platform_provisioner::operation::suspend::SUSPEND_STEPS,
+        ),
+        (
+            "resume",
+            store_platform_provisioner::operation::suspend::RESUME_STEPS,
+        ),
+    ] {
+        let mut api = ProvisionerServiceClient::new(provisioner.channel(port).await);
+        if call == "suspend" {
+            api.suspend_store(suspend(CRASH_TENANT, &id))
+                .await
+                .expect("suspend");
+        } else {
+            api.resume_store(resume(CRASH_TENANT, &id))
+                .await
+                .expect("resume");
+        }
+        for step in steps {
+            support::wait_for_status(&id, Duration::from_secs(120), |s| {
+                operation_started(s, step)
+            })
+            .await;
+            provisioner.kill();
+            provisioner = crash_provisioner(port, &lease, logs.path());
+        }
+        let ended = operation_ended(&id).await;
+        let operation = ended.operation.expect("the operation");
+        assert_eq!(
+            operation.state,
+            record::OperationState::Succeeded,
+            "{call}: {}",
+            operation.message
+        );
+        let expected = if call == "suspend" {
+            record::Phase::Suspended
+        } else {
+            record::Phase::Ready
+        };
+        assert_eq!(ended.phase, expected, "{call}");
+    }
 
     // A clone, killed as it restores and as it bootstraps.
     let copy = format!("{id}-copy");

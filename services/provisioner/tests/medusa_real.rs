@@ -495,11 +495,13 @@ fn a_failing_bootstrap_leaves_medusas_error_and_the_retried_job_resumes() {
 }
 
 /// A later build of the backend, as an upgrade brings it in a new image: `app`'s files (hard links into `dir`: the
-/// same bytes, nothing of `app` changed) plus a module of its own, `greeting`, registered in the built configuration,
-/// with one migration (`migration`, the SQL its `up` runs) and a store route, `/store/greetings`, that says which
-/// build answers (`build`) and counts the module's rows: the visible change. Everything root's and read-only to the
-/// pod, as an image's `COPY` leaves it.
-fn next_build(app: &Path, dir: &Path, build: &str, migration: &str) -> std::path::PathBuf {
+/// same bytes, nothing of `app` changed) with the files of [`next_build_files`] written over them.
+fn next_build(
+    app: &Path,
+    dir: &Path,
+    build: &str,
+    migrations: &[(&str, &str)],
+) -> std::path::PathBuf {
     let next = dir.join(build);
     let copied = Command::new("cp")
         .arg("-al")
@@ -509,93 +511,17 @@ fn next_build(app: &Path, dir: &Path, build: &str, migration: &str) -> std::path
         .expect("cp");
     assert!(copied.success(), "cp -al {}", app.display());
     let server = next.join(".medusa/server");
-    // A file of `app` is never written through its link: it is unlinked and written anew.
-    let config = server.join("medusa-config.js");
-    let text = std::fs::read_to_string(&config).expect("the built configuration");
-    let registered = text.replace(
-        "modules: [fileModule, ...redisModules],",
-        r#"modules: [fileModule, ...redisModules, { resolve: "./src/modules/greeting" }],"#,
-    );
-    assert_ne!(
-        registered, text,
-        "the built configuration lists its modules"
-    );
-    std::fs::remove_file(&config).expect("unlink");
-    std::fs::write(&config, registered).expect("the configuration");
-    let module = server.join("src/modules/greeting");
-    let files = [
-        (
-            module.join("index.js"),
-            r#""use strict";
-Object.defineProperty(exports, "__esModule", { value: true });
-const { Module } = require("@medusajs/framework/utils");
-const service = require("./service").default;
-exports.GREETING_MODULE = "greeting";
-exports.default = Module("greeting", { service });
-"#
-            .to_owned(),
-        ),
-        (
-            module.join("service.js"),
-            r#""use strict";
-Object.defineProperty(exports, "__esModule", { value: true });
-const { MedusaService } = require("@medusajs/framework/utils");
-const Greeting = require("./models/greeting").default;
-class GreetingModuleService extends MedusaService({ Greeting }) {}
-exports.default = GreetingModuleService;
-"#
-            .to_owned(),
-        ),
-        (
-            module.join("models/greeting.js"),
-            r#""use strict";
-Object.defineProperty(exports, "__esModule", { value: true });
-const { model } = require("@medusajs/framework/utils");
-exports.default = model.define("greeting", { id: model.id().primaryKey(), message: model.text() });
-"#
-            .to_owned(),
-        ),
-        (
-            module.join("migrations/Migration20261206000000.js"),
-            format!(
-                r#""use strict";
-Object.defineProperty(exports, "__esModule", {{ value: true }});
-exports.Migration20261206000000 = void 0;
-const {{ Migration }} = require("@medusajs/framework/mikro-orm/migrations");
-class Migration20261206000000 extends Migration {{
-  async up() {{
-    this.addSql({migration:?});
-  }}
-  async down() {{
-    this.addSql('drop table if exists "greeting" cascade;');
-  }}
-}}
-exports.Migration20261206000000 = Migration20261206000000;
-"#
-            ),
-        ),
-        (
-            server.join("src/api/store/greetings/route.js"),
-            format!(
-                r#""use strict";
-Object.defineProperty(exports, "__esModule", {{ value: true }});
-exports.GET = async function GET(req, res) {{
-  const [, count] = await req.scope.resolve("greeting").listAndCountGreetings({{}});
-  res.json({{ build: {build:?}, greetings: count }});
-}};
-"#
-            ),
-        ),
-    ];
-    for (path, text) in files {
+    for (path, text) in next_build_files(app, build, migrations) {
+        let path = server.join(path);
+        // A file of `app` is never written through its link: it is unlinked and written anew.
+        if path.exists() {
+            std::fs::remove_file(&path).expect("unlink");
+        }
         std::fs::create_dir_all(path.parent().expect("a directory")).expect("mkdir");
         std::fs::write(&path, text).expect("a file of the build");
     }
     next
 }
-
-/// The migration of the build that adds the module: a real table, as `medusa db:generate` writes it.
-const GREETING_TABLE: &str = r#"create table if not exists "greeting" ("id" text not null, "message" text not null, "created_at" timestamptz not null default now(), "updated_at" timestamptz not null default now(), "deleted_at" timestamptz null, constraint "greeting_pkey" primary key ("id"));"#;
 
 #[test]
 fn an_upgrade_migrates_a_store_with_orders_to_the_next_build_and_a_failing_migration_leaves_it_as_it_was()
@@ -647,7 +573,12 @@ fn an_upgrade_migrates_a_store_with_orders_to_the_next_build_and_a_failing_migra
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
     )
     .expect("chmod");
-    let next = next_build(&app, builds.path(), "2.21.2-greeting", GREETING_TABLE);
+    let next = next_build(
+        &app,
+        builds.path(),
+        "2.21.2-greeting",
+        &[GREETING_MIGRATION],
+    );
     let migrated = bootstrap(&next);
     let output = text(&migrated);
     assert!(
@@ -714,7 +645,7 @@ fn an_upgrade_migrates_a_store_with_orders_to_the_next_build_and_a_failing_migra
         &app,
         builds.path(),
         "2.21.2-broken",
-        r#"create table "upgrade_half_done" ("id" text primary key); alter table "order" add column "priority" no_such_type;"#,
+        &[GREETING_MIGRATION, BROKEN_MIGRATION],
     );
     let failed = bootstrap(&broken);
     let output = text(&failed);

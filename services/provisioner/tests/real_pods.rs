@@ -124,6 +124,11 @@ fn provisioner_flags(tenant: &'static str) -> Vec<String> {
             format!("--mariadb-image={mariadb}"),
             format!("--medusa-image={MEDUSA_IMAGE}"),
             format!("--medusa-storefront-image={MEDUSA_STOREFRONT_IMAGE}"),
+            // The next builds of the backend the Medusa scenario upgrades to (made on the node by the test).
+            format!(
+                "--medusa-versions={NEXT_BUILD}={NEXT_IMAGE}+{MEDUSA_STOREFRONT_IMAGE},\
+                 {BROKEN_BUILD}={BROKEN_IMAGE}+{MEDUSA_STOREFRONT_IMAGE}"
+            ),
             format!("--postgres-image={POSTGRES_IMAGE}"),
             format!("--redis-image={REDIS_IMAGE}"),
             // The images exist only on the node: a pull would be a bug.
@@ -173,6 +178,41 @@ fn object_store() -> &'static str {
 }
 
 const BACKUP_BUCKET: &str = "real-node-backups";
+
+/// The next build of the backend (a module with a migration, and a route), and a later one whose migration fails:
+/// the versions the Medusa scenario's store is upgraded to, and their images, made on the node from the backend's.
+const NEXT_BUILD: &str = "2.21.2-r1";
+const NEXT_IMAGE: &str = "store-platform-test/medusa:1-r1";
+const BROKEN_BUILD: &str = "2.21.2-r2";
+const BROKEN_IMAGE: &str = "store-platform-test/medusa:1-r2";
+
+/// Makes `image` on the node's engine: the backend's image with the files of a next build
+/// ([`medusa_support::next_build_files`]) in its application, root's and read-only to the pods, as a `COPY` leaves
+/// them.
+fn derive_backend_image(image: &str, build: &str, migrations: &[(&str, &str)]) {
+    let files = tempfile::tempdir().expect("a directory");
+    for (path, text) in
+        medusa_support::next_build_files(&medusa_support::medusa_app(), build, migrations)
+    {
+        let path = files.path().join(path);
+        std::fs::create_dir_all(path.parent().expect("a directory")).expect("mkdir");
+        std::fs::write(&path, text).expect("a file");
+    }
+    let chmod = Command::new("chmod")
+        .args(["-R", "u=rwX,go=rX"])
+        .arg(files.path())
+        .status()
+        .expect("chmod");
+    assert!(chmod.success());
+    let container = docker(&["create", MEDUSA_IMAGE]);
+    docker(&[
+        "cp",
+        &format!("{}/.", files.path().display()),
+        &format!("{container}:/opt/medusa/.medusa/server/"),
+    ]);
+    docker(&["commit", &container, image]);
+    docker(&["rm", &container]);
+}
 
 /// The platform's backup settings for the tenants that back up: the object store above, its key files, restic's image on
 /// the node, egress to the object store only.
@@ -1041,6 +1081,99 @@ async fn a_medusa_store_runs_as_real_pods_and_takes_an_order() {
     );
     medusa_support::place_order_via(&via, &base, &key, &settings, "after-restore@example.com");
 
+    // Day two: the store moves to the next build of its backend, whose migration makes a table of its own module and
+    // whose route shows it. The upgrade backs the store up, migrates in the new image, rolls the server and worker,
+    // and checks the store again; the orders are there and a new one goes through.
+    derive_backend_image(
+        NEXT_IMAGE,
+        NEXT_BUILD,
+        &[medusa_support::GREETING_MIGRATION],
+    );
+    derive_backend_image(
+        BROKEN_IMAGE,
+        BROKEN_BUILD,
+        &[
+            medusa_support::GREETING_MIGRATION,
+            medusa_support::BROKEN_MIGRATION,
+        ],
+    );
+    let upgraded = upgrade(&mut api, &id, NEXT_BUILD).await;
+    let operation = upgraded.operation.clone().expect("the upgrade");
+    assert_eq!(
+        operation.state,
+        store_platform_proto::v1::OperationState::Succeeded as i32,
+        "{upgraded:#?}"
+    );
+    assert_eq!(upgraded.version, NEXT_BUILD);
+    let server_image = |deployment: k8s_openapi::api::apps::v1::Deployment| {
+        deployment
+            .spec
+            .and_then(|s| s.template.spec)
+            .expect("a pod")
+            .containers[0]
+            .image
+            .clone()
+            .expect("an image")
+    };
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
+        Api::namespaced(client.clone(), &namespace);
+    assert_eq!(
+        server_image(deployments.get("medusa-server").await.expect("the server")),
+        NEXT_IMAGE
+    );
+    let greetings = |expected: &str| {
+        let reply = medusa_support::http_via(
+            &via,
+            "GET",
+            &format!("{base}/store/greetings"),
+            &[("x-publishable-api-key", &key)],
+            None,
+        )
+        .ok("the new build's route");
+        assert_eq!(reply["build"], expected, "{reply}");
+        assert_eq!(reply["greetings"], 0, "the module's table answers: {reply}");
+    };
+    wait_until_served(&via, &base).await;
+    greetings(NEXT_BUILD);
+    let token =
+        medusa_support::admin_token_via(&via, &base, &credentials.username, &credentials.password);
+    let orders = medusa_support::admin_orders_via(&via, &base, &token);
+    assert!(medusa_support::lists_order(&orders, &order), "{orders}");
+    let upgraded_order =
+        medusa_support::place_order_via(&via, &base, &key, &settings, "after-upgrade@example.com");
+
+    // The build after it fails its migration in PostgreSQL: the upgrade rolls itself back, to the backup it took and
+    // the images before, and the store is READY on the version it ran, with its orders, taking orders.
+    let rolled = upgrade(&mut api, &id, BROKEN_BUILD).await;
+    let operation = rolled.operation.clone().expect("the upgrade");
+    assert_eq!(
+        operation.state,
+        store_platform_proto::v1::OperationState::RolledBack as i32,
+        "{rolled:#?}"
+    );
+    assert!(
+        operation.message.contains("no_such_type"),
+        "the reason is PostgreSQL's: {}",
+        operation.message
+    );
+    assert_eq!(rolled.phase, Phase::Ready as i32);
+    assert_eq!(rolled.version, NEXT_BUILD);
+    assert_eq!(
+        server_image(deployments.get("medusa-server").await.expect("the server")),
+        NEXT_IMAGE
+    );
+    wait_until_served(&via, &base).await;
+    greetings(NEXT_BUILD);
+    let token =
+        medusa_support::admin_token_via(&via, &base, &credentials.username, &credentials.password);
+    let orders = medusa_support::admin_orders_via(&via, &base, &token);
+    assert!(
+        medusa_support::lists_order(&orders, &order)
+            && medusa_support::lists_order(&orders, &upgraded_order),
+        "{orders}"
+    );
+    medusa_support::place_order_via(&via, &base, &key, &settings, "after-rollback@example.com");
+
     // A clone of the backup: a store of its own, with the order and the image at its own address, and its own
     // administrator's password.
     let copy = format!("{id}-copy");
@@ -1149,6 +1282,52 @@ async fn a_medusa_store_runs_as_real_pods_and_takes_an_order() {
         ))
         .await
         .expect("delete");
+    }
+}
+
+/// Upgrades store `id` of the Medusa scenario to `version` and waits until the upgrade has ended; the store then.
+async fn upgrade(api: &mut ProvisionerServiceClient<Channel>, id: &str, version: &str) -> Store {
+    let started = std::time::Instant::now();
+    api.upgrade_store(TestEnv::real_node().as_tenant(
+        MEDUSA_TENANT,
+        store_platform_proto::v1::UpgradeStoreRequest {
+            store_id: id.to_owned(),
+            version: version.to_owned(),
+        },
+    ))
+    .await
+    .expect("upgrade");
+    let store = wait_for(
+        api,
+        MEDUSA_TENANT,
+        id,
+        Duration::from_secs(1200),
+        "the end of the upgrade",
+        |s| {
+            s.phase != Phase::Upgrading as i32
+                && s.operation.as_ref().is_some_and(|op| {
+                    op.state != store_platform_proto::v1::OperationState::Running as i32
+                })
+        },
+    )
+    .await;
+    // A measurement (`-- --nocapture` shows it), not a goal.
+    println!(
+        "medusa store {id}: UpgradeStore to {version} → its end in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    store
+}
+
+/// Waits while the server's Service refuses connections: a new pod's readiness reaches kube-proxy a moment after.
+async fn wait_until_served(via: &[&str], base: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while medusa_support::refused_via(via, &format!("{base}/health")) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the Service refused connections a minute after its pods were ready"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 

@@ -1360,3 +1360,101 @@ pub fn wait_for_log(daemon: &Daemon, line: &str, what: &str) {
         std::thread::sleep(Duration::from_millis(500));
     }
 }
+
+/// The files a later build of the backend adds to `app`'s (paths under `.medusa/server`): a module of its own,
+/// `greeting`, registered in the built configuration, with its `migrations` (each a class name, which Medusa records
+/// once it ran, and the SQL its `up` runs) and a store route, `/store/greetings`, that says which build answers
+/// (`build`) and counts the module's rows: the visible change. An upgrade's next image, as `medusa build` would lay
+/// out a project with that module.
+pub fn next_build_files(
+    app: &Path,
+    build: &str,
+    migrations: &[(&str, &str)],
+) -> Vec<(PathBuf, String)> {
+    let config = std::fs::read_to_string(app.join(".medusa/server/medusa-config.js"))
+        .expect("the built configuration");
+    let registered = config.replace(
+        "modules: [fileModule, ...redisModules],",
+        r#"modules: [fileModule, ...redisModules, { resolve: "./src/modules/greeting" }],"#,
+    );
+    assert_ne!(
+        registered, config,
+        "the built configuration lists its modules"
+    );
+    let module = Path::new("src/modules/greeting");
+    let migrations = migrations.iter().map(|(name, sql)| {
+        (
+            module.join(format!("migrations/{name}.js")),
+            format!(
+                r#""use strict";
+Object.defineProperty(exports, "__esModule", {{ value: true }});
+exports.{name} = void 0;
+const {{ Migration }} = require("@medusajs/framework/mikro-orm/migrations");
+class {name} extends Migration {{
+  async up() {{
+    this.addSql({sql:?});
+  }}
+}}
+exports.{name} = {name};
+"#
+            ),
+        )
+    });
+    let mut files = vec![
+        (PathBuf::from("medusa-config.js"), registered),
+        (
+            module.join("index.js"),
+            r#""use strict";
+Object.defineProperty(exports, "__esModule", { value: true });
+const { Module } = require("@medusajs/framework/utils");
+const service = require("./service").default;
+exports.GREETING_MODULE = "greeting";
+exports.default = Module("greeting", { service });
+"#
+            .to_owned(),
+        ),
+        (
+            module.join("service.js"),
+            r#""use strict";
+Object.defineProperty(exports, "__esModule", { value: true });
+const { MedusaService } = require("@medusajs/framework/utils");
+const Greeting = require("./models/greeting").default;
+class GreetingModuleService extends MedusaService({ Greeting }) {}
+exports.default = GreetingModuleService;
+"#
+            .to_owned(),
+        ),
+        (
+            module.join("models/greeting.js"),
+            r#""use strict";
+Object.defineProperty(exports, "__esModule", { value: true });
+const { model } = require("@medusajs/framework/utils");
+exports.default = model.define("greeting", { id: model.id().primaryKey(), message: model.text() });
+"#
+            .to_owned(),
+        ),
+        (
+            PathBuf::from("src/api/store/greetings/route.js"),
+            format!(
+                r#""use strict";
+Object.defineProperty(exports, "__esModule", {{ value: true }});
+exports.GET = async function GET(req, res) {{
+  const [, count] = await req.scope.resolve("greeting").listAndCountGreetings({{}});
+  res.json({{ build: {build:?}, greetings: count }});
+}};
+"#
+            ),
+        ),
+    ];
+    files.extend(migrations);
+    files
+}
+
+/// The migration of the build that adds the module: a real table, as `medusa db:generate` writes it.
+pub const GREETING_MIGRATION: (&str, &str) = ("Migration20261206000000", GREETING_TABLE);
+const GREETING_TABLE: &str = r#"create table if not exists "greeting" ("id" text not null, "message" text not null, "created_at" timestamptz not null default now(), "updated_at" timestamptz not null default now(), "deleted_at" timestamptz null, constraint "greeting_pkey" primary key ("id"));"#;
+
+/// The next migration, of a build after that one, which PostgreSQL refuses: a table made, then a column of a type
+/// that does not exist.
+pub const BROKEN_MIGRATION: (&str, &str) = ("Migration20261207000000", BROKEN_SQL);
+const BROKEN_SQL: &str = r#"create table "upgrade_half_done" ("id" text primary key); alter table "order" add column "priority" no_such_type;"#;
