@@ -72,6 +72,10 @@ pub trait Engine: Send + Sync + std::fmt::Debug + 'static {
     /// The component label of the migration Job's pods.
     fn migration_app(&self) -> &'static str;
 
+    /// Where a version's images run: each component of a version (`wordpress`; `medusa`, `storefront`) and the
+    /// Deployment whose first container runs its image.
+    fn version_components(&self) -> &'static [(&'static str, &'static str)];
+
     /// The storefront and admin URLs of store `id`.
     fn urls(&self, id: &str) -> (String, String);
 

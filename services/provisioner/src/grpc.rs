@@ -800,6 +800,9 @@ impl ProvisionerService for Provisioner {
         .await?;
         snapshot.require_engine("backup_id", store.spec.engine)?;
         let now = Timestamp::now();
+        let kube = Kube::new(self.client.clone(), namespace.name_any());
+        let engine = self.engines.of(store.spec.engine);
+        operation::record_version(&mut store, engine, &kube).await?;
         let suspended = store.phase() == Phase::Suspended;
         store.status.phase = Phase::Restoring;
         store.status.operation = Some(backup::restore::operation(&snapshot.id, suspended, now));
@@ -868,7 +871,12 @@ impl ProvisionerService for Provisioner {
             }
             .into());
         }
-        if let Some(current) = &store.status.version {
+        let kube = Kube::new(self.client.clone(), namespace.name_any());
+        let engine = self.engines.of(store.spec.engine);
+        operation::record_version(&mut store, engine, &kube).await?;
+        // A version the platform no longer offers (or never named) has no place in the order: any offered one is
+        // a way forward.
+        if let Some(current) = store.status.version.as_ref().filter(|v| !v.name.is_empty()) {
             if current.name == target.name {
                 return Err(Error::AlreadyOnVersion {
                     id,
@@ -930,6 +938,9 @@ impl ProvisionerService for Provisioner {
             }
             .into());
         }
+        let kube = Kube::new(self.client.clone(), namespace.name_any());
+        let engine = self.engines.of(store.spec.engine);
+        operation::record_version(&mut store, engine, &kube).await?;
         let now = Timestamp::now();
         store.status.phase = Phase::Suspended;
         store.status.operation = Some(operation::suspend::operation(

@@ -855,6 +855,10 @@ mod tests {
             "migrate"
         }
 
+        fn version_components(&self) -> &'static [(&'static str, &'static str)] {
+            &[]
+        }
+
         fn backup_source(&self, _: &StoreRecord) -> crate::backup::Source {
             crate::backup::Source {
                 database_image: "db".into(),

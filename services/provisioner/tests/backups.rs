@@ -491,7 +491,7 @@ async fn a_store_that_is_not_ready_cannot_be_backed_up() {
         .expect_err("not ready");
     assert_eq!(status.code(), Code::FailedPrecondition);
     assert!(
-        status.message().contains("only a ready store"),
+        status.message().contains("only a ready or suspended store"),
         "{status:?}"
     );
     let status = api()
@@ -2395,4 +2395,60 @@ async fn a_store_that_is_provisioning_cannot_be_paused() {
     assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
     let shown = store_as(OPS, &id).await;
     assert!(shown.operation.is_none(), "nothing changed");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_store_from_before_versions_were_recorded_keeps_the_images_it_runs_through_a_pause() {
+    let id = ready_store("unversioned", OPS, Engine::Woocommerce).await;
+    let client = TestEnv::shared().client().await;
+    let namespace = record::namespace_name(&id);
+    // A store made before versions were recorded: no version in its record, and an image the platform no longer
+    // offers in its Deployment.
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    let mut status = support::wait_for_status(&id, Duration::from_secs(10), |_| true).await;
+    status.version = None;
+    namespaces
+        .patch(
+            &namespace,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(serde_json::json!({"metadata": {"annotations": {
+                record::STATUS_ANNOTATION: serde_json::to_string(&status).expect("json"),
+            }}})),
+        )
+        .await
+        .expect("the record as it was written before");
+    let old_image = "store-platform/wordpress:6.7-wc9.8";
+    Api::<Deployment>::namespaced(client.clone(), &namespace)
+        .patch(
+            "wordpress",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Strategic(serde_json::json!({"spec": {"template": {"spec": {
+                "containers": [{"name": "wordpress", "image": old_image}],
+            }}}})),
+        )
+        .await
+        .expect("the image it was made with");
+    assert_eq!(store_as(OPS, &id).await.version, "", "no version recorded");
+
+    api()
+        .await
+        .suspend_store(suspend(OPS, &id))
+        .await
+        .expect("suspend");
+    let paused = operation_ended(&id).await;
+    let version = paused.version.expect("recorded before the pause began");
+    assert_eq!(version.name, "", "an image no version offered has no name");
+    assert_eq!(version.images["wordpress"], old_image);
+    api()
+        .await
+        .resume_store(resume(OPS, &id))
+        .await
+        .expect("resume");
+    let resumed = operation_ended(&id).await;
+    assert_eq!(resumed.phase, record::Phase::Ready);
+    assert_eq!(
+        image_of(&id, "Deployment", "wordpress").await,
+        old_image,
+        "it started again on the image it ran, not on the platform's default"
+    );
 }

@@ -254,6 +254,13 @@ impl Engine for Medusa {
         BOOTSTRAP
     }
 
+    fn version_components(&self) -> &'static [(&'static str, &'static str)] {
+        &[
+            (crate::settings::MEDUSA, SERVER),
+            (crate::settings::STOREFRONT, STOREFRONT),
+        ]
+    }
+
     fn backup_source(&self, store: &StoreRecord) -> backup::Source {
         let settings = self.settings.for_store(store);
         let medusa = &settings.medusa;

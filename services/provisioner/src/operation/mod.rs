@@ -246,3 +246,49 @@ pub fn running(store: &StoreRecord) -> Option<String> {
         OperationKind::Resume => "resuming".to_owned(),
     })
 }
+
+/// The version `store` runs, for a store made before versions were recorded: read from its Deployments' images,
+/// named as the platform's offered version with those images, or unnamed (an empty name) when none has them. An
+/// operation records it before it starts, so what it starts again runs the images that ran, whatever the
+/// platform's default is now.
+pub async fn running_version(
+    store: &StoreRecord,
+    engine: &dyn Engine,
+    kube: &Kube,
+) -> Result<Option<store_platform_runtime::record::Version>, Error> {
+    let mut images = std::collections::BTreeMap::new();
+    for (component, deployment) in engine.version_components() {
+        let image = kube
+            .get::<k8s_openapi::api::apps::v1::Deployment>(deployment)
+            .await?
+            .and_then(|d| d.spec?.template.spec?.containers.into_iter().next()?.image);
+        match image {
+            Some(image) => images.insert((*component).to_owned(), image),
+            // Not made yet: nothing runs that could be started on the wrong images.
+            None => return Ok(None),
+        };
+    }
+    let offered = engine.settings().versions(store.spec.engine).offered();
+    Ok(Some(
+        offered
+            .iter()
+            .find(|version| version.images == images)
+            .cloned()
+            .unwrap_or(store_platform_runtime::record::Version {
+                name: String::new(),
+                images,
+            }),
+    ))
+}
+
+/// Records in `store` the version it runs, if it recorded none (see [`running_version`]).
+pub async fn record_version(
+    store: &mut StoreRecord,
+    engine: &dyn Engine,
+    kube: &Kube,
+) -> Result<(), Error> {
+    if store.status.version.is_none() {
+        store.status.version = running_version(store, engine, kube).await?;
+    }
+    Ok(())
+}

@@ -217,6 +217,10 @@ impl Engine for WooCommerce {
         BOOTSTRAP
     }
 
+    fn version_components(&self) -> &'static [(&'static str, &'static str)] {
+        &[(crate::settings::WORDPRESS, WORDPRESS)]
+    }
+
     fn backup_source(&self, store: &StoreRecord) -> backup::Source {
         let settings = self.settings.for_store(store);
         backup::Source {
