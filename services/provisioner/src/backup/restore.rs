@@ -133,16 +133,8 @@ impl Steps for Restore<'_> {
         let (safety, restore) = job_names(self.operation.start_time);
         match step {
             "safety-backup" => {
-                super::prepare(store, &source, settings, kube).await?;
-                kube.create_once(&job::job(
-                    store,
-                    &source,
-                    settings,
-                    backup,
-                    Kind::PreRestore,
-                    &safety,
-                ))
-                .await?;
+                writers::back_up_first(store, &source, settings, kube, (Kind::PreRestore, &safety))
+                    .await?;
             }
             "stop-writers" => {
                 writers::stop(store, &source, settings, kube, Why::Restoring).await?;

@@ -163,16 +163,8 @@ impl Steps for Upgrade<'_> {
         let settings = settings.as_ref();
         match step {
             "safety-backup" => {
-                backup::prepare(store, &source, settings, kube).await?;
-                kube.create_once(&job::job(
-                    store,
-                    &source,
-                    settings,
-                    backup,
-                    Kind::PreUpgrade,
-                    &safety,
-                ))
-                .await?;
+                writers::back_up_first(store, &source, settings, kube, (Kind::PreUpgrade, &safety))
+                    .await?;
             }
             "stop-writers" | "rollback-stop-writers" => {
                 writers::stop(&subject, &source, settings, kube, Why::Upgrading).await?;

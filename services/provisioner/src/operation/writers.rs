@@ -16,6 +16,22 @@ use crate::{
     shared::meta::APP_LABEL,
 };
 
+/// Backs `store` up as it is, before an operation changes it: the backup Job `name`, of kind `kind` (made once).
+pub async fn back_up_first(
+    store: &StoreRecord,
+    source: &Source,
+    settings: &Settings,
+    kube: &Kube,
+    (kind, name): (backup::Kind, &str),
+) -> Result<(), Error> {
+    let config = settings.backup.as_ref().ok_or(Error::BackupsOff)?;
+    backup::prepare(store, source, settings, kube).await?;
+    kube.create_once(&backup::job::job(
+        store, source, settings, config, kind, name,
+    ))
+    .await
+}
+
 /// Suspends (or resumes) the store's CronJobs: the engine's, and the backup schedule unless `backups` says it
 /// goes on.
 async fn suspend_cron_jobs(
