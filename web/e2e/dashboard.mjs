@@ -246,7 +246,7 @@ try {
       if (Date.now() > deadline) throw new Error(`not resumed in time; phases seen ${phases}`);
       await page.waitForTimeout(50);
     }
-    console.log(`    phases seen: paused → ${phases.join(" → ")}`);
+    console.log(`    phases seen: ${phases.join(" → ")}`);
     await expectVisible(card.getByRole("link", { name: "Storefront" }));
   });
 

@@ -780,7 +780,9 @@ function StoreCard({ store, api, latest }: { store: Store; api: Clients; latest?
       )}
       {store.phase === Phase.READY && <RunningYourShop engine={store.engine} />}
       <OperationView store={store} />
-      {[Phase.READY, Phase.RESTORING, Phase.SUSPENDED].includes(store.phase) && (
+      {/* Kept through every operation, so an open panel stays open while the store is restored, upgraded, paused or
+          resumed. */}
+      {[Phase.READY, Phase.RESTORING, Phase.UPGRADING, Phase.SUSPENDED, Phase.RESUMING].includes(store.phase) && (
         <Backups store={store} api={api} />
       )}
       {credentials && (

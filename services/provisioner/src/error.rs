@@ -119,6 +119,17 @@ impl Error {
     /// Whether the API server refused a write for good (invalid, forbidden, over quota), or the platform's own
     /// configuration is missing (the object store's key files): retrying gives the same answer until someone changes
     /// something, so the step says why and fails at its deadline. Conflicts, throttling and server errors pass.
+    /// The API server refused a write guarded by a resource version that someone else's write changed.
+    pub fn is_conflict(&self) -> bool {
+        matches!(
+            self,
+            Error::Kubernetes {
+                source: kube::Error::Api(status),
+                ..
+            } if status.code == 409
+        )
+    }
+
     pub fn is_refusal(&self) -> bool {
         matches!(
             self,

@@ -24,7 +24,7 @@ use store_platform_proto::v1::{
     UpgradeStoreRequest, UpgradeStoreResponse, provisioner_service_server::ProvisionerService,
 };
 use store_platform_runtime::record::{
-    self, CloneSource, Phase, StepState, StepStatus, StoreRecord, StoreStatus,
+    self, CloneSource, OperationKind, Phase, StepState, StepStatus, StoreRecord, StoreStatus,
 };
 use store_platform_runtime::{auth::Authenticator, tenant::Caller};
 use tonic::{Request, Response, Status};
@@ -347,6 +347,185 @@ impl Provisioner {
     }
 
     /// The store `id`, whoever owns it.
+    /// Starts a restore of `id` from backup `wanted`; the store then.
+    async fn start_restore(
+        &self,
+        caller: &Caller,
+        id: &str,
+        wanted: &str,
+    ) -> Result<StoreRecord, Error> {
+        let Some(settings) = self.settings.backup.as_ref() else {
+            return Err(Error::BackupsOff);
+        };
+        let (mut store, namespace) = self.find(caller, id).await?;
+        if let Some(what) = operation::running(&store) {
+            return Err(Error::OperationRunning {
+                id: id.to_owned(),
+                what,
+            });
+        }
+        if store.terminating || !matches!(store.phase(), Phase::Ready | Phase::Suspended) {
+            return Err(Error::NotReadyForRestore {
+                id: id.to_owned(),
+                phase: store.phase().as_str(),
+            });
+        }
+        // Only a backup in this store's own repository (its tenant's, under its key) can be found.
+        let snapshot = backup::repository::find_snapshot(
+            &self.client,
+            settings,
+            (&store.tenant, id),
+            ("backup_id", wanted),
+        )
+        .await?;
+        snapshot.require_engine("backup_id", store.spec.engine)?;
+        let now = Timestamp::now();
+        let kube = Kube::new(self.client.clone(), namespace.name_any());
+        let engine = self.engines.of(store.spec.engine);
+        operation::record_version(&mut store, engine, &kube).await?;
+        let suspended = store.phase() == Phase::Suspended;
+        store.status.phase = Phase::Restoring;
+        store.status.operation = Some(backup::restore::operation(&snapshot.id, suspended, now));
+        store.status.update_time = Some(now);
+        // Guarded by the resource version: of two operations requested at once, one is recorded; the other finds
+        // it running when it reads the store again.
+        write_record(&self.client, &store, namespace.resource_version()).await?;
+        tracing::info!(store = %id, tenant = %store.tenant, by = %caller.tenant, backup = %snapshot.id, "restore started");
+        Ok(store)
+    }
+
+    /// Starts an upgrade of `id` to version `wanted` (empty: the default); the store then.
+    async fn start_upgrade(
+        &self,
+        caller: &Caller,
+        id: &str,
+        wanted: &str,
+    ) -> Result<StoreRecord, Error> {
+        let (mut store, namespace) = self.find(caller, id).await?;
+        let versions = self.settings.versions(store.spec.engine);
+        let target = if wanted.is_empty() {
+            versions.default_version()
+        } else {
+            versions.find(wanted).ok_or_else(|| Error::InvalidField {
+                field: "version",
+                reason: format!(
+                    "the platform offers no {} version {wanted:?} (it offers {})",
+                    store.spec.engine.as_str(),
+                    versions
+                        .offered()
+                        .iter()
+                        .map(|v| v.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            })?
+        };
+        if let Some(what) = operation::running(&store) {
+            return Err(Error::OperationRunning {
+                id: id.to_owned(),
+                what,
+            });
+        }
+        if store.terminating || store.phase() != Phase::Ready {
+            return Err(Error::NotReadyForUpgrade {
+                id: id.to_owned(),
+                phase: store.phase().as_str(),
+            });
+        }
+        let kube = Kube::new(self.client.clone(), namespace.name_any());
+        let engine = self.engines.of(store.spec.engine);
+        operation::record_version(&mut store, engine, &kube).await?;
+        // A version the platform no longer offers (or never named) has no place in the order: any offered one is
+        // a way forward.
+        if let Some(current) = store.status.version.as_ref().filter(|v| !v.name.is_empty()) {
+            if current.name == target.name {
+                return Err(Error::AlreadyOnVersion {
+                    id: id.to_owned(),
+                    version: current.name.clone(),
+                });
+            }
+            if crate::settings::compare_versions(&target.name, &current.name).is_lt() {
+                return Err(Error::InvalidField {
+                    field: "version",
+                    reason: format!(
+                        "{} is older than version {} the store runs; migrations cannot be undone, so a store goes \
+                         back only by restoring a backup from before its upgrade",
+                        target.name, current.name
+                    ),
+                });
+            }
+        }
+        if self.settings.backup.is_none() {
+            return Err(Error::BackupsOff);
+        }
+        let now = Timestamp::now();
+        store.status.phase = Phase::Upgrading;
+        store.status.operation = Some(operation::upgrade::operation(
+            store.status.version.clone(),
+            target.clone(),
+            now,
+        ));
+        store.status.update_time = Some(now);
+        write_record(&self.client, &store, namespace.resource_version()).await?;
+        tracing::info!(store = %id, tenant = %store.tenant, by = %caller.tenant, version = %target.name, "upgrade started");
+        Ok(store)
+    }
+
+    /// Starts a suspend or a resume of `id` (`kind`); the store then. Asking for what the store already is, or is
+    /// becoming, returns it as it is.
+    async fn start_pause(
+        &self,
+        caller: &Caller,
+        id: &str,
+        kind: OperationKind,
+    ) -> Result<StoreRecord, Error> {
+        let (mut store, namespace) = self.find(caller, id).await?;
+        let suspend = kind == OperationKind::Suspend;
+        let already = if suspend {
+            store.phase() == Phase::Suspended
+        } else {
+            matches!(store.phase(), Phase::Ready | Phase::Resuming)
+        };
+        if !store.terminating && already {
+            return Ok(store);
+        }
+        let phase = store.phase().as_str();
+        if suspend {
+            if let Some(what) = operation::running(&store) {
+                return Err(Error::OperationRunning {
+                    id: id.to_owned(),
+                    what,
+                });
+            }
+            if store.terminating || store.phase() != Phase::Ready {
+                return Err(Error::NotReadyForSuspend {
+                    id: id.to_owned(),
+                    phase,
+                });
+            }
+        } else if store.terminating || store.phase() != Phase::Suspended {
+            // Resuming a store that is still pausing cuts the pause short: the resume starts what it stopped.
+            return Err(Error::NotSuspended {
+                id: id.to_owned(),
+                phase,
+            });
+        }
+        let kube = Kube::new(self.client.clone(), namespace.name_any());
+        let engine = self.engines.of(store.spec.engine);
+        operation::record_version(&mut store, engine, &kube).await?;
+        let now = Timestamp::now();
+        store.status.phase = if suspend {
+            Phase::Suspended
+        } else {
+            Phase::Resuming
+        };
+        store.status.operation = Some(operation::suspend::operation(kind, now));
+        store.status.update_time = Some(now);
+        write_record(&self.client, &store, namespace.resource_version()).await?;
+        tracing::info!(store = %id, tenant = %store.tenant, by = %caller.tenant, operation = kind.as_str(), "operation started");
+        Ok(store)
+    }
+
     async fn find_any(&self, id: &str) -> Result<Option<StoreRecord>, Error> {
         let namespace = self
             .namespaces()
@@ -363,6 +542,25 @@ impl Provisioner {
                     reason: "as a namespace the platform does not manage",
                 }),
             },
+        }
+    }
+}
+
+/// Runs `start` (which reads a store and writes its record guarded by the version it read) again when its write
+/// lost to another: the reconciler writes a running store's progress often, and a request arriving just then should
+/// be decided on the store as it is now, not refused. At most five times.
+async fn again_on_conflict<T, F>(start: impl Fn() -> F) -> Result<T, Error>
+where
+    F: std::future::Future<Output = Result<T, Error>>,
+{
+    let mut attempt = 0;
+    loop {
+        match start().await {
+            Err(error) if error.is_conflict() && attempt < 4 => {
+                attempt += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(20 * attempt)).await;
+            }
+            other => return other,
         }
     }
 }
@@ -776,40 +974,7 @@ impl ProvisionerService for Provisioner {
         let caller = self.auth.caller(request.metadata(), "RestoreStore").await?;
         let id = validation::store_id("store_id", &request.get_ref().store_id)?;
         let wanted = validation::backup_id("backup_id", &request.get_ref().backup_id)?;
-        let Some(settings) = self.settings.backup.as_ref() else {
-            return Err(Error::BackupsOff.into());
-        };
-        let (mut store, namespace) = self.find(&caller, &id).await?;
-        if let Some(what) = operation::running(&store) {
-            return Err(Error::OperationRunning { id, what }.into());
-        }
-        if store.terminating || !matches!(store.phase(), Phase::Ready | Phase::Suspended) {
-            return Err(Error::NotReadyForRestore {
-                id,
-                phase: store.phase().as_str(),
-            }
-            .into());
-        }
-        // Only a backup in this store's own repository (its tenant's, under its key) can be found.
-        let snapshot = backup::repository::find_snapshot(
-            &self.client,
-            settings,
-            (&store.tenant, &id),
-            ("backup_id", &wanted),
-        )
-        .await?;
-        snapshot.require_engine("backup_id", store.spec.engine)?;
-        let now = Timestamp::now();
-        let kube = Kube::new(self.client.clone(), namespace.name_any());
-        let engine = self.engines.of(store.spec.engine);
-        operation::record_version(&mut store, engine, &kube).await?;
-        let suspended = store.phase() == Phase::Suspended;
-        store.status.phase = Phase::Restoring;
-        store.status.operation = Some(backup::restore::operation(&snapshot.id, suspended, now));
-        store.status.update_time = Some(now);
-        // Guarded by the resource version: of two restores requested at once, one is recorded; the other fails.
-        write_record(&self.client, &store, namespace.resource_version()).await?;
-        tracing::info!(store = %id, tenant = %store.tenant, by = %caller.tenant, backup = %snapshot.id, "restore started");
+        let store = again_on_conflict(|| self.start_restore(&caller, &id, &wanted)).await?;
         Ok(Response::new(RestoreStoreResponse {
             store: Some(store.to_proto()),
         }))
@@ -841,75 +1006,8 @@ impl ProvisionerService for Provisioner {
     ) -> Result<Response<UpgradeStoreResponse>, Status> {
         let caller = self.auth.caller(request.metadata(), "UpgradeStore").await?;
         let id = validation::store_id("store_id", &request.get_ref().store_id)?;
-        let wanted = request.get_ref().version.trim();
-        let (mut store, namespace) = self.find(&caller, &id).await?;
-        let versions = self.settings.versions(store.spec.engine);
-        let target = if wanted.is_empty() {
-            versions.default_version()
-        } else {
-            versions.find(wanted).ok_or_else(|| Error::InvalidField {
-                field: "version",
-                reason: format!(
-                    "the platform offers no {} version {wanted:?} (it offers {})",
-                    store.spec.engine.as_str(),
-                    versions
-                        .offered()
-                        .iter()
-                        .map(|v| v.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            })?
-        };
-        if let Some(what) = operation::running(&store) {
-            return Err(Error::OperationRunning { id, what }.into());
-        }
-        if store.terminating || store.phase() != Phase::Ready {
-            return Err(Error::NotReadyForUpgrade {
-                id,
-                phase: store.phase().as_str(),
-            }
-            .into());
-        }
-        let kube = Kube::new(self.client.clone(), namespace.name_any());
-        let engine = self.engines.of(store.spec.engine);
-        operation::record_version(&mut store, engine, &kube).await?;
-        // A version the platform no longer offers (or never named) has no place in the order: any offered one is
-        // a way forward.
-        if let Some(current) = store.status.version.as_ref().filter(|v| !v.name.is_empty()) {
-            if current.name == target.name {
-                return Err(Error::AlreadyOnVersion {
-                    id,
-                    version: current.name.clone(),
-                }
-                .into());
-            }
-            if crate::settings::compare_versions(&target.name, &current.name).is_lt() {
-                return Err(Error::InvalidField {
-                    field: "version",
-                    reason: format!(
-                        "{} is older than version {} the store runs; migrations cannot be undone, so a store goes \
-                         back only by restoring a backup from before its upgrade",
-                        target.name, current.name
-                    ),
-                }
-                .into());
-            }
-        }
-        if self.settings.backup.is_none() {
-            return Err(Error::BackupsOff.into());
-        }
-        let now = Timestamp::now();
-        store.status.phase = Phase::Upgrading;
-        store.status.operation = Some(operation::upgrade::operation(
-            store.status.version.clone(),
-            target.clone(),
-            now,
-        ));
-        store.status.update_time = Some(now);
-        // Guarded by the resource version: of two operations requested at once, one is recorded; the other fails.
-        write_record(&self.client, &store, namespace.resource_version()).await?;
-        tracing::info!(store = %id, tenant = %store.tenant, by = %caller.tenant, version = %target.name, "upgrade started");
+        let wanted = request.get_ref().version.trim().to_owned();
+        let store = again_on_conflict(|| self.start_upgrade(&caller, &id, &wanted)).await?;
         Ok(Response::new(UpgradeStoreResponse {
             store: Some(store.to_proto()),
         }))
@@ -922,34 +1020,8 @@ impl ProvisionerService for Provisioner {
     ) -> Result<Response<SuspendStoreResponse>, Status> {
         let caller = self.auth.caller(request.metadata(), "SuspendStore").await?;
         let id = validation::store_id("store_id", &request.get_ref().store_id)?;
-        let (mut store, namespace) = self.find(&caller, &id).await?;
-        if !store.terminating && store.phase() == Phase::Suspended {
-            return Ok(Response::new(SuspendStoreResponse {
-                store: Some(store.to_proto()),
-            }));
-        }
-        if let Some(what) = operation::running(&store) {
-            return Err(Error::OperationRunning { id, what }.into());
-        }
-        if store.terminating || store.phase() != Phase::Ready {
-            return Err(Error::NotReadyForSuspend {
-                id,
-                phase: store.phase().as_str(),
-            }
-            .into());
-        }
-        let kube = Kube::new(self.client.clone(), namespace.name_any());
-        let engine = self.engines.of(store.spec.engine);
-        operation::record_version(&mut store, engine, &kube).await?;
-        let now = Timestamp::now();
-        store.status.phase = Phase::Suspended;
-        store.status.operation = Some(operation::suspend::operation(
-            record::OperationKind::Suspend,
-            now,
-        ));
-        store.status.update_time = Some(now);
-        write_record(&self.client, &store, namespace.resource_version()).await?;
-        tracing::info!(store = %id, tenant = %store.tenant, by = %caller.tenant, "suspend started");
+        let store =
+            again_on_conflict(|| self.start_pause(&caller, &id, OperationKind::Suspend)).await?;
         Ok(Response::new(SuspendStoreResponse {
             store: Some(store.to_proto()),
         }))
@@ -962,29 +1034,8 @@ impl ProvisionerService for Provisioner {
     ) -> Result<Response<ResumeStoreResponse>, Status> {
         let caller = self.auth.caller(request.metadata(), "ResumeStore").await?;
         let id = validation::store_id("store_id", &request.get_ref().store_id)?;
-        let (mut store, namespace) = self.find(&caller, &id).await?;
-        if !store.terminating && matches!(store.phase(), Phase::Ready | Phase::Resuming) {
-            return Ok(Response::new(ResumeStoreResponse {
-                store: Some(store.to_proto()),
-            }));
-        }
-        if store.terminating || store.phase() != Phase::Suspended {
-            return Err(Error::NotSuspended {
-                id,
-                phase: store.phase().as_str(),
-            }
-            .into());
-        }
-        // Resuming a store that is still pausing: the pause is cut short, and the resume starts what it stopped.
-        let now = Timestamp::now();
-        store.status.phase = Phase::Resuming;
-        store.status.operation = Some(operation::suspend::operation(
-            record::OperationKind::Resume,
-            now,
-        ));
-        store.status.update_time = Some(now);
-        write_record(&self.client, &store, namespace.resource_version()).await?;
-        tracing::info!(store = %id, tenant = %store.tenant, by = %caller.tenant, "resume started");
+        let store =
+            again_on_conflict(|| self.start_pause(&caller, &id, OperationKind::Resume)).await?;
         Ok(Response::new(ResumeStoreResponse {
             store: Some(store.to_proto()),
         }))
