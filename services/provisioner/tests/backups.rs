@@ -2173,6 +2173,41 @@ async fn operation_ended(id: &str) -> record::StoreStatus {
     .await
 }
 
+/// Pauses or resumes store `id` of tenant OPS: the call answers with the store in its operation's phase, and the
+/// operation succeeds; the store's status then (its operation's start, in `operation`).
+async fn pause_or_resume(id: &str, kind: record::OperationKind) -> record::StoreStatus {
+    let answered = if kind == record::OperationKind::Suspend {
+        api()
+            .await
+            .suspend_store(suspend(OPS, id))
+            .await
+            .map(|r| r.into_inner().store)
+    } else {
+        api()
+            .await
+            .resume_store(resume(OPS, id))
+            .await
+            .map(|r| r.into_inner().store)
+    }
+    .expect("the call")
+    .expect("the store");
+    let phase = if kind == record::OperationKind::Suspend {
+        Phase::Suspended
+    } else {
+        Phase::Resuming
+    };
+    assert_eq!(answered.phase, phase as i32);
+    let ended = operation_ended(id).await;
+    let operation = ended.operation.clone().expect("operation");
+    assert_eq!(operation.kind, kind);
+    assert_eq!(
+        operation.state,
+        record::OperationState::Succeeded,
+        "{operation:?}"
+    );
+    ended
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_paused_store_stops_its_pods_shows_a_paused_page_keeps_its_backups_and_resumes_to_ready()
 {
@@ -2203,23 +2238,7 @@ async fn a_paused_store_stops_its_pods_shows_a_paused_page_keeps_its_backups_and
         .expect("store");
     assert_eq!(ready.phase, Phase::Ready as i32);
 
-    let paused = api()
-        .await
-        .suspend_store(suspend(OPS, &id))
-        .await
-        .expect("suspend")
-        .into_inner()
-        .store
-        .expect("store");
-    assert_eq!(paused.phase, Phase::Suspended as i32);
-    let ended = operation_ended(&id).await;
-    let operation = ended.operation.clone().expect("operation");
-    assert_eq!(operation.kind, record::OperationKind::Suspend);
-    assert_eq!(
-        operation.state,
-        record::OperationState::Succeeded,
-        "{operation:?}"
-    );
+    let ended = pause_or_resume(&id, record::OperationKind::Suspend).await;
     assert_eq!(ended.phase, record::Phase::Suspended);
     for (kind, name) in [
         ("Deployment", "medusa-server"),
@@ -2315,23 +2334,7 @@ async fn a_paused_store_stops_its_pods_shows_a_paused_page_keeps_its_backups_and
         .set_kubelet_behaviour(&namespace, &support::medusa_behaviour(Duration::ZERO))
         .await;
 
-    let resuming = api()
-        .await
-        .resume_store(resume(OPS, &id))
-        .await
-        .expect("resume")
-        .into_inner()
-        .store
-        .expect("store");
-    assert_eq!(resuming.phase, Phase::Resuming as i32);
-    let ended = operation_ended(&id).await;
-    let operation = ended.operation.clone().expect("operation");
-    assert_eq!(operation.kind, record::OperationKind::Resume);
-    assert_eq!(
-        operation.state,
-        record::OperationState::Succeeded,
-        "{operation:?}"
-    );
+    let ended = pause_or_resume(&id, record::OperationKind::Resume).await;
     assert_eq!(ended.phase, record::Phase::Ready);
     for (kind, name) in [
         ("Deployment", "medusa-server"),
@@ -2358,7 +2361,8 @@ async fn a_paused_store_stops_its_pods_shows_a_paused_page_keeps_its_backups_and
         .await
         .expect("the bootstrap Job");
     assert!(
-        bootstrap.metadata.creation_timestamp.expect("created").0 >= operation.start_time,
+        bootstrap.metadata.creation_timestamp.expect("created").0
+            >= ended.operation.expect("the resume").start_time,
         "the order check ran again"
     );
 }
