@@ -739,9 +739,9 @@ async fn store_now(id: &str) -> store_platform_proto::v1::Store {
     store_as("vault", id).await
 }
 
-/// Waits until the store's restore has ended (succeeded or failed).
-async fn restore_ended(id: &str) -> record::StoreStatus {
-    support::wait_for_status(id, Duration::from_secs(120), |status| {
+/// Waits until the store's operation has ended (succeeded, rolled back or failed).
+async fn operation_ended(id: &str) -> record::StoreStatus {
+    support::wait_for_status(id, Duration::from_secs(180), |status| {
         status
             .operation
             .as_ref()
@@ -891,7 +891,7 @@ async fn a_restore_runs_its_steps_in_order_and_the_store_is_ready_on_the_backups
         .await
         .expect("the page's server");
 
-    let ended = restore_ended(&id).await;
+    let ended = operation_ended(&id).await;
     let operation = ended.operation.expect("operation");
     assert_eq!(
         operation.state,
@@ -1002,7 +1002,7 @@ async fn a_restore_whose_first_backup_fails_leaves_the_store_ready_and_untouched
         .restore_store(restore(&id, &snapshot))
         .await
         .expect("restore");
-    let ended = restore_ended(&id).await;
+    let ended = operation_ended(&id).await;
     assert_eq!(ended.phase, record::Phase::Ready, "nothing was replaced");
     let operation = ended.operation.expect("operation");
     assert_eq!(operation.state, record::OperationState::Failed);
@@ -1041,7 +1041,7 @@ async fn a_restore_that_fails_after_stopping_the_store_is_failed_and_retry_finis
         .restore_store(restore(&id, &snapshot))
         .await
         .expect("restore");
-    let ended = restore_ended(&id).await;
+    let ended = operation_ended(&id).await;
     assert_eq!(ended.phase, record::Phase::Failed);
     assert!(
         ended.failure_reason.contains("Lost connection")
@@ -1066,7 +1066,7 @@ async fn a_restore_that_fails_after_stopping_the_store_is_failed_and_retry_finis
         .store
         .expect("store");
     assert_eq!(retried.phase, Phase::Restoring as i32);
-    let ended = restore_ended(&id).await;
+    let ended = operation_ended(&id).await;
     assert_eq!(ended.phase, record::Phase::Ready, "{ended:?}");
     assert_eq!(
         ended.operation.expect("operation").state,
@@ -1369,6 +1369,23 @@ async fn wait_for_phase_with_reason(id: &str) {
 
 /// A provisioner process that reconciles only [`CRASH_TENANT`]'s stores, with the platform's backup settings in its
 /// environment (each flag's `env =`), as the chart gives them.
+/// Kills `provisioner` as each of `steps` of store `id`'s operation runs, and starts it again each time; the one
+/// running at the end.
+async fn killed_at_each(
+    id: &str,
+    steps: &[&str],
+    mut provisioner: ServiceProcess,
+    (port, lease, logs): (u16, &str, &Path),
+) -> ServiceProcess {
+    for step in steps {
+        support::wait_for_status(id, Duration::from_secs(120), |s| operation_started(s, step))
+            .await;
+        provisioner.kill();
+        provisioner = crash_provisioner(port, lease, logs);
+    }
+    provisioner
+}
+
 fn crash_provisioner(port: u16, lease: &str, logs: &Path) -> ServiceProcess {
     let env = TestEnv::shared();
     let mut vars: Vec<(String, String)> = vec![
@@ -1485,21 +1502,20 @@ async fn a_provisioner_killed_at_each_step_of_every_operation_and_of_a_clone_con
     ))
     .await
     .expect("restore");
-    for step in [
-        "safety-backup",
-        "stop-writers",
-        "restore-data",
-        "start-writers",
-        "verify",
-    ] {
-        support::wait_for_status(&id, Duration::from_secs(120), |s| {
-            operation_started(s, step)
-        })
-        .await;
-        provisioner.kill();
-        provisioner = crash_provisioner(port, &lease, logs.path());
-    }
-    let ended = restore_ended(&id).await;
+    provisioner = killed_at_each(
+        &id,
+        &[
+            "safety-backup",
+            "stop-writers",
+            "restore-data",
+            "start-writers",
+            "verify",
+        ],
+        provisioner,
+        (port, &lease, logs.path()),
+    )
+    .await;
+    let ended = operation_ended(&id).await;
     let operation = ended.operation.expect("the operation");
     assert_eq!(
         (operation.state, ended.phase),
@@ -1541,15 +1557,14 @@ async fn a_provisioner_killed_at_each_step_of_every_operation_and_of_a_clone_con
     ))
     .await
     .expect("upgrade");
-    for step in store_platform_provisioner::operation::upgrade::STEPS {
-        support::wait_for_status(&id, Duration::from_secs(120), |s| {
-            operation_started(s, step)
-        })
-        .await;
-        provisioner.kill();
-        provisioner = crash_provisioner(port, &lease, logs.path());
-    }
-    let ended = upgrade_ended(&id).await;
+    provisioner = killed_at_each(
+        &id,
+        store_platform_provisioner::operation::upgrade::STEPS,
+        provisioner,
+        (port, &lease, logs.path()),
+    )
+    .await;
+    let ended = operation_ended(&id).await;
     let operation = ended.operation.clone().expect("the upgrade");
     assert_eq!(
         (operation.state, ended.phase),
@@ -1591,14 +1606,7 @@ async fn a_provisioner_killed_at_each_step_of_every_operation_and_of_a_clone_con
                 .await
                 .expect("resume");
         }
-        for step in steps {
-            support::wait_for_status(&id, Duration::from_secs(120), |s| {
-                operation_started(s, step)
-            })
-            .await;
-            provisioner.kill();
-            provisioner = crash_provisioner(port, &lease, logs.path());
-        }
+        provisioner = killed_at_each(&id, steps, provisioner, (port, &lease, logs.path())).await;
         let ended = operation_ended(&id).await;
         let operation = ended.operation.expect("the operation");
         assert_eq!(
@@ -1772,18 +1780,6 @@ async fn image_of(id: &str, kind: &str, name: &str) -> String {
         .expect("an image")
 }
 
-/// Waits until the store's upgrade has ended (succeeded, rolled back or failed).
-async fn upgrade_ended(id: &str) -> record::StoreStatus {
-    support::wait_for_status(id, Duration::from_secs(180), |status| {
-        status.phase != record::Phase::Upgrading
-            && status
-                .operation
-                .as_ref()
-                .is_some_and(|op| op.state != record::OperationState::Running)
-    })
-    .await
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn an_upgrade_backs_up_migrates_rolls_and_verifies_and_the_store_records_its_new_version() {
     let id = ready_store("upgraded", OPS, Engine::Woocommerce).await;
@@ -1914,7 +1910,7 @@ async fn an_upgrade_backs_up_migrates_rolls_and_verifies_and_the_store_records_i
         .expect("the page");
     assert!(page.data.expect("data")["index.html"].contains("is being upgraded"));
 
-    let ended = upgrade_ended(&id).await;
+    let ended = operation_ended(&id).await;
     let operation = ended.operation.clone().expect("operation");
     assert_eq!(
         operation.state,
@@ -2013,7 +2009,7 @@ async fn a_failed_migration_rolls_back_to_the_backup_taken_first_and_the_old_ver
         .upgrade_store(upgrade(&id, WOO_NEW))
         .await
         .expect("upgrade");
-    let ended = upgrade_ended(&id).await;
+    let ended = operation_ended(&id).await;
     let operation = ended.operation.clone().expect("operation");
     assert_eq!(
         operation.state,
@@ -2095,7 +2091,7 @@ async fn an_upgrade_whose_first_backup_fails_leaves_the_store_ready_on_its_versi
         .upgrade_store(upgrade(&id, WOO_NEW))
         .await
         .expect("upgrade");
-    let ended = upgrade_ended(&id).await;
+    let ended = operation_ended(&id).await;
     assert_eq!(ended.phase, record::Phase::Ready, "nothing was changed");
     let operation = ended.operation.expect("operation");
     assert_eq!(operation.state, record::OperationState::Failed);
@@ -2160,17 +2156,6 @@ fn resume(tenant: &str, id: &str) -> tonic::Request<ResumeStoreRequest> {
             store_id: id.to_owned(),
         },
     )
-}
-
-/// Waits until the store's running operation (a suspend or resume) has ended.
-async fn operation_ended(id: &str) -> record::StoreStatus {
-    support::wait_for_status(id, Duration::from_secs(120), |status| {
-        status
-            .operation
-            .as_ref()
-            .is_some_and(|op| op.state != record::OperationState::Running)
-    })
-    .await
 }
 
 /// Pauses or resumes store `id` of tenant OPS: the call answers with the store in its operation's phase, and the
