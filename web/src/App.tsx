@@ -653,6 +653,8 @@ function operationTitle(store: Store): string {
       return "Pause";
     case OperationKind.RESUME:
       return "Resume";
+    case OperationKind.RECONFIGURE:
+      return `New platform settings (generation ${operation.settingsGeneration})`;
     default:
       return "Operation";
   }
@@ -664,6 +666,7 @@ const OPERATION_KINDS: Record<OperationKind, string> = {
   [OperationKind.UPGRADE]: "Upgrade",
   [OperationKind.SUSPEND]: "Pause",
   [OperationKind.RESUME]: "Resume",
+  [OperationKind.RECONFIGURE]: "Settings",
 };
 
 const OPERATION_ENDS: Partial<Record<OperationState, string>> = {

@@ -35,6 +35,7 @@ impl Method {
                 | "UpgradeStore"
                 | "SuspendStore"
                 | "ResumeStore"
+                | "StartFleetUpgrade"
         )
     }
 

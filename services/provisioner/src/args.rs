@@ -291,6 +291,11 @@ pub struct Args {
     #[arg(long, env = "RECONCILE_SELECTOR", default_value = "")]
     pub reconcile_selector: String,
 
+    /// At most this many stores change at once when the platform's settings change (each existing store is
+    /// reconfigured, one first), and in a fleet upgrade that names no limit of its own.
+    #[arg(long, env = "ROLLOUT_MAX_PARALLEL", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=50))]
+    pub rollout_max_parallel: u32,
+
     /// Namespace of the Lease that elects the one replica that reconciles, and of the per-tenant create locks.
     #[arg(long, env = "LEASE_NAMESPACE", default_value = "store-platform")]
     pub lease_namespace: String,

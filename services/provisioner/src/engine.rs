@@ -39,6 +39,10 @@ pub trait Engine: Send + Sync + std::fmt::Debug + 'static {
     /// The steps, in order.
     fn steps(&self) -> &'static [&'static str];
 
+    /// The steps that apply the store's objects from the platform's settings, in order: those a reconfigure runs
+    /// again on a READY store. Not the ones that run once (the bootstrap Job).
+    fn reconfigure_steps(&self) -> &'static [&'static str];
+
     /// How long `step` may take.
     fn deadline(&self, step: &str) -> Duration;
 

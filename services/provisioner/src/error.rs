@@ -53,6 +53,17 @@ pub enum Error {
     #[error("store {id:?} is busy with {what}; wait until it ends")]
     OperationRunning { id: String, what: String },
 
+    #[error(
+        "{call} is for administrators (the all-tenants scope): it acts on every tenant's stores"
+    )]
+    AdministratorsOnly { call: &'static str },
+
+    #[error("fleet upgrade {id:?} not found")]
+    FleetUpgradeNotFound { id: String },
+
+    #[error("fleet upgrade {id} of {engine} stores is running; wait until it ends")]
+    FleetUpgradeRunning { id: String, engine: &'static str },
+
     #[error("{field}: store {id:?} has no backup {backup:?}")]
     BackupNotFound {
         field: &'static str,
@@ -171,7 +182,8 @@ impl From<Error> for tonic::Status {
         use tonic::Code;
         let code = match &error {
             Error::InvalidField { .. } => Code::InvalidArgument,
-            Error::NotFound { .. } => Code::NotFound,
+            Error::NotFound { .. } | Error::FleetUpgradeNotFound { .. } => Code::NotFound,
+            Error::AdministratorsOnly { .. } => Code::PermissionDenied,
             Error::AlreadyExists { .. } => Code::AlreadyExists,
             Error::TenantStoreLimit { .. } => Code::ResourceExhausted,
             Error::Busy { .. } => Code::Unavailable,
@@ -185,7 +197,8 @@ impl From<Error> for tonic::Status {
             | Error::AlreadyOnVersion { .. }
             | Error::NotReadyForSuspend { .. }
             | Error::NotSuspended { .. }
-            | Error::OperationRunning { .. } => Code::FailedPrecondition,
+            | Error::OperationRunning { .. }
+            | Error::FleetUpgradeRunning { .. } => Code::FailedPrecondition,
             Error::BackupNotFound { .. } | Error::CloneSourceNotFound { .. } => Code::NotFound,
             Error::Repository { .. } => Code::Unavailable,
             Error::Kubernetes { source, .. } => match source {

@@ -15,13 +15,15 @@ use kube::{
 };
 use store_platform_proto::v1::{
     BackupStoreRequest, BackupStoreResponse, CreateStoreRequest, CreateStoreResponse,
-    DeleteStoreRequest, DeleteStoreResponse, DeletedStore, EngineVersions,
-    GetStoreCredentialsRequest, GetStoreCredentialsResponse, GetStoreRequest, GetStoreResponse,
-    ListBackupsRequest, ListBackupsResponse, ListDeletedStoresRequest, ListDeletedStoresResponse,
-    ListStoresRequest, ListStoresResponse, ListVersionsRequest, ListVersionsResponse,
-    RestoreStoreRequest, RestoreStoreResponse, ResumeStoreRequest, ResumeStoreResponse,
-    RetryStoreRequest, RetryStoreResponse, SuspendStoreRequest, SuspendStoreResponse,
-    UpgradeStoreRequest, UpgradeStoreResponse, provisioner_service_server::ProvisionerService,
+    DeleteStoreRequest, DeleteStoreResponse, DeletedStore, EngineVersions, GetFleetUpgradeRequest,
+    GetFleetUpgradeResponse, GetStoreCredentialsRequest, GetStoreCredentialsResponse,
+    GetStoreRequest, GetStoreResponse, ListBackupsRequest, ListBackupsResponse,
+    ListDeletedStoresRequest, ListDeletedStoresResponse, ListFleetUpgradesRequest,
+    ListFleetUpgradesResponse, ListStoresRequest, ListStoresResponse, ListVersionsRequest,
+    ListVersionsResponse, RestoreStoreRequest, RestoreStoreResponse, ResumeStoreRequest,
+    ResumeStoreResponse, RetryStoreRequest, RetryStoreResponse, StartFleetUpgradeRequest,
+    StartFleetUpgradeResponse, SuspendStoreRequest, SuspendStoreResponse, UpgradeStoreRequest,
+    UpgradeStoreResponse, provisioner_service_server::ProvisionerService,
 };
 use store_platform_runtime::record::{
     self, CloneSource, OperationKind, Phase, StepState, StepStatus, StoreRecord, StoreStatus,
@@ -33,6 +35,7 @@ use crate::{
     backup,
     engine::{Engines, Provisioning},
     error::Error,
+    fleet,
     kube_ops::{FIELD_MANAGER, Kube},
     operation,
     reconcile::{record_namespace, write_record},
@@ -59,6 +62,8 @@ pub struct Provisioner {
     backup_start: Arc<tokio::sync::Mutex<()>>,
     /// Creates waiting for their tenant's batch, per tenant (see [`Provisioner::create`]).
     waiting: Arc<Mutex<HashMap<String, Waiting>>>,
+    /// Fleet upgrades are recorded here and run by the leader.
+    fleet: Arc<fleet::Fleet>,
 }
 
 /// A tenant's creates that wait for the next batch, and whether a batch is running.
@@ -91,6 +96,7 @@ impl Provisioner {
         max_stores_per_tenant: usize,
         locks: TenantLocks,
         settings: Arc<Settings>,
+        fleet: Arc<fleet::Fleet>,
     ) -> Self {
         Self {
             client,
@@ -102,6 +108,7 @@ impl Provisioner {
             settings,
             backup_start: Arc::default(),
             waiting: Arc::default(),
+            fleet,
         }
     }
 
@@ -298,12 +305,17 @@ impl Provisioner {
             tenant: tenant.to_owned(),
             spec: new.spec.clone(),
             status: StoreStatus {
-                // A new store runs the platform's default version of its engine, and keeps it until upgraded.
+                // A new store runs the platform's default version of its engine, and keeps it until upgraded; it is
+                // built with the settings of now.
                 version: Some(
                     self.settings
                         .versions(new.spec.engine)
                         .default_version()
                         .clone(),
+                ),
+                settings_generation: self.settings.generation(
+                    new.spec.engine,
+                    Some(self.settings.versions(new.spec.engine).default_version()),
                 ),
                 ..StoreStatus::pending(
                     &Provisioning(self.engines.of(new.spec.engine)).steps(&new.spec),
@@ -402,70 +414,23 @@ impl Provisioner {
         wanted: &str,
     ) -> Result<StoreRecord, Error> {
         let (mut store, namespace) = self.find(caller, id).await?;
-        let versions = self.settings.versions(store.spec.engine);
-        let target = if wanted.is_empty() {
-            versions.default_version()
-        } else {
-            versions.find(wanted).ok_or_else(|| Error::InvalidField {
-                field: "version",
-                reason: format!(
-                    "the platform offers no {} version {wanted:?} (it offers {})",
-                    store.spec.engine.as_str(),
-                    versions
-                        .offered()
-                        .iter()
-                        .map(|v| v.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            })?
-        };
+        let target =
+            operation::upgrade::target(&self.settings, store.spec.engine, ("version", wanted))?;
         if let Some(what) = operation::running(&store) {
             return Err(Error::OperationRunning {
                 id: id.to_owned(),
                 what,
             });
         }
-        if store.terminating || store.phase() != Phase::Ready {
-            return Err(Error::NotReadyForUpgrade {
-                id: id.to_owned(),
-                phase: store.phase().as_str(),
-            });
-        }
         let kube = Kube::new(self.client.clone(), namespace.name_any());
         let engine = self.engines.of(store.spec.engine);
         operation::record_version(&mut store, engine, &kube).await?;
-        // A version the platform no longer offers (or never named) has no place in the order: any offered one is
-        // a way forward.
-        if let Some(current) = store.status.version.as_ref().filter(|v| !v.name.is_empty()) {
-            if current.name == target.name {
-                return Err(Error::AlreadyOnVersion {
-                    id: id.to_owned(),
-                    version: current.name.clone(),
-                });
-            }
-            if crate::settings::compare_versions(&target.name, &current.name).is_lt() {
-                return Err(Error::InvalidField {
-                    field: "version",
-                    reason: format!(
-                        "{} is older than version {} the store runs; migrations cannot be undone, so a store goes \
-                         back only by restoring a backup from before its upgrade",
-                        target.name, current.name
-                    ),
-                });
-            }
-        }
-        if self.settings.backup.is_none() {
-            return Err(Error::BackupsOff);
-        }
-        let now = Timestamp::now();
-        store.status.phase = Phase::Upgrading;
-        store.status.operation = Some(operation::upgrade::operation(
-            store.status.version.clone(),
-            target.clone(),
-            now,
-        ));
-        store.status.update_time = Some(now);
+        operation::upgrade::begin(
+            &mut store,
+            ("version", target),
+            self.settings.backup.is_some(),
+            Timestamp::now(),
+        )?;
         write_record(&self.client, &store, namespace.resource_version()).await?;
         tracing::info!(store = %id, tenant = %store.tenant, by = %caller.tenant, version = %target.name, "upgrade started");
         Ok(store)
@@ -1039,5 +1004,78 @@ impl ProvisionerService for Provisioner {
         Ok(Response::new(ResumeStoreResponse {
             store: Some(store.to_proto()),
         }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn start_fleet_upgrade(
+        &self,
+        request: Request<StartFleetUpgradeRequest>,
+    ) -> Result<Response<StartFleetUpgradeResponse>, Status> {
+        let caller = self
+            .auth
+            .caller(request.metadata(), "StartFleetUpgrade")
+            .await?;
+        administrator(&caller, "StartFleetUpgrade")?;
+        let request = request.into_inner();
+        let engine = validation::engine(request.engine)?;
+        let max_parallel =
+            u32::try_from(request.max_parallel).map_err(|_| Error::InvalidField {
+                field: "max_parallel",
+                reason: format!("must be between 0 and {}", fleet::upgrade::MAX_PARALLEL),
+            })?;
+        let run = fleet::upgrade::start(
+            &self.fleet,
+            fleet::upgrade::Request {
+                engine,
+                from: request.from_version.trim(),
+                to: request.to_version.trim(),
+                max_parallel,
+                started_by: &caller.tenant,
+            },
+        )
+        .await?;
+        Ok(Response::new(StartFleetUpgradeResponse {
+            fleet_upgrade: Some(run.to_proto()),
+        }))
+    }
+
+    async fn get_fleet_upgrade(
+        &self,
+        request: Request<GetFleetUpgradeRequest>,
+    ) -> Result<Response<GetFleetUpgradeResponse>, Status> {
+        let caller = self
+            .auth
+            .caller(request.metadata(), "GetFleetUpgrade")
+            .await?;
+        administrator(&caller, "GetFleetUpgrade")?;
+        let run =
+            fleet::upgrade::get(&self.fleet, request.get_ref().fleet_upgrade_id.trim()).await?;
+        Ok(Response::new(GetFleetUpgradeResponse {
+            fleet_upgrade: Some(run.to_proto()),
+        }))
+    }
+
+    async fn list_fleet_upgrades(
+        &self,
+        request: Request<ListFleetUpgradesRequest>,
+    ) -> Result<Response<ListFleetUpgradesResponse>, Status> {
+        let caller = self
+            .auth
+            .caller(request.metadata(), "ListFleetUpgrades")
+            .await?;
+        administrator(&caller, "ListFleetUpgrades")?;
+        let runs = fleet::upgrade::list(&self.fleet).await?;
+        Ok(Response::new(ListFleetUpgradesResponse {
+            fleet_upgrades: runs.iter().map(fleet::upgrade::Run::to_proto).collect(),
+        }))
+    }
+}
+
+/// PERMISSION_DENIED unless `caller` acts for every tenant.
+fn administrator(caller: &Caller, call: &'static str) -> Result<(), Error> {
+    if caller.all_tenants {
+        Ok(())
+    } else {
+        Err(Error::AdministratorsOnly { call })
     }
 }

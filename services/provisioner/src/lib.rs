@@ -5,6 +5,7 @@ mod args;
 pub mod backup;
 pub mod engine;
 pub mod error;
+pub mod fleet;
 pub mod grpc;
 pub mod kube_ops;
 pub mod leader;
@@ -107,6 +108,19 @@ pub async fn start(
     .await
     .with_context(|| format!("failed to listen on {}", args.metrics_addr))?;
 
+    let fleet = Arc::new(fleet::Fleet {
+        client: client.clone(),
+        engines: engines.clone(),
+        settings: settings.clone(),
+        namespace: args.lease_namespace.clone(),
+        owner: args.lease_name.clone(),
+        selector: match args.reconcile_selector.trim() {
+            "" => record::managed_selector(),
+            extra => format!("{},{extra}", record::managed_selector()),
+        },
+        max_parallel: args.rollout_max_parallel as usize,
+    });
+
     let (routes, health) = server::standard_routes().await?;
     let api = grpc::Provisioner::new(
         client.clone(),
@@ -116,6 +130,7 @@ pub async fn start(
         args.max_stores_per_tenant,
         tenant_lock::TenantLocks::new(client.clone(), &args.lease_namespace),
         settings.clone(),
+        fleet.clone(),
     );
     let routes = routes.add_service(
         ProvisionerServiceServer::new(api).max_decoding_message_size(MAX_REQUEST_BYTES),
@@ -156,6 +171,8 @@ pub async fn start(
     let election = leader::Election::new(client, &args.lease_namespace, &args.lease_name, identity);
     let selector = args.reconcile_selector.clone();
     let leading = tokio::spawn(election.lead(shutdown.clone(), move |term| {
+        // While leading, this replica also rolls settings out and runs fleet upgrades.
+        tokio::spawn(fleet::run(fleet.clone(), term.clone()));
         reconcile::run(ctx.clone(), selector.clone(), term)
     }));
 

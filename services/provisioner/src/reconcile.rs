@@ -346,7 +346,8 @@ pub async fn advance(
         Phase::Restoring | Phase::Upgrading | Phase::Resuming => {
             return crate::operation::advance(store, engine, kube, now).await;
         }
-        Phase::Suspended if operation_running => {
+        // A suspended store's restore, or a reconfigure of a READY one.
+        Phase::Suspended | Phase::Ready if operation_running => {
             return crate::operation::advance(store, engine, kube, now).await;
         }
         Phase::Suspended => {
@@ -804,6 +805,10 @@ mod tests {
     impl Engine for Scripted {
         fn steps(&self) -> &'static [&'static str] {
             &["namespace", "database", "ingress"]
+        }
+
+        fn reconfigure_steps(&self) -> &'static [&'static str] {
+            &["database", "ingress"]
         }
 
         fn deadline(&self, _: &str) -> Duration {

@@ -266,7 +266,7 @@ impl MailSecurity {
     }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Tls {
     /// cert-manager ClusterIssuer to annotate the Ingress with (one certificate per store).
     pub cluster_issuer: Option<String>,
@@ -367,6 +367,59 @@ impl Settings {
         }
     }
 
+    /// The version `store` is to run: the one the platform offers under its version's name (an operator may have
+    /// given that version new images, e.g. a rebuild with security fixes), or its own when the platform offers no
+    /// such version; None for a store that recorded none.
+    pub fn current_version(&self, store: &StoreRecord) -> Option<Version> {
+        let own = store.status.version.as_ref()?;
+        Some(
+            self.versions(store.spec.engine)
+                .find(&own.name)
+                .filter(|_| !own.name.is_empty())
+                .unwrap_or(own)
+                .clone(),
+        )
+    }
+
+    /// The settings generation of a store of `engine` on `version`: a digest of everything in these settings that
+    /// shapes such a store's objects, and of the provisioner's release (whose builders shape them too). Deadlines,
+    /// the other engine's settings and the versions the store does not run are left out, so changing them changes
+    /// no store. Stores whose recorded generation differs are brought to this one (see `fleet::settings`).
+    pub fn generation(&self, engine: Engine, version: Option<&Version>) -> String {
+        use sha2::Digest as _;
+        let built = match version {
+            Some(version) => self.with_version(version),
+            None => Cow::Borrowed(self),
+        };
+        let s = built.as_ref();
+        let common = format!(
+            "release={} domain={} scheme={} class={:?} tls={:?} ingress={:?} pull={} storage-class={:?} backup={:?}",
+            env!("CARGO_PKG_VERSION"),
+            s.base_domain,
+            s.scheme,
+            s.ingress_class,
+            s.tls,
+            s.ingress_namespace_labels,
+            s.image_pull_policy,
+            s.storage_class,
+            s.backup,
+        );
+        let own = match engine {
+            Engine::Woocommerce => format!(
+                "wordpress={} mariadb={} sizes={}/{} cron={} mail={:?}",
+                s.wordpress_image,
+                s.mariadb_image,
+                s.mariadb_storage,
+                s.wordpress_storage,
+                s.cron_schedule,
+                s.mail,
+            ),
+            Engine::Medusa => format!("medusa={:?}", s.medusa),
+        };
+        let digest = sha2::Sha256::digest(format!("{common}\n{own}").as_bytes());
+        digest[..6].iter().map(|b| format!("{b:02x}")).collect()
+    }
+
     /// The store's host name.
     pub fn host(&self, id: &str) -> String {
         format!("{id}.{}", self.base_domain)
@@ -437,6 +490,73 @@ mod tests {
         assert!(
             matches!(settings.for_store(&store), Cow::Borrowed(_)),
             "the default's images are the settings' own"
+        );
+    }
+
+    #[test]
+    fn the_settings_generation_changes_with_what_shapes_a_stores_objects_and_nothing_else() {
+        let settings = Settings::local();
+        let woo = |s: &Settings| s.generation(Engine::Woocommerce, None);
+        let medusa = |s: &Settings| s.generation(Engine::Medusa, None);
+        assert_eq!(
+            woo(&settings),
+            woo(&settings.clone()),
+            "a digest of the settings"
+        );
+        assert_eq!(woo(&settings).len(), 12);
+        assert_ne!(woo(&settings), medusa(&settings));
+
+        let mut relay = settings.clone();
+        relay.mail = Some(Mail {
+            host: "relay.example".to_owned(),
+            port: 587,
+            security: MailSecurity::Starttls,
+            username: None,
+            password_file: None,
+            from: "shop@example.com".to_owned(),
+            egress_cidrs: vec!["203.0.113.7/32".to_owned()],
+        });
+        assert_ne!(woo(&relay), woo(&settings), "WooCommerce sends mail");
+        assert_eq!(medusa(&relay), medusa(&settings), "Medusa sends none");
+
+        let mut slower = settings.clone();
+        slower.step_deadline = Duration::from_secs(900);
+        assert_eq!(woo(&slower), woo(&settings), "deadlines shape no object");
+
+        let mut bigger = settings.clone();
+        bigger.medusa.postgres_storage = "20Gi".to_owned();
+        assert_ne!(medusa(&bigger), medusa(&settings));
+        assert_eq!(woo(&bigger), woo(&settings));
+
+        let rebuilt = version(
+            "6.8-wc9.9",
+            &[(WORDPRESS, "registry.example/wordpress:6.8-wc9.9-r2")],
+        );
+        assert_ne!(
+            settings.generation(Engine::Woocommerce, Some(&rebuilt)),
+            woo(&settings),
+            "a version's images are part of it"
+        );
+    }
+
+    #[test]
+    fn a_store_is_to_run_its_versions_images_as_the_platform_offers_them_now() {
+        let mut settings = Settings::local();
+        let mut store = crate::backup::example::store("shoes", Engine::Woocommerce);
+        assert_eq!(settings.current_version(&store), None);
+        let old = version("6.8-wc9.9", &[(WORDPRESS, "wordpress:old-build")]);
+        store.status.version = Some(old.clone());
+        let offered = settings.woocommerce_versions.default_version().clone();
+        assert_eq!(settings.current_version(&store), Some(offered));
+        settings.woocommerce_versions = Versions::new(
+            vec![version("6.9-wc10.0", &[(WORDPRESS, "wordpress:6.9")])],
+            "6.9-wc10.0",
+        )
+        .expect("versions");
+        assert_eq!(
+            settings.current_version(&store),
+            Some(old),
+            "a version no longer offered keeps its images"
         );
     }
 }

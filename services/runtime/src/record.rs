@@ -231,6 +231,10 @@ pub struct StoreStatus {
     /// recorded (it runs what the platform's default was then).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<Version>,
+    /// The generation of the platform's settings the store's objects are built with (a digest, see the
+    /// provisioner's `Settings::generation`); empty for a store made before generations were recorded.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub settings_generation: String,
 }
 
 /// A version of an engine: its name and the images its stores run, by component (`wordpress`; `medusa`,
@@ -250,6 +254,8 @@ pub enum OperationKind {
     Upgrade,
     Suspend,
     Resume,
+    /// The platform's current settings applied to the store's objects; the store stays READY.
+    Reconfigure,
 }
 
 impl OperationKind {
@@ -259,6 +265,7 @@ impl OperationKind {
             Self::Upgrade => "upgrade",
             Self::Suspend => "suspend",
             Self::Resume => "resume",
+            Self::Reconfigure => "reconfigure",
         }
     }
 }
@@ -293,6 +300,9 @@ pub struct OperationStatus {
     pub from_version: Option<Version>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to_version: Option<Version>,
+    /// For a reconfigure: the settings generation the store is brought to.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub settings_generation: String,
 }
 
 impl OperationStatus {
@@ -308,6 +318,7 @@ impl OperationStatus {
             finish_time: None,
             from_version: None,
             to_version: None,
+            settings_generation: String::new(),
         }
     }
 
@@ -321,6 +332,7 @@ impl OperationStatus {
                 OperationKind::Upgrade => proto::OperationKind::Upgrade,
                 OperationKind::Suspend => proto::OperationKind::Suspend,
                 OperationKind::Resume => proto::OperationKind::Resume,
+                OperationKind::Reconfigure => proto::OperationKind::Reconfigure,
             } as i32,
             backup_id: self.backup.clone(),
             steps: self.steps.iter().map(StepStatus::to_proto).collect(),
@@ -335,6 +347,7 @@ impl OperationStatus {
             finish_time: self.finish_time.map(timestamp),
             from_version: name(&self.from_version),
             to_version: name(&self.to_version),
+            settings_generation: self.settings_generation.clone(),
         }
     }
 }
@@ -351,6 +364,7 @@ impl StoreStatus {
             update_time: Some(now),
             operation: None,
             version: None,
+            settings_generation: String::new(),
         }
     }
 }
@@ -556,6 +570,7 @@ impl StoreRecord {
                 .as_ref()
                 .map(|v| v.name.clone())
                 .unwrap_or_default(),
+            settings_generation: self.status.settings_generation.clone(),
         }
     }
 }

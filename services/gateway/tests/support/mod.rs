@@ -190,6 +190,27 @@ impl ProvisionerService for Provisioner {
     ) -> Result<Response<store_platform_proto::v1::ResumeStoreResponse>, Status> {
         Err(Status::unimplemented("not in this test"))
     }
+
+    async fn start_fleet_upgrade(
+        &self,
+        _: Request<store_platform_proto::v1::StartFleetUpgradeRequest>,
+    ) -> Result<Response<store_platform_proto::v1::StartFleetUpgradeResponse>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
+
+    async fn get_fleet_upgrade(
+        &self,
+        _: Request<store_platform_proto::v1::GetFleetUpgradeRequest>,
+    ) -> Result<Response<store_platform_proto::v1::GetFleetUpgradeResponse>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
+
+    async fn list_fleet_upgrades(
+        &self,
+        _: Request<store_platform_proto::v1::ListFleetUpgradesRequest>,
+    ) -> Result<Response<store_platform_proto::v1::ListFleetUpgradesResponse>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
 }
 
 type StreamSender = mpsc::Sender<Result<WatchStoresResponse, Status>>;

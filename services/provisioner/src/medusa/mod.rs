@@ -102,6 +102,19 @@ impl Engine for Medusa {
         STEPS
     }
 
+    fn reconfigure_steps(&self) -> &'static [&'static str] {
+        &[
+            "policies",
+            "secrets",
+            "postgres",
+            "redis",
+            "backend",
+            "storefront",
+            "ingress",
+            "backups",
+        ]
+    }
+
     fn deadline(&self, step: &str) -> Duration {
         match step {
             "bootstrap" => self.settings.bootstrap_deadline,

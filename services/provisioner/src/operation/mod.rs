@@ -1,8 +1,9 @@
-//! Operations on a living store (restore, upgrade): each an ordered list of named steps, recorded in the store's
+//! Operations on a living store (restore, upgrade, suspend, resume, reconfigure): each an ordered list of named steps, recorded in the store's
 //! record and advanced by the reconcile loop like provisioning's. What an operation is, and what its end makes of
 //! the store, is here once; each operation says only its own steps. The steps several operations share (stopping
 //! the store's writers behind a page, starting them again, checking that a customer can order) are in [`writers`].
 
+pub mod reconfigure;
 pub mod suspend;
 pub mod upgrade;
 pub mod writers;
@@ -69,6 +70,7 @@ pub fn driver<'a>(
         OperationKind::Suspend | OperationKind::Resume => {
             Box::new(suspend::Pause::new(engine, operation))
         }
+        OperationKind::Reconfigure => Box::new(reconfigure::Reconfigure::new(engine, operation)),
     }
 }
 
@@ -244,6 +246,7 @@ pub fn running(store: &StoreRecord) -> Option<String> {
         ),
         OperationKind::Suspend => "pausing".to_owned(),
         OperationKind::Resume => "resuming".to_owned(),
+        OperationKind::Reconfigure => "applying the platform's new settings".to_owned(),
     })
 }
 

@@ -52,6 +52,83 @@ pub fn operation(from: Option<Version>, to: Version, now: Timestamp) -> Operatio
     }
 }
 
+/// The version named `wanted` among those `settings` offer for `engine` (empty: the default), or an
+/// INVALID_ARGUMENT naming `field`.
+pub fn target<'a>(
+    settings: &'a crate::settings::Settings,
+    engine: store_platform_runtime::record::Engine,
+    (field, wanted): (&'static str, &str),
+) -> Result<&'a Version, Error> {
+    let versions = settings.versions(engine);
+    if wanted.is_empty() {
+        return Ok(versions.default_version());
+    }
+    versions.find(wanted).ok_or_else(|| Error::InvalidField {
+        field,
+        reason: format!(
+            "the platform offers no {} version {wanted:?} (it offers {})",
+            engine.as_str(),
+            versions
+                .offered()
+                .iter()
+                .map(|v| v.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    })
+}
+
+/// Records in `store` (its version recorded, see `operation::record_version`) an upgrade to `target`, for the
+/// caller to write; or says why it cannot start: another operation runs, the store is not READY, it already runs
+/// `target`, `target` is older (INVALID_ARGUMENT naming `field`), or backups are off.
+pub fn begin(
+    store: &mut StoreRecord,
+    (field, target): (&'static str, &Version),
+    backups_on: bool,
+    now: Timestamp,
+) -> Result<(), Error> {
+    let id = &store.id;
+    if let Some(what) = super::running(store) {
+        return Err(Error::OperationRunning {
+            id: id.clone(),
+            what,
+        });
+    }
+    if store.terminating || store.phase() != Phase::Ready {
+        return Err(Error::NotReadyForUpgrade {
+            id: id.clone(),
+            phase: store.phase().as_str(),
+        });
+    }
+    // A version the platform no longer offers (or never named) has no place in the order: any offered one is a
+    // way forward.
+    if let Some(current) = store.status.version.as_ref().filter(|v| !v.name.is_empty()) {
+        if current.name == target.name {
+            return Err(Error::AlreadyOnVersion {
+                id: id.clone(),
+                version: current.name.clone(),
+            });
+        }
+        if crate::settings::compare_versions(&target.name, &current.name).is_lt() {
+            return Err(Error::InvalidField {
+                field,
+                reason: format!(
+                    "{} is older than version {} the store runs; migrations cannot be undone, so a store goes back \
+                     only by restoring a backup from before its upgrade",
+                    target.name, current.name
+                ),
+            });
+        }
+    }
+    if !backups_on {
+        return Err(Error::BackupsOff);
+    }
+    store.status.phase = Phase::Upgrading;
+    store.status.operation = Some(operation(store.status.version.clone(), target.clone(), now));
+    store.status.update_time = Some(now);
+    Ok(())
+}
+
 /// The Jobs of an upgrade that started at `start`: the backup taken first, the migrations, and the restore of a
 /// rollback.
 pub fn job_names(start: Timestamp) -> (String, String, String) {

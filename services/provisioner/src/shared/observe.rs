@@ -27,13 +27,19 @@ pub async fn quota(kube: &Kube) -> Result<Progress, Error> {
     })
 }
 
-/// Done when StatefulSet `name` has seen its spec and has a ready replica.
+/// Done when StatefulSet `name` has seen its spec, has rolled it out (its pod runs the current revision), and has
+/// a ready replica.
 pub async fn stateful_set(kube: &Kube, name: &str) -> Result<Progress, Error> {
     Ok(match kube.observe::<StatefulSet>(name).await? {
         Some(set) => {
             let generation = set.metadata.generation;
             let status = set.status.unwrap_or_default();
-            if status.observed_generation >= generation && status.ready_replicas.unwrap_or(0) >= 1 {
+            let rolled_out = status.update_revision.is_none()
+                || status.current_revision == status.update_revision;
+            if status.observed_generation >= generation
+                && rolled_out
+                && status.ready_replicas.unwrap_or(0) >= 1
+            {
                 Progress::Done
             } else {
                 Progress::Waiting(format!("waiting for {name}-0 to be ready"))
@@ -43,13 +49,15 @@ pub async fn stateful_set(kube: &Kube, name: &str) -> Result<Progress, Error> {
     })
 }
 
-/// Done when Deployment `name` has seen its spec and has an available replica; `what` names it for people.
+/// Done when Deployment `name` has seen its spec, has rolled it out (no pod of an older template is left), and has
+/// an available replica; `what` names it for people.
 pub async fn deployment(kube: &Kube, name: &str, what: &str) -> Result<Progress, Error> {
     Ok(match kube.observe::<Deployment>(name).await? {
         Some(deployment) => {
             let generation = deployment.metadata.generation;
             let status = deployment.status.unwrap_or_default();
             if status.observed_generation >= generation
+                && status.updated_replicas.unwrap_or(0) >= status.replicas.unwrap_or(0)
                 && status.available_replicas.unwrap_or(0) >= 1
             {
                 Progress::Done

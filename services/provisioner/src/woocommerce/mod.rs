@@ -75,6 +75,18 @@ impl Engine for WooCommerce {
         STEPS
     }
 
+    fn reconfigure_steps(&self) -> &'static [&'static str] {
+        &[
+            "policies",
+            "secrets",
+            "mariadb",
+            "wordpress",
+            "ingress",
+            "cron",
+            "backups",
+        ]
+    }
+
     fn deadline(&self, step: &str) -> Duration {
         match step {
             "bootstrap" => self.settings.bootstrap_deadline,
