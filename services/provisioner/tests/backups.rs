@@ -39,6 +39,9 @@ const ACCESS_KEY: &str = "backup-access-key";
 const SECRET_KEY: &str = "backup-secret-key-never-shown";
 /// The tenant whose stores only the provisioner process of the kill test reconciles.
 const CRASH_TENANT: &str = "crash-vault";
+/// The tenants whose stores only the provisioner processes of the fleet upgrade and settings tests reconcile.
+const FLEET_TENANT: &str = "fleet-ops";
+const SETTINGS_TENANT: &str = "settings-ops";
 
 /// moto's S3 server with the platform's bucket, on loopback, once for the binary.
 fn object_store() -> &'static str {
@@ -60,9 +63,9 @@ fn provisioner_addrs() -> (SocketAddr, SocketAddr) {
         let mut flags = vec![
             format!("--lease-name=provisioner-backups-{}", std::process::id()),
             "--step-deadline=30s".to_owned(),
-            // The killed provisioner's stores are its own (see the kill test).
+            // The processes' stores are their own (see the kill, fleet and settings tests).
             format!(
-                "--reconcile-selector={}!={CRASH_TENANT}",
+                "--reconcile-selector={} notin ({CRASH_TENANT},{FLEET_TENANT},{SETTINGS_TENANT})",
                 record::TENANT_LABEL
             ),
         ];
@@ -1387,6 +1390,21 @@ async fn killed_at_each(
 }
 
 fn crash_provisioner(port: u16, lease: &str, logs: &Path) -> ServiceProcess {
+    provisioner_process(
+        CRASH_TENANT,
+        (port, lease, logs),
+        &[("STEP_DEADLINE", "120s")],
+    )
+}
+
+/// A provisioner process that reconciles only `tenant`'s stores, serving on `port` and leading through `lease`,
+/// with the platform's backup and version settings in its environment (each flag's `env =`), as the chart gives
+/// them, and `extra` besides.
+fn provisioner_process(
+    tenant: &str,
+    (port, lease, logs): (u16, &str, &Path),
+    extra: &[(&str, &str)],
+) -> ServiceProcess {
     let env = TestEnv::shared();
     let mut vars: Vec<(String, String)> = vec![
         (
@@ -1396,11 +1414,10 @@ fn crash_provisioner(port: u16, lease: &str, logs: &Path) -> ServiceProcess {
         ("GRPC_ADDR".into(), format!("127.0.0.1:{port}")),
         ("METRICS_ADDR".into(), "127.0.0.1:0".into()),
         ("LEASE_NAME".into(), lease.to_owned()),
-        ("POD_NAME".into(), "crash-replica".into()),
-        ("STEP_DEADLINE".into(), "120s".into()),
+        ("POD_NAME".into(), format!("{tenant}-replica")),
         (
             "RECONCILE_SELECTOR".into(),
-            format!("{}={CRASH_TENANT}", record::TENANT_LABEL),
+            format!("{}={tenant}", record::TENANT_LABEL),
         ),
     ];
     for flag in backup_flags().into_iter().chain(version_flags()) {
@@ -1413,6 +1430,11 @@ fn crash_provisioner(port: u16, lease: &str, logs: &Path) -> ServiceProcess {
             value.to_owned(),
         ));
     }
+    vars.extend(
+        extra
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
     let vars: Vec<(&str, String)> = vars.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
     ServiceProcess::start("provisioner", &vars, logs)
 }
@@ -2439,5 +2461,467 @@ async fn a_store_from_before_versions_were_recorded_keeps_the_images_it_runs_thr
         image_of(&id, "Deployment", "wordpress").await,
         old_image,
         "it started again on the image it ran, not on the platform's default"
+    );
+}
+
+/// The records of stores `ids`, as the API server holds them now.
+async fn records(ids: &[String]) -> Vec<record::StoreRecord> {
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> =
+        Api::all(TestEnv::shared().client().await);
+    let mut records = Vec::new();
+    for id in ids {
+        let namespace = namespaces
+            .get(&record::namespace_name(id))
+            .await
+            .expect("the store's namespace");
+        records.push(record::StoreRecord::from_namespace(&namespace).expect("a store record"));
+    }
+    records
+}
+
+/// `count` READY WooCommerce stores of `tenant`, made through `api`, sorted by id.
+async fn ready_stores_through(
+    api: &mut ProvisionerServiceClient<Channel>,
+    (tenant, prefix): (&str, &str),
+    count: usize,
+) -> Vec<String> {
+    let mut ids: Vec<String> = (0..count).map(|_| unique_id(prefix)).collect();
+    ids.sort();
+    for id in &ids {
+        TestEnv::shared()
+            .set_kubelet_behaviour(
+                &record::namespace_name(id),
+                &Behaviour::with_delay(Duration::from_millis(1500)),
+            )
+            .await;
+        api.create_store(as_tenant(
+            tenant,
+            create_request_for(id, Engine::Woocommerce),
+        ))
+        .await
+        .expect("create");
+    }
+    for id in &ids {
+        wait_for_phase(id, "ready", Duration::from_secs(180)).await;
+    }
+    ids
+}
+
+/// A fleet upgrade of the WooCommerce stores on `from` to `to`.
+fn start_fleet_upgrade(
+    from: &str,
+    to: &str,
+    max_parallel: i32,
+) -> tonic::Request<store_platform_proto::v1::StartFleetUpgradeRequest> {
+    support::as_admin(
+        FLEET_TENANT,
+        store_platform_proto::v1::StartFleetUpgradeRequest {
+            engine: Engine::Woocommerce as i32,
+            from_version: from.to_owned(),
+            to_version: to.to_owned(),
+            max_parallel,
+        },
+    )
+}
+
+/// Follows fleet upgrade `id` until it ends, polling it and its stores' phases; the run as it ended, and the most
+/// stores seen upgrading at once before and after the canary was upgraded. Kills `provisioner` and starts it again
+/// (with `restart`) the first time two stores upgrade at once.
+async fn follow_fleet_upgrade(
+    (id, port): (&str, u16),
+    mut provisioner: ServiceProcess,
+    restart: impl Fn() -> ServiceProcess,
+) -> (
+    store_platform_proto::v1::FleetUpgrade,
+    (usize, usize),
+    ServiceProcess,
+) {
+    use store_platform_proto::v1::{FleetStoreState, FleetUpgradeState, GetFleetUpgradeRequest};
+    let deadline = std::time::Instant::now() + Duration::from_secs(600);
+    let (mut before_canary, mut after_canary, mut restarted) = (0, 0, false);
+    let mut api = ProvisionerServiceClient::new(provisioner.channel(port).await);
+    loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the fleet upgrade did not end"
+        );
+        let run = match api
+            .get_fleet_upgrade(support::as_admin(
+                FLEET_TENANT,
+                GetFleetUpgradeRequest {
+                    fleet_upgrade_id: id.to_owned(),
+                },
+            ))
+            .await
+        {
+            Ok(response) => response.into_inner().fleet_upgrade.expect("the run"),
+            // The provisioner is starting.
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                api = ProvisionerServiceClient::new(provisioner.channel(port).await);
+                continue;
+            }
+        };
+        let ids: Vec<String> = run.stores.iter().map(|s| s.store_id.clone()).collect();
+        let upgrading = records(&ids)
+            .await
+            .iter()
+            .filter(|s| s.status.phase == record::Phase::Upgrading)
+            .count();
+        let canary_upgraded = run.stores[0].state == FleetStoreState::Upgraded as i32;
+        if canary_upgraded {
+            after_canary = after_canary.max(upgrading);
+        } else {
+            before_canary = before_canary.max(upgrading);
+        }
+        if run.state != FleetUpgradeState::Running as i32 {
+            return (run, (before_canary, after_canary), provisioner);
+        }
+        if upgrading >= 2 && !restarted {
+            // Killed in the middle of the run: the next one goes on from its record.
+            provisioner.kill();
+            provisioner = restart();
+            restarted = true;
+            api = ProvisionerServiceClient::new(provisioner.channel(port).await);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fleet_upgrade_goes_canary_first_then_at_most_its_limit_survives_a_restart_and_stops_at_a_failure()
+ {
+    use store_platform_proto::v1::{
+        FleetStoreState, FleetUpgradeState, GetFleetUpgradeRequest, ListFleetUpgradesRequest,
+    };
+    let env = TestEnv::shared();
+    env.ensure_namespace("store-platform").await;
+    let logs = tempfile::tempdir().expect("logs");
+    let lease = unique_id("fleet");
+    let port = free_port();
+    let start = || provisioner_process(FLEET_TENANT, (port, &lease, logs.path()), &[]);
+    let mut provisioner = start();
+    let mut api = ProvisionerServiceClient::new(provisioner.channel(port).await);
+    let ids = ready_stores_through(&mut api, (FLEET_TENANT, "fleet"), 4).await;
+
+    // Bad requests: a tenant's caller, an unknown or older version, no version to upgrade from, a run that is not.
+    let status = api
+        .start_fleet_upgrade(as_tenant(
+            FLEET_TENANT,
+            start_fleet_upgrade(WOO_OLD, WOO_NEW, 2).into_inner(),
+        ))
+        .await
+        .expect_err("a tenant's caller");
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    for (from, to, max_parallel, field) in [
+        (WOO_OLD, "9.9", 2, "to_version"),
+        ("", WOO_NEW, 2, "from_version"),
+        (WOO_NEW, WOO_OLD, 2, "to_version"),
+        (WOO_OLD, WOO_NEW, 51, "max_parallel"),
+        (WOO_OLD, WOO_NEW, -1, "max_parallel"),
+    ] {
+        let status = api
+            .start_fleet_upgrade(start_fleet_upgrade(from, to, max_parallel))
+            .await
+            .expect_err(field);
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+        assert!(status.message().starts_with(field), "{status:?}");
+    }
+    let status = api
+        .get_fleet_upgrade(support::as_admin(
+            FLEET_TENANT,
+            GetFleetUpgradeRequest {
+                fleet_upgrade_id: "woocommerce-20260101-000000-beef".to_owned(),
+            },
+        ))
+        .await
+        .expect_err("no such run");
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+
+    let run = api
+        .start_fleet_upgrade(start_fleet_upgrade(WOO_OLD, WOO_NEW, 2))
+        .await
+        .expect("start")
+        .into_inner()
+        .fleet_upgrade
+        .expect("the run");
+    assert_eq!(run.state, FleetUpgradeState::Running as i32);
+    assert_eq!(run.to_version, WOO_NEW);
+    let taken: Vec<&str> = run.stores.iter().map(|s| s.store_id.as_str()).collect();
+    assert_eq!(taken, ids, "every store on the version, in order of id");
+    let status = api
+        .start_fleet_upgrade(start_fleet_upgrade(WOO_OLD, WOO_NEW, 2))
+        .await
+        .expect_err("one run per engine at a time");
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    assert!(status.message().contains(&run.id), "{status:?}");
+
+    let (ended, (before_canary, after_canary), mut provisioner) =
+        follow_fleet_upgrade((&run.id, port), provisioner, start).await;
+    assert_eq!(
+        ended.state,
+        FleetUpgradeState::Succeeded as i32,
+        "{ended:?}"
+    );
+    assert!(
+        ended
+            .stores
+            .iter()
+            .all(|s| s.state == FleetStoreState::Upgraded as i32),
+        "{ended:?}"
+    );
+    assert_eq!(before_canary, 1, "the canary upgrades alone");
+    assert_eq!(after_canary, 2, "then at most two at once");
+    for store in records(&ids).await {
+        assert_eq!(store.status.version.expect("version").name, WOO_NEW);
+        assert_eq!(store.status.phase, record::Phase::Ready);
+    }
+
+    // A run whose canary's migration fails stops there: the canary rolls back, no other store is touched.
+    let mut api = ProvisionerServiceClient::new(provisioner.channel(port).await);
+    let more = ready_stores_through(&mut api, (FLEET_TENANT, "fleet-more"), 3).await;
+    pods_fail(
+        &more[0],
+        Duration::from_millis(500),
+        "upgrade-",
+        "upgrade: FAILED: wp core update-db failed",
+    )
+    .await;
+    let failing = api
+        .start_fleet_upgrade(start_fleet_upgrade(WOO_OLD, WOO_NEW, 3))
+        .await
+        .expect("start")
+        .into_inner()
+        .fleet_upgrade
+        .expect("the run");
+    let taken: Vec<&str> = failing.stores.iter().map(|s| s.store_id.as_str()).collect();
+    assert_eq!(taken, more, "the stores still on the old version");
+    let ended = loop {
+        let run = api
+            .get_fleet_upgrade(support::as_admin(
+                FLEET_TENANT,
+                GetFleetUpgradeRequest {
+                    fleet_upgrade_id: failing.id.clone(),
+                },
+            ))
+            .await
+            .expect("get")
+            .into_inner()
+            .fleet_upgrade
+            .expect("the run");
+        if run.state != FleetUpgradeState::Running as i32 {
+            break run;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(ended.state, FleetUpgradeState::Failed as i32, "{ended:?}");
+    assert_eq!(ended.stores[0].state, FleetStoreState::Failed as i32);
+    assert!(ended.stores[0].message.contains("update-db"), "{ended:?}");
+    assert!(ended.message.contains(&more[0]), "{}", ended.message);
+    assert!(
+        ended.stores[1..]
+            .iter()
+            .all(|s| s.state == FleetStoreState::Pending as i32),
+        "{ended:?}"
+    );
+    for store in records(&more).await {
+        assert_eq!(store.status.phase, record::Phase::Ready, "{}", store.id);
+        assert_eq!(store.status.version.expect("version").name, WOO_OLD);
+    }
+    let listed = api
+        .list_fleet_upgrades(support::as_admin(FLEET_TENANT, ListFleetUpgradesRequest {}))
+        .await
+        .expect("list")
+        .into_inner()
+        .fleet_upgrades;
+    let listed: Vec<&str> = listed.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(
+        listed,
+        [failing.id.as_str(), run.id.as_str()],
+        "newest first"
+    );
+}
+
+/// The value of `name` in the environment of the first container of store `id`'s Deployment `deployment`.
+async fn env_of(id: &str, deployment: &str, name: &str) -> Option<String> {
+    let client = TestEnv::shared().client().await;
+    let deployment = Api::<Deployment>::namespaced(client, &record::namespace_name(id))
+        .get(deployment)
+        .await
+        .expect("the Deployment");
+    deployment.spec?.template.spec?.containers[0]
+        .env
+        .clone()?
+        .into_iter()
+        .find(|var| var.name == name)?
+        .value
+}
+
+/// The generation of store `id`'s `kind` (Deployment or StatefulSet) `name`: it counts changes to its spec.
+async fn generation_of(id: &str, kind: &str, name: &str) -> i64 {
+    let client = TestEnv::shared().client().await;
+    let namespace = record::namespace_name(id);
+    let meta = match kind {
+        "Deployment" => {
+            Api::<Deployment>::namespaced(client, &namespace)
+                .get(name)
+                .await
+                .expect("the Deployment")
+                .metadata
+        }
+        _ => {
+            Api::<k8s_openapi::api::apps::v1::StatefulSet>::namespaced(client, &namespace)
+                .get(name)
+                .await
+                .expect("the StatefulSet")
+                .metadata
+        }
+    };
+    meta.generation.expect("a generation")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn changed_settings_reach_existing_stores_one_at_a_time_and_restart_only_what_they_change() {
+    let env = TestEnv::shared();
+    env.ensure_namespace("store-platform").await;
+    let logs = tempfile::tempdir().expect("logs");
+    let lease = unique_id("settings");
+    let port = free_port();
+    let relay = |host: &'static str| {
+        vec![
+            ("SMTP_HOST", host),
+            ("SMTP_FROM", "shop@example.com"),
+            ("SMTP_SECURITY", "none"),
+            ("SMTP_PORT", "25"),
+        ]
+    };
+    let start = |extra: &[(&str, &str)]| {
+        provisioner_process(SETTINGS_TENANT, (port, &lease, logs.path()), extra)
+    };
+    let mut provisioner = start(&relay("relay-one.example"));
+    let mut api = ProvisionerServiceClient::new(provisioner.channel(port).await);
+    let ids = ready_stores_through(&mut api, (SETTINGS_TENANT, "settings"), 2).await;
+    let first = records(&ids).await;
+    let generation = first[0].status.settings_generation.clone();
+    assert_eq!(
+        generation.len(),
+        12,
+        "a new store records its settings generation"
+    );
+    assert_eq!(first[1].status.settings_generation, generation);
+    assert_eq!(
+        store_as(SETTINGS_TENANT, &ids[0]).await.settings_generation,
+        generation,
+        "the API shows it"
+    );
+    assert_eq!(
+        env_of(&ids[0], "wordpress", "STORE_SMTP_HOST")
+            .await
+            .as_deref(),
+        Some("relay-one.example")
+    );
+    let mut databases = Vec::new();
+    for id in &ids {
+        databases.push(generation_of(id, "StatefulSet", "mariadb").await);
+    }
+
+    // The relay moves: the next provisioner brings both stores to the new generation, one at a time.
+    provisioner.kill();
+    let provisioner = start(&relay("relay-two.example"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
+    let mut most_at_once = 0;
+    let changed = loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new settings did not reach the stores"
+        );
+        let now = records(&ids).await;
+        let reconfiguring = now
+            .iter()
+            .filter(|s| {
+                s.status.operation.as_ref().is_some_and(|op| {
+                    op.kind == record::OperationKind::Reconfigure
+                        && op.state == record::OperationState::Running
+                })
+            })
+            .count();
+        most_at_once = most_at_once.max(reconfiguring);
+        if now.iter().all(|s| {
+            s.status.settings_generation != generation
+                && s.status.operation.as_ref().is_some_and(|op| {
+                    op.kind == record::OperationKind::Reconfigure
+                        && op.state != record::OperationState::Running
+                })
+        }) {
+            break now;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(most_at_once, 1, "one store at a time");
+    let new_generation = changed[0].status.settings_generation.clone();
+    for (store, database) in changed.iter().zip(&databases) {
+        let operation = store.status.operation.as_ref().expect("the reconfigure");
+        assert_eq!(
+            operation.state,
+            record::OperationState::Succeeded,
+            "{operation:?}"
+        );
+        assert_eq!(operation.settings_generation, new_generation);
+        assert_eq!(store.status.settings_generation, new_generation);
+        assert_eq!(store.status.phase, record::Phase::Ready);
+        assert_eq!(
+            env_of(&store.id, "wordpress", "STORE_SMTP_HOST")
+                .await
+                .as_deref(),
+            Some("relay-two.example"),
+            "the new relay reached WordPress"
+        );
+        assert_eq!(
+            generation_of(&store.id, "StatefulSet", "mariadb").await,
+            *database,
+            "the database's spec did not change, so it did not restart"
+        );
+    }
+    let wordpress: Vec<i64> = {
+        let mut generations = Vec::new();
+        for id in &ids {
+            generations.push(generation_of(id, "Deployment", "wordpress").await);
+        }
+        generations
+    };
+
+    // A setting that shapes no WooCommerce object (Medusa's database volume) changes nothing of these stores.
+    drop(provisioner);
+    let mut provisioner = start(
+        &[
+            relay("relay-two.example").as_slice(),
+            &[("POSTGRES_STORAGE", "5Gi")],
+        ]
+        .concat(),
+    );
+    // Once the new provisioner leads (a store it makes gets ready), its rollout has had time to decide.
+    let mut api = ProvisionerServiceClient::new(provisioner.channel(port).await);
+    let later = ready_stores_through(&mut api, (SETTINGS_TENANT, "settings-later"), 1).await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let after = records(&ids).await;
+    for ((store, before), id) in after.iter().zip(&changed).zip(&ids) {
+        assert_eq!(store.status.settings_generation, new_generation);
+        assert_eq!(
+            store.status.operation, before.status.operation,
+            "no new reconfigure"
+        );
+        assert_eq!(
+            generation_of(id, "Deployment", "wordpress").await,
+            wordpress[ids.iter().position(|i| i == id).expect("index")]
+        );
+    }
+    let later = &records(&later).await[0];
+    assert_eq!(
+        later.status.settings_generation, new_generation,
+        "the same generation for a new store"
+    );
+    assert_eq!(
+        later.status.operation, None,
+        "made with the settings of now"
     );
 }

@@ -1174,6 +1174,66 @@ async fn a_medusa_store_runs_as_real_pods_and_takes_an_order() {
     );
     medusa_support::place_order_via(&via, &base, &key, &settings, "after-rollback@example.com");
 
+    // The owner pauses the store: its pods stop, its address says it is paused; resumed, it has its orders and takes
+    // another.
+    let paused = pause_or_resume(&mut api, &id, true).await;
+    assert_eq!(paused.phase, Phase::Suspended as i32, "{paused:#?}");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let running: Vec<String> = pods
+            .list(&Default::default())
+            .await
+            .expect("list the store's pods")
+            .items
+            .into_iter()
+            .filter(|pod| {
+                pod.status
+                    .as_ref()
+                    .and_then(|s| s.phase.as_deref())
+                    .is_some_and(|phase| matches!(phase, "Running" | "Pending"))
+            })
+            .map(|pod| pod.metadata.name.unwrap_or_default())
+            .collect();
+        if running.iter().all(|name| name.starts_with("maintenance-")) && !running.is_empty() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the paused store still runs {running:?}"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let page = in_node(
+        &node::running_netns(),
+        &[
+            "curl",
+            "-sS",
+            "--max-time",
+            "30",
+            "-w",
+            "\n%{http_code}",
+            &format!("{public}/store/products"),
+        ],
+    );
+    let page = String::from_utf8_lossy(&page.stdout).into_owned();
+    assert!(
+        page.ends_with("\n503") && page.contains("is paused"),
+        "the store's address, paused: {page}"
+    );
+    let resumed = pause_or_resume(&mut api, &id, false).await;
+    assert_eq!(resumed.phase, Phase::Ready as i32, "{resumed:#?}");
+    wait_until_served(&via, &base).await;
+    let token =
+        medusa_support::admin_token_via(&via, &base, &credentials.username, &credentials.password);
+    let orders = medusa_support::admin_orders_via(&via, &base, &token);
+    assert!(
+        medusa_support::lists_order(&orders, &order)
+            && medusa_support::lists_order(&orders, &upgraded_order),
+        "{orders}"
+    );
+    medusa_support::place_order_via(&via, &base, &key, &settings, "after-resume@example.com");
+
     // A clone of the backup: a store of its own, with the order and the image at its own address, and its own
     // administrator's password.
     let copy = format!("{id}-copy");
@@ -1314,6 +1374,64 @@ async fn upgrade(api: &mut ProvisionerServiceClient<Channel>, id: &str, version:
     // A measurement (`-- --nocapture` shows it), not a goal.
     println!(
         "medusa store {id}: UpgradeStore to {version} → its end in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    store
+}
+
+/// Pauses (`suspend`) or resumes store `id` of the Medusa scenario and waits until that has ended; the store then.
+async fn pause_or_resume(
+    api: &mut ProvisionerServiceClient<Channel>,
+    id: &str,
+    suspend: bool,
+) -> Store {
+    let started = std::time::Instant::now();
+    if suspend {
+        api.suspend_store(TestEnv::real_node().as_tenant(
+            MEDUSA_TENANT,
+            store_platform_proto::v1::SuspendStoreRequest {
+                store_id: id.to_owned(),
+            },
+        ))
+        .await
+        .expect("pause");
+    } else {
+        api.resume_store(TestEnv::real_node().as_tenant(
+            MEDUSA_TENANT,
+            store_platform_proto::v1::ResumeStoreRequest {
+                store_id: id.to_owned(),
+            },
+        ))
+        .await
+        .expect("resume");
+    }
+    let store = wait_for(
+        api,
+        MEDUSA_TENANT,
+        id,
+        Duration::from_secs(600),
+        if suspend { "the pause" } else { "the resume" },
+        |s| {
+            s.operation.as_ref().is_some_and(|op| {
+                op.state != store_platform_proto::v1::OperationState::Running as i32
+            }) && s.phase != Phase::Resuming as i32
+        },
+    )
+    .await;
+    let operation = store.operation.as_ref().expect("the operation");
+    assert_eq!(
+        operation.state,
+        store_platform_proto::v1::OperationState::Succeeded as i32,
+        "{store:#?}"
+    );
+    // A measurement (`-- --nocapture` shows it), not a goal.
+    println!(
+        "medusa store {id}: {} → its end in {:.1} s",
+        if suspend {
+            "SuspendStore"
+        } else {
+            "ResumeStore"
+        },
         started.elapsed().as_secs_f64()
     );
     store
