@@ -88,24 +88,22 @@ impl std::fmt::Debug for Provisioner {
 }
 
 impl Provisioner {
+    /// The API over `fleet`'s cluster, engines and settings.
     pub fn new(
-        client: Client,
+        fleet: Arc<fleet::Fleet>,
         stores: Store<Namespace>,
-        engines: Engines,
         auth: Authenticator,
         max_stores_per_tenant: usize,
         locks: TenantLocks,
-        settings: Arc<Settings>,
-        fleet: Arc<fleet::Fleet>,
     ) -> Self {
         Self {
-            client,
+            client: fleet.client.clone(),
             stores,
-            engines,
+            engines: fleet.engines.clone(),
             auth,
             max_stores_per_tenant,
             locks,
-            settings,
+            settings: fleet.settings.clone(),
             backup_start: Arc::default(),
             waiting: Arc::default(),
             fleet,

@@ -123,14 +123,11 @@ pub async fn start(
 
     let (routes, health) = server::standard_routes().await?;
     let api = grpc::Provisioner::new(
-        client.clone(),
+        fleet.clone(),
         stores.clone(),
-        engines.clone(),
         auth,
         args.max_stores_per_tenant,
         tenant_lock::TenantLocks::new(client.clone(), &args.lease_namespace),
-        settings.clone(),
-        fleet.clone(),
     );
     let routes = routes.add_service(
         ProvisionerServiceServer::new(api).max_decoding_message_size(MAX_REQUEST_BYTES),

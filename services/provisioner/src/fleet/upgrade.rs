@@ -390,7 +390,7 @@ async fn runs(fleet: &Fleet) -> Result<Vec<(Run, Option<String>)>, Error> {
         .iter()
         .filter_map(|cm| Some((decode(cm)?, cm.metadata.resource_version.clone())))
         .collect();
-    runs.sort_by(|a, b| b.0.start_time.cmp(&a.0.start_time));
+    runs.sort_by_key(|run| std::cmp::Reverse(run.0.start_time));
     Ok(runs)
 }
 
