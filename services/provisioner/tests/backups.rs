@@ -2479,6 +2479,26 @@ async fn records(ids: &[String]) -> Vec<record::StoreRecord> {
     records
 }
 
+/// Removes every store of `tenant` an earlier run on this control plane left, and waits until they are gone: a test
+/// whose provisioner acts on all its tenant's stores starts from none.
+async fn remove_stores_of(tenant: &str) {
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> =
+        Api::all(TestEnv::shared().client().await);
+    let left = namespaces
+        .list(&ListParams::default().labels(&format!("{}={tenant}", record::TENANT_LABEL)))
+        .await
+        .expect("list the tenant's stores")
+        .items;
+    for namespace in &left {
+        let name = namespace.metadata.name.clone().expect("a name");
+        let _ = namespaces.delete(&name, &Default::default()).await;
+    }
+    for namespace in left {
+        let id = namespace.metadata.name.expect("a name");
+        wait_until_gone(id.trim_start_matches("store-")).await;
+    }
+}
+
 /// `count` READY WooCommerce stores of `tenant`, made through `api`, sorted by id.
 async fn ready_stores_through(
     api: &mut ProvisionerServiceClient<Channel>,
@@ -2599,6 +2619,7 @@ async fn a_fleet_upgrade_goes_canary_first_then_at_most_its_limit_survives_a_res
     let logs = tempfile::tempdir().expect("logs");
     let lease = unique_id("fleet");
     let port = free_port();
+    remove_stores_of(FLEET_TENANT).await;
     let start = || provisioner_process(FLEET_TENANT, (port, &lease, logs.path()), &[]);
     let mut provisioner = start();
     let mut api = ProvisionerServiceClient::new(provisioner.channel(port).await);
@@ -2670,6 +2691,9 @@ async fn a_fleet_upgrade_goes_canary_first_then_at_most_its_limit_survives_a_res
             .all(|s| s.state == FleetStoreState::Upgraded as i32),
         "{ended:?}"
     );
+    println!(
+        "stores upgrading at once: {before_canary} before the canary was upgraded, {after_canary} after"
+    );
     assert_eq!(before_canary, 1, "the canary upgrades alone");
     assert_eq!(after_canary, 2, "then at most two at once");
     for store in records(&ids).await {
@@ -2680,13 +2704,28 @@ async fn a_fleet_upgrade_goes_canary_first_then_at_most_its_limit_survives_a_res
     // A run whose canary's migration fails stops there: the canary rolls back, no other store is touched.
     let mut api = ProvisionerServiceClient::new(provisioner.channel(port).await);
     let more = ready_stores_through(&mut api, (FLEET_TENANT, "fleet-more"), 3).await;
-    pods_fail(
-        &more[0],
-        Duration::from_millis(500),
-        "upgrade-",
-        "upgrade: FAILED: wp core update-db failed",
-    )
-    .await;
+    // Its backup ends as a real one does (naming its snapshot, which the rollback restores); its migration fails.
+    TestEnv::shared()
+        .set_kubelet_behaviour(
+            &record::namespace_name(&more[0]),
+            &Behaviour::with_delay(Duration::from_millis(500))
+                .pod(
+                    "backup-",
+                    Fate::SucceedSaying {
+                        message: "snapshot=5f3a9c1e2b7d4a6f8e0c1b2a3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f6a \
+                                  bytes=2048 added=2048"
+                            .into(),
+                    },
+                )
+                .pod(
+                    "upgrade-",
+                    Fate::Fail {
+                        reason: "Error".into(),
+                        message: "upgrade: FAILED: wp core update-db failed".into(),
+                    },
+                ),
+        )
+        .await;
     let failing = api
         .start_fleet_upgrade(start_fleet_upgrade(WOO_OLD, WOO_NEW, 3))
         .await
@@ -2795,6 +2834,7 @@ async fn changed_settings_reach_existing_stores_one_at_a_time_and_restart_only_w
             ("SMTP_PORT", "25"),
         ]
     };
+    remove_stores_of(SETTINGS_TENANT).await;
     let start = |extra: &[(&str, &str)]| {
         provisioner_process(SETTINGS_TENANT, (port, &lease, logs.path()), extra)
     };
