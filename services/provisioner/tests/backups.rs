@@ -2582,13 +2582,28 @@ async fn follow_fleet_upgrade(
                 continue;
             }
         };
-        let ids: Vec<String> = run.stores.iter().map(|s| s.store_id.clone()).collect();
-        let upgrading = records(&ids)
+        // The stores as one list reads them (one moment of the API server's), the canary's end among them.
+        let namespaces: Api<k8s_openapi::api::core::v1::Namespace> =
+            Api::all(TestEnv::shared().client().await);
+        let stores: Vec<record::StoreRecord> = namespaces
+            .list(
+                &ListParams::default().labels(&format!("{}={FLEET_TENANT}", record::TENANT_LABEL)),
+            )
             .await
+            .expect("list the stores")
+            .items
+            .iter()
+            .filter_map(|ns| record::StoreRecord::from_namespace(ns).ok())
+            .filter(|s| run.stores.iter().any(|r| r.store_id == s.id))
+            .collect();
+        let upgrading = stores
             .iter()
             .filter(|s| s.status.phase == record::Phase::Upgrading)
             .count();
-        let canary_upgraded = run.stores[0].state == FleetStoreState::Upgraded as i32;
+        let canary_upgraded = stores.iter().any(|s| {
+            s.id == run.stores[0].store_id
+                && s.status.version.as_ref().map(|v| v.name.as_str()) == Some(WOO_NEW)
+        });
         if canary_upgraded {
             after_canary = after_canary.max(upgrading);
         } else {
