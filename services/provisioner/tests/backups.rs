@@ -2556,7 +2556,7 @@ async fn follow_fleet_upgrade(
     (usize, usize),
     ServiceProcess,
 ) {
-    use store_platform_proto::v1::{FleetStoreState, FleetUpgradeState, GetFleetUpgradeRequest};
+    use store_platform_proto::v1::{FleetUpgradeState, GetFleetUpgradeRequest};
     let deadline = std::time::Instant::now() + Duration::from_secs(600);
     let (mut before_canary, mut after_canary, mut restarted) = (0, 0, false);
     let mut api = ProvisionerServiceClient::new(provisioner.channel(port).await);
