@@ -702,6 +702,9 @@ async fn installed_on_kubernetes_1_20_with_least_privilege_proven_by_impersonati
         // its window.
         "/secrets list",
         "/secrets delete",
+        // Fleet upgrades' records are listed and rewritten as they run.
+        "/configmaps list",
+        "/configmaps update",
     ]));
     assert_eq!(provisioner_home, expected);
 
