@@ -186,13 +186,13 @@ impl Provisioner {
     }
 
     /// The backup a clone is made from, checked: a backup of a store of `tenant` (living, or deleted within its
-    /// window), of the new store's engine; its full id.
+    /// window), of the new store's engine; its full id, and the version its data is of if the platform offers it.
     async fn clone_source(
         &self,
         tenant: &str,
         new: &NewStore,
         clone: validation::CloneRequest,
-    ) -> Result<CloneSource, Error> {
+    ) -> Result<(CloneSource, Option<record::Version>), Error> {
         let settings = self.settings.backup.as_ref().ok_or(Error::BackupsOff)?;
         let key =
             backup::repository::existing_key_of(&self.client, settings, tenant, &clone.store_id)
@@ -208,10 +208,17 @@ impl Provisioner {
         )
         .await?;
         snapshot.require_engine("engine", new.spec.engine)?;
-        Ok(CloneSource {
-            store_id: clone.store_id,
-            backup_id: snapshot.id,
-        })
+        let version = self
+            .settings
+            .version_of_image(new.spec.engine, &snapshot.version)
+            .cloned();
+        Ok((
+            CloneSource {
+                store_id: clone.store_id,
+                backup_id: snapshot.id,
+            },
+            version,
+        ))
     }
 
     /// Runs `tenant`'s batches until none is waiting.
@@ -298,23 +305,21 @@ impl Provisioner {
         tenant: &str,
         new: NewStore,
     ) -> Result<(StoreRecord, bool), Error> {
+        let version = new.version.clone().unwrap_or_else(|| {
+            self.settings
+                .versions(new.spec.engine)
+                .default_version()
+                .clone()
+        });
         let store = StoreRecord {
             id: new.id.clone(),
             tenant: tenant.to_owned(),
             spec: new.spec.clone(),
             status: StoreStatus {
-                // A new store runs the platform's default version of its engine, and keeps it until upgraded; it is
-                // built with the settings of now.
-                version: Some(
-                    self.settings
-                        .versions(new.spec.engine)
-                        .default_version()
-                        .clone(),
-                ),
-                settings_generation: self.settings.generation(
-                    new.spec.engine,
-                    Some(self.settings.versions(new.spec.engine).default_version()),
-                ),
+                // A new store runs the platform's default version of its engine (a clone: its backup's, if offered),
+                // and keeps it until upgraded; it is built with the settings of now.
+                settings_generation: self.settings.generation(new.spec.engine, Some(&version)),
+                version: Some(version),
                 ..StoreStatus::pending(
                     &Provisioning(self.engines.of(new.spec.engine)).steps(&new.spec),
                     Timestamp::now(),
@@ -599,7 +604,9 @@ impl ProvisionerService for Provisioner {
         let caller = self.auth.caller(request.metadata(), "CreateStore").await?;
         let mut new = NewStore::try_from(request.into_inner())?;
         if let Some(clone) = new.clone.take() {
-            new.spec.source = Some(self.clone_source(&caller.tenant, &new, clone).await?);
+            let (source, version) = self.clone_source(&caller.tenant, &new, clone).await?;
+            new.spec.source = Some(source);
+            new.version = version;
         }
         let store = self.create(caller.tenant, new).await?;
         Ok(Response::new(CreateStoreResponse {

@@ -367,6 +367,19 @@ impl Settings {
         }
     }
 
+    /// The offered version of `engine` whose main image (WordPress's; Medusa's backend) is `image`, as a backup
+    /// records it.
+    pub fn version_of_image(&self, engine: Engine, image: &str) -> Option<&Version> {
+        let component = match engine {
+            Engine::Woocommerce => WORDPRESS,
+            Engine::Medusa => MEDUSA,
+        };
+        self.versions(engine)
+            .offered()
+            .iter()
+            .find(|version| version.images.get(component).is_some_and(|i| i == image))
+    }
+
     /// The version `store` is to run: the one the platform offers under its version's name (an operator may have
     /// given that version new images, e.g. a rebuild with security fixes), or its own when the platform offers no
     /// such version; None for a store that recorded none.

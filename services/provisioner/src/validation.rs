@@ -176,6 +176,9 @@ pub struct NewStore {
     /// For a clone, what the request named; resolved into `spec.source` (the backup's full id) before the store is
     /// made.
     pub clone: Option<CloneRequest>,
+    /// For a clone: the version the backup's data is of, when the platform offers it (the clone runs it rather
+    /// than the default, which may be older than its data); None: the default.
+    pub version: Option<store_platform_runtime::record::Version>,
 }
 
 /// A clone's source as requested: a store id and the start of a backup's id.
@@ -218,6 +221,7 @@ impl TryFrom<proto::CreateStoreRequest> for NewStore {
                     })
                 })
                 .transpose()?,
+            version: None,
         })
     }
 }

@@ -528,6 +528,19 @@ fn write_a_snapshot(store_secret: &Secret, id: &str, engine: &str) {
 }
 
 fn write_a_snapshot_of(store_secret: &Secret, (tenant, id): (&str, &str), engine: &str) {
+    write_a_snapshot_on(
+        store_secret,
+        (tenant, id),
+        (engine, "store-platform/wordpress:6.8-wc9.9"),
+    );
+}
+
+/// As [`write_a_snapshot_of`], of a store running `image` (the version a backup records).
+fn write_a_snapshot_on(
+    store_secret: &Secret,
+    (tenant, id): (&str, &str),
+    (engine, image): (&str, &str),
+) {
     let dir = tempfile::tempdir().expect("tmp");
     let backup_dir = dir.path().join("backup");
     std::fs::create_dir_all(backup_dir.join("files")).expect("mkdir");
@@ -562,10 +575,7 @@ fn write_a_snapshot_of(store_secret: &Secret, (tenant, id): (&str, &str), engine
             ("STORE_ID", id.to_owned()),
             ("STORE_TENANT", tenant.to_owned()),
             ("STORE_ENGINE", engine.to_owned()),
-            (
-                "ENGINE_VERSION",
-                "store-platform/wordpress:6.8-wc9.9".to_owned(),
-            ),
+            ("ENGINE_VERSION", image.to_owned()),
             ("DATABASE_IMAGE", "mariadb:11.4".to_owned()),
             ("STORE_SPEC", "{}".to_owned()),
             ("BACKUP_KIND", "scheduled".to_owned()),
@@ -1092,6 +1102,57 @@ async fn a_backup_of_the_other_engine_is_refused_by_name() {
         "{status:?}"
     );
     assert_eq!(store_now(&id).await.phase, Phase::Ready as i32);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_clone_runs_the_version_its_backup_was_made_on() {
+    let source = ready_store("newer", "vault", Engine::Woocommerce).await;
+    let client = TestEnv::shared().client().await;
+    let secret = Api::<Secret>::namespaced(client, &record::namespace_name(&source))
+        .get("store-backup")
+        .await
+        .expect("the store's backup Secret");
+    // A backup of the store as it was on the newer version (the platform's default is the older one).
+    write_a_snapshot_on(&secret, ("vault", &source), ("woocommerce", WOO_NEW_IMAGE));
+    let snapshot = api()
+        .await
+        .list_backups(as_tenant(
+            "vault",
+            ListBackupsRequest {
+                store_id: source.clone(),
+            },
+        ))
+        .await
+        .expect("list")
+        .into_inner()
+        .backups
+        .into_iter()
+        .find(|b| b.state == BackupState::Succeeded as i32)
+        .expect("the snapshot")
+        .id;
+    let copy = unique_id("newer-copy");
+    let created = api()
+        .await
+        .create_store(clone_request(
+            "vault",
+            &copy,
+            Engine::Woocommerce,
+            (&source, &snapshot),
+        ))
+        .await
+        .expect("clone")
+        .into_inner()
+        .store
+        .expect("store");
+    assert_eq!(
+        created.version, WOO_NEW,
+        "not the default, which is older than its data"
+    );
+    wait_for_phase(&copy, "ready", Duration::from_secs(120)).await;
+    assert_eq!(
+        image_of(&copy, "Deployment", "wordpress").await,
+        WOO_NEW_IMAGE
+    );
 }
 
 /// CreateStore of `id` (a WooCommerce store, for tenant `tenant`) as a clone of `store`'s backup `backup`.
