@@ -2006,6 +2006,15 @@ async fn an_upgrade_backs_up_migrates_rolls_and_verifies_and_the_store_records_i
         Some(WOO_NEW)
     );
     assert_eq!(store_as(OPS, &id).await.version, WOO_NEW);
+    // Its new images were applied with the settings of now: no reconfigure follows the upgrade (the leader looks
+    // every 2 s).
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let after = records(std::slice::from_ref(&id)).await.remove(0);
+    assert_eq!(
+        after.status.operation.as_ref().map(|op| op.kind),
+        Some(record::OperationKind::Upgrade),
+        "{after:?}"
+    );
 
     // What it did: a backup first, the migrations in the new image, WordPress and its cron on the new image, and
     // the verification run afresh in it.

@@ -50,8 +50,12 @@ pub trait Operation: Steps {
         Phase::Ready
     }
 
-    /// What the store's status becomes when every step succeeded.
-    fn succeeded(&self, status: &mut store_platform_runtime::record::StoreStatus) {
+    /// What the status of `store` becomes when every step succeeded.
+    fn succeeded(
+        &self,
+        _store: &StoreRecord,
+        status: &mut store_platform_runtime::record::StoreStatus,
+    ) {
         status.phase = Phase::Ready;
     }
 
@@ -160,7 +164,7 @@ pub async fn advance(
             status.phase = Phase::Ready;
         } else {
             operation.state = OperationState::Succeeded;
-            driver.succeeded(&mut status);
+            driver.succeeded(store, &mut status);
         }
     }
     status.operation = Some(operation);

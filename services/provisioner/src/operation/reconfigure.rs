@@ -86,7 +86,7 @@ impl Operation for Reconfigure<'_> {
         reason.to_owned()
     }
 
-    fn succeeded(&self, status: &mut StoreStatus) {
+    fn succeeded(&self, _store: &StoreRecord, status: &mut StoreStatus) {
         status.phase = Phase::Ready;
         status.settings_generation = self.operation.settings_generation.clone();
     }

@@ -177,7 +177,7 @@ impl Operation for Pause<'_> {
         }
     }
 
-    fn succeeded(&self, status: &mut StoreStatus) {
+    fn succeeded(&self, _store: &StoreRecord, status: &mut StoreStatus) {
         status.phase = if self.resuming() {
             Phase::Ready
         } else {

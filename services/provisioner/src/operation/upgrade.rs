@@ -380,11 +380,21 @@ impl Operation for Upgrade<'_> {
         )
     }
 
-    fn succeeded(&self, status: &mut StoreStatus) {
+    fn succeeded(&self, store: &StoreRecord, status: &mut StoreStatus) {
         status.phase = Phase::Ready;
-        if let Some(version) = &self.operation.to_version {
-            status.version = Some(version.clone());
+        let Some(version) = &self.operation.to_version else {
+            return;
+        };
+        // The new images' objects were applied with the settings of now: a store that had the settings of now
+        // before has them on its new version too, and needs no reconfigure after its upgrade.
+        let settings = self.engine.settings();
+        let engine = store.spec.engine;
+        if status.settings_generation
+            == settings.generation(engine, self.operation.from_version.as_ref())
+        {
+            status.settings_generation = settings.generation(engine, Some(version));
         }
+        status.version = Some(version.clone());
     }
 
     async fn reset(&self, step: &str, store: &StoreRecord, kube: &Kube) -> Result<(), Error> {
