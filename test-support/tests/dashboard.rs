@@ -33,6 +33,9 @@ use store_platform_test_support::{
 /// The tenant of the test's API token, and the only one its provisioner reconciles.
 const TENANT: &str = "browser";
 const BUCKET: &str = "dashboard-backups";
+/// The version the platform offers from the harness's "newer-version" on, as its default; stores made before run
+/// the one before it.
+const NEWER_VERSION: &str = "6.8-wc9.10";
 const ACCESS_KEY: &str = "dashboard-access-key";
 const SECRET_KEY: &str = "dashboard-secret-key-never-logged";
 
@@ -225,6 +228,7 @@ async fn the_dashboard_creates_watches_backs_up_restores_clones_and_deletes_stor
         .env("RESTART_REQUEST", &restart_request)
         .env("HARNESS_REPLY", &harness_reply)
         .env("PASSWORD_FILE", &password_file)
+        .env("NEWER_VERSION", NEWER_VERSION)
         .env("CHROMIUM", &chromium)
         .stdout(Stdio::inherit())
         .stderr(Stdio::inherit())
@@ -258,6 +262,30 @@ async fn the_dashboard_creates_watches_backs_up_restores_clones_and_deletes_stor
                 _ if request == "heal" => {
                     env.set_kubelet_behaviour(&broken_namespace, &Behaviour::default())
                         .await;
+                }
+                // The operator offers a newer WooCommerce version as the default: the provisioner restarts with it
+                // (and the one before, which the stores run, still offered).
+                _ if request == "newer-version" => {
+                    let old = provisioner.take().expect("the provisioner");
+                    assert!(
+                        old.terminate(Duration::from_secs(15)),
+                        "the provisioner did not stop"
+                    );
+                    let mut settings = backups.clone();
+                    settings.extend([
+                        (
+                            "WORDPRESS_IMAGE",
+                            format!("store-platform/wordpress:{NEWER_VERSION}"),
+                        ),
+                        ("WOOCOMMERCE_VERSION", NEWER_VERSION.to_owned()),
+                        (
+                            "WOOCOMMERCE_VERSIONS",
+                            "6.8-wc9.9=store-platform/wordpress:6.8-wc9.9".to_owned(),
+                        ),
+                    ]);
+                    let mut fresh = start_provisioner(env, provisioner_port, Some(&settings), logs);
+                    fresh.channel(provisioner_port).await;
+                    provisioner = Some(fresh);
                 }
                 _ if request == "provisioner-without-backups" => {
                     let old = provisioner.take().expect("the provisioner");

@@ -15,6 +15,8 @@
 //                                     script with Debian's restic, the store's Secret `store-backup` and the Job's
 //                                     environment, writing a real snapshot into the store's repository; answers
 //                                     "id=<snapshot id> bytes=<its size> time=<its time, ms since the epoch>";
+//     "newer-version"                 restart the provisioner offering NEWER_VERSION as its default WooCommerce
+//                                     version (the stores run the one before);
 //     "provisioner-without-backups"   restart the provisioner with no object store.
 // Exits non-zero with a message at the first step that fails.
 
@@ -32,6 +34,7 @@ const shots = env("SCREENSHOTS");
 const restartRequest = env("RESTART_REQUEST");
 const harnessReply = env("HARNESS_REPLY");
 const passwordFile = env("PASSWORD_FILE");
+const newerVersion = env("NEWER_VERSION");
 
 // A phone-width screen: the dashboard must be usable there.
 const { browser, page, step } = await open({ width: 390, height: 844 }, shots);
@@ -248,6 +251,46 @@ try {
     }
     console.log(`    phases seen: ${phases.join(" → ")}`);
     await expectVisible(card.getByRole("link", { name: "Storefront" }));
+  });
+
+  await step("a-store-behind-the-platforms-version-is-upgraded-with-its-steps-shown-live", async () => {
+    await askHarness("newer-version");
+    // The versions on offer are asked when the dashboard opens.
+    await page.reload();
+    const behind = card.getByTestId("behind");
+    await expectVisible(behind, 30_000);
+    const says = (await behind.textContent())?.trim();
+    if (says !== `${newerVersion} available`) throw new Error(`the store's badge says "${says}"`);
+    await page.screenshot({ path: join(shots, "behind.png"), fullPage: true });
+    await card.getByRole("button", { name: `Upgrade to ${newerVersion}` }).click();
+    const phases = [];
+    const progress = new Set();
+    const upgradeSteps = card.getByRole("list", { name: "Upgrade steps" });
+    const deadline = Date.now() + 180_000;
+    for (;;) {
+      const now = (await phase.textContent())?.trim();
+      if (phases.at(-1) !== now) phases.push(now);
+      if (now === "upgrading" && (await upgradeSteps.isVisible())) {
+        const states = await upgradeSteps.getByRole("listitem").allTextContents();
+        progress.add(states.map((text) => text.replace(/\s+/g, " ").trim()).join(", "));
+      }
+      if (now === "ready" && phases.includes("upgrading")) break;
+      if (now === "failed") throw new Error(`the upgrade failed: ${await card.textContent()}`);
+      if (Date.now() > deadline) throw new Error(`not upgraded in time; phases seen ${phases}`);
+      await page.waitForTimeout(50);
+    }
+    const seen = [...progress].join(" | ");
+    for (const name of ["safety-backup", "stop-writers", "migrate", "start-writers", "verify"]) {
+      if (!seen.includes(name)) throw new Error(`the upgrade's step ${name} was not shown: ${seen}`);
+    }
+    console.log(`    phases seen: ${phases.join(" → ")}; the upgrade's steps seen in ${progress.size} states`);
+    await behind.waitFor({ state: "detached", timeout: 30_000 });
+    const text = (await card.textContent()) ?? "";
+    if (!text.includes(`version ${newerVersion}`)) throw new Error(`the store does not show its new version: ${text}`);
+    await expectVisible(card.getByRole("link", { name: "Storefront" }));
+    // The page was reloaded: the store's backups are opened again for the steps that follow.
+    await card.getByText("Backups", { exact: true }).click();
+    await expectVisible(onDemand, 30_000);
   });
 
   const clone = page.getByRole("listitem", { name: `Store Browser shop (copy) (${cloneStoreId})` });
