@@ -36,6 +36,7 @@ impl Method {
                 | "SuspendStore"
                 | "ResumeStore"
                 | "StartFleetUpgrade"
+                | "StopFleetUpgrade"
         )
     }
 

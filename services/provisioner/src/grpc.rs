@@ -22,8 +22,9 @@ use store_platform_proto::v1::{
     ListFleetUpgradesResponse, ListStoresRequest, ListStoresResponse, ListVersionsRequest,
     ListVersionsResponse, RestoreStoreRequest, RestoreStoreResponse, ResumeStoreRequest,
     ResumeStoreResponse, RetryStoreRequest, RetryStoreResponse, StartFleetUpgradeRequest,
-    StartFleetUpgradeResponse, SuspendStoreRequest, SuspendStoreResponse, UpgradeStoreRequest,
-    UpgradeStoreResponse, provisioner_service_server::ProvisionerService,
+    StartFleetUpgradeResponse, StopFleetUpgradeRequest, StopFleetUpgradeResponse,
+    SuspendStoreRequest, SuspendStoreResponse, UpgradeStoreRequest, UpgradeStoreResponse,
+    provisioner_service_server::ProvisionerService,
 };
 use store_platform_runtime::record::{
     self, CloneSource, OperationKind, Phase, StepState, StepStatus, StoreRecord, StoreStatus,
@@ -1056,6 +1057,26 @@ impl ProvisionerService for Provisioner {
         let run =
             fleet::upgrade::get(&self.fleet, request.get_ref().fleet_upgrade_id.trim()).await?;
         Ok(Response::new(GetFleetUpgradeResponse {
+            fleet_upgrade: Some(run.to_proto()),
+        }))
+    }
+
+    async fn stop_fleet_upgrade(
+        &self,
+        request: Request<StopFleetUpgradeRequest>,
+    ) -> Result<Response<StopFleetUpgradeResponse>, Status> {
+        let caller = self
+            .auth
+            .caller(request.metadata(), "StopFleetUpgrade")
+            .await?;
+        administrator(&caller, "StopFleetUpgrade")?;
+        let run = fleet::upgrade::stop(
+            &self.fleet,
+            request.get_ref().fleet_upgrade_id.trim(),
+            &caller.tenant,
+        )
+        .await?;
+        Ok(Response::new(StopFleetUpgradeResponse {
             fleet_upgrade: Some(run.to_proto()),
         }))
     }

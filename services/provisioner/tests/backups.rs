@@ -2698,6 +2698,7 @@ async fn a_fleet_upgrade_goes_canary_first_then_at_most_its_limit_survives_a_res
  {
     use store_platform_proto::v1::{
         FleetStoreState, FleetUpgradeState, GetFleetUpgradeRequest, ListFleetUpgradesRequest,
+        StopFleetUpgradeRequest,
     };
     let env = TestEnv::shared();
     env.ensure_namespace("store-platform").await;
@@ -2852,6 +2853,75 @@ async fn a_fleet_upgrade_goes_canary_first_then_at_most_its_limit_survives_a_res
         assert_eq!(store.status.phase, record::Phase::Ready, "{}", store.id);
         assert_eq!(store.status.version.expect("version").name, WOO_OLD);
     }
+
+    // An operator stops a run: nothing further starts, and it ends STOPPED once what runs has ended.
+    TestEnv::shared()
+        .set_kubelet_behaviour(
+            &record::namespace_name(&more[0]),
+            &Behaviour::with_delay(Duration::from_millis(1500)),
+        )
+        .await;
+    let stopping = api
+        .start_fleet_upgrade(start_fleet_upgrade(WOO_OLD, WOO_NEW, 3))
+        .await
+        .expect("start")
+        .into_inner()
+        .fleet_upgrade
+        .expect("the run");
+    let stop = |tenant_scope: bool, id: &str| {
+        let request = StopFleetUpgradeRequest {
+            fleet_upgrade_id: id.to_owned(),
+        };
+        if tenant_scope {
+            as_tenant(FLEET_TENANT, request)
+        } else {
+            support::as_admin(FLEET_TENANT, request)
+        }
+    };
+    let status = api
+        .stop_fleet_upgrade(stop(true, &stopping.id))
+        .await
+        .expect_err("a tenant's caller");
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    let status = api
+        .stop_fleet_upgrade(stop(false, "woocommerce-20260101-000000-beef"))
+        .await
+        .expect_err("no such run");
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+    api.stop_fleet_upgrade(stop(false, &stopping.id))
+        .await
+        .expect("stop");
+    let stopped = loop {
+        let now = api
+            .stop_fleet_upgrade(stop(false, &stopping.id))
+            .await
+            .expect("stopping again changes nothing")
+            .into_inner()
+            .fleet_upgrade
+            .expect("the run");
+        if now.state != FleetUpgradeState::Running as i32 {
+            break now;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(
+        stopped.state,
+        FleetUpgradeState::Stopped as i32,
+        "{stopped:?}"
+    );
+    assert_eq!(stopped.stopped_by, FLEET_TENANT);
+    assert!(
+        stopped.stores[1..]
+            .iter()
+            .all(|s| s.state == FleetStoreState::Pending as i32),
+        "{stopped:?}"
+    );
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    for store in records(&more[1..]).await {
+        assert_eq!(store.status.version.expect("version").name, WOO_OLD);
+        assert_eq!(store.status.phase, record::Phase::Ready);
+    }
+
     let listed = api
         .list_fleet_upgrades(support::as_admin(FLEET_TENANT, ListFleetUpgradesRequest {}))
         .await
@@ -2861,7 +2931,7 @@ async fn a_fleet_upgrade_goes_canary_first_then_at_most_its_limit_survives_a_res
     let listed: Vec<&str> = listed.iter().map(|r| r.id.as_str()).collect();
     assert_eq!(
         listed,
-        [failing.id.as_str(), run.id.as_str()],
+        [stopping.id.as_str(), failing.id.as_str(), run.id.as_str()],
         "newest first"
     );
 }

@@ -205,6 +205,13 @@ impl ProvisionerService for Provisioner {
         Err(Status::unimplemented("not in this test"))
     }
 
+    async fn stop_fleet_upgrade(
+        &self,
+        _: Request<store_platform_proto::v1::StopFleetUpgradeRequest>,
+    ) -> Result<Response<store_platform_proto::v1::StopFleetUpgradeResponse>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
+
     async fn list_fleet_upgrades(
         &self,
         _: Request<store_platform_proto::v1::ListFleetUpgradesRequest>,

@@ -38,6 +38,7 @@ pub enum RunState {
     Running,
     Succeeded,
     Failed,
+    Stopped,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,6 +79,9 @@ pub struct Run {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finish_time: Option<Timestamp>,
     pub started_by: String,
+    /// Who asked it to stop (StopFleetUpgrade): it starts no further upgrade.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_by: Option<String>,
 }
 
 /// The name of run `id`'s ConfigMap.
@@ -123,6 +127,7 @@ impl Run {
             start_time: now,
             finish_time: None,
             started_by: started_by.to_owned(),
+            stopped_by: None,
         }
     }
 
@@ -137,6 +142,7 @@ impl Run {
                 RunState::Running => proto::FleetUpgradeState::Running,
                 RunState::Succeeded => proto::FleetUpgradeState::Succeeded,
                 RunState::Failed => proto::FleetUpgradeState::Failed,
+                RunState::Stopped => proto::FleetUpgradeState::Stopped,
             } as i32,
             message: self.message.clone(),
             stores: self
@@ -158,6 +164,7 @@ impl Run {
             start_time: Some(timestamp(self.start_time)),
             finish_time: self.finish_time.map(timestamp),
             started_by: self.started_by.clone(),
+            stopped_by: self.stopped_by.clone().unwrap_or_default(),
         }
     }
 
@@ -275,7 +282,7 @@ pub fn step(run: &mut Run, stores: &BTreeMap<&str, &StoreRecord>, now: Timestamp
         .find(|s| s.state == StoreState::Failed)
         .cloned();
     let mut start = Vec::new();
-    if failed.is_none() {
+    if failed.is_none() && run.stopped_by.is_none() {
         let canary_done = run
             .stores
             .iter()
@@ -338,6 +345,18 @@ pub fn step(run: &mut Run, stores: &BTreeMap<&str, &StoreRecord>, now: Timestamp
                 "stopping: the upgrade of store {} failed; waiting for {upgrading} running",
                 store.id
             );
+        }
+        None if upgrading == 0 && run.stopped_by.is_some() => {
+            run.state = RunState::Stopped;
+            run.finish_time = Some(now);
+            run.message = format!(
+                "stopped by {}; {}",
+                run.stopped_by.as_deref().unwrap_or("?"),
+                run.summary()
+            );
+        }
+        None if run.stopped_by.is_some() => {
+            run.message = format!("stopping: waiting for {upgrading} running");
         }
         None if run.count(StoreState::Pending) == 0 && upgrading == 0 => {
             run.state = RunState::Succeeded;
@@ -422,6 +441,45 @@ pub async fn get(fleet: &Fleet, id: &str) -> Result<Run, Error> {
     match decode(&config_map) {
         Some(run) if owned => Ok(run),
         _ => Err(not_found()),
+    }
+}
+
+/// Asks run `id` to stop (`by`: the caller's tenant): the leader starts no further upgrade of it. The run then; one
+/// that has ended, as it is.
+pub async fn stop(fleet: &Fleet, id: &str, by: &str) -> Result<Run, Error> {
+    let mut attempt = 0;
+    loop {
+        let mut run = get(fleet, id).await?;
+        if run.state != RunState::Running || run.stopped_by.is_some() {
+            return Ok(run);
+        }
+        let config_map = runs_api(fleet)
+            .get(&config_map_name(id))
+            .await
+            .map_err(Error::kubernetes("read the fleet upgrade"))?;
+        run.stopped_by = Some(by.to_owned());
+        run.message = "stopping".to_owned();
+        let written = runs_api(fleet)
+            .replace(
+                &config_map_name(id),
+                &PostParams::default(),
+                &encode(&run, &fleet.owner, config_map.metadata.resource_version)?,
+            )
+            .await;
+        match written {
+            Ok(_) => {
+                tracing::info!(run = %id, by = %by, "fleet upgrade stopping");
+                return Ok(run);
+            }
+            // The leader wrote it meanwhile: decide on the run as it is now.
+            Err(kube::Error::Api(status)) if status.code == 409 && attempt < 4 => attempt += 1,
+            Err(source) => {
+                return Err(Error::Kubernetes {
+                    action: "stop the fleet upgrade".into(),
+                    source,
+                });
+            }
+        }
     }
 }
 
@@ -735,6 +793,26 @@ mod tests {
         assert!(step(&mut run, &by_id(&stores), Timestamp::UNIX_EPOCH).is_empty());
         assert_eq!(run.stores[0].message, "it is paused");
         assert_eq!(run.stores[1].state, StoreState::Pending);
+    }
+
+    #[test]
+    fn a_stopped_run_starts_nothing_more_and_ends_once_its_upgrades_ended() {
+        let mut stores = vec![store("a", "1"), store("b", "1"), store("c", "1")];
+        let mut run = run(&stores, 2);
+        step(&mut run, &by_id(&stores), Timestamp::UNIX_EPOCH);
+        stores[0] = upgrading(stores[0].clone(), "2", OperationState::Running);
+        run.stopped_by = Some("ops".to_owned());
+        assert!(step(&mut run, &by_id(&stores), Timestamp::UNIX_EPOCH).is_empty());
+        assert_eq!(run.state, RunState::Running, "the canary still runs");
+        stores[0] = upgrading(stores[0].clone(), "2", OperationState::Succeeded);
+        assert!(step(&mut run, &by_id(&stores), Timestamp::UNIX_EPOCH).is_empty());
+        assert_eq!(run.state, RunState::Stopped);
+        assert_eq!(
+            run.message,
+            "stopped by ops; 1 of 3 upgraded, 0 upgrading, 0 skipped"
+        );
+        assert_eq!(run.stores[1].state, StoreState::Pending);
+        assert_eq!(run.to_proto().stopped_by, "ops");
     }
 
     #[test]
