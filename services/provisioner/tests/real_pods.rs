@@ -325,6 +325,23 @@ fn in_node(netns: &str, command: &[&str]) -> std::process::Output {
         .expect("nsenter")
 }
 
+/// curl with `args`, in the node's network namespace, once a connection is no longer refused: a pod is Ready, or a
+/// Service's selector changed, a moment before kube-proxy's rules send its traffic there, and until then curl exits 7.
+/// Any other outcome is the answer; so is a refusal that lasts a minute.
+async fn curl_when_served(netns: &str, args: &[&str]) -> std::process::Output {
+    let command: Vec<&str> = std::iter::once("curl")
+        .chain(args.iter().copied())
+        .collect();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let output = in_node(netns, &command);
+        if output.status.code() != Some(7) || tokio::time::Instant::now() > deadline {
+            return output;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 /// The `docker` command, against the node's engine.
 fn docker_command() -> Command {
     let socket = TestEnv::real_node().dir().join("node/docker.sock");
@@ -409,10 +426,9 @@ async fn a_store_runs_mariadb_and_wordpress_in_real_containers_and_stops_honestl
         .and_then(|s| s.cluster_ip)
         .expect("a ClusterIP");
     let url = format!("http://{cluster_ip}/wp-admin/install.php");
-    let installer = in_node(
+    let installer = curl_when_served(
         &netns,
         &[
-            "curl",
             "--silent",
             "--show-error",
             "--max-time",
@@ -421,7 +437,8 @@ async fn a_store_runs_mariadb_and_wordpress_in_real_containers_and_stops_honestl
             "\n%{http_code}",
             &url,
         ],
-    );
+    )
+    .await;
     let body = String::from_utf8_lossy(&installer.stdout);
     assert!(
         installer.status.success(),
@@ -1204,10 +1221,9 @@ async fn a_medusa_store_runs_as_real_pods_and_takes_an_order() {
         );
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-    let page = in_node(
+    let page = curl_when_served(
         &node::running_netns(),
         &[
-            "curl",
             "-sS",
             "--max-time",
             "30",
@@ -1215,7 +1231,8 @@ async fn a_medusa_store_runs_as_real_pods_and_takes_an_order() {
             "\n%{http_code}",
             &format!("{public}/store/products"),
         ],
-    );
+    )
+    .await;
     let page = String::from_utf8_lossy(&page.stdout).into_owned();
     assert!(
         page.ends_with("\n503") && page.contains("is paused"),
