@@ -1374,26 +1374,8 @@ async fn upgrade(api: &mut ProvisionerServiceClient<Channel>, id: &str, version:
     ))
     .await
     .expect("upgrade");
-    let store = wait_for(
-        api,
-        MEDUSA_TENANT,
-        id,
-        Duration::from_secs(1200),
-        "the end of the upgrade",
-        |s| {
-            s.phase != Phase::Upgrading as i32
-                && s.operation.as_ref().is_some_and(|op| {
-                    op.state != store_platform_proto::v1::OperationState::Running as i32
-                })
-        },
-    )
-    .await;
-    // A measurement (`-- --nocapture` shows it), not a goal.
-    println!(
-        "medusa store {id}: UpgradeStore to {version} → its end in {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
-    store
+    let what = format!("UpgradeStore to {version}");
+    operation_ended(api, id, (&what, Duration::from_secs(1200)), started).await
 }
 
 /// Pauses (`suspend`) or resumes store `id` of the Medusa scenario and waits until that has ended; the store then.
@@ -1403,7 +1385,7 @@ async fn pause_or_resume(
     suspend: bool,
 ) -> Store {
     let started = std::time::Instant::now();
-    if suspend {
+    let what = if suspend {
         api.suspend_store(TestEnv::real_node().as_tenant(
             MEDUSA_TENANT,
             store_platform_proto::v1::SuspendStoreRequest {
@@ -1412,6 +1394,7 @@ async fn pause_or_resume(
         ))
         .await
         .expect("pause");
+        "SuspendStore"
     } else {
         api.resume_store(TestEnv::real_node().as_tenant(
             MEDUSA_TENANT,
@@ -1421,34 +1404,43 @@ async fn pause_or_resume(
         ))
         .await
         .expect("resume");
-    }
-    let store = wait_for(
-        api,
-        MEDUSA_TENANT,
-        id,
-        Duration::from_secs(600),
-        if suspend { "the pause" } else { "the resume" },
-        |s| {
-            s.operation.as_ref().is_some_and(|op| {
-                op.state != store_platform_proto::v1::OperationState::Running as i32
-            }) && s.phase != Phase::Resuming as i32
-        },
-    )
-    .await;
+        "ResumeStore"
+    };
+    let store = operation_ended(api, id, (what, Duration::from_secs(600)), started).await;
     let operation = store.operation.as_ref().expect("the operation");
     assert_eq!(
         operation.state,
         store_platform_proto::v1::OperationState::Succeeded as i32,
         "{store:#?}"
     );
+    store
+}
+
+/// Waits until the operation `what` on store `id` of the Medusa scenario (asked for at `started`) has ended and the
+/// store is past its phase, and prints how long it took; the store then.
+async fn operation_ended(
+    api: &mut ProvisionerServiceClient<Channel>,
+    id: &str,
+    (what, within): (&str, Duration),
+    started: std::time::Instant,
+) -> Store {
+    let store = wait_for(
+        api,
+        MEDUSA_TENANT,
+        id,
+        within,
+        &format!("the end of {what}"),
+        |s| {
+            s.operation.as_ref().is_some_and(|op| {
+                op.state != store_platform_proto::v1::OperationState::Running as i32
+            }) && s.phase != Phase::Upgrading as i32
+                && s.phase != Phase::Resuming as i32
+        },
+    )
+    .await;
     // A measurement (`-- --nocapture` shows it), not a goal.
     println!(
-        "medusa store {id}: {} → its end in {:.1} s",
-        if suspend {
-            "SuspendStore"
-        } else {
-            "ResumeStore"
-        },
+        "medusa store {id}: {what} → its end in {:.1} s",
         started.elapsed().as_secs_f64()
     );
     store
