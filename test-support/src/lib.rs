@@ -16,6 +16,7 @@ pub mod kubelet;
 pub mod measure;
 pub mod node;
 pub mod object_store;
+pub mod oidc;
 pub mod pki;
 pub mod process;
 

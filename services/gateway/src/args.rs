@@ -86,5 +86,97 @@ pub struct Args {
     pub shutdown_grace: Duration,
 
     #[command(flatten)]
+    pub oidc: OidcArgs,
+
+    #[command(flatten)]
     pub telemetry: TelemetryArgs,
+}
+
+/// Sign-in with an OpenID Connect provider (docs/gateway.md, "Signing in"). Off while `--oidc-issuer` is empty.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct OidcArgs {
+    /// The provider's issuer URL, exactly as its tokens name it; its discovery document is at
+    /// `<issuer>/.well-known/openid-configuration`. Empty: no OpenID Connect, API tokens only.
+    #[arg(long, env = "OIDC_ISSUER", default_value = "")]
+    pub oidc_issuer: String,
+
+    /// The platform's client id at the provider (the audience of its ID tokens).
+    #[arg(long, env = "OIDC_CLIENT_ID", default_value = "")]
+    pub oidc_client_id: String,
+
+    /// A file holding the client's secret (mounted from a Kubernetes Secret). Re-read when it changes.
+    #[arg(long, env = "OIDC_CLIENT_SECRET_FILE")]
+    pub oidc_client_secret_file: Option<PathBuf>,
+
+    /// The audiences a bearer JWT (a machine's access token) may be for, comma-separated. Empty: the client id.
+    #[arg(
+        long,
+        env = "OIDC_AUDIENCES",
+        value_delimiter = ',',
+        default_value = ""
+    )]
+    pub oidc_audiences: Vec<String>,
+
+    /// A claim holding the tenant's name.
+    #[arg(long, env = "OIDC_TENANT_CLAIM", default_value = "")]
+    pub oidc_tenant_claim: String,
+
+    /// The claim listing a person's groups.
+    #[arg(long, env = "OIDC_GROUPS_CLAIM", default_value = "groups")]
+    pub oidc_groups_claim: String,
+
+    /// Groups named `<prefix><tenant>` give a person their tenant (when the tenant claim is unset or absent).
+    #[arg(long, env = "OIDC_TENANT_GROUP_PREFIX", default_value = "")]
+    pub oidc_tenant_group_prefix: String,
+
+    /// Groups whose members administer the platform (every tenant), comma-separated.
+    #[arg(
+        long,
+        env = "OIDC_ADMIN_GROUPS",
+        value_delimiter = ',',
+        default_value = ""
+    )]
+    pub oidc_admin_groups: Vec<String>,
+
+    /// Groups whose members own their tenant's stores, comma-separated.
+    #[arg(
+        long,
+        env = "OIDC_OWNER_GROUPS",
+        value_delimiter = ',',
+        default_value = ""
+    )]
+    pub oidc_owner_groups: Vec<String>,
+
+    /// Groups whose members see their tenant's stores and change nothing, comma-separated.
+    #[arg(
+        long,
+        env = "OIDC_VIEWER_GROUPS",
+        value_delimiter = ',',
+        default_value = ""
+    )]
+    pub oidc_viewer_groups: Vec<String>,
+
+    /// The role of someone in none of those groups: viewer, owner, or none (refused).
+    #[arg(long, env = "OIDC_DEFAULT_ROLE", default_value = "none")]
+    pub oidc_default_role: String,
+
+    /// The tenant an administrator's own stores go to when their groups name none.
+    #[arg(long, env = "OIDC_ADMIN_TENANT", default_value = "platform")]
+    pub oidc_admin_tenant: String,
+
+    /// The claim with a person's e-mail address (written to the audit log).
+    #[arg(long, env = "OIDC_EMAIL_CLAIM", default_value = "email")]
+    pub oidc_email_claim: String,
+
+    /// Clock difference allowed with the provider when checking a token's expiry.
+    #[arg(long, env = "OIDC_CLOCK_SKEW", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub oidc_clock_skew: Duration,
+
+    /// The least time between two fetches of the provider's keys caused by tokens naming an unknown key.
+    #[arg(long, env = "OIDC_KEYS_MIN_REFRESH", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub oidc_keys_min_refresh: Duration,
+
+    /// PEM certificates of a private CA the provider's TLS certificate chains to (besides the system's).
+    #[arg(long, env = "OIDC_CA_FILE")]
+    pub oidc_ca_file: Option<PathBuf>,
 }

@@ -198,19 +198,21 @@ impl Outcome {
                 .observe(self.started.elapsed().as_secs_f64());
         }
         if self.method.is_audited() {
-            let (who, tenant, admin) = match &self.identity {
+            let (who, email, tenant, role) = match &self.identity {
                 Some(identity) => (
                     identity.name.as_str(),
+                    identity.email.as_deref().unwrap_or(""),
                     identity.tenant.as_str(),
-                    identity.admin,
+                    identity.role.as_str(),
                 ),
-                None => ("unauthenticated", "", false),
+                None => ("unauthenticated", "", "", ""),
             };
             tracing::info!(
                 target: "audit",
                 who,
+                email,
                 tenant,
-                admin,
+                role,
                 method = %self.method.name,
                 store = self.store_id.as_deref().unwrap_or(""),
                 result = code_name(code),
@@ -255,9 +257,17 @@ impl Inner {
         let identity = config
             .auth
             .authenticate(request.headers())
-            .map_err(|error| Status::unauthenticated(error.to_string()))?;
+            .await
+            .map_err(|error| error.status())?;
         outcome.identity = Some(identity.clone());
         let method = outcome.method.clone();
+        let needed = method.required_role();
+        if identity.role < needed {
+            return Err(Status::permission_denied(format!(
+                "{} needs the {needed} role; {} has the {} role in tenant {:?}",
+                method.name, identity.name, identity.role, identity.tenant
+            )));
+        }
 
         let (mut parts, body) = request.into_parts();
         let headers = &mut parts.headers;
@@ -284,7 +294,7 @@ impl Inner {
             HeaderValue::from_str(&identity.tenant)
                 .map_err(|_| Status::internal("the token's tenant is not a header value"))?,
         );
-        if identity.admin {
+        if identity.is_admin() {
             headers.insert(SCOPE_METADATA_KEY, HeaderValue::from_static(ALL_TENANTS));
         }
         headers.insert(header::AUTHORIZATION, config.backend_token.header());

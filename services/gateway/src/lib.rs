@@ -12,7 +12,7 @@ mod routes;
 use std::{collections::HashMap, sync::Arc};
 
 use anyhow::Context as _;
-pub use args::Args;
+pub use args::{Args, OidcArgs};
 pub use routes::{AppState, app};
 use store_platform_runtime::{Shutdown, grpc as server, telemetry};
 use tonic::transport::{Channel, Endpoint};
@@ -45,15 +45,83 @@ fn backend_channel(url: &str, connect_timeout: std::time::Duration) -> anyhow::R
         .connect_lazy())
 }
 
+/// The OpenID provider the flags describe, if any.
+pub fn oidc_config(args: &OidcArgs) -> anyhow::Result<Option<auth::oidc::Config>> {
+    if args.oidc_issuer.is_empty() {
+        return Ok(None);
+    }
+    anyhow::ensure!(
+        !args.oidc_client_id.is_empty(),
+        "--oidc-client-id is required with --oidc-issuer"
+    );
+    let set = |value: &str| (!value.is_empty()).then(|| value.to_owned());
+    let list = |values: &[String]| -> Vec<String> {
+        values
+            .iter()
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+            .collect()
+    };
+    let mapping = auth::oidc::mapping::Mapping {
+        tenant_claim: set(&args.oidc_tenant_claim),
+        groups_claim: args.oidc_groups_claim.clone(),
+        tenant_group_prefix: set(&args.oidc_tenant_group_prefix),
+        admin_groups: list(&args.oidc_admin_groups),
+        owner_groups: list(&args.oidc_owner_groups),
+        viewer_groups: list(&args.oidc_viewer_groups),
+        default_role: match args.oidc_default_role.as_str() {
+            "none" | "" => None,
+            "admin" => anyhow::bail!("--oidc-default-role cannot be admin: name the admin groups"),
+            other => Some(auth::Role::parse(other).with_context(|| {
+                format!("--oidc-default-role {other:?}: expected viewer, owner or none")
+            })?),
+        },
+        admin_tenant: args.oidc_admin_tenant.clone(),
+        email_claim: args.oidc_email_claim.clone(),
+    };
+    anyhow::ensure!(
+        mapping.tenant_claim.is_some() || mapping.tenant_group_prefix.is_some(),
+        "with --oidc-issuer, set --oidc-tenant-claim or --oidc-tenant-group-prefix (how a person's tenant is found)"
+    );
+    anyhow::ensure!(
+        store_platform_runtime::tenant::is_valid(&mapping.admin_tenant),
+        "--oidc-admin-tenant {:?} is not a valid tenant name",
+        mapping.admin_tenant
+    );
+    let audiences = match list(&args.oidc_audiences) {
+        audiences if audiences.is_empty() => vec![args.oidc_client_id.clone()],
+        audiences => audiences,
+    };
+    Ok(Some(auth::oidc::Config {
+        issuer: args.oidc_issuer.clone(),
+        client_id: args.oidc_client_id.clone(),
+        audiences,
+        mapping,
+        skew: args.oidc_clock_skew,
+        jwks_min_refresh: args.oidc_keys_min_refresh,
+        jwks_max_age: std::time::Duration::from_secs(60 * 60),
+    }))
+}
+
 /// Loads the tokens and starts serving.
 pub async fn start(args: Args, shutdown: Shutdown) -> anyhow::Result<Running> {
-    let auth = auth::Authenticator::watch_file(
+    let mut auth = auth::Authenticator::watch_file(
         args.tokens_file.clone(),
         args.tokens_reload_interval,
         shutdown.clone(),
     )
     .await
     .context("failed to load the API tokens")?;
+    if let Some(config) = oidc_config(&args.oidc)? {
+        let http = auth::oidc::http::Http::new(
+            args.oidc.oidc_ca_file.as_deref(),
+            std::time::Duration::from_secs(10),
+        )?;
+        tracing::info!(issuer = %config.issuer, "signing in with OpenID Connect");
+        let provider = auth::oidc::Provider::new(config, http);
+        provider.spawn_refresh(shutdown.clone());
+        auth = auth.with_provider(provider);
+    }
     let backend_token = auth::BackendToken::watch_file(
         args.backend_token_file.clone(),
         args.tokens_reload_interval,

@@ -5,6 +5,8 @@ use std::collections::HashMap;
 use prost::Message as _;
 use prost_types::FileDescriptorSet;
 
+use crate::auth::Role;
+
 /// The package whose services the gateway forwards.
 const PACKAGE: &str = "store_platform.v1";
 
@@ -38,6 +40,19 @@ impl Method {
                 | "StartFleetUpgrade"
                 | "StopFleetUpgrade"
         )
+    }
+
+    /// The least role that may call it. Calls that only read need a viewer; calls across every tenant an
+    /// administrator; every other call (and any method added later, until it is listed here) an owner.
+    pub fn required_role(&self) -> Role {
+        match self.name.as_str() {
+            "GetStore" | "ListStores" | "ListBackups" | "ListDeletedStores" | "ListVersions"
+            | "WatchStores" | "GetStoreStatus" => Role::Viewer,
+            "StartFleetUpgrade" | "GetFleetUpgrade" | "ListFleetUpgrades" | "StopFleetUpgrade" => {
+                Role::Admin
+            }
+            _ => Role::Owner,
+        }
     }
 
     /// Calls counted against a tenant's rate limit.

@@ -314,6 +314,8 @@ pub struct Settings {
     pub unary_timeout: Duration,
     pub max_request_bytes: usize,
     pub cors_origins: Vec<&'static str>,
+    /// Who may call (the test tokens when unset).
+    pub auth: Option<Authenticator>,
 }
 
 impl Default for Settings {
@@ -323,6 +325,7 @@ impl Default for Settings {
             unary_timeout: Duration::from_secs(10),
             max_request_bytes: 64 * 1024,
             cors_origins: Vec::new(),
+            auth: None,
         }
     }
 }
@@ -355,7 +358,10 @@ pub async fn router(
     let metrics = Arc::new(Metrics::default());
     let forwarder = Forwarder::new(Config {
         backends,
-        auth: Authenticator::new(tokens()),
+        auth: settings
+            .auth
+            .clone()
+            .unwrap_or_else(|| Authenticator::new(tokens())),
         backend_token: BackendToken::fixed(GATEWAY_SA_TOKEN).expect("token"),
         limiter: RateLimiter::new(60, settings.burst),
         metrics: metrics.clone(),

@@ -1,0 +1,239 @@
+//! The gateway's OpenID Connect provider: its discovery document, its signing keys, and the check of the JWTs it
+//! issues (access tokens for machines; ID tokens of people signing in).
+//!
+//! The provider is looked up in the background: a gateway starts and serves API tokens while its provider is
+//! unreachable, and JWT calls answer UNAVAILABLE until the provider answers. Keys are fetched again every hour,
+//! and at once when a token names a key the gateway has not seen (the provider rotated its keys), at most once per
+//! `jwks_min_refresh`, so tokens with made-up key ids cannot make the gateway hammer the provider.
+
+pub mod http;
+pub mod jwt;
+pub mod mapping;
+
+use std::{
+    sync::{Arc, RwLock},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use serde::Deserialize;
+use store_platform_runtime::Shutdown;
+
+use self::{
+    http::Http,
+    jwt::{Claims, Expectations, KeySet, TokenError, Unverified},
+    mapping::Mapping,
+};
+use crate::auth::{AuthError, Identity};
+
+/// How the gateway uses its provider.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The issuer, exactly as the provider's tokens name it (its discovery document is under it).
+    pub issuer: String,
+    /// The dashboard's client id: the audience of ID tokens.
+    pub client_id: String,
+    /// The audiences a bearer JWT may be for.
+    pub audiences: Vec<String>,
+    pub mapping: Mapping,
+    /// Clock difference allowed with the provider.
+    pub skew: Duration,
+    /// The least time between two key fetches caused by unknown key ids.
+    pub jwks_min_refresh: Duration,
+    /// Keys are fetched again after this long in any case.
+    pub jwks_max_age: Duration,
+}
+
+/// The endpoints the discovery document names.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Endpoints {
+    pub issuer: String,
+    pub authorization_endpoint: String,
+    pub token_endpoint: String,
+    pub jwks_uri: String,
+    #[serde(default)]
+    pub end_session_endpoint: Option<String>,
+    #[serde(default)]
+    pub token_endpoint_auth_methods_supported: Vec<String>,
+}
+
+#[derive(Debug, Default)]
+struct Known {
+    endpoints: Option<Arc<Endpoints>>,
+    keys: Arc<KeySet>,
+    fetched: Option<Instant>,
+    /// Why the last attempt to reach the provider failed.
+    error: Option<String>,
+}
+
+/// The provider, shared by every request.
+#[derive(Debug)]
+pub struct Provider {
+    pub config: Config,
+    http: Http,
+    known: RwLock<Known>,
+    /// One fetch at a time; the others wait for its result.
+    fetching: tokio::sync::Mutex<()>,
+}
+
+fn now_seconds() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+impl Provider {
+    pub fn new(config: Config, http: Http) -> Arc<Self> {
+        Arc::new(Self {
+            config,
+            http,
+            known: RwLock::new(Known::default()),
+            fetching: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    fn known(&self) -> std::sync::RwLockReadGuard<'_, Known> {
+        self.known
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The provider's endpoints, once discovered.
+    pub fn endpoints(&self) -> Option<Arc<Endpoints>> {
+        self.known().endpoints.clone()
+    }
+
+    /// Reads the discovery document (once) and the keys.
+    async fn fetch(&self) -> Result<(), String> {
+        let endpoints = match self.endpoints() {
+            Some(endpoints) => endpoints,
+            None => {
+                let url = format!(
+                    "{}/.well-known/openid-configuration",
+                    self.config.issuer.trim_end_matches('/')
+                );
+                let body = self.http.get_json(&url).await?;
+                let endpoints: Endpoints = serde_json::from_slice(&body)
+                    .map_err(|e| format!("{url} is not a discovery document: {e}"))?;
+                if endpoints.issuer != self.config.issuer {
+                    return Err(format!(
+                        "{url} names the issuer {:?}, not {:?}",
+                        endpoints.issuer, self.config.issuer
+                    ));
+                }
+                Arc::new(endpoints)
+            }
+        };
+        let keys = KeySet::parse(&self.http.get_json(&endpoints.jwks_uri).await?)
+            .map_err(|e| format!("{}: {e}", endpoints.jwks_uri))?;
+        tracing::info!(
+            issuer = %self.config.issuer,
+            keys = keys.keys.len(),
+            "identity provider keys fetched"
+        );
+        let mut known = self
+            .known
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        known.endpoints = Some(endpoints);
+        known.keys = Arc::new(keys);
+        known.error = None;
+        Ok(())
+    }
+
+    /// Fetches unless the last fetch was less than `min_age` ago. Concurrent callers share one fetch.
+    async fn refresh(&self, min_age: Duration) -> Result<(), String> {
+        let started = Instant::now();
+        let _one = self.fetching.lock().await;
+        let (fetched, error) = {
+            let known = self.known();
+            (known.fetched, known.error.clone())
+        };
+        if let Some(fetched) = fetched {
+            // Another caller fetched while this one waited, or the last fetch is too recent.
+            if fetched >= started || fetched.elapsed() < min_age {
+                return error.map_or(Ok(()), Err);
+            }
+        }
+        let result = self.fetch().await;
+        let mut known = self
+            .known
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        known.fetched = Some(Instant::now());
+        if let Err(error) = &result {
+            tracing::warn!(issuer = %self.config.issuer, %error, "the identity provider cannot be read");
+            known.error = Some(error.clone());
+        }
+        result
+    }
+
+    /// Keeps the keys fresh until `shutdown`: at once, then every `jwks_max_age` (every few seconds while the
+    /// provider cannot be reached).
+    pub fn spawn_refresh(self: &Arc<Self>, shutdown: Shutdown) {
+        let provider = Arc::downgrade(self);
+        let max_age = self.config.jwks_max_age;
+        tokio::spawn(async move {
+            let mut retry = Duration::from_secs(1);
+            loop {
+                let Some(provider) = provider.upgrade() else {
+                    return;
+                };
+                let wait = match provider.refresh(Duration::ZERO).await {
+                    Ok(()) => {
+                        retry = Duration::from_secs(1);
+                        max_age
+                    }
+                    Err(_) => {
+                        retry = (retry * 2).min(Duration::from_secs(30));
+                        retry
+                    }
+                };
+                drop(provider);
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    () = shutdown.wait() => return,
+                }
+            }
+        });
+    }
+
+    /// The claims of a token signed by the provider, for `audiences`, its signature and times checked.
+    pub async fn verify(&self, token: &str, audiences: &[String]) -> Result<Claims, AuthError> {
+        let unverified = Unverified::parse(token).map_err(AuthError::Token)?;
+        let kid = unverified.kid.clone();
+        let mut keys = self.known().keys.clone();
+        if keys.find(kid.as_deref()).is_none() {
+            // Not seen yet: the provider may have rotated its keys (or the gateway has not reached it yet).
+            let refreshed = self.refresh(self.config.jwks_min_refresh).await;
+            keys = self.known().keys.clone();
+            if keys.keys.is_empty()
+                && let Err(error) = refreshed
+            {
+                return Err(AuthError::Provider(error));
+            }
+        }
+        let key = keys
+            .find(kid.as_deref())
+            .ok_or(AuthError::Token(TokenError::UnknownKey))?;
+        let claims = unverified.verify(key).map_err(AuthError::Token)?;
+        claims
+            .check(&Expectations {
+                issuer: &self.config.issuer,
+                audiences,
+                now: now_seconds(),
+                skew: self.config.skew.as_secs() as i64,
+            })
+            .map_err(AuthError::Token)?;
+        Ok(claims)
+    }
+
+    /// The identity behind a bearer JWT (a machine's access token, or a person's ID token for the dashboard's
+    /// client).
+    pub async fn identify_bearer(&self, token: &str) -> Result<Identity, AuthError> {
+        let claims = self.verify(token, &self.config.audiences).await?;
+        self.config
+            .mapping
+            .identity(&claims)
+            .map_err(AuthError::Forbidden)
+    }
+}
