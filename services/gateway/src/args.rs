@@ -176,6 +176,29 @@ pub struct OidcArgs {
     #[arg(long, env = "OIDC_KEYS_MIN_REFRESH", default_value = "10s", value_parser = humantime::parse_duration)]
     pub oidc_keys_min_refresh: Duration,
 
+    /// The dashboard's address as browsers reach it (`https://dashboard.example.com`): people signing in return to
+    /// `<it>/auth/callback`, which must be registered at the provider. Empty: no sign-in in the dashboard (bearer
+    /// JWTs are still accepted).
+    #[arg(long, env = "PUBLIC_URL", default_value = "")]
+    pub public_url: String,
+
+    /// The provider's name on the dashboard's sign-in button.
+    #[arg(long, env = "OIDC_PROVIDER_NAME", default_value = "your identity provider")]
+    pub oidc_provider_name: String,
+
+    /// The scopes a sign-in asks for, comma-separated (add `offline_access` for refresh tokens where the provider
+    /// needs it, and the scope that brings the groups claim).
+    #[arg(long, env = "OIDC_SCOPES", value_delimiter = ',', default_value = "openid,profile,email,groups")]
+    pub oidc_scopes: Vec<String>,
+
+    /// The namespace people's sessions are kept in, as Secrets (the gateway's only Kubernetes access).
+    #[arg(long, env = "SESSION_NAMESPACE", default_value = "")]
+    pub session_namespace: String,
+
+    /// The longest a session lasts, renewals with the provider's refresh token included.
+    #[arg(long, env = "SESSION_MAX_AGE", default_value = "12h", value_parser = humantime::parse_duration)]
+    pub session_max_age: Duration,
+
     /// PEM certificates of a private CA the provider's TLS certificate chains to (besides the system's).
     #[arg(long, env = "OIDC_CA_FILE")]
     pub oidc_ca_file: Option<PathBuf>,

@@ -22,7 +22,7 @@ use tonic::{Code, Status, body::Body, transport::Channel};
 use tower::ServiceExt as _;
 
 use crate::{
-    auth::{Authenticator, BackendToken, Identity},
+    auth::{Authenticator, BackendToken, CSRF_HEADER, Identity},
     limit::RateLimiter,
     methods::{Method, Methods},
     metrics::{CallLabels, MethodLabels, Metrics},
@@ -87,6 +87,11 @@ impl Forwarder {
                 config,
             }),
         }
+    }
+
+    /// Who may call.
+    pub fn auth(&self) -> &Authenticator {
+        &self.inner.config.auth
     }
 
     /// The services it forwards.
@@ -283,7 +288,9 @@ impl Inner {
         }
         let ours: Vec<_> = headers
             .keys()
-            .filter(|name| name.as_str().starts_with("x-store-platform-"))
+            .filter(|name| {
+                name.as_str().starts_with("x-store-platform-") || name.as_str() == CSRF_HEADER
+            })
             .cloned()
             .collect();
         for name in ours {

@@ -8,6 +8,7 @@ pub mod limit;
 pub mod methods;
 pub mod metrics;
 mod routes;
+pub mod signin;
 
 use std::{collections::HashMap, sync::Arc};
 
@@ -103,6 +104,48 @@ pub fn oidc_config(args: &OidcArgs) -> anyhow::Result<Option<auth::oidc::Config>
     }))
 }
 
+/// People's sign-in, when the dashboard's address and the sessions' namespace are set.
+async fn sign_in(
+    args: &OidcArgs,
+    provider: Arc<auth::oidc::Provider>,
+    shutdown: &Shutdown,
+) -> anyhow::Result<Option<Arc<signin::SignInConfig>>> {
+    if args.public_url.is_empty() {
+        tracing::info!("no --public-url: the dashboard has no sign-in; bearer JWTs are accepted");
+        return Ok(None);
+    }
+    anyhow::ensure!(
+        args.public_url.starts_with("https://") || args.public_url.starts_with("http://"),
+        "--public-url {:?} is not an http(s) URL",
+        args.public_url
+    );
+    anyhow::ensure!(
+        !args.session_namespace.is_empty(),
+        "--session-namespace is required with --public-url and --oidc-issuer"
+    );
+    let client = store_platform_runtime::kubernetes::client().await?;
+    let sessions = auth::sessions::Sessions::start(client, &args.session_namespace, shutdown.clone());
+    let (cookie, _) = signin::SignInConfig::cookie_names(&args.public_url);
+    let session_auth = Arc::new(auth::SessionAuth::new(
+        sessions,
+        provider,
+        args.oidc_client_secret_file.clone(),
+        cookie,
+    ));
+    Ok(Some(Arc::new(signin::SignInConfig {
+        auth: session_auth,
+        public_url: args.public_url.trim_end_matches('/').to_owned(),
+        scopes: args
+            .oidc_scopes
+            .iter()
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect(),
+        provider_name: args.oidc_provider_name.clone(),
+        session_max_age: args.session_max_age,
+    })))
+}
+
 /// Loads the tokens and starts serving.
 pub async fn start(args: Args, shutdown: Shutdown) -> anyhow::Result<Running> {
     let mut auth = auth::Authenticator::watch_file(
@@ -112,6 +155,7 @@ pub async fn start(args: Args, shutdown: Shutdown) -> anyhow::Result<Running> {
     )
     .await
     .context("failed to load the API tokens")?;
+    let mut signin = None;
     if let Some(config) = oidc_config(&args.oidc)? {
         let http = auth::oidc::http::Http::new(
             args.oidc.oidc_ca_file.as_deref(),
@@ -120,7 +164,11 @@ pub async fn start(args: Args, shutdown: Shutdown) -> anyhow::Result<Running> {
         tracing::info!(issuer = %config.issuer, "signing in with OpenID Connect");
         let provider = auth::oidc::Provider::new(config, http);
         provider.spawn_refresh(shutdown.clone());
-        auth = auth.with_provider(provider);
+        auth = auth.with_provider(provider.clone());
+        signin = sign_in(&args.oidc, provider, &shutdown).await?;
+        if let Some(signin) = &signin {
+            auth = auth.with_sessions(signin.auth.clone());
+        }
     }
     let backend_token = auth::BackendToken::watch_file(
         args.backend_token_file.clone(),
@@ -177,6 +225,7 @@ pub async fn start(args: Args, shutdown: Shutdown) -> anyhow::Result<Running> {
         grpc,
         forwarder,
         cors_origins,
+        signin,
     });
     let listener = tokio::net::TcpListener::bind(args.http_addr)
         .await

@@ -30,6 +30,8 @@ pub struct AppState {
     pub forwarder: Forwarder,
     /// Origins allowed to call from other sites (CORS); empty for same-origin only.
     pub cors_origins: Vec<HeaderValue>,
+    /// Signing people in with the OpenID provider, if configured.
+    pub signin: Option<std::sync::Arc<crate::signin::SignInConfig>>,
 }
 
 /// Only what a gRPC-web client needs: POST, its request headers, and the gRPC status headers it must read.
@@ -44,6 +46,7 @@ fn cors(origins: Vec<HeaderValue>) -> CorsLayer {
             "x-user-agent".parse().expect("header name"),
             "grpc-timeout".parse().expect("header name"),
             "connect-protocol-version".parse().expect("header name"),
+            crate::auth::CSRF_HEADER.parse().expect("header name"),
         ])
         .expose_headers([
             "grpc-status".parse().expect("header name"),
@@ -70,6 +73,10 @@ pub fn app(state: AppState) -> Router {
         );
     }
     router = router.merge(state.grpc.into_axum_router().layer(grpc_web));
+    router = router.merge(crate::signin::routes(
+        state.forwarder.auth().clone(),
+        state.signin,
+    ));
     if !state.cors_origins.is_empty() {
         router = router.layer(cors(state.cors_origins));
     }

@@ -3,10 +3,12 @@
 //! - bearer API tokens, for machines, from a file of their hashes ([`tokens`]);
 //! - bearer JWTs from the platform's OpenID provider, for machines (client-credentials access tokens) and for tools
 //!   that sign in as a person ([`oidc`]);
-//! - (the dashboard's sign-in session, for people.)
+//! - the dashboard's sign-in session, for people: a cookie naming a session kept server-side ([`sessions`]), with
+//!   the page's CSRF token on every call.
 
 pub mod backend;
 pub mod oidc;
+pub mod sessions;
 pub mod tokens;
 
 use std::{
@@ -94,6 +96,14 @@ pub enum AuthError {
     Provider(String),
     #[error("JWTs are not accepted: no identity provider is configured")]
     NoProvider,
+    #[error("not signed in")]
+    NoSession,
+    #[error("the sign-in has ended: sign in again")]
+    SessionEnded,
+    #[error("a call with the session cookie must carry the session's x-csrf-token")]
+    Csrf,
+    #[error("sessions cannot be read: {0}")]
+    Sessions(String),
 }
 
 impl AuthError {
@@ -101,7 +111,7 @@ impl AuthError {
     pub fn status(&self) -> Status {
         match self {
             Self::Forbidden(_) => Status::permission_denied(self.to_string()),
-            Self::Provider(_) => Status::unavailable(self.to_string()),
+            Self::Provider(_) | Self::Sessions(_) => Status::unavailable(self.to_string()),
             _ => Status::unauthenticated(self.to_string()),
         }
     }
@@ -120,12 +130,151 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
+/// The header a cookie-authenticated call carries its session's CSRF token in.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// The value of the cookie `name`, if the request has it.
+pub fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value)
+        .filter(|value| !value.is_empty())
+}
+
+/// Equal, in a time that does not depend on where they differ.
+pub fn same_secret(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
+}
+
+/// People's sessions: where they are kept, and how they are renewed.
+#[derive(Debug)]
+pub struct SessionAuth {
+    pub sessions: Arc<sessions::Sessions>,
+    pub provider: Arc<oidc::Provider>,
+    /// The file holding the client's secret, read at each use so a rotated Secret takes effect at once.
+    pub client_secret_file: Option<PathBuf>,
+    /// The session cookie's name.
+    pub cookie: String,
+    /// One renewal at a time in this replica.
+    renewing: tokio::sync::Mutex<()>,
+}
+
+impl SessionAuth {
+    pub fn new(
+        sessions: Arc<sessions::Sessions>,
+        provider: Arc<oidc::Provider>,
+        client_secret_file: Option<PathBuf>,
+        cookie: String,
+    ) -> Self {
+        Self {
+            sessions,
+            provider,
+            client_secret_file,
+            cookie,
+            renewing: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The client's secret (empty for a public client).
+    pub fn client_secret(&self) -> Result<String, AuthError> {
+        match &self.client_secret_file {
+            None => Ok(String::new()),
+            Some(path) => std::fs::read_to_string(path)
+                .map(|secret| secret.trim().to_owned())
+                .map_err(|e| {
+                    AuthError::Provider(format!("cannot read the client secret {}: {e}", path.display()))
+                }),
+        }
+    }
+
+    /// The session of `cookie`, renewed with the provider's refresh token once its ID token has expired.
+    pub async fn session(&self, cookie: &str) -> Result<Arc<sessions::Stored>, AuthError> {
+        let unavailable = |e: kube::Error| AuthError::Sessions(e.to_string());
+        let stored = self
+            .sessions
+            .find(cookie)
+            .await
+            .map_err(unavailable)?
+            .ok_or(AuthError::NoSession)?;
+        let now = oidc::now_seconds();
+        if stored.session.expires > now {
+            return Ok(stored);
+        }
+        let _one = self.renewing.lock().await;
+        let stored = self
+            .sessions
+            .find(cookie)
+            .await
+            .map_err(unavailable)?
+            .ok_or(AuthError::SessionEnded)?;
+        if stored.session.expires > now {
+            return Ok(stored);
+        }
+        let end = |error: AuthError| async {
+            self.sessions.delete(cookie).await.map_err(unavailable)?;
+            Err(error)
+        };
+        let Some(refresh_token) = stored
+            .session
+            .refresh_token
+            .clone()
+            .filter(|_| stored.session.ends > now)
+        else {
+            return end(AuthError::SessionEnded).await;
+        };
+        let tokens = match self
+            .provider
+            .refresh_tokens(&refresh_token, &self.client_secret()?)
+            .await
+        {
+            Ok(tokens) => tokens,
+            Err(oidc::Refusal::Unreachable(error)) => return Err(AuthError::Provider(error)),
+            Err(oidc::Refusal::Denied(reason)) => {
+                tracing::info!(subject = %stored.session.identity.name, %reason, "the provider ended a session");
+                return end(AuthError::SessionEnded).await;
+            }
+        };
+        let Some(id_token) = tokens.id_token.clone() else {
+            return end(AuthError::SessionEnded).await;
+        };
+        let claims = self.provider.verify_id_token(&id_token, None).await?;
+        // The person's groups may have changed since they signed in: their role and tenant follow.
+        let identity = match self.provider.config.mapping.identity(&claims) {
+            Ok(identity) => identity,
+            Err(error) => return end(AuthError::Forbidden(error)).await,
+        };
+        let session = sessions::Session {
+            identity,
+            csrf: stored.session.csrf.clone(),
+            expires: claims.expiry().unwrap_or(now).min(stored.session.ends),
+            ends: stored.session.ends,
+            refresh_token: tokens.refresh_token.or(Some(refresh_token)),
+            id_token: Some(id_token),
+        };
+        match self
+            .sessions
+            .update(cookie, &stored, session)
+            .await
+            .map_err(unavailable)?
+        {
+            sessions::Updated::Done(stored) | sessions::Updated::Lost(Some(stored)) => Ok(stored),
+            sessions::Updated::Lost(None) => Err(AuthError::SessionEnded),
+        }
+    }
+}
+
 /// Checks every kind of credential; cheap to clone.
 #[derive(Clone, Debug, Default)]
 pub struct Authenticator {
     /// The current API tokens, swapped whole when the file changes.
     tokens: Arc<RwLock<Arc<Tokens>>>,
     provider: Option<Arc<oidc::Provider>>,
+    sessions: Option<Arc<SessionAuth>>,
 }
 
 impl Authenticator {
@@ -133,7 +282,18 @@ impl Authenticator {
         Self {
             tokens: Arc::new(RwLock::new(Arc::new(tokens))),
             provider: None,
+            sessions: None,
         }
+    }
+
+    /// Also accepts people's sessions.
+    pub fn with_sessions(mut self, sessions: Arc<SessionAuth>) -> Self {
+        self.sessions = Some(sessions);
+        self
+    }
+
+    pub fn sessions(&self) -> Option<&Arc<SessionAuth>> {
+        self.sessions.as_ref()
     }
 
     /// Also accepts JWTs from `provider`.
@@ -160,9 +320,24 @@ impl Authenticator {
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(tokens);
     }
 
-    /// The identity behind the request's `authorization: Bearer` header: a JWT from the provider, or an API token.
+    /// The identity behind the request: its `authorization: Bearer` header (a JWT from the provider, or an API
+    /// token), else its session cookie with the session's CSRF token beside it.
     pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Identity, AuthError> {
-        let token = bearer(headers).ok_or(AuthError::Missing)?;
+        let Some(token) = bearer(headers) else {
+            let Some(auth) = &self.sessions else {
+                return Err(AuthError::Missing);
+            };
+            let cookie = cookie(headers, &auth.cookie).ok_or(AuthError::Missing)?;
+            let stored = auth.session(cookie).await?;
+            let csrf = headers
+                .get(CSRF_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            if !same_secret(csrf, &stored.session.csrf) {
+                return Err(AuthError::Csrf);
+            }
+            return Ok(stored.session.identity.clone());
+        };
         if oidc::jwt::looks_like_jwt(token) {
             let provider = self.provider.as_ref().ok_or(AuthError::NoProvider)?;
             return provider.identify_bearer(token).await;

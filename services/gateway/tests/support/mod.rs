@@ -316,6 +316,8 @@ pub struct Settings {
     pub cors_origins: Vec<&'static str>,
     /// Who may call (the test tokens when unset).
     pub auth: Option<Authenticator>,
+    /// People's sign-in.
+    pub signin: Option<Arc<store_platform_gateway::signin::SignInConfig>>,
 }
 
 impl Default for Settings {
@@ -326,6 +328,7 @@ impl Default for Settings {
             max_request_bytes: 64 * 1024,
             cors_origins: Vec::new(),
             auth: None,
+            signin: None,
         }
     }
 }
@@ -380,6 +383,7 @@ pub async fn router(
             .iter()
             .map(|o| o.parse().expect("origin"))
             .collect(),
+        signin: settings.signin.clone(),
     });
     (router, metrics)
 }

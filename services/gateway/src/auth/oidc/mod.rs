@@ -56,6 +56,46 @@ pub struct Endpoints {
     pub token_endpoint_auth_methods_supported: Vec<String>,
 }
 
+/// A sign-in's request to the provider.
+#[derive(Debug)]
+pub struct Authorize<'a> {
+    pub redirect_uri: &'a str,
+    pub scopes: &'a [String],
+    pub state: &'a str,
+    pub nonce: &'a str,
+    pub verifier: &'a str,
+}
+
+/// What the token endpoint answered.
+#[derive(Clone, Default, Deserialize)]
+pub struct Tokens {
+    #[serde(default)]
+    pub id_token: Option<String>,
+    #[serde(default)]
+    pub refresh_token: Option<String>,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    error_description: Option<String>,
+}
+
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tokens(..)")
+    }
+}
+
+/// Why the token endpoint gave no tokens.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// It could not be asked (try again later).
+    #[error("the identity provider cannot be reached: {0}")]
+    Unreachable(String),
+    /// It said no (a used or expired code, a revoked refresh token).
+    #[error("the identity provider refused: {0}")]
+    Denied(String),
+}
+
 #[derive(Debug, Default)]
 struct Known {
     endpoints: Option<Arc<Endpoints>>,
@@ -75,7 +115,8 @@ pub struct Provider {
     fetching: tokio::sync::Mutex<()>,
 }
 
-fn now_seconds() -> i64 {
+/// Seconds since the Unix epoch.
+pub fn now_seconds() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
@@ -225,6 +266,134 @@ impl Provider {
             })
             .map_err(AuthError::Token)?;
         Ok(claims)
+    }
+
+    /// The claims of an ID token for the dashboard's client; `nonce`, when the token answers a sign-in, must be the
+    /// one the sign-in sent.
+    pub async fn verify_id_token(
+        &self,
+        token: &str,
+        nonce: Option<&str>,
+    ) -> Result<Claims, AuthError> {
+        let audiences = [self.config.client_id.clone()];
+        let claims = self.verify(token, &audiences).await?;
+        // With more than one audience, the token must say it was issued to us (OpenID Connect Core 3.1.3.7).
+        if claims.strings("aud").len() > 1 && claims.str("azp") != Some(&self.config.client_id) {
+            return Err(AuthError::Token(TokenError::Audience(
+                claims.strings("aud").join(", "),
+            )));
+        }
+        if let Some(nonce) = nonce
+            && claims.str("nonce") != Some(nonce)
+        {
+            return Err(AuthError::Token(TokenError::Nonce));
+        }
+        Ok(claims)
+    }
+
+    /// Where to send a browser to sign in (authorization code flow, PKCE with S256).
+    pub fn authorize_url(&self, endpoints: &Endpoints, request: &Authorize<'_>) -> String {
+        let challenge = {
+            use base64::Engine as _;
+            use sha2::Digest as _;
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(sha2::Sha256::digest(request.verifier.as_bytes()))
+        };
+        let scope = request.scopes.join(" ");
+        let query = self::http::form_encode(&[
+            ("response_type", "code"),
+            ("client_id", &self.config.client_id),
+            ("redirect_uri", request.redirect_uri),
+            ("scope", &scope),
+            ("state", request.state),
+            ("nonce", request.nonce),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+        ]);
+        let separator = if endpoints.authorization_endpoint.contains('?') {
+            '&'
+        } else {
+            '?'
+        };
+        format!("{}{separator}{query}", endpoints.authorization_endpoint)
+    }
+
+    /// Asks the token endpoint, authenticating as the client the way the provider supports.
+    async fn token_request(&self, form: &[(&str, &str)], secret: &str) -> Result<Tokens, Refusal> {
+        let endpoints = self.endpoints().ok_or_else(|| {
+            Refusal::Unreachable(self.known().error.clone().unwrap_or_else(|| {
+                "the provider has not been reached yet".to_owned()
+            }))
+        })?;
+        let methods = &endpoints.token_endpoint_auth_methods_supported;
+        let basic = methods.is_empty() || methods.iter().any(|m| m == "client_secret_basic");
+        let mut form = form.to_vec();
+        if !basic {
+            form.push(("client_id", &self.config.client_id));
+            form.push(("client_secret", secret));
+        }
+        let answer = self
+            .http
+            .post_form(
+                &endpoints.token_endpoint,
+                &form,
+                basic.then_some((self.config.client_id.as_str(), secret)),
+            )
+            .await
+            .map_err(Refusal::Unreachable)?;
+        let tokens: Tokens = serde_json::from_slice(&answer.body).map_err(|_| {
+            Refusal::Unreachable(format!(
+                "the token endpoint answered {} with no JSON",
+                answer.status
+            ))
+        })?;
+        if answer.status.is_success() {
+            Ok(tokens)
+        } else if answer.status.is_server_error() {
+            Err(Refusal::Unreachable(format!("the token endpoint answered {}", answer.status)))
+        } else {
+            Err(Refusal::Denied(format!(
+                "{}{}",
+                tokens.error.as_deref().unwrap_or("refused"),
+                tokens
+                    .error_description
+                    .as_deref()
+                    .map(|d| format!(": {d}"))
+                    .unwrap_or_default()
+            )))
+        }
+    }
+
+    /// Trades a sign-in's code (and its PKCE verifier) for tokens.
+    pub async fn exchange_code(
+        &self,
+        code: &str,
+        verifier: &str,
+        redirect_uri: &str,
+        secret: &str,
+    ) -> Result<Tokens, Refusal> {
+        self.token_request(
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", code),
+                ("redirect_uri", redirect_uri),
+                ("code_verifier", verifier),
+            ],
+            secret,
+        )
+        .await
+    }
+
+    /// New tokens for a session, while the provider allows.
+    pub async fn refresh_tokens(&self, refresh_token: &str, secret: &str) -> Result<Tokens, Refusal> {
+        self.token_request(
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", refresh_token),
+            ],
+            secret,
+        )
+        .await
     }
 
     /// The identity behind a bearer JWT (a machine's access token, or a person's ID token for the dashboard's
