@@ -126,9 +126,16 @@ impl OidcProvider {
             .spawn()
             .expect("run node tools/oidc/provider.mjs (scripts/tools.sh installs oidc-provider)");
         let mut first = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        stdout
             .read_line(&mut first)
             .expect("the provider's first line");
+        // Whatever it says later goes to the test's output (a closed pipe would end it).
+        std::thread::spawn(move || {
+            for line in stdout.lines().map_while(Result::ok) {
+                eprintln!("oidc-provider: {line}");
+            }
+        });
         let serving: Value = serde_json::from_str(&first)
             .unwrap_or_else(|e| panic!("the provider did not start ({e}): {first:?}"));
         let port = serving["port"].as_u64().expect("port") as u16;
@@ -176,6 +183,20 @@ impl OidcProvider {
         assert_eq!(answer.status, 200, "{}", answer.body);
     }
 
+    /// `sub` leaves the organisation: the provider refuses their sign-ins and refresh tokens from now on.
+    pub async fn disable_user(&self, sub: &str) {
+        let answer = http(
+            self.addr,
+            "POST",
+            "/_test/disable",
+            &[("content-type", "application/json")],
+            &serde_json::json!({ "sub": sub }).to_string(),
+        )
+        .await
+        .expect("disable");
+        assert_eq!(answer.status, 204, "{}", answer.body);
+    }
+
     /// How often its keys (JWKS) were fetched.
     pub async fn key_fetches(&self) -> u64 {
         let answer = http(self.addr, "GET", "/_test/counts", &[], "")
@@ -189,5 +210,174 @@ impl Drop for OidcProvider {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A URL's parts: `http://host:port/path?query` (http only: tests run on loopback).
+fn split_url(url: &str) -> (String, SocketAddr, String) {
+    let rest = url
+        .strip_prefix("http://")
+        .unwrap_or_else(|| panic!("not an http URL: {url}"));
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let host = authority.split(':').next().unwrap_or(authority).to_owned();
+    let port: u16 = authority
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse().ok())
+        .unwrap_or(80);
+    let ip = if host == "localhost" {
+        std::net::Ipv4Addr::LOCALHOST
+    } else {
+        host.parse().expect("an IP address or localhost")
+    };
+    let path = if path.is_empty() { "/" } else { path };
+    (host, SocketAddr::from((ip, port)), path.to_owned())
+}
+
+/// A browser's part in a sign-in, over plain HTTP: cookies kept per host (not port, as browsers do), redirects
+/// followed one at a time, forms posted.
+#[derive(Debug, Default, Clone)]
+pub struct Browser {
+    cookies: std::collections::HashMap<String, std::collections::BTreeMap<String, String>>,
+}
+
+impl Browser {
+    fn cookie_header(&self, host: &str) -> String {
+        self.cookies
+            .get(host)
+            .map(|jar| {
+                jar.iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            })
+            .unwrap_or_default()
+    }
+
+    /// The cookie `name` for `host`.
+    pub fn cookie(&self, host: &str, name: &str) -> Option<&str> {
+        self.cookies.get(host)?.get(name).map(String::as_str)
+    }
+
+    /// One request with the browser's cookies; the cookies it sets are kept (an empty or expired one removed).
+    pub async fn request(
+        &mut self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> Answer {
+        let (host, addr, path) = split_url(url);
+        let cookie = self.cookie_header(&host);
+        let mut all: Vec<(&str, &str)> = headers.to_vec();
+        if !cookie.is_empty() {
+            all.push(("cookie", &cookie));
+        }
+        let answer = http(addr, method, &path, &all, body)
+            .await
+            .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+        let jar = self.cookies.entry(host).or_default();
+        for (name, value) in &answer.headers {
+            if !name.eq_ignore_ascii_case("set-cookie") {
+                continue;
+            }
+            let first = value.split(';').next().unwrap_or("");
+            let Some((key, val)) = first.split_once('=') else {
+                continue;
+            };
+            let expired = value.to_ascii_lowercase().contains("max-age=0")
+                || value
+                    .to_ascii_lowercase()
+                    .contains("expires=thu, 01 jan 1970");
+            if val.is_empty() || expired {
+                jar.remove(key.trim());
+            } else {
+                jar.insert(key.trim().to_owned(), val.to_owned());
+            }
+        }
+        answer
+    }
+
+    /// `location` made absolute against `url`.
+    fn resolve(url: &str, location: &str) -> String {
+        if location.starts_with("http://") {
+            return location.to_owned();
+        }
+        let (_, _, path) = split_url(url);
+        let origin = &url[..url.len() - path.len()];
+        format!("{origin}{location}")
+    }
+
+    /// GETs `url` and follows redirects until `stop(url)` says a URL is not to be followed (it is returned
+    /// unvisited) or a page answers; returns the last URL and its answer (None when stopped).
+    pub async fn follow(
+        &mut self,
+        url: &str,
+        stop: impl Fn(&str) -> bool,
+    ) -> (String, Option<Answer>) {
+        let mut url = url.to_owned();
+        for _ in 0..20 {
+            if stop(&url) {
+                return (url, None);
+            }
+            let answer = self.request("GET", &url, &[], "").await;
+            match answer.header("location") {
+                Some(location) if (300..400).contains(&answer.status) => {
+                    url = Self::resolve(&url, location);
+                }
+                _ => return (url, Some(answer)),
+            }
+        }
+        panic!("too many redirects from {url}");
+    }
+
+    /// Signs in at the provider: from the gateway's `/auth/login` to the provider's sign-in form, submitting
+    /// `user`'s credentials, up to the gateway's callback, which is returned unvisited.
+    pub async fn sign_in_at_provider(
+        &mut self,
+        gateway: &str,
+        user: &str,
+        password: &str,
+    ) -> String {
+        let is_callback = |url: &str| url.starts_with(gateway) && url.contains("/auth/callback");
+        let (form_url, page) = self
+            .follow(&format!("{gateway}/auth/login"), is_callback)
+            .await;
+        let page = page.unwrap_or_else(|| panic!("no sign-in form before {form_url}"));
+        assert!(
+            page.body.contains("name=\"password\""),
+            "expected the sign-in form at {form_url}: {}",
+            page.body
+        );
+        let form = format!(
+            "login={}&password={}",
+            user,
+            password.replace('&', "%26").replace('=', "%3D")
+        );
+        let answer = self
+            .request(
+                "POST",
+                &form_url,
+                &[("content-type", "application/x-www-form-urlencoded")],
+                &form,
+            )
+            .await;
+        let location = answer
+            .header("location")
+            .unwrap_or_else(|| {
+                panic!(
+                    "the sign-in form answered {}: {}",
+                    answer.status, answer.body
+                )
+            })
+            .to_owned();
+        let (callback, last) = self
+            .follow(&Self::resolve(&form_url, &location), is_callback)
+            .await;
+        assert!(
+            last.is_none(),
+            "the provider did not send the browser back: {callback} {:?}",
+            last.map(|a| a.body)
+        );
+        callback
     }
 }

@@ -17,6 +17,7 @@
 //
 // It prints one line of JSON when it serves, {"issuer": ..., "port": ...}. Test-only endpoints:
 //   POST /_test/rotate  sign with a new key from now on; the old key is no longer published
+//   POST /_test/disable a user leaves: body {"sub": ...}; their sign-ins and refresh tokens are refused from now on
 //   GET  /_test/counts  how often the keys (JWKS) and the token endpoint were asked for
 
 import { generateKeyPairSync, randomUUID } from "node:crypto";
@@ -168,6 +169,9 @@ async function interaction(provider, req, res) {
   await provider.interactionFinished(req, res, { consent: { grantId } }, { mergeWithLastSubmission: true });
 }
 
+// The test may stop reading once it has the first line.
+process.stdout.on("error", () => {});
+
 let current;
 const server = http.createServer(async (req, res) => {
   try {
@@ -177,6 +181,14 @@ const server = http.createServer(async (req, res) => {
       current = build(current.issuer);
       res.writeHead(200, { "content-type": "application/json" });
       res.end(JSON.stringify({ kid: keys[0].kid }));
+      return;
+    }
+    if (path === "/_test/disable" && req.method === "POST") {
+      let body = "";
+      for await (const chunk of req) body += chunk;
+      users.delete(JSON.parse(body).sub);
+      res.writeHead(204);
+      res.end();
       return;
     }
     if (path === "/_test/counts") {

@@ -183,12 +183,21 @@ pub struct OidcArgs {
     pub public_url: String,
 
     /// The provider's name on the dashboard's sign-in button.
-    #[arg(long, env = "OIDC_PROVIDER_NAME", default_value = "your identity provider")]
+    #[arg(
+        long,
+        env = "OIDC_PROVIDER_NAME",
+        default_value = "your identity provider"
+    )]
     pub oidc_provider_name: String,
 
     /// The scopes a sign-in asks for, comma-separated (add `offline_access` for refresh tokens where the provider
     /// needs it, and the scope that brings the groups claim).
-    #[arg(long, env = "OIDC_SCOPES", value_delimiter = ',', default_value = "openid,profile,email,groups")]
+    #[arg(
+        long,
+        env = "OIDC_SCOPES",
+        value_delimiter = ',',
+        default_value = "openid,profile,email,groups"
+    )]
     pub oidc_scopes: Vec<String>,
 
     /// The namespace people's sessions are kept in, as Secrets (the gateway's only Kubernetes access).

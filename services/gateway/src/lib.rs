@@ -124,7 +124,8 @@ async fn sign_in(
         "--session-namespace is required with --public-url and --oidc-issuer"
     );
     let client = store_platform_runtime::kubernetes::client().await?;
-    let sessions = auth::sessions::Sessions::start(client, &args.session_namespace, shutdown.clone());
+    let sessions =
+        auth::sessions::Sessions::start(client, &args.session_namespace, shutdown.clone());
     let (cookie, _) = signin::SignInConfig::cookie_names(&args.public_url);
     let session_auth = Arc::new(auth::SessionAuth::new(
         sessions,

@@ -95,10 +95,9 @@ pub fn routes(auth: Authenticator, signin: Option<Arc<SignInConfig>>) -> Router 
 }
 
 fn no_store(mut response: Response) -> Response {
-    response.headers_mut().insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("no-store"),
-    );
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
 
@@ -252,14 +251,22 @@ async fn login(State(shared): State<Shared>, Query(query): Query<LoginQuery>) ->
         return off();
     };
     let provider = &signin.auth.provider;
-    let Some(endpoints) = provider.endpoints() else {
-        return failed(
-            &signin,
-            "the identity provider cannot be reached; try again in a minute",
-        );
+    let endpoints = match provider.endpoints_now().await {
+        Ok(endpoints) => endpoints,
+        Err(error) => {
+            tracing::warn!(%error, "sign-in without the identity provider");
+            return failed(
+                &signin,
+                "the identity provider cannot be reached; try again in a minute",
+            );
+        }
     };
-    let (state, nonce, verifier, browser) =
-        (random_token(), random_token(), random_token(), random_token());
+    let (state, nonce, verifier, browser) = (
+        random_token(),
+        random_token(),
+        random_token(),
+        random_token(),
+    );
     let pending = SignIn {
         verifier: verifier.clone(),
         nonce: nonce.clone(),
@@ -422,7 +429,12 @@ async fn logout(State(shared): State<Shared>, headers: HeaderMap) -> Response {
     let auth = &signin.auth;
     let clear = signin.set_cookie(&auth.cookie, "", "Strict", 0);
     let Some(value) = cookie(&headers, &auth.cookie) else {
-        let mut response = json(StatusCode::OK, &SignedOut { end_session_url: None });
+        let mut response = json(
+            StatusCode::OK,
+            &SignedOut {
+                end_session_url: None,
+            },
+        );
         response.headers_mut().append(header::SET_COOKIE, clear);
         return response;
     };

@@ -187,7 +187,10 @@ impl SessionAuth {
             Some(path) => std::fs::read_to_string(path)
                 .map(|secret| secret.trim().to_owned())
                 .map_err(|e| {
-                    AuthError::Provider(format!("cannot read the client secret {}: {e}", path.display()))
+                    AuthError::Provider(format!(
+                        "cannot read the client secret {}: {e}",
+                        path.display()
+                    ))
                 }),
         }
     }

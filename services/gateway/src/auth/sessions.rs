@@ -178,8 +178,8 @@ impl Sessions {
         let watching = Arc::downgrade(&sessions);
         let api = sessions.api.clone();
         tokio::spawn(async move {
-            let events = watcher(api, watcher::Config::default().labels(SESSION_LABEL))
-                .default_backoff();
+            let events =
+                watcher(api, watcher::Config::default().labels(SESSION_LABEL)).default_backoff();
             futures::pin_mut!(events);
             let mut listing = HashMap::new();
             loop {
@@ -369,15 +369,22 @@ impl Sessions {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .iter()
             .filter(|(_, s)| {
-                s.session.ends < now || (s.session.expires < now && s.session.refresh_token.is_none())
+                s.session.ends < now
+                    || (s.session.expires < now && s.session.refresh_token.is_none())
             })
             .map(|(name, _)| name.clone())
             .collect();
         let mut names = ended;
-        match self.api.list(&ListParams::default().labels(SIGNIN_LABEL)).await {
+        match self
+            .api
+            .list(&ListParams::default().labels(SIGNIN_LABEL))
+            .await
+        {
             Ok(list) => names.extend(list.items.iter().filter_map(|secret| {
                 let expires: i64 = text(secret, "expires")?.parse().ok()?;
-                (expires < now).then(|| secret.metadata.name.clone()).flatten()
+                (expires < now)
+                    .then(|| secret.metadata.name.clone())
+                    .flatten()
             })),
             Err(error) => tracing::warn!(%error, "cannot list sign-ins in progress"),
         }

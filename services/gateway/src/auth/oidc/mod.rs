@@ -143,6 +143,16 @@ impl Provider {
         self.known().endpoints.clone()
     }
 
+    /// The provider's endpoints, reading them now if the provider has not been reached yet.
+    pub async fn endpoints_now(&self) -> Result<Arc<Endpoints>, String> {
+        if let Some(endpoints) = self.endpoints() {
+            return Ok(endpoints);
+        }
+        self.refresh(self.config.jwks_min_refresh).await?;
+        self.endpoints()
+            .ok_or_else(|| "the provider has not been reached yet".to_owned())
+    }
+
     /// Reads the discovery document (once) and the keys.
     async fn fetch(&self) -> Result<(), String> {
         let endpoints = match self.endpoints() {
@@ -321,9 +331,12 @@ impl Provider {
     /// Asks the token endpoint, authenticating as the client the way the provider supports.
     async fn token_request(&self, form: &[(&str, &str)], secret: &str) -> Result<Tokens, Refusal> {
         let endpoints = self.endpoints().ok_or_else(|| {
-            Refusal::Unreachable(self.known().error.clone().unwrap_or_else(|| {
-                "the provider has not been reached yet".to_owned()
-            }))
+            Refusal::Unreachable(
+                self.known()
+                    .error
+                    .clone()
+                    .unwrap_or_else(|| "the provider has not been reached yet".to_owned()),
+            )
         })?;
         let methods = &endpoints.token_endpoint_auth_methods_supported;
         let basic = methods.is_empty() || methods.iter().any(|m| m == "client_secret_basic");
@@ -350,7 +363,10 @@ impl Provider {
         if answer.status.is_success() {
             Ok(tokens)
         } else if answer.status.is_server_error() {
-            Err(Refusal::Unreachable(format!("the token endpoint answered {}", answer.status)))
+            Err(Refusal::Unreachable(format!(
+                "the token endpoint answered {}",
+                answer.status
+            )))
         } else {
             Err(Refusal::Denied(format!(
                 "{}{}",
@@ -385,7 +401,11 @@ impl Provider {
     }
 
     /// New tokens for a session, while the provider allows.
-    pub async fn refresh_tokens(&self, refresh_token: &str, secret: &str) -> Result<Tokens, Refusal> {
+    pub async fn refresh_tokens(
+        &self,
+        refresh_token: &str,
+        secret: &str,
+    ) -> Result<Tokens, Refusal> {
         self.token_request(
             &[
                 ("grant_type", "refresh_token"),
