@@ -326,6 +326,81 @@ fn the_chart_gives_the_services_the_caller_policy_and_the_gateway_a_token_for_th
     );
 }
 
+#[test]
+fn sign_in_gives_the_gateway_its_provider_and_secrets_in_its_sessions_namespace_only() {
+    let env = TestEnv::shared();
+    let rendered = helm(
+        env,
+        &[
+            "template",
+            "sp",
+            &chart().display().to_string(),
+            "--namespace",
+            "store-platform",
+            "-f",
+            &values("values-vps.yaml"),
+            "--set",
+            "domain=shop.example.com,gateway.oidc.issuer=https://id.example.com/realms/shops,\
+             gateway.oidc.clientId=store-platform,gateway.oidc.clientSecretSecret=oidc-client,\
+             gateway.oidc.tenantGroupPrefix=tenant-,gateway.oidc.ownerGroups=shop-owners",
+        ],
+    );
+    let documents: Vec<serde_yaml::Value> = rendered
+        .split("\n---")
+        .filter_map(|doc| serde_yaml::from_str(doc).ok())
+        .filter(|doc: &serde_yaml::Value| !doc.is_null())
+        .collect();
+    let find = |kind: &str, name: &str| {
+        documents
+            .iter()
+            .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("{kind} {name} not rendered"))
+            .clone()
+    };
+    let gateway = find("Deployment", "gateway");
+    let pod = &gateway["spec"]["template"]["spec"];
+    assert_eq!(
+        pod["automountServiceAccountToken"], true,
+        "sessions need the API"
+    );
+    let env_of = |name: &str| -> Option<String> {
+        pod["containers"][0]["env"]
+            .as_sequence()?
+            .iter()
+            .find(|e| e["name"] == name)
+            .and_then(|e| e["value"].as_str().map(str::to_owned))
+    };
+    for (name, value) in [
+        ("OIDC_ISSUER", "https://id.example.com/realms/shops"),
+        ("OIDC_CLIENT_ID", "store-platform"),
+        (
+            "OIDC_CLIENT_SECRET_FILE",
+            "/var/run/secrets/oidc-client/client-secret",
+        ),
+        ("OIDC_TENANT_GROUP_PREFIX", "tenant-"),
+        ("OIDC_OWNER_GROUPS", "shop-owners"),
+        ("PUBLIC_URL", "https://dashboard.shop.example.com"),
+        ("SESSION_NAMESPACE", "store-platform-sessions"),
+    ] {
+        assert_eq!(env_of(name).as_deref(), Some(value), "{name}");
+    }
+    let volume = pod["volumes"]
+        .as_sequence()
+        .expect("volumes")
+        .iter()
+        .find(|v| v["name"] == "oidc-client")
+        .expect("the client secret's volume")
+        .clone();
+    assert_eq!(volume["secret"]["secretName"], "oidc-client");
+    let role = find("Role", "sp-gateway-sessions");
+    assert_eq!(role["metadata"]["namespace"], "store-platform-sessions");
+    assert_eq!(role["rules"][0]["resources"][0], "secrets");
+    assert_eq!(
+        find("Namespace", "store-platform-sessions")["kind"],
+        "Namespace"
+    );
+}
+
 /// The value of `key` in `text` for each line `<key> <value>` or `<key>=<value>`.
 fn values_after<'a>(text: &'a str, key: &str) -> Vec<&'a str> {
     text.lines()
@@ -626,7 +701,10 @@ async fn installed_on_kubernetes_1_20_with_least_privilege_proven_by_impersonati
     let local_values = values("values-local.yaml");
     // The gateway's tokens Secret comes from values here (make up creates it itself).
     let tokens = "test dev 0000000000000000000000000000000000000000000000000000000000000000";
-    let tokens_value = format!("gateway.tokens={tokens}");
+    let tokens_value = format!(
+        "gateway.tokens={tokens},gateway.oidc.issuer=https://id.example.com,gateway.oidc.clientId=store-platform,\
+         gateway.oidc.tenantGroupPrefix=tenant-"
+    );
     // Installs the release, or upgrades it with `extra` values.
     let deploy = |extra: &[&str]| {
         let mut args = vec![
@@ -680,6 +758,22 @@ async fn installed_on_kubernetes_1_20_with_least_privilege_proven_by_impersonati
     let store_ns = "store-rbac-probe";
     let gateway = rules_of(env, &release_ns, "gateway", store_ns).await;
     assert_eq!(gateway, set(&[]), "the gateway needs no Kubernetes access");
+    let gateway_home = rules_of(env, &release_ns, "gateway", &release_ns).await;
+    assert_eq!(gateway_home, set(&[]), "nor any in the release's namespace");
+    let sessions_ns = format!("{release_ns}-sessions");
+    let gateway_sessions = rules_of(env, &release_ns, "gateway", &sessions_ns).await;
+    assert_eq!(
+        gateway_sessions,
+        set(&[
+            "/secrets get",
+            "/secrets list",
+            "/secrets watch",
+            "/secrets create",
+            "/secrets update",
+            "/secrets delete",
+        ]),
+        "with sign-in on, Secrets in its sessions namespace"
+    );
     let status = rules_of(env, &release_ns, "status", store_ns).await;
     assert_eq!(
         status,

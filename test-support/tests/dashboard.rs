@@ -11,9 +11,12 @@
 //!
 //! Screenshots land in `test-output/dashboard/`.
 
+mod stack;
+
+use stack::{start_status, workspace};
 use std::{
     net::Ipv4Addr,
-    path::{Path, PathBuf},
+    path::Path,
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
@@ -39,26 +42,6 @@ const NEWER_VERSION: &str = "6.8-wc9.10";
 const ACCESS_KEY: &str = "dashboard-access-key";
 const SECRET_KEY: &str = "dashboard-secret-key-never-logged";
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the workspace holds test-support")
-        .to_owned()
-}
-
-fn start_status(env: &TestEnv, port: u16, logs: &Path) -> ServiceProcess {
-    ServiceProcess::start(
-        "status",
-        &[
-            ("KUBECONFIG", env.kubeconfig_path().display().to_string()),
-            ("GRPC_ADDR", format!("127.0.0.1:{port}")),
-            ("METRICS_ADDR", "127.0.0.1:0".to_owned()),
-            ("HEARTBEAT_INTERVAL", "5s".to_owned()),
-        ],
-        logs,
-    )
-}
-
 /// The provisioner, reconciling only the test's tenant; `backups`: the object store's settings, if any.
 fn start_provisioner(
     env: &TestEnv,
@@ -66,21 +49,26 @@ fn start_provisioner(
     backups: Option<&[(&'static str, String)]>,
     logs: &Path,
 ) -> ServiceProcess {
-    let mut settings = vec![
-        ("KUBECONFIG", env.kubeconfig_path().display().to_string()),
-        ("GRPC_ADDR", format!("127.0.0.1:{port}")),
-        ("METRICS_ADDR", "127.0.0.1:0".to_owned()),
+    stack::start_provisioner(
+        env,
+        port,
         (
-            "LEASE_NAME",
-            format!("dashboard-test-{}", std::process::id()),
+            &format!("dashboard-test-{}", std::process::id()),
+            &format!("store-platform.io/tenant={TENANT}"),
         ),
-        (
-            "RECONCILE_SELECTOR",
-            format!("store-platform.io/tenant={TENANT}"),
-        ),
-    ];
-    settings.extend(backups.unwrap_or_default().iter().cloned());
-    ServiceProcess::start("provisioner", &settings, logs)
+        backups.unwrap_or_default(),
+        logs,
+    )
+}
+
+fn start_gateway(
+    port: u16,
+    backends: (u16, u16),
+    web_root: &Path,
+    tokens: &Path,
+    logs: &Path,
+) -> ServiceProcess {
+    stack::start_gateway(port, backends, web_root, tokens, &[], logs)
 }
 
 /// The platform's backup settings (each flag's environment variable): moto at `endpoint`, the object store's keys
@@ -99,49 +87,12 @@ fn backup_settings(endpoint: &str, dir: &Path) -> Vec<(&'static str, String)> {
     ]
 }
 
-fn start_gateway(
-    port: u16,
-    backends: (u16, u16),
-    web_root: &Path,
-    tokens: &Path,
-    logs: &Path,
-) -> ServiceProcess {
-    ServiceProcess::start(
-        "gateway",
-        &[
-            ("HTTP_ADDR", format!("127.0.0.1:{port}")),
-            ("METRICS_ADDR", "127.0.0.1:0".to_owned()),
-            ("WEB_ROOT", web_root.display().to_string()),
-            ("TOKENS_FILE", tokens.display().to_string()),
-            (
-                "PROVISIONER_URL",
-                format!("http://127.0.0.1:{}", backends.0),
-            ),
-            ("STATUS_URL", format!("http://127.0.0.1:{}", backends.1)),
-        ],
-        logs,
-    )
-}
-
 #[tokio::test]
 async fn the_dashboard_creates_watches_backs_up_restores_clones_and_deletes_stores_in_chromium() {
     let root = workspace();
     let web_root = root.join("web/dist");
     let script = root.join("web/e2e/dashboard.mjs");
-    assert!(
-        web_root.join("index.html").is_file(),
-        "{} is missing: build the dashboard (make test does: cd web && npm ci && npm run build)",
-        web_root.display()
-    );
-    assert!(
-        root.join("web/node_modules/playwright-core").is_dir(),
-        "web/node_modules is missing: cd web && npm ci (make test does)"
-    );
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned());
-    assert!(
-        Path::new(&chromium).is_file(),
-        "{chromium} is missing: apt-get install chromium (make test does)"
-    );
+    let chromium = stack::browser_prerequisites(&web_root);
     require_programs(&["/usr/bin/restic", "/usr/bin/curl"]);
 
     let env = TestEnv::shared();

@@ -1,6 +1,18 @@
-import { useCallback, useEffect, useMemo, useState, type FormEvent } from "react";
+import { createContext, useCallback, useContext, useEffect, useMemo, useState, type FormEvent } from "react";
 import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
-import { clients, Code, describe, saveToken, savedToken, type Clients, type Field } from "./api";
+import {
+  clients,
+  Code,
+  describe,
+  endSession,
+  saveToken,
+  savedToken,
+  whoAmI,
+  type Clients,
+  type Credentials,
+  type Field,
+  type Who,
+} from "./api";
 import type { DeletedStore, EngineVersions } from "./gen/store_platform/v1/provisioner_pb";
 import {
   Engine,
@@ -13,50 +25,120 @@ import {
 import { BackupKind, BackupState, type Backup } from "./gen/store_platform/v1/backup_pb";
 import { useStores, type Connection } from "./useStores";
 
+/** Whether the signed-in role may change stores (owners and administrators); a viewer only looks. */
+const CanChange = createContext(true);
+
+type Signed = { who: Who; credentials: Credentials };
+
 export function App() {
-  const [token, setToken] = useState<string | null>(savedToken);
-  const signOut = useCallback(() => {
-    saveToken(null);
-    setToken(null);
+  // undefined: still asking the gateway; null: nobody signed in.
+  const [signed, setSigned] = useState<Signed | null | undefined>(undefined);
+  const [provider, setProvider] = useState<string | undefined>(undefined);
+  useEffect(() => {
+    void (async () => {
+      try {
+        const who = await whoAmI();
+        setProvider(who.provider);
+        if (who.signedIn && who.csrf) {
+          setSigned({ who, credentials: { kind: "session", csrf: who.csrf } });
+          return;
+        }
+        const token = savedToken();
+        if (token) {
+          const byToken = await whoAmI(token);
+          if (byToken.signedIn) {
+            setSigned({ who: byToken, credentials: { kind: "token", token } });
+            return;
+          }
+          saveToken(null);
+        }
+      } catch {
+        // The gateway does not answer: the sign-in page says what it can.
+      }
+      setSigned(null);
+    })();
   }, []);
-  if (!token) {
+  const signOut = useCallback(async () => {
+    if (signed?.credentials.kind === "session") {
+      const next = await endSession(signed.credentials.csrf);
+      if (next) {
+        window.location.assign(next);
+        return;
+      }
+    }
+    saveToken(null);
+    setSigned(null);
+  }, [signed]);
+  if (signed === undefined) {
+    return (
+      <main className="narrow">
+        <h1>store-platform</h1>
+        <p className="muted">Loading…</p>
+      </main>
+    );
+  }
+  if (!signed) {
     return (
       <SignIn
-        onSignedIn={(t) => {
-          saveToken(t);
-          setToken(t);
+        provider={provider}
+        onSignedIn={(token, who) => {
+          saveToken(token);
+          setSigned({ who, credentials: { kind: "token", token } });
         }}
       />
     );
   }
-  return <Dashboard key={token} token={token} onSignOut={signOut} />;
+  return (
+    <CanChange.Provider value={signed.who.role !== "viewer"}>
+      <Dashboard key={signed.who.name} signed={signed} onSignOut={() => void signOut()} />
+    </CanChange.Provider>
+  );
 }
 
-function SignIn({ onSignedIn }: { onSignedIn: (token: string) => void }) {
+function SignIn(props: { provider?: string; onSignedIn: (token: string, who: Who) => void }) {
   const [token, setToken] = useState("");
-  const [error, setError] = useState<string | null>(null);
+  // A sign-in the gateway turned away comes back with its reason.
+  const [error, setError] = useState<string | null>(
+    () => new URLSearchParams(window.location.search).get("signin_error"),
+  );
   const [busy, setBusy] = useState(false);
+  useEffect(() => {
+    if (window.location.search) window.history.replaceState(null, "", window.location.pathname);
+  }, []);
 
   async function submit(event: FormEvent) {
     event.preventDefault();
     setBusy(true);
     setError(null);
     try {
-      // A cheap call proves the token before the dashboard opens.
-      await clients(token.trim()).provisioner.listStores({ pageSize: 1 });
-      onSignedIn(token.trim());
+      const who = await whoAmI(token.trim());
+      if (!who.signedIn) throw new Error(who.error ?? "the API token is not valid");
+      props.onSignedIn(token.trim(), who);
     } catch (e) {
-      setError(describe(e).message);
+      setError(e instanceof Error ? e.message : describe(e).message);
     } finally {
       setBusy(false);
     }
   }
 
+  const returnTo = window.location.pathname;
   return (
     <main className="narrow">
       <h1>store-platform</h1>
+      {error && (
+        <p id="sign-in-error" className="error" role="alert">
+          {error}
+        </p>
+      )}
+      {props.provider && (
+        <p>
+          <a className="button" href={`/auth/login?return_to=${encodeURIComponent(returnTo)}`}>
+            Sign in with {props.provider}
+          </a>
+        </p>
+      )}
       <form onSubmit={submit} aria-labelledby="sign-in-title">
-        <h2 id="sign-in-title">Sign in</h2>
+        <h2 id="sign-in-title">{props.provider ? "Or use an API token" : "Sign in"}</h2>
         <label htmlFor="token">API token</label>
         <input
           id="token"
@@ -65,14 +147,9 @@ function SignIn({ onSignedIn }: { onSignedIn: (token: string) => void }) {
           value={token}
           onChange={(e) => setToken(e.target.value)}
           aria-invalid={error ? true : undefined}
-          aria-describedby={error ? "token-error" : undefined}
+          aria-describedby={error ? "sign-in-error" : undefined}
           required
         />
-        {error && (
-          <p id="token-error" className="error" role="alert">
-            {error}
-          </p>
-        )}
         <button type="submit" disabled={busy || !token.trim()}>
           {busy ? "Signing in…" : "Sign in"}
         </button>
@@ -81,8 +158,9 @@ function SignIn({ onSignedIn }: { onSignedIn: (token: string) => void }) {
   );
 }
 
-function Dashboard({ token, onSignOut }: { token: string; onSignOut: () => void }) {
-  const api = useMemo(() => clients(token), [token]);
+function Dashboard({ signed, onSignOut }: { signed: Signed; onSignOut: () => void }) {
+  const api = useMemo(() => clients(signed.credentials), [signed]);
+  const canChange = useContext(CanChange);
   const { stores, connection, unauthenticated } = useStores(api);
   useEffect(() => {
     if (unauthenticated) onSignOut();
@@ -98,16 +176,20 @@ function Dashboard({ token, onSignOut }: { token: string; onSignOut: () => void 
   const sorted = [...stores.values()].sort(
     (a, b) => seconds(b.createTime) - seconds(a.createTime) || a.id.localeCompare(b.id),
   );
+  const { who } = signed;
   return (
     <main>
       <header className="top">
         <h1>store-platform</h1>
         <ConnectionBadge connection={connection} />
+        <span className="muted small" data-testid="who">
+          {who.email || who.name} · {who.role} · {who.role === "admin" ? "all tenants" : `tenant ${who.tenant}`}
+        </span>
         <button type="button" className="secondary" onClick={onSignOut}>
           Sign out
         </button>
       </header>
-      <CreateStore api={api} />
+      {canChange && <CreateStore api={api} />}
       <DeletedStores api={api} stores={stores} />
       <section aria-labelledby="stores-title">
         <h2 id="stores-title">Stores</h2>
@@ -407,7 +489,8 @@ function Backups({ store, api }: { store: Store; api: Clients }) {
     }
   }
 
-  const ready = store.phase === Phase.READY;
+  const canChange = useContext(CanChange);
+  const ready = store.phase === Phase.READY && canChange;
   return (
     <details
       className="backups"
@@ -450,7 +533,7 @@ function Backups({ store, api }: { store: Store; api: Clients }) {
                   </button>
                 </>
               )}
-              {backup.state === BackupState.SUCCEEDED && (
+              {canChange && backup.state === BackupState.SUCCEEDED && (
                 <>
                   {" "}
                   <button type="button" className="secondary" onClick={() => setCloning(backup)}>
@@ -608,6 +691,7 @@ function DeletedStores({ api, stores }: { api: Clients; stores: Map<string, Stor
     }
   }
 
+  const canChange = useContext(CanChange);
   // A store of the same id exists again (brought back, or on its way back): it is no longer deleted, although the
   // platform lists it until the store is prepared again, and nothing reloads the list then.
   const kept = deleted.filter((store) => !stores.has(store.storeId));
@@ -626,6 +710,7 @@ function DeletedStores({ api, stores }: { api: Clients; stores: Map<string, Stor
             <strong>{store.displayName || store.storeId}</strong> <code>{store.storeId}</code> · deleted{" "}
             {store.deleteTime ? timestampDate(store.deleteTime).toLocaleString() : "—"} · backups kept until{" "}
             {store.backupsKeptUntil ? timestampDate(store.backupsKeptUntil).toLocaleDateString() : "—"}{" "}
+            {canChange && (
             <button
               type="button"
               className="secondary"
@@ -634,6 +719,7 @@ function DeletedStores({ api, stores }: { api: Clients; stores: Map<string, Stor
             >
               {busy === store.storeId ? "Bringing back…" : "Bring back"}
             </button>
+            )}
           </li>
         ))}
       </ul>
@@ -706,6 +792,7 @@ function StoreCard({ store, api, latest }: { store: Store; api: Clients; latest?
   const [credentials, setCredentials] = useState<{ username: string; password: string } | null>(null);
   const [confirming, setConfirming] = useState(false);
   const [error, setError] = useState<string | null>(null);
+  const canChange = useContext(CanChange);
   const phase = PHASES[store.phase];
   const done = store.steps.filter((s) => s.state === StepState.SUCCEEDED).length;
   // Behind the platform's default version (a store with no recorded version is too: it predates versions).
@@ -805,6 +892,7 @@ function StoreCard({ store, api, latest }: { store: Store; api: Clients; latest?
           {error}
         </p>
       )}
+      {canChange && (
       <div className="actions">
         {store.phase === Phase.FAILED && (
           <button type="button" onClick={() => act(() => api.provisioner.retryStore({ storeId: store.id }))}>
@@ -881,6 +969,7 @@ function StoreCard({ store, api, latest }: { store: Store; api: Clients; latest?
             </button>
           ))}
       </div>
+      )}
     </li>
   );
 }

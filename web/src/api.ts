@@ -1,4 +1,6 @@
-// The gateway's two services, called over gRPC-web from the page's own origin with the signed-in API token.
+// The gateway's two services, called over gRPC-web from the page's own origin: as a person signed in with the
+// organisation's identity provider (the session cookie, which the page never sees, and the session's CSRF token), or
+// with an API token.
 
 import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
 import { createGrpcWebTransport } from "@connectrpc/connect-web";
@@ -17,14 +19,49 @@ export function saveToken(token: string | null) {
   else sessionStorage.removeItem(TOKEN_KEY);
 }
 
-export function clients(token: string) {
-  const bearer: Interceptor = (next) => (request) => {
-    request.header.set("authorization", `Bearer ${token}`);
+/** How the page's calls prove who they come from. */
+export type Credentials = { kind: "token"; token: string } | { kind: "session"; csrf: string };
+
+/** Who is signed in, as the gateway's /auth/session says. */
+export type Who = {
+  signedIn: boolean;
+  via?: "session" | "token";
+  name?: string;
+  email?: string;
+  tenant?: string;
+  role?: "viewer" | "owner" | "admin";
+  csrf?: string;
+  /** The identity provider's name, when people can sign in with one. */
+  provider?: string;
+  error?: string;
+};
+
+/** Asks the gateway who the page is signed in as: by its session cookie, or by `token`. */
+export async function whoAmI(token?: string): Promise<Who> {
+  const response = await fetch("/auth/session", {
+    headers: token ? { authorization: `Bearer ${token}` } : {},
+    cache: "no-store",
+  });
+  return (await response.json()) as Who;
+}
+
+/** Ends the session; the provider's sign-out page, if it has one, is where to go next. */
+export async function endSession(csrf: string): Promise<string | null> {
+  const response = await fetch("/auth/logout", { method: "POST", headers: { "x-csrf-token": csrf } });
+  if (!response.ok) return null;
+  const reply = (await response.json()) as { endSessionUrl?: string | null };
+  return reply.endSessionUrl ?? null;
+}
+
+export function clients(credentials: Credentials) {
+  const prove: Interceptor = (next) => (request) => {
+    if (credentials.kind === "token") request.header.set("authorization", `Bearer ${credentials.token}`);
+    else request.header.set("x-csrf-token", credentials.csrf);
     return next(request);
   };
   const transport = createGrpcWebTransport({
     baseUrl: window.location.origin,
-    interceptors: [bearer],
+    interceptors: [prove],
   });
   return {
     provisioner: createClient(ProvisionerService, transport),

@@ -101,3 +101,13 @@ policy/v1
 policy/v1beta1
 {{- end -}}
 {{- end }}
+
+{{- /* The namespace people's sign-in sessions are kept in. */ -}}
+{{- define "store-platform.sessionNamespace" -}}
+{{- .Values.gateway.oidc.sessionNamespace | default (printf "%s-sessions" .Release.Namespace) -}}
+{{- end }}
+
+{{- /* The dashboard's address as browsers reach it. */ -}}
+{{- define "store-platform.publicUrl" -}}
+{{- .Values.gateway.publicUrl | default (printf "%s://dashboard.%s" (ternary "https" "http" .Values.tls.enabled) .Values.domain) -}}
+{{- end }}
