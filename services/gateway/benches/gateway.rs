@@ -97,6 +97,124 @@ async fn cached_check(plane: &ControlPlane, checks: usize) -> anyhow::Result<(Du
     Ok((percentile(&times, 0.5), percentile(&times, 0.99)))
 }
 
+/// The p50 and p99 of `check`, run `times` times after one warm-up.
+async fn timed<F, Fut>(times: usize, mut check: F) -> anyhow::Result<(Duration, Duration)>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    check().await?;
+    let mut all = Vec::with_capacity(times);
+    for _ in 0..times {
+        let start = Instant::now();
+        check().await?;
+        all.push(start.elapsed());
+    }
+    all.sort();
+    Ok((percentile(&all, 0.5), percentile(&all, 0.99)))
+}
+
+/// What the gateway's check of a person's session (cookie and CSRF token) and of a machine's JWT (signature with the
+/// provider's cached keys, claims, mapping) cost, in process: a real OpenID provider (tools/oidc/provider.mjs) signs
+/// the JWT, and the session is a Secret on `plane`, as the gateway keeps it.
+async fn sign_in_checks(
+    plane: &ControlPlane,
+    checks: usize,
+) -> anyhow::Result<[(Duration, Duration); 2]> {
+    use store_platform_gateway::auth::{
+        Authenticator, Identity, Role, SessionAuth, Tokens,
+        oidc::{self, http::Http, mapping::Mapping},
+        sessions::{Session, Sessions},
+    };
+    use store_platform_test_support::oidc::OidcProvider;
+    let keys = tempfile::tempdir()?;
+    let idp = OidcProvider::start(&serde_json::json!({
+        "port": 0,
+        "keys_file": keys.path().join("keys.json"),
+        "clients": [{"client_id": "bench", "client_secret": "bench-secret",
+                     "grant_types": ["client_credentials"], "redirect_uris": [], "response_types": [],
+                     "tenant": "bench", "groups": ["owners"]}],
+        "resources": {"urn:bench": "store-platform"},
+    }));
+    let token = idp
+        .client_credentials("bench", "bench-secret", "urn:bench")
+        .await
+        .map_err(|answer| anyhow::anyhow!("no token: {}", answer.body))?;
+    let provider = oidc::Provider::new(
+        oidc::Config {
+            issuer: idp.issuer.clone(),
+            client_id: "dashboard".into(),
+            audiences: vec!["store-platform".into()],
+            mapping: Mapping {
+                tenant_claim: Some("tenant".into()),
+                groups_claim: "groups".into(),
+                owner_groups: vec!["owners".into()],
+                admin_tenant: "platform".into(),
+                email_claim: "email".into(),
+                ..Mapping::default()
+            },
+            skew: Duration::from_secs(60),
+            jwks_min_refresh: Duration::from_secs(10),
+            jwks_max_age: Duration::from_secs(3600),
+        },
+        Http::new(None, Duration::from_secs(5))?,
+    );
+    let shutdown = store_platform_runtime::Shutdown::new();
+    let client = plane.client().await?;
+    let namespace = "bench-sessions";
+    kube::Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
+        .create(
+            &kube::api::PostParams::default(),
+            &serde_json::from_value(serde_json::json!({"metadata": {"name": namespace}}))?,
+        )
+        .await?;
+    let sessions = Sessions::start(client, namespace, shutdown.clone());
+    let csrf = "bench-csrf-token-0123456789abcdefghijklmnopq";
+    let cookie = sessions
+        .create(Session {
+            identity: Identity {
+                name: "bench-person".into(),
+                email: Some("person@example.test".into()),
+                tenant: "bench".into(),
+                role: Role::Owner,
+            },
+            csrf: csrf.into(),
+            expires: i64::MAX / 2,
+            ends: i64::MAX / 2,
+            refresh_token: None,
+            id_token: None,
+        })
+        .await?;
+    let auth = Authenticator::new(Tokens::default())
+        .with_provider(provider.clone())
+        .with_sessions(std::sync::Arc::new(SessionAuth::new(
+            sessions,
+            provider,
+            None,
+            "store_platform_session".into(),
+        )));
+    let mut by_session = http::HeaderMap::new();
+    by_session.insert(
+        "cookie",
+        format!("store_platform_session={cookie}").parse()?,
+    );
+    by_session.insert("x-csrf-token", csrf.parse()?);
+    let mut by_jwt = http::HeaderMap::new();
+    by_jwt.insert("authorization", format!("Bearer {token}").parse()?);
+    let session = timed(checks, || async {
+        std::hint::black_box(auth.authenticate(&by_session).await?);
+        Ok(())
+    })
+    .await?;
+    let jwt = timed(checks, || async {
+        std::hint::black_box(auth.authenticate(&by_jwt).await?);
+        Ok(())
+    })
+    .await?;
+    shutdown.trigger();
+    Ok([session, jwt])
+}
+
 type GrpcWebService = tonic_web::GrpcWebClientService<
     hyper_util::client::legacy::Client<
         hyper_util::client::legacy::connect::HttpConnector,
@@ -334,6 +452,17 @@ fn main() -> anyhow::Result<()> {
             check50.as_secs_f64() * 1e6,
             check99.as_secs_f64() * 1e6
         );
+        let [session, jwt] = sign_in_checks(&plane, 20_000).await?;
+        for (what, (p50, p99)) in [
+            ("a person's session check (cookie, CSRF token; sessions in memory)", session),
+            ("a machine's JWT check (RS256 with the provider's cached keys, claims, roles)", jwt),
+        ] {
+            println!(
+                "  {what}, in process: p50 {:.1} µs, p99 {:.1} µs",
+                p50.as_secs_f64() * 1e6,
+                p99.as_secs_f64() * 1e6
+            );
+        }
         drop(gateway);
         drop(status);
         drop(provisioner);
