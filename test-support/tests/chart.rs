@@ -236,6 +236,29 @@ fn the_chart_gives_the_provisioner_the_mail_relay_with_its_password_as_a_file() 
     assert!(on.contains("mountPath: /etc/store-platform/smtp"));
 }
 
+/// The documents of a rendered chart, parsed strictly: a key twice in one mapping (two label helpers naming the same
+/// label) is an error.
+fn documents(rendered: &str) -> Vec<serde_yaml::Value> {
+    rendered
+        .split("\n---")
+        .map(|doc| {
+            serde_yaml::from_str(doc).unwrap_or_else(|error| {
+                panic!("a rendered document is not strict YAML: {error}\n{doc}")
+            })
+        })
+        .filter(|doc: &serde_yaml::Value| !doc.is_null())
+        .collect()
+}
+
+/// The rendered object of `kind` named `name`.
+fn find(documents: &[serde_yaml::Value], kind: &str, name: &str) -> serde_yaml::Value {
+    documents
+        .iter()
+        .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("{kind} {name} not rendered"))
+        .clone()
+}
+
 #[test]
 fn the_chart_gives_the_services_the_caller_policy_and_the_gateway_a_token_for_the_platform_only() {
     let env = TestEnv::shared();
@@ -253,23 +276,8 @@ fn the_chart_gives_the_services_the_caller_policy_and_the_gateway_a_token_for_th
             r#"auth.callers=[{"serviceAccount":"billing/invoicer","tenants":["acme"]}]"#,
         ],
     );
-    let documents: Vec<serde_yaml::Value> = rendered
-        .split("\n---")
-        // Strictly: a key twice in one mapping (two label helpers naming the same label) is an error.
-        .map(|doc| {
-            serde_yaml::from_str(doc).unwrap_or_else(|error| {
-                panic!("a rendered document is not strict YAML: {error}\n{doc}")
-            })
-        })
-        .filter(|doc: &serde_yaml::Value| !doc.is_null())
-        .collect();
-    let find = |kind: &str, name: &str| {
-        documents
-            .iter()
-            .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
-            .unwrap_or_else(|| panic!("{kind} {name} not rendered"))
-            .clone()
-    };
+    let documents = documents(&rendered);
+    let find = |kind: &str, name: &str| find(&documents, kind, name);
     let callers = find("ConfigMap", "callers");
     let policy: serde_json::Value = serde_json::from_str(
         callers["data"]["callers.json"]
@@ -345,18 +353,8 @@ fn sign_in_gives_the_gateway_its_provider_and_secrets_in_its_sessions_namespace_
              gateway.oidc.tenantGroupPrefix=tenant-,gateway.oidc.ownerGroups=shop-owners",
         ],
     );
-    let documents: Vec<serde_yaml::Value> = rendered
-        .split("\n---")
-        .filter_map(|doc| serde_yaml::from_str(doc).ok())
-        .filter(|doc: &serde_yaml::Value| !doc.is_null())
-        .collect();
-    let find = |kind: &str, name: &str| {
-        documents
-            .iter()
-            .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
-            .unwrap_or_else(|| panic!("{kind} {name} not rendered"))
-            .clone()
-    };
+    let documents = documents(&rendered);
+    let find = |kind: &str, name: &str| find(&documents, kind, name);
     let gateway = find("Deployment", "gateway");
     let pod = &gateway["spec"]["template"]["spec"];
     assert_eq!(

@@ -10,7 +10,7 @@ use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use serde_json::{Value, json};
 use store_platform_gateway::auth::{
     Authenticator,
-    oidc::{self, http::Http, mapping::Mapping},
+    oidc::{self, http::Http},
 };
 use store_platform_proto::v1::{
     CreateStoreRequest, GetStoreCredentialsRequest, GetStoreRequest,
@@ -19,8 +19,8 @@ use store_platform_proto::v1::{
 use store_platform_runtime::Shutdown;
 use store_platform_test_support::{oidc::OidcProvider, process::free_port};
 use support::{
-    ALICE, Provisioner, Settings, StatusBackend, dashboard, router, serve, serve_backends, tokens,
-    with_token,
+    ALICE, Provisioner, Settings, StatusBackend, dashboard, mapping, router, serve, serve_backends,
+    tokens, with_token,
 };
 use tonic::{Code, transport::Channel};
 
@@ -55,19 +55,6 @@ fn provider_config(keys: &std::path::Path, issuer: Option<&str>, port: u16) -> V
         config["issuer"] = json!(issuer);
     }
     config
-}
-
-fn mapping() -> Mapping {
-    Mapping {
-        tenant_claim: Some("tenant".into()),
-        groups_claim: "groups".into(),
-        admin_groups: vec!["platform-admins".into()],
-        owner_groups: vec!["store-owners".into()],
-        viewer_groups: vec!["store-viewers".into()],
-        admin_tenant: "platform".into(),
-        email_claim: "email".into(),
-        ..Mapping::default()
-    }
 }
 
 /// The gateway's provider for `issuer`, its keys refreshed in the background until `shutdown`.

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use store_platform_gateway::{
     auth::{
         Authenticator, SessionAuth,
-        oidc::{self, http::Http, mapping::Mapping},
+        oidc::{self, http::Http},
         sessions::Sessions,
     },
     signin::SignInConfig,
@@ -94,16 +94,7 @@ async fn stack(id_token_ttl: u64, refresh_ttl: u64) -> Stack {
             issuer: idp.issuer.clone(),
             client_id: CLIENT.into(),
             audiences: vec![CLIENT.into()],
-            mapping: Mapping {
-                groups_claim: "groups".into(),
-                tenant_group_prefix: Some("tenant-".into()),
-                admin_groups: vec!["platform-admins".into()],
-                owner_groups: vec!["store-owners".into()],
-                viewer_groups: vec!["store-viewers".into()],
-                admin_tenant: "platform".into(),
-                email_claim: "email".into(),
-                ..Mapping::default()
-            },
+            mapping: support::mapping(),
             skew: Duration::from_secs(0),
             jwks_min_refresh: Duration::from_secs(1),
             jwks_max_age: Duration::from_secs(3600),

@@ -398,6 +398,22 @@ pub async fn serve(router: axum::Router) -> SocketAddr {
     addr
 }
 
+/// The tests' claims mapping: roles from the groups `platform-admins`, `store-owners` and `store-viewers`; the
+/// tenant from the claim `tenant` or from groups `tenant-<name>`.
+pub fn mapping() -> store_platform_gateway::auth::oidc::mapping::Mapping {
+    store_platform_gateway::auth::oidc::mapping::Mapping {
+        tenant_claim: Some("tenant".into()),
+        tenant_group_prefix: Some("tenant-".into()),
+        groups_claim: "groups".into(),
+        admin_groups: vec!["platform-admins".into()],
+        owner_groups: vec!["store-owners".into()],
+        viewer_groups: vec!["store-viewers".into()],
+        default_role: None,
+        admin_tenant: "platform".into(),
+        email_claim: "email".into(),
+    }
+}
+
 /// A directory with a dashboard's files.
 pub fn dashboard() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp dir");
