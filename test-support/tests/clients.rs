@@ -29,6 +29,8 @@ use tonic::{codec::Codec, transport::Channel};
 
 const TOKEN: &str = "clients-token-7d1e";
 const TENANT: &str = "clients";
+/// A viewer of the same tenant, through the gateway.
+const VIEWER_TOKEN: &str = "clients-viewer-token-52a9";
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -384,6 +386,15 @@ fn cases(
         ],
         Code::PermissionDenied,
     ));
+    // A viewer's token: the gateway refuses what the role may not do.
+    cases.push(unary(
+        "gateway: PERMISSION_DENIED",
+        gateway,
+        "/store_platform.v1.ProvisionerService/DeleteStore",
+        get("conf-shop"),
+        &vec![("authorization", format!("Bearer {VIEWER_TOKEN}"))],
+        Code::PermissionDenied,
+    ));
     // What only the gateway says: its backend is down, or does not answer in time.
     cases.push(unary(
         "gateway: UNAVAILABLE",
@@ -416,6 +427,18 @@ async fn every_grpc_client_sees_the_same_codes_and_messages_directly_and_through
     std::fs::write(web_root.join("index.html"), "<!doctype html>").expect("index");
     let kubeconfig = env.kubeconfig_path().display().to_string();
     let tokens = tokens_file(scratch.path(), "clients", TENANT, TOKEN, false);
+    let viewer = format!("viewer {TENANT} {} viewer\n", {
+        use sha2::Digest as _;
+        sha2::Sha256::digest(VIEWER_TOKEN.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    });
+    std::fs::write(
+        &tokens,
+        std::fs::read_to_string(&tokens).expect("tokens") + &viewer,
+    )
+    .expect("the viewer's token");
 
     let (provisioner_port, status_port, gateway_port, broken_port) =
         (free_port(), free_port(), free_port(), free_port());
