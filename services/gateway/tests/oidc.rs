@@ -41,6 +41,7 @@ fn clients() -> Value {
         client("acme-brief", "acme", &["store-owners"], 1),
         client("globex-deployer", "globex", &["store-owners"], 600),
         client("nobody", "acme", &["unrelated"], 600),
+        client("platform-ops", "", &["platform-admins"], 600),
     ])
 }
 
@@ -193,6 +194,19 @@ async fn access_tokens_from_the_provider_act_for_their_tenant_with_their_role_an
     assert_eq!(
         get_store(&mut api, &globex).await.expect("globex").tenant,
         "globex"
+    );
+
+    // An administrator needs no tenant of their own, and acts on every tenant's stores.
+    let ops = idp
+        .client_credentials("platform-ops", "platform-ops-secret", API)
+        .await
+        .expect("a token");
+    let seen = get_store(&mut api, &ops).await.expect("an administrator");
+    assert_eq!(seen.tenant, "platform");
+    assert!(
+        seen.display_name.contains("scope=all-tenants"),
+        "{}",
+        seen.display_name
     );
 
     // A viewer sees, and is told which role the rest needs.
