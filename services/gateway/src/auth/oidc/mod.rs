@@ -105,6 +105,16 @@ struct Known {
     error: Option<String>,
 }
 
+/// The most bearer JWTs remembered as verified; past it the memory starts afresh.
+const REMEMBERED_TOKENS: usize = 10_000;
+
+/// A bearer JWT already verified: who it is, until when.
+#[derive(Debug)]
+struct Verified {
+    identity: Identity,
+    expiry: i64,
+}
+
 /// The provider, shared by every request.
 #[derive(Debug)]
 pub struct Provider {
@@ -113,6 +123,9 @@ pub struct Provider {
     known: RwLock<Known>,
     /// One fetch at a time; the others wait for its result.
     fetching: tokio::sync::Mutex<()>,
+    /// Bearer JWTs verified with the current keys, by their SHA-256: a machine sends the same token with every call
+    /// until it expires, and its signature is checked once. Forgotten when the keys change.
+    verified: RwLock<std::collections::HashMap<[u8; 32], Arc<Verified>>>,
 }
 
 /// Seconds since the Unix epoch.
@@ -129,6 +142,7 @@ impl Provider {
             http,
             known: RwLock::new(Known::default()),
             fetching: tokio::sync::Mutex::new(()),
+            verified: RwLock::new(std::collections::HashMap::new()),
         })
     }
 
@@ -186,6 +200,13 @@ impl Provider {
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         known.endpoints = Some(endpoints);
+        if *known.keys != keys {
+            // A key may have been withdrawn: what it signed is checked again.
+            self.verified
+                .write()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .clear();
+        }
         known.keys = Arc::new(keys);
         known.error = None;
         Ok(())
@@ -419,10 +440,44 @@ impl Provider {
     /// The identity behind a bearer JWT (a machine's access token, or a person's ID token for the dashboard's
     /// client).
     pub async fn identify_bearer(&self, token: &str) -> Result<Identity, AuthError> {
+        use sha2::Digest as _;
+        let digest: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
+        let now = now_seconds();
+        let skew = self.config.skew.as_secs() as i64;
+        let remembered = self
+            .verified
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(&digest)
+            .cloned();
+        if let Some(verified) = remembered {
+            if now <= verified.expiry + skew {
+                return Ok(verified.identity.clone());
+            }
+            return Err(AuthError::Token(TokenError::Expired));
+        }
         let claims = self.verify(token, &self.config.audiences).await?;
-        self.config
+        let identity = self
+            .config
             .mapping
             .identity(&claims)
-            .map_err(AuthError::Forbidden)
+            .map_err(AuthError::Forbidden)?;
+        if let Some(expiry) = claims.expiry() {
+            let mut verified = self
+                .verified
+                .write()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if verified.len() >= REMEMBERED_TOKENS {
+                verified.clear();
+            }
+            verified.insert(
+                digest,
+                Arc::new(Verified {
+                    identity: identity.clone(),
+                    expiry,
+                }),
+            );
+        }
+        Ok(identity)
     }
 }
