@@ -711,14 +711,14 @@ function DeletedStores({ api, stores }: { api: Clients; stores: Map<string, Stor
             {store.deleteTime ? timestampDate(store.deleteTime).toLocaleString() : "—"} · backups kept until{" "}
             {store.backupsKeptUntil ? timestampDate(store.backupsKeptUntil).toLocaleDateString() : "—"}{" "}
             {canChange && (
-            <button
-              type="button"
-              className="secondary"
-              disabled={busy !== null}
-              onClick={() => void bringBack(store)}
-            >
-              {busy === store.storeId ? "Bringing back…" : "Bring back"}
-            </button>
+              <button
+                type="button"
+                className="secondary"
+                disabled={busy !== null}
+                onClick={() => void bringBack(store)}
+              >
+                {busy === store.storeId ? "Bringing back…" : "Bring back"}
+              </button>
             )}
           </li>
         ))}
@@ -893,11 +893,11 @@ function StoreCard({ store, api, latest }: { store: Store; api: Clients; latest?
         </p>
       )}
       {canChange && (
-      <div className="actions">
-        {store.phase === Phase.FAILED && (
-          <button type="button" onClick={() => act(() => api.provisioner.retryStore({ storeId: store.id }))}>
-            Retry
-          </button>
+        <div className="actions">
+          {store.phase === Phase.FAILED && (
+            <button type="button" onClick={() => act(() => api.provisioner.retryStore({ storeId: store.id }))}>
+              Retry
+            </button>
         )}
         {store.phase === Phase.READY && behind && (
           <button
