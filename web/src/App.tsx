@@ -898,77 +898,77 @@ function StoreCard({ store, api, latest }: { store: Store; api: Clients; latest?
             <button type="button" onClick={() => act(() => api.provisioner.retryStore({ storeId: store.id }))}>
               Retry
             </button>
-        )}
-        {store.phase === Phase.READY && behind && (
-          <button
-            type="button"
-            className="secondary"
-            onClick={() => act(() => api.provisioner.upgradeStore({ storeId: store.id, version: latest }))}
-          >
-            Upgrade to {latest}
-          </button>
-        )}
-        {store.phase === Phase.READY && (
-          <button
-            type="button"
-            className="secondary"
-            onClick={() => act(() => api.provisioner.suspendStore({ storeId: store.id }))}
-          >
-            Pause
-          </button>
-        )}
-        {store.phase === Phase.SUSPENDED && (
-          <button type="button" onClick={() => act(() => api.provisioner.resumeStore({ storeId: store.id }))}>
-            Resume
-          </button>
-        )}
-        {store.phase !== Phase.DELETING &&
-          (credentials ? (
-            <button type="button" className="secondary" onClick={() => setCredentials(null)}>
-              Hide admin credentials
-            </button>
-          ) : (
+          )}
+          {store.phase === Phase.READY && behind && (
             <button
               type="button"
               className="secondary"
-              onClick={() =>
-                act(async () => {
-                  const reply = await api.provisioner.getStoreCredentials({ storeId: store.id });
-                  setCredentials({ username: reply.username, password: reply.password });
-                })
-              }
+              onClick={() => act(() => api.provisioner.upgradeStore({ storeId: store.id, version: latest }))}
             >
-              Show admin credentials
+              Upgrade to {latest}
             </button>
-          ))}
-        {store.phase !== Phase.DELETING &&
-          (confirming ? (
-            <span role="group" aria-label="Confirm deletion">
-              <span>Delete {store.id} and everything in it?</span>{" "}
+          )}
+          {store.phase === Phase.READY && (
+            <button
+              type="button"
+              className="secondary"
+              onClick={() => act(() => api.provisioner.suspendStore({ storeId: store.id }))}
+            >
+              Pause
+            </button>
+          )}
+          {store.phase === Phase.SUSPENDED && (
+            <button type="button" onClick={() => act(() => api.provisioner.resumeStore({ storeId: store.id }))}>
+              Resume
+            </button>
+          )}
+          {store.phase !== Phase.DELETING &&
+            (credentials ? (
+              <button type="button" className="secondary" onClick={() => setCredentials(null)}>
+                Hide admin credentials
+              </button>
+            ) : (
               <button
                 type="button"
-                className="danger"
-                autoFocus
+                className="secondary"
                 onClick={() =>
                   act(async () => {
-                    await api.provisioner.deleteStore({ storeId: store.id });
-                    setConfirming(false);
-                    setCredentials(null);
+                    const reply = await api.provisioner.getStoreCredentials({ storeId: store.id });
+                    setCredentials({ username: reply.username, password: reply.password });
                   })
                 }
               >
-                Yes, delete
-              </button>{" "}
-              <button type="button" className="secondary" onClick={() => setConfirming(false)}>
-                Cancel
+                Show admin credentials
               </button>
-            </span>
-          ) : (
-            <button type="button" className="danger" onClick={() => setConfirming(true)}>
-              Delete
-            </button>
-          ))}
-      </div>
+            ))}
+          {store.phase !== Phase.DELETING &&
+            (confirming ? (
+              <span role="group" aria-label="Confirm deletion">
+                <span>Delete {store.id} and everything in it?</span>{" "}
+                <button
+                  type="button"
+                  className="danger"
+                  autoFocus
+                  onClick={() =>
+                    act(async () => {
+                      await api.provisioner.deleteStore({ storeId: store.id });
+                      setConfirming(false);
+                      setCredentials(null);
+                    })
+                  }
+                >
+                  Yes, delete
+                </button>{" "}
+                <button type="button" className="secondary" onClick={() => setConfirming(false)}>
+                  Cancel
+                </button>
+              </span>
+            ) : (
+              <button type="button" className="danger" onClick={() => setConfirming(true)}>
+                Delete
+              </button>
+            ))}
+        </div>
       )}
     </li>
   );
