@@ -208,6 +208,11 @@ pub struct OidcArgs {
     #[arg(long, env = "SESSION_MAX_AGE", default_value = "12h", value_parser = humantime::parse_duration)]
     pub session_max_age: Duration,
 
+    /// Sign-ins that may start per minute on each replica, everyone's together (each keeps a Secret for up to ten
+    /// minutes); a burst of a quarter of it is allowed.
+    #[arg(long, env = "SIGNIN_STARTS_PER_MINUTE", default_value_t = 120)]
+    pub signin_starts_per_minute: u32,
+
     /// PEM certificates of a private CA the provider's TLS certificate chains to (besides the system's).
     #[arg(long, env = "OIDC_CA_FILE")]
     pub oidc_ca_file: Option<PathBuf>,

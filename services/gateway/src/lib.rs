@@ -144,6 +144,10 @@ async fn sign_in(
             .collect(),
         provider_name: args.oidc_provider_name.clone(),
         session_max_age: args.session_max_age,
+        starts: limit::RateLimiter::new(
+            args.signin_starts_per_minute,
+            args.signin_starts_per_minute / 4,
+        ),
     })))
 }
 

@@ -38,6 +38,9 @@ pub struct SignInConfig {
     pub provider_name: String,
     /// The longest a session lasts, renewals included.
     pub session_max_age: Duration,
+    /// Sign-ins started per minute, for everyone (each keeps a Secret until it ends or expires): the bound on what
+    /// anonymous requests can make the gateway store.
+    pub starts: crate::limit::RateLimiter,
 }
 
 impl SignInConfig {
@@ -250,6 +253,15 @@ async fn login(State(shared): State<Shared>, Query(query): Query<LoginQuery>) ->
     let Some(signin) = shared.signin else {
         return off();
     };
+    if let Err(wait) = signin.starts.check("sign-in", std::time::Instant::now()) {
+        return failed(
+            &signin,
+            &format!(
+                "too many sign-ins right now; try again in {} s",
+                wait.as_secs().max(1)
+            ),
+        );
+    }
     let provider = &signin.auth.provider;
     let endpoints = match provider.endpoints_now().await {
         Ok(endpoints) => endpoints,

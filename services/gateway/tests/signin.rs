@@ -62,6 +62,8 @@ struct Stack {
     api: ProvisionerServiceClient<Channel>,
     idp: OidcProvider,
     shutdown: Shutdown,
+    /// Where the sessions are.
+    namespace: String,
     _web: tempfile::TempDir,
     _dir: tempfile::TempDir,
 }
@@ -69,6 +71,11 @@ struct Stack {
 /// The gateway with sign-in on, its sessions in a fresh namespace, in front of in-process backends; the provider's
 /// ID tokens live `id_token_ttl` seconds and its refresh tokens `refresh_ttl`.
 async fn stack(id_token_ttl: u64, refresh_ttl: u64) -> Stack {
+    stack_limited(id_token_ttl, refresh_ttl, (120, 30)).await
+}
+
+/// The same, with at most `starts` (per minute, burst) sign-ins started.
+async fn stack_limited(id_token_ttl: u64, refresh_ttl: u64, starts: (u32, u32)) -> Stack {
     let env = TestEnv::shared();
     let namespace = env.namespace("sessions").await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -121,6 +128,7 @@ async fn stack(id_token_ttl: u64, refresh_ttl: u64) -> Stack {
         ],
         provider_name: "Test IdP".into(),
         session_max_age: Duration::from_secs(3600),
+        starts: store_platform_gateway::limit::RateLimiter::new(starts.0, starts.1),
     });
     let web = dashboard();
     let (backend, _task) =
@@ -148,6 +156,7 @@ async fn stack(id_token_ttl: u64, refresh_ttl: u64) -> Stack {
         api,
         idp,
         shutdown,
+        namespace,
         _web: web,
         _dir: dir,
     }
@@ -427,5 +436,35 @@ async fn a_session_renews_with_the_refresh_token_until_the_person_leaves_the_org
     assert_eq!(ended.code(), Code::Unauthenticated, "{ended:?}");
     assert!(ended.message().contains("sign in again"), "{ended:?}");
     assert_eq!(stack.who(&mut alice).await["signedIn"], json!(false));
+    stack.shutdown.trigger();
+}
+
+#[tokio::test]
+async fn sign_ins_beyond_the_limit_are_refused_before_anything_is_stored() {
+    // Two may start, and none after them.
+    let stack = stack_limited(600, 3600, (0, 2)).await;
+    let login = format!("{}/auth/login", stack.gateway);
+    for _ in 0..2 {
+        let answer = Browser::default().request("GET", &login, &[], "").await;
+        assert!(
+            location(&answer).starts_with(&stack.idp.issuer),
+            "{}",
+            location(&answer)
+        );
+    }
+    let refused = Browser::default().request("GET", &login, &[], "").await;
+    assert!(
+        location(&refused).contains("too+many+sign-ins"),
+        "{}",
+        location(&refused)
+    );
+    let pending = kube::Api::<k8s_openapi::api::core::v1::Secret>::namespaced(
+        TestEnv::shared().client().await,
+        &stack.namespace,
+    )
+    .list(&kube::api::ListParams::default().labels("store-platform.io/gateway-signin"))
+    .await
+    .expect("list sign-ins");
+    assert_eq!(pending.items.len(), 2, "only the sign-ins allowed are kept");
     stack.shutdown.trigger();
 }
