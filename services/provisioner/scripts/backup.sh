@@ -29,13 +29,14 @@ fi
 # With a region given, restic skips the bucket's location lookup, and a missing bucket looks like a missing
 # repository; asked without one, the object store says which it is. restic would create a missing bucket: a backup
 # never does, since a wrong bucket name must fail, not write the store's data somewhere nobody looks.
+# A first failure that the second asking does not repeat (the object store was briefly unreachable) is no failure:
+# the repository is there and answers.
 if ! repository cat config >/dev/null 2>"$work/config.err"; then
     if grep -qE 'The specified key does not exist|repository does not exist' "$work/config.err" &&
         ! restic -o "s3.bucket-lookup=$S3_BUCKET_LOOKUP" cat config 2>&1 | grep -q 'bucket does not exist'; then
         repository init
-    else
-        restic -o "s3.bucket-lookup=$S3_BUCKET_LOOKUP" cat config >/dev/null 2>"$work/config.err" || true
-        cat "$work/config.err" >&2
+    elif ! restic -o "s3.bucket-lookup=$S3_BUCKET_LOOKUP" cat config >/dev/null 2>"$work/config.again"; then
+        if [ -s "$work/config.again" ]; then cat "$work/config.again" >&2; else cat "$work/config.err" >&2; fi
         exit 1
     fi
 fi
