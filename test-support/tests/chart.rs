@@ -81,21 +81,25 @@ fn values(name: &str) -> String {
     chart().join(name).display().to_string()
 }
 
+/// The chart rendered as release `sp` in namespace `store-platform` with `values_file` and `extra` arguments.
+fn render(env: &TestEnv, values_file: &str, extra: &[&str]) -> String {
+    let chart = chart().display().to_string();
+    let values = values(values_file);
+    let mut args = vec![
+        "template",
+        "sp",
+        chart.as_str(),
+        "--namespace",
+        "store-platform",
+        "-f",
+        values.as_str(),
+    ];
+    args.extend_from_slice(extra);
+    helm(env, &args)
+}
+
 fn template(env: &TestEnv, values_file: &str, kube_version: &str) -> String {
-    helm(
-        env,
-        &[
-            "template",
-            "sp",
-            &chart().display().to_string(),
-            "--namespace",
-            "store-platform",
-            "-f",
-            &values(values_file),
-            "--kube-version",
-            kube_version,
-        ],
-    )
+    render(env, values_file, &["--kube-version", kube_version])
 }
 
 #[test]
@@ -148,21 +152,7 @@ fn the_chart_lints_and_renders_for_kind_and_for_a_vps_with_the_probes_each_versi
 #[test]
 fn the_gateway_is_a_node_port_on_request_and_its_policy_admits_it() {
     let env = TestEnv::shared();
-    let render = |extra: &[&str]| {
-        let chart = chart().display().to_string();
-        let values = values("values-local.yaml");
-        let mut args = vec![
-            "template",
-            "sp",
-            chart.as_str(),
-            "--namespace",
-            "store-platform",
-            "-f",
-            values.as_str(),
-        ];
-        args.extend_from_slice(extra);
-        helm(env, &args)
-    };
+    let render = |extra: &[&str]| render(env, "values-local.yaml", extra);
     let service_named = |rendered: &str, name: &str| {
         rendered
             .split("\n---")
@@ -204,16 +194,10 @@ fn the_chart_gives_the_provisioner_the_mail_relay_with_its_password_as_a_file() 
     let env = TestEnv::shared();
     let off = template(env, "values-local.yaml", "1.20.2");
     assert!(!off.contains("SMTP_HOST"), "no relay, no mail settings");
-    let on = helm(
+    let on = render(
         env,
+        "values-local.yaml",
         &[
-            "template",
-            "sp",
-            &chart().display().to_string(),
-            "--namespace",
-            "store-platform",
-            "-f",
-            &values("values-local.yaml"),
             "--set",
             "mail.host=smtp.example.net,mail.username=relay,mail.passwordSecret=smtp-relay,mail.from=shops@example.com",
         ],
@@ -262,16 +246,10 @@ fn find(documents: &[serde_yaml::Value], kind: &str, name: &str) -> serde_yaml::
 #[test]
 fn the_chart_gives_the_services_the_caller_policy_and_the_gateway_a_token_for_the_platform_only() {
     let env = TestEnv::shared();
-    let rendered = helm(
+    let rendered = render(
         env,
+        "values-local.yaml",
         &[
-            "template",
-            "sp",
-            &chart().display().to_string(),
-            "--namespace",
-            "store-platform",
-            "-f",
-            &values("values-local.yaml"),
             "--set-json",
             r#"auth.callers=[{"serviceAccount":"billing/invoicer","tenants":["acme"]}]"#,
         ],
@@ -337,16 +315,10 @@ fn the_chart_gives_the_services_the_caller_policy_and_the_gateway_a_token_for_th
 #[test]
 fn sign_in_gives_the_gateway_its_provider_and_secrets_in_its_sessions_namespace_only() {
     let env = TestEnv::shared();
-    let rendered = helm(
+    let rendered = render(
         env,
+        "values-vps.yaml",
         &[
-            "template",
-            "sp",
-            &chart().display().to_string(),
-            "--namespace",
-            "store-platform",
-            "-f",
-            &values("values-vps.yaml"),
             "--set",
             "domain=shop.example.com,gateway.oidc.issuer=https://id.example.com/realms/shops,\
              gateway.oidc.clientId=store-platform,gateway.oidc.clientSecretSecret=oidc-client,\

@@ -18,10 +18,10 @@ use axum::{
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{
-    AuthError, Authenticator, CSRF_HEADER, Identity, SessionAuth, cookie,
-    oidc::{Authorize, Refusal, http::form_encode, now_seconds},
+    AuthError, Authenticator, CSRF_HEADER, Identity, SessionAuth, cookie, hash_hex,
+    oidc::{Authorize, http::form_encode, now_seconds},
     same_secret,
-    sessions::{Session, SignIn, digest, random_token},
+    sessions::{Session, SignIn, random_token},
 };
 
 /// How long a person has to sign in at the provider.
@@ -128,7 +128,7 @@ fn off() -> Response {
 }
 
 /// Who the page is signed in as.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Who<'a> {
     signed_in: bool,
@@ -155,15 +155,9 @@ struct Who<'a> {
 impl<'a> Who<'a> {
     fn nobody(provider: Option<&'a str>, error: Option<String>) -> Self {
         Self {
-            signed_in: false,
-            via: None,
-            name: None,
-            email: None,
-            tenant: None,
-            role: None,
-            csrf: None,
             provider,
             error,
+            ..Self::default()
         }
     }
 
@@ -176,8 +170,7 @@ impl<'a> Who<'a> {
             tenant: Some(&identity.tenant),
             role: Some(identity.role.as_str()),
             csrf,
-            provider: None,
-            error: None,
+            ..Self::default()
         }
     }
 }
@@ -283,7 +276,7 @@ async fn login(State(shared): State<Shared>, Query(query): Query<LoginQuery>) ->
         verifier: verifier.clone(),
         nonce: nonce.clone(),
         return_to: local_path(query.return_to.as_deref()),
-        browser: digest(&browser),
+        browser: hash_hex(&browser),
         expires: now_seconds() + SIGNIN_SECONDS,
     };
     if let Err(error) = signin.auth.sessions.begin_signin(&state, &pending).await {
@@ -345,7 +338,7 @@ async fn callback(
         }
     };
     let browser = cookie(&headers, &signin.signin_cookie()).unwrap_or("");
-    if !same_secret(&digest(browser), &pending.browser) {
+    if !same_secret(&hash_hex(browser), &pending.browser) {
         return failed(&signin, "this sign-in was started in another browser");
     }
     if pending.expires < now_seconds() {
@@ -371,9 +364,7 @@ async fn callback(
         .await
     {
         Ok(tokens) => tokens,
-        Err(refusal @ (Refusal::Denied(_) | Refusal::Unreachable(_))) => {
-            return failed(&signin, &refusal.to_string());
-        }
+        Err(refusal) => return failed(&signin, &refusal.to_string()),
     };
     let Some(id_token) = tokens.id_token else {
         return failed(&signin, "the identity provider sent no ID token");

@@ -24,10 +24,9 @@ use kube::{
     runtime::{WatchStreamExt as _, watcher},
 };
 use rand::RngCore as _;
-use sha2::{Digest as _, Sha256};
 use store_platform_runtime::Shutdown;
 
-use super::{Identity, Role};
+use super::{Identity, Role, hash_hex};
 
 const SESSION_LABEL: &str = "store-platform.io/gateway-session";
 const SIGNIN_LABEL: &str = "store-platform.io/gateway-signin";
@@ -67,20 +66,12 @@ pub fn random_token() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// The hex SHA-256 of `value`.
-pub fn digest(value: &str) -> String {
-    Sha256::digest(value.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 fn session_name(cookie: &str) -> String {
-    format!("session-{}", &digest(cookie)[..40])
+    format!("session-{}", &hash_hex(cookie)[..40])
 }
 
 fn signin_name(state: &str) -> String {
-    format!("signin-{}", &digest(state)[..40])
+    format!("signin-{}", &hash_hex(state)[..40])
 }
 
 fn put(data: &mut BTreeMap<String, ByteString>, key: &str, value: &str) {
