@@ -4,27 +4,34 @@
 //
 //   1. waits for PostgreSQL (DATABASE_URL), then takes a session advisory lock on that database, held until the
 //      end, so two bootstraps of one store never run at once (the second waits, then finds nothing to do);
-//   2. `medusa db:migrate --execute-safe-links --execute-safe-search` (migrations, link tables, search indexes;
-//      never an unsafe drop, never a prompt);
-//   3. for a clone (CLONED_FROM_FILE_URL set), the uploaded files' URLs moved from the store it was made from to
-//      MEDUSA_FILE_URL, in every text column named `url` or `thumbnail` (images, thumbnails, line items');
-//   4. `medusa exec ./src/scripts/ensure-admin.js`: the admin user from ADMIN_EMAIL / ADMIN_PASSWORD, unless it
-//      exists (the password goes through the environment, never argv);
-//   5. `medusa exec ./src/scripts/seed.js`: region, shipping, sample product, publishable key (printed as
-//      `publishable-key: pk_...`, and written to PUBLISHABLE_KEY_FILE if set).
+//   2. looks for nothing to do: if this very build of the application (its lockfile, configuration and code, see
+//      buildId) finished a bootstrap of this database, and the admin user and the storefront's publishable key are
+//      in place, it reports the key and stops, without loading Medusa (a Job run again, a check after a restore
+//      or a resume). A newer build, a restored database from another build, a clone, a password reset, a missing
+//      admin or key: the whole bootstrap runs;
+//   3. bin/bootstrap-medusa.cjs, one process: Medusa's migrations (as `medusa db:migrate --execute-safe-links
+//      --execute-safe-search`), a clone's file URLs moved, then in the application loaded once, Medusa's pending
+//      migration scripts, ./src/scripts/ensure-admin.js (the admin user from ADMIN_EMAIL / ADMIN_PASSWORD, unless
+//      it exists; the password goes through the environment, never argv) and ./src/scripts/seed.js (region,
+//      shipping, sample product, publishable key, printed as `publishable-key: pk_...` and written to
+//      PUBLISHABLE_KEY_FILE if set);
+//   4. records the build that finished, in the table store_platform_bootstrap of the store's database (so it
+//      travels with the data into backups, restores and clones).
 //
 // Every step is idempotent, so running the whole bootstrap twice succeeds and the second run changes nothing.
 // A failing step makes this exit non-zero after Medusa's own output, passed through, and a last line
-// `bootstrap: failed: medusa <command> failed (exit code N): <Medusa's last error line>`.
+// `bootstrap: failed: medusa bootstrap failed (exit code N): <Medusa's last error line>`.
 //
-// The Medusa commands run in the built application, `.medusa/server` (where `medusa build` put medusa-config.js
-// and the scripts; see app.mjs). NODE_ENV defaults to production.
+// Medusa runs in the built application, `.medusa/server` (where `medusa build` put medusa-config.js and the
+// scripts; see app.mjs). NODE_ENV defaults to production.
 //
 // Optional: BOOTSTRAP_DB_WAIT_SECONDS (default 180) bounds the wait for PostgreSQL.
 import { spawn } from "node:child_process"
-import { existsSync } from "node:fs"
+import { createHash } from "node:crypto"
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs"
 import { createRequire } from "node:module"
 import path from "node:path"
+import { fileURLToPath } from "node:url"
 
 import { appDir } from "./app.mjs"
 
@@ -59,40 +66,96 @@ async function connect(pg, url, deadline) {
 
 let child = null
 
-/** A PostgreSQL identifier, quoted. */
-function ident(name) {
-  return `"${name.replaceAll('"', '""')}"`
+const here = path.dirname(fileURLToPath(import.meta.url))
+
+// The table that records which build of the application last finished a bootstrap of this database.
+const MARKER = "store_platform_bootstrap"
+
+// This build of the application, as far as the database is concerned: the lockfile (every package's version,
+// Medusa's modules and their migrations among them), the configuration, our code built into .medusa/server
+// (modules, links, scripts, workflows) and these bootstrap scripts. Not the admin dashboard's bundle.
+function buildId(dir) {
+  const hash = createHash("sha256")
+  const add = (file, name) => {
+    hash.update(`${name}\0${readFileSync(file).length}\0`)
+    hash.update(readFileSync(file))
+  }
+  for (const name of ["package.json", "package-lock.json", "medusa-config.js"]) {
+    const file = path.join(dir, name)
+    if (existsSync(file)) add(file, name)
+  }
+  const walk = (base, prefix) => {
+    if (!existsSync(base)) return
+    const entries = readdirSync(base, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : 1))
+    for (const entry of entries) {
+      const full = path.join(base, entry.name)
+      if (entry.isDirectory()) walk(full, `${prefix}${entry.name}/`)
+      else if (entry.isFile()) add(full, `${prefix}${entry.name}`)
+    }
+  }
+  walk(path.join(dir, "src"), "src/")
+  walk(here, "bin/")
+  return hash.digest("hex")
 }
 
-// A clone's database is another store's, and the URLs Medusa keeps of uploaded files begin with that store's file
-// address. They are moved to this store's, wherever Medusa keeps one (a text column named url or thumbnail). Each
-// update is idempotent: a second run finds nothing left to move.
-async function moveFileUrls(client) {
+// Nothing to do, read without loading Medusa: this build finished a bootstrap of this database, the admin can sign
+// in (a user with its email/password identity, linked), and the first unrevoked publishable key, which the seed
+// would hand over, is linked to the store's default sales channel. Returns that key, or why the bootstrap runs.
+async function nothingToDo(client, build) {
+  if (process.env.ADMIN_PASSWORD_RESET === "true") return { why: "the admin's password is to be set" }
   const from = process.env.CLONED_FROM_FILE_URL
-  const to = process.env.MEDUSA_FILE_URL
-  if (!from || !to || from === to) return
-  const { rows } = await client.query(
-    `SELECT table_name, column_name FROM information_schema.columns
-      WHERE table_schema = current_schema() AND column_name IN ('url', 'thumbnail')
-        AND data_type IN ('text', 'character varying')
-      ORDER BY table_name, column_name`,
-  )
-  let moved = 0
-  for (const { table_name: table, column_name: column } of rows) {
-    const result = await client.query(
-      `UPDATE ${ident(table)} SET ${ident(column)} = $2 || substr(${ident(column)}, length($1) + 1)
-        WHERE left(${ident(column)}, length($1)) = $1`,
-      [`${from}/`, `${to}/`],
+  if (from && from !== process.env.MEDUSA_FILE_URL) return { why: "a clone's file URLs may need moving" }
+  try {
+    const { rows: marks } = await client.query(`SELECT build, done_at FROM ${MARKER} WHERE id = 1`)
+    if (!marks.length) return { why: "no bootstrap has finished here" }
+    if (marks[0].build !== build) return { why: "a bootstrap of another build finished here" }
+    const { rows: admins } = await client.query(
+      `SELECT 1 FROM "user" u
+         JOIN provider_identity p ON p.entity_id = u.email AND p.provider = 'emailpass' AND p.deleted_at IS NULL
+         JOIN auth_identity a ON a.id = p.auth_identity_id AND a.deleted_at IS NULL
+        WHERE u.email = $1 AND u.deleted_at IS NULL AND a.app_metadata ->> 'user_id' = u.id`,
+      [process.env.ADMIN_EMAIL.trim().toLowerCase()],
     )
-    moved += result.rowCount
+    if (!admins.length) return { why: "the admin user is missing" }
+    const { rows: keys } = await client.query(
+      `SELECT k.token, EXISTS (
+                SELECT 1 FROM publishable_api_key_sales_channel l JOIN store s
+                    ON s.default_sales_channel_id = l.sales_channel_id AND s.deleted_at IS NULL
+                 WHERE l.publishable_key_id = k.id AND l.deleted_at IS NULL) AS linked
+         FROM api_key k
+        WHERE k.type = 'publishable' AND k.revoked_at IS NULL AND k.deleted_at IS NULL
+        ORDER BY k.created_at ASC LIMIT 1`,
+    )
+    if (!keys.length || !keys[0].linked) return { why: "the publishable key is missing or unlinked" }
+    return { key: keys[0].token, since: marks[0].done_at }
+  } catch (error) {
+    // 42P01: no such table; a database no bootstrap of ours finished (a new store, or one from before the record).
+    if (error.code === "42P01") return { why: "no bootstrap has finished here" }
+    return { why: `the check could not tell (${error.message})` }
   }
-  log(`moved ${moved} uploaded file URL(s) from ${from} to ${to}`)
 }
+
+async function recordBuild(client, build) {
+  await client.query(
+    `CREATE TABLE IF NOT EXISTS ${MARKER} (
+       id smallint PRIMARY KEY CHECK (id = 1), build text NOT NULL, done_at timestamptz NOT NULL)`,
+  )
+  await client.query(
+    `INSERT INTO ${MARKER} (id, build, done_at) VALUES (1, $1, now())
+       ON CONFLICT (id) DO UPDATE SET build = EXCLUDED.build, done_at = EXCLUDED.done_at`,
+    [build],
+  )
+}
+
+const CHILD_ERROR = "bootstrap: error: "
 
 // Medusa's last words worth reporting: the last line of its output that names an error, else its last line.
 // They end the bootstrap's own last line, which the store's failure reason quotes.
-// In production Medusa logs JSON lines ({"level":"error","message":...}); their message is what counts.
+// bin/bootstrap-medusa.cjs ends a failure with `bootstrap: error: <message>`, which says it best; otherwise (it
+// was killed, say) Medusa's own lines: in production JSON ({"level":"error","message":...}), whose message counts.
 function lastError(lines) {
+  const own = lines.findLast((line) => line.startsWith(CHILD_ERROR))
+  if (own) return shorten(own.slice(CHILD_ERROR.length).replace(/\s+/g, " ").trim())
   const messages = lines
     .map((line) => {
       const text = line.replace(/\x1b\[[0-9;]*m/g, "").trim()
@@ -104,15 +167,22 @@ function lastError(lines) {
     })
     .map(({ error, text }) => ({ error, text: text.replace(/\s+/g, " ").trim() }))
     .filter(({ text }) => text)
-  const line = (messages.findLast(({ error }) => error) ?? messages.at(-1))?.text ?? ""
-  // The cause is usually at the end (PostgreSQL's words after the statement that failed).
+  return shorten((messages.findLast(({ error }) => error) ?? messages.at(-1))?.text ?? "")
+}
+
+// The cause is usually at the end (PostgreSQL's words after the statement that failed).
+function shorten(line) {
   return line.length > 240 ? `…${line.slice(-240)}` : line
 }
 
-function medusa(cli, dir, args, env) {
-  log(`medusa ${args.join(" ")}`)
+// bin/bootstrap-medusa.cjs, in the application's directory.
+function bootstrapMedusa(dir, env) {
   return new Promise((resolve, reject) => {
-    child = spawn(process.execPath, [cli, ...args], { cwd: dir, env, stdio: ["ignore", "pipe", "pipe"] })
+    child = spawn(process.execPath, [path.join(here, "bootstrap-medusa.cjs")], {
+      cwd: dir,
+      env,
+      stdio: ["ignore", "pipe", "pipe"],
+    })
     // Passed through as it comes, and the last lines kept for the failure's reason.
     const recent = []
     let partial = ""
@@ -136,7 +206,7 @@ function medusa(cli, dir, args, env) {
       if (code === 0) return resolve()
       const how = signal ? `signal ${signal}` : `exit code ${code}`
       const why = lastError([...recent, partial])
-      reject(new Error(`medusa ${args[0]} failed (${how})${why ? `: ${why}` : ""}`))
+      reject(new Error(`medusa bootstrap failed (${how})${why ? `: ${why}` : ""}`))
     })
   })
 }
@@ -154,12 +224,9 @@ async function main() {
   if (!process.env.ADMIN_EMAIL || !process.env.ADMIN_PASSWORD) throw new Error("ADMIN_EMAIL and ADMIN_PASSWORD must be set")
 
   const require = createRequire(path.join(dir, "package.json"))
-  const cli = require.resolve("@medusajs/cli/cli.js")
   const pg = require("pg")
-
   const env = { ...process.env, NODE_ENV: process.env.NODE_ENV || "production" }
-  // Only the admin step needs the password.
-  const { ADMIN_PASSWORD: _password, ...envWithoutPassword } = env
+  const build = buildId(dir)
 
   const waitSeconds = Number(process.env.BOOTSTRAP_DB_WAIT_SECONDS || 180)
   const client = await connect(pg, url, Date.now() + waitSeconds * 1000)
@@ -178,17 +245,21 @@ async function main() {
     log("holding the bootstrap lock")
 
     const started = Date.now()
-    await medusa(cli, dir, ["db:migrate", "--execute-safe-links", "--execute-safe-search"], envWithoutPassword)
-    log(`migrations done in ${((Date.now() - started) / 1000).toFixed(1)}s`)
-    await moveFileUrls(client)
-    await medusa(cli, dir, ["exec", "./src/scripts/ensure-admin.js"], env)
-    await medusa(cli, dir, ["exec", "./src/scripts/seed.js"], envWithoutPassword)
-
+    const found = await nothingToDo(client, build)
+    if (found.key) {
+      log(`nothing to do: build ${build.slice(0, 12)} bootstrapped this store at ${found.since.toISOString()}`)
+      if (process.env.PUBLISHABLE_KEY_FILE) writeFileSync(process.env.PUBLISHABLE_KEY_FILE, found.key)
+      process.stdout.write(`publishable-key: ${found.key}\n`)
+    } else {
+      log(`bootstrapping build ${build.slice(0, 12)}: ${found.why}`)
+      await bootstrapMedusa(dir, env)
+      await recordBuild(client, build)
+    }
+    log(`done in ${((Date.now() - started) / 1000).toFixed(1)}s`)
     await client.query("SELECT pg_advisory_unlock($1::bigint)", [LOCK_KEY])
   } finally {
     await client.end().catch(() => {})
   }
-  log("done")
 }
 
 for (const signal of ["SIGINT", "SIGTERM"]) {
@@ -199,7 +270,10 @@ for (const signal of ["SIGINT", "SIGTERM"]) {
   })
 }
 
-main().catch((error) => {
-  log(`failed: ${error.message}`)
-  process.exit(1)
-})
+main().then(
+  () => process.exit(0),
+  (error) => {
+    log(`failed: ${error.message}`)
+    process.exit(1)
+  },
+)
