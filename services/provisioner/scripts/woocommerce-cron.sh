@@ -54,8 +54,29 @@ run_due_actions() {
   failed_actions=$(grep -c '^Error: Error processing action ' <<<"$output" || true)
 }
 
+# The CronJob exists from before the store's bootstrap (so that the bootstrap's end is the store's READY), so a run
+# may come before the bootstrap installed WordPress: then there is nothing to run. `core is-installed` answers by its
+# exit code alone; a failure says why (the database unreachable, no wp-config.php), and fails the run.
+installed() {
+  local output status=0
+  output=$(wpcli core is-installed 2>&1) || status=$?
+  ((status == 0)) && return 0
+  [[ -z $output ]] || { printf '%s\n' "$output"; fail "wp core is-installed ended with exit code $status"; }
+  return 1
+}
+
+if ! installed; then
+  log "WordPress is not installed yet (the store's bootstrap installs it): nothing to run"
+  exit 0
+fi
 failed_actions=0
-run_due_actions
+# Without WooCommerce (before the bootstrap activated it, or after the owner switched it off) there are no actions,
+# only WordPress's own events.
+if wpcli plugin is-active woocommerce; then
+  run_due_actions
+else
+  log "WooCommerce is not active: WordPress's events only"
+fi
 run_due_events
 # A failed action is not run again, so the events above still had their turn; the run reports it.
 ((failed_actions == 0)) ||

@@ -39,6 +39,12 @@ pub trait Engine: Send + Sync + std::fmt::Debug + 'static {
     /// The steps, in order.
     fn steps(&self) -> &'static [&'static str];
 
+    /// The steps of a clone, in order, before the restore of its backup is put in front of `bootstrap`. What runs on
+    /// its own schedule (cron, backups) starts only after the bootstrap made the copied store the clone's own.
+    fn clone_steps(&self) -> &'static [&'static str] {
+        self.steps()
+    }
+
     /// The steps that apply the store's objects from the platform's settings, in order: those a reconfigure runs
     /// again on a READY store. Not the ones that run once (the bootstrap Job).
     fn reconfigure_steps(&self) -> &'static [&'static str];
@@ -120,14 +126,15 @@ pub struct Provisioning<'a>(pub &'a dyn Engine);
 impl Provisioning<'_> {
     /// The steps of a store of `spec`, in order.
     pub fn steps(&self, spec: &StoreSpec) -> Vec<&'static str> {
-        let mut steps = self.0.steps().to_vec();
-        if spec.source.is_some() {
-            let at = steps
-                .iter()
-                .position(|step| *step == clone::BEFORE)
-                .unwrap_or(steps.len());
-            steps.insert(at, clone::STEP);
+        if spec.source.is_none() {
+            return self.0.steps().to_vec();
         }
+        let mut steps = self.0.clone_steps().to_vec();
+        let at = steps
+            .iter()
+            .position(|step| *step == clone::BEFORE)
+            .unwrap_or(steps.len());
+        steps.insert(at, clone::STEP);
         steps
     }
 

@@ -821,10 +821,31 @@ fn the_scripts_ask_the_stand_in_exactly_what_they_asked_real_wp_cli() {
             text(&output)
         );
         let asked: Vec<Vec<String>> = fixture.calls()[before..].to_vec();
-        let recorded: Vec<Vec<String>> = recorded_run(name)
+        let mut recorded: Vec<Vec<String>> = recorded_run(name)
             .iter()
             .map(|call| recorded_argv(call, &docroot))
             .collect();
+        if name.starts_with("cron-") {
+            // Since these were recorded the cron run first asks whether WordPress is installed and WooCommerce
+            // active (its CronJob now comes before the bootstrap): the same two calls the bootstrap's recordings
+            // hold the stand-in's answers to.
+            let asks = |words: &[&str]| {
+                [
+                    format!("--path={docroot}"),
+                    "--url=http://shop.localhost".to_owned(),
+                ]
+                .into_iter()
+                .chain(words.iter().map(|word| (*word).to_owned()))
+                .collect::<Vec<_>>()
+            };
+            recorded.splice(
+                0..0,
+                [
+                    asks(&["core", "is-installed"]),
+                    asks(&["plugin", "is-active", "woocommerce"]),
+                ],
+            );
+        }
         assert_eq!(asked, recorded, "{name}");
     }
 }
@@ -1138,13 +1159,55 @@ fn a_cron_run_whose_action_fails_runs_the_events_and_then_fails_saying_so() {
 }
 
 #[test]
-fn a_cron_run_fails_when_wp_cli_does_and_when_events_keep_ending_it() {
-    // WordPress not installed: WP-CLI fails, and so does the run, with its exit code.
+fn a_cron_run_before_the_bootstrap_finds_nothing_to_do_and_without_woocommerce_runs_the_events() {
+    // The CronJob comes before the bootstrap: WordPress not installed yet, nothing to run, and the run succeeds.
     let fixture = Fixture::new();
     let output = fixture.run_cron(&[]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(
+        text(&output).contains("WordPress is not installed yet"),
+        "{}",
+        text(&output)
+    );
+    let calls = fixture.calls();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert!(
+        calls[0].ends_with(&["core".to_owned(), "is-installed".to_owned()]),
+        "{calls:?}"
+    );
+
+    // WooCommerce switched off: no actions to run, and WordPress's events still run.
+    let (fixture, now) = cron_store("cron-run-health-checks");
+    fixture.edit_state(|state| {
+        let plugins = state["active_plugins"].as_array_mut().expect("plugins");
+        plugins.retain(|plugin| plugin != "woocommerce");
+    });
+    let output = fixture.run_cron(&[("WP_STAND_IN_NOW", &now)]);
+    assert!(output.status.success(), "{}", text(&output));
+    let log = text(&output);
+    assert!(log.contains("WooCommerce is not active"), "{log}");
+    assert!(!log.contains("action-scheduler"), "{log}");
+    assert!(log.ends_with("cron: done\n"), "{log}");
+    assert!(
+        left_due(&fixture.state(), &now).0.is_empty(),
+        "events left due"
+    );
+}
+
+#[test]
+fn a_cron_run_fails_when_wp_cli_does_and_when_events_keep_ending_it() {
+    // WP-CLI cannot load WordPress (no wp-config.php): the run fails with WP-CLI's words and its exit code.
+    let (fixture, now) = cron_store("cron-run-health-checks");
+    std::fs::remove_file(fixture.path("html/wp-config.php")).expect("remove wp-config.php");
+    let output = fixture.run_cron(&[("WP_STAND_IN_NOW", &now)]);
     assert_eq!(output.status.code(), Some(1), "{}", text(&output));
     assert!(
-        text(&output).contains("wp action-scheduler run ended with exit code 1"),
+        text(&output).contains("Error: 'wp-config.php' not found."),
+        "{}",
+        text(&output)
+    );
+    assert!(
+        text(&output).contains("wp core is-installed ended with exit code 1"),
         "{}",
         text(&output)
     );

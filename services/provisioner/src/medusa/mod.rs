@@ -35,16 +35,33 @@ use crate::{
 };
 use meta::{BOOTSTRAP, POSTGRES, REDIS, SERVER, STOREFRONT, STOREFRONT_CONFIG, WORKER};
 
+/// What can be done while the databases start and the bootstrap runs comes before them (the Ingress, the backup
+/// schedule), and each step also starts what the next one waits for: `postgres` starts Redis too, and `backend` the
+/// storefront. So after the bootstrap only the backend's and the storefront's starts are waited for, side by side.
 pub const STEPS: &[&str] = &[
     "namespace",
     "policies",
     "secrets",
+    "ingress",
+    "postgres",
+    "redis",
+    "backups",
+    "bootstrap",
+    "backend",
+    "storefront",
+];
+
+/// A clone's: its backup schedule starts once its bootstrap made the restored store its own.
+pub const CLONE_STEPS: &[&str] = &[
+    "namespace",
+    "policies",
+    "secrets",
+    "ingress",
     "postgres",
     "redis",
     "bootstrap",
     "backend",
     "storefront",
-    "ingress",
     "backups",
 ];
 
@@ -102,6 +119,10 @@ impl Engine for Medusa {
         STEPS
     }
 
+    fn clone_steps(&self) -> &'static [&'static str] {
+        CLONE_STEPS
+    }
+
     fn reconfigure_steps(&self) -> &'static [&'static str] {
         &[
             "policies",
@@ -144,6 +165,9 @@ impl Engine for Medusa {
                 kube.apply(&postgres::service(id)).await?;
                 kube.apply(&postgres::stateful_set(id, settings)).await?;
                 kube.apply(&backend::uploads_claim(id, settings)).await?;
+                // Redis starts beside PostgreSQL; its step then waits for it (an unchanged object is not applied
+                // again).
+                self.apply("redis", store, kube).await?;
             }
             "redis" => {
                 kube.apply(&redis::service(id)).await?;
@@ -161,11 +185,15 @@ impl Engine for Medusa {
                 kube.apply(&backend::service(id)).await?;
                 kube.apply(&backend::server(id, settings)).await?;
                 kube.apply(&backend::worker(id, settings)).await?;
+                // The storefront needs only the bootstrap's key: it starts beside the backend, and its step then
+                // waits for it.
+                if self.hand_over_key(id, kube).await? {
+                    self.apply_storefront(id, settings, kube).await?;
+                }
             }
             "storefront" => {
                 self.hand_over_key(id, kube).await?;
-                kube.apply(&storefront::service(id)).await?;
-                kube.apply(&storefront::deployment(id, settings)).await?;
+                self.apply_storefront(id, settings, kube).await?;
             }
             "ingress" => {
                 kube.apply(&ingress::ingress(id, settings)).await?;
@@ -353,6 +381,18 @@ impl Engine for Medusa {
 }
 
 impl Medusa {
+    async fn apply_storefront(
+        &self,
+        id: &str,
+        settings: &Settings,
+        kube: &Kube,
+    ) -> Result<(), Error> {
+        kube.apply(&storefront::service(id)).await?;
+        kube.apply(&storefront::deployment(id, settings))
+            .await
+            .map(drop)
+    }
+
     /// Makes sure the storefront's ConfigMap holds the publishable key; false while no key can be read yet.
     async fn hand_over_key(&self, id: &str, kube: &Kube) -> Result<bool, Error> {
         if kube.get::<ConfigMap>(STOREFRONT_CONFIG).await?.is_some() {

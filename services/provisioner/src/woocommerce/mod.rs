@@ -26,7 +26,24 @@ use crate::{
 };
 use meta::{BOOTSTRAP, MARIADB, SECRET_NAME, WORDPRESS};
 
+/// The CronJobs (WP-Cron's and the backup schedule) come before the bootstrap, so that the bootstrap's end is the
+/// store's READY with nothing more to apply; a cron run that comes before the bootstrap installed WordPress finds
+/// nothing to do (scripts/woocommerce-cron.sh).
 pub const STEPS: &[&str] = &[
+    "namespace",
+    "policies",
+    "secrets",
+    "mariadb",
+    "wordpress",
+    "ingress",
+    "cron",
+    "backups",
+    "bootstrap",
+];
+
+/// A clone's: its cron and backup schedule start once its bootstrap made the restored store its own (its address,
+/// its administrator), so no run of either sees the store it was copied from.
+pub const CLONE_STEPS: &[&str] = &[
     "namespace",
     "policies",
     "secrets",
@@ -73,6 +90,10 @@ impl WooCommerce {
 impl Engine for WooCommerce {
     fn steps(&self) -> &'static [&'static str] {
         STEPS
+    }
+
+    fn clone_steps(&self) -> &'static [&'static str] {
+        CLONE_STEPS
     }
 
     fn reconfigure_steps(&self) -> &'static [&'static str] {
