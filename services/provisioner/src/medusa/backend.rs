@@ -105,11 +105,14 @@ fn deployment(id: &str, app: &str, mode: &str, settings: &Settings) -> Deploymen
             protocol: Some("TCP".to_owned()),
             ..ContainerPort::default()
         }]),
-        startup_probe: Some(probe("/health", 5, 5, 36)),
+        // Medusa listening is asked every second (for up to 3 minutes); then the server's readiness every 2 s (an
+        // HTTP request, cheap), the worker's every 10 s (a process in the container). With the startup probe
+        // passed, a kubelet asks readiness at once (Kubernetes 1.22 and later).
+        startup_probe: Some(probe("/health", 0, 1, 180)),
         readiness_probe: Some(if mode == "worker" {
             exec_probe(&format!("exec {ENTRYPOINT} ready"), 0, 10, 3)
         } else {
-            probe("/store-platform/ready", 0, 10, 3)
+            probe("/store-platform/ready", 0, 2, 3)
         }),
         liveness_probe: Some(probe("/health", 0, 20, 3)),
         resources: Some(size.requirements()),

@@ -58,8 +58,10 @@ pub fn stateful_set(id: &str, settings: &Settings) -> StatefulSet {
             protocol: Some("TCP".to_owned()),
             ..ContainerPort::default()
         }]),
-        readiness_probe: Some(exec_probe(&ping, 2, 5, 3)),
-        liveness_probe: Some(exec_probe(&ping, 30, 20, 6)),
+        // As PostgreSQL's: every second while it starts, then every 5 s.
+        startup_probe: Some(exec_probe(&ping, 0, 1, 60)),
+        readiness_probe: Some(exec_probe(&ping, 0, 5, 3)),
+        liveness_probe: Some(exec_probe(&ping, 0, 20, 6)),
         resources: Some(REDIS_SIZE.requirements()),
         security_context: Some(container_security()),
         ..Container::default()

@@ -36,14 +36,14 @@ pub fn config(id: &str, publishable_key: &str) -> ConfigMap {
 }
 
 pub fn deployment(id: &str, settings: &Settings) -> Deployment {
-    let probe = |delay: i32| Probe {
+    let probe = |delay: i32, period: i32| Probe {
         http_get: Some(HTTPGetAction {
             path: Some("/healthz".to_owned()),
             port: IntOrString::Int(PORT),
             ..HTTPGetAction::default()
         }),
         initial_delay_seconds: Some(delay),
-        period_seconds: Some(10),
+        period_seconds: Some(period),
         timeout_seconds: Some(3),
         failure_threshold: Some(3),
         ..Probe::default()
@@ -73,8 +73,8 @@ pub fn deployment(id: &str, settings: &Settings) -> Deployment {
             protocol: Some("TCP".to_owned()),
             ..ContainerPort::default()
         }]),
-        readiness_probe: Some(probe(1)),
-        liveness_probe: Some(probe(10)),
+        readiness_probe: Some(probe(0, 2)),
+        liveness_probe: Some(probe(10, 10)),
         resources: Some(STOREFRONT_SIZE.requirements()),
         security_context: Some(container_security()),
         ..Container::default()

@@ -327,8 +327,10 @@ pub fn deployment(id: &str, settings: &Settings) -> Deployment {
                             protocol: Some("TCP".to_owned()),
                             ..ContainerPort::default()
                         }]),
-                        readiness_probe: Some(probe("/wp-login.php", 5, 5, 3)),
-                        liveness_probe: Some(probe("/wp-login.php", 120, 20, 6)),
+                        // As MariaDB's: every second while it starts, then every 5 s.
+                        startup_probe: Some(probe("/wp-login.php", 0, 1, 180)),
+                        readiness_probe: Some(probe("/wp-login.php", 0, 5, 3)),
+                        liveness_probe: Some(probe("/wp-login.php", 0, 20, 6)),
                         resources: Some(WORDPRESS_SIZE.requirements()),
                         security_context: Some(container_security()),
                         volume_mounts: Some(vec![mount]),
