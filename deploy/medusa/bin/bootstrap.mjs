@@ -3,19 +3,21 @@
 // Plain JavaScript, no build step. In order:
 //
 //   1. waits for PostgreSQL (DATABASE_URL), then takes a session advisory lock on that database, held until the
-//      end, so two bootstraps of one store never run at once (the second waits, then finds nothing to do);
+//      end, so two bootstraps of one store never run at once (the second waits, then finds nothing to do). The Job
+//      starts with the databases, so it asks often;
 //   2. looks for nothing to do: if this very build of the application (its lockfile, configuration and code, see
 //      buildId) finished a bootstrap of this database, and the admin user and the storefront's publishable key are
 //      in place, it reports the key and stops, without loading Medusa (a Job run again, a check after a restore
 //      or a resume). A newer build, a restored database from another build, a clone, a password reset, a missing
 //      admin or key: the whole bootstrap runs;
-//   3. bin/bootstrap-medusa.cjs, one process: Medusa's migrations (as `medusa db:migrate --execute-safe-links
+//   3. waits for Redis (REDIS_URL) to answer PING, which Medusa's modules need as they load;
+//   4. bin/bootstrap-medusa.cjs, one process: Medusa's migrations (as `medusa db:migrate --execute-safe-links
 //      --execute-safe-search`), a clone's file URLs moved, then in the application loaded once, Medusa's pending
 //      migration scripts, ./src/scripts/ensure-admin.js (the admin user from ADMIN_EMAIL / ADMIN_PASSWORD, unless
 //      it exists; the password goes through the environment, never argv) and ./src/scripts/seed.js (region,
 //      shipping, sample product, publishable key, printed as `publishable-key: pk_...` and written to
 //      PUBLISHABLE_KEY_FILE if set);
-//   4. records the build that finished, in the table store_platform_bootstrap of the store's database (so it
+//   5. records the build that finished, in the table store_platform_bootstrap of the store's database (so it
 //      travels with the data into backups, restores and clones).
 //
 // Every step is idempotent, so running the whole bootstrap twice succeeds and the second run changes nothing.
@@ -25,7 +27,7 @@
 // Medusa runs in the built application, `.medusa/server` (where `medusa build` put medusa-config.js and the
 // scripts; see app.mjs). NODE_ENV defaults to production.
 //
-// Optional: BOOTSTRAP_DB_WAIT_SECONDS (default 180) bounds the wait for PostgreSQL.
+// Optional: BOOTSTRAP_DB_WAIT_SECONDS (default 180) bounds the wait for PostgreSQL, and then for Redis.
 import { spawn } from "node:child_process"
 import { createHash } from "node:crypto"
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs"
@@ -58,8 +60,29 @@ async function connect(pg, url, deadline) {
       const fatal = typeof error.code === "string" && (error.code.startsWith("28") || error.code === "3D000")
       if (fatal) throw new Error(`PostgreSQL refused the connection: ${error.message}`)
       if (Date.now() >= deadline) throw new Error(`PostgreSQL is not reachable: ${error.message}`)
-      if (attempt === 1 || attempt % 10 === 0) log(`waiting for PostgreSQL (${error.message})`)
-      await sleep(2000)
+      if (attempt === 1 || attempt % 40 === 0) log(`waiting for PostgreSQL (${error.message})`)
+      await sleep(500)
+    }
+  }
+}
+
+// Redis answering PING (with the password REDIS_URL carries), asked as the backend's readiness asks it.
+async function waitForRedis(dir, url, deadline) {
+  const require = createRequire(path.join(dir, "package.json"))
+  const { pingRedis } = require("./src/lib/readiness.js")
+  for (let attempt = 1; ; attempt++) {
+    let timer
+    try {
+      const timeout = new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error("no answer within 2 s")), 2000)
+      })
+      return await Promise.race([pingRedis(url), timeout])
+    } catch (error) {
+      if (Date.now() >= deadline) throw new Error(`Redis is not reachable: ${error.message}`)
+      if (attempt === 1 || attempt % 40 === 0) log(`waiting for Redis (${error.message})`)
+      await sleep(500)
+    } finally {
+      clearTimeout(timer)
     }
   }
 }
@@ -252,6 +275,7 @@ async function main() {
       process.stdout.write(`publishable-key: ${found.key}\n`)
     } else {
       log(`bootstrapping build ${build.slice(0, 12)}: ${found.why}`)
+      if (process.env.REDIS_URL) await waitForRedis(dir, process.env.REDIS_URL, Date.now() + waitSeconds * 1000)
       await bootstrapMedusa(dir, env)
       await recordBuild(client, build)
     }

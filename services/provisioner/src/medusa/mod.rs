@@ -36,8 +36,10 @@ use crate::{
 use meta::{BOOTSTRAP, POSTGRES, REDIS, SERVER, STOREFRONT, STOREFRONT_CONFIG, WORKER};
 
 /// What can be done while the databases start and the bootstrap runs comes before them (the Ingress, the backup
-/// schedule), and each step also starts what the next one waits for: `postgres` starts Redis too, and `backend` the
-/// storefront. So after the bootstrap only the backend's and the storefront's starts are waited for, side by side.
+/// schedule), and each step also starts what the next ones wait for: `postgres` starts Redis and the bootstrap Job
+/// too (the bootstrap waits for both databases itself, and begins the moment they answer, not when their readiness
+/// probes next pass), and `backend` the storefront. So after the bootstrap only the backend's and the storefront's
+/// starts are waited for, side by side.
 pub const STEPS: &[&str] = &[
     "namespace",
     "policies",
@@ -165,9 +167,13 @@ impl Engine for Medusa {
                 kube.apply(&postgres::service(id)).await?;
                 kube.apply(&postgres::stateful_set(id, settings)).await?;
                 kube.apply(&backend::uploads_claim(id, settings)).await?;
-                // Redis starts beside PostgreSQL; its step then waits for it (an unchanged object is not applied
-                // again).
+                // Redis starts beside PostgreSQL, and so does the bootstrap, which waits for both; their steps then
+                // wait for them (an unchanged object is not applied again, an existing Job not made again). Not a
+                // clone's bootstrap: it must find the restored data, so it waits for its own step.
                 self.apply("redis", store, kube).await?;
+                if bootstrap::cloned_from(store).is_none() {
+                    self.apply("bootstrap", store, kube).await?;
+                }
             }
             "redis" => {
                 kube.apply(&redis::service(id)).await?;
