@@ -1,7 +1,8 @@
 #!/usr/bin/env node
-// The worker's readiness probe (`entrypoint.sh ready`): exits 0 if the store's PostgreSQL (DATABASE_URL) and
-// Redis (REDIS_URL) both answer, else prints what failed and exits 1. The same checks as the server's
-// /store-platform/ready route (src/lib/readiness.js, as built into .medusa/server).
+// The worker's startup probe (`entrypoint.sh ready`): exits 0 if Medusa in this container answers on its port
+// (`/health` on PORT, default 9000) and the store's PostgreSQL (DATABASE_URL) and Redis (REDIS_URL) both answer,
+// else prints what failed and exits 1. The same database checks as the server's /store-platform/ready route
+// (src/lib/readiness.js, as built into .medusa/server).
 import { createRequire } from "node:module"
 import path from "node:path"
 
@@ -22,7 +23,12 @@ async function postgres() {
   }
 }
 
-const result = await backendReadiness(postgres)
+async function medusa() {
+  const response = await fetch(`http://127.0.0.1:${process.env.PORT || 9000}/health`)
+  if (!response.ok) throw new Error(`Medusa's /health answered ${response.status}`)
+}
+
+const result = await backendReadiness(postgres, { medusa })
 if (!result.ready) {
   process.stderr.write(`not ready: ${JSON.stringify(result.checks)}\n`)
   process.exit(1)

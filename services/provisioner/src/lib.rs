@@ -119,6 +119,7 @@ pub async fn start(
             extra => format!("{},{extra}", record::managed_selector()),
         },
         max_parallel: args.rollout_max_parallel as usize,
+        cached: Some(stores.clone()),
     });
 
     let (routes, health) = server::standard_routes().await?;

@@ -70,6 +70,17 @@ impl std::fmt::Debug for Context {
     }
 }
 
+/// How many event recorders share the stores (see [`Context::new`]).
+const RECORDERS: usize = 64;
+
+/// The recorder of the store in `namespace`.
+fn recorder_of(namespace: Option<&str>) -> usize {
+    use std::hash::{Hash as _, Hasher as _};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    namespace.hash(&mut hasher);
+    usize::try_from(hasher.finish() % RECORDERS as u64).unwrap_or(0)
+}
+
 impl Context {
     pub fn new(
         client: Client,
@@ -81,11 +92,20 @@ impl Context {
             controller: FIELD_MANAGER.to_owned(),
             instance,
         };
-        let recorder = Recorder::new(client.clone(), reporter);
+        // kube's Recorder keeps the events it published for six minutes (to count repeats as a series) and sweeps
+        // that whole cache on every publish: one Recorder for every store made each event cost more the more stores
+        // had events lately (at 1,000 stores, a growing part of the provisioner's CPU). A store's events always go
+        // to the same one of these, so its repeats still count as a series.
+        let recorders: Arc<Vec<Recorder>> = Arc::new(
+            (0..RECORDERS)
+                .map(|_| Recorder::new(client.clone(), reporter.clone()))
+                .collect(),
+        );
         let (events, queue) = tokio::sync::mpsc::channel::<(Event, ObjectReference)>(EVENT_QUEUE);
         let publisher_metrics = metrics.clone();
         let publish = move |(event, reference): (Event, ObjectReference)| {
-            let (recorder, metrics) = (recorder.clone(), publisher_metrics.clone());
+            let recorder = recorders[recorder_of(reference.namespace.as_deref())].clone();
+            let metrics = publisher_metrics.clone();
             async move {
                 match recorder.publish(&event, &reference).await {
                     Ok(()) => metrics.write("event"),

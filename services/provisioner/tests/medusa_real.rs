@@ -142,7 +142,8 @@ fn a_medusa_store_bootstraps_once_and_takes_orders_over_http_and_in_its_storefro
         ready.body,
         json!({"ready": true, "checks": {"postgres": "ok", "redis": "ok"}})
     );
-    let worker_ready = |databases: &Databases| probe(&app, databases, &secret, &worker_pod);
+    let worker_ready =
+        |databases: &Databases| probe(&app, databases, &secret, &worker_pod, &worker);
     let answer = worker_ready(&databases);
     assert!(
         answer.status.success(),

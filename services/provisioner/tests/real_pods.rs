@@ -836,7 +836,7 @@ async fn a_medusa_store_runs_as_real_pods_and_takes_an_order() {
     let (mut api, id) = create_engine(MEDUSA_TENANT, "medusa", Engine::Medusa).await;
     let namespace = record::namespace_name(&id);
     // Every probe for real: PostgreSQL's pg_isready, Redis's PING, the bootstrap Job, the server's readiness route
-    // and the worker's readiness command, the storefront's /healthz.
+    // and the worker's startup command, the storefront's /healthz.
     let store = wait_for(
         &mut api,
         MEDUSA_TENANT,

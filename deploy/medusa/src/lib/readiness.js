@@ -85,11 +85,13 @@ async function readiness(checks) {
 }
 
 /**
- * The two checks, given how to ask PostgreSQL.
+ * The two checks, given how to ask PostgreSQL, and any others.
  * @param {() => Promise<unknown>} postgres
+ * @param {Record<string, () => Promise<unknown>>} [others]
  */
-function backendReadiness(postgres) {
+function backendReadiness(postgres, others = {}) {
   return readiness({
+    ...others,
     postgres,
     redis: () => {
       const url = process.env.REDIS_URL

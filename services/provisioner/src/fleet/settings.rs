@@ -86,23 +86,26 @@ fn idle_and_ready(store: &StoreRecord) -> bool {
     !store.terminating && store.phase() == Phase::Ready && operation::running(store).is_none()
 }
 
+/// The settings generation `store` is to be reconfigured to, if it is idle and READY and runs another one.
+pub fn wanted(settings: &crate::settings::Settings, store: &StoreRecord) -> Option<String> {
+    if !idle_and_ready(store) {
+        return None;
+    }
+    // A store that recorded no version yet is taken: its version is read from what it runs when it starts.
+    let Some(version) = settings.current_version(store) else {
+        return Some(String::new());
+    };
+    let generation = settings.generation(store.spec.engine, Some(&version));
+    (generation != store.status.settings_generation).then_some(generation)
+}
+
 /// One rollout pass: starts the reconfigures [`plan`] picks.
 pub async fn roll(fleet: &Fleet, stores: &[Listed]) -> Result<(), Error> {
     let settings = fleet.settings.as_ref();
     let records: Vec<StoreRecord> = stores.iter().map(|l| l.store.clone()).collect();
     let plan = plan(
         &records,
-        |store| {
-            if !idle_and_ready(store) {
-                return None;
-            }
-            // A store that recorded no version yet is taken: its version is read from what it runs when it starts.
-            let Some(version) = settings.current_version(store) else {
-                return Some(String::new());
-            };
-            let generation = settings.generation(store.spec.engine, Some(&version));
-            (generation != store.status.settings_generation).then_some(generation)
-        },
+        |store| wanted(settings, store),
         fleet.max_parallel,
     );
     for id in plan.start {

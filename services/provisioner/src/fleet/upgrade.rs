@@ -413,6 +413,14 @@ async fn runs(fleet: &Fleet) -> Result<Vec<(Run, Option<String>)>, Error> {
     Ok(runs)
 }
 
+/// Whether a run of this provisioner is running.
+pub async fn any_running(fleet: &Fleet) -> Result<bool, Error> {
+    Ok(runs(fleet)
+        .await?
+        .iter()
+        .any(|(run, _)| run.state == RunState::Running))
+}
+
 /// Every run of this provisioner, newest first.
 pub async fn list(fleet: &Fleet) -> Result<Vec<Run>, Error> {
     Ok(runs(fleet).await?.into_iter().map(|(run, _)| run).collect())

@@ -105,15 +105,18 @@ fn deployment(id: &str, app: &str, mode: &str, settings: &Settings) -> Deploymen
             protocol: Some("TCP".to_owned()),
             ..ContainerPort::default()
         }]),
-        // Medusa listening is asked every second (for up to 3 minutes); then the server's readiness every 2 s (an
-        // HTTP request, cheap), the worker's every 10 s (a process in the container). With the startup probe
-        // passed, a kubelet asks readiness at once (Kubernetes 1.22 and later).
-        startup_probe: Some(probe("/health", 0, 1, 180)),
-        readiness_probe: Some(if mode == "worker" {
-            exec_probe(&format!("exec {ENTRYPOINT} ready"), 0, 10, 3)
+        // Asked every second while it starts (for up to 3 minutes). The server: Medusa listening, then its
+        // readiness every 2 s (an HTTP request, cheap); with the startup probe passed, a kubelet asks it at once
+        // (Kubernetes 1.22 and later). The worker serves nothing, so it has no readiness probe: it is ready once
+        // its startup probe, the image's own check (Medusa listening, PostgreSQL and Redis answering: a process in
+        // the container), has passed, without a readiness period to wait for, nor that process every 10 s for
+        // the store's life. Its databases stay watched by the server's readiness.
+        startup_probe: Some(if mode == "worker" {
+            exec_probe(&format!("exec {ENTRYPOINT} ready"), 0, 1, 180)
         } else {
-            probe("/store-platform/ready", 0, 2, 3)
+            probe("/health", 0, 1, 180)
         }),
+        readiness_probe: (mode != "worker").then(|| probe("/store-platform/ready", 0, 2, 3)),
         liveness_probe: Some(probe("/health", 0, 20, 3)),
         resources: Some(size.requirements()),
         security_context: Some(container_security()),

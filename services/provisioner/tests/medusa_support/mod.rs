@@ -495,20 +495,24 @@ pub fn bootstrap_command_of(
     entrypoint(app, &container, &databases.uploads, &env)
 }
 
-/// Runs a pod's exec readiness probe, exactly as it is written, in the pod ([`as_the_pod`]).
+/// Runs the exec probe that makes a pod ready (its readiness probe, or without one its startup probe), exactly as it
+/// is written, in the pod ([`as_the_pod`]), next to `backend` (its port, as the pod's own).
 pub fn probe(
     app: &Path,
     databases: &Databases,
     secret: &BTreeMap<String, String>,
     pod: &Container,
+    backend: &Backend,
 ) -> Output {
     let command = pod
         .readiness_probe
         .clone()
+        .or_else(|| pod.startup_probe.clone())
         .and_then(|p| p.exec)
         .and_then(|e| e.command)
-        .expect("an exec readiness probe");
-    let env = databases.localise(environment(pod, secret));
+        .expect("an exec probe");
+    let mut env = databases.localise(environment(pod, secret));
+    env.push(("PORT".to_owned(), backend.port.to_string()));
     run(
         as_the_pod(app, pod, &databases.uploads, &env, &command),
         Duration::from_secs(30),
