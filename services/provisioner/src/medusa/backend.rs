@@ -105,18 +105,28 @@ fn deployment(id: &str, app: &str, mode: &str, settings: &Settings) -> Deploymen
             protocol: Some("TCP".to_owned()),
             ..ContainerPort::default()
         }]),
-        // Asked every second while it starts (for up to 3 minutes). The server: Medusa listening, then its
-        // readiness every 2 s (an HTTP request, cheap); with the startup probe passed, a kubelet asks it at once
-        // (Kubernetes 1.22 and later). The worker serves nothing, so it has no readiness probe: it is ready once
-        // its startup probe, the image's own check (Medusa listening, PostgreSQL and Redis answering: a process in
-        // the container), has passed, without a readiness period to wait for, nor that process every 10 s for
-        // the store's life. Its databases stay watched by the server's readiness.
+        // Asked every second while it starts (for up to 3 minutes), then readiness every 2 s (an HTTP request,
+        // cheap); with the startup probe passed, a kubelet asks readiness at once (Kubernetes 1.22 and later; a 1.20
+        // kubelet reports a passed startup probe only at its next sync of the pod, up to a minute later, so the
+        // readiness probe is what makes the pod ready there). The server: Medusa listening, then its readiness
+        // route (PostgreSQL and Redis). The worker serves no routes: its start is the image's own check (Medusa
+        // listening, PostgreSQL and Redis answering: a process in the container), its readiness Medusa's /health,
+        // without a process every 10 s for the store's life. Its databases stay watched by the server's readiness.
         startup_probe: Some(if mode == "worker" {
             exec_probe(&format!("exec {ENTRYPOINT} ready"), 0, 1, 180)
         } else {
             probe("/health", 0, 1, 180)
         }),
-        readiness_probe: (mode != "worker").then(|| probe("/store-platform/ready", 0, 2, 3)),
+        readiness_probe: Some(probe(
+            if mode == "worker" {
+                "/health"
+            } else {
+                "/store-platform/ready"
+            },
+            0,
+            2,
+            3,
+        )),
         liveness_probe: Some(probe("/health", 0, 20, 3)),
         resources: Some(size.requirements()),
         security_context: Some(container_security()),

@@ -210,10 +210,18 @@ fn the_server_and_worker_run_one_image_in_their_own_modes() {
         .and_then(|p| p.http_get)
         .and_then(|g| g.path);
     assert_eq!(ready.as_deref(), Some("/store-platform/ready"));
-    // The worker has no such route: the image's entrypoint asks for it, as its startup probe; it serves nothing, so
-    // it has no readiness probe of its own.
+    // The worker has no such route: the image's entrypoint asks for it, as its startup probe; then its readiness is
+    // Medusa answering.
     let worker = first(backend::worker(ID, &Settings::local()));
-    assert_eq!(worker.readiness_probe, None);
+    assert_eq!(
+        worker
+            .readiness_probe
+            .clone()
+            .and_then(|p| p.http_get)
+            .and_then(|g| g.path)
+            .as_deref(),
+        Some("/health")
+    );
     let ready = worker
         .startup_probe
         .and_then(|p| p.exec)

@@ -495,8 +495,8 @@ pub fn bootstrap_command_of(
     entrypoint(app, &container, &databases.uploads, &env)
 }
 
-/// Runs the exec probe that makes a pod ready (its readiness probe, or without one its startup probe), exactly as it
-/// is written, in the pod ([`as_the_pod`]), next to `backend` (its port, as the pod's own).
+/// Runs a pod's exec probe (its readiness probe's, else its startup probe's), exactly as it is written, in the pod
+/// ([`as_the_pod`]), next to `backend` (its port, as the pod's own).
 pub fn probe(
     app: &Path,
     databases: &Databases,
@@ -504,11 +504,10 @@ pub fn probe(
     pod: &Container,
     backend: &Backend,
 ) -> Output {
-    let command = pod
-        .readiness_probe
-        .clone()
-        .or_else(|| pod.startup_probe.clone())
-        .and_then(|p| p.exec)
+    let command = [pod.readiness_probe.clone(), pod.startup_probe.clone()]
+        .into_iter()
+        .flatten()
+        .find_map(|p| p.exec)
         .and_then(|e| e.command)
         .expect("an exec probe");
     let mut env = databases.localise(environment(pod, secret));
