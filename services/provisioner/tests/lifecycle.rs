@@ -153,21 +153,10 @@ async fn a_store_goes_from_create_to_ready_and_is_deleted_cleanly() {
     wait_for_phase(&id, "ready", Duration::from_secs(120)).await;
     let store = support::get_store(&mut api, "life", &id).await;
     assert_eq!(store.phase, Phase::Ready as i32);
+    // The engine's steps, in its order (the CronJobs before the bootstrap, whose end is READY).
     let names: Vec<&str> = store.steps.iter().map(|s| s.name.as_str()).collect();
-    assert_eq!(
-        names,
-        [
-            "namespace",
-            "policies",
-            "secrets",
-            "mariadb",
-            "wordpress",
-            "ingress",
-            "bootstrap",
-            "cron",
-            "backups"
-        ]
-    );
+    assert_eq!(names, store_platform_provisioner::woocommerce::STEPS);
+    assert_eq!(names.last(), Some(&"bootstrap"));
     assert!(
         store
             .steps
@@ -275,17 +264,7 @@ async fn a_store_goes_from_create_to_ready_and_is_deleted_cleanly() {
     let succeeded = support::step_succeeded_events(&namespace, 9).await;
     let notes: Vec<String> = succeeded.iter().filter_map(|e| e.note.clone()).collect();
     assert_eq!(succeeded.len(), 9, "{notes:?}");
-    for step in [
-        "namespace",
-        "policies",
-        "secrets",
-        "mariadb",
-        "wordpress",
-        "ingress",
-        "bootstrap",
-        "cron",
-        "backups",
-    ] {
+    for step in store_platform_provisioner::woocommerce::STEPS {
         assert!(
             notes.iter().any(|n| n == &format!("step {step}")),
             "no event for {step}: {notes:?}"
@@ -1027,20 +1006,8 @@ async fn a_medusa_store_goes_from_create_to_ready_with_its_storefront_keyed_and_
         .store
         .expect("store");
     assert_eq!(created.engine, Engine::Medusa as i32);
-    let steps = [
-        "namespace",
-        "policies",
-        "secrets",
-        "postgres",
-        "redis",
-        "bootstrap",
-        "backend",
-        "storefront",
-        "ingress",
-        "backups",
-    ];
     let names: Vec<&str> = created.steps.iter().map(|s| s.name.as_str()).collect();
-    assert_eq!(names, steps);
+    assert_eq!(names, store_platform_provisioner::medusa::STEPS);
 
     wait_for_phase(&id, "ready", Duration::from_secs(120)).await;
     let store = support::get_store(&mut api, "medusa", &id).await;
