@@ -57,56 +57,71 @@ fn a_medusa_store_bootstraps_once_and_takes_orders_over_http_and_in_its_storefro
     let mut databases = Databases::start(&settings, &secret);
     let key_file = databases.dir.path().join("termination-log");
 
-    // The first bootstrap: migrations, the admin, the seed; the key where the provisioner reads it.
-    let first = run(
-        bootstrap_command(&app, &databases, &secret, &key_file),
-        Duration::from_secs(900),
-    );
-    let first_output = text(&first);
-    assert!(first.status.success(), "bootstrap failed:\n{first_output}");
-    let message = std::fs::read_to_string(&key_file).expect("the termination log");
-    let key = parse_publishable_key(&message)
-        .unwrap_or_else(|| panic!("no publishable key in the termination message {message:?}"))
-        .to_owned();
-    assert!(
-        first_output.contains(&format!("publishable-key: {key}")),
-        "{first_output}"
-    );
-    let after_first = counts(&databases);
-
-    // Two more at once, as a retried Job beside a slow one: one waits for the other's lock, and neither changes a row.
-    let [second, third] = [(); 2].map(|()| {
-        let file = tempfile::NamedTempFile::new_in(databases.dir.path())
-            .expect("a temporary file")
-            .into_temp_path();
-        let mut command = bootstrap_command(&app, &databases, &secret, &file);
-        let child = command
+    // The first bootstrap, twice at once (a retried Job beside a slow one): one runs it (migrations, the admin, the
+    // seed), the other waits for its lock and then finds nothing to do; both leave the same key where the
+    // provisioner reads it.
+    let runs = [
+        key_file.clone(),
+        databases.dir.path().join("termination-log-2"),
+    ]
+    .map(|file| {
+        let child = bootstrap_command(&app, &databases, &secret, &file)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn a bootstrap");
         (child, file)
     });
-    let mut waited = 0;
-    for (child, file) in [second, third] {
+    let mut outputs = Vec::new();
+    let mut keys = Vec::new();
+    for (child, file) in runs {
         let output = child.wait_with_output().expect("wait for a bootstrap");
         let output_text = text(&output);
+        assert!(output.status.success(), "bootstrap failed:\n{output_text}");
+        let message = std::fs::read_to_string(&file).expect("the termination log");
+        let key = parse_publishable_key(&message)
+            .unwrap_or_else(|| panic!("no publishable key in the termination message {message:?}"))
+            .to_owned();
         assert!(
-            output.status.success(),
-            "a repeated bootstrap failed:\n{output_text}"
-        );
-        assert_eq!(
-            std::fs::read_to_string(&file)
-                .expect("the termination log")
-                .trim(),
-            key,
+            output_text.contains(&format!("publishable-key: {key}")),
             "{output_text}"
         );
-        waited += usize::from(output_text.contains("another bootstrap of this store is running"));
+        keys.push(key);
+        outputs.push(output_text);
     }
+    assert_eq!(keys[0], keys[1], "two bootstraps at once report one key");
+    let key = keys.remove(0);
+    let count = |words: &str| outputs.iter().filter(|o| o.contains(words)).count();
     assert_eq!(
-        waited, 1,
-        "exactly one of two bootstraps started together waits for the other's lock"
+        count("another bootstrap of this store is running"),
+        1,
+        "exactly one of two bootstraps started together waits for the other's lock:\n{outputs:#?}"
+    );
+    assert_eq!(
+        count("bootstrap: nothing to do"),
+        1,
+        "the one that waited finds the store bootstrapped:\n{outputs:#?}"
+    );
+    let first_output = outputs.join("\n");
+    let after_first = counts(&databases);
+
+    // Run again (a Job run again, the check after a restore): nothing to do, found without Medusa, no row changed.
+    let again = run(
+        bootstrap_command(&app, &databases, &secret, &key_file),
+        Duration::from_secs(300),
+    );
+    let again_output = text(&again);
+    assert!(again.status.success(), "{again_output}");
+    assert!(
+        again_output.contains("bootstrap: nothing to do"),
+        "{again_output}"
+    );
+    assert!(!again_output.contains("migrations"), "{again_output}");
+    assert_eq!(
+        std::fs::read_to_string(&key_file)
+            .expect("the termination log")
+            .trim(),
+        key
     );
     assert_eq!(
         counts(&databases),
