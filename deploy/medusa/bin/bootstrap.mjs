@@ -100,8 +100,9 @@ const MARKER = "store_platform_bootstrap"
 function buildId(dir) {
   const hash = createHash("sha256")
   const add = (file, name) => {
-    hash.update(`${name}\0${readFileSync(file).length}\0`)
-    hash.update(readFileSync(file))
+    const bytes = readFileSync(file)
+    hash.update(`${name}\0${bytes.length}\0`)
+    hash.update(bytes)
   }
   for (const name of ["package.json", "package-lock.json", "medusa-config.js"]) {
     const file = path.join(dir, name)

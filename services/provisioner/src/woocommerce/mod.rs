@@ -96,16 +96,9 @@ impl Engine for WooCommerce {
         CLONE_STEPS
     }
 
+    /// Every step but the namespace (the record) and the bootstrap (run once).
     fn reconfigure_steps(&self) -> &'static [&'static str] {
-        &[
-            "policies",
-            "secrets",
-            "mariadb",
-            "wordpress",
-            "ingress",
-            "cron",
-            "backups",
-        ]
+        &STEPS[1..STEPS.len() - 1]
     }
 
     fn deadline(&self, step: &str) -> Duration {

@@ -697,3 +697,21 @@ fn with_a_relay_the_pods_get_its_settings_and_may_reach_its_port() {
         "{json}"
     );
 }
+
+#[test]
+fn a_reconfigure_applies_every_step_but_the_record_and_the_bootstrap() {
+    let engine = super::WooCommerce::new(std::sync::Arc::new(Settings::local()));
+    let steps = crate::engine::Engine::reconfigure_steps(&engine);
+    assert!(!steps.contains(&"namespace") && !steps.contains(&"bootstrap"));
+    for step in [
+        "policies",
+        "secrets",
+        "mariadb",
+        "wordpress",
+        "ingress",
+        "cron",
+        "backups",
+    ] {
+        assert!(steps.contains(&step), "{step}: {steps:?}");
+    }
+}
