@@ -52,9 +52,31 @@ fn pod_reason(pod: &Pod) -> Option<String> {
         .unwrap_or_default()
         .into_iter()
         .map(|c| (name.clone(), c));
+    // A container that is running again after it stopped, and is not ready: between two back-offs, the reason it
+    // last stopped ("OOMKilled") is the one worth telling, but only if nothing says more.
+    let mut restarted = None;
     for (name, container) in unfinished_init.chain(main) {
         let state = container.state.unwrap_or_default();
+        // A container in back-off or restarted says why it stopped last time only there: "OOMKilled", "Error" and
+        // its code.
+        let last = container
+            .last_state
+            .and_then(|s| s.terminated)
+            .map(|t| {
+                format!(
+                    "; it last stopped: {} (exit code {})",
+                    t.reason.unwrap_or_else(|| "exited".to_owned()),
+                    t.exit_code
+                )
+            })
+            .unwrap_or_default();
         if state.running.is_some() {
+            if !container.ready && !last.is_empty() && restarted.is_none() {
+                restarted = Some(format!(
+                    "{name}: container {} is not ready, restarted {} times{last}",
+                    container.name, container.restart_count
+                ));
+            }
             continue;
         }
         if let Some(waiting) = state.waiting
@@ -63,18 +85,6 @@ fn pod_reason(pod: &Pod) -> Option<String> {
             let message = waiting
                 .message
                 .map(|m| format!(" ({m})"))
-                .unwrap_or_default();
-            // A container in back-off says why it stopped last time only there: "OOMKilled", "Error" and its code.
-            let last = container
-                .last_state
-                .and_then(|s| s.terminated)
-                .map(|t| {
-                    format!(
-                        "; it last stopped: {} (exit code {})",
-                        t.reason.unwrap_or_else(|| "exited".to_owned()),
-                        t.exit_code
-                    )
-                })
                 .unwrap_or_default();
             return Some(format!("{name}: {reason}{message}{last}"));
         }
@@ -85,12 +95,14 @@ fn pod_reason(pod: &Pod) -> Option<String> {
             return Some(format!("{name}: {reason}"));
         }
     }
-    status
-        .conditions
-        .unwrap_or_default()
-        .into_iter()
-        .find(|c| c.status != "True" && c.message.is_some())
-        .map(|condition| format!("{name}: {}", condition.message.unwrap_or_default()))
+    restarted.or_else(|| {
+        status
+            .conditions
+            .unwrap_or_default()
+            .into_iter()
+            .find(|c| c.status != "True" && c.message.is_some())
+            .map(|condition| format!("{name}: {}", condition.message.unwrap_or_default()))
+    })
 }
 
 /// Why the bootstrap Job failed (its pods carry label `app`): its condition, and the failed container's last words (`FallbackToLogsOnError`).
@@ -142,4 +154,73 @@ pub fn last_words(message: &str) -> String {
     let words = message.trim();
     let start = words.char_indices().rev().nth(299).map_or(0, |(at, _)| at);
     words[start..].to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(containers: serde_json::Value) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "mariadb-0"},
+            "status": {
+                "phase": "Running",
+                "conditions": [{
+                    "type": "Ready",
+                    "status": "False",
+                    "reason": "ContainersNotReady",
+                    "message": "containers with unready status: [mariadb]"
+                }],
+                "containerStatuses": containers,
+            }
+        }))
+        .expect("a Pod")
+    }
+
+    fn oom_killed() -> serde_json::Value {
+        serde_json::json!({"terminated": {"exitCode": 137, "reason": "OOMKilled"}})
+    }
+
+    #[test]
+    fn a_container_in_back_off_says_how_it_last_stopped() {
+        let reason = pod_reason(&pod(serde_json::json!([{
+            "name": "mariadb", "image": "m", "imageID": "", "ready": false, "restartCount": 2,
+            "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 20s"}},
+            "lastState": oom_killed(),
+        }])));
+        assert_eq!(
+            reason.as_deref(),
+            Some(
+                "mariadb-0: CrashLoopBackOff (back-off 20s); it last stopped: OOMKilled (exit code 137)"
+            )
+        );
+    }
+
+    /// Between two back-offs the container runs again; how it last stopped still says more than "unready".
+    #[test]
+    fn a_restarted_container_that_is_not_ready_says_how_it_last_stopped() {
+        let reason = pod_reason(&pod(serde_json::json!([{
+            "name": "mariadb", "image": "m", "imageID": "", "ready": false, "restartCount": 3,
+            "state": {"running": {"startedAt": "2026-12-06T10:00:00Z"}},
+            "lastState": oom_killed(),
+        }])));
+        assert_eq!(
+            reason.as_deref(),
+            Some(
+                "mariadb-0: container mariadb is not ready, restarted 3 times; it last stopped: OOMKilled (exit code 137)"
+            )
+        );
+    }
+
+    #[test]
+    fn a_running_container_that_never_stopped_leaves_the_reason_to_the_conditions() {
+        let reason = pod_reason(&pod(serde_json::json!([{
+            "name": "mariadb", "image": "m", "imageID": "", "ready": false, "restartCount": 0,
+            "state": {"running": {"startedAt": "2026-12-06T10:00:00Z"}},
+        }])));
+        assert_eq!(
+            reason.as_deref(),
+            Some("mariadb-0: containers with unready status: [mariadb]")
+        );
+    }
 }
