@@ -41,8 +41,12 @@ pub const WORKER_SIZE: Size = Size {
     cpu_limit_milli: 1000,
     memory_limit_mi: 1024,
 };
-/// Migrations and the seed load the whole application, as the server does.
-pub const BOOTSTRAP_SIZE: Size = SERVER_SIZE;
+/// Migrations and the seed load the whole application, as the server does; a store waits for it, so it may use both
+/// of a small node's cores while it runs (Node.js's compiler and collector threads beside the main one).
+pub const BOOTSTRAP_SIZE: Size = Size {
+    cpu_limit_milli: 2000,
+    ..SERVER_SIZE
+};
 pub const POSTGRES_SIZE: Size = Size {
     cpu_request_milli: 100,
     memory_request_mi: 128,
@@ -89,7 +93,7 @@ pub fn resource_quota(id: &str) -> ResourceQuota {
 }
 
 pub fn limit_range(id: &str) -> LimitRange {
-    size::limit_range(id, ("1", "1Gi"), PVC_MAX_GI)
+    size::limit_range(id, ("2", "1Gi"), PVC_MAX_GI)
 }
 
 fn ingress_only(id: &str, name: &str, app: &str, rule: NetworkPolicyIngressRule) -> NetworkPolicy {

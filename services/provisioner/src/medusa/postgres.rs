@@ -15,7 +15,7 @@ use crate::{
     settings::Settings,
     shared::{
         meta::{container_security, env, secret_env},
-        workload::{exec_probe, service as workload_service, single_stateful_set},
+        workload::{database_service, exec_probe, single_stateful_set},
     },
 };
 
@@ -54,7 +54,7 @@ pub fn dump_env() -> Vec<k8s_openapi::api::core::v1::EnvVar> {
 }
 
 pub fn service(id: &str) -> Service {
-    workload_service(id, POSTGRES, "postgres", PORT, PORT, true)
+    database_service(id, POSTGRES, "postgres", PORT)
 }
 
 pub fn stateful_set(id: &str, settings: &Settings) -> StatefulSet {

@@ -14,7 +14,7 @@ use crate::{
     settings::Settings,
     shared::{
         meta::container_security,
-        workload::{exec_probe, service as workload_service, single_stateful_set},
+        workload::{database_service, exec_probe, single_stateful_set},
     },
 };
 
@@ -27,7 +27,7 @@ redis-cli -h \"$CACHE_HOST\" -p \"$CACHE_PORT\" FLUSHALL
 ";
 
 pub fn service(id: &str) -> Service {
-    workload_service(id, REDIS, "redis", PORT, PORT, true)
+    database_service(id, REDIS, "redis", PORT)
 }
 
 pub fn stateful_set(id: &str, settings: &Settings) -> StatefulSet {

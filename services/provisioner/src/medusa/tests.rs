@@ -540,3 +540,14 @@ fn the_pods_agree_with_their_images() {
         vec![meta::STOREFRONT_PORT.to_string()]
     );
 }
+
+/// The bootstrap starts beside PostgreSQL and Redis and retries its own connections: their names resolve as soon as
+/// the pods have addresses, not a readiness tick later.
+#[test]
+fn the_databases_names_resolve_before_their_readiness() {
+    for service in [postgres::service("shop"), redis::service("shop")] {
+        let spec = service.spec.expect("spec");
+        assert_eq!(spec.cluster_ip.as_deref(), Some("None"));
+        assert_eq!(spec.publish_not_ready_addresses, Some(true));
+    }
+}

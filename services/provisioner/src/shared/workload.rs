@@ -38,6 +38,17 @@ pub fn service(id: &str, app: &str, name: &str, port: i32, target: i32, headless
     }
 }
 
+/// A database's headless Service, whose name resolves as soon as its one pod has an address, ready or not. There is
+/// no other pod to send anyone to, and its clients retry their connections themselves: the bootstrap that starts
+/// beside the database reaches it the moment it listens, not after the next readiness tick and DNS catching up.
+pub fn database_service(id: &str, app: &str, name: &str, port: i32) -> Service {
+    let mut service = service(id, app, name, port, port, true);
+    if let Some(spec) = service.spec.as_mut() {
+        spec.publish_not_ready_addresses = Some(true);
+    }
+    service
+}
+
 /// Only on the node where component `app`'s pods run: a ReadWriteOnce volume they share is attached there, and a
 /// pod on any other node could never mount it.
 pub fn on_the_node_of(app: &str) -> Affinity {
