@@ -558,6 +558,13 @@ async fn failure_of(tenant: &'static str, prefix: &str, step: &str, within: Dura
         Some(StepState::Failed),
         "{store:#?}"
     );
+    // Its pods would go on failing (a memory hog killed and restarted) beside the other tests on the node.
+    api.delete_store(TestEnv::real_node().as_tenant(
+        tenant,
+        store_platform_proto::v1::DeleteStoreRequest { store_id: id },
+    ))
+    .await
+    .expect("delete the failed store");
     store.failure_reason
 }
 
