@@ -149,6 +149,14 @@ impl Process {
         }
     }
 
+    /// Kills the process at once (SIGKILL): no graceful close of its connections, as a crash or the OOM killer.
+    pub(crate) fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     pub(crate) fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             // SIGTERM first so etcd and the API server close cleanly; SIGKILL if they linger.
@@ -487,6 +495,13 @@ impl ControlPlane {
     /// Stops and starts the API server on the same port, as an outage would; etcd keeps the data.
     pub async fn restart_apiserver(&mut self) -> Result<(), ControlPlaneError> {
         self.apiserver.stop();
+        self.apiserver.start()?;
+        self.wait_for_apiserver().await
+    }
+
+    /// Kills the API server (SIGKILL) and starts it again on the same port, as a crash would; etcd keeps the data.
+    pub async fn crash_apiserver(&mut self) -> Result<(), ControlPlaneError> {
+        self.apiserver.kill();
         self.apiserver.start()?;
         self.wait_for_apiserver().await
     }

@@ -132,6 +132,18 @@ async fn write_record_with_reason(
     phase: record::Phase,
     failure_reason: String,
 ) {
+    try_write_record(client, id, tenant, phase, failure_reason)
+        .await
+        .expect("write record");
+}
+
+async fn try_write_record(
+    client: &Client,
+    id: &str,
+    tenant: &str,
+    phase: record::Phase,
+    failure_reason: String,
+) -> Result<(), kube::Error> {
     let mut status = StoreStatus::pending(&["namespace"], jiff::Timestamp::now());
     status.phase = phase;
     status.failure_reason = failure_reason;
@@ -157,7 +169,7 @@ async fn write_record_with_reason(
             &Patch::Apply(&namespace),
         )
         .await
-        .expect("write record");
+        .map(drop)
 }
 
 fn unique(prefix: &str) -> String {
@@ -541,4 +553,198 @@ async fn a_stuck_subscriber_never_delays_the_others_and_gets_a_fresh_snapshot() 
         .delete(&record::namespace_name(&id), &DeleteParams::default())
         .await
         .expect("delete");
+}
+
+/// How many times the stress test crashes the API server: a few in `make test`; dozens by hand, with
+/// `STORE_PLATFORM_STATUS_CRASHES` (docs/testing.md).
+fn crashes() -> usize {
+    std::env::var("STORE_PLATFORM_STATUS_CRASHES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(3)
+}
+
+/// What a stream has told its subscriber: every store it knows, by id, with its phase.
+type View = std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, i32>>>;
+
+/// Follows `stream` into `view` until the stream ends.
+fn follow(mut stream: Streaming<WatchStoresResponse>, view: View) {
+    tokio::spawn(async move {
+        while let Some(Ok(message)) = stream.next().await {
+            let mut stores = view.lock().expect("view");
+            match message.event {
+                Some(Event::Snapshot(snapshot)) => {
+                    stores.clear();
+                    stores.extend(snapshot.stores.into_iter().map(|s| (s.id, s.phase)));
+                }
+                Some(Event::Change(change)) => {
+                    let store = change.store.expect("store");
+                    if change.r#type == ChangeType::Deleted as i32 {
+                        stores.remove(&store.id);
+                    } else {
+                        stores.insert(store.id, store.phase);
+                    }
+                }
+                _ => {}
+            }
+        }
+        // A stream that ends can never converge again: the test then says so.
+        view.lock()
+            .expect("view")
+            .insert("(stream ended)".into(), -1);
+    });
+}
+
+/// The true state of tenant `tenant`'s stores, once no namespace of theirs is still being deleted.
+async fn truth(client: &Client, tenant: &str) -> std::collections::BTreeMap<String, i32> {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let listed = namespaces
+            .list(&kube::api::ListParams::default().labels(&record::managed_selector()))
+            .await;
+        if let Ok(listed) = listed
+            && listed
+                .items
+                .iter()
+                .all(|n| n.metadata.deletion_timestamp.is_none())
+        {
+            return listed
+                .items
+                .iter()
+                .filter_map(|n| StoreRecord::from_namespace(n).ok())
+                .filter(|r| r.tenant == tenant)
+                .map(|r| {
+                    let store = r.to_proto();
+                    (store.id, store.phase)
+                })
+                .collect();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "namespaces still terminating after 120 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The API server is killed (SIGKILL) and started again, over and over, while 20 streams are open and stores are
+/// created, change phase and are deleted. The kills come at varied moments after the previous restart: while the
+/// watch is still re-listing, just after, and once it is settled. After each one the changes stop and every stream
+/// must show the true state within `CONVERGED` of the API server answering again; how long each took is printed.
+#[tokio::test]
+async fn every_stream_converges_after_each_api_server_crash() {
+    const STREAMS: usize = 20;
+    const CONVERGED: Duration = Duration::from_secs(10);
+    const OFFSETS_MS: [u64; 7] = [0, 100, 300, 700, 1500, 3000, 6000];
+    let assets = Assets::locate().expect("assets");
+    let dir = std::env::temp_dir().join(format!(
+        "store-platform-status-crashes-{}",
+        std::process::id()
+    ));
+    let mut plane = ControlPlane::start(&assets, dir)
+        .await
+        .expect("control plane");
+    let client = plane.client().await.expect("client");
+    tokio::spawn(kubelet::run(
+        client.clone(),
+        Box::pin(std::future::pending()),
+    ));
+    let caller = TestEnv::in_dir(plane.dir());
+    let (status_addr, _stop) = start_status_in(&caller, client.clone(), "15s").await;
+    let views: Vec<View> = (0..STREAMS).map(|_| View::default()).collect();
+    for view in &views {
+        follow(
+            watch_as(&caller, status_addr, "acme", "").await,
+            view.clone(),
+        );
+    }
+
+    // The writer: ten stores, each created, moved through its phases, deleted and created again, one change every
+    // 25 ms; a change the API server does not take (it is down) is simply lost, as a provisioner would retry it.
+    let writing = std::sync::Arc::new(tokio::sync::Mutex::new(()));
+    let paused = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    {
+        let (client, writing, paused) = (client.clone(), writing.clone(), paused.clone());
+        tokio::spawn(async move {
+            let phases = [
+                record::Phase::Provisioning,
+                record::Phase::Ready,
+                record::Phase::Failed,
+                record::Phase::Ready,
+            ];
+            let namespaces: Api<Namespace> = Api::all(client.clone());
+            for step in 0usize.. {
+                tokio::time::sleep(Duration::from_millis(25)).await;
+                if paused.load(std::sync::atomic::Ordering::SeqCst) {
+                    continue;
+                }
+                let _writing = writing.lock().await;
+                let id = format!("crash-{}", step % 10);
+                let _ = if step % 7 == 6 {
+                    namespaces
+                        .delete(&record::namespace_name(&id), &DeleteParams::default())
+                        .await
+                        .map(drop)
+                } else {
+                    let phase = phases[(step / 10) % phases.len()];
+                    try_write_record(&client, &id, "acme", phase, String::new()).await
+                };
+            }
+        });
+    }
+
+    let (mut took, mut stalls) = (Vec::new(), Vec::new());
+    for crash in 0..crashes() {
+        paused.store(false, std::sync::atomic::Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(OFFSETS_MS[crash % OFFSETS_MS.len()])).await;
+        plane.crash_apiserver().await.expect("restart");
+        let answering = tokio::time::Instant::now();
+        // Changes go on while the watches reconnect, then stop, and the last one in flight ends.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        paused.store(true, std::sync::atomic::Ordering::SeqCst);
+        drop(writing.lock().await);
+        let want = truth(&client, "acme").await;
+        let limit = answering + Duration::from_secs(300);
+        let converged = loop {
+            if views.iter().all(|v| *v.lock().expect("view") == want) {
+                break Some(answering.elapsed());
+            }
+            if tokio::time::Instant::now() > limit {
+                break None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let lagging = views
+            .iter()
+            .filter(|v| *v.lock().expect("view") != want)
+            .count();
+        println!(
+            "crash {crash} (offset {} ms): {}",
+            OFFSETS_MS[crash % OFFSETS_MS.len()],
+            converged.map_or_else(
+                || format!("{lagging} of {STREAMS} streams not converged after 300 s"),
+                |t| format!(
+                    "every stream converged {:.2} s after the API server answered",
+                    t.as_secs_f64()
+                )
+            )
+        );
+        match converged {
+            Some(t) if t <= CONVERGED => took.push(t),
+            other => stalls.push((crash, other)),
+        }
+    }
+    took.sort();
+    println!(
+        "{} crashes: {} converged within {CONVERGED:?} (median {:?}, max {:?}); stalls: {stalls:?}",
+        crashes(),
+        took.len(),
+        took.get(took.len() / 2),
+        took.last()
+    );
+    assert!(
+        stalls.is_empty(),
+        "streams stalled after crashes (crash, time to converge): {stalls:?}"
+    );
 }
