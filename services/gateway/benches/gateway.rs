@@ -164,7 +164,7 @@ async fn sign_in_checks(
             &serde_json::from_value(serde_json::json!({"metadata": {"name": namespace}}))?,
         )
         .await?;
-    let sessions = Sessions::start(client, namespace, shutdown.clone());
+    let sessions = Sessions::start(client, namespace, shutdown.clone(), Default::default());
     let csrf = "bench-csrf-token-0123456789abcdefghijklmnopq";
     let cookie = sessions
         .create(Session {

@@ -109,6 +109,7 @@ async fn sign_in(
     args: &OidcArgs,
     provider: Arc<auth::oidc::Provider>,
     shutdown: &Shutdown,
+    watches: Arc<store_platform_runtime::watch::Watches>,
 ) -> anyhow::Result<Option<Arc<signin::SignInConfig>>> {
     if args.public_url.is_empty() {
         tracing::info!("no --public-url: the dashboard has no sign-in; bearer JWTs are accepted");
@@ -125,7 +126,7 @@ async fn sign_in(
     );
     let client = store_platform_runtime::kubernetes::client().await?;
     let sessions =
-        auth::sessions::Sessions::start(client, &args.session_namespace, shutdown.clone());
+        auth::sessions::Sessions::start(client, &args.session_namespace, shutdown.clone(), watches);
     let (cookie, _) = signin::SignInConfig::cookie_names(&args.public_url);
     let session_auth = Arc::new(auth::SessionAuth::new(
         sessions,
@@ -161,6 +162,7 @@ pub async fn start(args: Args, shutdown: Shutdown) -> anyhow::Result<Running> {
     .await
     .context("failed to load the API tokens")?;
     let mut signin = None;
+    let watches = store_platform_runtime::watch::Watches::new();
     if let Some(config) = oidc_config(&args.oidc)? {
         let http = auth::oidc::http::Http::new(
             args.oidc.oidc_ca_file.as_deref(),
@@ -170,7 +172,7 @@ pub async fn start(args: Args, shutdown: Shutdown) -> anyhow::Result<Running> {
         let provider = auth::oidc::Provider::new(config, http);
         provider.spawn_refresh(shutdown.clone());
         auth = auth.with_provider(provider.clone());
-        signin = sign_in(&args.oidc, provider, &shutdown).await?;
+        signin = sign_in(&args.oidc, provider, &shutdown, watches.clone()).await?;
         if let Some(signin) = &signin {
             auth = auth.with_sessions(signin.auth.clone());
         }
@@ -200,10 +202,11 @@ pub async fn start(args: Args, shutdown: Shutdown) -> anyhow::Result<Running> {
     let metrics = Arc::new(metrics::Metrics::default());
     let mut registry = prometheus_client::registry::Registry::with_prefix("store_platform");
     metrics.register(&mut registry);
+    watches.register(&mut registry);
     let metrics_addr = store_platform_runtime::metrics::serve(
         args.metrics_addr,
         Arc::new(registry),
-        None,
+        Some(Arc::new(move || watches.refresh())),
         shutdown.clone(),
     )
     .await

@@ -109,7 +109,12 @@ async fn stack_limited(id_token_ttl: u64, refresh_ttl: u64, starts: (u32, u32)) 
         Http::new(None, Duration::from_secs(5)).expect("client"),
     );
     provider.spawn_refresh(shutdown.clone());
-    let sessions = Sessions::start(env.client().await, &namespace, shutdown.clone());
+    let sessions = Sessions::start(
+        env.client().await,
+        &namespace,
+        shutdown.clone(),
+        Default::default(),
+    );
     let (cookie, _) = SignInConfig::cookie_names(&gateway);
     let session_auth = Arc::new(SessionAuth::new(
         sessions,

@@ -27,12 +27,12 @@ use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::{
     Api,
-    runtime::{WatchStreamExt as _, reflector, watcher},
+    runtime::{WatchStreamExt as _, reflector},
 };
 use rand::{Rng as _, distr::Alphanumeric};
 use store_platform_proto::v1::provisioner_service_server::ProvisionerServiceServer;
 use store_platform_runtime::{
-    Shutdown, auth::Authenticator, grpc as server, kubernetes, record, telemetry,
+    Shutdown, auth::Authenticator, grpc as server, kubernetes, record, telemetry, watch::watch,
 };
 use tonic_health::ServingStatus;
 
@@ -81,11 +81,12 @@ pub async fn start(
 
     // Every store namespace, for ListStores and the per-tenant limit.
     let (stores, writer) = reflector::store();
-    let watch = watcher(
+    let watch = watch(
         Api::<Namespace>::all(client.clone()),
-        watcher::Config::default().labels(&record::managed_selector()),
+        "store-namespaces",
+        &record::managed_selector(),
+        metrics.watches.clone(),
     )
-    .default_backoff()
     .modify(|namespace: &mut Namespace| namespace.metadata.managed_fields = None)
     .reflect(writer)
     .for_each(|_| futures::future::ready(()));

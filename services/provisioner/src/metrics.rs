@@ -12,6 +12,7 @@ use prometheus_client::{
 use store_platform_runtime::{
     metrics::{KubeRequestMetrics, Refresh, kube_request_family},
     record::{Phase, StoreRecord},
+    watch::Watches,
 };
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -62,6 +63,8 @@ pub struct Metrics {
     pub upgrade_duration: Histogram,
     /// Upgrades that ended, by how: `succeeded`, `rolled_back` or `failed`.
     pub upgrades: Family<OutcomeLabel, Counter>,
+    /// The age and restarts of every watch of the API server (the stores' records, the caches of their objects).
+    pub watches: Arc<Watches>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -99,8 +102,10 @@ impl Metrics {
             restore_failures: Counter::default(),
             upgrade_duration: long_histogram(),
             upgrades: Family::default(),
+            watches: Watches::new(),
         };
         let mut registry = Registry::with_prefix("store_platform");
+        metrics.watches.register(&mut registry);
         registry.register("stores", "Stores by phase", metrics.stores.clone());
         registry.register(
             "unreadable_records",
@@ -182,6 +187,7 @@ impl Metrics {
     pub fn refresh_from(self: &Arc<Self>, stores: Store<Namespace>) -> Refresh {
         let metrics = self.clone();
         Arc::new(move || {
+            metrics.watches.refresh();
             let namespaces = stores.state();
             let records: Vec<StoreRecord> = namespaces
                 .iter()

@@ -20,12 +20,12 @@ use kube::{
         controller::Action,
         events::{Event, EventType, Recorder, Reporter},
         reflector::{self, ObjectRef},
-        watcher,
     },
 };
 use store_platform_runtime::{
     Shutdown,
     record::{self, OperationState, Phase, StepState, StepStatus, StoreRecord, StoreStatus},
+    watch::watch,
 };
 
 use crate::{
@@ -730,39 +730,54 @@ pub async fn run(ctx: Arc<Context>, selector: String, shutdown: Shutdown) {
             shutdown.clone(),
         ));
     }
-    let managed = watcher::Config::default().labels(&record::managed_selector());
+    let managed = record::managed_selector();
     let stores = match selector.trim() {
         "" => managed.clone(),
-        extra => {
-            watcher::Config::default().labels(&format!("{},{extra}", record::managed_selector()))
-        }
+        extra => format!("{managed},{extra}"),
     };
+    let watches = ctx.metrics.watches.clone();
     // The store's objects wake the controller and fill the caches steps read from. Objects of stores outside the
     // selector still wake it; it skips them, reconciling only namespaces it has seen.
     let (stateful_sets, stateful_sets_writer) = reflector::store();
     let (deployments, deployments_writer) = reflector::store();
     let (jobs, jobs_writer) = reflector::store();
     let (quotas, quotas_writer) = reflector::store();
-    let stateful_set_events = watcher(Api::<StatefulSet>::all(client.clone()), managed.clone())
-        .default_backoff()
-        .modify(Cached::slim)
-        .reflect(stateful_sets_writer)
-        .touched_objects();
-    let deployment_events = watcher(Api::<Deployment>::all(client.clone()), managed.clone())
-        .default_backoff()
-        .modify(Cached::slim)
-        .reflect(deployments_writer)
-        .touched_objects();
-    let job_events = watcher(Api::<Job>::all(client.clone()), managed.clone())
-        .default_backoff()
-        .modify(Cached::slim)
-        .reflect(jobs_writer)
-        .touched_objects();
-    let quota_events = watcher(Api::<ResourceQuota>::all(client.clone()), managed.clone())
-        .default_backoff()
-        .modify(Cached::slim)
-        .reflect(quotas_writer)
-        .touched_objects();
+    let stateful_set_events = watch(
+        Api::<StatefulSet>::all(client.clone()),
+        "stateful-sets",
+        &managed,
+        watches.clone(),
+    )
+    .modify(Cached::slim)
+    .reflect(stateful_sets_writer)
+    .touched_objects();
+    let deployment_events = watch(
+        Api::<Deployment>::all(client.clone()),
+        "deployments",
+        &managed,
+        watches.clone(),
+    )
+    .modify(Cached::slim)
+    .reflect(deployments_writer)
+    .touched_objects();
+    let job_events = watch(
+        Api::<Job>::all(client.clone()),
+        "jobs",
+        &managed,
+        watches.clone(),
+    )
+    .modify(Cached::slim)
+    .reflect(jobs_writer)
+    .touched_objects();
+    let quota_events = watch(
+        Api::<ResourceQuota>::all(client.clone()),
+        "resource-quotas",
+        &managed,
+        watches.clone(),
+    )
+    .modify(Cached::slim)
+    .reflect(quotas_writer)
+    .touched_objects();
     let term = Arc::new(Term {
         ctx,
         caches: Caches {
@@ -774,11 +789,15 @@ pub async fn run(ctx: Arc<Context>, selector: String, shutdown: Shutdown) {
     });
     // Records are read whole (labels, annotations, resource version) but for their managed fields.
     let (records, records_writer) = reflector::store();
-    let record_events = watcher(Api::<Namespace>::all(client.clone()), stores)
-        .default_backoff()
-        .modify(|namespace: &mut Namespace| namespace.metadata.managed_fields = None)
-        .reflect(records_writer)
-        .applied_objects();
+    let record_events = watch(
+        Api::<Namespace>::all(client.clone()),
+        "store-records",
+        &stores,
+        watches,
+    )
+    .modify(|namespace: &mut Namespace| namespace.metadata.managed_fields = None)
+    .reflect(records_writer)
+    .applied_objects();
     Controller::for_stream(record_events, records)
         .watches_stream(stateful_set_events, to_store)
         .watches_stream(deployment_events, to_store)

@@ -13,6 +13,8 @@ pub mod record;
 pub mod shutdown;
 pub mod telemetry;
 pub mod tenant;
+#[cfg(all(feature = "kubernetes", feature = "metrics"))]
+pub mod watch;
 pub mod watched_file;
 
 pub use shutdown::Shutdown;

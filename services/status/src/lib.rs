@@ -12,15 +12,18 @@ use std::sync::Arc;
 use anyhow::Context as _;
 pub use args::Args;
 use k8s_openapi::api::core::v1::Namespace;
-use kube::{
-    Api,
-    runtime::{WatchStreamExt as _, watcher},
-};
+use kube::Api;
 use store_platform_proto::v1::status_service_server::StatusServiceServer;
 use store_platform_runtime::{
-    Shutdown, auth::Authenticator, grpc as server, kubernetes, record, telemetry,
+    Shutdown,
+    auth::Authenticator,
+    grpc as server, kubernetes, record, telemetry,
+    watch::{Watches, watch},
 };
 use tonic_health::ServingStatus;
+
+/// The index's watch of store namespaces, as its metrics name it.
+pub const INDEX_WATCH: &str = "store-namespaces";
 
 /// Requests larger than this are refused before decoding (RESOURCE_EXHAUSTED); a status request is a few bytes.
 pub const MAX_REQUEST_BYTES: usize = 16 * 1024;
@@ -53,11 +56,13 @@ pub async fn start(
 ) -> anyhow::Result<Running> {
     let hub = hub::Hub::new(args.subscriber_buffer);
     let auth = Authenticator::from_args(&args.auth, client.clone(), shutdown.clone()).await?;
-    let events = watcher(
+    let watches = Watches::new();
+    let events = watch(
         Api::<Namespace>::all(client),
-        watcher::Config::default().labels(&record::managed_selector()),
-    )
-    .default_backoff();
+        INDEX_WATCH,
+        &record::managed_selector(),
+        watches.clone(),
+    );
     let (feeding, stop_feeding) = (hub.clone(), shutdown.clone());
     tokio::spawn(async move {
         tokio::select! {
@@ -69,12 +74,14 @@ pub async fn start(
     let mut registry = prometheus_client::registry::Registry::with_prefix("store_platform");
     hub.metrics.register(&mut registry);
     auth.register(&mut registry);
-    let counted = hub.clone();
+    watches.register(&mut registry);
+    let (counted, aged) = (hub.clone(), watches.clone());
     let refresh: store_platform_runtime::metrics::Refresh = Arc::new(move || {
         counted
             .metrics
             .subscribers
             .set(i64::try_from(counted.subscribers()).unwrap_or(i64::MAX));
+        aged.refresh();
     });
     let metrics_addr = store_platform_runtime::metrics::serve(
         args.metrics_addr,
@@ -93,17 +100,45 @@ pub async fn start(
     let addr = incoming.local_addr().context("listening address")?;
     tracing::info!(%addr, "serving gRPC");
 
-    // SERVING only once the first full listing is in the index.
+    // SERVING once the first full listing is in the index, and while its watch has heard from the API server
+    // within the bound a silent watch is restarted at; NOT_SERVING otherwise, so that Kubernetes and load balancers
+    // send subscribers elsewhere until it has.
     let service = store_platform_proto::SERVICE_NAMES[1];
     health
         .set_service_status(service, ServingStatus::NotServing)
         .await;
-    let synced = hub.clone();
+    let (synced, stop_reporting) = (hub.clone(), shutdown.clone());
     tokio::spawn(async move {
         synced.synced().await;
-        health
-            .set_service_status(service, ServingStatus::Serving)
-            .await;
+        let mut serving = None;
+        loop {
+            let fresh = watches
+                .age(INDEX_WATCH)
+                .is_some_and(|age| age <= store_platform_runtime::watch::SILENCE);
+            if serving != Some(fresh) {
+                if !fresh {
+                    tracing::warn!(
+                        bound = ?store_platform_runtime::watch::SILENCE,
+                        "the store index has not heard from the API server within its bound: NOT_SERVING"
+                    );
+                }
+                health
+                    .set_service_status(
+                        service,
+                        if fresh {
+                            ServingStatus::Serving
+                        } else {
+                            ServingStatus::NotServing
+                        },
+                    )
+                    .await;
+                serving = Some(fresh);
+            }
+            tokio::select! {
+                () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                () = stop_reporting.wait() => return,
+            }
+        }
     });
 
     let task = tokio::spawn(async move {

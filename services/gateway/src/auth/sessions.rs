@@ -21,7 +21,7 @@ use k8s_openapi::{ByteString, api::core::v1::Secret};
 use kube::{
     Api,
     api::{DeleteParams, ListParams, ObjectMeta, PostParams, Preconditions},
-    runtime::{WatchStreamExt as _, watcher},
+    runtime::watcher,
 };
 use rand::RngCore as _;
 use store_platform_runtime::Shutdown;
@@ -161,7 +161,12 @@ pub enum Updated {
 
 impl Sessions {
     /// Sessions in `namespace`; the watch runs until `shutdown`.
-    pub fn start(client: kube::Client, namespace: &str, shutdown: Shutdown) -> Arc<Self> {
+    pub fn start(
+        client: kube::Client,
+        namespace: &str,
+        shutdown: Shutdown,
+        watches: Arc<store_platform_runtime::watch::Watches>,
+    ) -> Arc<Self> {
         let sessions = Arc::new(Self {
             api: Api::namespaced(client, namespace),
             cache: RwLock::new(HashMap::new()),
@@ -170,7 +175,7 @@ impl Sessions {
         let api = sessions.api.clone();
         tokio::spawn(async move {
             let events =
-                watcher(api, watcher::Config::default().labels(SESSION_LABEL)).default_backoff();
+                store_platform_runtime::watch::watch(api, "sessions", SESSION_LABEL, watches);
             futures::pin_mut!(events);
             let mut listing = HashMap::new();
             loop {
