@@ -377,6 +377,12 @@ async fn tenants_see_only_their_stores_and_idle_streams_get_heartbeats() {
             "{expected} missing from:\n{metrics}"
         );
     }
+    // The index's watch has heard from the API server lately (its listing, at the least).
+    let age = watch_age(&metrics, "store-namespaces");
+    assert!(
+        age < store_platform_runtime::watch::SILENCE.as_secs_f64(),
+        "{age}"
+    );
 
     let namespaces: Api<Namespace> = Api::all(client);
     for id in [&mine, &theirs] {
@@ -555,6 +561,16 @@ async fn a_stuck_subscriber_never_delays_the_others_and_gets_a_fresh_snapshot() 
         .expect("delete");
 }
 
+/// `store_platform_watch_age_seconds` of watch `watch` in a scrape.
+fn watch_age(metrics: &str, watch: &str) -> f64 {
+    let prefix = format!("store_platform_watch_age_seconds{{watch=\"{watch}\"}} ");
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no age of watch {watch} in:\n{metrics}"))
+}
+
 /// How many times the stress test crashes the API server: a few in `make test`; dozens by hand, with
 /// `STORE_PLATFORM_STATUS_CRASHES` (docs/testing.md).
 fn crashes() -> usize {
@@ -631,11 +647,12 @@ async fn truth(client: &Client, tenant: &str) -> std::collections::BTreeMap<Stri
 /// The API server is killed (SIGKILL) and started again, over and over, while 20 streams are open and stores are
 /// created, change phase and are deleted. The kills come at varied moments after the previous restart: while the
 /// watch is still re-listing, just after, and once it is settled. After each one the changes stop and every stream
-/// must show the true state within `CONVERGED` of the API server answering again; how long each took is printed.
+/// must show the true state within `CONVERGED` of that state settling (the API server answering again, and
+/// deleted namespaces gone); how long each took is printed.
 #[tokio::test]
 async fn every_stream_converges_after_each_api_server_crash() {
     const STREAMS: usize = 20;
-    const CONVERGED: Duration = Duration::from_secs(10);
+    const CONVERGED: Duration = Duration::from_secs(5);
     const OFFSETS_MS: [u64; 7] = [0, 100, 300, 700, 1500, 3000, 6000];
     let assets = Assets::locate().expect("assets");
     let dir = std::env::temp_dir().join(format!(
@@ -651,7 +668,8 @@ async fn every_stream_converges_after_each_api_server_crash() {
         Box::pin(std::future::pending()),
     ));
     let caller = TestEnv::in_dir(plane.dir());
-    let (status_addr, _stop) = start_status_in(&caller, client.clone(), "15s").await;
+    let (status_addr, metrics_addr, _stop) =
+        start_status_with(&caller, client.clone(), &["--heartbeat=15s"]).await;
     let views: Vec<View> = (0..STREAMS).map(|_| View::default()).collect();
     for view in &views {
         follow(
@@ -704,11 +722,14 @@ async fn every_stream_converges_after_each_api_server_crash() {
         tokio::time::sleep(Duration::from_millis(500)).await;
         paused.store(true, std::sync::atomic::Ordering::SeqCst);
         drop(writing.lock().await);
+        // Deleted namespaces go once kube-controller-manager, reconnecting too, has emptied them: the truth settles
+        // then, and the streams are timed from there.
         let want = truth(&client, "acme").await;
-        let limit = answering + Duration::from_secs(300);
+        let settled = tokio::time::Instant::now();
+        let limit = settled + Duration::from_secs(300);
         let converged = loop {
             if views.iter().all(|v| *v.lock().expect("view") == want) {
-                break Some(answering.elapsed());
+                break Some(settled.elapsed());
             }
             if tokio::time::Instant::now() > limit {
                 break None;
@@ -720,14 +741,12 @@ async fn every_stream_converges_after_each_api_server_crash() {
             .filter(|v| *v.lock().expect("view") != want)
             .count();
         println!(
-            "crash {crash} (offset {} ms): {}",
+            "crash {crash} (offset {} ms): the truth settled {:.2} s after the API server answered; {}",
             OFFSETS_MS[crash % OFFSETS_MS.len()],
+            (settled - answering).as_secs_f64(),
             converged.map_or_else(
-                || format!("{lagging} of {STREAMS} streams not converged after 300 s"),
-                |t| format!(
-                    "every stream converged {:.2} s after the API server answered",
-                    t.as_secs_f64()
-                )
+                || format!("{lagging} of {STREAMS} streams not converged 300 s later"),
+                |t| format!("every stream converged {:.2} s later", t.as_secs_f64())
             )
         );
         match converged {
@@ -747,4 +766,206 @@ async fn every_stream_converges_after_each_api_server_crash() {
         stalls.is_empty(),
         "streams stalled after crashes (crash, time to converge): {stalls:?}"
     );
+    // Each crash broke the watch (refused connections while the server was down, "410 Gone" from the restarted
+    // one): counted, and the watch heard from since.
+    let metrics = http_get(metrics_addr, "/metrics")
+        .await
+        .expect("scrape /metrics");
+    assert!(
+        metrics.contains("store_platform_watch_restarts_total{watch=\"store-namespaces\",reason="),
+        "{metrics}"
+    );
+    assert!(
+        watch_age(&metrics, "store-namespaces")
+            < store_platform_runtime::watch::SILENCE.as_secs_f64()
+    );
+}
+
+/// A TCP relay to the API server that can turn into a black hole: connections stay open and nothing passes, as
+/// on a dead network path or with a hung server. `freeze` holds every connection open now, for ever; `hold_new`
+/// makes new connections hang too until it is cleared.
+struct Relay {
+    addr: SocketAddr,
+    frozen_below: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    next: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    hold_new: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Relay {
+    async fn start(upstream: String) -> Self {
+        use std::sync::atomic::Ordering::SeqCst;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let relay = Self {
+            addr: listener.local_addr().expect("addr"),
+            frozen_below: Default::default(),
+            next: Default::default(),
+            hold_new: Default::default(),
+        };
+        let (frozen_below, next, hold_new) = (
+            relay.frozen_below.clone(),
+            relay.next.clone(),
+            relay.hold_new.clone(),
+        );
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let id = next.fetch_add(1, SeqCst);
+                let (frozen_below, hold_new, upstream) =
+                    (frozen_below.clone(), hold_new.clone(), upstream.clone());
+                tokio::spawn(async move {
+                    while hold_new.load(SeqCst) {
+                        // Accepted, and never answered while held: a TLS handshake that does not end.
+                        if frozen_below.load(SeqCst) > id {
+                            return std::future::pending::<()>().await;
+                        }
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    let server = tokio::net::TcpStream::connect(&upstream)
+                        .await
+                        .expect("the API server");
+                    let (client_read, client_write) = client.into_split();
+                    let (server_read, server_write) = server.into_split();
+                    let pass =
+                        |mut from: tokio::net::tcp::OwnedReadHalf,
+                         mut to: tokio::net::tcp::OwnedWriteHalf| {
+                            let frozen_below = frozen_below.clone();
+                            async move {
+                                use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+                                let mut buffer = vec![0u8; 64 * 1024];
+                                loop {
+                                    let n = from.read(&mut buffer).await.unwrap_or(0);
+                                    if frozen_below.load(SeqCst) > id {
+                                        // The black hole: the bytes go nowhere and the connection stays open.
+                                        std::future::pending::<()>().await;
+                                    }
+                                    if n == 0 || to.write_all(&buffer[..n]).await.is_err() {
+                                        return;
+                                    }
+                                }
+                            }
+                        };
+                    tokio::join!(
+                        pass(client_read, server_write),
+                        pass(server_read, client_write)
+                    );
+                });
+            }
+        });
+        relay
+    }
+
+    /// Every connection open now passes nothing more, and stays open.
+    fn freeze(&self) {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.frozen_below.store(self.next.load(SeqCst), SeqCst);
+    }
+}
+
+/// A watch whose connection turns into a black hole (open, silent: no error, no end) is abandoned after its silence
+/// deadline and begun again; a listing or watch start that hangs likewise after its request deadline; and what
+/// changed meanwhile arrives. kube's own watcher would wait 295 s for the stream, and for ever for the start.
+#[tokio::test]
+async fn a_watch_on_a_black_holed_connection_is_begun_again_within_its_deadlines() {
+    use store_platform_runtime::watch::{Deadlines, Watches, watch_with};
+    let env = TestEnv::shared();
+    let direct = env.client().await;
+    let namespace = env.namespace("black-hole").await;
+    let kubeconfig = std::fs::read_to_string(env.kubeconfig_path()).expect("kubeconfig");
+    let upstream = kubeconfig
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("server: https://"))
+        .expect("server")
+        .to_owned();
+    let relay = Relay::start(upstream.clone()).await;
+    let relayed = store_platform_test_support::kubeconfig::client_from_yaml(
+        &kubeconfig.replace(&upstream, &relay.addr.to_string()),
+    )
+    .await
+    .expect("a client through the relay");
+    let label = format!("black-hole={}", std::process::id());
+    let deadlines = Deadlines {
+        server_timeout: Duration::from_secs(60),
+        silence: Duration::from_secs(3),
+        request: Duration::from_secs(2),
+    };
+    let watches = Watches::new();
+    let events = watch_with(
+        Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(relayed, &namespace),
+        "config-maps",
+        &label,
+        watches.clone(),
+        deadlines,
+    );
+    // Driven all the time, as a reflector drives it: the names of the objects it applies, and "(listed)" after each
+    // listing.
+    let (applied, mut names) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        use kube::runtime::watcher::Event as W;
+        futures::pin_mut!(events);
+        while let Some(event) = events.next().await {
+            let name = match event {
+                Ok(W::Apply(object) | W::InitApply(object)) => object.metadata.name.expect("name"),
+                Ok(W::InitDone) => "(listed)".to_owned(),
+                _ => continue,
+            };
+            if applied.send(name).is_err() {
+                return;
+            }
+        }
+    });
+    let mut next_name = async move |within: Duration| {
+        tokio::time::timeout(within, names.recv())
+            .await
+            .expect("an event in time")
+            .expect("the watch never ends")
+    };
+    let config_maps: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(direct, &namespace);
+    let create = |name: &str| {
+        let config_maps = config_maps.clone();
+        let object = k8s_openapi::api::core::v1::ConfigMap {
+            metadata: kube::api::ObjectMeta {
+                name: Some(name.to_owned()),
+                labels: Some(
+                    [("black-hole".to_owned(), std::process::id().to_string())]
+                        .into_iter()
+                        .collect(),
+                ),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        async move {
+            config_maps
+                .create(&Default::default(), &object)
+                .await
+                .expect("create");
+        }
+    };
+
+    assert_eq!(next_name(Duration::from_secs(10)).await, "(listed)");
+    create("before").await;
+    assert_eq!(next_name(Duration::from_secs(10)).await, "before");
+
+    // The watch's connection goes silent, and new connections hang too: the watch is abandoned after 3 s, and each
+    // new start after 2 s, until connections pass again.
+    relay.freeze();
+    relay
+        .hold_new
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    create("meanwhile").await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    relay.freeze();
+    relay
+        .hold_new
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    let started = std::time::Instant::now();
+    assert_eq!(next_name(Duration::from_secs(10)).await, "meanwhile");
+    println!(
+        "the change made in the black hole arrived {:.1} s after connections passed again",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(watches.restarts("config-maps", "silent") >= 2);
+    assert!(watches.age("config-maps").expect("heard") < deadlines.silence);
 }
