@@ -140,18 +140,13 @@ impl Kube {
         self.get(name).await
     }
 
-    /// Every cached object of kind `K` in the namespace; None without caches.
+    /// Every cached object of kind `K` in the namespace; None without caches. Only the namespace's objects are
+    /// copied out: a pass of one store does not clone the handles of every store's objects.
     pub fn cached<K: Cached>(&self) -> Option<Vec<std::sync::Arc<K>>> {
         let caches = self.caches.as_ref()?;
-        Some(
-            K::store(caches)
-                .state()
-                .into_iter()
-                .filter(|object| {
-                    object.meta().namespace.as_deref() == Some(self.namespace.as_str())
-                })
-                .collect(),
-        )
+        Some(K::store(caches).state_filter(|object| {
+            object.meta().namespace.as_deref() == Some(self.namespace.as_str())
+        }))
     }
 
     /// Counts every write into `metrics`.
