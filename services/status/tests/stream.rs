@@ -393,15 +393,15 @@ async fn tenants_see_only_their_stores_and_idle_streams_get_heartbeats() {
     }
 }
 
-#[tokio::test]
-async fn after_an_api_server_restart_the_stream_converges_on_every_final_state() {
-    // A control plane of its own: this test stops its API server.
+/// A control plane of the test's own (for tests that stop its API server), with a simulated kubelet: the plane, an
+/// admin client, and the caller files of that plane.
+async fn own_plane(name: &str) -> (ControlPlane, Client, TestEnv) {
     let assets = Assets::locate().expect("assets");
     let dir = std::env::temp_dir().join(format!(
-        "store-platform-status-restart-{}",
+        "store-platform-status-{name}-{}",
         std::process::id()
     ));
-    let mut plane = ControlPlane::start(&assets, dir)
+    let plane = ControlPlane::start(&assets, dir)
         .await
         .expect("control plane");
     let client = plane.client().await.expect("client");
@@ -410,8 +410,14 @@ async fn after_an_api_server_restart_the_stream_converges_on_every_final_state()
         Box::pin(std::future::pending()),
     ));
     let caller = TestEnv::in_dir(plane.dir());
-    let (status_addr, _stop) =
-        start_status_in(&caller, plane.client().await.expect("client"), "15s").await;
+    (plane, client, caller)
+}
+
+#[tokio::test]
+async fn after_an_api_server_restart_the_stream_converges_on_every_final_state() {
+    // A control plane of its own: this test stops its API server.
+    let (mut plane, client, caller) = own_plane("restart").await;
+    let (status_addr, _stop) = start_status_in(&caller, client.clone(), "15s").await;
     write_record(&client, "finishing", "acme", record::Phase::Provisioning).await;
     write_record(&client, "leaving", "acme", record::Phase::Ready).await;
 
@@ -654,20 +660,7 @@ async fn every_stream_converges_after_each_api_server_crash() {
     const STREAMS: usize = 20;
     const CONVERGED: Duration = Duration::from_secs(5);
     const OFFSETS_MS: [u64; 7] = [0, 100, 300, 700, 1500, 3000, 6000];
-    let assets = Assets::locate().expect("assets");
-    let dir = std::env::temp_dir().join(format!(
-        "store-platform-status-crashes-{}",
-        std::process::id()
-    ));
-    let mut plane = ControlPlane::start(&assets, dir)
-        .await
-        .expect("control plane");
-    let client = plane.client().await.expect("client");
-    tokio::spawn(kubelet::run(
-        client.clone(),
-        Box::pin(std::future::pending()),
-    ));
-    let caller = TestEnv::in_dir(plane.dir());
+    let (mut plane, client, caller) = own_plane("crashes").await;
     let (status_addr, metrics_addr, _stop) =
         start_status_with(&caller, client.clone(), &["--heartbeat=15s"]).await;
     let views: Vec<View> = (0..STREAMS).map(|_| View::default()).collect();
