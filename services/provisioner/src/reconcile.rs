@@ -8,9 +8,8 @@ use std::{sync::Arc, time::Duration};
 use futures::StreamExt as _;
 use jiff::Timestamp;
 use k8s_openapi::api::{
-    apps::v1::{Deployment, StatefulSet},
     batch::v1::Job,
-    core::v1::{Namespace, ObjectReference, ResourceQuota},
+    core::v1::{Namespace, ObjectReference},
 };
 use kube::{
     Api, Client, Resource, ResourceExt as _,
@@ -25,7 +24,7 @@ use kube::{
 use store_platform_runtime::{
     Shutdown,
     record::{self, OperationState, Phase, StepState, StepStatus, StoreRecord, StoreStatus},
-    watch::watch,
+    watch::{Watches, watch},
 };
 
 use crate::{
@@ -713,6 +712,25 @@ fn to_store<K: Resource>(object: K) -> Option<ObjectRef<Namespace>> {
     Some(ObjectRef::new(&namespace))
 }
 
+/// A watch cache of the store objects of kind `K` matching `labels`, kept slim (see [`Cached::slim`]), and the
+/// stream of the objects it touches, which wakes their stores.
+fn cache<K: Cached + Send + Sync>(
+    name: &'static str,
+    client: &Client,
+    labels: &str,
+    watches: &Arc<Watches>,
+) -> (
+    reflector::Store<K>,
+    impl futures::Stream<Item = Result<K, kube::runtime::watcher::Error>> + Send + 'static,
+) {
+    let (store, writer) = reflector::store();
+    let events = watch(Api::<K>::all(client.clone()), name, labels, watches.clone())
+        .modify(Cached::slim)
+        .reflect(writer)
+        .touched_objects();
+    (store, events)
+}
+
 /// Runs the controller until `shutdown`, over the stores whose namespace also matches `selector` (if not empty).
 pub async fn run(ctx: Arc<Context>, selector: String, shutdown: Shutdown) {
     let client = ctx.client.clone();
@@ -738,46 +756,10 @@ pub async fn run(ctx: Arc<Context>, selector: String, shutdown: Shutdown) {
     let watches = ctx.metrics.watches.clone();
     // The store's objects wake the controller and fill the caches steps read from. Objects of stores outside the
     // selector still wake it; it skips them, reconciling only namespaces it has seen.
-    let (stateful_sets, stateful_sets_writer) = reflector::store();
-    let (deployments, deployments_writer) = reflector::store();
-    let (jobs, jobs_writer) = reflector::store();
-    let (quotas, quotas_writer) = reflector::store();
-    let stateful_set_events = watch(
-        Api::<StatefulSet>::all(client.clone()),
-        "stateful-sets",
-        &managed,
-        watches.clone(),
-    )
-    .modify(Cached::slim)
-    .reflect(stateful_sets_writer)
-    .touched_objects();
-    let deployment_events = watch(
-        Api::<Deployment>::all(client.clone()),
-        "deployments",
-        &managed,
-        watches.clone(),
-    )
-    .modify(Cached::slim)
-    .reflect(deployments_writer)
-    .touched_objects();
-    let job_events = watch(
-        Api::<Job>::all(client.clone()),
-        "jobs",
-        &managed,
-        watches.clone(),
-    )
-    .modify(Cached::slim)
-    .reflect(jobs_writer)
-    .touched_objects();
-    let quota_events = watch(
-        Api::<ResourceQuota>::all(client.clone()),
-        "resource-quotas",
-        &managed,
-        watches.clone(),
-    )
-    .modify(Cached::slim)
-    .reflect(quotas_writer)
-    .touched_objects();
+    let (stateful_sets, stateful_set_events) = cache("stateful-sets", &client, &managed, &watches);
+    let (deployments, deployment_events) = cache("deployments", &client, &managed, &watches);
+    let (jobs, job_events) = cache("jobs", &client, &managed, &watches);
+    let (quotas, quota_events) = cache("resource-quotas", &client, &managed, &watches);
     let term = Arc::new(Term {
         ctx,
         caches: Caches {
