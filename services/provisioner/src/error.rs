@@ -99,6 +99,9 @@ pub enum Error {
     #[error("failed to encode the store record")]
     Record(#[from] store_platform_runtime::record::RecordError),
 
+    #[error("the reconcile pass {why}; abandoned, it is retried like a failed one")]
+    PassAbandoned { why: &'static str },
+
     #[error("failed to read the SMTP relay's password from {}", path.display())]
     ReadMailPassword {
         path: std::path::PathBuf,
@@ -172,6 +175,7 @@ impl Error {
             Error::ReadMailPassword { .. } => "mail_password".to_owned(),
             Error::ReadBackupCredentials { .. } => "backup_credentials".to_owned(),
             Error::Repository { .. } => "backup_repository".to_owned(),
+            Error::PassAbandoned { .. } => "abandoned".to_owned(),
             _ => "other".to_owned(),
         }
     }
@@ -210,6 +214,7 @@ impl From<Error> for tonic::Status {
                 _ => Code::Unavailable,
             },
             Error::Record(_)
+            | Error::PassAbandoned { .. }
             | Error::ReadMailPassword { .. }
             | Error::ReadBackupCredentials { .. } => Code::Internal,
         };

@@ -18,6 +18,7 @@ pub mod shared;
 pub mod tenant_lock;
 pub mod validation;
 pub mod woocommerce;
+pub mod work_queue;
 
 use std::sync::Arc;
 

@@ -52,6 +52,9 @@ pub struct Metrics {
     pub step_duration: Family<StepLabel, Histogram>,
     pub provisioning_duration: Histogram,
     pub reconcile_errors: Family<ReasonLabel, Counter>,
+    /// Stores waiting for a reconcile worker.
+    pub reconcile_queue: Gauge,
+    pub reconcile_pass_duration: Histogram,
     pub writes: Family<WriteLabel, Counter>,
     pub kube_requests: KubeRequestMetrics,
     /// When each store's newest successful backup finished (Unix seconds), as its backup Jobs report it.
@@ -93,6 +96,10 @@ impl Metrics {
             step_duration: Family::new_with_constructor(duration_histogram),
             provisioning_duration: duration_histogram(),
             reconcile_errors: Family::default(),
+            reconcile_queue: Gauge::default(),
+            reconcile_pass_duration: Histogram::new([
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0,
+            ]),
             writes: Family::default(),
             kube_requests: kube_request_family(),
             backup_last_success: Family::default(),
@@ -126,6 +133,16 @@ impl Metrics {
             "reconcile_errors",
             "Reconcile passes that failed, by reason",
             metrics.reconcile_errors.clone(),
+        );
+        registry.register(
+            "reconcile_queue_depth",
+            "Stores waiting for a reconcile worker; above zero for long, the workers are all busy (the API server is slow)",
+            metrics.reconcile_queue.clone(),
+        );
+        registry.register(
+            "reconcile_pass_duration_seconds",
+            "How long each reconcile pass of a store took, failed ones included",
+            metrics.reconcile_pass_duration.clone(),
         );
         registry.register(
             "provisioner_writes",

@@ -1,11 +1,12 @@
-//! The reconcile loop: a `kube::runtime::Controller` over store namespaces, also woken by each store's
-//! StatefulSets, Deployments, Jobs and ResourceQuotas. Each pass reads the store from its namespace, advances its
-//! steps from what Kubernetes reports, and writes the observed status back. It never sleeps to poll: a pass that
-//! waits returns, and the next watch event (or the step's deadline) wakes it.
+//! The reconcile loop: a pass over each store namespace whenever it or one of its StatefulSets, Deployments, Jobs
+//! and ResourceQuotas changes, run by a fixed set of workers from a first-come-first-served [`WorkQueue`]. Each pass
+//! reads the store from its namespace, advances its steps from what Kubernetes reports, and writes the observed
+//! status back. It never sleeps to poll: a pass that waits returns, and the next watch event (or the step's deadline)
+//! wakes it.
 
 use std::{sync::Arc, time::Duration};
 
-use futures::StreamExt as _;
+use futures::{FutureExt as _, StreamExt as _, TryStreamExt as _};
 use jiff::Timestamp;
 use k8s_openapi::api::{
     batch::v1::Job,
@@ -15,8 +16,7 @@ use kube::{
     Api, Client, Resource, ResourceExt as _,
     api::{Patch, PatchParams},
     runtime::{
-        Controller, WatchStreamExt as _,
-        controller::Action,
+        WatchStreamExt as _,
         events::{Event, EventType, Recorder, Reporter},
         reflector::{self, ObjectRef},
     },
@@ -32,6 +32,7 @@ use crate::{
     error::Error,
     kube_ops::{Cached, Caches, FIELD_MANAGER, Kube},
     metrics::{Metrics, ReasonLabel, StepLabel},
+    work_queue::WorkQueue,
 };
 
 /// Step events waiting to be published, at most.
@@ -41,6 +42,14 @@ const EVENT_QUEUE: usize = 10_000;
 /// after it; four keep events current but slow every store (1.3x), because their requests crowd the API server
 /// that the controllers need. Stores first; events are diagnostics.
 const EVENT_PUBLISHERS: usize = 1;
+/// Passes run at once. The queue is first come first served, so a store waits only behind the stores that asked
+/// before it; the limit bounds what the provisioner asks of the API server at once when a thousand stores change
+/// together. Measured with `make bench` at 100 and 1,000 stores (docs/benchmarks.md).
+const WORKERS: usize = 64;
+/// A pass that has not ended by then (a request on a connection that went silent) is abandoned and retried like a
+/// failed one, so it cannot hold a worker for good. A pass only reads and writes the API server; the slowest seen
+/// take under a second.
+const PASS_DEADLINE: Duration = Duration::from_secs(60);
 
 /// What every reconcile pass shares.
 pub struct Context {
@@ -435,23 +444,24 @@ struct Term {
 }
 
 #[tracing::instrument(skip_all, fields(store = %namespace.name_any()))]
-async fn reconcile(namespace: Arc<Namespace>, pass: Arc<Term>) -> Result<Action, Error> {
+/// One pass over the store in `namespace`; when to look again if nothing changes before (`None`: not until then).
+async fn reconcile(namespace: Arc<Namespace>, pass: Arc<Term>) -> Result<Option<Duration>, Error> {
     let ctx = &pass.ctx;
     if namespace.metadata.deletion_timestamp.is_some() {
         ctx.written().remove(&namespace.name_any());
         ctx.failures().remove(&namespace.name_any());
-        return Ok(Action::await_change());
+        return Ok(None);
     }
     let namespace = ctx.current(namespace).await?;
     let store = match StoreRecord::from_namespace(&namespace) {
         Ok(store) => store,
         Err(error) => {
             tracing::warn!(%error, "not a readable store record; leaving it alone");
-            return Ok(Action::await_change());
+            return Ok(None);
         }
     };
     if matches!(store.status.phase, Phase::Failed | Phase::Deleting) {
-        return Ok(Action::await_change());
+        return Ok(None);
     }
     let kube = Kube::new(ctx.client.clone(), namespace.name_any())
         .with_metrics(ctx.metrics.clone())
@@ -517,10 +527,9 @@ async fn reconcile(namespace: Arc<Namespace>, pass: Arc<Term>) -> Result<Action,
     ) {
         observe_backups(ctx, &kube, &store, &namespace).await;
     }
-    Ok(match outcome.wake_after {
-        Some(after) => Action::requeue(after + Duration::from_millis(100)),
-        None => Action::await_change(),
-    })
+    Ok(outcome
+        .wake_after
+        .map(|after| after + Duration::from_millis(100)))
 }
 
 /// The store's backup Jobs, from the watch cache: the time of its newest successful backup, and, once per Job, its
@@ -664,7 +673,9 @@ fn observe_durations(metrics: &Metrics, before: &StoreRecord, after: &StoreStatu
     }
 }
 
-fn error_policy(namespace: Arc<Namespace>, error: &Error, pass: Arc<Term>) -> Action {
+/// When to try a failed pass again: soon after a conflict (someone else wrote the record), otherwise after a backoff
+/// that grows with the store's failures in a row.
+fn error_policy(namespace: &Namespace, error: &Error, pass: &Term) -> Duration {
     pass.ctx
         .metrics
         .reconcile_errors
@@ -677,7 +688,7 @@ fn error_policy(namespace: Arc<Namespace>, error: &Error, pass: Arc<Term>) -> Ac
         Error::Kubernetes {
             source: kube::Error::Api(status),
             ..
-        } if status.code == 409 => Action::requeue(Duration::from_millis(200)),
+        } if status.code == 409 => Duration::from_millis(200),
         _ => {
             let failures = {
                 let mut failures = pass.ctx.failures();
@@ -693,7 +704,7 @@ fn error_policy(namespace: Arc<Namespace>, error: &Error, pass: Arc<Term>) -> Ac
                 retry_in_ms = delay.as_millis() as u64,
                 "reconcile failed; retrying"
             );
-            Action::requeue(delay)
+            delay
         }
     }
 }
@@ -706,10 +717,9 @@ fn retry_delay(failures: u32) -> Duration {
     jittered(base)
 }
 
-/// Maps a store's object to its store namespace.
-fn to_store<K: Resource>(object: K) -> Option<ObjectRef<Namespace>> {
-    let namespace = object.meta().namespace.clone()?;
-    Some(ObjectRef::new(&namespace))
+/// The store a store's object belongs to: its namespace's name.
+fn store_of<K: Resource>(object: K) -> Option<String> {
+    object.meta().namespace.clone()
 }
 
 /// A watch cache of the store objects of kind `K` matching `labels`, kept slim (see [`Cached::slim`]), and the
@@ -779,20 +789,89 @@ pub async fn run(ctx: Arc<Context>, selector: String, shutdown: Shutdown) {
     )
     .modify(|namespace: &mut Namespace| namespace.metadata.managed_fields = None)
     .reflect(records_writer)
-    .applied_objects();
-    Controller::for_stream(record_events, records)
-        .watches_stream(stateful_set_events, to_store)
-        .watches_stream(deployment_events, to_store)
-        .watches_stream(job_events, to_store)
-        .watches_stream(quota_events, to_store)
-        .graceful_shutdown_on(shutdown.wait())
-        .run(reconcile, error_policy, term)
-        .for_each(|result| async move {
-            if let Err(error) = result {
-                tracing::debug!(%error, "reconcile error");
+    .applied_objects()
+    .map_ok(|namespace| namespace.metadata.name);
+    let triggers = futures::stream::select_all([
+        record_events.boxed(),
+        stateful_set_events.map_ok(store_of).boxed(),
+        deployment_events.map_ok(store_of).boxed(),
+        job_events.map_ok(store_of).boxed(),
+        quota_events.map_ok(store_of).boxed(),
+    ]);
+    let queue = Arc::new(WorkQueue::new(term.ctx.metrics.reconcile_queue.clone()));
+    let workers = tokio::spawn({
+        let queue = queue.clone();
+        async move {
+            // Passes read the records' cache, which before its first listing would say every store is gone. One task
+            // waits for it: kube's `wait_until_ready` wakes only the last of several waiters.
+            if records.wait_until_ready().await.is_err() {
+                return;
             }
-        })
-        .await;
+            let mut workers = tokio::task::JoinSet::new();
+            for _ in 0..WORKERS {
+                workers.spawn(work(queue.clone(), records.clone(), term.clone()));
+            }
+            workers.join_all().await;
+        }
+    });
+    let timers = tokio::spawn({
+        let queue = queue.clone();
+        async move { queue.run_timers().await }
+    });
+    // The watches feed the queue (and fill the caches) until shutdown; then the workers end the passes they are in.
+    // Dropping the watches at shutdown ends a worker's wait for the records' first listing, if it is still waiting.
+    let mut triggers = Box::pin(triggers.take_until(shutdown.wait()));
+    while let Some(trigger) = triggers.next().await {
+        match trigger {
+            Ok(Some(store)) => queue.trigger(&store),
+            Ok(None) => {}
+            Err(error) => tracing::debug!(%error, "watch error"),
+        }
+    }
+    drop(triggers);
+    queue.close();
+    let _ = workers.await;
+    let _ = timers.await;
+}
+
+/// A worker: takes the next store from `queue` and runs its pass, until the queue closes. Stores the records' watch
+/// has not seen (outside the selector, or deleted) are skipped.
+async fn work(queue: Arc<WorkQueue>, records: reflector::Store<Namespace>, term: Arc<Term>) {
+    while let Some(store) = queue.next().await {
+        let wake_after = match records.get(&ObjectRef::new(&store)) {
+            Some(namespace) => pass(namespace, &term).await,
+            None => None,
+        };
+        queue.done(&store, wake_after);
+    }
+}
+
+/// Runs one pass with its deadline, contains a panic in it, and says when to look at the store again.
+async fn pass(namespace: Arc<Namespace>, term: &Arc<Term>) -> Option<Duration> {
+    let started = std::time::Instant::now();
+    let result = tokio::time::timeout(
+        PASS_DEADLINE,
+        std::panic::AssertUnwindSafe(reconcile(namespace.clone(), term.clone())).catch_unwind(),
+    )
+    .await;
+    term.ctx
+        .metrics
+        .reconcile_pass_duration
+        .observe(started.elapsed().as_secs_f64());
+    let result = match result {
+        Ok(Ok(result)) => result,
+        Ok(Err(_panic)) => Err(Error::PassAbandoned { why: "panicked" }),
+        Err(_elapsed) => Err(Error::PassAbandoned {
+            why: "took longer than its deadline",
+        }),
+    };
+    match result {
+        Ok(wake_after) => wake_after,
+        Err(error) => {
+            tracing::debug!(error = %error.chain(), "reconcile error");
+            Some(error_policy(&namespace, &error, term))
+        }
+    }
 }
 
 #[cfg(test)]
