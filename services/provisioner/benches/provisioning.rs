@@ -2,6 +2,7 @@
 //!
 //!     make bench                      # 100 stores
 //!     make bench BENCH_ARGS="--stores 20"
+//!     make bench BENCH_ARGS="--stores 1000 --workers 64"   # the provisioner's --reconcile-workers
 //!
 //! Two runs, each on a control plane of its own so neither inherits the other's leftovers:
 //! 1. baseline — the same objects the platform creates, applied directly (no platform), timed until every
@@ -230,7 +231,12 @@ fn sum_by(text: &str, metric: &str, label_keys: &[&str]) -> BTreeMap<String, f64
     sums
 }
 
-async fn platform(assets: &Assets, stores: usize, bin_dir: PathBuf) -> anyhow::Result<Duration> {
+async fn platform(
+    assets: &Assets,
+    stores: usize,
+    workers: usize,
+    bin_dir: PathBuf,
+) -> anyhow::Result<Duration> {
     let (plane, client) = start_plane(assets, "platform").await?;
     Api::<Namespace>::all(client.clone())
         .create(
@@ -263,6 +269,7 @@ async fn platform(assets: &Assets, stores: usize, bin_dir: PathBuf) -> anyhow::R
             ("METRICS_ADDR", format!("127.0.0.1:{metrics_port}")),
             ("MAX_STORES_PER_TENANT", (stores + 1).to_string()),
             ("LOG_FILTER", "warn".to_owned()),
+            ("RECONCILE_WORKERS", workers.to_string()),
         ],
         logs.path(),
     );
@@ -392,16 +399,21 @@ async fn platform(assets: &Assets, stores: usize, bin_dir: PathBuf) -> anyhow::R
 
 fn main() -> anyhow::Result<()> {
     let stores = arg("--stores", 100);
+    // The provisioner's reconcile workers (`--reconcile-workers`); its default when not given.
+    let workers = arg("--workers", 1024);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async {
         let assets = Assets::locate()?;
         let bin_dir = release_bin_dir();
-        println!("provisioning benchmark: {stores} stores, Kubernetes v1.20.2 on loopback, simulated kubelet");
+        println!(
+            "provisioning benchmark: {stores} stores, {workers} reconcile workers, Kubernetes v1.20.2 on loopback, \
+             simulated kubelet"
+        );
         let base = baseline(&assets, stores).await?;
         println!("baseline: objects applied directly, all workloads ready after {base:.2?}");
-        let total = platform(&assets, stores, bin_dir).await?;
+        let total = platform(&assets, stores, workers, bin_dir).await?;
         println!(
             "\nall {stores} stores READY after {total:.2?}: {:.2}x the baseline ({base:.2?})",
             total.as_secs_f64() / base.as_secs_f64()

@@ -170,10 +170,11 @@ pub async fn start(
     ));
     let election = leader::Election::new(client, &args.lease_namespace, &args.lease_name, identity);
     let selector = args.reconcile_selector.clone();
+    let workers = usize::from(args.reconcile_workers);
     let leading = tokio::spawn(election.lead(shutdown.clone(), move |term| {
         // While leading, this replica also rolls settings out and runs fleet upgrades.
         tokio::spawn(fleet::run(fleet.clone(), term.clone()));
-        reconcile::run(ctx.clone(), selector.clone(), term)
+        reconcile::run(ctx.clone(), selector.clone(), workers, term)
     }));
 
     let task = tokio::spawn(async move {

@@ -42,10 +42,6 @@ const EVENT_QUEUE: usize = 10_000;
 /// after it; four keep events current but slow every store (1.3x), because their requests crowd the API server
 /// that the controllers need. Stores first; events are diagnostics.
 const EVENT_PUBLISHERS: usize = 1;
-/// Passes run at once. The queue is first come first served, so a store waits only behind the stores that asked
-/// before it; the limit bounds what the provisioner asks of the API server at once when a thousand stores change
-/// together. Measured with `make bench` at 100 and 1,000 stores (docs/benchmarks.md).
-const WORKERS: usize = 64;
 /// A pass that has not ended by then (a request on a connection that went silent) is abandoned and retried like a
 /// failed one, so it cannot hold a worker for good. A pass only reads and writes the API server; the slowest seen
 /// take under a second.
@@ -741,8 +737,9 @@ fn cache<K: Cached + Send + Sync>(
     (store, events)
 }
 
-/// Runs the controller until `shutdown`, over the stores whose namespace also matches `selector` (if not empty).
-pub async fn run(ctx: Arc<Context>, selector: String, shutdown: Shutdown) {
+/// Reconciles until `shutdown`, with `workers` passes at most at once, the stores whose namespace also matches
+/// `selector` (if not empty).
+pub async fn run(ctx: Arc<Context>, selector: String, workers: usize, shutdown: Shutdown) {
     let client = ctx.client.clone();
     // While leading, the leader also removes deleted stores' backups at the end of their window.
     if let Some(backup) = ctx
@@ -800,7 +797,7 @@ pub async fn run(ctx: Arc<Context>, selector: String, shutdown: Shutdown) {
     ]);
     let queue = Arc::new(WorkQueue::new(term.ctx.metrics.reconcile_queue.clone()));
     let workers = tokio::spawn({
-        let queue = queue.clone();
+        let (queue, count) = (queue.clone(), workers);
         async move {
             // Passes read the records' cache, which before its first listing would say every store is gone. One task
             // waits for it: kube's `wait_until_ready` wakes only the last of several waiters.
@@ -808,7 +805,7 @@ pub async fn run(ctx: Arc<Context>, selector: String, shutdown: Shutdown) {
                 return;
             }
             let mut workers = tokio::task::JoinSet::new();
-            for _ in 0..WORKERS {
+            for _ in 0..count {
                 workers.spawn(work(queue.clone(), records.clone(), term.clone()));
             }
             workers.join_all().await;
@@ -839,38 +836,43 @@ pub async fn run(ctx: Arc<Context>, selector: String, shutdown: Shutdown) {
 async fn work(queue: Arc<WorkQueue>, records: reflector::Store<Namespace>, term: Arc<Term>) {
     while let Some(store) = queue.next().await {
         let wake_after = match records.get(&ObjectRef::new(&store)) {
-            Some(namespace) => pass(namespace, &term).await,
+            // Boxed: an idle worker holds only its own small state, not room for a whole pass.
+            Some(namespace) => Box::pin(pass(namespace, &term)).await,
             None => None,
         };
         queue.done(&store, wake_after);
     }
 }
 
-/// Runs one pass with its deadline, contains a panic in it, and says when to look at the store again.
+/// Runs one pass, guarded, and says when to look at the store again.
 async fn pass(namespace: Arc<Namespace>, term: &Arc<Term>) -> Option<Duration> {
     let started = std::time::Instant::now();
-    let result = tokio::time::timeout(
-        PASS_DEADLINE,
-        std::panic::AssertUnwindSafe(reconcile(namespace.clone(), term.clone())).catch_unwind(),
-    )
-    .await;
+    let result = guarded(PASS_DEADLINE, reconcile(namespace.clone(), term.clone())).await;
     term.ctx
         .metrics
         .reconcile_pass_duration
         .observe(started.elapsed().as_secs_f64());
-    let result = match result {
-        Ok(Ok(result)) => result,
-        Ok(Err(_panic)) => Err(Error::PassAbandoned { why: "panicked" }),
-        Err(_elapsed) => Err(Error::PassAbandoned {
-            why: "took longer than its deadline",
-        }),
-    };
     match result {
         Ok(wake_after) => wake_after,
         Err(error) => {
             tracing::debug!(error = %error.chain(), "reconcile error");
             Some(error_policy(&namespace, &error, term))
         }
+    }
+}
+
+/// `pass`, abandoned after `deadline`, and with a panic in it turned into an error, so that neither loses the
+/// worker or the store's place in the queue.
+async fn guarded<T>(
+    deadline: Duration,
+    pass: impl Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    match tokio::time::timeout(deadline, std::panic::AssertUnwindSafe(pass).catch_unwind()).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(_panic)) => Err(Error::PassAbandoned { why: "panicked" }),
+        Err(_elapsed) => Err(Error::PassAbandoned {
+            why: "took longer than its deadline",
+        }),
     }
 }
 
@@ -1243,5 +1245,23 @@ mod tests {
         within(2, 2, 2);
         within(5, 16, 16);
         within(20, 300, 300);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pass_that_hangs_is_abandoned_at_its_deadline_and_one_that_panics_is_an_error() {
+        let started = tokio::time::Instant::now();
+        let hung = guarded::<()>(PASS_DEADLINE, std::future::pending()).await;
+        assert!(
+            matches!(hung, Err(Error::PassAbandoned { why }) if why.contains("deadline")),
+            "{hung:?}"
+        );
+        assert_eq!(started.elapsed(), PASS_DEADLINE);
+        let panicked = guarded::<()>(PASS_DEADLINE, async { panic!("a bug in a step") }).await;
+        assert!(
+            matches!(panicked, Err(Error::PassAbandoned { why: "panicked" })),
+            "{panicked:?}"
+        );
+        let fine = guarded(PASS_DEADLINE, async { Ok(Some(Duration::from_secs(1))) }).await;
+        assert_eq!(fine.ok().flatten(), Some(Duration::from_secs(1)));
     }
 }
