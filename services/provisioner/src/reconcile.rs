@@ -55,10 +55,10 @@ pub struct Context {
     /// Step events, published off the reconcile path, so they neither delay a store's next pass nor flood the API
     /// server. They carry their own time, so their order in `kubectl get events` is kept.
     events: tokio::sync::mpsc::Sender<(Event, ObjectReference)>,
-    /// This process's last write of each store's record, until the watch delivers it. A pass handed the version
-    /// that write replaced waits for that delivery (which starts the next pass) rather than redo steps it already
-    /// did; one handed any other version reads the namespace afresh.
-    written: std::sync::Mutex<std::collections::HashMap<String, Written>>,
+    /// The resource version of this process's last write of each store's record. A pass handed any other version
+    /// may be looking at the namespace from before that write (the watch has not delivered it yet), so it reads
+    /// the namespace afresh rather than redo steps it already did.
+    written: std::sync::Mutex<std::collections::HashMap<String, String>>,
     /// Passes in a row that failed, per store: each waits twice as long as the one before (1 s to 5 minutes), so a
     /// store that keeps failing does not cost the API server several requests a second.
     failures: std::sync::Mutex<std::collections::HashMap<String, u32>>,
@@ -144,43 +144,28 @@ impl Context {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn written(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Written>> {
+    fn written(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, String>> {
         self.written
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// `namespace` as of this process's last write at least: the given object when it is that version (or the
-    /// process has not written the store since the watch last delivered its write), else a fresh read. `None` when it
-    /// is the version that write replaced: the watch has yet to deliver the write, and its delivery starts the next
-    /// pass.
-    async fn current(&self, namespace: Arc<Namespace>) -> Result<Option<Arc<Namespace>>, Error> {
+    /// `namespace` as of this process's last write at least: the given object when it is that version, else a
+    /// fresh read.
+    async fn current(&self, namespace: Arc<Namespace>) -> Result<Arc<Namespace>, Error> {
         let name = namespace.name_any();
-        let seen = namespace.metadata.resource_version.as_deref();
         let ours = self.written().get(&name).cloned();
         match ours {
-            None => Ok(Some(namespace)),
-            Some(ours) if seen == Some(ours.wrote.as_str()) => {
-                self.written().remove(&name);
-                Ok(Some(namespace))
-            }
-            Some(ours) if seen == Some(ours.replaced.as_str()) => Ok(None),
-            Some(_) => {
+            Some(version) if Some(&version) != namespace.metadata.resource_version.as_ref() => {
                 let fresh = Api::<Namespace>::all(self.client.clone())
                     .get_opt(&name)
                     .await
                     .map_err(Error::kubernetes("read the store record"))?;
-                Ok(Some(fresh.map(Arc::new).unwrap_or(namespace)))
+                Ok(fresh.map(Arc::new).unwrap_or(namespace))
             }
+            _ => Ok(namespace),
         }
     }
-}
-
-/// A write of a store's record by this process: the resource version it replaced and the one it made.
-#[derive(Clone, Debug)]
-struct Written {
-    replaced: String,
-    wrote: String,
 }
 
 /// Pod Security labels for store namespaces: every store pod satisfies `restricted`.
@@ -463,9 +448,7 @@ async fn reconcile(namespace: Arc<Namespace>, pass: Arc<Term>) -> Result<Option<
         ctx.failures().remove(&namespace.name_any());
         return Ok(None);
     }
-    let Some(namespace) = ctx.current(namespace).await? else {
-        return Ok(None);
-    };
+    let namespace = ctx.current(namespace).await?;
     let store = match StoreRecord::from_namespace(&namespace) {
         Ok(store) => store,
         Err(error) => {
@@ -494,12 +477,8 @@ async fn reconcile(namespace: Arc<Namespace>, pass: Arc<Term>) -> Result<Option<
         };
         // Guarded by the resource version: a RetryStore or DeleteStore in between wins, and this pass reruns.
         let written = write_record(&ctx.client, &updated, namespace.resource_version()).await?;
-        if let (Some(wrote), Some(replaced)) = (
-            written.metadata.resource_version,
-            namespace.metadata.resource_version.clone(),
-        ) {
-            ctx.written()
-                .insert(namespace.name_any(), Written { replaced, wrote });
+        if let Some(version) = written.metadata.resource_version {
+            ctx.written().insert(namespace.name_any(), version);
         }
         ctx.metrics.write("status");
         observe_durations(&ctx.metrics, &store, &outcome.status);
@@ -1284,62 +1263,5 @@ mod tests {
         );
         let fine = guarded(PASS_DEADLINE, async { Ok(Some(Duration::from_secs(1))) }).await;
         assert_eq!(fine.ok().flatten(), Some(Duration::from_secs(1)));
-    }
-
-    #[tokio::test]
-    async fn a_pass_handed_the_record_its_own_write_replaced_waits_for_the_watch_to_deliver_it() {
-        let unreachable = kube::Config::new("http://127.0.0.1:9".parse().expect("uri"));
-        let (metrics, _) = Metrics::new();
-        let ctx = Context::new(
-            Client::try_from(unreachable).expect("client"),
-            Engines::only(Arc::new(Scripted::default())),
-            None,
-            metrics,
-        );
-        let handed = |version: &str| {
-            Arc::new(Namespace {
-                metadata: kube::api::ObjectMeta {
-                    name: Some("store-shoes".into()),
-                    resource_version: Some(version.into()),
-                    ..Default::default()
-                },
-                ..Default::default()
-            })
-        };
-        let seen = |namespace: Option<Arc<Namespace>>| namespace.and_then(|n| n.resource_version());
-        let wrote = |replaced: &str, wrote: &str| {
-            ctx.written().insert(
-                "store-shoes".into(),
-                Written {
-                    replaced: replaced.into(),
-                    wrote: wrote.into(),
-                },
-            );
-        };
-        // Not written by this process: as handed.
-        assert_eq!(
-            seen(ctx.current(handed("5")).await.expect("current")),
-            Some("5".into())
-        );
-        // Written, and the watch still shows the version the write replaced: the pass waits for the delivery.
-        wrote("5", "6");
-        assert!(ctx.current(handed("5")).await.expect("current").is_none());
-        // Delivered: as handed, and nothing more to wait for.
-        assert_eq!(
-            seen(ctx.current(handed("6")).await.expect("current")),
-            Some("6".into())
-        );
-        assert!(ctx.written().is_empty());
-        assert_eq!(
-            seen(ctx.current(handed("9")).await.expect("current")),
-            Some("9".into())
-        );
-        // Any other version while a write is outstanding is read afresh (the API server here is unreachable).
-        wrote("6", "7");
-        let error = ctx.current(handed("9")).await.expect_err("read afresh");
-        assert!(
-            error.to_string().contains("read the store record"),
-            "{error}"
-        );
     }
 }
