@@ -177,15 +177,6 @@ impl WorkQueue {
         }
     }
 
-    /// Stores waiting for a worker (for metrics and tests).
-    pub fn len(&self) -> usize {
-        self.state().queue.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Workers finish the pass they are in and stop; the timer stops.
     pub fn close(&self) {
         self.state().closed = true;
@@ -257,7 +248,7 @@ mod tests {
         assert_eq!(queue.next().await.as_deref(), Some("a"));
         assert_eq!(queue.next().await.as_deref(), Some("b"));
         assert_eq!(queue.next().await.as_deref(), Some("c"));
-        assert!(queue.is_empty());
+        assert!(queue_of(&queue).is_empty());
         assert_eq!(queue.depth.get(), 0);
     }
 
