@@ -482,6 +482,21 @@ impl ControlPlane {
         self.dir.join("kubeconfig")
     }
 
+    /// The running processes (etcd, the API server, the controller manager, the scheduler if any) by name, with
+    /// their process ids: for measuring what each costs.
+    pub fn processes(&self) -> Vec<(&'static str, u32)> {
+        [
+            Some(&self.etcd),
+            Some(&self.apiserver),
+            Some(&self.controller_manager),
+            self.scheduler.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .filter_map(|process| Some((process.name, process.child.as_ref()?.id())))
+        .collect()
+    }
+
     /// Keeps the directory (certificates, logs) after the control plane stops.
     pub fn keep_dir(&mut self) {
         self.remove_dir_on_drop = false;

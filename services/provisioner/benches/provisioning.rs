@@ -62,6 +62,40 @@ async fn start_plane(assets: &Assets, name: &str) -> anyhow::Result<(ControlPlan
     Ok((plane, client))
 }
 
+/// CPU seconds used so far by each process of `plane` and by this one (the simulated kubelet, the clients and
+/// watches of the benchmark).
+fn cpu_seconds(plane: &ControlPlane, others: &[(&'static str, u32)]) -> Vec<(&'static str, f64)> {
+    plane
+        .processes()
+        .into_iter()
+        .chain([("benchmark (simulated kubelet, clients)", std::process::id())])
+        .chain(others.iter().copied())
+        .map(|(name, pid)| (name, process_usage(pid).cpu_seconds))
+        .collect()
+}
+
+/// Prints the CPU each process used since `before`, and what that is per second of `wall` (busy cores).
+fn print_cpu_since(
+    before: &[(&'static str, f64)],
+    plane: &ControlPlane,
+    others: &[(&'static str, u32)],
+    wall: Duration,
+) {
+    let wall = wall.as_secs_f64();
+    let mut total = 0.0;
+    println!("  CPU used meanwhile, by process:");
+    for ((name, start), (_, now)) in before.iter().zip(cpu_seconds(plane, others)) {
+        let used = now - start;
+        total += used;
+        println!("    {name:<40} {used:>7.2} s  ({:.2} cores)", used / wall);
+    }
+    println!(
+        "    {:<40} {total:>7.2} s  ({:.2} cores)",
+        "total",
+        total / wall
+    );
+}
+
 /// Records, per store namespace, the first moment `done` holds for an object of kind `K` there.
 fn watch_first<K>(client: &Client, stamps: Stamps, done: fn(&K) -> bool)
 where
@@ -173,12 +207,13 @@ async fn apply_directly(client: Client, id: String, settings: Arc<Settings>) -> 
 }
 
 async fn baseline(assets: &Assets, stores: usize) -> anyhow::Result<Duration> {
-    let (_plane, client) = start_plane(assets, "baseline").await?;
+    let (plane, client) = start_plane(assets, "baseline").await?;
     let (sts, deploys, jobs): (Stamps, Stamps, Stamps) = Default::default();
     watch_first::<StatefulSet>(&client, sts.clone(), sts_ready);
     watch_first::<Deployment>(&client, deploys.clone(), deploy_available);
     watch_first::<Job>(&client, jobs.clone(), job_complete);
     let settings = Arc::new(Settings::local());
+    let cpu_before = cpu_seconds(&plane, &[]);
     let start = Instant::now();
     let applies =
         (0..stores).map(|i| apply_directly(client.clone(), format!("base-{i}"), settings.clone()));
@@ -189,6 +224,8 @@ async fn baseline(assets: &Assets, stores: usize) -> anyhow::Result<Duration> {
     wait_for(&sts, stores, limit).await?;
     wait_for(&deploys, stores, limit).await?;
     wait_for(&jobs, stores, limit).await?;
+    println!("baseline, {stores} stores' objects applied directly:");
+    print_cpu_since(&cpu_before, &plane, &[], start.elapsed());
     let last = [&sts, &deploys, &jobs]
         .iter()
         .flat_map(|s| {
@@ -277,6 +314,8 @@ async fn platform(
     let api = ProvisionerServiceClient::new(channel);
     let caller = TestEnv::in_dir(plane.dir());
     let mut created = HashMap::new();
+    let measured = [("provisioner", provisioner.pid())];
+    let cpu_before = cpu_seconds(&plane, &measured);
     let start = Instant::now();
     let calls = (0..stores).map(|i| {
         let (mut api, caller) = (api.clone(), caller.clone());
@@ -336,6 +375,7 @@ async fn platform(
         }
         return Err(error);
     }
+    let cpu_wall = start.elapsed();
     let ready_at = ready.lock().expect("lock").clone();
     let jobs_at = jobs.lock().expect("lock").clone();
     let total = ready_at.values().max().copied().unwrap_or(start) - start;
@@ -387,6 +427,7 @@ async fn platform(
     ) {
         println!("    {kind:<34} {:>6.2}", per_store(count));
     }
+    print_cpu_since(&cpu_before, &plane, &measured, cpu_wall);
     let usage = process_usage(provisioner.pid());
     println!(
         "  provisioner peak RSS {:.1} MiB, CPU {:.2} s",
