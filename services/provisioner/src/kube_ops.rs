@@ -20,6 +20,18 @@ use crate::{error::Error, metrics::Metrics};
 /// The field manager of every write the platform makes.
 pub const FIELD_MANAGER: &str = "store-platform-provisioner";
 
+/// How resource versions `a` and `b` of two objects of one resource are ordered, when both are what the API server
+/// makes them: a positive integer without leading zeros, larger for a later write (comparable by clients since
+/// Kubernetes 1.35, KEP-5504, and made so by every release that stores in etcd). None when either is not.
+pub fn version_order(a: &str, b: &str) -> Option<std::cmp::Ordering> {
+    let valid = |version: &str| {
+        !version.is_empty()
+            && !version.starts_with('0')
+            && version.bytes().all(|byte| byte.is_ascii_digit())
+    };
+    (valid(a) && valid(b)).then(|| a.len().cmp(&b.len()).then_with(|| a.cmp(b)))
+}
+
 /// The controller's watch caches of the kinds whose status steps wait on.
 #[derive(Clone)]
 #[allow(missing_debug_implementations)] // Stores hold whole objects; printing them helps nobody.
@@ -36,6 +48,8 @@ pub trait Cached:
     + Clone
     + DeserializeOwned
     + std::fmt::Debug
+    + Send
+    + Sync
     + 'static
 {
     fn store(caches: &Caches) -> &Store<Self>;
@@ -95,6 +109,12 @@ impl Cached for ResourceQuota {
     }
 }
 
+/// What a [`Kube`]'s applies of cached kinds were answered, by kind and name.
+type Applied = std::collections::HashMap<
+    (std::any::TypeId, String),
+    std::sync::Arc<dyn std::any::Any + Send + Sync>,
+>;
+
 /// A client scoped to one store namespace.
 #[derive(Clone)]
 pub struct Kube {
@@ -102,6 +122,9 @@ pub struct Kube {
     pub namespace: String,
     metrics: Option<std::sync::Arc<Metrics>>,
     caches: Option<Caches>,
+    /// The objects of cached kinds this client applied, as the API server answered: a pass that applies an object
+    /// and then looks at it reads the answer rather than the API server again (the watch has not delivered it yet).
+    applied: std::sync::Arc<std::sync::Mutex<Applied>>,
 }
 
 impl std::fmt::Debug for Kube {
@@ -119,6 +142,7 @@ impl Kube {
             namespace,
             metrics: None,
             caches: None,
+            applied: Default::default(),
         }
     }
 
@@ -128,16 +152,57 @@ impl Kube {
         self
     }
 
-    /// Object `name` as last observed: from the watch cache when it holds it (the cache is updated before the watch
-    /// event that woke the controller is delivered, so it is never older than what triggered this pass), else read.
+    /// Object `name` as last observed: the newer of the watch cache's copy (the cache is updated before the watch
+    /// event that woke the controller is delivered, so it is never older than what triggered this pass) and what
+    /// this client's own apply of it was answered; read from the API server when neither has it.
     pub async fn observe<K: Cached>(&self, name: &str) -> Result<Option<K>, Error> {
-        if let Some(caches) = &self.caches
-            && let Some(object) =
-                K::store(caches).get(&ObjectRef::new(name).within(&self.namespace))
-        {
-            return Ok(Some(object.as_ref().clone()));
+        let cached = self
+            .caches
+            .as_ref()
+            .and_then(|caches| K::store(caches).get(&ObjectRef::new(name).within(&self.namespace)));
+        let applied = self
+            .applied()
+            .get(&(std::any::TypeId::of::<K>(), name.to_owned()))
+            .and_then(|object| object.clone().downcast::<K>().ok());
+        let newer = match (cached, applied) {
+            (Some(cached), Some(applied)) => {
+                let version =
+                    |object: &K| object.meta().resource_version.clone().unwrap_or_default();
+                match version_order(&version(&cached), &version(&applied)) {
+                    Some(std::cmp::Ordering::Greater) => Some(cached),
+                    // Not comparable: the answer to this pass's own write is at least as new as what the pass began
+                    // with.
+                    _ => Some(applied),
+                }
+            }
+            (cached, applied) => cached.or(applied),
+        };
+        match newer {
+            Some(object) => Ok(Some(object.as_ref().clone())),
+            None => self.get(name).await,
         }
-        self.get(name).await
+    }
+
+    fn applied(&self) -> std::sync::MutexGuard<'_, Applied> {
+        self.applied
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Keeps `object`, the answer to an apply, for [`Kube::observe`] when it is of a cached kind.
+    fn remember<K: Resource + Clone + Send + Sync + 'static>(&self, object: &K) {
+        use std::any::TypeId;
+        let kind = TypeId::of::<K>();
+        let cached_kinds = [
+            TypeId::of::<StatefulSet>(),
+            TypeId::of::<Deployment>(),
+            TypeId::of::<Job>(),
+            TypeId::of::<ResourceQuota>(),
+        ];
+        if let (true, Some(name)) = (cached_kinds.contains(&kind), object.meta().name.clone()) {
+            self.applied()
+                .insert((kind, name), std::sync::Arc::new(object.clone()));
+        }
     }
 
     /// Every cached object of kind `K` in the namespace; None without caches. Only the namespace's objects are
@@ -176,12 +241,16 @@ impl Kube {
             + Clone
             + Serialize
             + DeserializeOwned
-            + std::fmt::Debug,
+            + std::fmt::Debug
+            + Send
+            + Sync
+            + 'static,
         K::DynamicType: Default,
     {
         let name = object.meta().name.clone().unwrap_or_default();
         self.count_write();
-        self.api::<K>()
+        let applied = self
+            .api::<K>()
             .patch(
                 &name,
                 &PatchParams::apply(FIELD_MANAGER).force(),
@@ -191,7 +260,9 @@ impl Kube {
             .map_err(Error::kubernetes(format!(
                 "apply {} {name}",
                 K::kind(&K::DynamicType::default())
-            )))
+            )))?;
+        self.remember(&applied);
+        Ok(applied)
     }
 
     /// Creates `object` unless it exists; an existing one is left exactly as it is. It looks first: a create the
@@ -227,6 +298,44 @@ impl Kube {
             Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
             Err(source) => Err(Error::Kubernetes {
                 action: action().into(),
+                source,
+            }),
+        }
+    }
+
+    /// Creates `object` unless one of its name exists, which is left exactly as it is, without looking first: for
+    /// kinds the store's quota does not count, where a create refused as "already exists" costs nothing (see
+    /// [`Kube::create_once`]). One request where looking first takes two.
+    pub async fn create_if_absent<K>(&self, object: &K) -> Result<(), Error>
+    where
+        K: Resource<Scope = NamespaceResourceScope>
+            + Clone
+            + Serialize
+            + DeserializeOwned
+            + std::fmt::Debug
+            + Send
+            + Sync
+            + 'static,
+        K::DynamicType: Default,
+    {
+        let params = PostParams {
+            field_manager: Some(FIELD_MANAGER.to_owned()),
+            ..PostParams::default()
+        };
+        self.count_write();
+        match self.api::<K>().create(&params, object).await {
+            Ok(created) => {
+                self.remember(&created);
+                Ok(())
+            }
+            Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
+            Err(source) => Err(Error::Kubernetes {
+                action: format!(
+                    "create {} {}",
+                    K::kind(&K::DynamicType::default()),
+                    object.meta().name.clone().unwrap_or_default()
+                )
+                .into(),
                 source,
             }),
         }
@@ -322,5 +431,95 @@ impl Kube {
             .get_opt(name)
             .await
             .map_err(Error::kubernetes("read a store object"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cmp::Ordering;
+
+    use k8s_openapi::api::batch::v1::JobStatus;
+    use kube::runtime::{reflector, watcher};
+
+    use super::*;
+
+    #[test]
+    fn resource_versions_compare_as_numbers_and_only_when_well_formed() {
+        assert_eq!(version_order("9", "10"), Some(Ordering::Less));
+        assert_eq!(version_order("1000", "999"), Some(Ordering::Greater));
+        assert_eq!(version_order("123", "123"), Some(Ordering::Equal));
+        for (a, b) in [("", "1"), ("0", "1"), ("01", "2"), ("1a", "2"), ("-1", "2")] {
+            assert_eq!(version_order(a, b), None, "{a:?} against {b:?}");
+            assert_eq!(version_order(b, a), None, "{b:?} against {a:?}");
+        }
+    }
+
+    fn job(version: &str, succeeded: i32) -> Job {
+        let mut job = Job::default();
+        job.metadata.name = Some("bootstrap".into());
+        job.metadata.namespace = Some("store-shoes".into());
+        job.metadata.resource_version = Some(version.into());
+        job.status = Some(JobStatus {
+            succeeded: Some(succeeded),
+            ..JobStatus::default()
+        });
+        job
+    }
+
+    fn succeeded(job: Option<Job>) -> Option<i32> {
+        job?.status?.succeeded
+    }
+
+    #[tokio::test]
+    async fn observing_reads_the_newer_of_the_watch_cache_and_the_answer_to_this_clients_apply() {
+        let (jobs, mut jobs_writer) = reflector::store::<Job>();
+        let caches = Caches {
+            stateful_sets: reflector::store().0,
+            deployments: reflector::store().0,
+            jobs,
+            quotas: reflector::store().0,
+        };
+        // Nothing listens there: a read from the API server fails.
+        let config = kube::Config::new("http://127.0.0.1:9".parse().expect("uri"));
+        let kube = Kube::new(
+            Client::try_from(config).expect("client"),
+            "store-shoes".into(),
+        )
+        .with_caches(caches);
+        assert!(
+            kube.observe::<Job>("bootstrap").await.is_err(),
+            "with neither, it reads the API server"
+        );
+
+        kube.remember(&job("12", 0));
+        assert_eq!(
+            succeeded(kube.observe("bootstrap").await.expect("observe")),
+            Some(0)
+        );
+        // The watch delivers an older version: the apply's answer is newer.
+        jobs_writer.apply_watcher_event(&watcher::Event::Apply(job("9", 1)));
+        assert_eq!(
+            succeeded(kube.observe("bootstrap").await.expect("observe")),
+            Some(0)
+        );
+        // Then a newer one (the Job controller's status update after the apply).
+        jobs_writer.apply_watcher_event(&watcher::Event::Apply(job("15", 1)));
+        assert_eq!(
+            succeeded(kube.observe("bootstrap").await.expect("observe")),
+            Some(1)
+        );
+        // Versions that cannot be compared: this pass's own write wins.
+        kube.remember(&job("v2", 2));
+        assert_eq!(
+            succeeded(kube.observe("bootstrap").await.expect("observe")),
+            Some(2)
+        );
+        // Another pass's client has not applied it: the cache alone.
+        let other = Kube::new(kube.client.clone(), "store-shoes".into())
+            .with_caches(kube.caches.clone().expect("caches"));
+        assert_eq!(
+            succeeded(other.observe("bootstrap").await.expect("observe")),
+            Some(1)
+        );
     }
 }

@@ -30,7 +30,7 @@ use store_platform_runtime::{
 use crate::{
     engine::{Engine, Engines, Progress, Provisioning, Steps},
     error::Error,
-    kube_ops::{Cached, Caches, FIELD_MANAGER, Kube},
+    kube_ops::{Cached, Caches, FIELD_MANAGER, Kube, version_order},
     metrics::{Metrics, ReasonLabel, StepLabel},
     work_queue::WorkQueue,
 };
@@ -55,15 +55,22 @@ pub struct Context {
     /// Step events, published off the reconcile path, so they neither delay a store's next pass nor flood the API
     /// server. They carry their own time, so their order in `kubectl get events` is kept.
     events: tokio::sync::mpsc::Sender<(Event, ObjectReference)>,
-    /// The resource version of this process's last write of each store's record. A pass handed any other version
-    /// may be looking at the namespace from before that write (the watch has not delivered it yet), so it reads
-    /// the namespace afresh rather than redo steps it already did.
-    written: std::sync::Mutex<std::collections::HashMap<String, String>>,
+    /// This process's last write of each store's record, as the API server answered it, until the watch delivers
+    /// it. A pass handed an older version (the watch has not delivered the write yet) goes on from the write's
+    /// answer rather than redo steps it already did.
+    written: std::sync::Mutex<std::collections::HashMap<String, Written>>,
     /// Passes in a row that failed, per store: each waits twice as long as the one before (1 s to 5 minutes), so a
     /// store that keeps failing does not cost the API server several requests a second.
     failures: std::sync::Mutex<std::collections::HashMap<String, u32>>,
     /// The backup Jobs whose end this process has counted and reported (by uid).
     reported_backups: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+/// A store record as this process last wrote it.
+struct Written {
+    namespace: Arc<Namespace>,
+    /// A later write was refused because someone else changed the record: the next pass reads it afresh.
+    read_again: bool,
 }
 
 impl std::fmt::Debug for Context {
@@ -144,27 +151,73 @@ impl Context {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn written(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, String>> {
+    fn written(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Written>> {
         self.written
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// `namespace` as of this process's last write at least: the given object when it is that version, else a
-    /// fresh read.
-    async fn current(&self, namespace: Arc<Namespace>) -> Result<Arc<Namespace>, Error> {
-        let name = namespace.name_any();
-        let ours = self.written().get(&name).cloned();
-        match ours {
-            Some(version) if Some(&version) != namespace.metadata.resource_version.as_ref() => {
+    /// The store record as of this process's last write at least: `handed` (the watch's copy) when it is that
+    /// version or newer, else the write's answer, or a fresh read when versions cannot be compared or a write was
+    /// refused since.
+    async fn current(&self, handed: Arc<Namespace>) -> Result<Arc<Namespace>, Error> {
+        let name = handed.name_any();
+        let ours = self
+            .written()
+            .get(&name)
+            .map(|written| (written.namespace.clone(), written.read_again));
+        let Some((ours, read_again)) = ours else {
+            return Ok(handed);
+        };
+        let version = |namespace: &Namespace| namespace.resource_version().unwrap_or_default();
+        match source_of_record(&version(&handed), &version(&ours), read_again) {
+            RecordSource::Handed => {
+                self.written().remove(&name);
+                Ok(handed)
+            }
+            RecordSource::Written => Ok(ours),
+            RecordSource::Read => {
                 let fresh = Api::<Namespace>::all(self.client.clone())
                     .get_opt(&name)
                     .await
                     .map_err(Error::kubernetes("read the store record"))?;
-                Ok(fresh.map(Arc::new).unwrap_or(namespace))
+                let Some(fresh) = fresh.map(Arc::new) else {
+                    self.written().remove(&name);
+                    return Ok(handed);
+                };
+                self.written().insert(
+                    name,
+                    Written {
+                        namespace: fresh.clone(),
+                        read_again: false,
+                    },
+                );
+                Ok(fresh)
             }
-            _ => Ok(namespace),
         }
+    }
+}
+
+/// Which copy of a store's record a pass goes on from.
+#[derive(Debug, PartialEq)]
+enum RecordSource {
+    /// The watch's: it has caught up with this process's last write.
+    Handed,
+    /// The answer to this process's last write: the watch has not delivered it yet.
+    Written,
+    /// A fresh read.
+    Read,
+}
+
+/// Where a pass handed the record at version `handed` gets it from, after this process wrote version `written`
+/// (`read_again`: and a later write was refused).
+fn source_of_record(handed: &str, written: &str, read_again: bool) -> RecordSource {
+    use std::cmp::Ordering;
+    match version_order(handed, written) {
+        _ if read_again => RecordSource::Read,
+        Some(Ordering::Equal | Ordering::Greater) => RecordSource::Handed,
+        Some(Ordering::Less) => RecordSource::Written,
+        None => RecordSource::Read,
     }
 }
 
@@ -426,6 +479,43 @@ pub async fn advance(
     })
 }
 
+/// The events of a pass's step transitions: one per transition, except that a step that started and ended in the
+/// same pass has only the event of its end (its start says nothing more, and would double the events of every step
+/// that is done as soon as its objects are applied).
+fn step_events(transitions: &[(String, StepState, String)]) -> Vec<Event> {
+    transitions
+        .iter()
+        .enumerate()
+        .filter(|(at, (step, state, _))| {
+            *state != StepState::Running
+                || !transitions[at + 1..].iter().any(|(later, later_state, _)| {
+                    later == step && matches!(later_state, StepState::Succeeded | StepState::Failed)
+                })
+        })
+        .map(|(_, (step, state, message))| {
+            let (type_, reason) = match state {
+                StepState::Running => (EventType::Normal, "StepStarted"),
+                StepState::Succeeded => (EventType::Normal, "StepSucceeded"),
+                StepState::Failed => (EventType::Warning, "StepFailed"),
+                StepState::Pending => (EventType::Normal, "StepReset"),
+            };
+            let note = if message.is_empty() {
+                format!("step {step}")
+            } else {
+                format!("step {step}: {message}")
+            };
+            Event {
+                type_,
+                reason: reason.to_owned(),
+                note: Some(note.chars().take(1000).collect()),
+                // The step is the action: events of different steps must not fold into one series.
+                action: step.clone(),
+                secondary: None,
+            }
+        })
+        .collect()
+}
+
 fn namespace_reference(namespace: &Namespace) -> ObjectReference {
     let mut reference = namespace.object_ref(&());
     // Events about a store belong in the store's namespace, where `kubectl get events` shows them.
@@ -477,35 +567,20 @@ async fn reconcile(namespace: Arc<Namespace>, pass: Arc<Term>) -> Result<Option<
         };
         // Guarded by the resource version: a RetryStore or DeleteStore in between wins, and this pass reruns.
         let written = write_record(&ctx.client, &updated, namespace.resource_version()).await?;
-        if let Some(version) = written.metadata.resource_version {
-            ctx.written().insert(namespace.name_any(), version);
-        }
+        ctx.written().insert(
+            namespace.name_any(),
+            Written {
+                namespace: Arc::new(written),
+                read_again: false,
+            },
+        );
         ctx.metrics.write("status");
         observe_durations(&ctx.metrics, &store, &outcome.status);
         let reference = namespace_reference(&namespace);
-        let mut events = Vec::new();
         for (step, state, message) in &outcome.transitions {
             tracing::info!(step = %step, state = ?state, %message, "step transition");
-            let (type_, reason) = match state {
-                StepState::Running => (EventType::Normal, "StepStarted"),
-                StepState::Succeeded => (EventType::Normal, "StepSucceeded"),
-                StepState::Failed => (EventType::Warning, "StepFailed"),
-                StepState::Pending => (EventType::Normal, "StepReset"),
-            };
-            let note = if message.is_empty() {
-                format!("step {step}")
-            } else {
-                format!("step {step}: {message}")
-            };
-            events.push(Event {
-                type_,
-                reason: reason.to_owned(),
-                note: Some(note.chars().take(1000).collect()),
-                // The step is the action: events of different steps must not fold into one series.
-                action: step.clone(),
-                secondary: None,
-            });
         }
+        let events = step_events(&outcome.transitions);
         // Queued for the publisher; if the process dies first they are lost (the status they describe is not). A
         // full queue drops the event rather than stall provisioning.
         for event in events {
@@ -684,7 +759,12 @@ fn error_policy(namespace: &Namespace, error: &Error, pass: &Term) -> Duration {
         Error::Kubernetes {
             source: kube::Error::Api(status),
             ..
-        } if status.code == 409 => Duration::from_millis(200),
+        } if status.code == 409 => {
+            if let Some(written) = pass.ctx.written().get_mut(&store) {
+                written.read_again = true;
+            }
+            Duration::from_millis(200)
+        }
         _ => {
             let failures = {
                 let mut failures = pass.ctx.failures();
@@ -1024,6 +1104,47 @@ mod tests {
             terminating: false,
             damage: None,
         }
+    }
+
+    #[test]
+    fn a_step_started_and_ended_in_one_pass_has_one_event() {
+        let transition = |step: &str, state| (step.to_owned(), state, String::new());
+        let events = step_events(&[
+            transition("database", StepState::Succeeded),
+            transition("ingress", StepState::Running),
+            transition("ingress", StepState::Succeeded),
+            transition("cron", StepState::Running),
+            transition("cron", StepState::Failed),
+            transition("backups", StepState::Running),
+        ]);
+        let seen: Vec<(&str, &str)> = events
+            .iter()
+            .map(|event| (event.action.as_str(), event.reason.as_str()))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("database", "StepSucceeded"),
+                ("ingress", "StepSucceeded"),
+                ("cron", "StepFailed"),
+                ("backups", "StepStarted"),
+            ]
+        );
+        assert_eq!(events[2].type_, EventType::Warning);
+    }
+
+    #[test]
+    fn a_pass_goes_on_from_the_newer_of_the_watched_and_the_written_record() {
+        // The watch has not delivered the write: the write's answer, without a read.
+        assert_eq!(source_of_record("41", "57", false), RecordSource::Written);
+        // It has (or someone wrote after it): the watch's.
+        assert_eq!(source_of_record("57", "57", false), RecordSource::Handed);
+        assert_eq!(source_of_record("102", "57", false), RecordSource::Handed);
+        // A later write was refused (someone else changed the record), or the versions do not compare: read it.
+        assert_eq!(source_of_record("41", "57", true), RecordSource::Read);
+        assert_eq!(source_of_record("102", "57", true), RecordSource::Read);
+        assert_eq!(source_of_record("", "57", false), RecordSource::Read);
+        assert_eq!(source_of_record("a1", "57", false), RecordSource::Read);
     }
 
     /// Never contacted: the scripted engine ignores it.

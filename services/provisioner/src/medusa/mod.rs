@@ -14,10 +14,7 @@ pub mod storefront;
 
 use std::{sync::Arc, time::Duration};
 
-use k8s_openapi::api::{
-    batch::v1::Job,
-    core::v1::{ConfigMap, Pod, Secret},
-};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use kube::api::ListParams;
 use store_platform_runtime::record::StoreRecord;
 
@@ -181,11 +178,8 @@ impl Engine for Medusa {
             }
             "bootstrap" => {
                 // A Job's pod template cannot change once it exists; a retry removes a failed one first.
-                let exists = kube.get::<Job>(BOOTSTRAP).await?.is_some();
-                if !exists {
-                    kube.apply(&bootstrap::job(id, settings, bootstrap::cloned_from(store)))
-                        .await?;
-                }
+                kube.create_if_absent(&bootstrap::job(id, settings, bootstrap::cloned_from(store)))
+                    .await?;
             }
             "backend" => {
                 kube.apply(&backend::service(id)).await?;

@@ -13,7 +13,7 @@ pub mod wordpress;
 
 use std::{sync::Arc, time::Duration};
 
-use k8s_openapi::api::{batch::v1::Job, core::v1::Secret};
+use k8s_openapi::api::core::v1::Secret;
 use store_platform_runtime::record::StoreRecord;
 
 use crate::{
@@ -145,10 +145,8 @@ impl Engine for WooCommerce {
                 kube.apply(&bootstrap::script_config_map(id)).await?;
                 // A Job's pod template cannot change once it exists: an existing Job stands as it is (a retry
                 // removes a failed one first, and the step then makes a fresh one).
-                if kube.get::<Job>(BOOTSTRAP).await?.is_none() {
-                    kube.apply(&bootstrap::job(id, &store.spec, settings))
-                        .await?;
-                }
+                kube.create_if_absent(&bootstrap::job(id, &store.spec, settings))
+                    .await?;
             }
             "cron" => {
                 let batch_v1 = *self
