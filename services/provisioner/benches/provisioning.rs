@@ -96,6 +96,56 @@ fn print_cpu_since(
     );
 }
 
+/// What the API server has served so far: requests by verb (watches apart), and watch events sent (their count
+/// and bytes), from its own metrics.
+async fn api_server_load(client: &Client) -> anyhow::Result<BTreeMap<String, f64>> {
+    let request = http::Request::get("/metrics").body(Vec::new())?;
+    let text = client.request_text(request).await?;
+    let mut load = sum_by(&text, "apiserver_request_total{", &["verb"]);
+    load.remove("WATCH");
+    let sum = |metric: &str| sum_by(&text, metric, &[]).values().sum::<f64>();
+    load.insert(
+        "watch events sent".into(),
+        sum("apiserver_watch_events_total{"),
+    );
+    for (kind, events) in sum_by(&text, "apiserver_watch_events_total{", &["kind"]) {
+        load.insert(format!("watch events sent, {kind}"), events);
+    }
+    load.insert(
+        "watch event KiB sent".into(),
+        sum("apiserver_watch_events_sizes_sum{") / 1024.0,
+    );
+    Ok(load)
+}
+
+/// Prints, per store, what the API server served between `before` and `after`.
+fn print_api_server_load(
+    before: &BTreeMap<String, f64>,
+    after: BTreeMap<String, f64>,
+    stores: usize,
+) {
+    println!("  the API server's work meanwhile, per store (every client's):");
+    let mut requests = 0.0;
+    for (key, now) in after {
+        let per_store = (now - before.get(&key).copied().unwrap_or(0.0)) / stores as f64;
+        if key.starts_with("watch events sent, ") {
+            // Kinds that changed a few times per store at least.
+            if per_store >= 0.5 {
+                println!(
+                    "      {:<32} {per_store:>7.1}",
+                    key.trim_start_matches("watch events sent, ")
+                );
+            }
+        } else if key.starts_with("watch") {
+            println!("    {key:<34} {per_store:>7.1}");
+        } else {
+            requests += per_store;
+            println!("    requests, {key:<24} {per_store:>7.1}");
+        }
+    }
+    println!("    requests, {:<24} {requests:>7.1}", "all but watches");
+}
+
 /// Records, per store namespace, the first moment `done` holds for an object of kind `K` there.
 fn watch_first<K>(client: &Client, stamps: Stamps, done: fn(&K) -> bool)
 where
@@ -214,6 +264,7 @@ async fn baseline(assets: &Assets, stores: usize) -> anyhow::Result<Duration> {
     watch_first::<Job>(&client, jobs.clone(), job_complete);
     let settings = Arc::new(Settings::local());
     let cpu_before = cpu_seconds(&plane, &[]);
+    let load_before = api_server_load(&client).await?;
     let start = Instant::now();
     let applies =
         (0..stores).map(|i| apply_directly(client.clone(), format!("base-{i}"), settings.clone()));
@@ -225,7 +276,9 @@ async fn baseline(assets: &Assets, stores: usize) -> anyhow::Result<Duration> {
     wait_for(&deploys, stores, limit).await?;
     wait_for(&jobs, stores, limit).await?;
     println!("baseline, {stores} stores' objects applied directly:");
+    let load_after = api_server_load(&client).await?;
     print_cpu_since(&cpu_before, &plane, &[], start.elapsed());
+    print_api_server_load(&load_before, load_after, stores);
     let last = [&sts, &deploys, &jobs]
         .iter()
         .flat_map(|s| {
@@ -316,6 +369,7 @@ async fn platform(
     let mut created = HashMap::new();
     let measured = [("provisioner", provisioner.pid())];
     let cpu_before = cpu_seconds(&plane, &measured);
+    let load_before = api_server_load(&client).await?;
     let start = Instant::now();
     let calls = (0..stores).map(|i| {
         let (mut api, caller) = (api.clone(), caller.clone());
@@ -376,6 +430,7 @@ async fn platform(
         return Err(error);
     }
     let cpu_wall = start.elapsed();
+    let load_after = api_server_load(&client).await?;
     let ready_at = ready.lock().expect("lock").clone();
     let jobs_at = jobs.lock().expect("lock").clone();
     let total = ready_at.values().max().copied().unwrap_or(start) - start;
@@ -428,6 +483,7 @@ async fn platform(
         println!("    {kind:<34} {:>6.2}", per_store(count));
     }
     print_cpu_since(&cpu_before, &plane, &measured, cpu_wall);
+    print_api_server_load(&load_before, load_after, stores);
     let usage = process_usage(provisioner.pid());
     println!(
         "  provisioner peak RSS {:.1} MiB, CPU {:.2} s",
