@@ -28,8 +28,10 @@ impl std::fmt::Debug for Credentials {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Progress {
     Done,
-    /// Not yet; the message says what it waits for.
+    /// Not yet; the message says what it waits for. A watch event wakes the store when it changes.
     Waiting(String),
+    /// Not yet, and no watch reports when: the step looks again after a while (see `reconcile::recheck_after`).
+    Recheck(String),
     /// It cannot succeed without someone acting; the reason says what failed.
     Failed(String),
 }

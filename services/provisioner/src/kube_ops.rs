@@ -39,11 +39,10 @@ pub struct Caches {
     pub stateful_sets: Store<StatefulSet>,
     pub deployments: Store<Deployment>,
     pub jobs: Store<Job>,
-    pub quotas: Store<ResourceQuota>,
 }
 
-/// A kind held in [`Caches`].
-pub trait Cached:
+/// A kind whose status steps wait on: watched and held in [`Caches`], or (the ResourceQuota) read when a step looks.
+pub trait Observed:
     Resource<DynamicType = (), Scope = NamespaceResourceScope>
     + Clone
     + DeserializeOwned
@@ -52,7 +51,8 @@ pub trait Cached:
     + Sync
     + 'static
 {
-    fn store(caches: &Caches) -> &Store<Self>;
+    /// Its watch cache; None for a kind not watched.
+    fn store(caches: &Caches) -> Option<&Store<Self>>;
 
     /// Drops what steps never read before the object is cached: its spec (steps read only metadata and status),
     /// managed fields and annotations. A Deployment's or StatefulSet's pod template is most of its size, so the caches
@@ -65,9 +65,9 @@ fn slim_meta(meta: &mut kube::api::ObjectMeta) {
     meta.annotations = None;
 }
 
-impl Cached for StatefulSet {
-    fn store(caches: &Caches) -> &Store<Self> {
-        &caches.stateful_sets
+impl Observed for StatefulSet {
+    fn store(caches: &Caches) -> Option<&Store<Self>> {
+        Some(&caches.stateful_sets)
     }
 
     fn slim(&mut self) {
@@ -76,9 +76,9 @@ impl Cached for StatefulSet {
     }
 }
 
-impl Cached for Deployment {
-    fn store(caches: &Caches) -> &Store<Self> {
-        &caches.deployments
+impl Observed for Deployment {
+    fn store(caches: &Caches) -> Option<&Store<Self>> {
+        Some(&caches.deployments)
     }
 
     fn slim(&mut self) {
@@ -87,9 +87,9 @@ impl Cached for Deployment {
     }
 }
 
-impl Cached for Job {
-    fn store(caches: &Caches) -> &Store<Self> {
-        &caches.jobs
+impl Observed for Job {
+    fn store(caches: &Caches) -> Option<&Store<Self>> {
+        Some(&caches.jobs)
     }
 
     fn slim(&mut self) {
@@ -98,9 +98,11 @@ impl Cached for Job {
     }
 }
 
-impl Cached for ResourceQuota {
-    fn store(caches: &Caches) -> &Store<Self> {
-        &caches.quotas
+impl Observed for ResourceQuota {
+    /// Not watched: it changes with every pod of the store (the quota controller counts them), and steps wait on it
+    /// only once, for the moment the quota controller first counts it.
+    fn store(_: &Caches) -> Option<&Store<Self>> {
+        None
     }
 
     fn slim(&mut self) {
@@ -152,14 +154,15 @@ impl Kube {
         self
     }
 
-    /// Object `name` as last observed: the newer of the watch cache's copy (the cache is updated before the watch
+    /// Object `name` as last observed: the newer of the watch cache's copy (for a watched kind) (the cache is updated before the watch
     /// event that woke the controller is delivered, so it is never older than what triggered this pass) and what
     /// this client's own apply of it was answered; read from the API server when neither has it.
-    pub async fn observe<K: Cached>(&self, name: &str) -> Result<Option<K>, Error> {
+    pub async fn observe<K: Observed>(&self, name: &str) -> Result<Option<K>, Error> {
         let cached = self
             .caches
             .as_ref()
-            .and_then(|caches| K::store(caches).get(&ObjectRef::new(name).within(&self.namespace)));
+            .and_then(K::store)
+            .and_then(|store| store.get(&ObjectRef::new(name).within(&self.namespace)));
         let applied = self
             .applied()
             .get(&(std::any::TypeId::of::<K>(), name.to_owned()))
@@ -207,9 +210,9 @@ impl Kube {
 
     /// Every cached object of kind `K` in the namespace; None without caches. Only the namespace's objects are
     /// copied out: a pass of one store does not clone the handles of every store's objects.
-    pub fn cached<K: Cached>(&self) -> Option<Vec<std::sync::Arc<K>>> {
+    pub fn cached<K: Observed>(&self) -> Option<Vec<std::sync::Arc<K>>> {
         let caches = self.caches.as_ref()?;
-        Some(K::store(caches).state_filter(|object| {
+        Some(K::store(caches)?.state_filter(|object| {
             object.meta().namespace.as_deref() == Some(self.namespace.as_str())
         }))
     }
@@ -477,7 +480,6 @@ mod tests {
             stateful_sets: reflector::store().0,
             deployments: reflector::store().0,
             jobs,
-            quotas: reflector::store().0,
         };
         // Nothing listens there: a read from the API server fails.
         let config = kube::Config::new("http://127.0.0.1:9".parse().expect("uri"));

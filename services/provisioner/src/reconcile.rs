@@ -1,5 +1,5 @@
-//! The reconcile loop: a pass over each store namespace whenever it or one of its StatefulSets, Deployments, Jobs
-//! and ResourceQuotas changes, run by a fixed set of workers from a first-come-first-served [`WorkQueue`]. Each pass
+//! The reconcile loop: a pass over each store namespace whenever it or one of its StatefulSets, Deployments and Jobs
+//! changes, run by a fixed set of workers from a first-come-first-served [`WorkQueue`]. Each pass
 //! reads the store from its namespace, advances its steps from what Kubernetes reports, and writes the observed
 //! status back. It never sleeps to poll: a pass that waits returns, and the next watch event (or the step's deadline)
 //! wakes it.
@@ -30,7 +30,7 @@ use store_platform_runtime::{
 use crate::{
     engine::{Engine, Engines, Progress, Provisioning, Steps},
     error::Error,
-    kube_ops::{Cached, Caches, FIELD_MANAGER, Kube, version_order},
+    kube_ops::{Caches, FIELD_MANAGER, Kube, Observed, version_order},
     metrics::{Metrics, ReasonLabel, StepLabel},
     work_queue::WorkQueue,
 };
@@ -273,6 +273,12 @@ fn jittered(delay: Duration) -> Duration {
     delay.mul_f64(1.0 + rand::rng().random_range(0.0..0.2))
 }
 
+/// When a step that waits on something no watch reports looks again, after waiting `waited`: half as long again,
+/// from 250 ms to 5 s, so a short wait is seen soon and a long one costs few reads.
+fn recheck_after(waited: Duration) -> Duration {
+    (waited / 2).clamp(Duration::from_millis(250), Duration::from_secs(5))
+}
+
 fn elapsed(since: Option<Timestamp>, now: Timestamp) -> Duration {
     since
         .and_then(|start| now.duration_since(start).try_into().ok())
@@ -362,14 +368,16 @@ pub async fn run_steps(
             }
             StepState::Running => {}
         }
-        match driver.observe(&entry.name, store, kube).await? {
+        let progress = driver.observe(&entry.name, store, kube).await?;
+        let recheck = matches!(progress, Progress::Recheck(_));
+        match progress {
             Progress::Done => {
                 entry.state = StepState::Succeeded;
                 entry.finish_time = Some(now);
                 entry.message.clear();
                 transitions.push((entry.name.clone(), StepState::Succeeded, String::new()));
             }
-            Progress::Waiting(message) => {
+            Progress::Waiting(message) | Progress::Recheck(message) => {
                 let deadline = driver.deadline(&entry.name);
                 let waited = elapsed(entry.start_time, now);
                 if waited >= deadline {
@@ -386,7 +394,12 @@ pub async fn run_steps(
                     failed = Some(reason);
                 } else {
                     entry.message = message;
-                    wake_after = Some(deadline - waited);
+                    let until_deadline = deadline - waited;
+                    wake_after = Some(if recheck {
+                        recheck_after(waited).min(until_deadline)
+                    } else {
+                        until_deadline
+                    });
                 }
                 break;
             }
@@ -798,9 +811,9 @@ fn store_of<K: Resource>(object: K) -> Option<String> {
     object.meta().namespace.clone()
 }
 
-/// A watch cache of the store objects of kind `K` matching `labels`, kept slim (see [`Cached::slim`]), and the
+/// A watch cache of the store objects of kind `K` matching `labels`, kept slim (see [`Observed::slim`]), and the
 /// stream of the objects it touches, which wakes their stores.
-fn cache<K: Cached + Send + Sync>(
+fn cache<K: Observed + Send + Sync>(
     name: &'static str,
     client: &Client,
     labels: &str,
@@ -811,7 +824,7 @@ fn cache<K: Cached + Send + Sync>(
 ) {
     let (store, writer) = reflector::store();
     let events = watch(Api::<K>::all(client.clone()), name, labels, watches.clone())
-        .modify(Cached::slim)
+        .modify(Observed::slim)
         .reflect(writer)
         .touched_objects();
     (store, events)
@@ -846,14 +859,12 @@ pub async fn run(ctx: Arc<Context>, selector: String, workers: usize, shutdown: 
     let (stateful_sets, stateful_set_events) = cache("stateful-sets", &client, &managed, &watches);
     let (deployments, deployment_events) = cache("deployments", &client, &managed, &watches);
     let (jobs, job_events) = cache("jobs", &client, &managed, &watches);
-    let (quotas, quota_events) = cache("resource-quotas", &client, &managed, &watches);
     let term = Arc::new(Term {
         ctx,
         caches: Caches {
             stateful_sets,
             deployments,
             jobs,
-            quotas,
         },
     });
     // Records are read whole (labels, annotations, resource version) but for their managed fields.
@@ -873,7 +884,6 @@ pub async fn run(ctx: Arc<Context>, selector: String, workers: usize, shutdown: 
         stateful_set_events.map_ok(store_of).boxed(),
         deployment_events.map_ok(store_of).boxed(),
         job_events.map_ok(store_of).boxed(),
-        quota_events.map_ok(store_of).boxed(),
     ]);
     let queue = Arc::new(WorkQueue::new(term.ctx.metrics.reconcile_queue.clone()));
     let workers = tokio::spawn({
@@ -1244,6 +1254,38 @@ mod tests {
         );
         assert!(again.transitions.is_empty());
         assert_eq!(again.wake_after, Some(Duration::from_secs(7)));
+    }
+
+    #[tokio::test]
+    async fn a_step_that_no_watch_reports_looks_again_sooner_the_sooner_it_began() {
+        let engine = Scripted::default();
+        engine.set(
+            "database",
+            Progress::Recheck("waiting for the quota controller".into()),
+        );
+        let mut store = store(&engine);
+        let first = advance(&store, &engine, &unused_kube(), at(0))
+            .await
+            .expect("first");
+        assert_eq!(first.wake_after, Some(Duration::from_millis(250)));
+        assert_eq!(
+            first.status.steps[1].message,
+            "waiting for the quota controller"
+        );
+        store.status = first.status;
+        let later = advance(&store, &engine, &unused_kube(), at(4))
+            .await
+            .expect("later");
+        assert_eq!(later.wake_after, Some(Duration::from_secs(2)));
+        // Never past the deadline (10 s here), where it fails like any step.
+        let last = advance(&store, &engine, &unused_kube(), at(9))
+            .await
+            .expect("last");
+        assert_eq!(last.wake_after, Some(Duration::from_secs(1)));
+        assert_eq!(
+            recheck_after(Duration::from_secs(60)),
+            Duration::from_secs(5)
+        );
     }
 
     #[tokio::test]

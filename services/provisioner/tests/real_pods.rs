@@ -2076,7 +2076,7 @@ async fn run_step(restoring: &Restore<'_>, step: &str, store: &StoreRecord, kube
         match restoring.observe(step, store, kube).await.expect(step) {
             Progress::Done => return,
             Progress::Failed(why) => panic!("{step} failed: {why}"),
-            Progress::Waiting(what) => assert!(
+            Progress::Waiting(what) | Progress::Recheck(what) => assert!(
                 tokio::time::Instant::now() < deadline,
                 "{step} did not end: {what}; {}",
                 restoring.diagnose(step, store, kube).await

@@ -10,7 +10,8 @@ use kube::api::{DeleteParams, PropagationPolicy};
 use super::diagnose::job_failure;
 use crate::{engine::Progress, error::Error, kube_ops::Kube};
 
-/// Pods are admitted only once the quota controller has computed the quota's usage.
+/// Pods are admitted only once the quota controller has computed the quota's usage. Read from this pass's apply, else
+/// from the API server: quotas are not watched (see [`crate::kube_ops::Observed`]).
 pub async fn quota(kube: &Kube) -> Result<Progress, Error> {
     Ok(match kube.observe::<ResourceQuota>("store").await? {
         Some(quota)
@@ -22,8 +23,8 @@ pub async fn quota(kube: &Kube) -> Result<Progress, Error> {
         {
             Progress::Done
         }
-        Some(_) => Progress::Waiting("waiting for the quota controller".to_owned()),
-        None => Progress::Waiting("resource quota missing".to_owned()),
+        Some(_) => Progress::Recheck("waiting for the quota controller".to_owned()),
+        None => Progress::Recheck("resource quota missing".to_owned()),
     })
 }
 
