@@ -154,14 +154,19 @@ impl Kube {
         self
     }
 
-    /// Object `name` as last observed: the newer of the watch cache's copy (for a watched kind) (the cache is updated before the watch
-    /// event that woke the controller is delivered, so it is never older than what triggered this pass) and what
-    /// this client's own apply of it was answered; read from the API server when neither has it.
+    /// Object `name` as last observed. For a watched kind, the newer of the watch cache's copy (the cache is updated
+    /// before the watch event that woke the controller is delivered, so it is never older than what triggered this
+    /// pass) and what this client's own apply of it was answered; read from the API server when neither has it, or
+    /// when the kind is not watched.
     pub async fn observe<K: Observed>(&self, name: &str) -> Result<Option<K>, Error> {
-        let cached = self
-            .caches
-            .as_ref()
-            .and_then(K::store)
+        let store = self.caches.as_ref().map(K::store);
+        if let Some(None) = store {
+            // Not watched: the API server's copy, newer than the answer to the pass's apply when something changed
+            // it since (the quota controller counts a new quota within moments).
+            return self.get(name).await;
+        }
+        let cached = store
+            .flatten()
             .and_then(|store| store.get(&ObjectRef::new(name).within(&self.namespace)));
         let applied = self
             .applied()
@@ -200,7 +205,6 @@ impl Kube {
             TypeId::of::<StatefulSet>(),
             TypeId::of::<Deployment>(),
             TypeId::of::<Job>(),
-            TypeId::of::<ResourceQuota>(),
         ];
         if let (true, Some(name)) = (cached_kinds.contains(&kind), object.meta().name.clone()) {
             self.applied()
