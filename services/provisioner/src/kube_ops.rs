@@ -42,15 +42,7 @@ pub struct Caches {
 }
 
 /// A kind whose status steps wait on: watched and held in [`Caches`], or (the ResourceQuota) read when a step looks.
-pub trait Observed:
-    Resource<DynamicType = (), Scope = NamespaceResourceScope>
-    + Clone
-    + DeserializeOwned
-    + std::fmt::Debug
-    + Send
-    + Sync
-    + 'static
-{
+pub trait Observed: StoreObject {
     /// Its watch cache; None for a kind not watched.
     fn store(caches: &Caches) -> Option<&Store<Self>>;
 
@@ -109,6 +101,31 @@ impl Observed for ResourceQuota {
         self.spec = None;
         slim_meta(&mut self.metadata);
     }
+}
+
+/// An object the provisioner writes into a store's namespace.
+pub trait StoreObject:
+    Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+    + Clone
+    + Serialize
+    + DeserializeOwned
+    + std::fmt::Debug
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<K> StoreObject for K where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + Serialize
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static
+{
 }
 
 /// What a [`Kube`]'s applies of cached kinds were answered, by kind and name.
@@ -242,18 +259,7 @@ impl Kube {
     }
 
     /// Server-side applies `object` (its name decides which), taking ownership of its fields.
-    pub async fn apply<K>(&self, object: &K) -> Result<K, Error>
-    where
-        K: Resource<Scope = NamespaceResourceScope>
-            + Clone
-            + Serialize
-            + DeserializeOwned
-            + std::fmt::Debug
-            + Send
-            + Sync
-            + 'static,
-        K::DynamicType: Default,
-    {
+    pub async fn apply<K: StoreObject>(&self, object: &K) -> Result<K, Error> {
         let name = object.meta().name.clone().unwrap_or_default();
         self.count_write();
         let applied = self
@@ -275,56 +281,27 @@ impl Kube {
     /// Creates `object` unless it exists; an existing one is left exactly as it is. It looks first: a create the
     /// API server answers "already exists" has still been charged to the namespace's quota until the quota
     /// controller's next full count, so repeated creates would exhaust it.
-    pub async fn create_once<K>(&self, object: &K) -> Result<(), Error>
-    where
-        K: Resource<Scope = NamespaceResourceScope>
-            + Clone
-            + Serialize
-            + DeserializeOwned
-            + std::fmt::Debug,
-        K::DynamicType: Default,
-    {
+    pub async fn create_once<K: StoreObject>(&self, object: &K) -> Result<(), Error> {
         let name = object.meta().name.clone().unwrap_or_default();
-        let action = || format!("create {} {name}", K::kind(&K::DynamicType::default()));
-        if self
+        let exists = self
             .api::<K>()
             .get_metadata_opt(&name)
             .await
-            .map_err(Error::kubernetes(action()))?
-            .is_some()
-        {
+            .map_err(Error::kubernetes(format!(
+                "create {} {name}",
+                K::kind(&K::DynamicType::default())
+            )))?
+            .is_some();
+        if exists {
             return Ok(());
         }
-        let params = PostParams {
-            field_manager: Some(FIELD_MANAGER.to_owned()),
-            ..PostParams::default()
-        };
-        self.count_write();
-        match self.api::<K>().create(&params, object).await {
-            Ok(_) => Ok(()),
-            Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
-            Err(source) => Err(Error::Kubernetes {
-                action: action().into(),
-                source,
-            }),
-        }
+        self.create_if_absent(object).await
     }
 
     /// Creates `object` unless one of its name exists, which is left exactly as it is, without looking first: for
     /// kinds the store's quota does not count, where a create refused as "already exists" costs nothing (see
     /// [`Kube::create_once`]). One request where looking first takes two.
-    pub async fn create_if_absent<K>(&self, object: &K) -> Result<(), Error>
-    where
-        K: Resource<Scope = NamespaceResourceScope>
-            + Clone
-            + Serialize
-            + DeserializeOwned
-            + std::fmt::Debug
-            + Send
-            + Sync
-            + 'static,
-        K::DynamicType: Default,
-    {
+    pub async fn create_if_absent<K: StoreObject>(&self, object: &K) -> Result<(), Error> {
         let params = PostParams {
             field_manager: Some(FIELD_MANAGER.to_owned()),
             ..PostParams::default()
