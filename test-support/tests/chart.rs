@@ -619,11 +619,12 @@ fn provisioner_rules() -> BTreeSet<String> {
         rules.push(("/namespaces", verb));
     }
     for verb in ["get", "list", "watch", "create", "patch"] {
-        rules.push(("/resourcequotas", verb));
         rules.push(("apps/statefulsets", verb));
         rules.push(("apps/deployments", verb));
     }
+    // The quota is read when the policies step looks, not watched.
     for resource in [
+        "/resourcequotas",
         "/limitranges",
         "/services",
         "/persistentvolumeclaims",
