@@ -7,6 +7,10 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
+# The run needs tens of GB (builds, images, the real node's Docker data); what was free tells a failure from a full disk.
+disk() { echo "==> disk $1:" >&2; df -h "${TMPDIR:-/tmp}" "$root" "$HOME" >&2 || true; }
+disk "before the run"
+
 echo "==> Debian packages run for real (WordPress, PHP, Apache, MariaDB, PostgreSQL, Redis, Docker's engine)" >&2
 scripts/debian-packages.sh
 
@@ -120,6 +124,7 @@ wait "$node_lane"
 node_status=$?
 cat "$node_log" | tee -a "$log"
 set -e
+disk "after the tests"
 # One closing line for the whole run (cargo prints one summary per test binary).
 awk '/^test result:/ { passed += $4; failed += $6 } END { printf "total: %d passed, %d failed\n", passed, failed }' "$log"
 rm -f "$log" "$node_log"

@@ -407,7 +407,10 @@ impl Node {
                 "--cluster-domain=cluster.local".into(),
                 format!("--resolv-conf={}", resolv.display()),
                 // A test machine's disk is not the node's to guard: never evict for it, never collect images.
-                "--eviction-hard=memory.available<1Mi,nodefs.available<1%,imagefs.available<1%"
+                // A disk threshold at all (even 1 %: 2.5 GB of a shared 252 GB disk) lets the kubelet delete every
+                // image no running container uses when the machine's disk runs low, and the node's images are
+                // imported, never pulled: the stores after that fail with ErrImageNeverPull. 0 % is no threshold.
+                "--eviction-hard=memory.available<1Mi,nodefs.available<0%,imagefs.available<0%"
                     .into(),
                 "--image-gc-high-threshold=100".into(),
                 "--image-gc-low-threshold=99".into(),
