@@ -3,8 +3,9 @@
 //!     make bench                      # 100 stores
 //!     make bench BENCH_ARGS="--stores 20"
 //!     make bench BENCH_ARGS="--stores 1000 --workers 64"   # the provisioner's --reconcile-workers
+//!     make bench BENCH_ARGS="--stores 1000 --rounds 2"     # baseline, platform, platform, baseline
 //!
-//! Two runs, each on a control plane of its own so neither inherits the other's leftovers:
+//! Two runs (per round), each on a control plane of its own so neither inherits the other's leftovers:
 //! 1. baseline — the same objects the platform creates, applied directly (no platform), timed until every
 //!    StatefulSet is ready, every Deployment available and every Job complete: the physical limit of this
 //!    control plane;
@@ -498,6 +499,7 @@ fn main() -> anyhow::Result<()> {
     let stores = arg("--stores", 100);
     // The provisioner's reconcile workers (`--reconcile-workers`); its default when not given.
     let workers = arg("--workers", 1024);
+    let rounds = arg("--rounds", 1).max(1);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -508,13 +510,45 @@ fn main() -> anyhow::Result<()> {
             "provisioning benchmark: {stores} stores, {workers} reconcile workers, Kubernetes v1.20.2 on loopback, \
              simulated kubelet"
         );
-        let base = baseline(&assets, stores).await?;
-        println!("baseline: objects applied directly, all workloads ready after {base:.2?}");
-        let total = platform(&assets, stores, workers, bin_dir).await?;
-        println!(
-            "\nall {stores} stores READY after {total:.2?}: {:.2}x the baseline ({base:.2?})",
-            total.as_secs_f64() / base.as_secs_f64()
-        );
+        // The machine's speed drifts over minutes (its neighbours), by as much as the difference measured: rounds
+        // alternate the order (baseline first, then platform first, …) so a drift weighs on both phases alike.
+        let (mut bases, mut totals) = (Vec::new(), Vec::new());
+        for round in 1..=rounds {
+            if rounds > 1 {
+                println!("\n== round {round} of {rounds}");
+            }
+            let platform_first = round % 2 == 0;
+            if platform_first {
+                totals.push(platform(&assets, stores, workers, bin_dir.clone()).await?);
+            }
+            let base = baseline(&assets, stores).await?;
+            println!("baseline: objects applied directly, all workloads ready after {base:.2?}");
+            bases.push(base);
+            if !platform_first {
+                totals.push(platform(&assets, stores, workers, bin_dir.clone()).await?);
+            }
+            let total = totals[totals.len() - 1];
+            println!(
+                "\nall {stores} stores READY after {total:.2?}: {:.2}x the baseline ({base:.2?})",
+                total.as_secs_f64() / base.as_secs_f64()
+            );
+        }
+        if rounds > 1 {
+            let sum = |times: &[Duration]| times.iter().map(Duration::as_secs_f64).sum::<f64>();
+            let ratios: Vec<String> = totals
+                .iter()
+                .zip(&bases)
+                .map(|(t, b)| format!("{:.2}", t.as_secs_f64() / b.as_secs_f64()))
+                .collect();
+            println!(
+                "\n{rounds} rounds, {stores} stores: {:.2}x the baseline in all (platform {:.1} s, baseline {:.1} s); \
+                 by round {}",
+                sum(&totals) / sum(&bases),
+                sum(&totals),
+                sum(&bases),
+                ratios.join(", ")
+            );
+        }
         anyhow::Ok(())
     })
 }
