@@ -173,18 +173,16 @@ impl Kube {
 
     /// Object `name` as last observed. For a watched kind, the newer of the watch cache's copy (the cache is updated
     /// before the watch event that woke the controller is delivered, so it is never older than what triggered this
-    /// pass) and what this client's own apply of it was answered; read from the API server when neither has it, or
-    /// when the kind is not watched.
+    /// pass) and what this client's own apply of it was answered; read from the API server when neither has it, when
+    /// the kind is not watched, or when this client has no watch caches at all (nothing would ever replace the
+    /// answer to its apply: a caller that looks until a rollout ends would wait forever).
     pub async fn observe<K: Observed>(&self, name: &str) -> Result<Option<K>, Error> {
-        let store = self.caches.as_ref().map(K::store);
-        if let Some(None) = store {
+        let Some(store) = self.caches.as_ref().and_then(K::store) else {
             // Not watched: the API server's copy, newer than the answer to the pass's apply when something changed
             // it since (the quota controller counts a new quota within moments).
             return self.get(name).await;
-        }
-        let cached = store
-            .flatten()
-            .and_then(|store| store.get(&ObjectRef::new(name).within(&self.namespace)));
+        };
+        let cached = store.get(&ObjectRef::new(name).within(&self.namespace));
         let applied = self
             .applied()
             .get(&(std::any::TypeId::of::<K>(), name.to_owned()))
@@ -217,6 +215,9 @@ impl Kube {
     /// Keeps `object`, the answer to an apply, for [`Kube::observe`] when it is of a cached kind.
     fn remember<K: Resource + Clone + Send + Sync + 'static>(&self, object: &K) {
         use std::any::TypeId;
+        if self.caches.is_none() {
+            return;
+        }
         let kind = TypeId::of::<K>();
         let cached_kinds = [
             TypeId::of::<StatefulSet>(),
@@ -503,6 +504,14 @@ mod tests {
         assert_eq!(
             succeeded(other.observe("bootstrap").await.expect("observe")),
             Some(1)
+        );
+        // A client without watch caches (a test's, a tool's) that applied the Job reads the API server every time:
+        // the answer to its apply would be all it ever saw.
+        let uncached = Kube::new(kube.client.clone(), "store-shoes".into());
+        uncached.remember(&job("20", 0));
+        assert!(
+            uncached.observe::<Job>("bootstrap").await.is_err(),
+            "without caches, it reads the API server"
         );
     }
 }
