@@ -230,7 +230,8 @@ impl Engine for Medusa {
             },
             "storefront" => {
                 if !self.hand_over_key(&store.id, kube).await? {
-                    Progress::Waiting(
+                    // From the bootstrap pod's termination message; pods are not watched.
+                    Progress::Recheck(
                         "reading the publishable key from the bootstrap Job".to_owned(),
                     )
                 } else {

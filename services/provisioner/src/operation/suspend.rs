@@ -112,7 +112,8 @@ impl Steps for Pause<'_> {
                 if pods.is_empty() {
                     Progress::Done
                 } else {
-                    Progress::Waiting(format!("waiting for {} to stop", pods.join(", ")))
+                    // Pods are not watched: looked at again until they are gone.
+                    Progress::Recheck(format!("waiting for {} to stop", pods.join(", ")))
                 }
             }
             "start-databases" => {

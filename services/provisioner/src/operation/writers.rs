@@ -111,11 +111,12 @@ pub async fn pods_of(apps: &[&str], kube: &Kube) -> Result<Vec<String>, Error> {
         .collect())
 }
 
-/// Done once no writer runs and no backup is being taken.
+/// Done once no writer runs and no backup is being taken. Pods are not watched (a store's Deployment says its
+/// replicas are gone while they still terminate): looked at again until they are gone.
 pub async fn stopped(source: &Source, kube: &Kube) -> Result<Progress, Error> {
     let pods = writer_pods(source, kube).await?;
     if !pods.is_empty() {
-        return Ok(Progress::Waiting(format!(
+        return Ok(Progress::Recheck(format!(
             "waiting for {} to stop",
             pods.join(", ")
         )));
@@ -194,8 +195,9 @@ pub async fn started(
             other => return Ok(other),
         }
     }
+    // The Services' endpoints are not watched: looked at again until they are the store's pods.
     Ok(match maintenance::hide(source, kube).await? {
-        Some(waiting) => Progress::Waiting(waiting),
+        Some(waiting) => Progress::Recheck(waiting),
         None => Progress::Done,
     })
 }
