@@ -409,6 +409,11 @@ async fn bind(api: &Api<Pod>, pod: &Pod, name: &str) -> Result<(), kube::Error> 
     }
 }
 
+/// How long a deleted pod's containers take to stop here. A real kubelet's take a moment too (their processes handle
+/// SIGTERM), and a Deployment reports its replicas gone while they still stop: a controller that waits for the pods
+/// themselves must look again, nothing it watches tells it when they are gone.
+pub const STOPPING: Duration = Duration::from_secs(1);
+
 /// Completes the deletion of `pod`, as a kubelet does once its containers have stopped.
 fn finish_deletion(client: &Client, pod: &Pod) {
     let (Some(name), Some(namespace)) = (pod.metadata.name.clone(), pod.namespace()) else {
@@ -416,6 +421,7 @@ fn finish_deletion(client: &Client, pod: &Pod) {
     };
     let api: Api<Pod> = Api::namespaced(client.clone(), &namespace);
     tokio::spawn(async move {
+        tokio::time::sleep(STOPPING).await;
         let params = kube::api::DeleteParams {
             grace_period_seconds: Some(0),
             ..kube::api::DeleteParams::default()

@@ -2282,6 +2282,21 @@ async fn pause_or_resume(id: &str, kind: record::OperationKind) -> record::Store
         record::OperationState::Succeeded,
         "{operation:?}"
     );
+    // A step waiting on what no watch reports (the pods stopping: the simulated kubelet takes a second, as a real
+    // one does, after the Deployment already says they are gone) is looked at again, not left to the wake at its
+    // deadline (30 s here), which would still have ended it.
+    for step in &operation.steps {
+        let took = step
+            .finish_time
+            .zip(step.start_time)
+            .map(|(end, start)| end.duration_since(start).as_secs_f64())
+            .unwrap_or_default();
+        assert!(
+            took < 15.0,
+            "step {} took {took:.1} s, as if woken only by its deadline: {operation:?}",
+            step.name
+        );
+    }
     ended
 }
 
