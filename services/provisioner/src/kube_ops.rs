@@ -128,6 +128,15 @@ impl<K> StoreObject for K where
 {
 }
 
+/// How an error names a write of `object`: `<verb> <Kind> <name>`.
+fn action<K: StoreObject>(verb: &str, object: &K) -> String {
+    format!(
+        "{verb} {} {}",
+        K::kind(&()),
+        object.meta().name.as_deref().unwrap_or_default()
+    )
+}
+
 /// What a [`Kube`]'s applies of cached kinds were answered, by kind and name.
 type Applied = std::collections::HashMap<
     (std::any::TypeId, String),
@@ -271,10 +280,7 @@ impl Kube {
                 &Patch::Apply(object),
             )
             .await
-            .map_err(Error::kubernetes(format!(
-                "apply {} {name}",
-                K::kind(&K::DynamicType::default())
-            )))?;
+            .map_err(Error::kubernetes(action("apply", object)))?;
         self.remember(&applied);
         Ok(applied)
     }
@@ -288,10 +294,7 @@ impl Kube {
             .api::<K>()
             .get_metadata_opt(&name)
             .await
-            .map_err(Error::kubernetes(format!(
-                "create {} {name}",
-                K::kind(&K::DynamicType::default())
-            )))?
+            .map_err(Error::kubernetes(action("create", object)))?
             .is_some();
         if exists {
             return Ok(());
@@ -315,12 +318,7 @@ impl Kube {
             }
             Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
             Err(source) => Err(Error::Kubernetes {
-                action: format!(
-                    "create {} {}",
-                    K::kind(&K::DynamicType::default()),
-                    object.meta().name.clone().unwrap_or_default()
-                )
-                .into(),
+                action: action("create", object).into(),
                 source,
             }),
         }
