@@ -334,6 +334,50 @@ pub async fn hide(source: &Source, kube: &Kube) -> Result<Option<String>, Error>
     Ok(None)
 }
 
+/// Some: what it still waits for before the page answers for the store (every public Service's ready endpoints are
+/// the page's pods), so a shopper never meets a refused connection while the writers stop.
+pub async fn shown(source: &Source, kube: &Kube) -> Result<Option<String>, Error> {
+    let Some(maintenance) = &source.maintenance else {
+        return Ok(None);
+    };
+    for public in maintenance.services {
+        if !endpoint_pods(kube, public.service)
+            .await?
+            .is_some_and(|pods| {
+                pods.iter()
+                    .all(|pod| pod.starts_with(&format!("{MAINTENANCE}-")))
+            })
+        {
+            return Ok(Some(format!(
+                "waiting for Service {} to reach the maintenance page",
+                public.service
+            )));
+        }
+    }
+    Ok(None)
+}
+
+/// The names of Service `service`'s ready endpoints' pods; None when it has none.
+async fn endpoint_pods(kube: &Kube, service: &str) -> Result<Option<Vec<String>>, Error> {
+    let Some(endpoints) = kube.get::<Endpoints>(service).await? else {
+        return Ok(None);
+    };
+    let pods: Vec<String> = endpoints
+        .subsets
+        .iter()
+        .flatten()
+        .flat_map(|subset| subset.addresses.iter().flatten())
+        .map(|address| {
+            address
+                .target_ref
+                .as_ref()
+                .and_then(|pod| pod.name.clone())
+                .unwrap_or_default()
+        })
+        .collect();
+    Ok((!pods.is_empty()).then_some(pods))
+}
+
 /// Whether Service `service`'s ready endpoints are pods, none of them the page's.
 async fn reaches_its_pods(kube: &Kube, service: &str) -> Result<bool, Error> {
     let Some(endpoints) = kube.get::<Endpoints>(service).await? else {

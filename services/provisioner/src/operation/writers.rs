@@ -121,6 +121,9 @@ pub async fn stopped(source: &Source, kube: &Kube) -> Result<Progress, Error> {
             pods.join(", ")
         )));
     }
+    if let Some(waiting) = maintenance::shown(source, kube).await? {
+        return Ok(Progress::Recheck(waiting));
+    }
     Ok(match backup::running(kube).await? {
         Some(job) => Progress::Waiting(format!(
             "waiting for backup {} to finish",
