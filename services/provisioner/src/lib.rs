@@ -13,6 +13,7 @@ pub mod medusa;
 pub mod metrics;
 pub mod operation;
 pub mod reconcile;
+pub mod selector;
 pub mod settings;
 pub mod shared;
 pub mod tenant_lock;
@@ -27,8 +28,8 @@ pub use args::Args;
 use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::{
-    Api,
-    runtime::{WatchStreamExt as _, reflector},
+    Api, ResourceExt as _,
+    runtime::{WatchStreamExt as _, reflector, watcher::Event},
 };
 use rand::{Rng as _, distr::Alphanumeric};
 use store_platform_proto::v1::provisioner_service_server::ProvisionerServiceServer;
@@ -36,6 +37,9 @@ use store_platform_runtime::{
     Shutdown, auth::Authenticator, grpc as server, kubernetes, record, telemetry, watch::watch,
 };
 use tonic_health::ServingStatus;
+
+/// Record changes the reconciler may fall behind by before it looks at every store instead.
+const RECORD_CHANGES: usize = 1024;
 
 /// Requests larger than this are refused before decoding; a CreateStore request is a few hundred bytes.
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
@@ -75,13 +79,22 @@ pub async fn start(
     mut registry: prometheus_client::registry::Registry,
 ) -> anyhow::Result<Running> {
     let settings = Arc::new(args.settings().map_err(anyhow::Error::msg)?);
+    let only = selector::parse(&args.reconcile_selector)
+        .map_err(|error| anyhow::anyhow!("--reconcile-selector: {error}"))?;
     let engines = engine::Engines::new(
         Arc::new(woocommerce::WooCommerce::new(settings.clone())),
         Arc::new(medusa::Medusa::new(settings.clone())),
     );
 
-    // Every store namespace, for ListStores and the per-tenant limit.
+    // Every store namespace, for ListStores, the per-tenant limit and, while leading, the reconciler: one watch, so
+    // each write of a record reaches this process once. Read whole (labels, annotations, resource version) but for
+    // their managed fields.
     let (stores, writer) = reflector::store();
+    let (changed, _) = tokio::sync::broadcast::channel(RECORD_CHANGES);
+    let records = reconcile::Records {
+        cache: stores.clone(),
+        changed: changed.clone(),
+    };
     let watch = watch(
         Api::<Namespace>::all(client.clone()),
         "store-namespaces",
@@ -90,7 +103,18 @@ pub async fn start(
     )
     .modify(|namespace: &mut Namespace| namespace.metadata.managed_fields = None)
     .reflect(writer)
-    .for_each(|_| futures::future::ready(()));
+    .for_each(move |event| {
+        // Nobody listening (not leading) is not an error.
+        let _ = match event {
+            Ok(Event::Apply(namespace) | Event::InitApply(namespace)) => {
+                changed.send(Some(namespace.name_any()))
+            }
+            // A listing is in the cache only now: every store, as the cache has it.
+            Ok(Event::InitDone) => changed.send(None),
+            _ => Ok(0),
+        };
+        futures::future::ready(())
+    });
     let stop_watch = shutdown.clone();
     tokio::spawn(async move {
         tokio::select! {
@@ -169,12 +193,11 @@ pub async fn start(
         metrics,
     ));
     let election = leader::Election::new(client, &args.lease_namespace, &args.lease_name, identity);
-    let selector = args.reconcile_selector.clone();
     let workers = usize::from(args.reconcile_workers);
     let leading = tokio::spawn(election.lead(shutdown.clone(), move |term| {
         // While leading, this replica also rolls settings out and runs fleet upgrades.
         tokio::spawn(fleet::run(fleet.clone(), term.clone()));
-        reconcile::run(ctx.clone(), selector.clone(), workers, term)
+        reconcile::run(ctx.clone(), records.clone(), only.clone(), workers, term)
     }));
 
     let task = tokio::spawn(async move {

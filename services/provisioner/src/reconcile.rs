@@ -6,7 +6,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use futures::{FutureExt as _, StreamExt as _, TryStreamExt as _};
+use futures::{FutureExt as _, StreamExt as _};
 use jiff::Timestamp;
 use k8s_openapi::api::{
     batch::v1::Job,
@@ -15,6 +15,7 @@ use k8s_openapi::api::{
 use kube::{
     Api, Client, Resource, ResourceExt as _,
     api::{Patch, PatchParams},
+    core::{Selector, SelectorExt as _},
     runtime::{
         WatchStreamExt as _,
         events::{Event, EventType, Recorder, Reporter},
@@ -830,9 +831,32 @@ fn cache<K: Observed + Send + Sync>(
     (store, events)
 }
 
-/// Reconciles until `shutdown`, with `workers` passes at most at once, the stores whose namespace also matches
-/// `selector` (if not empty).
-pub async fn run(ctx: Arc<Context>, selector: String, workers: usize, shutdown: Shutdown) {
+/// The store namespaces as this process's one watch of them holds them (every store, for the API as well), and what
+/// the watch changed, as it changes: a store's name, or None when a listing reached the cache (every store).
+#[derive(Clone, Debug)]
+pub struct Records {
+    pub cache: reflector::Store<Namespace>,
+    pub changed: tokio::sync::broadcast::Sender<Option<String>>,
+}
+
+/// What wakes the reconciler.
+enum Trigger {
+    /// This store's record or one of its objects changed.
+    Store(String),
+    /// Look at every store: at the start of a term, after a listing of the records, and after missing some of their
+    /// changes.
+    Every,
+}
+
+/// Reconciles until `shutdown`, with `workers` passes at most at once, the stores in `records` whose namespace also
+/// matches `only` (the `--reconcile-selector`).
+pub async fn run(
+    ctx: Arc<Context>,
+    records: Records,
+    only: Selector,
+    workers: usize,
+    shutdown: Shutdown,
+) {
     let client = ctx.client.clone();
     // While leading, the leader also removes deleted stores' backups at the end of their window.
     if let Some(backup) = ctx
@@ -849,13 +873,9 @@ pub async fn run(ctx: Arc<Context>, selector: String, workers: usize, shutdown: 
         ));
     }
     let managed = record::managed_selector();
-    let stores = match selector.trim() {
-        "" => managed.clone(),
-        extra => format!("{managed},{extra}"),
-    };
     let watches = ctx.metrics.watches.clone();
     // The store's objects wake the controller and fill the caches steps read from. Objects of stores outside the
-    // selector still wake it; it skips them, reconciling only namespaces it has seen.
+    // selector still wake it; it skips them.
     let (stateful_sets, stateful_set_events) = cache("stateful-sets", &client, &managed, &watches);
     let (deployments, deployment_events) = cache("deployments", &client, &managed, &watches);
     let (jobs, job_events) = cache("jobs", &client, &managed, &watches);
@@ -867,27 +887,30 @@ pub async fn run(ctx: Arc<Context>, selector: String, workers: usize, shutdown: 
             jobs,
         },
     });
-    // Records are read whole (labels, annotations, resource version) but for their managed fields.
-    let (records, records_writer) = reflector::store();
-    let record_events = watch(
-        Api::<Namespace>::all(client.clone()),
-        "store-records",
-        &stores,
-        watches,
-    )
-    .modify(|namespace: &mut Namespace| namespace.metadata.managed_fields = None)
-    .reflect(records_writer)
-    .applied_objects()
-    .map_ok(|namespace| namespace.metadata.name);
+    // The records come from the process's own watch of the store namespaces (the API reads it too), not from one of
+    // this term's: one watch, so each write of a record reaches this process once. Subscribed before the first
+    // `Every`, so no change falls between the two; changes missed later (a lagging subscriber) are an `Every` too.
+    let changes = futures::stream::unfold(records.changed.subscribe(), |mut changes| async move {
+        use tokio::sync::broadcast::error::RecvError;
+        match changes.recv().await {
+            Ok(Some(store)) => Some((Trigger::Store(store), changes)),
+            Ok(None) | Err(RecvError::Lagged(_)) => Some((Trigger::Every, changes)),
+            Err(RecvError::Closed) => None,
+        }
+    });
     let triggers = futures::stream::select_all([
-        record_events.boxed(),
-        stateful_set_events.map_ok(store_of).boxed(),
-        deployment_events.map_ok(store_of).boxed(),
-        job_events.map_ok(store_of).boxed(),
+        futures::stream::once(async { Trigger::Every })
+            .chain(changes)
+            .boxed(),
+        woken(stateful_set_events).boxed(),
+        woken(deployment_events).boxed(),
+        woken(job_events).boxed(),
     ]);
     let queue = Arc::new(WorkQueue::new(term.ctx.metrics.reconcile_queue.clone()));
+    let ours = Arc::new(only);
     let workers = tokio::spawn({
-        let (queue, count) = (queue.clone(), workers);
+        let (queue, count, records, ours) =
+            (queue.clone(), workers, records.cache.clone(), ours.clone());
         async move {
             // Passes read the records' cache, which before its first listing would say every store is gone. One task
             // waits for it: kube's `wait_until_ready` wakes only the last of several waiters.
@@ -896,7 +919,12 @@ pub async fn run(ctx: Arc<Context>, selector: String, workers: usize, shutdown: 
             }
             let mut workers = tokio::task::JoinSet::new();
             for _ in 0..count {
-                workers.spawn(work(queue.clone(), records.clone(), term.clone()));
+                workers.spawn(work(
+                    queue.clone(),
+                    records.clone(),
+                    ours.clone(),
+                    term.clone(),
+                ));
             }
             workers.join_all().await;
         }
@@ -910,9 +938,15 @@ pub async fn run(ctx: Arc<Context>, selector: String, workers: usize, shutdown: 
     let mut triggers = Box::pin(triggers.take_until(shutdown.wait()));
     while let Some(trigger) = triggers.next().await {
         match trigger {
-            Ok(Some(store)) => queue.trigger(&store),
-            Ok(None) => {}
-            Err(error) => tracing::debug!(%error, "watch error"),
+            Trigger::Store(store) => queue.trigger(&store),
+            // Before the first listing the cache is empty; its end is an `Every` again.
+            Trigger::Every => {
+                for namespace in records.cache.state() {
+                    if ours.matches(namespace.labels()) {
+                        queue.trigger(&namespace.name_any());
+                    }
+                }
+            }
         }
     }
     drop(triggers);
@@ -921,14 +955,36 @@ pub async fn run(ctx: Arc<Context>, selector: String, workers: usize, shutdown: 
     let _ = timers.await;
 }
 
+/// The stores whose objects a cache's watch touched.
+fn woken<K: Resource>(
+    events: impl futures::Stream<Item = Result<K, kube::runtime::watcher::Error>>,
+) -> impl futures::Stream<Item = Trigger> {
+    events.filter_map(|event| {
+        futures::future::ready(match event {
+            Ok(object) => store_of(object).map(Trigger::Store),
+            Err(error) => {
+                tracing::debug!(%error, "watch error");
+                None
+            }
+        })
+    })
+}
+
 /// A worker: takes the next store from `queue` and runs its pass, until the queue closes. Stores the records' watch
-/// has not seen (outside the selector, or deleted) are skipped.
-async fn work(queue: Arc<WorkQueue>, records: reflector::Store<Namespace>, term: Arc<Term>) {
+/// has not seen (not a store, or deleted) or outside `ours` are skipped.
+async fn work(
+    queue: Arc<WorkQueue>,
+    records: reflector::Store<Namespace>,
+    ours: Arc<Selector>,
+    term: Arc<Term>,
+) {
     while let Some(store) = queue.next().await {
         let wake_after = match records.get(&ObjectRef::new(&store)) {
             // Boxed: an idle worker holds only its own small state, not room for a whole pass.
-            Some(namespace) => Box::pin(pass(namespace, &term)).await,
-            None => None,
+            Some(namespace) if ours.matches(namespace.labels()) => {
+                Box::pin(pass(namespace, &term)).await
+            }
+            _ => None,
         };
         queue.done(&store, wake_after);
     }
