@@ -491,8 +491,34 @@ async fn platform(
         usage.peak_kib as f64 / 1024.0,
         usage.cpu_seconds
     );
+    let last_ready = ready_at.values().max().copied().unwrap_or(start);
+    let (events, last) = events_published(([127, 0, 0, 1], metrics_port).into()).await?;
+    println!(
+        "  step events: {:.2} per store in all, all out by {:.1?} after the last store was READY",
+        per_store(events),
+        last.saturating_duration_since(last_ready)
+    );
     drop(provisioner);
     Ok(total)
+}
+
+/// The provisioner's step events trail a burst (its publisher yields to the passes): how many it published in all,
+/// and when the last went out, waiting until none has gone out for 5 s (10 minutes at most).
+async fn events_published(metrics: std::net::SocketAddr) -> anyhow::Result<(f64, Instant)> {
+    let (mut count, mut last) = (-1.0, Instant::now());
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while last.elapsed() < Duration::from_secs(5) && Instant::now() < deadline {
+        let text = http_get(metrics, "/metrics").await?;
+        let now = sum_by(&text, "store_platform_provisioner_writes_total", &["kind"])
+            .get("event")
+            .copied()
+            .unwrap_or(0.0);
+        if now > count {
+            (count, last) = (now, Instant::now());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    Ok((count.max(0.0), last))
 }
 
 fn main() -> anyhow::Result<()> {
