@@ -502,8 +502,8 @@ async fn platform(
     Ok(total)
 }
 
-/// The provisioner's step events trail a burst (its publisher yields to the passes): how many it published in all,
-/// and when the last went out, waiting until none has gone out for 5 s (10 minutes at most).
+/// The provisioner's step events trail a burst (one publisher): how many it published in all, and when the last went
+/// out, waiting until none has gone out for 5 s (10 minutes at most).
 async fn events_published(metrics: std::net::SocketAddr) -> anyhow::Result<(f64, Instant)> {
     let (mut count, mut last) = (-1.0, Instant::now());
     let deadline = Instant::now() + Duration::from_secs(600);

@@ -4,13 +4,7 @@
 //! status back. It never sleeps to poll: a pass that waits returns, and the next watch event (or the step's deadline)
 //! wakes it.
 
-use std::{
-    sync::{
-        Arc,
-        atomic::{self, AtomicUsize},
-    },
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
 use futures::{FutureExt as _, StreamExt as _};
 use jiff::Timestamp;
@@ -42,16 +36,14 @@ use crate::{
     work_queue::WorkQueue,
 };
 
-/// Step events waiting to be published, at most (a burst of 1,000 new stores queues about 12,000; the queue takes
-/// memory only for those waiting).
+/// Step events waiting to be published, at most: a burst of 1,000 new stores queues 12,000 in a couple of minutes
+/// (the queue takes memory only for those waiting).
 const EVENT_QUEUE: usize = 50_000;
-/// Step events are published by one publisher, one at a time: with four at once (`make bench`, 100 stores, 2 cores)
-/// events kept up but every store was slower (1.3x the baseline), their requests crowding the API server the
-/// controllers need. Stores first; events are diagnostics. So, too, while more than this many passes run at once (a
-/// burst of stores), the publisher waits [`BUSY_EVENT_GAP`] before each event, and catches up once the burst is over.
-const BUSY_PASSES: usize = 16;
-/// The pace of events during a burst: at least ten a second, so a fleet that is never quiet still gets its events.
-const BUSY_EVENT_GAP: Duration = Duration::from_millis(100);
+/// Events published at once. Measured with `make bench` (100 stores at once, 2 cores): one publisher keeps
+/// provisioning at the control plane's own pace (0.9x the baseline) while events trail the burst and catch up
+/// after it; four keep events current but slow every store (1.3x), because their requests crowd the API server
+/// that the controllers need. Stores first; events are diagnostics.
+const EVENT_PUBLISHERS: usize = 1;
 /// A pass that has not ended by then (a request on a connection that went silent) is abandoned and retried like a
 /// failed one, so it cannot hold a worker for good. A pass only reads and writes the API server, and never waits
 /// for anything else (`store_platform_reconcile_pass_duration_seconds` shows how long they take).
@@ -74,8 +66,6 @@ pub struct Context {
     failures: std::sync::Mutex<std::collections::HashMap<String, u32>>,
     /// The backup Jobs whose end this process has counted and reported (by uid).
     reported_backups: std::sync::Mutex<std::collections::HashSet<String>>,
-    /// Passes running now (the event publisher yields to a burst of them).
-    running: Arc<AtomicUsize>,
 }
 
 /// A store record as this process last wrote it.
@@ -124,22 +114,22 @@ impl Context {
                 .map(|_| Recorder::new(client.clone(), reporter.clone()))
                 .collect(),
         );
-        let (events, mut queue) =
-            tokio::sync::mpsc::channel::<(Event, ObjectReference)>(EVENT_QUEUE);
-        let running = Arc::new(AtomicUsize::new(0));
-        let (publisher_metrics, busy) = (metrics.clone(), running.clone());
-        tokio::spawn(async move {
-            while let Some((event, reference)) = queue.recv().await {
-                if busy.load(atomic::Ordering::Relaxed) > BUSY_PASSES {
-                    tokio::time::sleep(BUSY_EVENT_GAP).await;
-                }
-                let recorder = &recorders[recorder_of(reference.namespace.as_deref())];
+        let (events, queue) = tokio::sync::mpsc::channel::<(Event, ObjectReference)>(EVENT_QUEUE);
+        let publisher_metrics = metrics.clone();
+        let publish = move |(event, reference): (Event, ObjectReference)| {
+            let recorder = recorders[recorder_of(reference.namespace.as_deref())].clone();
+            let metrics = publisher_metrics.clone();
+            async move {
                 match recorder.publish(&event, &reference).await {
-                    Ok(()) => publisher_metrics.write("event"),
+                    Ok(()) => metrics.write("event"),
                     Err(error) => tracing::warn!(%error, "failed to record an event"),
                 }
             }
-        });
+        };
+        tokio::spawn(
+            tokio_stream::wrappers::ReceiverStream::new(queue)
+                .for_each_concurrent(EVENT_PUBLISHERS, publish),
+        );
         Self {
             client,
             engines,
@@ -148,7 +138,6 @@ impl Context {
             written: Default::default(),
             failures: Default::default(),
             reported_backups: Default::default(),
-            running,
         }
     }
 
@@ -1005,7 +994,6 @@ async fn work(
 /// Runs one pass, guarded, and says when to look at the store again.
 async fn pass(namespace: Arc<Namespace>, term: &Arc<Term>) -> Option<Duration> {
     let started = std::time::Instant::now();
-    let _running = Running::count(&term.ctx.running);
     let result = guarded(PASS_DEADLINE, reconcile(namespace.clone(), term.clone())).await;
     term.ctx
         .metrics
@@ -1017,22 +1005,6 @@ async fn pass(namespace: Arc<Namespace>, term: &Arc<Term>) -> Option<Duration> {
             tracing::debug!(error = %error.chain(), "reconcile error");
             Some(error_policy(&namespace, &error, term))
         }
-    }
-}
-
-/// One running pass, counted while it lives.
-struct Running(Arc<AtomicUsize>);
-
-impl Running {
-    fn count(running: &Arc<AtomicUsize>) -> Self {
-        running.fetch_add(1, atomic::Ordering::Relaxed);
-        Self(running.clone())
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, atomic::Ordering::Relaxed);
     }
 }
 
