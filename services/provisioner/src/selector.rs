@@ -7,6 +7,7 @@
 //! between the parts. The numeric `key>n` and `key<n` are refused: nothing here needs them.
 
 use kube::core::{Expression, Selector};
+use store_platform_runtime::kubernetes::is_dns_subdomain;
 
 /// `text` as a selector; the error says what is wrong and where.
 pub fn parse(text: &str) -> Result<Selector, String> {
@@ -187,18 +188,7 @@ fn checked_key(key: String) -> Result<String, String> {
         Some((prefix, name)) => (Some(prefix), name),
         None => (None, key.as_str()),
     };
-    let prefix_ok = prefix.is_none_or(|p| {
-        !p.is_empty()
-            && p.len() <= 253
-            && p.split('.').all(|part| {
-                !part.is_empty()
-                    && part
-                        .chars()
-                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-                    && !part.starts_with('-')
-                    && !part.ends_with('-')
-            })
-    });
+    let prefix_ok = prefix.is_none_or(is_dns_subdomain);
     if prefix_ok && !name.is_empty() && is_name(name) {
         Ok(key)
     } else {

@@ -27,6 +27,7 @@ use tonic::{Status, metadata::MetadataMap};
 
 use crate::{
     Shutdown,
+    kubernetes::{is_dns_label, is_dns_subdomain},
     tenant::{self, Caller},
     watched_file,
 };
@@ -121,19 +122,6 @@ struct Entry {
     any_tenant: bool,
     #[serde(default)]
     all_tenants_scope: bool,
-}
-
-fn is_dns_label(value: &str) -> bool {
-    (1..=63).contains(&value.len())
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !value.starts_with('-')
-        && !value.ends_with('-')
-}
-
-fn is_dns_subdomain(value: &str) -> bool {
-    value.len() <= 253 && value.split('.').all(is_dns_label)
 }
 
 /// The Kubernetes username of the ServiceAccount `namespace/name`.

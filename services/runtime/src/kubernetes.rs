@@ -55,3 +55,19 @@ pub async fn report_when_reachable(
         delay = (delay * 2).min(std::time::Duration::from_secs(30));
     }
 }
+
+/// A DNS label as Kubernetes names use it (RFC 1123): 1 to 63 lowercase letters, digits and `-`, beginning and ending
+/// with a letter or digit.
+pub fn is_dns_label(value: &str) -> bool {
+    (1..=63).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !value.starts_with('-')
+        && !value.ends_with('-')
+}
+
+/// A DNS subdomain as Kubernetes names use it: at most 253 characters, DNS labels separated by dots.
+pub fn is_dns_subdomain(value: &str) -> bool {
+    value.len() <= 253 && value.split('.').all(is_dns_label)
+}

@@ -380,26 +380,11 @@ async fn endpoint_pods(kube: &Kube, service: &str) -> Result<Option<Vec<String>>
 
 /// Whether Service `service`'s ready endpoints are pods, none of them the page's.
 async fn reaches_its_pods(kube: &Kube, service: &str) -> Result<bool, Error> {
-    let Some(endpoints) = kube.get::<Endpoints>(service).await? else {
-        return Ok(false);
-    };
-    let pods: Vec<&str> = endpoints
-        .subsets
-        .iter()
-        .flatten()
-        .flat_map(|subset| subset.addresses.iter().flatten())
-        .map(|address| {
-            address
-                .target_ref
-                .as_ref()
-                .and_then(|pod| pod.name.as_deref())
-                .unwrap_or_default()
-        })
-        .collect();
-    Ok(!pods.is_empty()
-        && pods
-            .iter()
-            .all(|pod| !pod.is_empty() && !pod.starts_with(&format!("{MAINTENANCE}-"))))
+    let page = format!("{MAINTENANCE}-");
+    Ok(endpoint_pods(kube, service).await?.is_some_and(|pods| {
+        pods.iter()
+            .all(|pod| !pod.is_empty() && !pod.starts_with(&page))
+    }))
 }
 
 /// Deletes the page's object of kind `K`, if it is there.
